@@ -1,0 +1,49 @@
+/**
+ * Errors with stable codes. Messages are lower case, without a trailing
+ * period, and say what failed, where and why; context is added by wrapping
+ * (`cause`) at each layer rather than by rewriting the message.
+ */
+export class CapsaError extends Error {
+  /** Stable machine-readable code, e.g. `E_IMAGE_NOT_FOUND`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A reference, flag, id or parameter from a user or client is malformed. */
+export class InvalidArgumentError extends CapsaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** An image, container or blob the caller named does not exist. */
+export class NotFoundError extends CapsaError {
+  constructor(code: string, message: string) {
+    super(code, message);
+  }
+}
+
+/** The request conflicts with current state (name in use, image in use, container running). */
+export class ConflictError extends CapsaError {
+  constructor(message: string) {
+    super('E_CONFLICT', message);
+  }
+}
+
+/** Renders any thrown value as a one-line message, following `cause` chains. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** Validates an id or name that becomes a file name: no `/`, `.`, `..`, NUL or empty. */
+export function assertSafeName(kind: string, value: string): void {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(value)) {
+    throw new InvalidArgumentError(`invalid ${kind} ${JSON.stringify(value)}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)`);
+  }
+}

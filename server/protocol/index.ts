@@ -1,0 +1,242 @@
+/**
+ * The Capsa protocol: every request and notification between the helper and
+ * its clients (the VS Code extension, the `capsa` CLI), declared once.
+ *
+ * Transport: JSON-RPC 2.0 with Content-Length framing (vscode-jsonrpc), over
+ * the helper's stdio or its unix socket. This folder is the only part of
+ * server/ that extension/ and server/cli/ may import.
+ */
+import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
+
+export * from './types';
+import type {
+  ContainerEvent,
+  ContainerSummary,
+  ImageSummary,
+  ImageEvent,
+  PullResult,
+  RunOptions,
+  ExecOptions,
+  ContainerInspect,
+} from './types';
+
+/** Protocol revision; bumped when a message changes incompatibly. */
+export const PROTOCOL_VERSION = 1;
+
+export namespace VersionRequest {
+  export const method = 'capsa/version' as const;
+  export const type = new RequestType0<VersionResult, void>(method);
+}
+export interface VersionResult {
+  /** The helper's package version. */
+  version: string;
+  /** {@link PROTOCOL_VERSION} of the helper. */
+  protocol: number;
+  /** Capsa root on disk (e.g. /var/lib/capsa). */
+  root: string;
+  /** Host pid of the helper. */
+  pid: number;
+}
+
+export namespace ImagePullRequest {
+  export const method = 'capsa/image/pull' as const;
+  export const type = new RequestType<ImagePullParams, PullResult, void>(method);
+}
+export interface ImagePullParams {
+  /** Image reference as a user typed it: `busybox`, `ghcr.io/o/r:tag`, `r@sha256:…`. */
+  reference: string;
+  /** `os/arch[/variant]`; default: the host's platform. */
+  platform?: string;
+  /** LSP work-done token; when set, the helper reports per-layer progress under it. */
+  workDoneToken?: string | number;
+}
+
+export namespace ImageListRequest {
+  export const method = 'capsa/image/list' as const;
+  export const type = new RequestType0<ImageSummary[], void>(method);
+}
+
+export namespace ImageRemoveRequest {
+  export const method = 'capsa/image/remove' as const;
+  export const type = new RequestType<ImageRemoveParams, ImageRemoveResult, void>(method);
+}
+export interface ImageRemoveParams {
+  /** A reference (`busybox:latest`), an image id or a unique id prefix. */
+  image: string;
+  /** Remove even if containers use the image. */
+  force?: boolean;
+}
+export interface ImageRemoveResult {
+  /** References untagged. */
+  untagged: string[];
+  /** Digests of blobs and layers deleted because nothing else uses them. */
+  deleted: string[];
+}
+
+export namespace ContainerRunRequest {
+  export const method = 'capsa/container/run' as const;
+  export const type = new RequestType<ContainerRunParams, ContainerRunResult, void>(method);
+}
+export interface ContainerRunParams extends RunOptions {
+  /**
+   * Chosen by the client before sending: output and exit notifications for
+   * this container carry it, so none is missed while the response is in flight.
+   * Omit it to run detached (no streams are sent to this connection).
+   */
+  attachId?: string;
+  /** LSP work-done token for an implicit pull. */
+  workDoneToken?: string | number;
+}
+export interface ContainerRunResult {
+  id: string;
+  name: string;
+}
+
+export namespace ContainerExecRequest {
+  export const method = 'capsa/container/exec' as const;
+  export const type = new RequestType<ContainerExecParams, ContainerExecResult, void>(method);
+}
+export interface ContainerExecParams extends ExecOptions {
+  /** See {@link ContainerRunParams.attachId}. */
+  attachId?: string;
+}
+export interface ContainerExecResult {
+  /** Identifies the exec session in stream notifications (equals attachId when given). */
+  execId: string;
+}
+
+export namespace ContainerListRequest {
+  export const method = 'capsa/container/list' as const;
+  export const type = new RequestType<ContainerListParams, ContainerSummary[], void>(method);
+}
+export interface ContainerListParams {
+  /** Include containers that are not running (`ps -a`). */
+  all?: boolean;
+}
+
+export namespace ContainerInspectRequest {
+  export const method = 'capsa/container/inspect' as const;
+  export const type = new RequestType<{ container: string }, ContainerInspect, void>(method);
+}
+
+export namespace ContainerStopRequest {
+  export const method = 'capsa/container/stop' as const;
+  export const type = new RequestType<ContainerStopParams, void, void>(method);
+}
+export interface ContainerStopParams {
+  container: string;
+  /** Seconds to wait after SIGTERM before SIGKILL; default 10. */
+  timeout?: number;
+}
+
+export namespace ContainerKillRequest {
+  export const method = 'capsa/container/kill' as const;
+  export const type = new RequestType<{ container: string; signal?: string }, void, void>(method);
+}
+
+export namespace ContainerRemoveRequest {
+  export const method = 'capsa/container/remove' as const;
+  export const type = new RequestType<ContainerRemoveParams, void, void>(method);
+}
+export interface ContainerRemoveParams {
+  /** Id, unique id prefix or name. */
+  container: string;
+  /** Kill a running container first. */
+  force?: boolean;
+}
+
+export namespace ContainerLogsRequest {
+  export const method = 'capsa/container/logs' as const;
+  export const type = new RequestType<ContainerLogsParams, ContainerLogsResult, void>(method);
+}
+export interface ContainerLogsParams {
+  container: string;
+  /** Keep streaming new output as `capsa/stream/output` notifications with this attachId. */
+  followAttachId?: string;
+  /** Only the last N lines. */
+  tail?: number;
+}
+export interface ContainerLogsResult {
+  /** Log records so far, in order. */
+  entries: Array<{ stream: 'stdout' | 'stderr'; time: string; data: string }>;
+}
+
+export namespace ContainerWaitRequest {
+  export const method = 'capsa/container/wait' as const;
+  export const type = new RequestType<{ container: string }, { exitCode: number }, void>(method);
+}
+
+// ---- streams of a run or exec session -------------------------------------
+
+/** Helper → client: bytes the container wrote. */
+export namespace StreamOutputNotification {
+  export const method = 'capsa/stream/output' as const;
+  export const type = new NotificationType<StreamOutputParams>(method);
+}
+export interface StreamOutputParams {
+  attachId: string;
+  stream: 'stdout' | 'stderr';
+  /** Base64 of the bytes. */
+  data: string;
+}
+
+/** Client → helper: bytes for the process's stdin (or the pty). */
+export namespace StreamInputNotification {
+  export const method = 'capsa/stream/input' as const;
+  export const type = new NotificationType<StreamInputParams>(method);
+}
+export interface StreamInputParams {
+  attachId: string;
+  /** Base64 of the bytes; may be empty with `eof`. */
+  data: string;
+  /** Close the process's stdin after these bytes. */
+  eof?: boolean;
+}
+
+/** Client → helper: the client's terminal changed size. */
+export namespace StreamResizeNotification {
+  export const method = 'capsa/stream/resize' as const;
+  export const type = new NotificationType<StreamResizeParams>(method);
+}
+export interface StreamResizeParams {
+  attachId: string;
+  rows: number;
+  cols: number;
+}
+
+/** Helper → client: the attached process ended; no output follows. */
+export namespace StreamExitNotification {
+  export const method = 'capsa/stream/exit' as const;
+  export const type = new NotificationType<StreamExitParams>(method);
+}
+export interface StreamExitParams {
+  attachId: string;
+  /** The process's exit status; 128+N when killed by signal N. */
+  exitCode: number;
+  /** Set when the process could not be started or the runtime failed. */
+  error?: string;
+}
+
+// ---- state changes, broadcast to every connection --------------------------
+
+export namespace ContainerEventNotification {
+  export const method = 'capsa/event/container' as const;
+  export const type = new NotificationType<ContainerEvent>(method);
+}
+
+export namespace ImageEventNotification {
+  export const method = 'capsa/event/image' as const;
+  export const type = new NotificationType<ImageEvent>(method);
+}
+
+/** Error codes the helper puts in JSON-RPC error responses (`data.code`). */
+export const ErrorCodes = {
+  /** JSON-RPC error code used for every Capsa domain error; `data` holds the details. */
+  CapsaError: -32050,
+} as const;
+
+/** `data` of a JSON-RPC error response for a Capsa domain error. */
+export interface CapsaErrorData {
+  /** Stable code, e.g. `E_IMAGE_NOT_FOUND`. */
+  code: string;
+}

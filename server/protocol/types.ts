@@ -1,0 +1,139 @@
+/** Plain data shapes carried by the protocol. No behaviour lives here. */
+
+export type PullPolicy = 'always' | 'missing' | 'never';
+export type NetworkMode = 'bridge' | 'host' | 'none' | string;
+
+/** Options of `capsa run`, as a client sends them. */
+export interface RunOptions {
+  /** Image reference as typed by the user. */
+  image: string;
+  /** Command (replaces the image's Cmd); empty or absent: the image's Cmd. */
+  cmd?: string[];
+  /** Replaces the image's Entrypoint; `[]` clears it. */
+  entrypoint?: string[];
+  /** `KEY=VALUE` entries added to (and overriding) the image's Env. */
+  env?: string[];
+  /** Container name; default: a generated one. Must match [a-zA-Z0-9][a-zA-Z0-9_.-]*. */
+  name?: string;
+  /** Hostname; default: the first 12 hex digits of the id. */
+  hostname?: string;
+  /** Working directory inside the container; default: the image's WorkingDir or `/`. */
+  workdir?: string;
+  /** `user`, `uid`, `user:group` or `uid:gid`; default: the image's User or root. */
+  user?: string;
+  /** Allocate a pty (`-t`). */
+  tty?: boolean;
+  /** Keep stdin open (`-i`). */
+  interactive?: boolean;
+  /** Remove the container when it exits (`--rm`). */
+  rm?: boolean;
+  /** Pull policy (`--pull`); default `missing`. */
+  pull?: PullPolicy;
+  /** `os/arch[/variant]` for the pull. */
+  platform?: string;
+  /** Initial terminal size with `tty`. */
+  size?: { rows: number; cols: number };
+  /** Bind mounts and volumes, Docker's `-v` syntax: `HOST:CTR[:ro]`. */
+  volumes?: string[];
+  /** `--network`; default `bridge` where available, else `none`-like isolation with loopback only. */
+  network?: NetworkMode;
+  /** Published ports, Docker's `-p` syntax. */
+  publish?: string[];
+  /** Extra labels. */
+  labels?: Record<string, string>;
+}
+
+export interface ExecOptions {
+  container: string;
+  cmd: string[];
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  tty?: boolean;
+  interactive?: boolean;
+  size?: { rows: number; cols: number };
+}
+
+export interface PullResult {
+  /** Normalised reference, e.g. `docker.io/library/busybox:latest`. */
+  reference: string;
+  /** Digest of the manifest that was selected for the platform. */
+  manifestDigest: string;
+  /** Image id: the digest of the image config. */
+  id: string;
+  /** True when nothing had to be fetched. */
+  upToDate: boolean;
+}
+
+/** Body of `$/progress` reports sent during a pull (in `WorkDoneProgressReport.message` as JSON too). */
+export interface PullProgress {
+  /** Per-layer state, keyed by compressed digest. */
+  layers: Array<{
+    digest: string;
+    size: number;
+    done: number;
+    status: 'waiting' | 'downloading' | 'extracting' | 'done' | 'exists';
+  }>;
+}
+
+export interface ImageSummary {
+  /** Image id (`sha256:` + hex of the config digest). */
+  id: string;
+  /** `repository:tag` references pointing at it (normalised, e.g. `docker.io/library/busybox:latest`). */
+  references: string[];
+  /** Short form of each reference as Docker prints it (`busybox:latest`). */
+  names: string[];
+  /** Digest of the manifest. */
+  manifestDigest: string;
+  /** Repository digests `repo@sha256:…`. */
+  repoDigests: string[];
+  /** ISO time from the image config, if any. */
+  created?: string;
+  /** Unpacked size in bytes. */
+  size: number;
+  os: string;
+  architecture: string;
+}
+
+export type ContainerState = 'created' | 'running' | 'exited' | 'paused' | 'removing' | 'dead';
+
+export interface ContainerSummary {
+  id: string;
+  name: string;
+  /** Reference as the user gave it. */
+  image: string;
+  imageId: string;
+  command: string[];
+  state: ContainerState;
+  /** Set when state is `exited`. */
+  exitCode?: number;
+  /** ISO times. */
+  created: string;
+  startedAt?: string;
+  finishedAt?: string;
+  /** Host pid of the container's PID 1 while running. */
+  pid?: number;
+  ports?: string[];
+  labels?: Record<string, string>;
+}
+
+export interface ContainerInspect extends ContainerSummary {
+  config: RunOptions;
+  hostname: string;
+  rootfs: string;
+  oomKilled?: boolean;
+  error?: string;
+  mounts: Array<{ type: string; source: string; destination: string; readOnly: boolean }>;
+  networkSettings?: { ipAddress?: string; gateway?: string; macAddress?: string; ports?: Record<string, string> };
+}
+
+export interface ContainerEvent {
+  action: 'create' | 'start' | 'die' | 'destroy' | 'update';
+  container: ContainerSummary;
+}
+
+export interface ImageEvent {
+  action: 'pull' | 'tag' | 'untag' | 'delete';
+  image?: ImageSummary;
+  id: string;
+}

@@ -1,0 +1,129 @@
+/**
+ * A plan is everything the native shim needs to create a container process,
+ * decided here in TypeScript as plain data (testable without root), and
+ * carried out by native/ without further decisions.
+ *
+ * Wire format (what {@link encodePlan} writes to the shim's fd 3): a sequence
+ * of records, each a tag followed by a fixed number of fields; tag and fields
+ * are NUL-terminated byte strings. The sequence ends with the tag `end`.
+ * NUL-separation needs no escaping, since no path, argument or environment
+ * entry can contain NUL (the kernel's own argv/env/path convention).
+ *
+ *   tag        fields
+ *   ns         list            comma separated: mount,pid,uts,ipc,net,cgroup
+ *   rootfs     path            host path the container's / is mounted on
+ *   mount      src target fstype flags data
+ *                              target is inside the container ("/" = rootfs) and
+ *                              resolved inside the rootfs (never escaping it);
+ *                              flags is a decimal MS_* mask; a missing target is
+ *                              created (an empty file when src is a non-directory)
+ *   device     path type major minor mode uid gid     type is c or b
+ *   symlink    target path     creates path -> target inside the container
+ *   mask       path            hides path (/dev/null over files, read-only tmpfs over dirs)
+ *   readonly   path            bind-remounts path read-only
+ *   hostname   name
+ *   cwd        path
+ *   env        KEY=VALUE       repeated, in order
+ *   arg        value           repeated; argv[0] first
+ *   user       uid gid
+ *   group      gid             supplementary group, repeated
+ *   tty        0|1             container gets the pty slave as 0,1,2 and ctty
+ *   winsize    rows cols       initial pty size (with tty 1)
+ *   lo         0|1             bring loopback up in a new network namespace
+ *   cgroup     procsfile       a cgroup.procs file the shim writes its own pid
+ *                              into before cloning (repeated: one per v1 hierarchy)
+ *   join       pid             exec mode: setns into every namespace listed in
+ *                              `ns` of that (host) pid instead of creating new ones
+ *   end
+ */
+
+/** Linux mount flags used in plans (uapi/linux/mount.h). */
+export const MS = {
+  RDONLY: 0x1,
+  NOSUID: 0x2,
+  NODEV: 0x4,
+  NOEXEC: 0x8,
+  REMOUNT: 0x20,
+  BIND: 0x1000,
+  REC: 0x4000,
+  PRIVATE: 0x40000,
+  SLAVE: 0x80000,
+  STRICTATIME: 0x1000000,
+} as const;
+
+export type Namespace = 'mount' | 'pid' | 'uts' | 'ipc' | 'net' | 'cgroup';
+
+export interface PlanMount {
+  source: string;
+  /** Absolute path inside the container. */
+  target: string;
+  fstype: string;
+  flags: number;
+  data: string;
+}
+
+export interface PlanDevice {
+  /** Absolute path inside the container, e.g. /dev/null. */
+  path: string;
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+export interface Plan {
+  namespaces: Namespace[];
+  rootfs: string;
+  mounts: PlanMount[];
+  devices: PlanDevice[];
+  symlinks: Array<{ target: string; path: string }>;
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  hostname?: string;
+  cwd: string;
+  env: string[];
+  args: string[];
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  terminal: boolean;
+  winsize?: { rows: number; cols: number };
+  loopbackUp: boolean;
+  /** cgroup.procs files to join before the container process is created. */
+  cgroupProcs: string[];
+  /** Exec mode: join the namespaces of this host pid rather than creating them. */
+  joinPid?: number;
+}
+
+/** Serialises a plan into the shim's wire format. */
+export function encodePlan(plan: Plan): Buffer {
+  const parts: string[] = [];
+  const rec = (tag: string, ...fields: Array<string | number>): void => {
+    parts.push(tag, ...fields.map(String));
+  };
+  rec('ns', plan.namespaces.join(','));
+  rec('rootfs', plan.rootfs);
+  for (const m of plan.mounts) rec('mount', m.source, m.target, m.fstype, m.flags, m.data);
+  for (const d of plan.devices) rec('device', d.path, d.type, d.major, d.minor, d.mode, d.uid, d.gid);
+  for (const s of plan.symlinks) rec('symlink', s.target, s.path);
+  for (const p of plan.maskedPaths) rec('mask', p);
+  for (const p of plan.readonlyPaths) rec('readonly', p);
+  if (plan.hostname !== undefined) rec('hostname', plan.hostname);
+  rec('cwd', plan.cwd);
+  for (const e of plan.env) rec('env', e);
+  for (const a of plan.args) rec('arg', a);
+  rec('user', plan.uid, plan.gid);
+  for (const g of plan.additionalGids) rec('group', g);
+  rec('tty', plan.terminal ? 1 : 0);
+  if (plan.winsize) rec('winsize', plan.winsize.rows, plan.winsize.cols);
+  rec('lo', plan.loopbackUp ? 1 : 0);
+  for (const c of plan.cgroupProcs) rec('cgroup', c);
+  if (plan.joinPid !== undefined) rec('join', plan.joinPid);
+  rec('end');
+  for (const p of parts) {
+    if (p.includes('\0')) throw new Error(`plan field contains a NUL byte: ${JSON.stringify(p)}`);
+  }
+  return Buffer.from(parts.join('\0') + '\0', 'utf8');
+}

@@ -240,3 +240,27 @@ export interface CapsaErrorData {
   /** Stable code, e.g. `E_IMAGE_NOT_FOUND`. */
   code: string;
 }
+
+// ---- appended: container lifecycle used by the extension's Containers view --
+
+/** Starts a created or exited container again with its original command (`capsa start`). */
+export namespace ContainerStartRequest {
+  export const method = 'capsa/container/start' as const;
+  export const type = new RequestType<ContainerStartParams, void, void>(method);
+}
+export interface ContainerStartParams {
+  /** Id, unique id prefix or name. */
+  container: string;
+}
+
+/** Stops (as {@link ContainerStopRequest}) then starts a container (`capsa restart`). */
+export namespace ContainerRestartRequest {
+  export const method = 'capsa/container/restart' as const;
+  export const type = new RequestType<ContainerRestartParams, void, void>(method);
+}
+export interface ContainerRestartParams {
+  /** Id, unique id prefix or name. */
+  container: string;
+  /** Seconds to wait after SIGTERM before SIGKILL; default 10. */
+  timeout?: number;
+}

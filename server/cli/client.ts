@@ -1,0 +1,66 @@
+/**
+ * The CLI's connection to the helper: its unix socket, starting the helper
+ * in the background first when none is running and we are root.
+ */
+import * as net from 'node:net';
+import { spawn } from 'node:child_process';
+import { openSync, mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
+import type { CapsaConfig } from '../config';
+import { CapsaError } from '../errors';
+
+function connectSocket(socketPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(socketPath);
+    s.once('connect', () => {
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+/** Starts the helper detached (its own session, so a Ctrl-C in this terminal does not reach it), logging to <root>/helper.log. */
+function startHelper(config: CapsaConfig): void {
+  mkdirSync(config.root, { recursive: true, mode: 0o700 });
+  const logFd = openSync(path.join(config.root, 'helper.log'), 'a', 0o600);
+  const main = path.join(__dirname, '..', 'main.js');
+  const child = spawn(process.execPath, [main, '--socket', config.socket, '--root', config.root], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: process.env,
+  });
+  child.unref();
+}
+
+export async function connect(config: CapsaConfig, opts: { autoStart: boolean } = { autoStart: true }): Promise<MessageConnection> {
+  let socket: net.Socket;
+  try {
+    socket = await connectSocket(config.socket);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!opts.autoStart || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) {
+      throw new CapsaError('E_HELPER_UNREACHABLE', `cannot reach the capsa helper at ${config.socket}: ${(err as Error).message}`);
+    }
+    if (process.getuid && process.getuid() !== 0) {
+      throw new CapsaError('E_HELPER_UNREACHABLE', `the capsa helper is not running at ${config.socket}, and only root can start it: run 'sudo capsa' or start the helper as root`);
+    }
+    startHelper(config);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 20));
+      try {
+        socket = await connectSocket(config.socket);
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) {
+          throw new CapsaError('E_HELPER_UNREACHABLE', `started the capsa helper, but it did not listen on ${config.socket} within 10 s (see ${path.join(config.root, 'helper.log')})`);
+        }
+      }
+    }
+  }
+  const connection = createMessageConnection(new StreamMessageReader(socket), new StreamMessageWriter(socket));
+  connection.listen();
+  return connection;
+}

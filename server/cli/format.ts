@@ -1,0 +1,26 @@
+export { formatBytes } from '../util/bytes';
+
+/** "3 minutes ago", as Docker prints ages. */
+export function formatAge(iso: string | undefined, now = Date.now()): string {
+  if (!iso) return 'N/A';
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (Number.isNaN(s)) return 'N/A';
+  if (s < 60) return s <= 1 ? 'Less than a second ago' : `${s} seconds ago`;
+  const m = Math.round(s / 60);
+  if (m < 60) return m === 1 ? 'About a minute ago' : `${m} minutes ago`;
+  const h = Math.round(m / 60);
+  if (h < 48) return h === 1 ? 'About an hour ago' : `${h} hours ago`;
+  const d = Math.round(h / 24);
+  if (d < 14) return `${d} days ago`;
+  const w = Math.round(d / 7);
+  if (d < 60) return `${w} weeks ago`;
+  const mo = Math.round(d / 30);
+  return mo < 24 ? `${mo} months ago` : `${Math.round(d / 365)} years ago`;
+}
+
+/** A plain-text table with columns padded to the widest cell, as `docker ps` prints. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 3))).join('').trimEnd();
+  return [fmt(header), ...rows.map(fmt)].join('\n') + '\n';
+}

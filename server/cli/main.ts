@@ -1,0 +1,474 @@
+/**
+ * `capsa`: Docker's verbs and flags, as a thin client of the helper's protocol.
+ */
+import { randomBytes } from 'node:crypto';
+import { ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import { WorkDoneProgress } from 'vscode-languageserver-protocol';
+import { loadConfig } from '../config';
+import { CapsaError, InvalidArgumentError } from '../errors';
+import {
+  ContainerExecRequest,
+  ContainerInspectRequest,
+  ContainerKillRequest,
+  ContainerListRequest,
+  ContainerLogsRequest,
+  ContainerRemoveRequest,
+  ContainerRunRequest,
+  ContainerStopRequest,
+  ContainerWaitRequest,
+  ImageListRequest,
+  ImagePullRequest,
+  ImageRemoveRequest,
+  StreamExitNotification,
+  StreamInputNotification,
+  StreamOutputNotification,
+  StreamResizeNotification,
+  VersionRequest,
+  type PullProgress,
+  type RunOptions,
+} from '../protocol';
+import { parseFlags, usage, type FlagSpec } from './args';
+import { connect } from './client';
+import { formatAge, formatBytes, table } from './format';
+import { ProgressDisplay } from './progress';
+
+/** Exit status for errors of Capsa itself, as Docker uses 125. */
+const EXIT_CAPSA = 125;
+
+const RUN_FLAGS: FlagSpec[] = [
+  { name: 'rm', kind: 'bool', help: 'Remove the container when it exits' },
+  { name: 'interactive', short: 'i', kind: 'bool', help: 'Keep STDIN open' },
+  { name: 'tty', short: 't', kind: 'bool', help: 'Allocate a pseudo-TTY' },
+  { name: 'detach', short: 'd', kind: 'bool', help: 'Run in the background and print the container id' },
+  { name: 'name', kind: 'value', help: 'Name of the container' },
+  { name: 'env', short: 'e', kind: 'multi', help: 'Set an environment variable (KEY=VALUE, or KEY to pass it from here)' },
+  { name: 'workdir', short: 'w', kind: 'value', help: 'Working directory inside the container' },
+  { name: 'user', short: 'u', kind: 'value', help: 'User (name|uid[:group|gid])' },
+  { name: 'hostname', short: 'h', kind: 'value', help: 'Container host name' },
+  { name: 'entrypoint', kind: 'value', help: 'Overwrite the image ENTRYPOINT' },
+  { name: 'volume', short: 'v', kind: 'multi', help: 'Bind mount HOST:CONTAINER[:ro]' },
+  { name: 'network', kind: 'value', help: 'Network mode: bridge, host or none' },
+  { name: 'net', kind: 'value', help: 'Same as --network' },
+  { name: 'pull', kind: 'value', help: 'Pull policy: always, missing (default) or never' },
+  { name: 'platform', kind: 'value', help: 'Platform os/arch[/variant] for the pull' },
+  { name: 'label', short: 'l', kind: 'multi', help: 'Set a label KEY=VALUE' },
+  { name: 'help', kind: 'bool', help: 'Print usage' },
+];
+
+const EXEC_FLAGS: FlagSpec[] = [
+  { name: 'interactive', short: 'i', kind: 'bool', help: 'Keep STDIN open' },
+  { name: 'tty', short: 't', kind: 'bool', help: 'Allocate a pseudo-TTY' },
+  { name: 'env', short: 'e', kind: 'multi', help: 'Set an environment variable' },
+  { name: 'workdir', short: 'w', kind: 'value', help: 'Working directory inside the container' },
+  { name: 'user', short: 'u', kind: 'value', help: 'User (name|uid[:group|gid])' },
+  { name: 'help', kind: 'bool', help: 'Print usage' },
+];
+
+type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
+
+function resolveEnv(list: string[] | undefined): string[] | undefined {
+  if (!list) return undefined;
+  const out: string[] = [];
+  for (const e of list) {
+    if (e.includes('=')) out.push(e);
+    else if (process.env[e] !== undefined) out.push(`${e}=${process.env[e]}`);
+  }
+  return out;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(8).toString('hex')}`;
+}
+
+/** Follows one attach session: output to our stdout/stderr, our stdin and size to the helper. Resolves with the exit code. */
+function attachStreams(c: MessageConnection, attachId: string, opts: { tty: boolean; interactive: boolean }): { done: Promise<number>; start: () => void } {
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((r) => (resolveDone = r));
+  c.onNotification(StreamOutputNotification.type, (p) => {
+    if (p.attachId !== attachId) return;
+    (p.stream === 'stderr' ? process.stderr : process.stdout).write(Buffer.from(p.data, 'base64'));
+  });
+  c.onNotification(StreamExitNotification.type, (p) => {
+    if (p.attachId !== attachId) return;
+    if (p.error) process.stderr.write(`capsa: ${p.error}\n`);
+    resolveDone(p.exitCode);
+  });
+  c.onClose(() => {
+    process.stderr.write('capsa: lost the connection to the helper\n');
+    resolveDone(EXIT_CAPSA);
+  });
+  const start = (): void => {
+    if (opts.tty && process.stdin.isTTY) process.stdin.setRawMode(true);
+    if (opts.tty && process.stdout.isTTY) {
+      process.stdout.on('resize', () => {
+        void c.sendNotification(StreamResizeNotification.type, { attachId, rows: process.stdout.rows, cols: process.stdout.columns });
+      });
+    }
+    if (opts.interactive) {
+      process.stdin.on('data', (d: Buffer) => void c.sendNotification(StreamInputNotification.type, { attachId, data: d.toString('base64') }));
+      process.stdin.on('end', () => void c.sendNotification(StreamInputNotification.type, { attachId, data: '', eof: true }));
+      process.stdin.resume();
+    }
+  };
+  return { done, start };
+}
+
+function restoreTerminal(): void {
+  if (process.stdin.isTTY && process.stdin.isRaw) process.stdin.setRawMode(false);
+  process.stdin.pause();
+}
+
+function trackPull(c: MessageConnection, token: string): ProgressDisplay {
+  const display = new ProgressDisplay();
+  c.onProgress(WorkDoneProgress.type, token, (v) => {
+    const layers = (v as { layers?: PullProgress['layers'] }).layers;
+    if (v.kind === 'report' && layers) display.update({ layers });
+  });
+  return display;
+}
+
+const run: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, RUN_FLAGS, { stopAtPositional: true, verb: 'run' });
+  if (flags.help) {
+    process.stdout.write(usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]', RUN_FLAGS) + '\n');
+    return 0;
+  }
+  const [image, ...cmd] = positionals;
+  if (!image) throw new InvalidArgumentError("'capsa run' requires at least 1 argument: IMAGE");
+  const tty = !!flags.tty;
+  const interactive = !!flags.interactive;
+  const detach = !!flags.detach;
+  const pull = str(flags.pull);
+  if (pull !== undefined && !['always', 'missing', 'never'].includes(pull)) throw new InvalidArgumentError(`invalid pull policy ${JSON.stringify(pull)}: expected always, missing or never`);
+  const labels: Record<string, string> = {};
+  for (const l of (flags.label as string[] | undefined) ?? []) {
+    const eq = l.indexOf('=');
+    labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? '' : l.slice(eq + 1);
+  }
+  const opts: RunOptions = {
+    image,
+    cmd: cmd.length ? cmd : undefined,
+    entrypoint: flags.entrypoint !== undefined ? (str(flags.entrypoint) === '' ? [] : [str(flags.entrypoint)!]) : undefined,
+    env: resolveEnv(flags.env as string[] | undefined),
+    name: str(flags.name),
+    hostname: str(flags.hostname),
+    workdir: str(flags.workdir),
+    user: str(flags.user),
+    tty,
+    interactive,
+    rm: !!flags.rm,
+    pull: pull as RunOptions['pull'],
+    platform: str(flags.platform),
+    volumes: flags.volume as string[] | undefined,
+    network: str(flags.network) ?? str(flags.net),
+    labels: Object.keys(labels).length ? labels : undefined,
+    size: tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined,
+  };
+  const c = await conn();
+  const attachId = detach ? undefined : newId('run');
+  const token = newId('pull');
+  trackPull(c, token);
+  const streams = attachId ? attachStreams(c, attachId, { tty, interactive }) : undefined;
+  const result = await c.sendRequest(ContainerRunRequest.type, { ...opts, attachId, workDoneToken: token });
+  if (detach || !streams) {
+    process.stdout.write(`${result.id}\n`);
+    return 0;
+  }
+  streams.start();
+  if (!tty) {
+    // Like Docker's sig-proxy: Ctrl-C and TERM sent to the CLI go to the container.
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      process.on(sig, () => void c.sendRequest(ContainerKillRequest.type, { container: result.id, signal: sig }).catch(() => undefined));
+    }
+  }
+  const code = await streams.done;
+  restoreTerminal();
+  return code;
+};
+
+const exec: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, EXEC_FLAGS, { stopAtPositional: true, verb: 'exec' });
+  if (flags.help) {
+    process.stdout.write(usage('exec', '[OPTIONS] CONTAINER COMMAND [ARG...]', EXEC_FLAGS) + '\n');
+    return 0;
+  }
+  const [container, ...cmd] = positionals;
+  if (!container || cmd.length === 0) throw new InvalidArgumentError("'capsa exec' requires at least 2 arguments: CONTAINER COMMAND");
+  const tty = !!flags.tty;
+  const interactive = !!flags.interactive;
+  const c = await conn();
+  const attachId = newId('exec');
+  const streams = attachStreams(c, attachId, { tty, interactive });
+  await c.sendRequest(ContainerExecRequest.type, {
+    container,
+    cmd,
+    env: resolveEnv(flags.env as string[] | undefined),
+    workdir: str(flags.workdir),
+    user: str(flags.user),
+    tty,
+    interactive,
+    size: tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined,
+    attachId,
+  });
+  streams.start();
+  const code = await streams.done;
+  restoreTerminal();
+  return code;
+};
+
+const pull: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'platform', kind: 'value', help: 'os/arch[/variant]' }, { name: 'quiet', short: 'q', kind: 'bool', help: 'Print only the reference' }], { stopAtPositional: false, verb: 'pull' });
+  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa pull' requires exactly 1 argument: IMAGE");
+  const c = await conn();
+  const token = newId('pull');
+  if (!flags.quiet) trackPull(c, token);
+  const r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: str(flags.platform), workDoneToken: token });
+  if (!flags.quiet) {
+    process.stdout.write(`Digest: ${r.manifestDigest}\n`);
+    process.stdout.write(`Status: ${r.upToDate ? 'Image is up to date' : 'Downloaded newer image'} for ${r.reference}\n`);
+  }
+  process.stdout.write(`${r.reference}\n`);
+  return 0;
+};
+
+const images: Command = async (argv, conn) => {
+  const { flags } = parseFlags(argv, [{ name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }, { name: 'digests', kind: 'bool', help: 'Show digests' }], { stopAtPositional: false, verb: 'images' });
+  const c = await conn();
+  const list = await c.sendRequest(ImageListRequest.type);
+  if (flags.quiet) {
+    process.stdout.write(list.map((i) => shortId(i.id) + '\n').join(''));
+    return 0;
+  }
+  const rows: string[][] = [];
+  for (const img of list) {
+    const names = img.names.length ? img.names : ['<none>:<none>'];
+    for (const n of names) {
+      const at = n.lastIndexOf(':');
+      const repo = at > 0 && !n.slice(at).includes('/') ? n.slice(0, at) : n;
+      const tag = at > 0 && !n.slice(at).includes('/') ? n.slice(at + 1) : '<none>';
+      const row = [repo, tag];
+      if (flags.digests) row.push(img.manifestDigest);
+      row.push(shortId(img.id), formatAge(img.created), formatBytes(img.size));
+      rows.push(row);
+    }
+  }
+  const header = ['REPOSITORY', 'TAG', ...(flags.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
+  process.stdout.write(table(header, rows));
+  return 0;
+};
+
+const rmi: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'force', short: 'f', kind: 'bool', help: 'Remove even if containers use it' }], { stopAtPositional: false, verb: 'rmi' });
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa rmi' requires at least 1 argument: IMAGE");
+  const c = await conn();
+  let status = 0;
+  for (const image of positionals) {
+    try {
+      const r = await c.sendRequest(ImageRemoveRequest.type, { image, force: !!flags.force });
+      for (const u of r.untagged) process.stdout.write(`Untagged: ${u}\n`);
+      for (const d of r.deleted) process.stdout.write(`Deleted: ${d}\n`);
+    } catch (err) {
+      process.stderr.write(`capsa: ${errorMessage(err)}\n`);
+      status = 1;
+    }
+  }
+  return status;
+};
+
+const ps: Command = async (argv, conn) => {
+  const { flags } = parseFlags(argv, [{ name: 'all', short: 'a', kind: 'bool', help: 'Show all containers' }, { name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }], { stopAtPositional: false, verb: 'ps' });
+  const c = await conn();
+  const list = await c.sendRequest(ContainerListRequest.type, { all: !!flags.all });
+  if (flags.quiet) {
+    process.stdout.write(list.map((x) => x.id.slice(0, 12) + '\n').join(''));
+    return 0;
+  }
+  const rows = list.map((x) => [
+    x.id.slice(0, 12),
+    x.image,
+    JSON.stringify(x.command.join(' ').slice(0, 20)),
+    formatAge(x.created),
+    x.state === 'running' ? `Up ${formatAge(x.startedAt).replace(/ ago$/, '')}` : x.state === 'exited' ? `Exited (${x.exitCode ?? 0}) ${formatAge(x.finishedAt)}` : capitalise(x.state),
+    (x.ports ?? []).join(', '),
+    x.name,
+  ]);
+  process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], rows));
+  return 0;
+};
+
+const rm: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'force', short: 'f', kind: 'bool', help: 'Kill a running container first' }], { stopAtPositional: false, verb: 'rm' });
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa rm' requires at least 1 argument: CONTAINER");
+  const c = await conn();
+  let status = 0;
+  for (const container of positionals) {
+    try {
+      await c.sendRequest(ContainerRemoveRequest.type, { container, force: !!flags.force });
+      process.stdout.write(`${container}\n`);
+    } catch (err) {
+      process.stderr.write(`capsa: ${errorMessage(err)}\n`);
+      status = 1;
+    }
+  }
+  return status;
+};
+
+const stop: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'time', short: 't', kind: 'value', help: 'Seconds to wait before killing' }], { stopAtPositional: false, verb: 'stop' });
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa stop' requires at least 1 argument: CONTAINER");
+  const timeout = flags.time !== undefined ? Number(flags.time) : undefined;
+  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout >= 0)) throw new InvalidArgumentError(`invalid --time ${JSON.stringify(flags.time)}: expected seconds >= 0`);
+  const c = await conn();
+  for (const container of positionals) {
+    await c.sendRequest(ContainerStopRequest.type, { container, timeout });
+    process.stdout.write(`${container}\n`);
+  }
+  return 0;
+};
+
+const kill: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'signal', short: 's', kind: 'value', help: 'Signal to send (default KILL)' }], { stopAtPositional: false, verb: 'kill' });
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa kill' requires at least 1 argument: CONTAINER");
+  const c = await conn();
+  for (const container of positionals) {
+    await c.sendRequest(ContainerKillRequest.type, { container, signal: str(flags.signal) });
+    process.stdout.write(`${container}\n`);
+  }
+  return 0;
+};
+
+const logs: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(
+    argv,
+    [
+      { name: 'follow', short: 'f', kind: 'bool', help: 'Follow output' },
+      { name: 'tail', short: 'n', kind: 'value', help: 'Number of lines from the end' },
+      { name: 'timestamps', short: 't', kind: 'bool', help: 'Show timestamps' },
+    ],
+    { stopAtPositional: false, verb: 'logs' },
+  );
+  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa logs' requires exactly 1 argument: CONTAINER");
+  const tail = flags.tail !== undefined && flags.tail !== 'all' ? Number(flags.tail) : undefined;
+  if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) throw new InvalidArgumentError(`invalid --tail ${JSON.stringify(flags.tail)}`);
+  const c = await conn();
+  const followAttachId = flags.follow ? newId('logs') : undefined;
+  const streams = followAttachId ? attachStreams(c, followAttachId, { tty: false, interactive: false }) : undefined;
+  const r = await c.sendRequest(ContainerLogsRequest.type, { container: positionals[0], tail, followAttachId });
+  for (const e of r.entries) {
+    const out = e.stream === 'stderr' ? process.stderr : process.stdout;
+    if (flags.timestamps) out.write(`${e.time} `);
+    out.write(Buffer.from(e.data, 'base64'));
+  }
+  if (streams) await streams.done;
+  return 0;
+};
+
+const wait: Command = async (argv, conn) => {
+  const c = await conn();
+  let last = 0;
+  for (const container of argv) {
+    const r = await c.sendRequest(ContainerWaitRequest.type, { container });
+    process.stdout.write(`${r.exitCode}\n`);
+    last = r.exitCode;
+  }
+  return argv.length ? last : 0;
+};
+
+const inspect: Command = async (argv, conn) => {
+  if (argv.length === 0) throw new InvalidArgumentError("'capsa inspect' requires at least 1 argument");
+  const c = await conn();
+  const out = [];
+  for (const container of argv) out.push(await c.sendRequest(ContainerInspectRequest.type, { container }));
+  process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+  return 0;
+};
+
+const version: Command = async (_argv, conn) => {
+  const c = await conn();
+  const v = await c.sendRequest(VersionRequest.type);
+  process.stdout.write(`capsa helper ${v.version} (protocol ${v.protocol}), root ${v.root}, pid ${v.pid}\n`);
+  return 0;
+};
+
+const COMMANDS: Record<string, [Command, string]> = {
+  run: [run, 'Create and run a new container from an image'],
+  exec: [exec, 'Run a command in a running container'],
+  ps: [ps, 'List containers'],
+  images: [images, 'List images'],
+  pull: [pull, 'Download an image from a registry'],
+  rmi: [rmi, 'Remove one or more images'],
+  rm: [rm, 'Remove one or more containers'],
+  stop: [stop, 'Stop one or more running containers'],
+  kill: [kill, 'Kill one or more running containers'],
+  logs: [logs, 'Fetch the logs of a container'],
+  wait: [wait, 'Wait for containers to stop, then print their exit codes'],
+  inspect: [inspect, 'Show details of containers'],
+  version: [version, 'Show the helper version'],
+};
+
+const MANAGEMENT: Record<string, Record<string, string>> = {
+  container: { ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull' },
+};
+
+function help(): string {
+  return ['Usage: capsa COMMAND', '', 'Run code in reproducible Linux containers.', '', 'Commands:', ...Object.entries(COMMANDS).map(([k, [, d]]) => `  ${k.padEnd(10)} ${d}`), ''].join('\n');
+}
+
+function shortId(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12);
+}
+
+function capitalise(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof ResponseError || err instanceof CapsaError || err instanceof Error) return err.message;
+  return String(err);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv;
+  if (!verb || verb === '--help' || verb === 'help') {
+    process.stdout.write(help());
+    return verb ? 0 : 1;
+  }
+  // Docker's management-command forms: `capsa container ls`, `capsa image rm`, …
+  const sub = MANAGEMENT[verb];
+  const name = sub ? sub[rest[0]] : verb;
+  const args = sub ? rest.slice(1) : rest;
+  const entry = name ? COMMANDS[name] : undefined;
+  if (!entry) {
+    process.stderr.write(`capsa: '${[verb, ...(sub ? [rest[0] ?? ''] : [])].join(' ').trim()}' is not a capsa command.\nSee 'capsa --help'\n`);
+    return EXIT_CAPSA;
+  }
+  let connection: MessageConnection | undefined;
+  const conn = async (): Promise<MessageConnection> => (connection ??= await connect(loadConfig()));
+  try {
+    return await entry[0](args, conn);
+  } catch (err) {
+    restoreTerminal();
+    process.stderr.write(`capsa: error: ${errorMessage(err)}\n`);
+    return EXIT_CAPSA;
+  } finally {
+    connection?.dispose();
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      // Exit only once our own output is flushed: a pipe reader must see every byte.
+      process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+    },
+    (err: unknown) => {
+      process.stderr.write(`capsa: error: ${errorMessage(err)}\n`);
+      process.exit(EXIT_CAPSA);
+    },
+  );
+}

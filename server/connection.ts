@@ -1,0 +1,43 @@
+/**
+ * One client connection to the helper, on vscode-languageserver's
+ * connection (JSON-RPC 2.0, Content-Length framing).
+ *
+ * The stock `createConnection` of vscode-languageserver/node installs a
+ * watchdog that ends the whole process when a client sends `exit` or when
+ * the client's process id (from `initialize`) disappears. That fits a
+ * language server owned by one editor; the helper is shared by every window
+ * and CLI, so each connection gets a watchdog that ends only itself.
+ */
+import type { Readable, Writable } from 'node:stream';
+import { createConnection as createCommonConnection, type WatchDog } from 'vscode-languageserver/lib/common/server';
+import { createProtocolConnection, StreamMessageReader, StreamMessageWriter, type Connection } from 'vscode-languageserver/node';
+
+export function openConnection(input: Readable, output: Writable, onEnd: () => void): Connection {
+  let ended = false;
+  const end = (): void => {
+    if (ended) return;
+    ended = true;
+    onEnd();
+  };
+  const watchDog: WatchDog = {
+    shutdownReceived: false,
+    initialize: () => undefined,
+    exit: () => {
+      end();
+      input.destroy();
+      output.destroy();
+    },
+  };
+  const connection = createCommonConnection(
+    (logger) => {
+      const pc = createProtocolConnection(new StreamMessageReader(input), new StreamMessageWriter(output), logger);
+      pc.onClose(end);
+      return pc;
+    },
+    watchDog,
+  ) as unknown as Connection;
+  input.on('close', end);
+  input.on('error', end);
+  output.on('error', end);
+  return connection;
+}

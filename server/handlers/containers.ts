@@ -1,0 +1,166 @@
+import type { Connection } from 'vscode-languageserver/node';
+import {
+  ContainerExecRequest,
+  ContainerInspectRequest,
+  ContainerKillRequest,
+  ContainerListRequest,
+  ContainerLogsRequest,
+  ContainerRemoveRequest,
+  ContainerRestartRequest,
+  ContainerRunRequest,
+  ContainerStartRequest,
+  ContainerStopRequest,
+  ContainerWaitRequest,
+  StreamExitNotification,
+  StreamInputNotification,
+  StreamOutputNotification,
+  StreamResizeNotification,
+  type ContainerExecParams,
+  type ContainerLogsParams,
+  type ContainerRemoveParams,
+  type ContainerRunParams,
+  type ContainerStopParams,
+} from '../protocol';
+import { InvalidArgumentError } from '../errors';
+import type { ContainerService, ExecSession, StreamSink } from '../runtime/containers';
+import { handled, objectParams } from './errors';
+import { pullProgress } from './progress';
+
+/** A run, exec or follow session of this connection, addressed by the client's attachId. */
+type Session = { kind: 'container'; id: string; detach?: () => void } | { kind: 'exec'; exec?: ExecSession; pending: Array<[Buffer, boolean]> };
+
+export function registerContainerHandlers(connection: Connection, containers: ContainerService): () => void {
+  const sessions = new Map<string, Session>();
+
+  const sinkFor = (attachId: string): StreamSink => ({
+    output: (stream, data) => void connection.sendNotification(StreamOutputNotification.type, { attachId, stream, data: data.toString('base64') }).catch(() => undefined),
+    exit: (exitCode, error) => {
+      sessions.delete(attachId);
+      void connection.sendNotification(StreamExitNotification.type, { attachId, exitCode, error }).catch(() => undefined);
+    },
+  });
+
+  const claim = (attachId: unknown): string | undefined => {
+    if (attachId === undefined) return undefined;
+    if (typeof attachId !== 'string' || attachId.length === 0 || attachId.length > 128) throw new InvalidArgumentError('attachId must be a non-empty string of at most 128 characters');
+    if (sessions.has(attachId)) throw new InvalidArgumentError(`attachId ${attachId} is already in use on this connection`);
+    return attachId;
+  };
+
+  connection.onRequest(
+    ContainerRunRequest.type,
+    handled(async (raw: ContainerRunParams) => {
+      const params = objectParams<ContainerRunParams>(raw, ContainerRunRequest.method);
+      const attachId = claim(params.attachId);
+      const { attachId: _a, workDoneToken, ...opts } = params;
+      const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
+      if (attachId) sessions.set(attachId, { kind: 'container', id: '' });
+      try {
+        const result = await containers.run(opts, attachId ? sinkFor(attachId) : undefined, (p) => progress.report(p));
+        const s = attachId ? sessions.get(attachId) : undefined;
+        if (s?.kind === 'container') s.id = result.id;
+        return result;
+      } catch (err) {
+        if (attachId) sessions.delete(attachId);
+        throw err;
+      } finally {
+        progress.end();
+      }
+    }),
+  );
+
+  connection.onRequest(
+    ContainerExecRequest.type,
+    handled(async (raw: ContainerExecParams) => {
+      const params = objectParams<ContainerExecParams>(raw, ContainerExecRequest.method);
+      const attachId = claim(params.attachId) ?? `exec-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+      const session: Session = { kind: 'exec', pending: [] };
+      sessions.set(attachId, session);
+      try {
+        const exec = await containers.exec(params, sinkFor(attachId), attachId);
+        session.exec = exec;
+        for (const [data, eof] of session.pending) exec.input(data, eof);
+        session.pending = [];
+        return { execId: attachId };
+      } catch (err) {
+        sessions.delete(attachId);
+        throw err;
+      }
+    }),
+  );
+
+  connection.onNotification(StreamInputNotification.type, (p) => {
+    const s = typeof p?.attachId === 'string' ? sessions.get(p.attachId) : undefined;
+    if (!s || typeof p.data !== 'string') return;
+    const data = Buffer.from(p.data, 'base64');
+    if (s.kind === 'exec') {
+      if (s.exec) s.exec.input(data, !!p.eof);
+      else s.pending.push([data, !!p.eof]);
+    } else if (s.id) {
+      containers.input(s.id, data, !!p.eof);
+    }
+  });
+
+  connection.onNotification(StreamResizeNotification.type, (p) => {
+    const s = typeof p?.attachId === 'string' ? sessions.get(p.attachId) : undefined;
+    if (!s) return;
+    try {
+      if (s.kind === 'exec') s.exec?.resize(p.rows, p.cols);
+      else if (s.id) containers.resize(s.id, p.rows, p.cols);
+    } catch {
+      // A bad size from one client must not disturb the session; it is ignored.
+    }
+  });
+
+  connection.onRequest(ContainerListRequest.type, handled((p) => containers.list(!!p?.all)));
+  connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containers.inspect(objectParams<{ container: string }>(p, ContainerInspectRequest.method).container)));
+  connection.onRequest(
+    ContainerStopRequest.type,
+    handled(async (p: ContainerStopParams) => {
+      const params = objectParams<ContainerStopParams>(p, ContainerStopRequest.method);
+      if (params.timeout !== undefined && (typeof params.timeout !== 'number' || !(params.timeout >= 0))) throw new InvalidArgumentError('timeout must be a number of seconds >= 0');
+      await containers.stop(params.container, params.timeout);
+    }),
+  );
+  connection.onRequest(ContainerKillRequest.type, handled(async (p: { container: string; signal?: string }) => {
+    const params = objectParams<{ container: string; signal?: string }>(p, ContainerKillRequest.method);
+    await containers.kill(params.container, params.signal);
+  }));
+  connection.onRequest(ContainerRemoveRequest.type, handled(async (p: ContainerRemoveParams) => {
+    const params = objectParams<ContainerRemoveParams>(p, ContainerRemoveRequest.method);
+    await containers.remove(params.container, !!params.force);
+  }));
+  connection.onRequest(ContainerStartRequest.type, handled(async (p: { container: string }) => {
+    await containers.startContainer(objectParams<{ container: string }>(p, ContainerStartRequest.method).container);
+  }));
+  connection.onRequest(ContainerRestartRequest.type, handled(async (p: { container: string; timeout?: number }) => {
+    const params = objectParams<{ container: string; timeout?: number }>(p, ContainerRestartRequest.method);
+    if (params.timeout !== undefined && (typeof params.timeout !== 'number' || !(params.timeout >= 0))) throw new InvalidArgumentError('timeout must be a number of seconds >= 0');
+    await containers.restart(params.container, params.timeout);
+  }));
+  connection.onRequest(ContainerWaitRequest.type, handled(async (p: { container: string }) => ({ exitCode: await containers.wait(objectParams<{ container: string }>(p, ContainerWaitRequest.method).container) })));
+  connection.onRequest(
+    ContainerLogsRequest.type,
+    handled(async (p: ContainerLogsParams) => {
+      const params = objectParams<ContainerLogsParams>(p, ContainerLogsRequest.method);
+      if (params.tail !== undefined && (!Number.isInteger(params.tail) || params.tail < 0)) throw new InvalidArgumentError('tail must be a whole number >= 0');
+      const entries = await containers.logs(params.container, params.tail);
+      const follow = claim(params.followAttachId);
+      if (follow) {
+        try {
+          const detach = containers.attach(params.container, sinkFor(follow));
+          sessions.set(follow, { kind: 'container', id: containers.inspect(params.container).id, detach });
+        } catch {
+          // Not running: nothing more will come; end the follow at once.
+          setImmediate(() => sinkFor(follow).exit(containers.inspect(params.container).exitCode ?? 0));
+        }
+      }
+      return { entries };
+    }),
+  );
+
+  return () => {
+    for (const s of sessions.values()) if (s.kind === 'container') s.detach?.();
+    sessions.clear();
+  };
+}

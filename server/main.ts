@@ -1,0 +1,159 @@
+/**
+ * The helper: one long-lived process, as root, serving the Capsa protocol
+ * over its unix socket (shared by editor windows and the CLI) and, with
+ * `--stdio`, over stdin/stdout for the client that launched it.
+ */
+import * as net from 'node:net';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { Connection } from 'vscode-languageserver/node';
+import { loadConfig, type CapsaConfig } from './config';
+import { openConnection } from './connection';
+import { ContainerEventNotification, ImageEventNotification } from './protocol';
+import { ContainerService } from './runtime/containers';
+import { ImageService } from './services/images';
+import { registerContainerHandlers } from './handlers/containers';
+import { registerImageHandlers } from './handlers/images';
+import { registerSystemHandlers } from './handlers/system';
+import { VERSION } from './version';
+
+interface Args {
+  stdio: boolean;
+  socket?: string;
+  root?: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { stdio: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--stdio') args.stdio = true;
+    else if (a === '--socket') args.socket = value();
+    else if (a.startsWith('--socket=')) args.socket = a.slice(9);
+    else if (a === '--root') args.root = value();
+    else if (a.startsWith('--root=')) args.root = a.slice(7);
+    else if (a.startsWith('--clientProcessId')) {
+      if (!a.includes('=')) i++; // passed by vscode-languageclient; the helper outlives its clients
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  return args;
+}
+
+export function log(message: string): void {
+  process.stderr.write(`${new Date().toISOString()} capsa-helper[${process.pid}]: ${message}\n`);
+}
+
+export class Helper {
+  private readonly connections = new Set<Connection>();
+  readonly images: ImageService;
+  readonly containers: ContainerService;
+  private server?: net.Server;
+
+  constructor(readonly config: CapsaConfig) {
+    this.images = new ImageService(config);
+    this.containers = new ContainerService(config.root, this.images);
+    this.containers.on('event', (e) => this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, e)));
+    this.images.on('event', (e) => this.broadcast((c) => c.sendNotification(ImageEventNotification.type, e)));
+  }
+
+  async init(): Promise<void> {
+    await fs.mkdir(this.config.root, { recursive: true, mode: 0o700 });
+    await this.images.init();
+    await this.containers.load();
+  }
+
+  private broadcast(send: (c: Connection) => Promise<void>): void {
+    for (const c of this.connections) send(c).catch(() => undefined);
+  }
+
+  /** Serves one client on a pair of streams until it goes away. */
+  serve(input: NodeJS.ReadableStream, output: NodeJS.WritableStream): Connection {
+    const disposers: Array<() => void> = [];
+    const connection = openConnection(input as never, output as never, () => {
+      this.connections.delete(connection);
+      for (const d of disposers) d();
+    });
+    connection.onInitialize(() => ({ capabilities: {}, serverInfo: { name: 'capsa-helper', version: VERSION } }));
+    registerSystemHandlers(connection, this.config.root);
+    disposers.push(registerImageHandlers(connection, this.images, this.containers));
+    disposers.push(registerContainerHandlers(connection, this.containers));
+    this.connections.add(connection);
+    connection.listen();
+    return connection;
+  }
+
+  /** Listens on the unix socket, root-only, replacing a stale socket file but never a live helper's. */
+  async listen(socketPath: string): Promise<void> {
+    await fs.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+    if (await socketAlive(socketPath)) throw new Error(`another helper is already listening on ${socketPath}`);
+    await fs.rm(socketPath, { force: true });
+    const server = net.createServer((socket) => this.serve(socket, socket));
+    // umask-independent: the socket is created 0600 before any client can connect.
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(socketPath, () => resolve());
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    this.server = server;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    for (const c of this.connections) c.dispose();
+  }
+}
+
+function socketAlive(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(socketPath);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const config = loadConfig();
+  if (args.root) config.root = args.root;
+  if (args.socket) config.socket = args.socket;
+  if (process.getuid && process.getuid() !== 0) {
+    throw new Error('the helper must run as root: it mounts filesystems and creates namespaces');
+  }
+  const helper = new Helper(config);
+  await helper.init();
+  if (args.stdio) {
+    const c = helper.serve(process.stdin, process.stdout);
+    c.onExit(() => process.exit(0));
+    process.stdin.on('end', () => process.exit(0));
+  } else {
+    await helper.listen(config.socket);
+    log(`version ${VERSION} listening on ${config.socket}, root ${config.root}`);
+    const stop = (): void => {
+      log('stopping');
+      void helper.close().finally(() => fs.rm(config.socket, { force: true }).finally(() => process.exit(0)));
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  }
+  // A broken client pipe must not end the helper that other clients share.
+  process.on('SIGPIPE', () => undefined);
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    log(`fatal: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,222 @@
+/**
+ * Turns an image's config plus `run` options into a {@link Plan}: the
+ * defaults here follow runc's default spec and Docker's behaviour (mounts,
+ * devices, masked and read-only paths, environment merging, command
+ * resolution). Pure: no I/O, so every decision is unit-testable.
+ */
+import * as path from 'node:path';
+import { InvalidArgumentError } from '../errors';
+import { MS, type Plan, type PlanMount, type Namespace } from './plan';
+
+/** The parts of an OCI image config (`config` object) that a run uses. */
+export interface ImageRunConfig {
+  Env?: string[] | null;
+  Cmd?: string[] | null;
+  Entrypoint?: string[] | null;
+  WorkingDir?: string;
+  User?: string;
+}
+
+export interface ContainerPaths {
+  /** containers/<id>/ */
+  dir: string;
+  rootfs: string;
+  upper: string;
+  work: string;
+  hostname: string;
+  hosts: string;
+  resolvConf: string;
+}
+
+export interface BindMount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+export interface SpecInput {
+  /** Unpacked layer directories, top-most first (overlayfs lowerdir order). */
+  layerDirs: string[];
+  image: ImageRunConfig;
+  paths: ContainerPaths;
+  hostname: string;
+  cmd?: string[];
+  entrypoint?: string[];
+  env?: string[];
+  workdir?: string;
+  user: { uid: number; gid: number; additionalGids: number[]; home?: string };
+  tty: boolean;
+  winsize?: { rows: number; cols: number };
+  binds: BindMount[];
+  namespaces?: Namespace[];
+  cgroupProcs?: string[];
+}
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Devices every container gets (runc's default set), all 0666 root:root. */
+const DEFAULT_DEVICES: Array<[string, number, number]> = [
+  ['/dev/null', 1, 3],
+  ['/dev/zero', 1, 5],
+  ['/dev/full', 1, 7],
+  ['/dev/random', 1, 8],
+  ['/dev/urandom', 1, 9],
+  ['/dev/tty', 5, 0],
+];
+
+/** runc's default masked paths: kernel state a container must not read. */
+export const MASKED_PATHS = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+];
+
+/** runc's default read-only paths: kernel knobs a container must not turn. */
+export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+export const DEFAULT_NAMESPACES: Namespace[] = ['mount', 'pid', 'uts', 'ipc', 'net', 'cgroup'];
+
+/**
+ * The overlay's mount data. Layer paths go in as given; overlayfs splits
+ * lowerdir on ':' and takes ',' as an option separator, and store paths are
+ * hex digests under a root the helper controls, so either character in them
+ * is a configuration error worth refusing loudly.
+ */
+export function overlayData(layerDirs: string[], upper: string, work: string): string {
+  for (const p of [...layerDirs, upper, work]) {
+    if (/[:,\\]/.test(p)) throw new InvalidArgumentError(`overlay path ${JSON.stringify(p)} contains ':', ',' or '\\', which overlayfs cannot take`);
+  }
+  if (layerDirs.length === 0) throw new InvalidArgumentError('image has no layers');
+  return `lowerdir=${layerDirs.join(':')},upperdir=${upper},workdir=${work}`;
+}
+
+/** Docker's rule: Entrypoint + Cmd, where a `run` command replaces Cmd and `--entrypoint` replaces Entrypoint (and clears Cmd). */
+export function resolveArgs(image: ImageRunConfig, cmd?: string[], entrypoint?: string[]): string[] {
+  const ep = entrypoint ?? image.Entrypoint ?? [];
+  const c = cmd && cmd.length > 0 ? cmd : entrypoint !== undefined ? [] : (image.Cmd ?? []);
+  const args = [...ep, ...c];
+  if (args.length === 0) throw new InvalidArgumentError('no command specified: the image has no Cmd or Entrypoint and none was given');
+  return args;
+}
+
+/** Merges environments: later entries override earlier ones by key; keeps first-seen order. */
+export function mergeEnv(...lists: Array<string[] | undefined>): string[] {
+  const map = new Map<string, string>();
+  for (const list of lists) {
+    for (const entry of list ?? []) {
+      const eq = entry.indexOf('=');
+      const key = eq < 0 ? entry : entry.slice(0, eq);
+      if (key === '') throw new InvalidArgumentError(`invalid environment entry ${JSON.stringify(entry)}: empty name`);
+      if (eq < 0) continue; // `-e NAME` without a value: Docker takes it from the client's env; the CLI resolves that
+      map.delete(key);
+      map.set(key, entry);
+    }
+  }
+  return [...map.values()];
+}
+
+export function buildRunPlan(input: SpecInput): Plan {
+  const p = input.paths;
+  const mounts: PlanMount[] = [
+    { source: 'overlay', target: '/', fstype: 'overlay', flags: 0, data: overlayData(input.layerDirs, p.upper, p.work) },
+    { source: 'proc', target: '/proc', fstype: 'proc', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: '' },
+    { source: 'tmpfs', target: '/dev', fstype: 'tmpfs', flags: MS.NOSUID | MS.STRICTATIME, data: 'mode=755,size=65536k' },
+    { source: 'devpts', target: '/dev/pts', fstype: 'devpts', flags: MS.NOSUID | MS.NOEXEC, data: 'newinstance,ptmxmode=0666,mode=0620,gid=5' },
+    { source: 'shm', target: '/dev/shm', fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: 'mode=1777,size=65536k' },
+    { source: 'mqueue', target: '/dev/mqueue', fstype: 'mqueue', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC, data: '' },
+    { source: 'sysfs', target: '/sys', fstype: 'sysfs', flags: MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.RDONLY, data: '' },
+    { source: p.hostname, target: '/etc/hostname', fstype: 'none', flags: MS.BIND, data: '' },
+    { source: p.hosts, target: '/etc/hosts', fstype: 'none', flags: MS.BIND, data: '' },
+    { source: p.resolvConf, target: '/etc/resolv.conf', fstype: 'none', flags: MS.BIND, data: '' },
+  ];
+  for (const b of input.binds) {
+    mounts.push({
+      source: b.source,
+      target: b.target,
+      fstype: 'none',
+      flags: MS.BIND | MS.REC | (b.readOnly ? MS.RDONLY : 0),
+      data: '',
+    });
+  }
+  const env = mergeEnv(
+    [`PATH=${DEFAULT_PATH}`],
+    input.image.Env ?? undefined,
+    [`HOSTNAME=${input.hostname}`],
+    input.user.home ? [`HOME=${input.user.home}`] : ['HOME=/root'],
+    input.tty ? ['TERM=xterm'] : [],
+    input.env,
+  );
+  const cwd = input.workdir || input.image.WorkingDir || '/';
+  if (!path.posix.isAbsolute(cwd)) throw new InvalidArgumentError(`working directory ${JSON.stringify(cwd)} must be an absolute path`);
+  return {
+    namespaces: input.namespaces ?? DEFAULT_NAMESPACES,
+    rootfs: p.rootfs,
+    mounts,
+    devices: DEFAULT_DEVICES.map(([devPath, major, minor]) => ({ path: devPath, type: 'c' as const, major, minor, mode: 0o666, uid: 0, gid: 0 })),
+    symlinks: [
+      { target: 'pts/ptmx', path: '/dev/ptmx' },
+      { target: '/proc/self/fd', path: '/dev/fd' },
+      { target: '/proc/self/fd/0', path: '/dev/stdin' },
+      { target: '/proc/self/fd/1', path: '/dev/stdout' },
+      { target: '/proc/self/fd/2', path: '/dev/stderr' },
+      { target: '/proc/kcore', path: '/dev/core' },
+    ],
+    maskedPaths: MASKED_PATHS,
+    readonlyPaths: READONLY_PATHS,
+    hostname: input.hostname,
+    cwd,
+    env,
+    args: resolveArgs(input.image, input.cmd, input.entrypoint),
+    uid: input.user.uid,
+    gid: input.user.gid,
+    additionalGids: input.user.additionalGids,
+    terminal: input.tty,
+    winsize: input.tty ? input.winsize ?? { rows: 24, cols: 80 } : undefined,
+    loopbackUp: true,
+    cgroupProcs: input.cgroupProcs ?? [],
+  };
+}
+
+/** A plan for `exec`: join the running container's namespaces, no mounts. */
+export function buildExecPlan(input: {
+  pid: number;
+  rootfs: string;
+  cmd: string[];
+  env: string[];
+  cwd: string;
+  user: { uid: number; gid: number; additionalGids: number[] };
+  tty: boolean;
+  winsize?: { rows: number; cols: number };
+  namespaces?: Namespace[];
+  cgroupProcs?: string[];
+}): Plan {
+  if (input.cmd.length === 0) throw new InvalidArgumentError('exec needs a command');
+  return {
+    namespaces: input.namespaces ?? DEFAULT_NAMESPACES,
+    rootfs: input.rootfs,
+    mounts: [],
+    devices: [],
+    symlinks: [],
+    maskedPaths: [],
+    readonlyPaths: [],
+    cwd: input.cwd,
+    env: input.env,
+    args: input.cmd,
+    uid: input.user.uid,
+    gid: input.user.gid,
+    additionalGids: input.user.additionalGids,
+    terminal: input.tty,
+    winsize: input.tty ? input.winsize ?? { rows: 24, cols: 80 } : undefined,
+    loopbackUp: false,
+    cgroupProcs: input.cgroupProcs ?? [],
+    joinPid: input.pid,
+  };
+}

@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { loadConfig } from '../../server/config';
+
+test('defaults apply when no config file exists', () => {
+  const c = loadConfig({ CAPSA_CONFIG: undefined } as NodeJS.ProcessEnv);
+  assert.equal(c.root, '/var/lib/capsa');
+  assert.equal(c.socket, '/run/capsa/capsa.sock');
+});
+
+test('CAPSA_REGISTRY_MIRROR accepts host=url pairs and a bare URL for docker.io', () => {
+  const c = loadConfig({ CAPSA_REGISTRY_MIRROR: 'http://127.0.0.1:5757/, ghcr.io=https://mirror.local', CAPSA_INSECURE_REGISTRIES: 'reg.local:5000' } as NodeJS.ProcessEnv);
+  assert.deepEqual(c.registries.mirrors['docker.io'], ['http://127.0.0.1:5757']);
+  assert.deepEqual(c.registries.mirrors['ghcr.io'], ['https://mirror.local']);
+  assert.deepEqual(c.registries.insecure, ['reg.local:5000']);
+});
+
+test('broken config files and values give errors naming the file and key', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'c.json');
+  const cases: Array<[string, RegExp]> = [
+    ['{', /not valid JSON/],
+    ['[]', /must be a JSON object/],
+    ['{"root": 3}', /root must be a non-empty string/],
+    ['{"maxConcurrentDownloads": 0}', /maxConcurrentDownloads/],
+    ['{"registries": {"mirrors": {"docker.io": "x"}}}', /must be a list of URLs/],
+    ['{"registries": {"mirrors": {"docker.io": ["ftp://x"]}}}', /must be an http or https URL/],
+  ];
+  for (const [text, err] of cases) {
+    writeFileSync(file, text);
+    assert.throws(() => loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv), err, text);
+  }
+  assert.throws(() => loadConfig({ CAPSA_CONFIG: path.join(dir, 'missing.json') } as NodeJS.ProcessEnv), /cannot read config/);
+  assert.throws(() => loadConfig({ CAPSA_REGISTRY_MIRROR: 'not a url' } as NodeJS.ProcessEnv), /is not a URL/);
+});

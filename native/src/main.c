@@ -1,0 +1,200 @@
+/* capsa-shim: creates (run) or joins (exec) a container and carries out the
+ * helper's plan. Must stay single-threaded: see ARCHITECTURE.md.
+ *
+ *   fd 3  in   the plan, until EOF (server/runtime/plan.ts)
+ *   fd 4  out  status: `started <pid>`, `error <step>\t<path>\t<errno>\t<msg>`, `exit <code>`
+ *   fd 5  in   optional control lines: `resize <rows> <cols>`, `signal <n>`
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "devices.h"
+#include "error.h"
+#include "monitor.h"
+#include "plan.h"
+#include "process.h"
+#include "pty.h"
+#include "rootfs.h"
+#include "utils.h"
+
+#define PLAN_FD 3
+#define STATUS_FD 4
+#define CONTROL_FD 5
+#define SETUP_FAILED 125 /* the exit status runc and Docker use for this */
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static int status_fd = -1;
+
+static void status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void status(const char *fmt, ...) {
+  char line[PATH_MAX + 1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t)n >= sizeof line)
+    n = (int)sizeof line - 1;
+  /* without a status pipe, stderr is the only way left to say anything */
+  write_all(status_fd >= 0 ? status_fd : 2, line, (size_t)n);
+}
+
+static int report_error(const struct shim_error *err) {
+  char line[PATH_MAX + 1024];
+  shim_error_format(err, line, sizeof line);
+  status("error %s\n", line);
+  return SETUP_FAILED;
+}
+
+static int fd_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+/* Everything the child does between clone and exec; returns only on error. */
+static int child_setup(const struct plan *plan, const struct pty *pty, const sigset_t *oldmask,
+                       struct shim_error *err) {
+  /* Undo what the shim set for itself: the container must get the default
+   * signal dispositions and mask, and none of the shim's extra fds. */
+  sigprocmask(SIG_SETMASK, oldmask, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (pty->master >= 0)
+    close(pty->master);
+  umask(0);
+
+  if (!plan->join_pid) {
+    if (make_private(err) < 0 || do_mounts(plan, err) < 0 || do_devices(plan, err) < 0 ||
+        do_symlinks(plan, err) < 0)
+      return -1;
+    if (pty->slave >= 0 && mount_console(plan, pty->name, err) < 0)
+      return -1;
+    if (pivot_into(plan, err) < 0 || do_masks(plan, err) < 0 || do_readonly(plan, err) < 0)
+      return -1;
+  }
+  if (set_hostname(plan, err) < 0)
+    return -1;
+  if (plan->loopback && loopback_up(err) < 0)
+    return -1;
+  if (pty->slave >= 0 && pty_attach(pty->slave, err) < 0)
+    return -1;
+  if (switch_user(plan, err) < 0)
+    return -1;
+  if (chdir(plan->cwd) < 0)
+    return shim_fail(err, "cwd", plan->cwd, errno, NULL);
+  umask(022); /* what a container process gets under runc and Docker */
+  return exec_command(plan, err);
+}
+
+static int run(int join_mode) {
+  struct shim_error err = {0};
+  struct plan plan;
+
+  if (plan_read(PLAN_FD, &plan, &err) < 0)
+    return report_error(&err);
+  close(PLAN_FD);
+  if (join_mode != (plan.join_pid != 0))
+    return shim_fail(&err, "plan", "join", EINVAL, join_mode ? "exec needs a join record" : "run takes no join record"),
+           report_error(&err);
+  /* pivot_root outside a private mount namespace would move the host's root */
+  if (!join_mode && !(plan.ns_flags & CLONE_NEWNS))
+    return shim_fail(&err, "plan", "ns", EINVAL, "run needs a mount namespace"), report_error(&err);
+
+  /* Block the forwarded signals from here on: they queue on the signalfd
+   * until the monitor loop forwards them, so none is lost during setup. */
+  sigset_t mask, oldmask;
+  monitor_signals(&mask);
+  sigprocmask(SIG_BLOCK, &mask, &oldmask);
+  cleanup_close int sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sigfd < 0)
+    return shim_fail(&err, "signal", "signalfd", errno, NULL), report_error(&err);
+
+  if (join_cgroups(&plan, &err) < 0)
+    return report_error(&err);
+  struct pty pty = {.master = -1, .slave = -1};
+  if (plan.tty && pty_open(&pty, plan.rows, plan.cols, &err) < 0)
+    return report_error(&err);
+  if (join_mode && join_namespaces(&plan, &err) < 0)
+    return report_error(&err);
+
+  /* Close-on-exec error pipe: EOF with no data means the exec succeeded. */
+  int errpipe[2];
+  if (pipe2(errpipe, O_CLOEXEC) < 0)
+    return shim_fail(&err, "clone", "pipe", errno, NULL), report_error(&err);
+
+  int pidfd = -1;
+  pid_t pid = spawn_child(join_mode ? 0 : plan.ns_flags, &pidfd, &err);
+  if (pid < 0)
+    return report_error(&err);
+  if (pid == 0) {
+    close(errpipe[0]);
+    child_setup(&plan, &pty, &oldmask, &err);
+    char line[PATH_MAX + 1024];
+    size_t n = shim_error_format(&err, line, sizeof line);
+    write_all(errpipe[1], line, n);
+    _exit(SETUP_FAILED);
+  }
+
+  close(errpipe[1]);
+  if (pty.slave >= 0)
+    close(pty.slave); /* the master reports EIO only once no slave fd is left */
+  char *child_err = NULL;
+  ssize_t n = read_to_eof(errpipe[0], &child_err);
+  close(errpipe[0]);
+  if (n != 0) {
+    if (n > 0)
+      shim_error_parse(&err, child_err);
+    else
+      shim_fail(&err, "exec", "", errno, "reading the setup status: %s", shim_strerror(errno, (char[128]){0}, 128));
+    /* the child exits right after reporting; with it goes its pid
+     * namespace, and with that every mount it made */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    return report_error(&err);
+  }
+  status("started %d\n", pid);
+
+  struct monitor m = {
+      .pid = pid,
+      .pidfd = pidfd,
+      .sigfd = sigfd,
+      .ctlfd = fd_is_open(CONTROL_FD) ? CONTROL_FD : -1,
+      .master = pty.master,
+  };
+  int code = monitor_run(&m);
+  status("exit %d\n", code);
+  return code;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "exec"))) {
+    fprintf(stderr, "usage: capsa-shim run|exec  (plan on fd 3, status on fd 4, control on fd 5)\n");
+    return SETUP_FAILED;
+  }
+  /* a helper that went away must not kill the shim while the container runs */
+  signal(SIGPIPE, SIG_IGN);
+  if (fd_is_open(STATUS_FD)) {
+    status_fd = STATUS_FD;
+    fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
+  }
+  if (fd_is_open(CONTROL_FD))
+    fcntl(CONTROL_FD, F_SETFD, FD_CLOEXEC);
+  if (!fd_is_open(PLAN_FD)) {
+    struct shim_error err;
+    shim_fail(&err, "plan", "fd 3", EBADF, "no plan on fd 3");
+    return report_error(&err);
+  }
+  return run(!strcmp(argv[1], "exec"));
+}

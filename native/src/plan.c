@@ -1,0 +1,214 @@
+#define _GNU_SOURCE
+#include "plan.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utils.h"
+
+/* Appends a zeroed slot to a list; the list stays one slot longer than its
+ * count so env/args are always NULL-terminated for execve. */
+static void *push(void *items, size_t *n, size_t size, void **slot) {
+  char *grown = realloc(items, (*n + 2) * size);
+  if (!grown)
+    return NULL;
+  memset(grown + (*n + 1) * size, 0, size);
+  *slot = grown + (*n) * size;
+  memset(*slot, 0, size);
+  (*n)++;
+  return grown;
+}
+
+#define PUSH(plan, list, slot)                                                                    \
+  ({                                                                                              \
+    void *grown_ = push((plan)->list, &(plan)->n_##list, sizeof *(plan)->list, (void **)&(slot)); \
+    if (grown_)                                                                                   \
+      (plan)->list = grown_;                                                                      \
+    grown_ != NULL;                                                                               \
+  })
+
+static int parse_num(const char *s, unsigned long max, unsigned long *out) {
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 0);
+  if (errno || end == s || *end || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_ns(struct plan *plan, char *list) {
+  static const struct {
+    const char *name;
+    int flag;
+  } kinds[] = {{"mount", CLONE_NEWNS}, {"pid", CLONE_NEWPID}, {"uts", CLONE_NEWUTS},
+               {"ipc", CLONE_NEWIPC},  {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP},
+               {"user", CLONE_NEWUSER}};
+  char *save = NULL;
+  for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    size_t i;
+    for (i = 0; i < sizeof kinds / sizeof *kinds; i++)
+      if (strcmp(tok, kinds[i].name) == 0)
+        break;
+    if (i == sizeof kinds / sizeof *kinds)
+      return -1;
+    plan->ns_flags |= kinds[i].flag;
+  }
+  return 0;
+}
+
+/* Number of fields each record carries, by tag. */
+static const struct {
+  const char *tag;
+  int fields;
+} records[] = {
+    {"ns", 1},   {"rootfs", 1}, {"mount", 5},    {"device", 7}, {"symlink", 2}, {"mask", 1},
+    {"readonly", 1}, {"hostname", 1}, {"cwd", 1}, {"env", 1},    {"arg", 1},     {"user", 2},
+    {"group", 1}, {"tty", 1},   {"winsize", 2}, {"lo", 1},     {"cgroup", 1},  {"join", 1},
+};
+
+static int record(struct plan *plan, const char *tag, char **f, struct shim_error *err) {
+  unsigned long a, b, c, d, e;
+  void *slot;
+#define NUM(s, max, out)                                                                   \
+  do {                                                                                     \
+    if (parse_num((s), (max), &(out)) < 0)                                                 \
+      return shim_fail(err, "plan", tag, EINVAL, "invalid number %s in %s record", s, tag); \
+  } while (0)
+#define OOM() shim_fail(err, "plan", tag, ENOMEM, NULL)
+
+  if (!strcmp(tag, "ns")) {
+    if (parse_ns(plan, f[0]) < 0)
+      return shim_fail(err, "plan", f[0], EINVAL, "unknown namespace in %s", f[0]);
+  } else if (!strcmp(tag, "rootfs")) {
+    plan->rootfs = f[0];
+  } else if (!strcmp(tag, "mount")) {
+    NUM(f[3], ULONG_MAX, a);
+    if (!PUSH(plan, mounts, slot))
+      return OOM();
+    *(struct plan_mount *)slot = (struct plan_mount){f[0], f[1], f[2], f[4], a};
+  } else if (!strcmp(tag, "device")) {
+    if (strcmp(f[1], "c") && strcmp(f[1], "b"))
+      return shim_fail(err, "plan", f[0], EINVAL, "device type must be c or b, not %s", f[1]);
+    NUM(f[2], UINT32_MAX, a);
+    NUM(f[3], UINT32_MAX, b);
+    NUM(f[4], 07777, c);
+    NUM(f[5], UINT32_MAX, d);
+    NUM(f[6], UINT32_MAX, e);
+    if (!PUSH(plan, devices, slot))
+      return OOM();
+    *(struct plan_device *)slot =
+        (struct plan_device){f[0], f[1][0], (unsigned)a, (unsigned)b, (mode_t)c, (uid_t)d, (gid_t)e};
+  } else if (!strcmp(tag, "symlink")) {
+    if (!PUSH(plan, symlinks, slot))
+      return OOM();
+    *(struct plan_symlink *)slot = (struct plan_symlink){f[0], f[1]};
+  } else if (!strcmp(tag, "mask")) {
+    if (!PUSH(plan, masks, slot))
+      return OOM();
+    *(const char **)slot = f[0];
+  } else if (!strcmp(tag, "readonly")) {
+    if (!PUSH(plan, readonly, slot))
+      return OOM();
+    *(const char **)slot = f[0];
+  } else if (!strcmp(tag, "hostname")) {
+    plan->hostname = f[0];
+  } else if (!strcmp(tag, "cwd")) {
+    plan->cwd = f[0];
+  } else if (!strcmp(tag, "env")) {
+    if (!PUSH(plan, env, slot))
+      return OOM();
+    *(char **)slot = f[0];
+  } else if (!strcmp(tag, "arg")) {
+    if (!PUSH(plan, args, slot))
+      return OOM();
+    *(char **)slot = f[0];
+  } else if (!strcmp(tag, "user")) {
+    NUM(f[0], UINT32_MAX - 1, a);
+    NUM(f[1], UINT32_MAX - 1, b);
+    plan->uid = (uid_t)a;
+    plan->gid = (gid_t)b;
+  } else if (!strcmp(tag, "group")) {
+    NUM(f[0], UINT32_MAX - 1, a);
+    if (!PUSH(plan, groups, slot))
+      return OOM();
+    *(gid_t *)slot = (gid_t)a;
+  } else if (!strcmp(tag, "tty")) {
+    NUM(f[0], 1, a);
+    plan->tty = (int)a;
+  } else if (!strcmp(tag, "winsize")) {
+    NUM(f[0], UINT16_MAX, a);
+    NUM(f[1], UINT16_MAX, b);
+    plan->rows = (unsigned short)a;
+    plan->cols = (unsigned short)b;
+  } else if (!strcmp(tag, "lo")) {
+    NUM(f[0], 1, a);
+    plan->loopback = (int)a;
+  } else if (!strcmp(tag, "cgroup")) {
+    if (!PUSH(plan, cgroups, slot))
+      return OOM();
+    *(const char **)slot = f[0];
+  } else if (!strcmp(tag, "join")) {
+    NUM(f[0], INT32_MAX, a);
+    if (a == 0)
+      return shim_fail(err, "plan", tag, EINVAL, "join pid must be positive");
+    plan->join_pid = (pid_t)a;
+  }
+  return 0;
+#undef NUM
+#undef OOM
+}
+
+int plan_read(int fd, struct plan *plan, struct shim_error *err) {
+  memset(plan, 0, sizeof *plan);
+  plan->cwd = "/";
+  ssize_t len = read_to_eof(fd, &plan->buf);
+  if (len < 0)
+    return shim_fail(err, "plan", "fd 3", errno, NULL);
+
+  char *p = plan->buf, *end = plan->buf + len;
+  int ended = 0;
+  while (p < end && !ended) {
+    char *tag = p;
+    p += strlen(p) + 1;
+    if (!strcmp(tag, "end")) {
+      ended = 1;
+      break;
+    }
+    size_t i;
+    for (i = 0; i < sizeof records / sizeof *records; i++)
+      if (!strcmp(tag, records[i].tag))
+        break;
+    if (i == sizeof records / sizeof *records)
+      return shim_fail(err, "plan", tag, EINVAL, "unknown plan record %s", tag);
+    char *fields[7];
+    for (int k = 0; k < records[i].fields; k++) {
+      if (p >= end)
+        return shim_fail(err, "plan", tag, EINVAL, "truncated %s record", tag);
+      fields[k] = p;
+      p += strlen(p) + 1;
+    }
+    if (record(plan, tag, fields, err) < 0)
+      return -1;
+  }
+  if (!ended)
+    return shim_fail(err, "plan", "fd 3", EINVAL, "plan ended without an end record");
+  if (!plan->join_pid && (!plan->rootfs || plan->rootfs[0] != '/'))
+    return shim_fail(err, "plan", "rootfs", EINVAL, "plan needs an absolute rootfs path");
+  if (plan->n_args == 0)
+    return shim_fail(err, "plan", "arg", EINVAL, "plan has no command");
+  return 0;
+}
+
+const char *plan_getenv(const struct plan *plan, const char *key) {
+  size_t klen = strlen(key);
+  const char *found = NULL;
+  /* the last assignment wins, as for a shell reading the same list */
+  for (size_t i = 0; i < plan->n_env; i++)
+    if (!strncmp(plan->env[i], key, klen) && plan->env[i][klen] == '=')
+      found = plan->env[i] + klen + 1;
+  return found;
+}

@@ -1,0 +1,63 @@
+/* The plan: what the helper decided, read from fd 3 (see server/runtime/plan.ts
+ * for the wire format). All strings point into one buffer the plan owns. */
+#ifndef CAPSA_PLAN_H
+#define CAPSA_PLAN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+struct plan_mount {
+  const char *source, *target, *fstype, *data;
+  unsigned long flags;
+};
+
+struct plan_device {
+  const char *path;
+  char type; /* 'c' or 'b' */
+  unsigned major, minor;
+  mode_t mode;
+  uid_t uid;
+  gid_t gid;
+};
+
+struct plan_symlink {
+  const char *target, *path;
+};
+
+/* A growable array: items, count. */
+#define PLAN_LIST(type, name) \
+  type *name;                 \
+  size_t n_##name
+
+struct plan {
+  int ns_flags; /* CLONE_NEW* */
+  const char *rootfs;
+  PLAN_LIST(struct plan_mount, mounts);
+  PLAN_LIST(struct plan_device, devices);
+  PLAN_LIST(struct plan_symlink, symlinks);
+  PLAN_LIST(const char *, masks);
+  PLAN_LIST(const char *, readonly);
+  const char *hostname;
+  const char *cwd;
+  PLAN_LIST(char *, env);  /* NULL-terminated, for execve */
+  PLAN_LIST(char *, args); /* NULL-terminated, argv */
+  uid_t uid;
+  gid_t gid;
+  PLAN_LIST(gid_t, groups);
+  int tty;
+  unsigned short rows, cols;
+  int loopback;
+  PLAN_LIST(const char *, cgroups);
+  pid_t join_pid; /* 0: create namespaces; else join those of this host pid */
+  char *buf;
+};
+
+/* Reads and validates a whole plan from fd. */
+int plan_read(int fd, struct plan *plan, struct shim_error *err);
+
+/* Value of KEY in the plan's environment, or NULL. */
+const char *plan_getenv(const struct plan *plan, const char *key);
+
+#endif

@@ -1,0 +1,273 @@
+#define _GNU_SOURCE
+#include "rootfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "utils.h"
+
+/* Mount flags that change how a mount is attached rather than what it is. */
+#define PROPAGATION (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)
+
+int open_in_root(int rootfd, const char *path, int flags, struct shim_error *err, const char *step) {
+  /* RESOLVE_IN_ROOT makes the kernel treat rootfd as "/" for every component,
+   * symlinks planted by the image included; magic links (/proc/self/root…)
+   * would still jump out, so those are refused too. */
+  struct open_how how = {
+      .flags = (unsigned long long)(flags | O_CLOEXEC),
+      .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+  };
+  int fd;
+  do
+    fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+  while (fd < 0 && errno == EAGAIN); /* a concurrent rename elsewhere: retry */
+  if (fd < 0)
+    return shim_fail(err, step, path, errno, NULL);
+  return fd;
+}
+
+int mkdir_in_root(int rootfd, const char *path, struct shim_error *err, const char *step) {
+  char prefix[PATH_MAX];
+  if (snprintf(prefix, sizeof prefix, "%s", path) >= (int)sizeof prefix)
+    return shim_fail(err, step, path, ENAMETOOLONG, NULL);
+
+  cleanup_close int cur = open_in_root(rootfd, "/", O_PATH | O_DIRECTORY, err, step);
+  if (cur < 0)
+    return -1;
+  size_t len = strlen(prefix);
+  for (size_t i = 0; i <= len; i++) {
+    if (prefix[i] != '/' && prefix[i] != '\0')
+      continue;
+    if (i == 0 || prefix[i - 1] == '/')
+      continue; /* leading or repeated slash */
+    char saved = prefix[i];
+    prefix[i] = '\0';
+    /* Each prefix is resolved from the root again, never from the parent fd:
+     * a symlink component must resolve as it would inside the container. */
+    int next = open_in_root(rootfd, prefix, O_PATH | O_DIRECTORY, err, step);
+    if (next < 0 && err->errnum == ENOENT) {
+      const char *base = strrchr(prefix, '/');
+      base = base ? base + 1 : prefix;
+      if (mkdirat(cur, base, 0755) < 0 && errno != EEXIST)
+        return shim_fail(err, step, prefix, errno, NULL);
+      next = open_in_root(rootfd, prefix, O_PATH | O_DIRECTORY, err, step);
+    }
+    if (next < 0)
+      return -1;
+    close(cur);
+    cur = next;
+    prefix[i] = saved;
+  }
+  return steal_fd(&cur);
+}
+
+int open_mountpoint(int rootfd, const char *path, int as_file, struct shim_error *err, const char *step) {
+  int fd = open_in_root(rootfd, path, O_PATH, err, step);
+  if (fd >= 0 || err->errnum != ENOENT)
+    return fd;
+  if (!as_file) {
+    fd = mkdir_in_root(rootfd, path, err, step);
+    return fd;
+  }
+  char parent[PATH_MAX];
+  snprintf(parent, sizeof parent, "%s", path);
+  char *slash = strrchr(parent, '/');
+  const char *base = slash ? slash + 1 : parent;
+  if (slash)
+    *slash = '\0';
+  cleanup_close int dirfd = mkdir_in_root(rootfd, slash && parent[0] ? parent : "/", err, step);
+  if (dirfd < 0)
+    return -1;
+  /* O_NOFOLLOW: a dangling symlink here must not create a file elsewhere */
+  int created = openat(dirfd, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (created < 0 && errno != EEXIST && errno != ELOOP)
+    return shim_fail(err, step, path, errno, NULL);
+  if (created >= 0)
+    close(created);
+  return open_in_root(rootfd, path, O_PATH, err, step);
+}
+
+int make_private(struct shim_error *err) {
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    return shim_fail(err, "mount", "/", errno, NULL);
+  return 0;
+}
+
+static int open_rootfs(const struct plan *plan, struct shim_error *err) {
+  int fd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return shim_fail(err, "rootfs", plan->rootfs, errno, NULL);
+  return fd;
+}
+
+/* Applies flags that mount(2) ignores on a first bind (ro, nosuid…), which
+ * need a second, remounting call on the new mount. */
+static int remount_bind(int rootfd, const char *target, unsigned long flags, struct shim_error *err) {
+  cleanup_close int fd = open_in_root(rootfd, target, O_PATH, err, "mount");
+  if (fd < 0)
+    return -1;
+  char path[FD_PATH_LEN];
+  fd_path(fd, path);
+  if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL) < 0)
+    return shim_fail(err, "mount", target, errno, NULL);
+  return 0;
+}
+
+static int mount_one(int *rootfd, const struct plan *plan, const struct plan_mount *m, struct shim_error *err) {
+  int bind = (m->flags & MS_BIND) != 0;
+  int as_file = 0;
+  if (bind) {
+    struct stat st;
+    if (stat(m->source, &st) < 0)
+      return shim_fail(err, "mount", m->target, errno, "bind source %s: %s", m->source,
+                       shim_strerror(errno, (char[128]){0}, 128));
+    as_file = !S_ISDIR(st.st_mode);
+  }
+  cleanup_close int target = open_mountpoint(*rootfd, m->target, as_file, err, "mount");
+  if (target < 0)
+    return -1;
+  char path[FD_PATH_LEN];
+  fd_path(target, path);
+
+  unsigned long flags = m->flags & ~PROPAGATION;
+  const char *data = m->data[0] ? m->data : NULL;
+  if (bind) {
+    if (mount(m->source, path, NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
+      return shim_fail(err, "mount", m->target, errno, NULL);
+  } else if (mount(m->source, path, m->fstype, flags, data) < 0) {
+    return shim_fail(err, "mount", m->target, errno, NULL);
+  }
+
+  /* A mount onto "/" covers the directory rootfd points at: reopen it so
+   * later lookups see the new filesystem, not the one underneath. */
+  if (!strcmp(m->target, "/")) {
+    close(*rootfd);
+    if ((*rootfd = open_rootfs(plan, err)) < 0)
+      return -1;
+  }
+  if (bind && (flags & ~(MS_BIND | MS_REC)))
+    if (remount_bind(*rootfd, m->target, flags & ~(MS_BIND | MS_REC | MS_REMOUNT), err) < 0)
+      return -1;
+  if (m->flags & PROPAGATION) {
+    cleanup_close int fd = open_in_root(*rootfd, m->target, O_PATH, err, "mount");
+    if (fd < 0)
+      return -1;
+    fd_path(fd, path);
+    if (mount(NULL, path, NULL, m->flags & (PROPAGATION | MS_REC), NULL) < 0)
+      return shim_fail(err, "mount", m->target, errno, NULL);
+  }
+  return 0;
+}
+
+int do_mounts(const struct plan *plan, struct shim_error *err) {
+  int covers_root = 0;
+  for (size_t i = 0; i < plan->n_mounts; i++)
+    covers_root |= !strcmp(plan->mounts[i].target, "/");
+  /* pivot_root needs the new root to be a mount point */
+  if (!covers_root && mount(plan->rootfs, plan->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+    return shim_fail(err, "mount", "/", errno, NULL);
+
+  cleanup_close int rootfd = open_rootfs(plan, err);
+  if (rootfd < 0)
+    return -1;
+  for (size_t i = 0; i < plan->n_mounts; i++)
+    if (mount_one(&rootfd, plan, &plan->mounts[i], err) < 0)
+      return -1;
+  return 0;
+}
+
+int mount_console(const struct plan *plan, const char *slave_path, struct shim_error *err) {
+  cleanup_close int rootfd = open_rootfs(plan, err);
+  if (rootfd < 0)
+    return -1;
+  cleanup_close int target = open_mountpoint(rootfd, "/dev/console", 1, err, "console");
+  if (target < 0)
+    return -1;
+  char dst[FD_PATH_LEN];
+  fd_path(target, dst);
+  if (mount(slave_path, dst, NULL, MS_BIND, NULL) < 0)
+    return shim_fail(err, "console", "/dev/console", errno, NULL);
+  return 0;
+}
+
+int pivot_into(const struct plan *plan, struct shim_error *err) {
+  cleanup_close int rootfd = open_rootfs(plan, err);
+  if (rootfd < 0)
+    return -1;
+  if (fchdir(rootfd) < 0)
+    return shim_fail(err, "pivot_root", plan->rootfs, errno, NULL);
+  /* pivot_root(".", ".") stacks the old root on top of the new one at "/",
+   * so it can be detached without needing a directory to park it in. */
+  if (syscall(SYS_pivot_root, ".", ".") < 0)
+    return shim_fail(err, "pivot_root", plan->rootfs, errno, NULL);
+  /* keep the unmount below from propagating anywhere */
+  if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+    return shim_fail(err, "pivot_root", "/", errno, NULL);
+  if (umount2(".", MNT_DETACH) < 0)
+    return shim_fail(err, "pivot_root", "/", errno, NULL);
+  if (chdir("/") < 0)
+    return shim_fail(err, "pivot_root", "/", errno, NULL);
+  return 0;
+}
+
+int do_masks(const struct plan *plan, struct shim_error *err) {
+  cleanup_close int rootfd = -1;
+  if (plan->n_masks && (rootfd = open_in_root(AT_FDCWD, "/", O_PATH | O_DIRECTORY, err, "mask")) < 0)
+    return -1;
+  for (size_t i = 0; i < plan->n_masks; i++) {
+    cleanup_close int fd = open_in_root(rootfd, plan->masks[i], O_PATH, err, "mask");
+    if (fd < 0 && err->errnum == ENOENT)
+      continue; /* nothing to hide */
+    if (fd < 0)
+      return -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+      return shim_fail(err, "mask", plan->masks[i], errno, NULL);
+    char path[FD_PATH_LEN];
+    fd_path(fd, path);
+    int r = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
+                                : mount("/dev/null", path, NULL, MS_BIND, NULL);
+    if (r < 0)
+      return shim_fail(err, "mask", plan->masks[i], errno, NULL);
+  }
+  return 0;
+}
+
+int do_readonly(const struct plan *plan, struct shim_error *err) {
+  cleanup_close int rootfd = -1;
+  if (plan->n_readonly && (rootfd = open_in_root(AT_FDCWD, "/", O_PATH | O_DIRECTORY, err, "readonly")) < 0)
+    return -1;
+  for (size_t i = 0; i < plan->n_readonly; i++) {
+    const char *p = plan->readonly[i];
+    cleanup_close int fd = open_in_root(rootfd, p, O_PATH, err, "readonly");
+    if (fd < 0 && err->errnum == ENOENT)
+      continue;
+    if (fd < 0)
+      return -1;
+    char path[FD_PATH_LEN];
+    fd_path(fd, path);
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
+      return shim_fail(err, "readonly", p, errno, NULL);
+    cleanup_close int bound = open_in_root(rootfd, p, O_PATH, err, "readonly");
+    if (bound < 0)
+      return -1;
+    fd_path(bound, path);
+    /* a bind remount must repeat the flags the mount already has, or the
+     * kernel refuses to clear locked ones (nosuid, nodev, noexec) */
+    struct statvfs sv;
+    if (fstatvfs(bound, &sv) < 0)
+      return shim_fail(err, "readonly", p, errno, NULL);
+    unsigned long keep = sv.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_NODIRATIME | ST_RELATIME);
+    if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) < 0)
+      return shim_fail(err, "readonly", p, errno, NULL);
+  }
+  return 0;
+}

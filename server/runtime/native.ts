@@ -1,0 +1,258 @@
+/**
+ * The bridge to the native shim (native/): spawns `capsa-shim run|exec`,
+ * hands it the plan on fd 3, reads its status lines from fd 4 and sends
+ * control lines on fd 5. The shim is single-threaded on purpose; see
+ * ARCHITECTURE.md, "Why a native shim".
+ */
+import { ChildProcess, spawn, StdioNull, StdioPipe } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import * as path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { CapsaError } from '../errors';
+import { encodePlan, Plan } from './plan';
+
+/** The status the shim writes to fd 4, one line each. */
+export type ShimStatus =
+  | { kind: 'started'; pid: number }
+  | { kind: 'error'; step: string; path: string; errno: number; message: string }
+  | { kind: 'exit'; code: number };
+
+/** A container could not be set up: names the step, the path and the errno. */
+export class ContainerSetupError extends CapsaError {
+  /** Setup step that failed, e.g. `mount`, `exec`, `cwd`, `cgroup`. */
+  readonly step: string;
+  /** Path the step worked on (inside the container for in-container steps). */
+  readonly path: string;
+  /** errno number (0 when the failure had none). */
+  readonly errno: number;
+  /** Symbolic errno, e.g. `EACCES`, when known. */
+  readonly errnoName: string | undefined;
+
+  constructor(status: { step: string; path: string; errno: number; message: string }) {
+    super('E_CONTAINER_SETUP', formatSetupError(status));
+    this.step = status.step;
+    this.path = status.path;
+    this.errno = status.errno;
+    this.errnoName = errnoName(status.errno);
+  }
+}
+
+/** The shim ended without the status it owes (killed, crashed, not built). */
+export class ShimError extends CapsaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_SHIM', message, options);
+  }
+}
+
+const errnoNames = new Map<number, string>(
+  Object.entries(osConstants.errno).map(([name, value]) => [value, name]),
+);
+
+/** `EACCES` for 13, or undefined for numbers this platform does not name. */
+export function errnoName(errno: number): string | undefined {
+  return errnoNames.get(errno);
+}
+
+function formatSetupError(s: { step: string; path: string; errno: number; message: string }): string {
+  // the shim already phrases exec failures the way users know them from runc
+  if (s.step === 'exec') return s.message;
+  const name = errnoName(s.errno);
+  const where = s.path ? ` ${JSON.stringify(s.path)}` : '';
+  return `container setup failed at ${s.step}${where}: ${s.message}${name ? ` (${name})` : ''}`;
+}
+
+/**
+ * Parses one status line (without its newline). Returns undefined for a
+ * line this version does not know, so an older helper tolerates a newer shim.
+ */
+export function parseStatusLine(line: string): ShimStatus | undefined {
+  const space = line.indexOf(' ');
+  const verb = space < 0 ? line : line.slice(0, space);
+  const rest = space < 0 ? '' : line.slice(space + 1);
+  switch (verb) {
+    case 'started': {
+      const pid = parseDecimal(rest);
+      return pid !== undefined && pid > 0 ? { kind: 'started', pid } : undefined;
+    }
+    case 'exit': {
+      const code = parseDecimal(rest);
+      return code !== undefined ? { kind: 'exit', code } : undefined;
+    }
+    case 'error': {
+      const fields = rest.split('\t');
+      if (fields.length < 4) return undefined;
+      const [step, p, errno] = fields;
+      const n = parseDecimal(errno);
+      if (n === undefined) return undefined;
+      // the message is last and may itself contain tabs from older shims
+      return { kind: 'error', step, path: p, errno: n, message: fields.slice(3).join('\t') };
+    }
+    default:
+      return undefined;
+  }
+}
+
+function parseDecimal(s: string): number | undefined {
+  return /^\d{1,10}$/.test(s) ? Number(s) : undefined;
+}
+
+/**
+ * Splits a byte stream into lines and hands each complete one to onLine.
+ * Exposed for tests; handles lines split across chunks.
+ */
+export class StatusLineReader {
+  private pending = '';
+  constructor(private readonly onLine: (status: ShimStatus) => void) {}
+
+  push(chunk: string): void {
+    this.pending += chunk;
+    let nl: number;
+    while ((nl = this.pending.indexOf('\n')) >= 0) {
+      const line = this.pending.slice(0, nl);
+      this.pending = this.pending.slice(nl + 1);
+      const status = parseStatusLine(line);
+      if (status) this.onLine(status);
+    }
+  }
+}
+
+/** Absolute path of the shim binary: `<package root>/native/build/capsa-shim`. */
+export function shimPath(): string {
+  // __dirname is server/runtime in a ts-node run and out/server/runtime once
+  // compiled: walk up to the first directory that holds package.json
+  let dir = __dirname;
+  for (;;) {
+    if (existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'native', 'build', 'capsa-shim');
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return path.resolve(__dirname, '..', '..', '..', 'native', 'build', 'capsa-shim');
+}
+
+export type ShimStdio = 'pipe' | 'ignore' | 'inherit' | number;
+
+export interface StartShimOptions {
+  stdin: ShimStdio;
+  stdout: ShimStdio;
+  stderr: ShimStdio;
+  /** `run` creates a container; `exec` joins the one named by `plan.joinPid`. */
+  mode: 'run' | 'exec';
+  /** Overrides {@link shimPath} (tests). */
+  shim?: string;
+}
+
+export interface ShimHandle {
+  process: ChildProcess;
+  /** Host pid of the container process, once it has exec'd its command. */
+  started: Promise<number>;
+  /** The container process's exit code (128 + signal when killed); 125 when setup failed. */
+  exited: Promise<number>;
+  /** Sets the pty's window size (no-op without a terminal). */
+  resize(rows: number, cols: number): void;
+  /** Sends signal n to the container process (through its pidfd). */
+  signal(n: number): void;
+  stdin: Writable | null;
+  stdout: Readable | null;
+  stderr: Readable | null;
+}
+
+/** Spawns the shim for plan and follows it until the container process ends. */
+export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
+  if ((opts.mode === 'exec') !== (plan.joinPid !== undefined)) {
+    throw new ShimError(`shim mode ${opts.mode} does not match the plan (joinPid ${plan.joinPid ?? 'unset'})`);
+  }
+  const encoded = encodePlan(plan);
+  const child = spawn(opts.shim ?? shimPath(), [opts.mode], {
+    stdio: [opts.stdin, opts.stdout, opts.stderr, 'pipe', 'pipe', 'pipe'] as Array<
+      StdioPipe | StdioNull | 'inherit' | number
+    >,
+    // the shim forwards signals itself; a terminal's Ctrl-C must not reach it
+    // through the helper's process group
+    detached: true,
+  });
+  // child.stdio is typed as a 5-tuple; the shim's three extra pipes are 3..5
+  const extra = child.stdio as unknown as Array<Readable | Writable>;
+  const planFd = extra[3] as Writable;
+  const statusFd = extra[4] as Readable;
+  const controlFd = extra[5] as Writable;
+
+  let resolveStarted!: (pid: number) => void;
+  let rejectStarted!: (err: Error) => void;
+  const started = new Promise<number>((res, rej) => {
+    resolveStarted = res;
+    rejectStarted = rej;
+  });
+  // callers that only await `exited` must not see an unhandled rejection
+  started.catch(() => undefined);
+
+  let reported: number | undefined;
+  let setupError: ContainerSetupError | undefined;
+  const reader = new StatusLineReader((s) => {
+    if (s.kind === 'started') resolveStarted(s.pid);
+    else if (s.kind === 'error') {
+      setupError = new ContainerSetupError(s);
+      rejectStarted(setupError);
+    } else reported = s.code;
+  });
+  statusFd.setEncoding('utf8');
+  statusFd.on('data', (chunk: string) => reader.push(chunk));
+
+  const exited = new Promise<number>((resolve, reject) => {
+    let spawnError: Error | undefined;
+    child.once('error', (err) => {
+      spawnError = err;
+      const e = new ShimError(`cannot start the shim ${opts.shim ?? shimPath()}: ${err.message}`, { cause: err });
+      rejectStarted(e);
+      reject(e);
+    });
+    // decide once both the process has ended and its status pipe is read to
+    // the end (waiting for 'close' instead would also wait for the caller to
+    // drain stdout, which it may never do)
+    let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let statusDone = false;
+    const settle = (): void => {
+      if (spawnError || !exitInfo || !statusDone) return;
+      const { code, signal } = exitInfo;
+      const fallback = new ShimError(
+        `the shim ended without reporting (${signal ? `signal ${signal}` : `exit status ${code}`})`,
+      );
+      rejectStarted(fallback);
+      if (reported !== undefined) resolve(reported);
+      else if (setupError) resolve(code ?? 125);
+      else reject(fallback);
+    };
+    child.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      settle();
+    });
+    statusFd.once('close', () => {
+      statusDone = true;
+      settle();
+    });
+  });
+  exited.catch(() => undefined);
+
+  // EPIPE here means the shim died early; 'close' reports that
+  for (const s of [planFd, controlFd]) s.on('error', () => undefined);
+  planFd.end(encoded);
+
+  const control = (line: string): void => {
+    if (!controlFd.destroyed && controlFd.writable) controlFd.write(line);
+  };
+  return {
+    process: child,
+    started,
+    exited,
+    resize(rows, cols) {
+      control(`resize ${Math.trunc(rows)} ${Math.trunc(cols)}\n`);
+    },
+    signal(n) {
+      control(`signal ${Math.trunc(n)}\n`);
+    },
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
+  };
+}

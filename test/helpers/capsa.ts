@@ -1,0 +1,131 @@
+/**
+ * A real helper process for a test: its own Capsa root and socket under a
+ * fresh temporary directory, a registry mirror for docker.io names, and a
+ * way to run the real `capsa` CLI against it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+export const CLI = path.join(REPO_ROOT, 'bin', 'capsa');
+export const HELPER_MAIN = path.join(REPO_ROOT, 'out', 'server', 'main.js');
+
+export interface TestHelper {
+  dir: string;
+  root: string;
+  socket: string;
+  env: NodeJS.ProcessEnv;
+  process: ChildProcess;
+  /** Runs `capsa ARGS…` to completion. */
+  cli(args: string[], opts?: { input?: string | Buffer; timeoutMs?: number }): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Kills the helper (SIGKILL) without cleaning up, like a crash. */
+  crash(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestHelper> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
+  const root = path.join(dir, 'root');
+  const socket = path.join(dir, 'capsa.sock');
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CAPSA_ROOT: root,
+    CAPSA_SOCKET: socket,
+    CAPSA_CONFIG: path.join(dir, 'config.json'),
+    ...(opts.mirror ? { CAPSA_REGISTRY_MIRROR: `docker.io=${opts.mirror}` } : {}),
+    ...opts.env,
+  };
+  await fs.writeFile(env.CAPSA_CONFIG!, '{}');
+  const child = spawnHelper(env, dir);
+  await waitForSocket(socket, child, dir);
+  const helper: TestHelper = {
+    dir,
+    root,
+    socket,
+    env,
+    process: child,
+    cli: (args, o = {}) => runCli(args, env, o),
+    async crash() {
+      helper.process.kill('SIGKILL');
+      await new Promise((r) => helper.process.once('exit', r));
+    },
+    async stop() {
+      if (helper.process.exitCode === null && helper.process.signalCode === null) {
+        helper.process.kill('SIGTERM');
+        await new Promise((r) => helper.process.once('exit', r));
+      }
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+  return helper;
+}
+
+/** Starts another helper on the same root and socket (after a crash). */
+export async function restartHelper(h: TestHelper): Promise<void> {
+  h.process = spawnHelper(h.env, h.dir);
+  await waitForSocket(h.socket, h.process, h.dir);
+}
+
+function spawnHelper(env: NodeJS.ProcessEnv, dir: string): ChildProcess {
+  const logFile = path.join(dir, 'helper.log');
+  const child = spawn(process.execPath, [HELPER_MAIN], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr!.on('data', (d: Buffer) => void fs.appendFile(logFile, d).catch(() => undefined));
+  return child;
+}
+
+async function waitForSocket(socket: string, child: ChildProcess, dir: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) break;
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(socket);
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  let log = '';
+  try {
+    log = readFileSync(path.join(dir, 'helper.log'), 'utf8');
+  } catch {
+    /* no log */
+  }
+  throw new Error(`helper did not listen on ${socket}: ${log}`);
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv, opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`capsa ${args.join(' ')} timed out; stdout: ${stdout} stderr: ${stderr}`));
+    }, opts.timeoutMs ?? 60_000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 128 + (signal ? 9 : 0), stdout, stderr });
+    });
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
+  });
+}
+
+/** Mount points (from /proc/self/mountinfo of the host) that lie under `dir`. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  return text
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p): p is string => !!p && p.startsWith(dir));
+}

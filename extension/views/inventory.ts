@@ -1,0 +1,97 @@
+/**
+ * What the helper has: images and containers, loaded once per connection and
+ * then kept current from the helper's broadcast events (no polling).
+ */
+import * as vscode from 'vscode';
+import { ContainerListRequest, ImageListRequest, type ContainerSummary, type ImageSummary } from '../../server/protocol';
+import type { HelperConnection } from '../client';
+
+export class Inventory implements vscode.Disposable {
+  private readonly _onDidChangeImages = new vscode.EventEmitter<void>();
+  readonly onDidChangeImages = this._onDidChangeImages.event;
+  private readonly _onDidChangeContainers = new vscode.EventEmitter<void>();
+  readonly onDidChangeContainers = this._onDidChangeContainers.event;
+
+  readonly images = new Map<string, ImageSummary>();
+  readonly containers = new Map<string, ContainerSummary>();
+  /** True once the first listing after connecting arrived. */
+  loaded = false;
+  private readonly disposables: vscode.Disposable[] = [];
+  private pendingImageReload: NodeJS.Timeout | undefined;
+
+  constructor(private readonly helper: HelperConnection) {
+    this.disposables.push(
+      helper.onDidChangeState((s) => {
+        if (s === 'connected') void this.reload();
+        else this.clear();
+      }),
+      helper.onContainerEvent((e) => {
+        if (e.action === 'destroy') this.containers.delete(e.container.id);
+        else this.containers.set(e.container.id, e.container);
+        this._onDidChangeContainers.fire();
+      }),
+      helper.onImageEvent((e) => {
+        if (e.action === 'delete') this.images.delete(e.id);
+        else if (e.image) this.images.set(e.image.id, e.image);
+        else this.reloadImagesSoon();
+        // Untagging moves a name between images: keep the list exact.
+        if (e.action === 'untag' || e.action === 'tag') this.reloadImagesSoon();
+        this._onDidChangeImages.fire();
+      }),
+    );
+    if (helper.state === 'connected') void this.reload();
+  }
+
+  private clear(): void {
+    this.loaded = false;
+    this.images.clear();
+    this.containers.clear();
+    this._onDidChangeImages.fire();
+    this._onDidChangeContainers.fire();
+  }
+
+  /** Coalesces bursts of image events into one listing. */
+  private reloadImagesSoon(): void {
+    if (this.pendingImageReload) return;
+    this.pendingImageReload = setTimeout(() => {
+      this.pendingImageReload = undefined;
+      void this.reloadImages().catch(() => undefined);
+    }, 100);
+  }
+
+  private async reloadImages(): Promise<void> {
+    const images = await this.helper.connection.sendRequest(ImageListRequest.type);
+    this.images.clear();
+    for (const i of images) this.images.set(i.id, i);
+    this._onDidChangeImages.fire();
+  }
+
+  /** Full listing; the Refresh button and each (re)connection use it. */
+  async reload(): Promise<void> {
+    if (this.helper.state !== 'connected') return;
+    try {
+      const [images, containers] = await Promise.all([
+        this.helper.connection.sendRequest(ImageListRequest.type),
+        this.helper.connection.sendRequest(ContainerListRequest.type, { all: true }),
+      ]);
+      this.images.clear();
+      for (const i of images) this.images.set(i.id, i);
+      this.containers.clear();
+      for (const c of containers) this.containers.set(c.id, c);
+      this.loaded = true;
+    } catch (err) {
+      this.helper.output.appendLine(`listing images and containers failed: ${(err as Error).message}`);
+    }
+    void vscode.commands.executeCommand('setContext', 'capsa.hasImages', this.images.size > 0);
+    void vscode.commands.executeCommand('setContext', 'capsa.hasContainers', this.containers.size > 0);
+    this._onDidChangeImages.fire();
+    this._onDidChangeContainers.fire();
+  }
+
+  dispose(): void {
+    if (this.pendingImageReload) clearTimeout(this.pendingImageReload);
+    for (const d of this.disposables) d.dispose();
+    this._onDidChangeImages.dispose();
+    this._onDidChangeContainers.dispose();
+  }
+}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -63,8 +64,20 @@ static int report_error(const struct shim_error *err) {
 
 static int fd_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
 
+/* Run mode, in the child after pivot_root: opens the pty on the container's
+ * devpts and hands the master to the shim over sock. */
+static int child_pty(const struct plan *plan, struct pty *pty, int sock, struct shim_error *err) {
+  if (pty_open(pty, plan->rows, plan->cols, err) < 0 || mount_console(pty->name, err) < 0)
+    return -1;
+  if (pty_send_fd(sock, pty->master) < 0)
+    return shim_fail(err, "tty", "master", errno, NULL);
+  close(pty->master);
+  pty->master = -1;
+  return 0;
+}
+
 /* Everything the child does between clone and exec; returns only on error. */
-static int child_setup(const struct plan *plan, const struct pty *pty, const sigset_t *oldmask,
+static int child_setup(const struct plan *plan, struct pty *pty, int sock, const sigset_t *oldmask,
                        struct shim_error *err) {
   /* Undo what the shim set for itself: the container must get the default
    * signal dispositions and mask, and none of the shim's extra fds. */
@@ -77,11 +90,11 @@ static int child_setup(const struct plan *plan, const struct pty *pty, const sig
 
   if (!plan->join_pid) {
     if (make_private(err) < 0 || do_mounts(plan, err) < 0 || do_devices(plan, err) < 0 ||
-        do_symlinks(plan, err) < 0)
+        do_symlinks(plan, err) < 0 || pivot_into(plan, err) < 0)
       return -1;
-    if (pty->slave >= 0 && mount_console(plan, pty->name, err) < 0)
+    if (plan->tty && child_pty(plan, pty, sock, err) < 0)
       return -1;
-    if (pivot_into(plan, err) < 0 || do_masks(plan, err) < 0 || do_readonly(plan, err) < 0)
+    if (do_masks(plan, err) < 0 || do_readonly(plan, err) < 0)
       return -1;
   }
   if (set_hostname(plan, err) < 0)
@@ -123,11 +136,16 @@ static int run(int join_mode) {
 
   if (join_cgroups(&plan, &err) < 0)
     return report_error(&err);
-  struct pty pty = {.master = -1, .slave = -1};
-  if (plan.tty && pty_open(&pty, plan.rows, plan.cols, &err) < 0)
-    return report_error(&err);
   if (join_mode && join_namespaces(&plan, &err) < 0)
     return report_error(&err);
+  /* exec mode: after setns(mnt) the shim's /dev/ptmx is the container's */
+  struct pty pty = {.master = -1, .slave = -1};
+  if (join_mode && plan.tty && pty_open(&pty, plan.rows, plan.cols, &err) < 0)
+    return report_error(&err);
+  /* run mode: the child makes the pty and sends the master back here */
+  int ptysock[2] = {-1, -1};
+  if (!join_mode && plan.tty && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ptysock) < 0)
+    return shim_fail(&err, "tty", "socketpair", errno, NULL), report_error(&err);
 
   /* Close-on-exec error pipe: EOF with no data means the exec succeeded. */
   int errpipe[2];
@@ -140,7 +158,9 @@ static int run(int join_mode) {
     return report_error(&err);
   if (pid == 0) {
     close(errpipe[0]);
-    child_setup(&plan, &pty, &oldmask, &err);
+    if (ptysock[0] >= 0)
+      close(ptysock[0]);
+    child_setup(&plan, &pty, ptysock[1], &oldmask, &err);
     char line[PATH_MAX + 1024];
     size_t n = shim_error_format(&err, line, sizeof line);
     write_all(errpipe[1], line, n);
@@ -150,6 +170,15 @@ static int run(int join_mode) {
   close(errpipe[1]);
   if (pty.slave >= 0)
     close(pty.slave); /* the master reports EIO only once no slave fd is left */
+  if (ptysock[0] >= 0) {
+    close(ptysock[1]);
+    /* the child's end closes at exec or exit: no fd then means it failed,
+     * which the error pipe explains */
+    pty.master = pty_recv_fd(ptysock[0]);
+    close(ptysock[0]);
+    if (pty.master >= 0)
+      fcntl(pty.master, F_SETFL, fcntl(pty.master, F_GETFL) | O_NONBLOCK);
+  }
   char *child_err = NULL;
   ssize_t n = read_to_eof(errpipe[0], &child_err);
   close(errpipe[0]);

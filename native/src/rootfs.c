@@ -184,8 +184,8 @@ int do_mounts(const struct plan *plan, struct shim_error *err) {
   return 0;
 }
 
-int mount_console(const struct plan *plan, const char *slave_path, struct shim_error *err) {
-  cleanup_close int rootfd = open_rootfs(plan, err);
+int mount_console(const char *slave_path, struct shim_error *err) {
+  cleanup_close int rootfd = open_in_root(AT_FDCWD, "/", O_PATH | O_DIRECTORY, err, "console");
   if (rootfd < 0)
     return -1;
   cleanup_close int target = open_mountpoint(rootfd, "/dev/console", 1, err, "console");

@@ -25,10 +25,9 @@ int make_private(struct shim_error *err);
 /* Performs the plan's mount records in order, inside plan->rootfs. */
 int do_mounts(const struct plan *plan, struct shim_error *err);
 
-/* Bind-mounts the pty slave onto /dev/console. It is named by its host path:
- * a bind from /proc/self/fd would refer to a mount of the parent's
- * namespace, which the kernel refuses (EINVAL). */
-int mount_console(const struct plan *plan, const char *slave_path, struct shim_error *err);
+/* Bind-mounts the pty slave (its path in the container's devpts) onto
+ * /dev/console; run after pivot_root. */
+int mount_console(const char *slave_path, struct shim_error *err);
 
 /* pivot_root into plan->rootfs and detach the old root. */
 int pivot_into(const struct plan *plan, struct shim_error *err);

@@ -1,0 +1,266 @@
+/**
+ * The extension in a real VS Code: code-server (installed by
+ * scripts/install-code-server.sh) driven by Debian's Chromium through
+ * playwright-core, against a real helper and a real registry. Screenshots of
+ * each step go to test-results/vscode/.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { seedBusybox } from '../helpers/oci';
+import { freePort, startRegistry } from '../helpers/registry';
+import { REPO_ROOT, startHelper } from '../helpers/capsa';
+
+const CODE_SERVER = path.join(REPO_ROOT, '.cache', 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+const CHROMIUM = '/usr/bin/chromium';
+const RESULTS = path.join(REPO_ROOT, 'test-results', 'vscode');
+const pkg = require(path.join(REPO_ROOT, 'package.json')) as { publisher: string; name: string; version: string };
+
+type Page = import('playwright-core').Page;
+
+function skipReason(): string | undefined {
+  if (!existsSync(CODE_SERVER)) return `code-server is not installed (${CODE_SERVER}); run scripts/install-code-server.sh`;
+  if (!existsSync(CHROMIUM)) return `Chromium is not installed (${CHROMIUM}); apt-get install chromium`;
+  if (process.getuid?.() !== 0) return 'the helper needs root';
+  return undefined;
+}
+
+/** code-server in its own sandbox, with the extension folder linked into its extensions dir. */
+async function startCodeServer(sandbox: string, workspace: string, settings: Record<string, unknown>): Promise<{ url: string; stop(): Promise<void>; log: () => string }> {
+  const userData = path.join(sandbox, 'user-data');
+  const extensions = path.join(sandbox, 'extensions');
+  mkdirSync(path.join(userData, 'User'), { recursive: true });
+  mkdirSync(extensions, { recursive: true });
+  symlinkSync(REPO_ROOT, path.join(extensions, `${pkg.publisher}.${pkg.name}-${pkg.version}`));
+  writeFileSync(
+    path.join(userData, 'User', 'settings.json'),
+    JSON.stringify({
+      'telemetry.telemetryLevel': 'off',
+      'update.mode': 'none',
+      'extensions.autoUpdate': false,
+      'extensions.autoCheckUpdates': false,
+      'workbench.startupEditor': 'none',
+      'workbench.tips.enabled': false,
+      'security.workspace.trust.enabled': false,
+      'terminal.integrated.gpuAcceleration': 'off',
+      'terminal.integrated.enablePersistentSessions': false,
+      'git.enabled': false,
+      ...settings,
+    }),
+  );
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    EXTENSIONS_GALLERY: '{}',
+    XDG_CONFIG_HOME: path.join(sandbox, 'config'),
+    XDG_DATA_HOME: path.join(sandbox, 'data'),
+    XDG_CACHE_HOME: path.join(sandbox, 'cache'),
+    TMPDIR: path.join(sandbox, 'tmp'),
+  };
+  for (const d of ['config', 'data', 'cache', 'tmp']) mkdirSync(path.join(sandbox, d), { recursive: true });
+  const config = path.join(sandbox, 'code-server.yaml');
+  writeFileSync(config, 'auth: none\n');
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      CODE_SERVER,
+      '--config', config,
+      '--bind-addr', `127.0.0.1:${port}`,
+      '--auth', 'none',
+      '--user-data-dir', userData,
+      '--extensions-dir', extensions,
+      '--disable-telemetry',
+      '--disable-update-check',
+      '--disable-workspace-trust',
+      '--disable-getting-started-override',
+      '--ignore-last-opened',
+      workspace,
+    ],
+    { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let log = '';
+  child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`code-server exited with ${child.exitCode}:\n${log}`);
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`code-server did not answer on ${url}:\n${log}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return {
+    url,
+    log: () => log,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      try {
+        process.kill(-child.pid!, 'SIGTERM');
+      } catch {
+        return;
+      }
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    },
+  };
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: path.join(RESULTS, `${name}.png`) });
+}
+
+async function runCommand(page: Page, title: string): Promise<void> {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible' });
+  await input.fill(`>${title}`);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+/** Visible text of the active terminal (the DOM renderer draws rows as text). */
+async function terminalText(page: Page): Promise<string> {
+  const rows = page.locator('.terminal-wrapper.active .xterm-rows');
+  if ((await rows.count()) === 0) return '';
+  return (await rows.first().innerText()).replace(/\u00a0/g, ' ');
+}
+
+async function waitForTerminal(page: Page, re: RegExp, timeoutMs = 60_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let text = '';
+  while (Date.now() < deadline) {
+    text = await terminalText(page);
+    if (re.test(text)) return text;
+    await page.waitForTimeout(250);
+  }
+  throw new Error(`terminal never showed ${re}; it shows:\n${text}`);
+}
+
+function treeRow(page: Page, view: string, text: string | RegExp) {
+  return page.locator(`.pane:has(.pane-header[aria-label^="${view}"]) .monaco-list-row`, { hasText: text });
+}
+
+test('Containers view, Run in Container, container shell and context menu in a real VS Code', { timeout: 300_000 }, async (t) => {
+  const reason = skipReason();
+  if (reason) {
+    t.skip(reason);
+    return;
+  }
+  mkdirSync(RESULTS, { recursive: true });
+  const sandbox = mkdtempSync(path.join(tmpdir(), 'capsa-e2e-'));
+  t.after(() => rmSync(sandbox, { recursive: true, force: true }));
+  const registry = await startRegistry();
+  t.after(() => registry.stop());
+  await seedBusybox(registry);
+  const image = `${registry.url.replace(/^https?:\/\//, '')}/library/busybox:latest`;
+
+  const workspace = path.join(sandbox, 'sample');
+  mkdirSync(path.join(workspace, '.devcontainer'), { recursive: true });
+  writeFileSync(path.join(workspace, '.devcontainer', 'devcontainer.json'), `// test workspace\n{\n  "image": "${image}",\n  "containerEnv": { "GREETING": "hello" },\n}\n`);
+  writeFileSync(path.join(workspace, 'hello.sh'), '#!/bin/sh\necho "$GREETING from $(hostname) in $(pwd)"\nexit 0\n');
+
+  // VS Code starts before the helper: the socket it is told about appears later.
+  const socket = path.join(sandbox, 'capsa.sock');
+  const server = await startCodeServer(path.join(sandbox, 'code-server'), workspace, { 'capsa.socketPath': socket, 'capsa.launchHelper': false });
+  t.after(() => server.stop());
+
+  const { chromium } = await import('playwright-core');
+  const context = await chromium.launchPersistentContext(path.join(sandbox, 'chromium'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1400, height: 900 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  });
+  t.after(() => context.close());
+  const page = context.pages()[0] ?? (await context.newPage());
+  const consoleLines: string[] = [];
+  page.on('console', (m) => consoleLines.push(m.text()));
+  try {
+    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+
+    // 0. No helper yet: the status bar and the welcome view say so.
+    const activity = page.locator('.activitybar [aria-label^="Capsa"]').first();
+    await activity.waitFor({ timeout: 60_000 });
+    await activity.click();
+    await page.locator('.statusbar-item', { hasText: 'Capsa: not running' }).first().waitFor({ timeout: 30_000 });
+    await page.locator('.welcome-view-content', { hasText: 'The Capsa helper is not running' }).first().waitFor({ timeout: 10_000 });
+    await shot(page, '0-helper-not-running');
+
+    // 1. The helper starts: the window connects by itself and lists the helper's image.
+    const helper = await startHelper({ mirror: registry.url });
+    t.after(() => helper.stop());
+    const pulled = await helper.cli(['pull', image]);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    symlinkSync(helper.socket, socket);
+    await treeRow(page, 'Images', /busybox/).first().waitFor({ timeout: 30_000 });
+    await page.locator('.statusbar-item', { hasText: /Capsa \d/ }).first().waitFor({ timeout: 10_000 });
+    await shot(page, '1-containers-view');
+
+    // 2. Run in Container on hello.sh: the script's output and exit code in a terminal.
+    await page.keyboard.press('Control+P');
+    await page.locator('.quick-input-widget input').fill('hello.sh');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'hello.sh' }).first().waitFor();
+    await page.keyboard.press('Enter');
+    await page.locator('.tab.active', { hasText: 'hello.sh' }).waitFor();
+    const clicked = Date.now();
+    await runCommand(page, 'Capsa: Run in Container');
+    const out = await waitForTerminal(page, /hello from \w+ in \/workspaces\/sample/, 120_000);
+    const coldMs = Date.now() - clicked;
+    assert.match(out, /process exited with code 0/);
+    await treeRow(page, 'Containers', /capsa-sample-/).first().waitFor({ timeout: 15_000 });
+    await shot(page, '2-run-in-container');
+
+    // The second run reuses the warm container.
+    await page.keyboard.press('Escape');
+    await page.locator('.tab', { hasText: 'hello.sh' }).first().click();
+    const again = Date.now();
+    await runCommand(page, 'Capsa: Run in Container');
+    await waitForTerminal(page, /process exited with code 0/, 60_000);
+    const warmMs = Date.now() - again;
+    t.diagnostic(`Run in Container to exit shown: first ${coldMs} ms (image present, container created), warm ${warmMs} ms`);
+
+    // 3. The "Capsa: container shell" profile: hostname, uid and the workspace mount.
+    await runCommand(page, 'Terminal: Create New Terminal (With Profile)');
+    await page.locator('.quick-input-widget input').fill('Capsa: container shell');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Capsa: container shell' }).first().waitFor();
+    await page.keyboard.press('Enter');
+    await runCommand(page, 'Terminal: Focus Terminal');
+    await waitForTerminal(page, /[#$] $/m, 30_000);
+    await page.keyboard.type('hostname; id -u; ls /workspaces\n');
+    const shell = await waitForTerminal(page, /\n0\s*\n\s*sample\b/, 20_000);
+    assert.match(shell, /^[0-9a-f]{12}$/m, 'hostname is the container short id');
+    await shot(page, '3-container-shell');
+    await page.keyboard.type('exit\n');
+
+    // 4. Stop and remove the workspace container from the context menu.
+    const row = treeRow(page, 'Containers', /capsa-sample-/).first();
+    await row.click({ button: 'right' });
+    await page.locator('.context-view .action-label', { hasText: /^Stop$/ }).click();
+    await treeRow(page, 'Containers', /exited/).first().waitFor({ timeout: 30_000 });
+    await shot(page, '4-stopped');
+    await treeRow(page, 'Containers', /capsa-sample-/).first().click({ button: 'right' });
+    await page.locator('.context-view .action-label', { hasText: /^Remove$/ }).click();
+    await treeRow(page, 'Containers', /capsa-sample-/).first().waitFor({ state: 'detached', timeout: 30_000 });
+    await shot(page, '5-removed');
+    const ps = await helper.cli(['ps', '-a']);
+    assert.doesNotMatch(ps.stdout, /capsa-sample-/);
+  } catch (err) {
+    await shot(page, 'failure').catch(() => undefined);
+    writeFileSync(path.join(RESULTS, 'failure-console.log'), consoleLines.join('\n') + '\n--- code-server ---\n' + server.log());
+    throw err;
+  }
+});

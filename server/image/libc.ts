@@ -1,0 +1,97 @@
+/**
+ * The few libc calls the unpacker needs that Node's fs lacks: mknod (device
+ * nodes, fifos, overlay whiteouts) and the l*xattr family (never following a
+ * final symlink). Loaded lazily so that code which never unpacks does not
+ * need koffi.
+ */
+import { constants as osConstants } from 'node:os';
+
+type Fn = (...args: unknown[]) => number;
+
+interface Libc {
+  mknod: Fn;
+  lsetxattr: Fn;
+  lgetxattr: Fn;
+  llistxattr: Fn;
+}
+
+let libc: Libc | undefined;
+
+function load(): Libc {
+  if (libc) return libc;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const koffi = require('koffi') as typeof import('koffi');
+  const lib = koffi.load('libc.so.6');
+  libc = {
+    mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as Fn,
+    lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)') as Fn,
+    lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, _Out_ void *value, size_t size)') as Fn,
+    llistxattr: lib.func('long llistxattr(const char *path, _Out_ void *list, size_t size)') as Fn,
+  };
+  return libc;
+}
+
+function errno(): number {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('koffi') as typeof import('koffi')).errno();
+}
+
+const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(osConstants.errno).map(([name, n]) => [n as number, name]),
+);
+
+/** A failed libc call, shaped like Node's fs errors (code, errno, syscall, path). */
+export function sysError(syscall: string, file: string, err = errno()): NodeJS.ErrnoException {
+  const code = ERRNO_NAMES[err] ?? `E${err}`;
+  const e = new Error(`${code}: ${syscall} ${JSON.stringify(file)} failed (errno ${err})`) as NodeJS.ErrnoException;
+  e.code = code;
+  e.errno = err;
+  e.syscall = syscall;
+  e.path = file;
+  return e;
+}
+
+export const S_IFIFO = 0o010000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+
+/** glibc's makedev. */
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major >>> 0);
+  const mi = BigInt(minor >>> 0);
+  return ((ma & 0xfffn) << 8n) | ((ma & 0xfffff000n) << 32n) | (mi & 0xffn) | ((mi & 0xffffff00n) << 12n);
+}
+
+/** mknod(2); `type` is S_IFCHR, S_IFBLK or S_IFIFO. Synchronous: it is one quick syscall. */
+export function mknod(file: string, type: number, mode: number, major = 0, minor = 0): void {
+  if (load().mknod(file, (type | (mode & 0o7777)) >>> 0, makedev(major, minor)) !== 0) throw sysError('mknod', file);
+}
+
+/** lsetxattr(2): sets an extended attribute without following a final symlink. */
+export function lsetxattr(file: string, name: string, value: Buffer): void {
+  if (load().lsetxattr(file, name, value, value.length, 0) !== 0) throw sysError('lsetxattr', file);
+}
+
+/** lgetxattr(2); undefined when the attribute is absent. */
+export function lgetxattr(file: string, name: string): Buffer | undefined {
+  const buf = Buffer.alloc(64 * 1024);
+  const n = load().lgetxattr(file, name, buf, buf.length);
+  if (n < 0) {
+    const e = errno();
+    if (ERRNO_NAMES[e] === 'ENODATA') return undefined;
+    throw sysError('lgetxattr', file, e);
+  }
+  return Buffer.from(buf.subarray(0, n));
+}
+
+/** llistxattr(2): the names of a file's extended attributes. */
+export function llistxattr(file: string): string[] {
+  const buf = Buffer.alloc(64 * 1024);
+  const n = load().llistxattr(file, buf, buf.length);
+  if (n < 0) throw sysError('llistxattr', file);
+  return buf
+    .subarray(0, n)
+    .toString('latin1')
+    .split('\0')
+    .filter((s) => s !== '');
+}

@@ -1,0 +1,508 @@
+/**
+ * Streams a layer blob into a directory in one pass:
+ *
+ *   blob bytes → sha256 (digest) + tee to the store's ingest
+ *              → gunzip | zstd | plain → sha256 (diff-id) → tar-stream → files
+ *
+ * Safety follows umoci's oci/layer/tar_extract.go: every entry name is
+ * cleaned lexically; absolute names and names escaping with `..` are refused;
+ * the parent of each entry is resolved inside the layer directory without
+ * following any symlink (each component is lstat'ed, and must be a real
+ * directory); the final component is never followed but replaced; hard-link
+ * targets are scoped the same way. The layer directory is private to this
+ * unpack (a fresh temporary directory in a 0700 tree), so nothing races these
+ * checks.
+ */
+import { createHash } from 'node:crypto';
+import { constants as fsc, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+import { once } from 'node:events';
+import * as zlib from 'node:zlib';
+import * as tar from 'tar-stream';
+
+type TarHeader = tar.Header;
+type TarEntry = AsyncIterable<Buffer> & { header: tar.Header; resume(): unknown };
+import { CancelledError, InvalidLayerError, UnsafeLayerError } from './errors';
+import { lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from './libc';
+import { classifyWhiteout, OVERLAY_OPAQUE_XATTR } from './whiteout';
+import type { Compression } from './types';
+
+export interface UnpackOptions {
+  compression: Compression;
+  /** Names the layer in errors, e.g. its digest. */
+  label?: string;
+  /** Receives every compressed chunk, in order, before it is decompressed (the store's ingest). */
+  sink?: (chunk: Buffer) => Promise<void>;
+  /** Called with the number of compressed bytes consumed so far. */
+  onProgress?: (bytes: number) => void;
+  /** Compressed bytes that precede `source` (a resumed ingest's), counted for progress only. */
+  startOffset?: number;
+  /** Refuse more compressed bytes than this (the descriptor's size). */
+  maxCompressedSize?: number;
+  /** Refuse entries larger than this; default 64 GiB. */
+  maxEntrySize?: number;
+  signal?: AbortSignal;
+}
+
+export interface UnpackResult {
+  /** sha256 of the compressed bytes that went through. */
+  digest: string;
+  compressedSize: number;
+  /** sha256 of the uncompressed tar stream. */
+  diffId: string;
+  /** Sum of regular file sizes. */
+  size: number;
+  entries: number;
+}
+
+const DEFAULT_MAX_ENTRY = 64 * 1024 ** 3;
+
+/**
+ * Cleans a tar entry name lexically into a path relative to the layer root
+ * ('' for the root itself). Refuses absolute names, names that escape with
+ * `..`, and NUL bytes.
+ */
+export function cleanEntryName(name: string): string {
+  if (name.includes('\0')) throw new UnsafeLayerError(`entry ${JSON.stringify(name)}: name contains a NUL byte`, name);
+  if (name.startsWith('/')) throw new UnsafeLayerError(`entry ${JSON.stringify(name)}: absolute path`, name);
+  const cleaned = path.posix.normalize(name).replace(/\/+$/, '');
+  if (cleaned === '..' || cleaned.startsWith('../')) {
+    throw new UnsafeLayerError(`entry ${JSON.stringify(name)}: path escapes the layer`, name);
+  }
+  return cleaned === '.' || cleaned === '' ? '' : cleaned;
+}
+
+patchPaxDecoding();
+
+/**
+ * Unpacks `source` (the layer blob's bytes) into `dest`, an empty directory.
+ * Verifies nothing itself: it measures digest, diff-id and sizes and returns
+ * them, and the caller compares them with what the manifest and config say
+ * before making the directory visible.
+ */
+export async function unpackLayer(source: Readable | AsyncIterable<Uint8Array>, dest: string, opts: UnpackOptions): Promise<UnpackResult> {
+  const label = opts.label ?? 'layer';
+  const maxEntry = opts.maxEntrySize ?? DEFAULT_MAX_ENTRY;
+  const compressedHash = createHash('sha256');
+  const diffHash = createHash('sha256');
+  let compressedSize = 0;
+  let uncompressedSize = 0;
+
+  const tapCompressed = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      compressedSize += chunk.length;
+      if (opts.maxCompressedSize !== undefined && compressedSize > opts.maxCompressedSize) {
+        cb(new InvalidLayerError(`${label}: blob is larger than its descriptor's ${opts.maxCompressedSize} bytes`));
+        return;
+      }
+      compressedHash.update(chunk);
+      opts.onProgress?.((opts.startOffset ?? 0) + compressedSize);
+      if (opts.sink) opts.sink(chunk).then(() => cb(null, chunk), cb);
+      else cb(null, chunk);
+    },
+  });
+  const tapUncompressed = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      uncompressedSize += chunk.length;
+      diffHash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const input = source instanceof Readable ? source : Readable.from(source, { objectMode: false });
+  const stages: NodeJS.ReadWriteStream[] = [tapCompressed];
+  if (opts.compression === 'gzip') stages.push(zlib.createGunzip());
+  else if (opts.compression === 'zstd') stages.push(zstdDecompressor());
+  stages.push(tapUncompressed);
+
+  const extract = tar.extract();
+  // The archive's own error (truncation, bad header) explains the "stream
+  // destroyed" errors that entry streams see after it.
+  let archiveError: unknown;
+  extract.on('error', (err: unknown) => {
+    archiveError ??= err;
+  });
+  const applier = new Applier(dest, label, maxEntry);
+  let failure: unknown;
+  const fail = (err: unknown): void => {
+    failure ??= err;
+    input.destroy();
+    for (const s of stages) (s as unknown as Readable).destroy();
+    extract.destroy(err as Error);
+  };
+  const onAbort = (): void => fail(new CancelledError(label));
+  if (opts.signal?.aborted) throw new CancelledError(label);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const upstream = pipeline([input, ...stages] as unknown as [Readable, ...NodeJS.ReadWriteStream[]], (err) => {
+    if (err) fail(err);
+  }) as unknown as Readable;
+
+  const feed = (async () => {
+    for await (const chunk of upstream) {
+      if (failure) return;
+      if (!extract.write(chunk as Buffer)) await once(extract as unknown as NodeJS.EventEmitter, 'drain');
+    }
+    if (!failure) (extract as unknown as { end(): void }).end();
+  })().catch((err) => fail(err));
+
+  try {
+    for await (const entry of extract) {
+      await applier.apply(entry as unknown as TarEntry);
+    }
+    await feed;
+    if (failure) throw failure;
+    await applier.finish();
+  } catch (err) {
+    const first = failure;
+    fail(err);
+    await feed.catch(() => undefined);
+    await new Promise((r) => setImmediate(r));
+    throw describeFailure(first ?? archiveError ?? err, label, applier.current);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+  return {
+    digest: 'sha256:' + compressedHash.digest('hex'),
+    compressedSize,
+    diffId: 'sha256:' + diffHash.digest('hex'),
+    size: applier.fileBytes,
+    entries: applier.entries,
+  };
+}
+
+/** Turns stream-library errors into messages that say what was wrong with which layer and entry. */
+function describeFailure(err: unknown, label: string, entry: string | undefined): unknown {
+  if (err instanceof UnsafeLayerError) {
+    return err.message.startsWith(label) ? err : new UnsafeLayerError(`${label}: ${err.message}`, err.entry, { cause: err });
+  }
+  if (err instanceof CancelledError) return err;
+  if (err instanceof InvalidLayerError) {
+    return err.message.startsWith(label) ? err : new InvalidLayerError(`${label}: ${err.message}`, { cause: err });
+  }
+  if (!(err instanceof Error) || 'code' in err === false || typeof (err as { code: unknown }).code !== 'string') {
+    const msg = err instanceof Error ? err.message : String(err);
+    const where = entry !== undefined ? ` (in or after entry ${JSON.stringify(entry)})` : '';
+    if (/Unexpected end of data/i.test(msg)) return new InvalidLayerError(`${label}: truncated tar archive${where}`, { cause: err });
+    if (/Invalid tar header|Invalid header|unknown format|exceeds max size/i.test(msg)) {
+      return new InvalidLayerError(`${label}: malformed tar header${where}: ${msg.toLowerCase().replace(/\.$/, '')}`, { cause: err });
+    }
+    return new InvalidLayerError(`${label}: ${msg}`, { cause: err });
+  }
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (code.startsWith('Z_')) return new InvalidLayerError(`${label}: corrupt compressed data: ${err.message}`, { cause: err });
+  return err;
+}
+
+/** A node Transform around fzstd's streaming decompressor. */
+export function zstdDecompressor(): Transform {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fzstd = require('fzstd') as typeof import('fzstd');
+  let out: Transform;
+  const d = new fzstd.Decompress((data) => {
+    if (data.length) out.push(Buffer.from(data.buffer, data.byteOffset, data.length));
+  });
+  let seen = 0;
+  out = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      try {
+        // fzstd keeps a reference to the chunk; copy since streams reuse buffers.
+        d.push(new Uint8Array(chunk));
+        cb();
+      } catch (err) {
+        cb(new InvalidLayerError(`corrupt zstd data: ${(err as Error).message}`, { cause: err }));
+      }
+    },
+    flush(cb) {
+      try {
+        if (seen === 0) throw new Error('empty stream');
+        d.push(new Uint8Array(0), true);
+        cb();
+      } catch (err) {
+        cb(new InvalidLayerError(`corrupt zstd data: ${(err as Error).message}`, { cause: err }));
+      }
+    },
+  });
+  return out;
+}
+
+interface DeferredDir {
+  abs: string;
+  atime: Date;
+  mtime: Date;
+}
+
+/** Applies tar entries to a layer directory, one at a time. */
+class Applier {
+  /** Directories (relative) known to be real directories, not symlinks. */
+  private readonly dirs = new Set<string>(['']);
+  private readonly deferred = new Map<string, DeferredDir>();
+  fileBytes = 0;
+  entries = 0;
+  current: string | undefined;
+
+  constructor(
+    private readonly root: string,
+    private readonly label: string,
+    private readonly maxEntry: number,
+  ) {}
+
+  private unsafe(entry: string, why: string): UnsafeLayerError {
+    return new UnsafeLayerError(`${this.label}: entry ${JSON.stringify(entry)}: ${why}`, entry);
+  }
+
+  async apply(entry: TarEntry): Promise<void> {
+    const h = entry.header;
+    this.current = h.name;
+    this.entries++;
+    try {
+      await this.applyHeader(h, entry);
+    } finally {
+      // Drain whatever the handler did not read, so the archive moves on.
+      entry.resume();
+    }
+  }
+
+  private async applyHeader(h: TarHeader, entry: TarEntry): Promise<void> {
+    const size = h.size ?? 0;
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.maxEntry) {
+      throw this.unsafe(h.name, `absurd size ${String(h.size)} in its header`);
+    }
+    const name = cleanEntryName(h.name);
+    const wh = classifyWhiteout(name);
+    if (wh) {
+      if (wh.kind === 'meta') return;
+      const dir = await this.resolveDir(h.name, wh.dir, true);
+      if (wh.kind === 'opaque') {
+        lsetxattr(dir, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+        return;
+      }
+      const target = path.join(dir, wh.name);
+      await this.clear(joinRel(wh.dir, wh.name), target);
+      mknod(target, S_IFCHR, 0);
+      return;
+    }
+    if (name === '') {
+      if (h.type !== 'directory') throw this.unsafe(h.name, 'the layer root must be a directory');
+      this.deferDir('', this.root, h);
+      await this.setOwnerModeXattrs(this.root, h, 'directory');
+      return;
+    }
+    const slash = name.lastIndexOf('/');
+    const parentRel = slash < 0 ? '' : name.slice(0, slash);
+    const parent = await this.resolveDir(h.name, parentRel, true);
+    const target = path.join(parent, name.slice(slash + 1));
+    const type = h.type === 'contiguous-file' ? 'file' : h.type;
+
+    switch (type) {
+      case 'directory': {
+        const existing = await lstatOrUndefined(target);
+        if (existing && !existing.isDirectory()) await this.clear(name, target);
+        if (!existing || !existing.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
+        this.dirs.add(name);
+        await this.setOwnerModeXattrs(target, h, type);
+        this.deferDir(name, target, h);
+        return;
+      }
+      case 'file': {
+        await this.clear(name, target);
+        const fh = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        let written = 0;
+        try {
+          for await (const chunk of entry) {
+            const buf = chunk as Buffer;
+            let off = 0;
+            while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+            written += buf.length;
+          }
+        } finally {
+          await fh.close();
+        }
+        if (written !== size) throw new InvalidLayerError(`${this.label}: truncated tar archive in entry ${JSON.stringify(h.name)}`);
+        this.fileBytes += size;
+        break;
+      }
+      case 'symlink':
+        await this.clear(name, target);
+        if (!h.linkname) throw this.unsafe(h.name, 'symlink without a target');
+        // The target is stored as is: it is resolved inside the container's root at run time.
+        await fs.symlink(h.linkname, target);
+        break;
+      case 'link': {
+        if (!h.linkname) throw this.unsafe(h.name, 'hard link without a target');
+        let linkRel: string;
+        try {
+          linkRel = cleanEntryName(h.linkname);
+        } catch {
+          throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} is outside the layer`);
+        }
+        if (linkRel === '') throw this.unsafe(h.name, 'hard link to the layer root');
+        const ls = linkRel.lastIndexOf('/');
+        const linkParent = await this.resolveDir(h.name, ls < 0 ? '' : linkRel.slice(0, ls), false, h.linkname);
+        const linkAbs = path.join(linkParent, linkRel.slice(ls + 1));
+        const st = await lstatOrUndefined(linkAbs);
+        if (!st) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} does not exist in this layer`);
+        if (st.isDirectory()) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} is a directory`);
+        if (linkAbs === target) return;
+        await this.clear(name, target);
+        // link(2) does not follow a symlink target: the new name is the same inode.
+        await fs.link(linkAbs, target);
+        // Metadata belongs to the shared inode, set by the entry that created it.
+        return;
+      }
+      case 'character-device':
+      case 'block-device':
+        await this.clear(name, target);
+        mknod(target, type === 'block-device' ? S_IFBLK : S_IFCHR, 0o600, h.devmajor ?? 0, h.devminor ?? 0);
+        break;
+      case 'fifo':
+        await this.clear(name, target);
+        mknod(target, S_IFIFO, 0o600);
+        break;
+      default:
+        throw this.unsafe(h.name, `unsupported tar entry type ${JSON.stringify(h.type ?? 'unknown')}`);
+    }
+    await this.setOwnerModeXattrs(target, h, type);
+    const { atime, mtime } = times(h);
+    await fs.lutimes(target, atime, mtime);
+  }
+
+  /**
+   * Resolves `rel` (a cleaned relative directory path) to an absolute path
+   * inside the layer, checking each component is a real directory and not a
+   * symlink; missing components are created (0755, root-owned) when `create`.
+   */
+  private async resolveDir(entry: string, rel: string, create: boolean, linkTarget?: string): Promise<string> {
+    const abs = rel === '' ? this.root : path.join(this.root, rel);
+    if (this.dirs.has(rel)) return abs;
+    const parts = rel.split('/');
+    let cur = this.root;
+    let curRel = '';
+    for (const part of parts) {
+      cur = path.join(cur, part);
+      curRel = curRel === '' ? part : `${curRel}/${part}`;
+      if (this.dirs.has(curRel)) continue;
+      const st = await lstatOrUndefined(cur);
+      const what = linkTarget !== undefined ? `hard link target ${JSON.stringify(linkTarget)}: ` : '';
+      if (!st) {
+        if (!create) throw this.unsafe(entry, `${what}${JSON.stringify(curRel)} does not exist in this layer`);
+        await fs.mkdir(cur, { mode: 0o755 });
+      } else if (st.isSymbolicLink()) {
+        throw this.unsafe(entry, `${what}path goes through symlink ${JSON.stringify(curRel)}`);
+      } else if (!st.isDirectory()) {
+        throw this.unsafe(entry, `${what}${JSON.stringify(curRel)} is not a directory`);
+      }
+      this.dirs.add(curRel);
+    }
+    return abs;
+  }
+
+  /** Removes whatever is at `abs` (never following it), so a new entry can take its place. */
+  private async clear(rel: string, abs: string): Promise<void> {
+    const st = await lstatOrUndefined(abs);
+    if (!st) return;
+    if (st.isDirectory()) {
+      await fs.rm(abs, { recursive: true, force: true });
+      for (const d of [...this.dirs]) if (d === rel || d.startsWith(rel + '/')) this.dirs.delete(d);
+      for (const d of [...this.deferred.keys()]) if (d === rel || d.startsWith(rel + '/')) this.deferred.delete(d);
+    } else {
+      await fs.unlink(abs);
+    }
+  }
+
+  private async setOwnerModeXattrs(abs: string, h: TarHeader, type: string): Promise<void> {
+    const pax = (h.pax ?? {}) as Record<string, string>;
+    const uid = pax.uid !== undefined ? Number(pax.uid) : (h.uid ?? 0);
+    const gid = pax.gid !== undefined ? Number(pax.gid) : (h.gid ?? 0);
+    if (!Number.isSafeInteger(uid) || !Number.isSafeInteger(gid) || uid < 0 || gid < 0 || uid > 0xfffffffe || gid > 0xfffffffe) {
+      throw this.unsafe(h.name, `invalid owner ${String(pax.uid ?? h.uid)}:${String(pax.gid ?? h.gid)}`);
+    }
+    await fs.lchown(abs, uid, gid);
+    // chmod after chown: chown clears setuid/setgid bits.
+    if (type !== 'symlink') await fs.chmod(abs, (h.mode ?? 0o644) & 0o7777);
+    for (const [key, value] of Object.entries(pax)) {
+      if (!key.startsWith('SCHILY.xattr.')) continue;
+      const name = key.slice('SCHILY.xattr.'.length);
+      // trusted.* (overlay's own whiteout, opaque, redirect markers among them)
+      // is for the kernel and the store to set, never for layer content.
+      if (name.startsWith('trusted.') || name === '') continue;
+      try {
+        lsetxattr(abs, name, Buffer.from(value, 'latin1'));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOTSUP' || (name.startsWith('security.') && code !== 'ENOENT')) continue;
+        throw this.unsafe(h.name, `cannot set xattr ${JSON.stringify(name)}: ${code}`);
+      }
+    }
+  }
+
+  private deferDir(rel: string, abs: string, h: TarHeader): void {
+    this.deferred.set(rel, { abs, ...times(h) });
+  }
+
+  /** Sets directory times last, deepest first, since creating entries in a directory changes its mtime. */
+  async finish(): Promise<void> {
+    const dirs = [...this.deferred.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
+    for (const [, d] of dirs) await fs.utimes(d.abs, d.atime, d.mtime);
+  }
+}
+
+function depth(rel: string): number {
+  return rel === '' ? 0 : rel.split('/').length;
+}
+
+function joinRel(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
+function times(h: TarHeader): { atime: Date; mtime: Date } {
+  const pax = (h.pax ?? {}) as Record<string, string>;
+  const mtime = pax.mtime !== undefined && Number.isFinite(Number(pax.mtime)) ? new Date(Number(pax.mtime) * 1000) : (h.mtime ?? new Date(0));
+  const atime = pax.atime !== undefined && Number.isFinite(Number(pax.atime)) ? new Date(Number(pax.atime) * 1000) : mtime;
+  return { atime, mtime };
+}
+
+async function lstatOrUndefined(p: string): Promise<import('node:fs').Stats | undefined> {
+  try {
+    return await fs.lstat(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * tar-stream decodes PAX record values as UTF-8, which mangles binary xattr
+ * values (security.capability). Its extractor calls `headers.decodePax` on
+ * the module object, so a binary-safe version is installed there: values of
+ * SCHILY.xattr.* records are kept as latin1 strings (one char per byte) and
+ * turned back into bytes with Buffer.from(v, 'latin1').
+ */
+function patchPaxDecoding(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const headers = require(path.join(path.dirname(require.resolve('tar-stream')), 'headers.js')) as {
+    decodePax?: (buf: Buffer) => Record<string, string>;
+    __capsaPatched?: boolean;
+  };
+  if (typeof headers.decodePax !== 'function' || headers.__capsaPatched) return;
+  headers.decodePax = (input: Buffer): Record<string, string> => {
+    const result: Record<string, string> = {};
+    let buf = Buffer.from(input.buffer, input.byteOffset, input.length);
+    while (buf.length) {
+      let i = 0;
+      while (i < buf.length && buf[i] !== 0x20) i++;
+      const len = parseInt(buf.subarray(0, i).toString('latin1'), 10);
+      if (!len || len > buf.length || len <= i + 1) return result;
+      const record = buf.subarray(i + 1, len - 1);
+      const eq = record.indexOf(0x3d);
+      if (eq === -1) return result;
+      const key = record.subarray(0, eq).toString('utf8');
+      const value = record.subarray(eq + 1);
+      result[key] = key.startsWith('SCHILY.xattr.') ? value.toString('latin1') : value.toString('utf8');
+      buf = buf.subarray(len);
+    }
+    return result;
+  };
+  headers.__capsaPatched = true;
+}

@@ -22,11 +22,13 @@
 
 #include "devices.h"
 #include "error.h"
+#include "init.h"
 #include "monitor.h"
 #include "plan.h"
 #include "process.h"
 #include "pty.h"
 #include "rootfs.h"
+#include "security.h"
 #include "utils.h"
 
 #define PLAN_FD 3
@@ -77,11 +79,10 @@ static int child_pty(const struct plan *plan, struct pty *pty, int sock, struct 
 }
 
 /* Everything the child does between clone and exec; returns only on error. */
-static int child_setup(const struct plan *plan, struct pty *pty, int sock, const sigset_t *oldmask,
+static int child_setup(const struct plan *plan, struct pty *pty, int sock, int errfd, const sigset_t *oldmask,
                        struct shim_error *err) {
-  /* Undo what the shim set for itself: the container must get the default
-   * signal dispositions and mask, and none of the shim's extra fds. */
-  sigprocmask(SIG_SETMASK, oldmask, NULL);
+  /* The forwarded signals stay blocked through setup (they queue for the
+   * command, or for init); the shim's other settings must not leak in. */
   signal(SIGPIPE, SIG_DFL);
   syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
   if (pty->master >= 0)
@@ -101,13 +102,32 @@ static int child_setup(const struct plan *plan, struct pty *pty, int sock, const
     return -1;
   if (plan->loopback && loopback_up(err) < 0)
     return -1;
+  if (plan->init && !plan->join_pid) {
+    if (become_init(errfd, pty->slave, sock, err) < 0)
+      return -1;
+  }
+  sigprocmask(SIG_SETMASK, oldmask, NULL);
+
+  if (apply_rlimits(plan, err) < 0)
+    return -1;
   if (pty->slave >= 0 && pty_attach(pty->slave, err) < 0)
     return -1;
-  if (switch_user(plan, err) < 0)
+  /* Without no_new_privs the kernel wants CAP_SYS_ADMIN to load a filter,
+   * which the capability step below may drop: load it first in that case
+   * (the filter must then allow the remaining setup calls, as Docker's does). */
+  if (!plan->no_new_privs && load_seccomp(plan, err) < 0)
+    return -1;
+  if (drop_bounding(plan, err) < 0 || keep_caps(plan, 1, err) < 0 || switch_user(plan, err) < 0 ||
+      keep_caps(plan, 0, err) < 0 || apply_caps(plan, err) < 0)
     return -1;
   if (chdir(plan->cwd) < 0)
     return shim_fail(err, "cwd", plan->cwd, errno, NULL);
   umask(022); /* what a container process gets under runc and Docker */
+  if (apply_no_new_privs(plan, err) < 0)
+    return -1;
+  /* as late as possible: every syscall before exec is the shim's, not the image's */
+  if (plan->no_new_privs && load_seccomp(plan, err) < 0)
+    return -1;
   return exec_command(plan, err);
 }
 
@@ -160,7 +180,7 @@ static int run(int join_mode) {
     close(errpipe[0]);
     if (ptysock[0] >= 0)
       close(ptysock[0]);
-    child_setup(&plan, &pty, ptysock[1], &oldmask, &err);
+    child_setup(&plan, &pty, ptysock[1], errpipe[1], &oldmask, &err);
     char line[PATH_MAX + 1024];
     size_t n = shim_error_format(&err, line, sizeof line);
     write_all(errpipe[1], line, n);

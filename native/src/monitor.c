@@ -76,7 +76,7 @@ static int read_control(struct monitor *m, struct linebuf *lb) {
   return 1;
 }
 
-static int exit_code(int status) {
+int wait_status_code(int status) {
   if (WIFEXITED(status))
     return WEXITSTATUS(status);
   if (WIFSIGNALED(status))
@@ -188,5 +188,5 @@ int monitor_run(struct monitor *m) {
       break;
     }
   }
-  return exit_code(status);
+  return wait_status_code(status);
 }

@@ -19,6 +19,9 @@ void monitor_signals(sigset_t *set);
 
 int monitor_send_signal(const struct monitor *m, int sig);
 
+/* A wait status as a shell reports it: the exit status, or 128 + signal. */
+int wait_status_code(int status);
+
 /* Runs until the container process ended and the pty drained; returns its
  * exit code (status, or 128 + signal). */
 int monitor_run(struct monitor *m);

@@ -5,7 +5,9 @@
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "utils.h"
 
@@ -68,7 +70,44 @@ static const struct {
     {"ns", 1},   {"rootfs", 1}, {"mount", 5},    {"device", 7}, {"symlink", 2}, {"mask", 1},
     {"readonly", 1}, {"hostname", 1}, {"cwd", 1}, {"env", 1},    {"arg", 1},     {"user", 2},
     {"group", 1}, {"tty", 1},   {"winsize", 2}, {"lo", 1},     {"cgroup", 1},  {"join", 1},
+    {"rlimit", 3}, {"caps", 5}, {"nonewprivs", 1}, {"seccomp", 1}, {"init", 1},
 };
+
+static int parse_limit(const char *s, unsigned long long *out) {
+  if (!strcmp(s, "unlimited")) {
+    *out = RLIM_INFINITY;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *end || v == RLIM_INFINITY)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_mask(const char *s, unsigned long long *out) {
+  char *end;
+  errno = 0;
+  *out = strtoull(s, &end, 16);
+  return (errno || end == s || *end) ? -1 : 0;
+}
+
+/* Decodes hex in place: the record's own text becomes the program. */
+static int parse_hex(char *s, size_t *len) {
+  size_t n = strlen(s);
+  if (n % 2)
+    return -1;
+  for (size_t i = 0; i < n / 2; i++) {
+    unsigned v;
+    if (sscanf(s + 2 * i, "%2x", &v) != 1)
+      return -1;
+    s[i] = (char)v;
+  }
+  *len = n / 2;
+  return 0;
+}
 
 static int record(struct plan *plan, const char *tag, char **f, struct shim_error *err) {
   unsigned long a, b, c, d, e;
@@ -156,6 +195,30 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     if (a == 0)
       return shim_fail(err, "plan", tag, EINVAL, "join pid must be positive");
     plan->join_pid = (pid_t)a;
+  } else if (!strcmp(tag, "rlimit")) {
+    NUM(f[0], 64, a);
+    unsigned long long soft, hard;
+    if (parse_limit(f[1], &soft) < 0 || parse_limit(f[2], &hard) < 0)
+      return shim_fail(err, "plan", tag, EINVAL, "invalid rlimit %s %s", f[1], f[2]);
+    if (!PUSH(plan, rlimits, slot))
+      return OOM();
+    *(struct plan_rlimit *)slot = (struct plan_rlimit){(int)a, soft, hard};
+  } else if (!strcmp(tag, "caps")) {
+    if (parse_mask(f[0], &plan->cap_bounding) < 0 || parse_mask(f[1], &plan->cap_effective) < 0 ||
+        parse_mask(f[2], &plan->cap_permitted) < 0 || parse_mask(f[3], &plan->cap_inheritable) < 0 ||
+        parse_mask(f[4], &plan->cap_ambient) < 0)
+      return shim_fail(err, "plan", tag, EINVAL, "invalid capability mask");
+    plan->has_caps = 1;
+  } else if (!strcmp(tag, "nonewprivs")) {
+    NUM(f[0], 1, a);
+    plan->no_new_privs = (int)a;
+  } else if (!strcmp(tag, "seccomp")) {
+    if (parse_hex(f[0], &plan->seccomp_len) < 0 || plan->seccomp_len == 0 || plan->seccomp_len % 8)
+      return shim_fail(err, "plan", tag, EINVAL, "seccomp program must be hex of whole instructions");
+    plan->seccomp = (unsigned char *)f[0];
+  } else if (!strcmp(tag, "init")) {
+    NUM(f[0], 1, a);
+    plan->init = (int)a;
   }
   return 0;
 #undef NUM

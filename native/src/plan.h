@@ -22,6 +22,11 @@ struct plan_device {
   gid_t gid;
 };
 
+struct plan_rlimit {
+  int resource;
+  unsigned long long soft, hard; /* RLIM_INFINITY for `unlimited` */
+};
+
 struct plan_symlink {
   const char *target, *path;
 };
@@ -51,6 +56,13 @@ struct plan {
   int loopback;
   PLAN_LIST(const char *, cgroups);
   pid_t join_pid; /* 0: create namespaces; else join those of this host pid */
+  PLAN_LIST(struct plan_rlimit, rlimits);
+  int has_caps;
+  unsigned long long cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+  int no_new_privs;
+  unsigned char *seccomp; /* sock_filter array */
+  size_t seccomp_len;     /* in bytes, a multiple of 8 */
+  int init;
   char *buf;
 };
 

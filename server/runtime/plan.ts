@@ -34,7 +34,22 @@
  *                              into before cloning (repeated: one per v1 hierarchy)
  *   join       pid             exec mode: setns into every namespace listed in
  *                              `ns` of that (host) pid instead of creating new ones
+ *   rlimit     resource soft hard
+ *                              setrlimit before exec; resource is the Linux number
+ *                              (RLIMIT_*), soft/hard decimal or `unlimited`; repeated
+ *   caps       bounding effective permitted inheritable ambient
+ *                              capability sets as hex masks (bit n = capability n);
+ *                              absent: the process keeps what root has
+ *   nonewprivs 0|1             PR_SET_NO_NEW_PRIVS before exec
+ *   seccomp    hex             a classic BPF program (struct sock_filter array,
+ *                              8 bytes per instruction, host byte order) loaded
+ *                              as the process's seccomp filter just before exec
+ *   init       0|1             run mode: the shim stays as PID 1 (reaps zombies,
+ *                              forwards signals) and the command runs as its child
  *   end
+ *
+ * Records after `join` were added later; an absent one keeps the behaviour
+ * the shim had before it existed, so older plans stay valid.
  */
 
 /** Linux mount flags used in plans (uapi/linux/mount.h). */
@@ -52,6 +67,43 @@ export const MS = {
 } as const;
 
 export type Namespace = 'mount' | 'pid' | 'uts' | 'ipc' | 'net' | 'cgroup';
+
+/** Linux resource numbers for `setrlimit` (asm-generic/resource.h). */
+export const RLIMIT = {
+  CPU: 0,
+  FSIZE: 1,
+  DATA: 2,
+  STACK: 3,
+  CORE: 4,
+  RSS: 5,
+  NPROC: 6,
+  NOFILE: 7,
+  MEMLOCK: 8,
+  AS: 9,
+  LOCKS: 10,
+  SIGPENDING: 11,
+  MSGQUEUE: 12,
+  NICE: 13,
+  RTPRIO: 14,
+  RTTIME: 15,
+} as const;
+
+export interface PlanRlimit {
+  /** One of {@link RLIMIT}. */
+  resource: number;
+  /** `Infinity` means RLIM_INFINITY. */
+  soft: number;
+  hard: number;
+}
+
+/** Capability sets as bit masks (bit n = capability number n, linux/capability.h). */
+export interface PlanCapabilities {
+  bounding: bigint;
+  effective: bigint;
+  permitted: bigint;
+  inheritable: bigint;
+  ambient: bigint;
+}
 
 export interface PlanMount {
   source: string;
@@ -95,6 +147,14 @@ export interface Plan {
   cgroupProcs: string[];
   /** Exec mode: join the namespaces of this host pid rather than creating them. */
   joinPid?: number;
+  rlimits?: PlanRlimit[];
+  /** Absent: the process keeps root's full sets. */
+  capabilities?: PlanCapabilities;
+  noNewPrivileges?: boolean;
+  /** A seccomp BPF program: struct sock_filter[] in host byte order. */
+  seccomp?: Buffer;
+  /** Run mode: the shim is PID 1 and reaps zombies; the command is its child. */
+  init?: boolean;
 }
 
 /** Serialises a plan into the shim's wire format. */
@@ -121,6 +181,21 @@ export function encodePlan(plan: Plan): Buffer {
   rec('lo', plan.loopbackUp ? 1 : 0);
   for (const c of plan.cgroupProcs) rec('cgroup', c);
   if (plan.joinPid !== undefined) rec('join', plan.joinPid);
+  const limit = (n: number): string => (n === Infinity ? 'unlimited' : String(n));
+  for (const r of plan.rlimits ?? []) rec('rlimit', r.resource, limit(r.soft), limit(r.hard));
+  if (plan.capabilities) {
+    const c = plan.capabilities;
+    const hex = (m: bigint): string => `0x${m.toString(16)}`;
+    rec('caps', hex(c.bounding), hex(c.effective), hex(c.permitted), hex(c.inheritable), hex(c.ambient));
+  }
+  if (plan.noNewPrivileges !== undefined) rec('nonewprivs', plan.noNewPrivileges ? 1 : 0);
+  if (plan.seccomp) {
+    if (plan.seccomp.length === 0 || plan.seccomp.length % 8 !== 0) {
+      throw new Error(`seccomp program must be a non-empty multiple of 8 bytes, not ${plan.seccomp.length}`);
+    }
+    rec('seccomp', plan.seccomp.toString('hex'));
+  }
+  if (plan.init !== undefined) rec('init', plan.init ? 1 : 0);
   rec('end');
   for (const p of parts) {
     if (p.includes('\0')) throw new Error(`plan field contains a NUL byte: ${JSON.stringify(p)}`);

@@ -1,0 +1,17 @@
+/* A minimal init for `--init`: the shim's child stays PID 1 of the
+ * container, reaps every orphan and forwards signals to the command. */
+#ifndef CAPSA_INIT_H
+#define CAPSA_INIT_H
+
+#include <signal.h>
+
+#include "error.h"
+
+/* Forks the command's process. Returns 0 in it (setup continues there);
+ * in PID 1 it never returns and exits with the command's exit code.
+ * PID 1 closes the fds it must not hold (negative ones are skipped): the
+ * error pipe must report the command's exec, not init's lifetime, and the
+ * pty must hang up when the command's side closes. */
+int become_init(int errfd, int slave, int sock, struct shim_error *err);
+
+#endif

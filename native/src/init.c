@@ -2,10 +2,29 @@
 #include "init.h"
 
 #include <errno.h>
+#include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "monitor.h"
+
+static char *argv_area;
+static size_t argv_len;
+
+void init_set_argv_area(char *start, size_t len) {
+  argv_area = start;
+  argv_len = len;
+}
+
+static void rename_self(void) {
+  static const char title[] = "init";
+  if (!argv_area || argv_len == 0)
+    return;
+  memset(argv_area, 0, argv_len);
+  memcpy(argv_area, title, argv_len - 1 < sizeof title - 1 ? argv_len - 1 : sizeof title - 1);
+  prctl(PR_SET_NAME, title, 0, 0, 0);
+}
 
 int become_init(int errfd, int slave, int sock, struct shim_error *err) {
   /* PID 1 only receives signals it handles or blocks; blocking every
@@ -24,6 +43,7 @@ int become_init(int errfd, int slave, int sock, struct shim_error *err) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     return 0;
   }
+  rename_self();
   for (int i = 0, fds[] = {errfd, slave, sock}; i < 3; i++)
     if (fds[i] >= 0)
       close(fds[i]);

@@ -4,6 +4,7 @@
 #define CAPSA_INIT_H
 
 #include <signal.h>
+#include <stddef.h>
 
 #include "error.h"
 
@@ -13,5 +14,9 @@
  * error pipe must report the command's exec, not init's lifetime, and the
  * pty must hang up when the command's side closes. */
 int become_init(int errfd, int slave, int sock, struct shim_error *err);
+
+/* The shim's argv strings (contiguous), renamed in PID 1 so that the
+ * container's /proc/1/cmdline does not show the host path of the shim. */
+void init_set_argv_area(char *start, size_t len);
 
 #endif

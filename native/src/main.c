@@ -232,6 +232,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: capsa-shim run|exec  (plan on fd 3, status on fd 4, control on fd 5)\n");
     return SETUP_FAILED;
   }
+  init_set_argv_area(argv[0], (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - argv[0]));
   /* a helper that went away must not kill the shim while the container runs */
   signal(SIGPIPE, SIG_IGN);
   if (fd_is_open(STATUS_FD)) {

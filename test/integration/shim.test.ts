@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { test, TestContext } from 'node:test';
 import { ContainerSetupError, ShimHandle, startShim, StartShimOptions } from '../../server/runtime/native';
-import { MS, Plan, PlanMount } from '../../server/runtime/plan';
+import { MS, Plan, PlanMount, RLIMIT } from '../../server/runtime/plan';
 import { makeBusyboxRootfs } from '../helpers/rootfs';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -488,4 +488,102 @@ test('the container process is born in the planned cgroup (v1)', { skip: !exists
   assert.ok(readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)));
   h.signal(9);
   assert.equal(await h.exited, 137);
+});
+
+test('rlimits are applied', async (t) => {
+  const sb = sandbox(t);
+  const r = await run(sb, ['sh', '-c', 'ulimit -n; ulimit -Hn; ulimit -c'], {
+    rlimits: [
+      { resource: RLIMIT.NOFILE, soft: 1234, hard: 2048 },
+      { resource: RLIMIT.CORE, soft: Infinity, hard: Infinity },
+    ],
+  });
+  assert.equal(r.stdout, '1234\n2048\nunlimited\n');
+});
+
+// Docker's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID
+// SETPCAP NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP
+const DOCKER_CAPS = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31].reduce((m, c) => m | (1n << BigInt(c)), 0n);
+const caps = (m: bigint) => ({ bounding: m, effective: m, permitted: m, inheritable: 0n, ambient: 0n });
+const statusField = (out: string, name: string) => out.match(new RegExp(`^${name}:\\s*(\\S+)`, 'm'))?.[1];
+
+test('capabilities are reduced to the planned sets, also for a non-root user', async (t) => {
+  const sb = sandbox(t);
+  const root = await run(sb, ['cat', '/proc/self/status'], { capabilities: caps(DOCKER_CAPS) });
+  assert.equal(root.code, 0, root.stderr);
+  for (const f of ['CapEff', 'CapPrm', 'CapBnd']) assert.equal(BigInt(`0x${statusField(root.stdout, f)}`), DOCKER_CAPS, f);
+  assert.equal(BigInt(`0x${statusField(root.stdout, 'CapInh')}`), 0n);
+  // CAP_SYS_ADMIN is gone: mounting fails even as root
+  const mount = await run(sb, ['sh', '-c', 'mount -t tmpfs t /tmp 2>/dev/null && echo mounted || echo refused'], { capabilities: caps(DOCKER_CAPS) });
+  assert.equal(mount.stdout, 'refused\n');
+
+  const user = await run(sb, ['cat', '/proc/self/status'], { capabilities: caps(DOCKER_CAPS), uid: 1000, gid: 1000 });
+  assert.equal(BigInt(`0x${statusField(user.stdout, 'CapEff')}`), 0n);
+  assert.equal(BigInt(`0x${statusField(user.stdout, 'CapBnd')}`), DOCKER_CAPS);
+});
+
+test('ambient capabilities reach a non-root process', async (t) => {
+  const sb = sandbox(t);
+  const netBind = 1n << 10n;
+  const r = await run(sb, ['cat', '/proc/self/status'], {
+    capabilities: { bounding: DOCKER_CAPS, effective: netBind, permitted: netBind, inheritable: netBind, ambient: netBind },
+    uid: 1000,
+    gid: 1000,
+  });
+  assert.equal(BigInt(`0x${statusField(r.stdout, 'CapEff')}`), netBind);
+  assert.equal(BigInt(`0x${statusField(r.stdout, 'CapAmb')}`), netBind);
+});
+
+/** A seccomp program refusing sethostname(2) with EPERM (x86-64 numbering). */
+function denySethostname(): Buffer {
+  const insns: Array<[number, number, number, number]> = [
+    [0x20, 0, 0, 0], // ld [0]: syscall number
+    [0x15, 0, 1, 170], // jeq #__NR_sethostname
+    [0x06, 0, 0, 0x00050000 | 1], // ret SECCOMP_RET_ERRNO | EPERM
+    [0x06, 0, 0, 0x7fff0000], // ret SECCOMP_RET_ALLOW
+  ];
+  const buf = Buffer.alloc(insns.length * 8);
+  insns.forEach(([code, jt, jf, k], i) => {
+    buf.writeUInt16LE(code, i * 8);
+    buf.writeUInt8(jt, i * 8 + 2);
+    buf.writeUInt8(jf, i * 8 + 3);
+    buf.writeUInt32LE(k, i * 8 + 4);
+  });
+  return buf;
+}
+
+for (const noNewPrivileges of [true, false]) {
+  test(`a seccomp filter is loaded and enforced (no_new_privs ${noNewPrivileges})`, { skip: process.arch !== 'x64' }, async (t) => {
+    const sb = sandbox(t);
+    const r = await run(sb, ['sh', '-c', 'grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status; hostname other 2>&1; hostname'], {
+      seccomp: denySethostname(),
+      noNewPrivileges,
+      capabilities: caps(DOCKER_CAPS | (1n << 21n)), // with CAP_SYS_ADMIN, only the filter can refuse
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Seccomp:\s+2$/m);
+    assert.match(r.stdout, new RegExp(`^NoNewPrivs:\\s+${noNewPrivileges ? 1 : 0}$`, 'm'));
+    assert.match(r.stdout, /Operation not permitted/);
+    assert.match(r.stdout, /\ncapsa-test\n$/);
+  });
+}
+
+test('with init, the shim is PID 1, reaps orphans and forwards signals', async (t) => {
+  const sb = sandbox(t);
+  const r = await run(
+    sb,
+    ['sh', '-c', 'echo $$; tr "\\0" " " < /proc/1/cmdline; echo; sh -c "sleep 0.1 &"; sleep 0.4; ps -o stat | grep -c Z; exit 4'],
+    { init: true },
+  );
+  assert.equal(r.code, 4);
+  assert.deepEqual(r.stdout.split('\n').slice(0, 3).map((l) => l.trim()), ['2', 'init', '0']);
+
+  const h = sb.start(sb.plan(['sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done'], { init: true }));
+  await waitFor(h.stdout!, /ready/);
+  h.process.kill('SIGTERM');
+  assert.equal(await h.exited, 42);
+
+  const missing = sb.start(sb.plan(['pyhton'], { init: true }));
+  await assert.rejects(missing.started, /executable file not found/);
+  assert.equal(await missing.exited, 125);
 });

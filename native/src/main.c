@@ -24,6 +24,7 @@
 #include "error.h"
 #include "init.h"
 #include "monitor.h"
+#include "netns.h"
 #include "plan.h"
 #include "process.h"
 #include "pty.h"
@@ -157,6 +158,10 @@ static int run(int join_mode) {
   if (join_cgroups(&plan, &err) < 0)
     return report_error(&err);
   if (join_mode && join_namespaces(&plan, &err) < 0)
+    return report_error(&err);
+  /* a prepared network namespace: joined here so the child inherits it
+   * (its file is out of reach once the child pivots into the rootfs) */
+  if (!join_mode && plan.netns && join_netns(plan.netns, &err) < 0)
     return report_error(&err);
   /* exec mode: after setns(mnt) the shim's /dev/ptmx is the container's */
   struct pty pty = {.master = -1, .slave = -1};

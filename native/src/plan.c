@@ -71,6 +71,7 @@ static const struct {
     {"readonly", 1}, {"hostname", 1}, {"cwd", 1}, {"env", 1},    {"arg", 1},     {"user", 2},
     {"group", 1}, {"tty", 1},   {"winsize", 2}, {"lo", 1},     {"cgroup", 1},  {"join", 1},
     {"rlimit", 3}, {"caps", 5}, {"nonewprivs", 1}, {"seccomp", 1}, {"init", 1},
+    {"netns", 1},
 };
 
 static int parse_limit(const char *s, unsigned long long *out) {
@@ -219,6 +220,10 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
   } else if (!strcmp(tag, "init")) {
     NUM(f[0], 1, a);
     plan->init = (int)a;
+  } else if (!strcmp(tag, "netns")) {
+    if (f[0][0] != '/')
+      return shim_fail(err, "plan", f[0], EINVAL, "netns needs an absolute path");
+    plan->netns = f[0];
   }
   return 0;
 #undef NUM
@@ -261,6 +266,8 @@ int plan_read(int fd, struct plan *plan, struct shim_error *err) {
     return shim_fail(err, "plan", "fd 3", EINVAL, "plan ended without an end record");
   if (!plan->join_pid && (!plan->rootfs || plan->rootfs[0] != '/'))
     return shim_fail(err, "plan", "rootfs", EINVAL, "plan needs an absolute rootfs path");
+  if (plan->netns && (plan->ns_flags & CLONE_NEWNET))
+    return shim_fail(err, "plan", "netns", EINVAL, "a plan joins an existing network namespace or creates one, not both");
   if (plan->n_args == 0)
     return shim_fail(err, "plan", "arg", EINVAL, "plan has no command");
   return 0;

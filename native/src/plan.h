@@ -63,6 +63,7 @@ struct plan {
   unsigned char *seccomp; /* sock_filter array */
   size_t seccomp_len;     /* in bytes, a multiple of 8 */
   int init;
+  const char *netns; /* run mode: setns into this network namespace file rather than create one */
   char *buf;
 };
 

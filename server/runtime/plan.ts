@@ -46,6 +46,10 @@
  *                              as the process's seccomp filter just before exec
  *   init       0|1             run mode: the shim stays as PID 1 (reaps zombies,
  *                              forwards signals) and the command runs as its child
+ *   netns      path            run mode: setns into this network namespace (an nsfs
+ *                              bind mount the helper prepared, or /proc/<pid>/ns/net)
+ *                              before cloning, instead of a new one; `ns` must then
+ *                              not list net
  *   end
  *
  * Records after `join` were added later; an absent one keeps the behaviour
@@ -155,6 +159,8 @@ export interface Plan {
   seccomp?: Buffer;
   /** Run mode: the shim is PID 1 and reaps zombies; the command is its child. */
   init?: boolean;
+  /** Run mode: join this network namespace file (prepared by the helper) instead of creating one. */
+  netnsPath?: string;
 }
 
 /** Serialises a plan into the shim's wire format. */
@@ -196,6 +202,10 @@ export function encodePlan(plan: Plan): Buffer {
     rec('seccomp', plan.seccomp.toString('hex'));
   }
   if (plan.init !== undefined) rec('init', plan.init ? 1 : 0);
+  if (plan.netnsPath !== undefined) {
+    if (plan.namespaces.includes('net')) throw new Error('a plan with netnsPath must not also create a net namespace');
+    rec('netns', plan.netnsPath);
+  }
   rec('end');
   for (const p of parts) {
     if (p.includes('\0')) throw new Error(`plan field contains a NUL byte: ${JSON.stringify(p)}`);

@@ -37,8 +37,10 @@ export interface RunOptions {
   volumes?: string[];
   /** `--network`; default `bridge` where available, else `none`-like isolation with loopback only. */
   network?: NetworkMode;
-  /** Published ports, Docker's `-p` syntax. */
+  /** Published ports, Docker's `-p` syntax: `[IP:][HOSTPORT:]CTRPORT[/tcp|udp]`; the host side binds 127.0.0.1 unless IP is given. */
   publish?: string[];
+  /** Name servers for /etc/resolv.conf (`--dns`), replacing the host's. */
+  dns?: string[];
   /** Extra labels. */
   labels?: Record<string, string>;
 }
@@ -124,7 +126,33 @@ export interface ContainerInspect extends ContainerSummary {
   oomKilled?: boolean;
   error?: string;
   mounts: Array<{ type: string; source: string; destination: string; readOnly: boolean }>;
-  networkSettings?: { ipAddress?: string; gateway?: string; macAddress?: string; ports?: Record<string, string> };
+  networkSettings?: {
+    /** `bridge`, a user-defined network's name, `host`, `none` or `container:NAME`. */
+    network?: string;
+    ipAddress?: string;
+    prefixLength?: number;
+    gateway?: string;
+    macAddress?: string;
+    /** Published ports: `80/tcp` → `127.0.0.1:8080`. */
+    ports?: Record<string, string>;
+  };
+}
+
+/** A bridge network (`capsa network ls/inspect`). */
+export interface NetworkSummary {
+  name: string;
+  id: string;
+  /** Host bridge interface. */
+  bridge: string;
+  subnet: string;
+  gateway: string;
+  created: string;
+  /** The built-in default network. */
+  builtin?: boolean;
+}
+
+export interface NetworkInspect extends NetworkSummary {
+  containers: Array<{ id: string; name: string; ipAddress: string; macAddress?: string }>;
 }
 
 export interface ContainerEvent {

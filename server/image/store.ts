@@ -725,6 +725,25 @@ export class ImageStore {
     return deleted;
   }
 
+  /**
+   * Removes what a crash can leave behind: half-unpacked layer directories,
+   * half-written small blobs and index files. Partial blob downloads
+   * (`tmp/<hex>.partial`) are kept: the next pull resumes them. Call once at
+   * helper start, before any pull.
+   */
+  async recover(): Promise<void> {
+    if (this.busy > 0) return;
+    for (const name of await fs.readdir(path.join(this.root, 'layers'))) {
+      if (name.startsWith('tmp-')) await removeTree(path.join(this.root, 'layers', name));
+    }
+    for (const name of await fs.readdir(path.join(this.root, 'tmp'))) {
+      if (!/^[0-9a-f]{64}\.partial$/.test(name)) await fs.rm(path.join(this.root, 'tmp', name), { recursive: true, force: true });
+    }
+    for (const name of await fs.readdir(this.root)) {
+      if (name.startsWith('.images.json.') && name.endsWith('.tmp')) await fs.rm(path.join(this.root, name), { force: true });
+    }
+  }
+
   /** `docker system df` for images: sizes of records, unpacked layers and blobs. */
   async diskUsage(inUse: (id: string) => boolean = () => false): Promise<DiskUsage> {
     const images = await this.list();

@@ -163,3 +163,16 @@ test('images.json is rewritten atomically and survives a new store instance', as
   assert.deepEqual((await again.list()).flatMap((r) => r.references).sort(), ['docker.io/library/a:1', 'docker.io/library/b:1', 'docker.io/library/c:1']);
   assert.deepEqual(fs.readdirSync(root).filter((n) => n.includes('.tmp')), [], 'no temporary index files left');
 });
+
+test('recover removes what a crash leaves behind but keeps partial downloads', async (t) => {
+  const { store, root } = newStore(t);
+  fs.mkdirSync(path.join(root, 'layers', 'tmp-abc', 'usr'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'tmp', 'put-1234'), 'x');
+  const partial = `${'c'.repeat(64)}.partial`;
+  fs.writeFileSync(path.join(root, 'tmp', partial), 'x');
+  fs.writeFileSync(path.join(root, '.images.json.abcdef.tmp'), '{');
+  await store.recover();
+  assert.deepEqual(fs.readdirSync(path.join(root, 'layers')), ['sha256']);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'tmp')), [partial]);
+  assert.ok(!fs.existsSync(path.join(root, '.images.json.abcdef.tmp')));
+});

@@ -27,7 +27,12 @@ export interface TestHelper {
   stop(): Promise<void>;
 }
 
-export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv } = {}): Promise<TestHelper> {
+/**
+ * `netns`: a named network namespace (`ip netns add NAME`, made by the test)
+ * that the helper and the CLI run in, via `ip netns exec NAME`: the bridge,
+ * the veths and every packet then stay inside it.
+ */
+export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv; netns?: string } = {}): Promise<TestHelper> {
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
   const root = path.join(dir, 'root');
   const socket = path.join(dir, 'capsa.sock');
@@ -38,6 +43,7 @@ export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessE
     CAPSA_CONFIG: path.join(dir, 'config.json'),
     ...(opts.mirror ? { CAPSA_REGISTRY_MIRROR: `docker.io=${opts.mirror}` } : {}),
     ...opts.env,
+    ...(opts.netns ? { CAPSA_TEST_NETNS: opts.netns } : {}),
   };
   await fs.writeFile(env.CAPSA_CONFIG!, '{}');
   const child = spawnHelper(env, dir);
@@ -72,7 +78,7 @@ export async function restartHelper(h: TestHelper): Promise<void> {
 
 function spawnHelper(env: NodeJS.ProcessEnv, dir: string): ChildProcess {
   const logFile = path.join(dir, 'helper.log');
-  const child = spawn(process.execPath, [HELPER_MAIN], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(...inNetns(env, [process.execPath, HELPER_MAIN]), { env, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', (d: Buffer) => void fs.appendFile(logFile, d).catch(() => undefined));
   return child;
 }
@@ -103,7 +109,7 @@ async function waitForSocket(socket: string, child: ChildProcess, dir: string): 
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv, opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(...inNetns(env, [process.execPath, CLI, ...args]), { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -119,6 +125,12 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, opts: { input?: s
     if (opts.input !== undefined) child.stdin.end(opts.input);
     else child.stdin.end();
   });
+}
+
+/** The command line, wrapped in `ip netns exec` when the helper lives in a test namespace (ip execs, so the pid stays the command's). */
+function inNetns(env: NodeJS.ProcessEnv, argv: string[]): [string, string[]] {
+  const ns = env.CAPSA_TEST_NETNS;
+  return ns ? ['ip', ['netns', 'exec', ns, ...argv]] : [argv[0], argv.slice(1)];
 }
 
 /** Mount points (from /proc/self/mountinfo of the host) that lie under `dir`. */

@@ -1,0 +1,473 @@
+/**
+ * NetworkManager: the container's network, decided and set up before its
+ * process starts, and torn down when it is removed.
+ *
+ *  - `bridge` (default) and user-defined networks: a netns pinned under
+ *    `<root>/netns/<id>`, a veth pair (host end `veth<id8>` on the network's
+ *    bridge, container end `eth0`), an address from the network's subnet, the
+ *    gateway as default route, the host's MTU, published ports;
+ *  - `none`: the shim makes a fresh netns with loopback only;
+ *  - `host`: no network namespace;
+ *  - `container:NAME`: the plan joins that container's netns.
+ *
+ * State: `<root>/network/networks.json` (user-defined networks),
+ * `<root>/network/ipam/<network>.json` (addresses), and
+ * `<root>/network/containers/<id>.json` (one per attached container, written
+ * before any kernel object is made, so a crash leaves a record of what to
+ * clean). {@link reconcile} runs at start-up and removes what belongs to no
+ * container, then restarts the port forwarders of running ones.
+ */
+import { readFileSync, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ConflictError, InvalidArgumentError, NotFoundError, assertSafeName } from '../../errors';
+import { writeFileAtomic } from '../../util/atomic';
+import type { RunOptions } from '../../protocol/types';
+import { applyRuleset, forwardingEnabled, rulesetText } from './firewall';
+import { Ipam, Serial } from './ipam';
+import { Netlink, NetlinkError, IFF_UP } from './netlink';
+import { createNetns, removeNetns } from './netns';
+import { containerResolvConf, hostsFile, type HostEntry } from './names';
+import { checkDistinct, formatMapping, parsePublish, startForwarder, type Forwarder, type PortMapping } from './ports';
+import { broadcastOf, contains, formatIPv4, formatSubnet, gatewayOf, overlaps, parseIPv4, parseSubnet, type Subnet } from './subnet';
+
+export class NetworkNotFoundError extends NotFoundError {
+  constructor(name: string) {
+    super('E_NETWORK_NOT_FOUND', `no such network: ${name}`);
+  }
+}
+
+export interface NetworkOptions {
+  /** Bridge of the default `bridge` network. Default `capsa0`. */
+  bridgeName?: string;
+  /** Subnet of the default network. Default `10.88.0.0/16`. */
+  subnet?: string;
+  /** Logs a line (firewall problems are reported, not fatal). */
+  log?: (message: string) => void;
+}
+
+export const DEFAULT_BRIDGE = 'capsa0';
+export const DEFAULT_SUBNET = '10.88.0.0/16';
+export const DEFAULT_NETWORK = 'bridge';
+
+export interface NetworkRecord {
+  name: string;
+  id: string;
+  bridge: string;
+  subnet: string;
+  gateway: string;
+  created: string;
+  /** The built-in `bridge` network: cannot be removed, no name resolution between members (as Docker's). */
+  builtin?: boolean;
+}
+
+export interface NetworkSettings {
+  network?: string;
+  ipAddress?: string;
+  prefixLength?: number;
+  gateway?: string;
+  macAddress?: string;
+  /** `80/tcp` → `127.0.0.1:8080` */
+  ports?: Record<string, string>;
+}
+
+export interface NetworkRequest {
+  id: string;
+  name: string;
+  hostname: string;
+  options: Pick<RunOptions, 'network' | 'publish' | 'dns'>;
+  hostsPath: string;
+  resolvConfPath: string;
+  /** Finds a container for `container:NAME`: its id and, while it runs, its pid. */
+  lookup(ref: string): { id: string; name: string; pid?: number };
+}
+
+export interface NetworkAttachment {
+  /** The plan joins this namespace file. */
+  netnsPath?: string;
+  /** The shim creates a new, loopback-only namespace (`none`). */
+  newNetns: boolean;
+  settings: NetworkSettings;
+}
+
+interface AttachmentState {
+  id: string;
+  name: string;
+  hostname: string;
+  network: string;
+  address: string;
+  prefix: number;
+  gateway: string;
+  veth: string;
+  netns: string;
+  mac?: string;
+  ports: PortMapping[];
+  hostsPath: string;
+}
+
+/** `veth` + 8 hex digits of the id: within IFNAMSIZ, and derivable from the id when cleaning up. */
+export function vethName(id: string): string {
+  return `veth${id.slice(0, 8)}`;
+}
+
+/** The MTU of the interface carrying the default route (/proc/net/route), else 1500. */
+export function hostMtu(routeText?: string, readMtu = (dev: string) => readFileSync(`/sys/class/net/${dev}/mtu`, 'utf8')): number {
+  try {
+    const text = routeText ?? readFileSync('/proc/net/route', 'utf8');
+    for (const line of text.split('\n').slice(1)) {
+      const [dev, dest, , , , , , maskHex] = line.trim().split(/\s+/);
+      if (dest === '00000000' && maskHex === '00000000') {
+        const mtu = Number(readMtu(dev).trim());
+        if (Number.isInteger(mtu) && mtu >= 576) return mtu;
+      }
+    }
+  } catch {
+    /* no route table, no such device: the Ethernet default below */
+  }
+  return 1500;
+}
+
+export class NetworkManager {
+  private readonly dir: string;
+  private readonly netnsDir: string;
+  private readonly ipam: Ipam;
+  private readonly attachments = new Map<string, AttachmentState>();
+  private readonly forwarders = new Map<string, Forwarder[]>();
+  private readonly user = new Map<string, NetworkRecord>();
+  private readonly builtin: NetworkRecord;
+  private readonly bridges = new Map<string, Promise<number>>();
+  private readonly serial = new Serial();
+  private readonly log: (m: string) => void;
+  private appliedRules?: string;
+  private nl?: Netlink;
+  private mtu?: number;
+
+  constructor(
+    root: string,
+    opts: NetworkOptions = {},
+  ) {
+    this.dir = path.join(root, 'network');
+    this.netnsDir = path.join(root, 'netns');
+    this.ipam = new Ipam(path.join(this.dir, 'ipam'));
+    this.log = opts.log ?? (() => undefined);
+    const subnet = parseSubnet(opts.subnet ?? DEFAULT_SUBNET);
+    const bridge = opts.bridgeName ?? DEFAULT_BRIDGE;
+    checkBridgeName(bridge);
+    this.builtin = { name: DEFAULT_NETWORK, id: '0'.repeat(64), bridge, subnet: formatSubnet(subnet), gateway: formatIPv4(gatewayOf(subnet)), created: new Date(0).toISOString(), builtin: true };
+  }
+
+  /** The helper's netlink socket, in the helper's own namespace. */
+  private host(): Netlink {
+    return (this.nl ??= Netlink.open());
+  }
+
+  private networksFile(): string {
+    return path.join(this.dir, 'networks.json');
+  }
+
+  private stateFile(id: string): string {
+    return path.join(this.dir, 'containers', `${id}.json`);
+  }
+
+  /** Loads state and removes whatever belongs to no known container. `running`: ids whose process is alive. */
+  async reconcile(known: Set<string>, running: Set<string>): Promise<void> {
+    await fs.mkdir(path.join(this.dir, 'containers'), { recursive: true, mode: 0o700 });
+    await fs.mkdir(this.netnsDir, { recursive: true, mode: 0o700 });
+    try {
+      const list = JSON.parse(await fs.readFile(this.networksFile(), 'utf8')) as NetworkRecord[];
+      for (const n of list) this.user.set(n.name, n);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    for (const f of await fs.readdir(path.join(this.dir, 'containers'))) {
+      if (!f.endsWith('.json')) continue;
+      let s: AttachmentState;
+      try {
+        s = JSON.parse(await fs.readFile(path.join(this.dir, 'containers', f), 'utf8')) as AttachmentState;
+      } catch {
+        await fs.rm(path.join(this.dir, 'containers', f), { force: true });
+        continue;
+      }
+      this.attachments.set(s.id, s);
+      if (!known.has(s.id)) {
+        this.log(`network: removing leftovers of container ${s.id.slice(0, 12)} (${s.address} on ${s.network})`);
+        await this.teardown(s.id);
+      }
+    }
+    for (const f of await fs.readdir(this.netnsDir)) {
+      if (!this.attachments.has(f)) removeNetns(path.join(this.netnsDir, f));
+    }
+    for (const n of this.networks()) {
+      const dropped = await this.ipam.retain(n.name, (owner) => this.attachments.has(owner));
+      if (dropped.length) this.log(`network: released ${dropped.join(', ')} on ${n.name}`);
+    }
+    // rules for bridges that survived the previous helper
+    for (const n of this.networks()) if (this.host().link(n.bridge)) await this.ensureBridge(n);
+    for (const s of this.attachments.values()) {
+      if (running.has(s.id) && s.ports.length) {
+        await this.startForwarders(s).catch((err: Error) => this.log(`network: cannot restore published ports of ${s.name}: ${err.message}`));
+      }
+    }
+  }
+
+  networks(): NetworkRecord[] {
+    return [this.builtin, ...[...this.user.values()].sort((a, b) => a.name.localeCompare(b.name))];
+  }
+
+  network(ref: string): NetworkRecord {
+    for (const n of this.networks()) if (n.name === ref || (ref.length >= 6 && n.id.startsWith(ref))) return n;
+    throw new NetworkNotFoundError(ref);
+  }
+
+  /** Members of a network, for `network inspect`. */
+  members(name: string): Array<{ id: string; name: string; ipAddress: string; macAddress?: string }> {
+    return [...this.attachments.values()].filter((s) => s.network === name).map((s) => ({ id: s.id, name: s.name, ipAddress: `${s.address}/${s.prefix}`, macAddress: s.mac }));
+  }
+
+  /** `capsa network create`: a user-defined bridge network with its own subnet (default: the next free 10.89.N.0/24). */
+  create(opts: { name: string; subnet?: string; gateway?: string }): Promise<NetworkRecord> {
+    return this.serial.run(async () => {
+      assertSafeName('network name', opts.name);
+      if (['bridge', 'host', 'none'].includes(opts.name) || opts.name.startsWith('container')) throw new InvalidArgumentError(`network name ${JSON.stringify(opts.name)} is reserved`);
+      if (this.networks().some((n) => n.name === opts.name)) throw new ConflictError(`network with name ${opts.name} already exists`);
+      const taken = this.networks().map((n) => parseSubnet(n.subnet));
+      let subnet: Subnet;
+      if (opts.subnet) {
+        subnet = parseSubnet(opts.subnet);
+        const clash = this.networks().find((n) => overlaps(parseSubnet(n.subnet), subnet));
+        if (clash) throw new ConflictError(`subnet ${opts.subnet} overlaps with network ${clash.name} (${clash.subnet})`);
+      } else {
+        const free = Array.from({ length: 256 }, (_, i) => parseSubnet(`10.89.${i}.0/24`)).find((s) => !taken.some((t) => overlaps(t, s)));
+        if (!free) throw new ConflictError('no free subnet left in 10.89.0.0/16: give one with --subnet');
+        subnet = free;
+      }
+      const gateway = opts.gateway ? parseIPv4(opts.gateway) : gatewayOf(subnet);
+      if (!contains(subnet, gateway) || gateway === subnet.base || gateway === broadcastOf(subnet)) throw new InvalidArgumentError(`gateway ${formatIPv4(gateway)} is not a host address of ${formatSubnet(subnet)}`);
+      const id = randomBytes(32).toString('hex');
+      const record: NetworkRecord = { name: opts.name, id, bridge: `capsa-${id.slice(0, 8)}`, subnet: formatSubnet(subnet), gateway: formatIPv4(gateway), created: new Date().toISOString() };
+      this.user.set(record.name, record);
+      await this.saveNetworks();
+      return record;
+    });
+  }
+
+  /** `capsa network rm`: refuses while containers are attached; removes the bridge and its rules. */
+  remove(ref: string): Promise<NetworkRecord> {
+    return this.serial.run(async () => {
+      const n = this.network(ref);
+      if (n.builtin) throw new ConflictError(`network ${n.name} is built in and cannot be removed`);
+      const users = this.members(n.name);
+      if (users.length) throw new ConflictError(`network ${n.name} has active endpoints: ${users.map((u) => u.name).join(', ')}`);
+      this.user.delete(n.name);
+      await this.saveNetworks();
+      this.bridges.delete(n.bridge);
+      this.host().deleteLink(n.bridge);
+      await this.syncFirewall();
+      await this.ipam.remove(n.name);
+      return n;
+    });
+  }
+
+  private async saveNetworks(): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.networksFile(), JSON.stringify([...this.user.values()], null, 2));
+  }
+
+  /** Creates the network's bridge (once per helper) with the gateway address, up; returns its ifindex. */
+  private ensureBridge(n: NetworkRecord): Promise<number> {
+    let p = this.bridges.get(n.bridge);
+    if (!p) {
+      p = (async () => {
+        const nl = this.host();
+        let link = nl.link(n.bridge);
+        if (!link) {
+          try {
+            nl.createBridge(n.bridge);
+          } catch (err) {
+            if (!(err instanceof NetlinkError && err.errno === 17)) throw err;
+          }
+          link = nl.link(n.bridge);
+          if (!link) throw new ConflictError(`bridge ${n.bridge} vanished while it was set up`);
+        }
+        const subnet = parseSubnet(n.subnet);
+        nl.addAddress(link.index, parseIPv4(n.gateway), subnet.prefix, broadcastOf(subnet), { exist: true });
+        if (!(link.flags & IFF_UP)) nl.setUp(link.index);
+        await this.syncFirewall();
+        return link.index;
+      })();
+      this.bridges.set(n.bridge, p);
+      p.catch(() => this.bridges.delete(n.bridge));
+    }
+    return p;
+  }
+
+  /** Rewrites Capsa's nftables table for the bridges that exist; a missing nft is logged, not fatal. */
+  private async syncFirewall(): Promise<void> {
+    const nets = this.networks().filter((n) => this.bridges.has(n.bridge)).map((n) => ({ bridge: n.bridge, subnet: n.subnet }));
+    const text = rulesetText(nets, forwardingEnabled());
+    if (text === this.appliedRules) return;
+    try {
+      await applyRuleset(text);
+      this.appliedRules = text;
+    } catch (err) {
+      this.log(`network: cannot apply firewall rules (no NAT, no isolation between networks): ${(err as Error).message}`);
+    }
+  }
+
+  /** Decides and sets up a container's network; on failure nothing is left behind. */
+  async setup(req: NetworkRequest): Promise<NetworkAttachment> {
+    const mode = req.options.network ?? DEFAULT_NETWORK;
+    if (typeof mode !== 'string' || mode === '') throw new InvalidArgumentError('network mode must be a non-empty string');
+    const publish = req.options.publish ?? [];
+    const dns = req.options.dns;
+    if (dns !== undefined) for (const d of dns) parseIPv4(d);
+    if (mode === 'host') {
+      // the host's own resolver, loopback stub included, is reachable here
+      if (dns?.length) await fs.writeFile(req.resolvConfPath, containerResolvConf({ dns }));
+      else await fs.writeFile(req.resolvConfPath, readText('/etc/resolv.conf'));
+      return { newNetns: false, settings: { network: 'host' } };
+    }
+    if (publish.length && mode === 'none') throw new InvalidArgumentError('published ports need a network: --network none has none');
+    await fs.writeFile(req.resolvConfPath, containerResolvConf({ dns }));
+    if (mode === 'none') return { newNetns: true, settings: { network: 'none' } };
+    if (mode.startsWith('container:')) {
+      if (publish.length) throw new InvalidArgumentError('published ports belong to the container whose network is shared, not to this one');
+      const target = req.lookup(mode.slice('container:'.length));
+      if (!target.pid) throw new ConflictError(`cannot join the network of container ${target.name}: it is not running`);
+      const s = this.attachments.get(target.id);
+      return { netnsPath: `/proc/${target.pid}/ns/net`, newNetns: false, settings: { ...(s ? this.settingsOf(s) : {}), network: mode } };
+    }
+    const n = this.network(mode);
+    const ports = publish.map(parsePublish);
+    checkDistinct(ports);
+    const subnet = parseSubnet(n.subnet);
+    const address = await this.ipam.allocate(n.name, subnet, req.id);
+    const state: AttachmentState = {
+      id: req.id,
+      name: req.name,
+      hostname: req.hostname,
+      network: n.name,
+      address,
+      prefix: subnet.prefix,
+      gateway: n.gateway,
+      veth: vethName(req.id),
+      netns: path.join(this.netnsDir, req.id),
+      ports,
+      hostsPath: req.hostsPath,
+    };
+    this.attachments.set(req.id, state);
+    try {
+      await this.saveState(state);
+      const bridgeIndex = await this.ensureBridge(n);
+      const mtu = (this.mtu ??= hostMtu());
+      const host = this.host();
+      await fs.mkdir(this.netnsDir, { recursive: true, mode: 0o700 });
+      createNetns(state.netns, (nl, nsFd) => {
+        host.createVeth({ hostName: state.veth, peerName: 'eth0', peerNsFd: nsFd, mtu, masterIndex: bridgeIndex });
+        nl.setUp(1); // lo is always ifindex 1 in a new namespace
+        const eth0 = nl.link('eth0');
+        if (!eth0) throw new ConflictError('eth0 did not appear in the container network namespace');
+        nl.setUp(eth0.index);
+        nl.addAddress(eth0.index, parseIPv4(address), subnet.prefix, broadcastOf(subnet));
+        nl.addDefaultRoute(parseIPv4(n.gateway), eth0.index);
+        state.mac = eth0.mac;
+      });
+      await this.startForwarders(state);
+      await this.saveState(state);
+      await this.writeHosts(n);
+      return { netnsPath: state.netns, newNetns: false, settings: this.settingsOf(state) };
+    } catch (err) {
+      await this.teardown(req.id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async startForwarders(s: AttachmentState): Promise<void> {
+    const started: Forwarder[] = [];
+    try {
+      for (const m of s.ports) started.push(await startForwarder(m, s.address));
+    } catch (err) {
+      await Promise.all(started.map((f) => f.close()));
+      throw err;
+    }
+    this.forwarders.set(s.id, started);
+    // keep a random port the same across a helper restart
+    s.ports = started.map((f) => f.mapping);
+  }
+
+  /** Removes everything {@link setup} made for a container; safe to repeat. */
+  async teardown(id: string): Promise<void> {
+    const s = this.attachments.get(id);
+    const fwd = this.forwarders.get(id);
+    this.forwarders.delete(id);
+    await Promise.all((fwd ?? []).map((f) => f.close()));
+    if (!s) return;
+    // deleting one end of a veth deletes the pair
+    this.host().deleteLink(s.veth);
+    removeNetns(s.netns);
+    await this.ipam.release(s.network, id);
+    this.attachments.delete(id);
+    await fs.rm(this.stateFile(id), { force: true });
+    const n = this.user.get(s.network);
+    if (n) await this.writeHosts(n);
+  }
+
+  /** /etc/hosts of every member: itself and, on user-defined networks, its peers by name. */
+  private async writeHosts(n: NetworkRecord): Promise<void> {
+    const members = [...this.attachments.values()].filter((s) => s.network === n.name);
+    const entry = (s: AttachmentState, self: boolean): HostEntry => ({ address: s.address, names: self ? [s.hostname, s.name, s.id.slice(0, 12)] : [s.name, s.id.slice(0, 12)] });
+    await Promise.all(
+      members.map((s) => {
+        const peers = n.builtin ? [] : members.filter((o) => o !== s).map((o) => entry(o, false));
+        // in place (O_TRUNC, same inode): the file is bind-mounted into the running container
+        return fs.writeFile(s.hostsPath, hostsFile(entry(s, true), peers)).catch(() => undefined);
+      }),
+    );
+  }
+
+  private async saveState(s: AttachmentState): Promise<void> {
+    await fs.mkdir(path.dirname(this.stateFile(s.id)), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.stateFile(s.id), JSON.stringify(s));
+  }
+
+  private settingsOf(s: AttachmentState): NetworkSettings {
+    return {
+      network: s.network,
+      ipAddress: s.address,
+      prefixLength: s.prefix,
+      gateway: s.gateway,
+      macAddress: s.mac,
+      ports: Object.fromEntries(s.ports.map((m) => [`${m.containerPort}/${m.protocol}`, `${m.hostIp}:${m.hostPort}`])),
+    };
+  }
+
+  settings(id: string): NetworkSettings | undefined {
+    const s = this.attachments.get(id);
+    return s ? this.settingsOf(s) : undefined;
+  }
+
+  /** `127.0.0.1:8080->80/tcp` for `ps`. */
+  ports(id: string): string[] {
+    return (this.attachments.get(id)?.ports ?? []).map(formatMapping);
+  }
+
+  /** Stops the port forwarders (helper shutdown); kernel state stays for the containers that keep running. */
+  async close(): Promise<void> {
+    await Promise.all([...this.forwarders.values()].flat().map((f) => f.close()));
+    this.forwarders.clear();
+    this.nl?.close();
+    this.nl = undefined;
+  }
+}
+
+function checkBridgeName(name: string): void {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/.test(name)) throw new InvalidArgumentError(`invalid bridge name ${JSON.stringify(name)}: at most 15 letters, digits, '_', '.' or '-'`);
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}

@@ -15,6 +15,8 @@ import { ImageService } from './services/images';
 import { registerContainerHandlers } from './handlers/containers';
 import { registerImageHandlers } from './handlers/images';
 import { registerSystemHandlers } from './handlers/system';
+import { registerNetworkHandlers } from './handlers/networks';
+import { NetworkManager } from './runtime/network/manager';
 import { VERSION } from './version';
 
 interface Args {
@@ -52,11 +54,13 @@ export class Helper {
   private readonly connections = new Set<Connection>();
   readonly images: ImageService;
   readonly containers: ContainerService;
+  readonly networks: NetworkManager;
   private server?: net.Server;
 
   constructor(readonly config: CapsaConfig) {
     this.images = new ImageService(config);
-    this.containers = new ContainerService(config.root, this.images);
+    this.networks = new NetworkManager(config.root, { bridgeName: process.env.CAPSA_BRIDGE, subnet: process.env.CAPSA_BRIDGE_SUBNET, log });
+    this.containers = new ContainerService(config.root, this.images, this.networks);
     this.containers.on('event', (e) => this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, e)));
     this.images.on('event', (e) => this.broadcast((c) => c.sendNotification(ImageEventNotification.type, e)));
   }
@@ -82,6 +86,7 @@ export class Helper {
     registerSystemHandlers(connection, this.config.root);
     disposers.push(registerImageHandlers(connection, this.images, this.containers));
     disposers.push(registerContainerHandlers(connection, this.containers));
+    registerNetworkHandlers(connection, this.networks);
     this.connections.add(connection);
     connection.listen();
     return connection;
@@ -109,6 +114,7 @@ export class Helper {
   async close(): Promise<void> {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const c of this.connections) c.dispose();
+    await this.networks.close();
   }
 }
 

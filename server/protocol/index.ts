@@ -264,3 +264,4 @@ export interface ContainerRestartParams {
   /** Seconds to wait after SIGTERM before SIGKILL; default 10. */
   timeout?: number;
 }
+export * from './network';

@@ -22,6 +22,7 @@ import { resolveImageUser } from './users';
 import { startShim, type ShimHandle } from './native';
 import { parseVolume } from './volumes';
 import type { Namespace, Plan } from './plan';
+import type { NetworkManager } from './network/manager';
 
 /** What the container side needs from the image side. */
 export interface ImageSource {
@@ -106,6 +107,7 @@ export class ContainerService extends EventEmitter {
   constructor(
     root: string,
     private readonly images: ImageSource,
+    private readonly network?: NetworkManager,
   ) {
     super();
     this.dir = path.join(root, 'containers');
@@ -130,6 +132,8 @@ export class ContainerService extends EventEmitter {
         await fs.rm(path.join(this.dir, id), { recursive: true, force: true });
       }
     }
+    const running = [...this.entries.values()].filter((e) => e.state.state === 'running').map((e) => e.record.id);
+    await this.network?.reconcile(new Set(this.entries.keys()), new Set(running));
   }
 
   list(all: boolean): ContainerSummary[] {
@@ -154,6 +158,7 @@ export class ContainerService extends EventEmitter {
       rootfs: e.record.plan.rootfs,
       error: e.state.error,
       mounts: e.record.binds.map((b) => ({ type: 'bind', source: b.source, destination: b.target, readOnly: b.readOnly })),
+      networkSettings: this.network?.settings(e.record.id) ?? { network: e.record.options.network ?? 'none' },
     };
   }
 
@@ -213,7 +218,11 @@ export class ContainerService extends EventEmitter {
       ]);
       const user = await resolveImageUser(opts.user ?? image.config.User, image.layerDirs);
       const namespaces: Namespace[] = ['mount', 'pid', 'uts', 'ipc', 'cgroup'];
-      if (opts.network !== 'host') namespaces.push('net');
+      // before the plan: eth0 must exist when the command starts
+      const net = this.network
+        ? await this.network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, lookup: (ref) => this.lookupForNetwork(ref) })
+        : { newNetns: opts.network !== 'host', netnsPath: undefined };
+      if (net.newNetns) namespaces.push('net');
       const plan = buildRunPlan({
         layerDirs: image.layerDirs,
         image: image.config,
@@ -229,11 +238,13 @@ export class ContainerService extends EventEmitter {
         binds,
         namespaces,
       });
+      if (net.netnsPath) plan.netnsPath = net.netnsPath;
       placeholder.record.plan = plan;
       await writeFileAtomic(path.join(cdir, 'config.json'), JSON.stringify(placeholder.record, null, 2));
       await this.saveState(placeholder);
     } catch (err) {
       this.entries.delete(id);
+      await this.network?.teardown(id).catch(() => undefined);
       await fs.rm(cdir, { recursive: true, force: true });
       throw err;
     }
@@ -375,6 +386,7 @@ export class ContainerService extends EventEmitter {
     if (!this.entries.has(e.record.id)) return;
     this.entries.delete(e.record.id);
     e.state = { ...e.state, state: 'removing' };
+    await this.network?.teardown(e.record.id);
     await fs.rm(path.join(this.dir, e.record.id), { recursive: true, force: true });
     this.emitEvent('destroy', e);
   }
@@ -406,7 +418,8 @@ export class ContainerService extends EventEmitter {
       user,
       tty: !!opts.tty,
       winsize: opts.size,
-      namespaces: e.record.plan.namespaces,
+      // a prepared netns is not in the run plan's list, but exec must join it too
+      namespaces: e.record.plan.netnsPath ? [...e.record.plan.namespaces, 'net'] : e.record.plan.namespaces,
     });
     const shim = startShim(plan, { mode: 'exec', stdin: opts.interactive ? 'pipe' : 'ignore', stdout: 'pipe', stderr: 'pipe' });
     shim.stdout?.on('data', (d: Buffer) => sink.output('stdout', d));
@@ -446,6 +459,12 @@ export class ContainerService extends EventEmitter {
     throw new ContainerNotFoundError(ref);
   }
 
+  /** `container:NAME`: the container whose network namespace another joins. */
+  private lookupForNetwork(ref: string): { id: string; name: string; pid?: number } {
+    const e = this.find(ref);
+    return { id: e.record.id, name: e.record.name, pid: e.live ? e.state.pid : undefined };
+  }
+
   private nameTaken(name: string): boolean {
     for (const e of this.entries.values()) if (e.record.name === name) return true;
     return false;
@@ -469,6 +488,7 @@ export class ContainerService extends EventEmitter {
       finishedAt: e.state.finishedAt,
       pid: e.state.pid,
       labels: e.record.options.labels,
+      ports: this.network?.ports(e.record.id),
     };
   }
 
@@ -498,8 +518,9 @@ function validateRunOptions(opts: RunOptions): void {
   if (opts.pull !== undefined && !['always', 'missing', 'never'].includes(opts.pull)) {
     throw new InvalidArgumentError(`invalid pull policy ${JSON.stringify(opts.pull)}: expected always, missing or never`);
   }
-  if (opts.network !== undefined && !['bridge', 'host', 'none'].includes(opts.network)) {
-    throw new InvalidArgumentError(`unsupported network mode ${JSON.stringify(opts.network)}: expected bridge, host or none`);
+  // the network manager checks the mode itself: it knows the user-defined networks
+  if (opts.network !== undefined && (typeof opts.network !== 'string' || opts.network === '')) {
+    throw new InvalidArgumentError('network mode must be a non-empty string: bridge, host, none, container:NAME or a network name');
   }
   if (opts.size) checkSize(opts.size.rows, opts.size.cols);
   if (opts.workdir !== undefined && (typeof opts.workdir !== 'string' || !opts.workdir.startsWith('/'))) {

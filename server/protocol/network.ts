@@ -1,0 +1,32 @@
+/** Network requests: `capsa network create|ls|rm|inspect`. */
+import { RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type { NetworkInspect, NetworkSummary } from './types';
+
+export namespace NetworkCreateRequest {
+  export const method = 'capsa/network/create' as const;
+  export const type = new RequestType<NetworkCreateParams, NetworkSummary, void>(method);
+}
+export interface NetworkCreateParams {
+  /** Name containers use in `--network NAME`; [a-zA-Z0-9][a-zA-Z0-9_.-]*. */
+  name: string;
+  /** IPv4 CIDR, e.g. `10.90.0.0/24`; default: the next free 10.89.N.0/24. */
+  subnet?: string;
+  /** Default: the subnet's first address. */
+  gateway?: string;
+}
+
+export namespace NetworkListRequest {
+  export const method = 'capsa/network/list' as const;
+  export const type = new RequestType0<NetworkSummary[], void>(method);
+}
+
+export namespace NetworkInspectRequest {
+  export const method = 'capsa/network/inspect' as const;
+  export const type = new RequestType<{ network: string }, NetworkInspect, void>(method);
+}
+
+/** Fails while containers are attached. */
+export namespace NetworkRemoveRequest {
+  export const method = 'capsa/network/remove' as const;
+  export const type = new RequestType<{ network: string }, void, void>(method);
+}

@@ -31,6 +31,7 @@ import { parseFlags, usage, type FlagSpec } from './args';
 import { connect } from './client';
 import { formatAge, formatBytes, table } from './format';
 import { ProgressDisplay } from './progress';
+import { network, port } from './network';
 
 /** Exit status for errors of Capsa itself, as Docker uses 125. */
 const EXIT_CAPSA = 125;
@@ -47,8 +48,10 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'hostname', short: 'h', kind: 'value', help: 'Container host name' },
   { name: 'entrypoint', kind: 'value', help: 'Overwrite the image ENTRYPOINT' },
   { name: 'volume', short: 'v', kind: 'multi', help: 'Bind mount HOST:CONTAINER[:ro]' },
-  { name: 'network', kind: 'value', help: 'Network mode: bridge, host or none' },
+  { name: 'network', kind: 'value', help: 'Network: bridge (default), host, none, container:NAME or a network name' },
   { name: 'net', kind: 'value', help: 'Same as --network' },
+  { name: 'publish', short: 'p', kind: 'multi', help: "Publish a container's port: [IP:][HOSTPORT:]CTRPORT[/tcp|udp] (IP defaults to 127.0.0.1)" },
+  { name: 'dns', kind: 'multi', help: 'Set a DNS server' },
   { name: 'pull', kind: 'value', help: 'Pull policy: always, missing (default) or never' },
   { name: 'platform', kind: 'value', help: 'Platform os/arch[/variant] for the pull' },
   { name: 'label', short: 'l', kind: 'multi', help: 'Set a label KEY=VALUE' },
@@ -165,6 +168,8 @@ const run: Command = async (argv, conn) => {
     platform: str(flags.platform),
     volumes: flags.volume as string[] | undefined,
     network: str(flags.network) ?? str(flags.net),
+    publish: flags.publish as string[] | undefined,
+    dns: flags.dns as string[] | undefined,
     labels: Object.keys(labels).length ? labels : undefined,
     size: tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined,
   };
@@ -408,6 +413,8 @@ const COMMANDS: Record<string, [Command, string]> = {
   wait: [wait, 'Wait for containers to stop, then print their exit codes'],
   inspect: [inspect, 'Show details of containers'],
   version: [version, 'Show the helper version'],
+  network: [network, 'Manage networks'],
+  port: [port, 'List port mappings of a container'],
 };
 
 const MANAGEMENT: Record<string, Record<string, string>> = {

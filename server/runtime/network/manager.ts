@@ -136,6 +136,8 @@ export class NetworkManager {
   private readonly user = new Map<string, NetworkRecord>();
   private readonly builtin: NetworkRecord;
   private readonly bridges = new Map<string, Promise<number>>();
+  /** Bridges that exist: the firewall's rules cover these. */
+  private readonly bridgesUp = new Set<string>();
   private readonly serial = new Serial();
   private readonly log: (m: string) => void;
   private appliedRules?: string;
@@ -261,6 +263,7 @@ export class NetworkManager {
       this.user.delete(n.name);
       await this.saveNetworks();
       this.bridges.delete(n.bridge);
+      this.bridgesUp.delete(n.bridge);
       this.host().deleteLink(n.bridge);
       await this.syncFirewall();
       await this.ipam.remove(n.name);
@@ -292,6 +295,7 @@ export class NetworkManager {
         const subnet = parseSubnet(n.subnet);
         nl.addAddress(link.index, parseIPv4(n.gateway), subnet.prefix, broadcastOf(subnet), { exist: true });
         if (!(link.flags & IFF_UP)) nl.setUp(link.index);
+        this.bridgesUp.add(n.bridge);
         await this.syncFirewall();
         return link.index;
       })();
@@ -303,7 +307,7 @@ export class NetworkManager {
 
   /** Rewrites Capsa's nftables table for the bridges that exist; a missing nft is logged, not fatal. */
   private async syncFirewall(): Promise<void> {
-    const nets = this.networks().filter((n) => this.bridges.has(n.bridge)).map((n) => ({ bridge: n.bridge, subnet: n.subnet }));
+    const nets = this.networks().filter((n) => this.bridgesUp.has(n.bridge)).map((n) => ({ bridge: n.bridge, subnet: n.subnet }));
     const text = rulesetText(nets, forwardingEnabled());
     if (text === this.appliedRules) return;
     try {

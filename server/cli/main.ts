@@ -83,6 +83,12 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** Our terminal's size, when stdout is a terminal that knows it. */
+function terminalSize(): { rows: number; cols: number } | undefined {
+  const { rows, columns } = process.stdout;
+  return process.stdout.isTTY && rows > 0 && columns > 0 ? { rows, cols: columns } : undefined;
+}
+
 function newId(prefix: string): string {
   return `${prefix}-${randomBytes(8).toString('hex')}`;
 }
@@ -108,7 +114,8 @@ function attachStreams(c: MessageConnection, attachId: string, opts: { tty: bool
     if (opts.tty && process.stdin.isTTY) process.stdin.setRawMode(true);
     if (opts.tty && process.stdout.isTTY) {
       process.stdout.on('resize', () => {
-        void c.sendNotification(StreamResizeNotification.type, { attachId, rows: process.stdout.rows, cols: process.stdout.columns });
+        const size = terminalSize();
+        if (size) void c.sendNotification(StreamResizeNotification.type, { attachId, ...size });
       });
     }
     if (opts.interactive) {
@@ -171,7 +178,7 @@ const run: Command = async (argv, conn) => {
     publish: flags.publish as string[] | undefined,
     dns: flags.dns as string[] | undefined,
     labels: Object.keys(labels).length ? labels : undefined,
-    size: tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined,
+    size: tty ? terminalSize() : undefined,
   };
   const c = await conn();
   const attachId = detach ? undefined : newId('run');
@@ -216,7 +223,7 @@ const exec: Command = async (argv, conn) => {
     user: str(flags.user),
     tty,
     interactive,
-    size: tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined,
+    size: tty ? terminalSize() : undefined,
     attachId,
   });
   streams.start();
@@ -461,7 +468,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     restoreTerminal();
     process.stderr.write(`capsa: error: ${errorMessage(err)}\n`);
-    return EXIT_CAPSA;
+    const data = err instanceof ResponseError ? (err.data as { exitCode?: unknown } | undefined) : undefined;
+    return typeof data?.exitCode === 'number' ? data.exitCode : EXIT_CAPSA;
   } finally {
     connection?.dispose();
   }

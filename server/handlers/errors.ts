@@ -18,7 +18,10 @@ export function handled<P, R>(fn: (params: P) => Promise<R> | R): (params: P) =>
 
 export function toResponseError(err: unknown): ResponseError<CapsaErrorData> {
   if (err instanceof ResponseError) return err as ResponseError<CapsaErrorData>;
-  if (err instanceof CapsaError) return new ResponseError(ErrorCodes.CapsaError, err.message, { code: err.code });
+  if (err instanceof CapsaError) {
+    const exitCode = (err as { exitCode?: unknown }).exitCode;
+    return new ResponseError(ErrorCodes.CapsaError, err.message, { code: err.code, ...(typeof exitCode === 'number' ? { exitCode } : {}) });
+  }
   const message = err instanceof Error ? err.message : String(err);
   return new ResponseError(ErrorCodes.CapsaError, `internal error: ${message}`, { code: 'E_INTERNAL' });
 }

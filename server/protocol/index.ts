@@ -239,6 +239,11 @@ export const ErrorCodes = {
 export interface CapsaErrorData {
   /** Stable code, e.g. `E_IMAGE_NOT_FOUND`. */
   code: string;
+  /**
+   * For a run whose process could not start: the exit status Docker gives
+   * (127 command not found, 126 not executable, 125 any other setup failure).
+   */
+  exitCode?: number;
 }
 
 // ---- appended: container lifecycle used by the extension's Containers view --

@@ -296,9 +296,11 @@ export class ContainerService extends EventEmitter {
       entry.live = undefined;
       log.end();
       const message = err instanceof Error ? err.message : String(err);
-      entry.state = { state: 'exited', exitCode: exitCodeForSetupError(err), finishedAt: new Date().toISOString(), error: message };
+      const exitCode = exitCodeForSetupError(err);
+      entry.state = { state: 'exited', exitCode, finishedAt: new Date().toISOString(), error: message };
       await this.saveState(entry);
       this.emitEvent('die', entry);
+      if (err instanceof Error) Object.assign(err, { exitCode });
       throw err;
     }
     entry.state = { state: 'running', pid, startedAt: new Date().toISOString() };

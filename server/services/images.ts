@@ -19,8 +19,9 @@ export class ImageService extends EventEmitter implements ImageSource {
     this.store = new ImageStore(config.root);
   }
 
+  /** Clears what a crash left half-done (temporary layer dirs, unfinished index writes); partial downloads stay to be resumed. */
   async init(): Promise<void> {
-    // The store creates its directories on first write; nothing to prepare yet.
+    await this.store.recover();
   }
 
   async pull(reference: string, opts: { platform?: string; signal?: AbortSignal; onProgress?: (p: PullProgress) => void }): Promise<PullResult> {

@@ -60,6 +60,7 @@ export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessE
       await new Promise((r) => helper.process.once('exit', r));
     },
     async stop() {
+      await removeAllContainers(helper);
       if (helper.process.exitCode === null && helper.process.signalCode === null) {
         helper.process.kill('SIGTERM');
         await new Promise((r) => helper.process.once('exit', r));
@@ -68,6 +69,28 @@ export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessE
     },
   };
   return helper;
+}
+
+/**
+ * Containers outlive the helper by design, so a test's helper must not just
+ * be stopped: remove every container through the CLI, then kill any
+ * container process still recorded on disk (a helper that crashed cannot).
+ */
+async function removeAllContainers(h: TestHelper): Promise<void> {
+  if (h.process.exitCode === null && h.process.signalCode === null) {
+    const ids = await runCli(['ps', '-a', '-q'], h.env).catch(() => ({ stdout: '' }));
+    const list = ids.stdout.split('\n').filter(Boolean);
+    if (list.length) await runCli(['rm', '-f', ...list], h.env).catch(() => undefined);
+  }
+  const dir = path.join(h.root, 'containers');
+  for (const id of await fs.readdir(dir).catch(() => [] as string[])) {
+    try {
+      const state = JSON.parse(await fs.readFile(path.join(dir, id, 'state.json'), 'utf8')) as { pid?: number };
+      if (state.pid) process.kill(state.pid, 'SIGKILL');
+    } catch {
+      // no state, or the process is already gone
+    }
+  }
 }
 
 /** Starts another helper on the same root and socket (after a crash). */

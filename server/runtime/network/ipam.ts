@@ -1,13 +1,13 @@
 /**
  * Address allocation for one network: which addresses of its subnet belong
- * to which container. Persisted as one JSON file per network, rewritten
- * atomically; callers serialise changes (one allocator per helper process,
+ * to which container. Persisted as one JSON file per network, replaced
+ * atomically (see state.ts on durability); callers serialise changes (one allocator per helper process,
  * see {@link Ipam}), so concurrent runs can never be handed the same address.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError } from '../../errors';
-import { writeFileAtomic } from '../../util/atomic';
+import { replaceFile } from './state';
 import { broadcastOf, formatIPv4, formatSubnet, gatewayOf, parseIPv4, type Subnet } from './subnet';
 
 /** address (dotted) → container id */
@@ -69,7 +69,7 @@ export class Ipam {
 
   private async write(network: string, f: IpamFile): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file(network), JSON.stringify(f));
+    await replaceFile(this.file(network), JSON.stringify(f));
   }
 
   /** Allocates an address for `owner` (idempotent: an owner keeps its address). */

@@ -216,9 +216,9 @@ export class Netlink {
    * A veth pair: `hostName` on this namespace, up and enslaved to
    * `masterIndex`, and `peerName` created (down) directly in the namespace `peerNsFd`.
    */
-  createVeth(o: { hostName: string; peerName: string; peerNsFd: number; mtu: number; masterIndex: number }): void {
+  createVeth(o: { hostName: string; peerName: string; peerMac?: string; peerNsFd: number; mtu: number; masterIndex: number }): void {
     // the peer cannot be created up: veth_open fails with ENOTCONN until both ends are linked
-    const peer = Buffer.concat([ifinfomsg(), strAttr(IFLA_IFNAME, o.peerName), u32Attr(IFLA_MTU, o.mtu), u32Attr(IFLA_NET_NS_FD, o.peerNsFd)]);
+    const peer = Buffer.concat([ifinfomsg(), strAttr(IFLA_IFNAME, o.peerName), u32Attr(IFLA_MTU, o.mtu), u32Attr(IFLA_NET_NS_FD, o.peerNsFd), ...(o.peerMac ? [attr(IFLA_ADDRESS, Buffer.from(o.peerMac.split(':').map((x) => parseInt(x, 16))))] : [])]);
     this.request(
       RTM_NEWLINK,
       NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,

@@ -29,7 +29,9 @@ export class RunInContainer {
 
   /** `capsa.runInContainer`: the file from the explorer/editor title, else the active editor's. */
   async runFile(uri?: vscode.Uri): Promise<void> {
-    const target = uri instanceof vscode.Uri ? uri : vscode.window.activeTextEditor?.document.uri;
+    const editor = vscode.window.activeTextEditor ?? vscode.window.visibleTextEditors.find((e) => e.document.uri.scheme === 'file');
+    const target = uri instanceof vscode.Uri ? uri : editor?.document.uri;
+    this.helper.output.appendLine(`Run in Container: ${target ? target.toString() : 'no active file'}`);
     if (!target || target.scheme !== 'file') {
       await this.runCommand();
       return;

@@ -5,14 +5,14 @@
  * each step go to test-results/vscode/.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedBusybox } from '../helpers/oci';
 import { freePort, startRegistry } from '../helpers/registry';
-import { REPO_ROOT, startHelper } from '../helpers/capsa';
+import { REPO_ROOT, restartHelper, startHelper } from '../helpers/capsa';
 
 const CODE_SERVER = path.join(REPO_ROOT, '.cache', 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
 const CHROMIUM = '/usr/bin/chromium';
@@ -122,13 +122,15 @@ async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(RESULTS, `${name}.png`) });
 }
 
-async function runCommand(page: Page, title: string): Promise<void> {
+async function runCommand(page: Page, title: string, rowText: string = title.replace(/^[^:]+: /, '')): Promise<void> {
   await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible' });
   await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ timeout: 10_000 });
-  await page.keyboard.press('Enter');
+  // Fuzzy matching also lists similar commands: pick the row that has this title.
+  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: rowText }).first();
+  await row.waitFor({ timeout: 10_000 });
+  await row.click();
 }
 
 /** Visible text of the active terminal (the DOM renderer draws rows as text). */
@@ -149,6 +151,13 @@ async function waitForTerminal(page: Page, re: RegExp, timeoutMs = 60_000): Prom
   throw new Error(`terminal never showed ${re}; it shows:\n${text}`);
 }
 
+/** Picks a context menu entry the way a user does with the keyboard: highlight, then Enter. */
+async function contextMenu(page: Page, label: string): Promise<void> {
+  const item = page.locator('.context-view .action-item', { hasText: new RegExp(`^${label}$`) }).first();
+  await item.hover();
+  await page.keyboard.press('Enter');
+}
+
 function treeRow(page: Page, view: string, text: string | RegExp) {
   return page.locator(`.pane:has(.pane-header[aria-label^="${view}"]) .monaco-list-row`, { hasText: text });
 }
@@ -161,7 +170,8 @@ test('Containers view, Run in Container, container shell and context menu in a r
   }
   mkdirSync(RESULTS, { recursive: true });
   const sandbox = mkdtempSync(path.join(tmpdir(), 'capsa-e2e-'));
-  t.after(() => rmSync(sandbox, { recursive: true, force: true }));
+  // CAPSA_KEEP_E2E=1 keeps the sandbox (code-server logs, the extension's output) for debugging.
+  t.after(() => (process.env.CAPSA_KEEP_E2E ? console.log(`kept ${sandbox}`) : rmSync(sandbox, { recursive: true, force: true })));
   const registry = await startRegistry();
   t.after(() => registry.stop());
   await seedBusybox(registry);
@@ -220,9 +230,12 @@ test('Containers view, Run in Container, container shell and context menu in a r
     await runCommand(page, 'Capsa: Run in Container');
     const out = await waitForTerminal(page, /hello from \w+ in \/workspaces\/sample/, 120_000);
     const coldMs = Date.now() - clicked;
-    assert.match(out, /process exited with code 0/);
+    assert.match(out, /Pinned [\s\S]*capsa-lock\.json/);
+    await waitForTerminal(page, /process exited with code 0/, 15_000);
     await treeRow(page, 'Containers', /capsa-sample-/).first().waitFor({ timeout: 15_000 });
     await shot(page, '2-run-in-container');
+    const lock = JSON.parse(readFileSync(path.join(workspace, '.devcontainer', 'capsa-lock.json'), 'utf8')) as { images: Record<string, { digest: string }> };
+    assert.match(lock.images[image]?.digest ?? '', /^sha256:[0-9a-f]{64}$/, 'the first run pinned the image digest');
 
     // The second run reuses the warm container.
     await page.keyboard.press('Escape');
@@ -233,31 +246,48 @@ test('Containers view, Run in Container, container shell and context menu in a r
     const warmMs = Date.now() - again;
     t.diagnostic(`Run in Container to exit shown: first ${coldMs} ms (image present, container created), warm ${warmMs} ms`);
 
+    // The finished run's terminal closes on a key press.
+    await page.locator('.terminal-wrapper.active .xterm').first().click();
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(500);
+
     // 3. The "Capsa: container shell" profile: hostname, uid and the workspace mount.
+    await page.locator('.tab', { hasText: 'hello.sh' }).first().click();
     await runCommand(page, 'Terminal: Create New Terminal (With Profile)');
     await page.locator('.quick-input-widget input').fill('Capsa: container shell');
     await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Capsa: container shell' }).first().waitFor();
     await page.keyboard.press('Enter');
-    await runCommand(page, 'Terminal: Focus Terminal');
-    await waitForTerminal(page, /[#$] $/m, 30_000);
+    // A terminal created from a profile does not open the panel by itself.
+    await runCommand(page, 'Terminal: Focus Terminal', 'Terminal: Focus Terminal');
+    await page.locator('.terminal-wrapper.active .xterm').first().click();
+    await waitForTerminal(page, /[#$]\s*$/m, 30_000);
     await page.keyboard.type('hostname; id -u; ls /workspaces\n');
     const shell = await waitForTerminal(page, /\n0\s*\n\s*sample\b/, 20_000);
-    assert.match(shell, /^[0-9a-f]{12}$/m, 'hostname is the container short id');
+    assert.match(shell, /^[0-9a-f]{12}\s*$/m, 'hostname is the container short id');
     await shot(page, '3-container-shell');
     await page.keyboard.type('exit\n');
 
     // 4. Stop and remove the workspace container from the context menu.
+    await page.locator('.tab', { hasText: 'hello.sh' }).first().click();
     const row = treeRow(page, 'Containers', /capsa-sample-/).first();
     await row.click({ button: 'right' });
-    await page.locator('.context-view .action-label', { hasText: /^Stop$/ }).click();
+    await contextMenu(page, 'Stop');
     await treeRow(page, 'Containers', /exited/).first().waitFor({ timeout: 30_000 });
     await shot(page, '4-stopped');
     await treeRow(page, 'Containers', /capsa-sample-/).first().click({ button: 'right' });
-    await page.locator('.context-view .action-label', { hasText: /^Remove$/ }).click();
+    await contextMenu(page, 'Remove');
     await treeRow(page, 'Containers', /capsa-sample-/).first().waitFor({ state: 'detached', timeout: 30_000 });
     await shot(page, '5-removed');
     const ps = await helper.cli(['ps', '-a']);
     assert.doesNotMatch(ps.stdout, /capsa-sample-/);
+
+    // 5. The helper dies and comes back: the window notices both, without a reload.
+    await helper.crash();
+    await page.locator('.statusbar-item', { hasText: 'Capsa: not running' }).first().waitFor({ timeout: 15_000 });
+    await restartHelper(helper);
+    await page.locator('.statusbar-item', { hasText: /Capsa \d/ }).first().waitFor({ timeout: 15_000 });
+    await treeRow(page, 'Images', /busybox/).first().waitFor({ timeout: 15_000 });
+    await shot(page, '6-reconnected');
   } catch (err) {
     await shot(page, 'failure').catch(() => undefined);
     writeFileSync(path.join(RESULTS, 'failure-console.log'), consoleLines.join('\n') + '\n--- code-server ---\n' + server.log());

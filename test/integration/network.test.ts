@@ -114,6 +114,16 @@ async function netHelper(t: T, opts: { forwarding?: boolean } = {}): Promise<{ h
   return { h, ns };
 }
 
+/** The veths of the namespace, once the count settles at `want` (the kernel destroys a released namespace's devices asynchronously). */
+async function vethsSettle(ns: string, want: number): Promise<number> {
+  let n = links(ns, 'veth').length;
+  for (let i = 0; i < 50 && n !== want; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    n = links(ns, 'veth').length;
+  }
+  return n;
+}
+
 function links(ns: string, type?: string): string[] {
   const out = inNs(ns, ['ip', '-o', 'link', 'show', ...(type ? ['type', type] : [])]).stdout;
   return out.split('\n').filter(Boolean).map((l) => l.split(': ')[1].split('@')[0]);
@@ -238,7 +248,7 @@ test('a published port reaches busybox httpd from 127.0.0.1; -p CTRPORT picks a 
   assert.match(taken.stderr, /host port 18080 is already in use on 127\.0\.0\.1/);
   assert.equal((await h.cli(['ps', '-a', '--quiet'])).stdout.trim().split('\n').length, 2, 'the failed run leaves no container');
   // the address of the failed run is free again, nothing else is left
-  assert.equal(links(ns, 'veth').length, 2);
+  assert.equal(await vethsSettle(ns, 2), 2);
 });
 
 function ruleCount(ns: string): number {
@@ -259,7 +269,7 @@ test('50 containers started concurrently get 50 distinct addresses; rm removes e
   assert.equal(links(ns, 'veth').length, vethsBefore + 50);
   const rm = await h.cli(['rm', '-f', ...runs.map((_, i) => `c${i}`)], { timeoutMs: 120_000 });
   assert.equal(rm.code, 0, rm.stderr);
-  assert.equal(links(ns, 'veth').length, vethsBefore);
+  assert.equal(await vethsSettle(ns, vethsBefore), vethsBefore);
   assert.equal(ruleCount(ns), rulesBefore);
   assert.deepEqual(inNs(ns, ['sh', '-c', `ls ${h.root}/netns`]).stdout, '');
 });
@@ -279,6 +289,8 @@ test('after a killed helper restarts, no address is handed out twice and leftove
   // a survivor from before the crash still answers on its address
   const ping = await h.cli(['run', '--rm', 'busybox', 'ping', '-c', '1', '-W', '2', addrs[0]]);
   assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+  // a restarted helper has no handle on the survivors' processes (rm -f does not kill them yet): end them here
+  for (const i of info.slice(0, 3) as Array<{ pid?: number }>) if (i.pid) process.kill(i.pid, 'SIGKILL');
   assert.equal((await h.cli(['rm', '-f', 'a1', 'a2', 'a3', 'b1', 'b2', 'b3'])).code, 0);
-  assert.equal(links(ns, 'veth').length, 0);
+  assert.equal(await vethsSettle(ns, 0), 0);
 });

@@ -168,6 +168,7 @@ test('Containers view, Run in Container, container shell and context menu in a r
     t.skip(reason);
     return;
   }
+  rmSync(RESULTS, { recursive: true, force: true });
   mkdirSync(RESULTS, { recursive: true });
   const sandbox = mkdtempSync(path.join(tmpdir(), 'capsa-e2e-'));
   // CAPSA_KEEP_E2E=1 keeps the sandbox (code-server logs, the extension's output) for debugging.

@@ -2,7 +2,7 @@
  * `capsa`: Docker's verbs and flags, as a thin client of the helper's protocol.
  */
 import { randomBytes } from 'node:crypto';
-import { ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import { CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { WorkDoneProgress } from 'vscode-languageserver-protocol';
 import { loadConfig } from '../config';
 import { CapsaError, InvalidArgumentError } from '../errors';
@@ -32,6 +32,7 @@ import { connect } from './client';
 import { formatAge, formatBytes, table } from './format';
 import { ProgressDisplay } from './progress';
 import { network, port } from './network';
+import { imagePrune, load, save, system } from './images';
 
 /** Exit status for errors of Capsa itself, as Docker uses 125. */
 const EXIT_CAPSA = 125;
@@ -132,8 +133,8 @@ function restoreTerminal(): void {
   process.stdin.pause();
 }
 
-function trackPull(c: MessageConnection, token: string): ProgressDisplay {
-  const display = new ProgressDisplay();
+function trackPull(c: MessageConnection, token: string, out: NodeJS.WriteStream = process.stderr): ProgressDisplay {
+  const display = new ProgressDisplay(out);
   c.onProgress(WorkDoneProgress.type, token, (v) => {
     const layers = (v as { layers?: PullProgress['layers'] }).layers;
     if (v.kind === 'report' && layers) display.update({ layers });
@@ -237,8 +238,28 @@ const pull: Command = async (argv, conn) => {
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa pull' requires exactly 1 argument: IMAGE");
   const c = await conn();
   const token = newId('pull');
-  if (!flags.quiet) trackPull(c, token);
-  const r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: str(flags.platform), workDoneToken: token });
+  // Progress goes to stdout, as Docker's does, and only when it is a terminal.
+  if (!flags.quiet) trackPull(c, token, process.stdout);
+  // Ctrl-C cancels the pull in the helper ($/cancelRequest), which stops
+  // cleanly and keeps what it verified; a second Ctrl-C leaves at once.
+  const cancel = new CancellationTokenSource();
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    cancel.cancel();
+  };
+  process.on('SIGINT', onSigint);
+  let r;
+  try {
+    r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: str(flags.platform), workDoneToken: token }, cancel.token);
+  } catch (err) {
+    if (!interrupted) throw err;
+    process.stderr.write(`capsa: pull of ${positionals[0]} cancelled\n`);
+    return 130;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
   if (!flags.quiet) {
     process.stdout.write(`Digest: ${r.manifestDigest}\n`);
     process.stdout.write(`Status: ${r.upToDate ? 'Image is up to date' : 'Downloaded newer image'} for ${r.reference}\n`);
@@ -421,12 +442,16 @@ const COMMANDS: Record<string, [Command, string]> = {
   inspect: [inspect, 'Show details of containers'],
   version: [version, 'Show the helper version'],
   network: [network, 'Manage networks'],
+  load: [load, 'Load images from a docker save or OCI archive'],
+  save: [save, 'Save images to a docker save archive'],
+  system: [system, 'Show disk usage (system df)'],
+  'image-prune': [imagePrune, 'Remove unused images (capsa image prune)'],
   port: [port, 'List port mappings of a container'],
 };
 
 const MANAGEMENT: Record<string, Record<string, string>> = {
   container: { ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect' },
-  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', prune: 'image-prune', load: 'load', save: 'save' },
 };
 
 function help(): string {

@@ -1,5 +1,20 @@
-import { WorkDoneProgressCancelNotification, type Connection } from 'vscode-languageserver/node';
-import { ImageListRequest, ImagePullRequest, ImageRemoveRequest, type ImagePullParams, type ImageRemoveParams } from '../protocol';
+import { WorkDoneProgress, WorkDoneProgressCancelNotification, type Connection, type WorkDoneProgressReport } from 'vscode-languageserver/node';
+import {
+  ImageListRequest,
+  ImageLoadRequest,
+  ImagePruneRequest,
+  ImagePullRequest,
+  ImageRemoveRequest,
+  ImageSaveRequest,
+  SystemDfRequest,
+  type ImageLoadParams,
+  type ImagePruneParams,
+  type ImagePullParams,
+  type ImageRemoveParams,
+  type ImageSaveParams,
+} from '../protocol';
+import { checkClientPath } from '../image/archive';
+import { formatBytes } from '../util/bytes';
 import { InvalidArgumentError } from '../errors';
 import type { ImageService } from '../services/images';
 import type { ContainerService } from '../runtime/containers';
@@ -10,6 +25,8 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
   // A pull is cancelled by `$/cancelRequest` (the request's token) or by the
   // client cancelling its work-done progress (VS Code's notification button).
   const byProgressToken = new Map<string | number, AbortController>();
+  // Every pull and load in flight on this connection: a client that goes away cancels them.
+  const running = new Set<AbortController>();
   connection.onNotification(WorkDoneProgressCancelNotification.type, (p) => byProgressToken.get(p.token)?.abort());
 
   connection.onRequest(ImagePullRequest.type, async (raw: ImagePullParams, token) => {
@@ -19,12 +36,14 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       if (params.platform !== undefined && typeof params.platform !== 'string') throw new InvalidArgumentError('platform must be a string like linux/amd64');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
+      running.add(abort);
       if (params.workDoneToken !== undefined) byProgressToken.set(params.workDoneToken, abort);
       const progress = pullProgress(connection, params.workDoneToken, `Pulling ${params.reference}`);
       try {
         return await images.pull(params.reference, { platform: params.platform, signal: abort.signal, onProgress: (p) => progress.report(p) });
       } finally {
         sub.dispose();
+        running.delete(abort);
         if (params.workDoneToken !== undefined) byProgressToken.delete(params.workDoneToken);
         progress.end();
       }
@@ -40,7 +59,72 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       return images.remove(params.image, !!params.force, containers.imagesInUse());
     }),
   );
+  connection.onRequest(ImageLoadRequest.type, async (raw: ImageLoadParams, token) => {
+    return handled(async () => {
+      const params = objectParams<ImageLoadParams>(raw, ImageLoadRequest.method);
+      const input = checkClientPath(params.input, 'input');
+      const abort = new AbortController();
+      const sub = token.onCancellationRequested(() => abort.abort());
+      running.add(abort);
+      const wd = params.workDoneToken;
+      if (wd !== undefined) {
+        byProgressToken.set(wd, abort);
+        void connection.sendProgress(WorkDoneProgress.type, wd, { kind: 'begin', title: `Loading ${input}`, cancellable: true, percentage: 0 });
+      }
+      let last = 0;
+      const onProgress = (read: number, total: number): void => {
+        const now = Date.now();
+        if (wd === undefined || now - last < 100) return;
+        last = now;
+        const report: WorkDoneProgressReport = { kind: 'report', message: `${formatBytes(read)} of ${formatBytes(total)}`, percentage: total ? Math.floor((read / total) * 100) : 0 };
+        void connection.sendProgress(WorkDoneProgress.type, wd, report);
+      };
+      try {
+        return await images.load(input, { signal: abort.signal, onProgress });
+      } finally {
+        sub.dispose();
+        running.delete(abort);
+        if (wd !== undefined) {
+          byProgressToken.delete(wd);
+          void connection.sendProgress(WorkDoneProgress.type, wd, { kind: 'end' });
+        }
+      }
+    })(undefined);
+  });
+
+  connection.onRequest(ImageSaveRequest.type, async (raw: ImageSaveParams, token) => {
+    return handled(async () => {
+      const params = objectParams<ImageSaveParams>(raw, ImageSaveRequest.method);
+      if (!Array.isArray(params.images) || params.images.length === 0 || params.images.some((i) => typeof i !== 'string')) {
+        throw new InvalidArgumentError('images must be a non-empty list of references or ids');
+      }
+      const output = checkClientPath(params.output, 'output');
+      const abort = new AbortController();
+      const sub = token.onCancellationRequested(() => abort.abort());
+      running.add(abort);
+      try {
+        return await images.save(params.images, output, abort.signal);
+      } finally {
+        sub.dispose();
+        running.delete(abort);
+      }
+    })(undefined);
+  });
+
+  connection.onRequest(
+    ImagePruneRequest.type,
+    handled(async (raw: ImagePruneParams | undefined) => {
+      const params = objectParams<ImagePruneParams>(raw ?? {}, ImagePruneRequest.method);
+      return images.prune(!!params.all, containers.imagesInUse());
+    }),
+  );
+
+  connection.onRequest(
+    SystemDfRequest.type,
+    handled(() => images.diskUsage(containers.list(true), containers.imagesInUse())),
+  );
+
   return () => {
-    for (const a of byProgressToken.values()) a.abort();
+    for (const a of running) a.abort();
   };
 }

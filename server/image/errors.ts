@@ -134,3 +134,10 @@ export class CancelledError extends CapsaError {
 function truncate(s: string): string {
   return s.length > 300 ? `${s.slice(0, 300)}…` : s;
 }
+
+/** An image archive (`capsa load`) that is malformed, incomplete or hostile. */
+export class InvalidArchiveError extends CapsaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_INVALID_ARCHIVE', message, options);
+  }
+}

@@ -99,7 +99,7 @@ class Progress {
 }
 
 /** Runs `tasks` with at most `limit` at a time; rejects with the first failure after all settled. */
-async function runLimited(limit: number, tasks: Array<() => Promise<void>>): Promise<void> {
+export async function runLimited(limit: number, tasks: Array<() => Promise<void>>): Promise<void> {
   let next = 0;
   let firstError: unknown;
   let failed = false;
@@ -247,7 +247,7 @@ async function fetchLayer(job: LayerJob): Promise<boolean> {
         onProgress: (n) => progress.update(index, { done: n }),
       });
       verifyBlob(desc, r.digest, r.compressedSize);
-      return { diffId: r.diffId, size: r.size, digest: desc.digest };
+      return { diffId: r.diffId, size: r.size, digest: desc.digest, tarSize: r.tarSize };
     }
     downloaded = true;
     const ingest = await store.ingest(desc.digest, desc.size);
@@ -274,7 +274,7 @@ async function fetchLayer(job: LayerJob): Promise<boolean> {
       });
       verifyBlob(desc, r.digest, r.compressedSize);
       await ingest.commit();
-      return { diffId: r.diffId, size: r.size, digest: desc.digest };
+      return { diffId: r.diffId, size: r.size, digest: desc.digest, tarSize: r.tarSize };
     } catch (err) {
       // Keep a partial download only if its bytes may still be right (a cut
       // connection, a cancel); never after a content error.

@@ -72,8 +72,8 @@ export interface ImageRecord {
 export interface NewImage {
   /** Tag reference to point at the image, if pulled by tag. */
   reference?: ImageReference;
-  /** Repository the image came from, for repoDigests. */
-  repository: ImageReference;
+  /** Repository the image came from, for repoDigests; absent for an image loaded from an archive. */
+  repository?: ImageReference;
   /** Digest the registry knows the image by (an index's digest when there was one). */
   repoDigest: string;
   manifestDigest: string;
@@ -103,6 +103,8 @@ export interface LayerInfo {
   digest?: string;
   /** Sum of the sizes of its regular files. */
   size: number;
+  /** Length of its uncompressed tar stream (recorded since archives need it up front). */
+  tarSize?: number;
 }
 
 export interface DiskUsage {
@@ -353,6 +355,31 @@ export class ImageStore {
     }
   }
 
+  /** A fresh private directory under tmp/ for staging work (an archive being loaded); recover() clears it after a crash. */
+  async stagingDir(): Promise<string> {
+    return fs.mkdtemp(path.join(this.root, 'tmp', 'stage-'));
+  }
+
+  /**
+   * Publishes `file` (under tmp/, on the store's filesystem) as the blob
+   * `digest`. The caller must have measured that digest over exactly the
+   * file's bytes while writing it; the file is moved, not copied.
+   */
+  async adoptBlob(file: string, digest: string): Promise<void> {
+    assertDigest(digest);
+    if (await this.hasBlob(digest)) {
+      await fs.rm(file, { force: true });
+      return;
+    }
+    const fh = await fs.open(file, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(file, this.blobPath(digest));
+  }
+
   /** @internal */
   _releaseIngest(digest: string): void {
     this.ingesting.delete(digest);
@@ -384,7 +411,7 @@ export class ImageStore {
    */
   async createLayer(
     expectedDiffId: string,
-    fill: (dir: string) => Promise<{ diffId: string; size: number; digest?: string }>,
+    fill: (dir: string) => Promise<{ diffId: string; size: number; digest?: string; tarSize?: number }>,
   ): Promise<LayerInfo> {
     assertDigest(expectedDiffId);
     const layers = path.join(this.root, 'layers');
@@ -396,7 +423,7 @@ export class ImageStore {
       if (result.diffId !== expectedDiffId) {
         throw new DigestMismatchError(`layer ${result.digest ?? expectedDiffId}: uncompressed content (diff-id)`, expectedDiffId, result.diffId);
       }
-      const info: LayerInfo = { diffId: expectedDiffId, digest: result.digest, size: result.size };
+      const info: LayerInfo = { diffId: expectedDiffId, digest: result.digest, size: result.size, tarSize: result.tarSize };
       await writeFileAtomic(this.layerInfoPath(expectedDiffId), JSON.stringify(info), 0o600);
       try {
         await fs.rename(tmp, this.layerPath(expectedDiffId));
@@ -473,7 +500,7 @@ export class ImageStore {
       if (!info) throw new Error(`cannot record image: layer ${diffId} is not in the store`);
       size += info.size;
     }
-    const repoDigest = `${repositoryName(image.repository)}@${image.repoDigest}`;
+    const repoDigests = image.repository ? [`${repositoryName(image.repository)}@${image.repoDigest}`] : [];
     return this.updateIndex((index) => {
       const id = image.configDigest;
       const old = index.images[id];
@@ -482,7 +509,7 @@ export class ImageStore {
         manifestDigest: image.manifestDigest,
         manifestMediaType: image.manifestMediaType,
         manifestDigests: union(old?.manifestDigests, [image.manifestDigest]),
-        repoDigests: union(old?.repoDigests, [repoDigest]),
+        repoDigests: union(old?.repoDigests, repoDigests),
         diffIds: [...config.rootfs.diff_ids],
         layers: image.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
         created: config.created,

@@ -51,6 +51,8 @@ export interface UnpackResult {
   compressedSize: number;
   /** sha256 of the uncompressed tar stream. */
   diffId: string;
+  /** Length of the uncompressed tar stream. */
+  tarSize: number;
   /** Sum of regular file sizes. */
   size: number;
   entries: number;
@@ -166,6 +168,7 @@ export async function unpackLayer(source: Readable | AsyncIterable<Uint8Array>, 
     digest: 'sha256:' + compressedHash.digest('hex'),
     compressedSize,
     diffId: 'sha256:' + diffHash.digest('hex'),
+    tarSize: uncompressedSize,
     size: applier.fileBytes,
     entries: applier.entries,
   };

@@ -178,6 +178,8 @@ export interface StreamOutputParams {
   stream: 'stdout' | 'stderr';
   /** Base64 of the bytes. */
   data: string;
+  /** When the container's monitor logged the bytes (RFC 3339); set for `logs` follows only. */
+  time?: string;
 }
 
 /** Client → helper: bytes for the process's stdin (or the pty). */
@@ -256,6 +258,8 @@ export namespace ContainerStartRequest {
 export interface ContainerStartParams {
   /** Id, unique id prefix or name. */
   container: string;
+  /** Attach this connection to the container's streams from its first byte (`capsa start -a`); see {@link ContainerRunParams.attachId}. */
+  attachId?: string;
 }
 
 /** Stops (as {@link ContainerStopRequest}) then starts a container (`capsa restart`). */
@@ -270,3 +274,89 @@ export interface ContainerRestartParams {
   timeout?: number;
 }
 export * from './network';
+export * from './lifecycle';
+
+// ---- appended: image archives, pruning and disk usage -----------------------
+
+/** Loads the images of a `docker save` or OCI image layout archive (`capsa load`). */
+export namespace ImageLoadRequest {
+  export const method = 'capsa/image/load' as const;
+  export const type = new RequestType<ImageLoadParams, ImageLoadResult, void>(method);
+}
+export interface ImageLoadParams {
+  /** Absolute, normalised path of the archive on the helper's host; read by the helper (as root). */
+  input: string;
+  /** LSP work-done token; when set, the helper reports how much of the archive it has read. */
+  workDoneToken?: string | number;
+}
+export interface ImageLoadResult {
+  images: Array<{
+    /** Image id (config digest). */
+    id: string;
+    /** Normalised tag references the archive gave it; empty for an untagged image. */
+    references: string[];
+  }>;
+}
+
+/** Writes images to a `docker save` archive (`capsa save -o FILE IMAGE…`). */
+export namespace ImageSaveRequest {
+  export const method = 'capsa/image/save' as const;
+  export const type = new RequestType<ImageSaveParams, ImageSaveResult, void>(method);
+}
+export interface ImageSaveParams {
+  /** References or ids; a reference puts its tag in the archive, an id saves the image untagged. */
+  images: string[];
+  /** Absolute, normalised path to write; replaced atomically if it is a regular file. */
+  output: string;
+}
+export interface ImageSaveResult {
+  /** Bytes written. */
+  size: number;
+  /** Ids of the images written. */
+  ids: string[];
+}
+
+/** Removes unused images (`capsa image prune [-a]`). */
+export namespace ImagePruneRequest {
+  export const method = 'capsa/image/prune' as const;
+  export const type = new RequestType<ImagePruneParams, ImagePruneResult, void>(method);
+}
+export interface ImagePruneParams {
+  /** Every image no container uses, not only untagged ones. */
+  all?: boolean;
+}
+export interface ImagePruneResult {
+  /** Image ids, then blob and layer digests, that were deleted. */
+  deleted: string[];
+  /** Bytes freed on disk (unpacked layers and blobs). */
+  reclaimed: number;
+}
+
+/** Disk used by images, layers, blobs and containers (`capsa system df`). */
+export namespace SystemDfRequest {
+  export const method = 'capsa/system/df' as const;
+  export const type = new RequestType0<SystemDfResult, void>(method);
+}
+export interface SystemDfResult {
+  images: {
+    count: number;
+    /** Images some container uses. */
+    active: number;
+    /** Bytes of the unpacked layers all images use (shared layers counted once). */
+    size: number;
+    /** Bytes of unpacked layers no container's image uses. */
+    reclaimable: number;
+  };
+  /** Unpacked layers (overlay lower directories). */
+  layers: { count: number; size: number };
+  /** Compressed blobs: layers as downloaded, manifests, configs. */
+  blobs: { count: number; size: number };
+  containers: {
+    count: number;
+    running: number;
+    /** Bytes written by containers (their upper directories). */
+    size: number;
+    /** Bytes of containers that are not running. */
+    reclaimable: number;
+  };
+}

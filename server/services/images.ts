@@ -3,8 +3,23 @@
  * operations clients ask for, with change events for the editor's view.
  */
 import { EventEmitter } from 'node:events';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import type { CapsaConfig } from '../config';
-import type { ImageEvent, ImageRemoveResult, ImageSummary, PullProgress, PullPolicy, PullResult } from '../protocol';
+import type {
+  ContainerSummary,
+  ImageEvent,
+  ImageLoadResult,
+  ImagePruneResult,
+  ImageRemoveResult,
+  ImageSaveResult,
+  ImageSummary,
+  PullProgress,
+  PullPolicy,
+  PullResult,
+  SystemDfResult,
+} from '../protocol';
+import { loadArchive, saveArchive } from '../image/archive';
 import { ImageStore, type ImageRecord } from '../image/store';
 import { pullImage } from '../image/pull';
 import { familiarReference, normalizeReference } from '../image/reference';
@@ -38,6 +53,43 @@ export class ImageService extends EventEmitter implements ImageSource {
     const r = await this.store.remove(image, { force, inUse: (id) => inUse.has(id) });
     this.emit('event', { action: r.deleted.length ? 'delete' : 'untag', id: image } satisfies ImageEvent);
     return r;
+  }
+
+  /** Loads the images of the archive at `file` (an absolute path the handler checked). */
+  async load(file: string, opts: { signal?: AbortSignal; onProgress?: (read: number, total: number) => void } = {}): Promise<ImageLoadResult> {
+    const loaded = await loadArchive(this.store, file, { ...opts, concurrency: 2 });
+    for (const l of loaded) {
+      const record = await this.store.resolve(l.id);
+      // The protocol's image events have no 'load'; a loaded image is one that got its tags.
+      if (record) this.emitEvent('tag', record);
+    }
+    return { images: loaded };
+  }
+
+  async save(images: string[], output: string, signal?: AbortSignal): Promise<ImageSaveResult> {
+    return saveArchive(this.store, images, output, { signal });
+  }
+
+  async prune(all: boolean, inUse: Set<string>): Promise<ImagePruneResult> {
+    const r = await this.store.prune({ all, inUse: (id) => inUse.has(id) });
+    for (const id of r.deleted.filter((d) => d.startsWith('sha256:'))) this.emit('event', { action: 'delete', id } satisfies ImageEvent);
+    return r;
+  }
+
+  /** `docker system df`: the store's usage plus the containers' upper directories. */
+  async diskUsage(containers: ContainerSummary[], inUse: Set<string>): Promise<SystemDfResult> {
+    const du = await this.store.diskUsage((id) => inUse.has(id));
+    let size = 0;
+    let reclaimable = 0;
+    for (const c of containers) {
+      const s = await treeSize(path.join(this.config.root, 'containers', c.id, 'upper'));
+      size += s;
+      if (c.state !== 'running') reclaimable += s;
+    }
+    return {
+      ...du,
+      containers: { count: containers.length, running: containers.filter((c) => c.state === 'running').length, size, reclaimable },
+    };
   }
 
   /** Docker's `--pull` semantics: `missing` uses a local image without contacting any registry. */
@@ -85,4 +137,25 @@ export function summary(r: ImageRecord): ImageSummary {
     os: r.os,
     architecture: r.architecture,
   };
+}
+
+/** Sum of the sizes of the regular files under `dir` (0 if it does not exist); never follows symlinks. */
+async function treeSize(dir: string): Promise<number> {
+  let total = 0;
+  const stack = [dir];
+  while (stack.length) {
+    const d = stack.pop()!;
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await fs.readdir(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) stack.push(p);
+      else if (e.isFile()) total += (await fs.lstat(p).catch(() => undefined))?.size ?? 0;
+    }
+  }
+  return total;
 }

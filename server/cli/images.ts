@@ -1,0 +1,135 @@
+/**
+ * `capsa load`, `capsa save`, `capsa image prune` and `capsa system df`.
+ */
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import type { MessageConnection } from 'vscode-jsonrpc/node';
+import { InvalidArgumentError } from '../errors';
+import { ImageLoadRequest, ImagePruneRequest, ImageSaveRequest, SystemDfRequest } from '../protocol';
+import { parseFlags, usage, type FlagSpec } from './args';
+import { formatBytes, table } from './format';
+
+type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
+
+/** Docker prints familiar names: `docker.io/library/busybox:latest` → `busybox:latest`. */
+function familiar(ref: string): string {
+  return ref.replace(/^docker\.io\/(library\/)?/, '');
+}
+
+/** The helper runs elsewhere in the file system's eyes: send it an absolute, normalised path. */
+function absolute(p: string): string {
+  return path.resolve(process.cwd(), p);
+}
+
+const LOAD_FLAGS: FlagSpec[] = [
+  { name: 'input', short: 'i', kind: 'value', help: 'Read from an archive file (docker save or OCI image layout tar)' },
+  { name: 'quiet', short: 'q', kind: 'bool', help: 'Suppress the load output' },
+  { name: 'help', kind: 'bool', help: 'Print usage' },
+];
+
+export const load: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, LOAD_FLAGS, { stopAtPositional: false, verb: 'load' });
+  if (flags.help) {
+    process.stdout.write(usage('load', '[OPTIONS]', LOAD_FLAGS) + '\n');
+    return 0;
+  }
+  if (positionals.length) throw new InvalidArgumentError(`'capsa load' accepts no arguments (use -i FILE)`);
+  if (typeof flags.input !== 'string' || flags.input === '') throw new InvalidArgumentError("'capsa load' needs -i FILE: reading an archive from standard input is not supported");
+  const c = await conn();
+  const r = await c.sendRequest(ImageLoadRequest.type, { input: absolute(flags.input) });
+  if (!flags.quiet) {
+    for (const img of r.images) {
+      if (img.references.length === 0) process.stdout.write(`Loaded image ID: ${img.id}\n`);
+      for (const ref of img.references) process.stdout.write(`Loaded image: ${familiar(ref)}\n`);
+    }
+  }
+  return 0;
+};
+
+const SAVE_FLAGS: FlagSpec[] = [
+  { name: 'output', short: 'o', kind: 'value', help: 'Write to a file' },
+  { name: 'help', kind: 'bool', help: 'Print usage' },
+];
+
+export const save: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, SAVE_FLAGS, { stopAtPositional: false, verb: 'save' });
+  if (flags.help) {
+    process.stdout.write(usage('save', '[OPTIONS] IMAGE [IMAGE...]', SAVE_FLAGS) + '\n');
+    return 0;
+  }
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa save' requires at least 1 argument: IMAGE");
+  if (typeof flags.output !== 'string' || flags.output === '') throw new InvalidArgumentError("'capsa save' needs -o FILE: writing the archive to standard output is not supported");
+  const c = await conn();
+  await c.sendRequest(ImageSaveRequest.type, { images: positionals, output: absolute(flags.output) });
+  return 0;
+};
+
+const PRUNE_FLAGS: FlagSpec[] = [
+  { name: 'all', short: 'a', kind: 'bool', help: 'Remove all unused images, not just untagged ones' },
+  { name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' },
+  { name: 'help', kind: 'bool', help: 'Print usage' },
+];
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    const answer = await new Promise<string>((resolve) => {
+      rl.question(question, resolve);
+      rl.once('close', () => resolve(''));
+    });
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+export const imagePrune: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, PRUNE_FLAGS, { stopAtPositional: false, verb: 'image prune' });
+  if (flags.help) {
+    process.stdout.write(usage('image prune', '[OPTIONS]', PRUNE_FLAGS) + '\n');
+    return 0;
+  }
+  if (positionals.length) throw new InvalidArgumentError(`'capsa image prune' accepts no arguments`);
+  if (!flags.force) {
+    const what = flags.all ? 'all images without at least one container associated to them' : 'all dangling images';
+    if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return 0;
+  }
+  const c = await conn();
+  const r = await c.sendRequest(ImagePruneRequest.type, { all: !!flags.all });
+  if (r.deleted.length) {
+    process.stdout.write('Deleted Images:\n');
+    for (const d of r.deleted) process.stdout.write(`deleted: ${d}\n`);
+    process.stdout.write('\n');
+  }
+  process.stdout.write(`Total reclaimed space: ${formatBytes(r.reclaimed)}\n`);
+  return 0;
+};
+
+function percent(part: number, whole: number): string {
+  return whole > 0 ? ` (${Math.round((part / whole) * 100)}%)` : '';
+}
+
+export const systemDf: Command = async (argv, conn) => {
+  const { flags } = parseFlags(argv, [{ name: 'help', kind: 'bool', help: 'Print usage' }], { stopAtPositional: false, verb: 'system df' });
+  if (flags.help) {
+    process.stdout.write('Usage: capsa system df\n\nShow disk used by images, layers, blobs and containers.\n');
+    return 0;
+  }
+  const c = await conn();
+  const r = await c.sendRequest(SystemDfRequest.type);
+  const rows = [
+    ['Images', String(r.images.count), String(r.images.active), formatBytes(r.images.size), formatBytes(r.images.reclaimable) + percent(r.images.reclaimable, r.images.size)],
+    ['Containers', String(r.containers.count), String(r.containers.running), formatBytes(r.containers.size), formatBytes(r.containers.reclaimable) + percent(r.containers.reclaimable, r.containers.size)],
+    ['Layers (unpacked)', String(r.layers.count), '', formatBytes(r.layers.size), ''],
+    ['Blobs (compressed)', String(r.blobs.count), '', formatBytes(r.blobs.size), ''],
+  ];
+  process.stdout.write(table(['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'], rows));
+  return 0;
+};
+
+export const system: Command = async (argv, conn) => {
+  const [sub, ...rest] = argv;
+  if (sub === 'df') return systemDf(rest, conn);
+  process.stdout.write('Usage: capsa system COMMAND\n\nCommands:\n  df         Show disk usage\n');
+  return sub ? 125 : 0;
+};

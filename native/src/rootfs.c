@@ -247,6 +247,17 @@ int do_readonly(const struct plan *plan, struct shim_error *err) {
     return -1;
   for (size_t i = 0; i < plan->n_readonly; i++) {
     const char *p = plan->readonly[i];
+    if (!strcmp(p, "/")) {
+      /* the root is already a mount of its own (pivot_root needed that):
+       * remount it in place, a bind would duplicate every submount */
+      struct statvfs sv;
+      if (statvfs("/", &sv) < 0)
+        return shim_fail(err, "readonly", "/", errno, NULL);
+      unsigned long keep = sv.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_NODIRATIME | ST_RELATIME);
+      if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) < 0)
+        return shim_fail(err, "readonly", "/", errno, NULL);
+      continue;
+    }
     cleanup_close int fd = open_in_root(rootfd, p, O_PATH, err, "readonly");
     if (fd < 0 && err->errnum == ENOENT)
       continue;

@@ -43,6 +43,51 @@ export interface RunOptions {
   dns?: string[];
   /** Extra labels. */
   labels?: Record<string, string>;
+  /** Memory limit in bytes (`--memory`); at least 6 MiB. */
+  memory?: number;
+  /** Memory plus swap in bytes (`--memory-swap`), -1 for unlimited swap; default twice `memory`. */
+  memorySwap?: number;
+  /** CPU quota in CPUs (`--cpus 0.5`). */
+  cpus?: number;
+  /** Relative CPU weight (`--cpu-shares`). */
+  cpuShares?: number;
+  /** Maximum number of processes and threads (`--pids-limit`); 0 or -1: unlimited. */
+  pidsLimit?: number;
+  /** Capabilities added to the default set (`--cap-add`), e.g. `NET_ADMIN`, `CAP_SYS_PTRACE` or `ALL`. */
+  capAdd?: string[];
+  /** Capabilities removed from the default set (`--cap-drop`), or `ALL`. */
+  capDrop?: string[];
+  /** Every capability, every device, no seccomp filter, no masked paths (`--privileged`). */
+  privileged?: boolean;
+  /**
+   * `--security-opt` entries: `seccomp=unconfined`, `seccomp=<profile JSON>`
+   * (the CLI reads a FILE and sends its text, as Docker's client does),
+   * `no-new-privileges[=true|false]`.
+   */
+  securityOpt?: string[];
+  /** Resource limits (`--ulimit nofile=1024:4096`), Docker's syntax. */
+  ulimits?: string[];
+  /** Run a minimal init as PID 1 that reaps zombies and forwards signals (`--init`). */
+  init?: boolean;
+  /** Mount the root filesystem read-only (`--read-only`). */
+  readOnly?: boolean;
+  /** `--mount` specs: `type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`. */
+  mounts?: string[];
+  /** `--tmpfs PATH[:OPTIONS]`. */
+  tmpfs?: string[];
+  /** Additional groups for the process (`--group-add`), names from the image's /etc/group or numbers. */
+  groupAdd?: string[];
+  /** `--pid host` shares the host's PID namespace; default a new one. */
+  pid?: 'host';
+  /** `--ipc host` shares the host's IPC namespace; default a new one. */
+  ipc?: 'host';
+  /**
+   * `--userns`: `host` (the default: container root is host root, restricted
+   * by capabilities, seccomp and masked paths, as under Docker) or `auto` (a
+   * user namespace mapping the container's ids onto a host range allocated
+   * for this container).
+   */
+  userns?: 'host' | 'auto';
 }
 
 export interface ExecOptions {

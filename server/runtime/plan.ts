@@ -187,19 +187,22 @@ export function encodePlan(plan: Plan): Buffer {
   rec('lo', plan.loopbackUp ? 1 : 0);
   for (const c of plan.cgroupProcs) rec('cgroup', c);
   if (plan.joinPid !== undefined) rec('join', plan.joinPid);
-  const limit = (n: number): string => (n === Infinity ? 'unlimited' : String(n));
+  // A plan may come back from JSON (a container's config.json): Infinity as null, bigints as hex strings, a Buffer as {type, data}.
+  const limit = (n: number | null): string => (n === Infinity || n === null ? 'unlimited' : String(n));
   for (const r of plan.rlimits ?? []) rec('rlimit', r.resource, limit(r.soft), limit(r.hard));
   if (plan.capabilities) {
     const c = plan.capabilities;
-    const hex = (m: bigint): string => `0x${m.toString(16)}`;
+    const hex = (m: bigint | string): string => `0x${BigInt(m).toString(16)}`;
     rec('caps', hex(c.bounding), hex(c.effective), hex(c.permitted), hex(c.inheritable), hex(c.ambient));
   }
   if (plan.noNewPrivileges !== undefined) rec('nonewprivs', plan.noNewPrivileges ? 1 : 0);
   if (plan.seccomp) {
-    if (plan.seccomp.length === 0 || plan.seccomp.length % 8 !== 0) {
-      throw new Error(`seccomp program must be a non-empty multiple of 8 bytes, not ${plan.seccomp.length}`);
+    const revived = plan.seccomp as unknown as { type?: string; data?: number[] };
+    const prog = Buffer.isBuffer(plan.seccomp) ? plan.seccomp : Buffer.from(revived.data ?? []);
+    if (prog.length === 0 || prog.length % 8 !== 0) {
+      throw new Error(`seccomp program must be a non-empty multiple of 8 bytes, not ${prog.length}`);
     }
-    rec('seccomp', plan.seccomp.toString('hex'));
+    rec('seccomp', prog.toString('hex'));
   }
   if (plan.init !== undefined) rec('init', plan.init ? 1 : 0);
   if (plan.netnsPath !== undefined) {

@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors';
 import { MS, type Plan, type PlanMount, type Namespace } from './plan';
+import type { SecuritySettings } from './security';
 
 /** The parts of an OCI image config (`config` object) that a run uses. */
 export interface ImageRunConfig {
@@ -28,10 +29,20 @@ export interface ContainerPaths {
   resolvConf: string;
 }
 
+/** A mount the user asked for (`-v`, `--mount`, `--tmpfs`). */
 export interface BindMount {
+  /** Default `bind`. A volume is a bind of its directory under Capsa's root. */
+  type?: 'bind' | 'volume' | 'tmpfs';
+  /** Host path (bind, volume) or `tmpfs`. */
   source: string;
   target: string;
   readOnly: boolean;
+  /** The volume's name (type volume). */
+  name?: string;
+  /** tmpfs mount data, e.g. `mode=1777,size=65536k`. */
+  data?: string;
+  /** tmpfs: MS_NOEXEC unless `exec` was given (Docker's default for --tmpfs). */
+  noexec?: boolean;
 }
 
 export interface SpecInput {
@@ -50,6 +61,12 @@ export interface SpecInput {
   binds: BindMount[];
   namespaces?: Namespace[];
   cgroupProcs?: string[];
+  /** Capabilities, seccomp, no_new_privs, rlimits; absent: the process keeps root's full rights (tests of the plan only). */
+  security?: SecuritySettings;
+  /** `--init`: the shim stays as PID 1 and reaps zombies. */
+  init?: boolean;
+  /** `--read-only`: the root filesystem is remounted read-only once set up. */
+  readOnly?: boolean;
 }
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -137,7 +154,13 @@ export function buildRunPlan(input: SpecInput): Plan {
     { source: p.hosts, target: '/etc/hosts', fstype: 'none', flags: MS.BIND, data: '' },
     { source: p.resolvConf, target: '/etc/resolv.conf', fstype: 'none', flags: MS.BIND, data: '' },
   ];
+  const privileged = !!input.security?.privileged;
+  if (privileged) mounts.find((m) => m.target === '/sys')!.flags &= ~MS.RDONLY;
   for (const b of input.binds) {
+    if (b.type === 'tmpfs') {
+      mounts.push({ source: 'tmpfs', target: b.target, fstype: 'tmpfs', flags: MS.NOSUID | MS.NODEV | (b.noexec === false ? 0 : MS.NOEXEC) | (b.readOnly ? MS.RDONLY : 0), data: b.data ?? '' });
+      continue;
+    }
     mounts.push({
       source: b.source,
       target: b.target,
@@ -169,8 +192,9 @@ export function buildRunPlan(input: SpecInput): Plan {
       { target: '/proc/self/fd/2', path: '/dev/stderr' },
       { target: '/proc/kcore', path: '/dev/core' },
     ],
-    maskedPaths: MASKED_PATHS,
-    readonlyPaths: READONLY_PATHS,
+    maskedPaths: privileged ? [] : MASKED_PATHS,
+    // "/" first: the shim remounts the root itself read-only (no bind), then the kernel knobs
+    readonlyPaths: [...(input.readOnly ? ['/'] : []), ...(privileged ? [] : READONLY_PATHS)],
     hostname: input.hostname,
     cwd,
     env,
@@ -182,7 +206,34 @@ export function buildRunPlan(input: SpecInput): Plan {
     winsize: input.tty ? input.winsize ?? { rows: 24, cols: 80 } : undefined,
     loopbackUp: true,
     cgroupProcs: input.cgroupProcs ?? [],
+    ...(input.security
+      ? {
+          capabilities: input.security.capabilities,
+          noNewPrivileges: input.security.noNewPrivileges,
+          rlimits: input.security.rlimits,
+          ...(input.security.seccomp ? { seccomp: input.security.seccomp } : {}),
+        }
+      : {}),
+    ...(input.init ? { init: true } : {}),
   };
+}
+
+/**
+ * The namespaces a container gets: all six by default; `--pid host` and
+ * `--ipc host` share the host's (as Docker does), and the network namespace
+ * is the network manager's call (`newNetns`).
+ */
+export function runNamespaces(opts: { pid?: string; ipc?: string }, newNetns: boolean): Namespace[] {
+  for (const [flag, v] of [['pid', opts.pid], ['ipc', opts.ipc]] as const) {
+    if (v !== undefined && v !== 'host' && v !== 'private' && v !== '') throw new InvalidArgumentError(`invalid --${flag} ${JSON.stringify(v)}: expected host`);
+  }
+  const ns: Namespace[] = ['mount'];
+  if (opts.pid !== 'host') ns.push('pid');
+  ns.push('uts');
+  if (opts.ipc !== 'host') ns.push('ipc');
+  ns.push('cgroup');
+  if (newNetns) ns.push('net');
+  return ns;
 }
 
 /** A plan for `exec`: join the running container's namespaces, no mounts. */
@@ -197,9 +248,16 @@ export function buildExecPlan(input: {
   winsize?: { rows: number; cols: number };
   namespaces?: Namespace[];
   cgroupProcs?: string[];
+  /** The container's run plan: an exec'd process joins its cgroup and gets its capabilities, seccomp filter, no_new_privs and rlimits, as with Docker. */
+  confinement?: Plan;
 }): Plan {
   if (input.cmd.length === 0) throw new InvalidArgumentError('exec needs a command');
+  const c = input.confinement;
   return {
+    ...(c?.capabilities ? { capabilities: c.capabilities } : {}),
+    ...(c?.seccomp ? { seccomp: planBuffer(c.seccomp) } : {}),
+    ...(c?.noNewPrivileges !== undefined ? { noNewPrivileges: c.noNewPrivileges } : {}),
+    ...(c?.rlimits ? { rlimits: c.rlimits.map((r) => ({ ...r, soft: r.soft ?? Infinity, hard: r.hard ?? Infinity })) } : {}),
     namespaces: input.namespaces ?? DEFAULT_NAMESPACES,
     rootfs: input.rootfs,
     mounts: [],
@@ -216,7 +274,20 @@ export function buildExecPlan(input: {
     terminal: input.tty,
     winsize: input.tty ? input.winsize ?? { rows: 24, cols: 80 } : undefined,
     loopbackUp: false,
-    cgroupProcs: input.cgroupProcs ?? [],
+    cgroupProcs: input.cgroupProcs ?? c?.cgroupProcs ?? [],
     joinPid: input.pid,
   };
+}
+
+/**
+ * A plan read back from config.json: JSON turns a Buffer into
+ * `{type: 'Buffer', data: [...]}`, bigints must be stored as strings, and
+ * Infinity becomes null.
+ */
+function planBuffer(v: unknown): Buffer {
+  if (Buffer.isBuffer(v)) return v;
+  const o = v as { type?: string; data?: number[] };
+  if (o && o.type === 'Buffer' && Array.isArray(o.data)) return Buffer.from(o.data);
+  if (typeof v === 'string') return Buffer.from(v, 'hex');
+  throw new InvalidArgumentError('the container record holds a malformed seccomp program');
 }

@@ -1,11 +1,35 @@
+/**
+ * Mounts a user asks for — Docker's `-v`, `--mount` and `--tmpfs` syntaxes —
+ * and named volumes, kept under `<root>/volumes/<name>/_data` with their
+ * metadata beside (`volume.json`).
+ */
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError } from '../errors';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../errors';
+import { writeFileAtomic } from '../util/atomic';
 import type { BindMount } from './spec';
 
+const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/** A volume name becomes a directory name: no `/`, no `.` or `..`, Docker's character set. */
+export function checkVolumeName(name: string): string {
+  if (typeof name !== 'string' || !VOLUME_NAME.test(name)) {
+    throw new InvalidArgumentError(`invalid volume name ${JSON.stringify(name)}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most 128 characters)`);
+  }
+  return name;
+}
+
+function containerPath(spec: string, target: string): string {
+  if (!path.posix.isAbsolute(target)) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(spec)}: container path ${JSON.stringify(target)} must be absolute`);
+  const clean = path.posix.normalize(target);
+  if (clean === '/') throw new InvalidArgumentError(`invalid volume ${JSON.stringify(spec)}: cannot mount over the container's /`);
+  return clean;
+}
+
 /**
- * Parses Docker's `-v HOST:CTR[:OPTS]` for bind mounts. Both paths must be
- * absolute; the container path may not be `/` (it would hide the rootfs).
- * Named volumes are not supported yet and are refused, not guessed at.
+ * Parses Docker's `-v SOURCE:CTR[:OPTS]`: an absolute SOURCE is a bind of
+ * that host path, anything else names a volume (created on first use, as
+ * Docker does). The container path may not be `/` (it would hide the rootfs).
  */
 export function parseVolume(spec: string): BindMount {
   if (typeof spec !== 'string' || spec.length === 0 || spec.includes('\0')) {
@@ -14,15 +38,157 @@ export function parseVolume(spec: string): BindMount {
   const parts = spec.split(':');
   if (parts.length < 2 || parts.length > 3) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(spec)}: expected HOST:CONTAINER[:ro|rw]`);
   const [source, target, mode = 'rw'] = parts;
-  if (!path.posix.isAbsolute(source)) {
-    throw new InvalidArgumentError(`invalid volume ${JSON.stringify(spec)}: host path ${JSON.stringify(source)} must be absolute (named volumes are not supported)`);
-  }
-  if (!path.posix.isAbsolute(target)) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(spec)}: container path ${JSON.stringify(target)} must be absolute`);
-  const cleanTarget = path.posix.normalize(target);
-  if (cleanTarget === '/') throw new InvalidArgumentError(`invalid volume ${JSON.stringify(spec)}: cannot mount over the container's /`);
+  const cleanTarget = containerPath(spec, target);
   const opts = mode.split(',');
   for (const o of opts) {
     if (!['ro', 'rw', 'z', 'Z'].includes(o)) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(spec)}: unknown option ${JSON.stringify(o)}`);
   }
-  return { source: path.posix.normalize(source), target: cleanTarget, readOnly: opts.includes('ro') };
+  const readOnly = opts.includes('ro');
+  if (path.posix.isAbsolute(source)) return { source: path.posix.normalize(source), target: cleanTarget, readOnly };
+  if (source.startsWith('.') || source.includes('/')) {
+    throw new InvalidArgumentError(`invalid volume ${JSON.stringify(spec)}: host path ${JSON.stringify(source)} must be absolute, or a volume name without '/'`);
+  }
+  return { type: 'volume', name: checkVolumeName(source), source: '', target: cleanTarget, readOnly };
+}
+
+const SIZE = /^(\d+)([kmg]?)$/i;
+
+/** tmpfs options Docker takes, turned into mount data; `exec`/`noexec`, `ro`/`rw` are flags. */
+function tmpfsOptions(spec: string, options: string[]): { data: string; noexec: boolean; readOnly: boolean } {
+  const data: string[] = [];
+  let noexec = true;
+  let readOnly = false;
+  for (const o of options.filter(Boolean)) {
+    const [k, v] = o.split('=', 2);
+    if (k === 'exec' || k === 'noexec') noexec = k === 'noexec';
+    else if (k === 'ro' || k === 'rw') readOnly = k === 'ro';
+    else if (k === 'nosuid' || k === 'nodev' || k === 'suid' || k === 'dev') continue; // always nosuid,nodev
+    else if ((k === 'size' || k === 'tmpfs-size') && v !== undefined && SIZE.test(v)) data.push(`size=${v}`);
+    else if ((k === 'mode' || k === 'tmpfs-mode') && v !== undefined && /^[0-7]{1,4}$/.test(v)) data.push(`mode=${v}`);
+    else if ((k === 'uid' || k === 'gid') && v !== undefined && /^\d+$/.test(v)) data.push(`${k}=${v}`);
+    else throw new InvalidArgumentError(`invalid tmpfs ${JSON.stringify(spec)}: unknown or malformed option ${JSON.stringify(o)}`);
+  }
+  return { data: data.join(','), noexec, readOnly };
+}
+
+/** `--tmpfs PATH[:OPTIONS]`, e.g. `/run:rw,size=64m,mode=755`. */
+export function parseTmpfs(spec: string): BindMount {
+  if (typeof spec !== 'string' || spec === '' || spec.includes('\0')) throw new InvalidArgumentError(`invalid tmpfs ${JSON.stringify(spec)}: expected PATH[:OPTIONS]`);
+  const colon = spec.indexOf(':');
+  const target = colon < 0 ? spec : spec.slice(0, colon);
+  const o = tmpfsOptions(spec, colon < 0 ? [] : spec.slice(colon + 1).split(','));
+  return { type: 'tmpfs', source: 'tmpfs', target: containerPath(spec, target), readOnly: o.readOnly, data: o.data, noexec: o.noexec };
+}
+
+/** `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`. */
+export function parseMountSpec(spec: string): BindMount {
+  if (typeof spec !== 'string' || spec === '' || spec.includes('\0')) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: expected type=…,source=…,target=…`);
+  const fields = new Map<string, string | undefined>();
+  for (const item of spec.split(',')) {
+    const eq = item.indexOf('=');
+    const key = (eq < 0 ? item : item.slice(0, eq)).trim().toLowerCase();
+    if (key === '') throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: empty field`);
+    if (fields.has(key)) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: ${key} given twice`);
+    fields.set(key, eq < 0 ? undefined : item.slice(eq + 1));
+  }
+  const get = (...names: string[]): string | undefined => names.map((n) => fields.get(n)).find((v) => v !== undefined);
+  const type = get('type') ?? 'volume';
+  const target = get('target', 'destination', 'dst');
+  if (!target) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: target is required`);
+  const source = get('source', 'src');
+  const roField = [...fields.keys()].find((k) => k === 'readonly' || k === 'ro');
+  const roValue = roField !== undefined ? fields.get(roField) : undefined;
+  if (roValue !== undefined && !['true', 'false', '1', '0'].includes(roValue)) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: readonly takes true or false`);
+  const readOnly = roField !== undefined && roValue !== 'false' && roValue !== '0';
+  const known = new Set(['type', 'target', 'destination', 'dst', 'source', 'src', 'readonly', 'ro']);
+  const extra = [...fields.keys()].filter((k) => !known.has(k));
+  switch (type) {
+    case 'bind': {
+      if (extra.some((k) => k !== 'bind-propagation')) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: unknown option ${extra[0]} for a bind`);
+      if (!source || !path.posix.isAbsolute(source)) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: a bind needs an absolute source path`);
+      return { type: 'bind', source: path.posix.normalize(source), target: containerPath(spec, target), readOnly };
+    }
+    case 'volume': {
+      if (extra.length) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: unknown option ${extra[0]} for a volume`);
+      if (!source) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: a volume needs a source (its name)`);
+      return { type: 'volume', name: checkVolumeName(source), source: '', target: containerPath(spec, target), readOnly };
+    }
+    case 'tmpfs': {
+      if (source) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: a tmpfs takes no source`);
+      const bad = extra.find((k) => k !== 'tmpfs-size' && k !== 'tmpfs-mode');
+      if (bad) throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: unknown option ${bad} for a tmpfs`);
+      const o = tmpfsOptions(spec, extra.map((k) => `${k}=${fields.get(k) ?? ''}`));
+      return { type: 'tmpfs', source: 'tmpfs', target: containerPath(spec, target), readOnly, data: o.data, noexec: true };
+    }
+    default:
+      throw new InvalidArgumentError(`invalid mount ${JSON.stringify(spec)}: type must be bind, volume or tmpfs, not ${JSON.stringify(type)}`);
+  }
+}
+
+export class VolumeNotFoundError extends NotFoundError {
+  constructor(name: string) {
+    super('E_VOLUME_NOT_FOUND', `no such volume: ${name}`);
+  }
+}
+
+export interface VolumeInfo {
+  name: string;
+  /** The directory containers see, `<root>/volumes/<name>/_data`. */
+  mountpoint: string;
+  created: string;
+  labels?: Record<string, string>;
+}
+
+/** Named volumes: a directory each under Capsa's root. */
+export class VolumeStore {
+  private readonly dir: string;
+
+  constructor(root: string) {
+    this.dir = path.join(root, 'volumes');
+  }
+
+  private paths(name: string): { dir: string; data: string; meta: string } {
+    const dir = path.join(this.dir, checkVolumeName(name));
+    return { dir, data: path.join(dir, '_data'), meta: path.join(dir, 'volume.json') };
+  }
+
+  /** Creates a volume, or returns the existing one of that name (Docker's behaviour for `volume create` and `-v name:…`). */
+  async create(name: string, labels?: Record<string, string>): Promise<VolumeInfo> {
+    const p = this.paths(name);
+    const existing = await this.read(name).catch(() => undefined);
+    if (existing) return existing;
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
+    await fs.mkdir(p.data, { recursive: true, mode: 0o755 });
+    const info: VolumeInfo = { name, mountpoint: p.data, created: new Date().toISOString(), ...(labels ? { labels } : {}) };
+    await writeFileAtomic(p.meta, JSON.stringify(info));
+    return info;
+  }
+
+  async read(name: string): Promise<VolumeInfo> {
+    const p = this.paths(name);
+    try {
+      return JSON.parse(await fs.readFile(p.meta, 'utf8')) as VolumeInfo;
+    } catch {
+      throw new VolumeNotFoundError(name);
+    }
+  }
+
+  async list(): Promise<VolumeInfo[]> {
+    const names = await fs.readdir(this.dir).catch(() => [] as string[]);
+    const out: VolumeInfo[] = [];
+    for (const n of names) {
+      if (!VOLUME_NAME.test(n)) continue;
+      const v = await this.read(n).catch(() => undefined);
+      if (v) out.push(v);
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Removes a volume and its data; refused while `usedBy` names containers (unless force). */
+  async remove(name: string, usedBy: string[], force = false): Promise<void> {
+    await this.read(name);
+    if (usedBy.length && !force) throw new ConflictError(`volume ${name} is in use by container ${usedBy.join(', ')}`);
+    await fs.rm(this.paths(name).dir, { recursive: true, force: true });
+  }
 }

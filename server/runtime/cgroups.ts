@@ -1,0 +1,411 @@
+/**
+ * Per-container cgroups: `--memory`, `--cpus`, `--pids-limit` and the device
+ * allow-list, on cgroup v1 (one directory per controller hierarchy) or v2
+ * (one unified directory), behind one interface.
+ *
+ * Where: under the helper's own cgroup, in a parent directory (`capsa` by
+ * default, env `CAPSA_CGROUP_PARENT`), so whatever limits the host put on the
+ * helper also bound its containers, as for any service's children. On v2 a
+ * cgroup with processes cannot also delegate controllers to children (the
+ * "no internal processes" rule), so there the parent sits next to the
+ * helper's cgroup instead of inside it.
+ *
+ * The shim writes itself into the container's `cgroup.procs` files before it
+ * clones (so the container's first process starts inside, and its cgroup
+ * namespace is rooted there); once the container runs, the helper moves the
+ * shim, which stays as the container's monitor, back to the helper's own
+ * cgroups ({@link CgroupManager.release}), so it counts against neither the
+ * memory nor the pids limit.
+ */
+import { promises as fs, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { CapsaError, InvalidArgumentError } from '../errors';
+import { writeFileAtomic } from '../util/atomic';
+
+export class CgroupError extends CapsaError {
+  constructor(
+    message: string,
+    readonly path: string,
+    options?: { cause?: unknown },
+  ) {
+    super('E_CGROUP', message, options);
+  }
+}
+
+export interface ResourceLimits {
+  /** Memory limit in bytes (`--memory`). */
+  memory?: number;
+  /** Memory plus swap in bytes (`--memory-swap`); -1: unlimited swap. Default with `memory`: twice `memory`, as Docker does. */
+  memorySwap?: number;
+  /** CPUs, fractional (`--cpus 0.5`): a CFS quota of cpus × period. */
+  cpus?: number;
+  /** Relative CPU weight (`--cpu-shares`, 2–262144). */
+  cpuShares?: number;
+  /** Maximum number of tasks (`--pids-limit`); 0 or -1: unlimited. */
+  pidsLimit?: number;
+}
+
+/** CFS period the quota is expressed in: Docker's and the kernel's default, 100 ms. */
+export const CPU_PERIOD_US = 100_000;
+
+/** Smallest memory limit accepted, as Docker's (6 MiB): below it the container cannot even start its command. */
+export const MIN_MEMORY = 6 * 1024 * 1024;
+
+/** Checks limits that came over the protocol (the CLI parses flags into these numbers). */
+export function validateLimits(l: ResourceLimits, onlineCpus: number): void {
+  const int = (name: string, v: unknown): v is number => {
+    if (v === undefined) return false;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${name} must be a number`);
+    return true;
+  };
+  if (int('memory', l.memory) && (!Number.isSafeInteger(l.memory) || l.memory < MIN_MEMORY)) {
+    throw new InvalidArgumentError(`invalid memory limit ${l.memory}: the minimum is 6m (${MIN_MEMORY} bytes)`);
+  }
+  if (int('memorySwap', l.memorySwap)) {
+    if (l.memorySwap !== -1 && (!Number.isSafeInteger(l.memorySwap) || l.memorySwap < 0)) throw new InvalidArgumentError(`invalid memory-swap ${l.memorySwap}`);
+    if (l.memory === undefined) throw new InvalidArgumentError('memory-swap needs a memory limit as well');
+    if (l.memorySwap !== -1 && l.memorySwap < l.memory) throw new InvalidArgumentError('memory-swap must be at least the memory limit');
+  }
+  if (int('cpus', l.cpus)) {
+    if (l.cpus <= 0) throw new InvalidArgumentError(`invalid cpus ${l.cpus}: must be more than 0`);
+    if (l.cpus > onlineCpus) throw new InvalidArgumentError(`invalid cpus ${l.cpus}: only ${onlineCpus} CPUs are available`);
+    if (Math.round(l.cpus * CPU_PERIOD_US) < 1000) throw new InvalidArgumentError(`invalid cpus ${l.cpus}: the minimum is 0.01`);
+  }
+  if (int('cpuShares', l.cpuShares) && (!Number.isInteger(l.cpuShares) || l.cpuShares < 2 || l.cpuShares > 262144)) {
+    throw new InvalidArgumentError(`invalid cpu-shares ${l.cpuShares}: expected an integer from 2 to 262144`);
+  }
+  if (int('pidsLimit', l.pidsLimit) && (!Number.isSafeInteger(l.pidsLimit) || l.pidsLimit < -1)) {
+    throw new InvalidArgumentError(`invalid pids-limit ${l.pidsLimit}: expected a positive integer, or 0 or -1 for unlimited`);
+  }
+}
+
+/**
+ * The device allow-list (v1 `devices.allow` syntax), as runc's default: mknod
+ * of any node is allowed, opening one only for the devices a container gets.
+ * Without it CAP_MKNOD (in the default set) would let a container make and
+ * read the host's disks.
+ */
+export const DEVICE_RULES = [
+  'c *:* m',
+  'b *:* m',
+  'c 1:3 rwm', // null
+  'c 1:5 rwm', // zero
+  'c 1:7 rwm', // full
+  'c 1:8 rwm', // random
+  'c 1:9 rwm', // urandom
+  'c 5:0 rwm', // tty
+  'c 5:1 rwm', // console
+  'c 5:2 rwm', // ptmx
+  'c 136:* rwm', // pts
+  'c 10:200 rwm', // tun
+];
+
+/** v1 controllers a container joins (each a hierarchy of its own or co-mounted). */
+const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'devices', 'freezer', 'blkio', 'cpuset'];
+
+interface Hierarchy {
+  /** Controllers of this hierarchy that Capsa uses (v1), or `unified` (v2). */
+  controllers: string[];
+  /** The helper's own cgroup directory in this hierarchy. */
+  own: string;
+  /** Where container cgroups go. */
+  base: string;
+}
+
+export interface CgroupLayout {
+  version: 1 | 2;
+  hierarchies: Hierarchy[];
+}
+
+interface MountEntry {
+  root: string;
+  mountPoint: string;
+  fstype: string;
+  superOptions: string[];
+}
+
+function parseMountinfo(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const [left, right] = line.split(' - ');
+    if (!right) continue;
+    const f = left.split(' ');
+    const r = right.split(' ');
+    out.push({ root: unescape(f[3]), mountPoint: unescape(f[4]), fstype: r[0], superOptions: (r[2] ?? '').split(',') });
+  }
+  return out;
+}
+
+function unescape(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Finds the hierarchies from /proc/self/mountinfo and /proc/self/cgroup (pure, for tests). */
+export function detectLayout(mountinfo: string, selfCgroup: string, parent: string): CgroupLayout {
+  const mounts = parseMountinfo(mountinfo);
+  const own = new Map<string, string>(); // controller list (as in /proc/self/cgroup) → path
+  for (const line of selfCgroup.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (m) own.set(m[2], m[3]);
+  }
+  const dirIn = (mount: MountEntry, cgPath: string): string => {
+    // a mount may show only part of the hierarchy (its root field)
+    const rel = path.posix.relative(mount.root, cgPath);
+    if (rel.startsWith('..')) throw new CgroupError(`the helper's cgroup ${cgPath} is outside the mounted part ${mount.root} of ${mount.mountPoint}`, mount.mountPoint);
+    return path.posix.join(mount.mountPoint, rel);
+  };
+  const v1 = mounts.filter((m) => m.fstype === 'cgroup');
+  const hasV1Memory = v1.some((m) => m.superOptions.includes('memory'));
+  if (hasV1Memory) {
+    const hierarchies: Hierarchy[] = [];
+    const seen = new Set<string>();
+    for (const m of v1) {
+      const controllers = V1_CONTROLLERS.filter((c) => m.superOptions.includes(c));
+      if (controllers.length === 0) continue;
+      const key = controllers.join(',');
+      if (seen.has(key)) continue; // the same hierarchy mounted twice
+      seen.add(key);
+      const entry = [...own.entries()].find(([k]) => k.split(',').some((c) => controllers.includes(c)));
+      const ownDir = dirIn(m, entry?.[1] ?? '/');
+      hierarchies.push({ controllers, own: ownDir, base: path.posix.join(ownDir, parent) });
+    }
+    return { version: 1, hierarchies };
+  }
+  const v2 = mounts.find((m) => m.fstype === 'cgroup2');
+  if (!v2) throw new CgroupError('no cgroup hierarchy is mounted: neither v1 controllers nor cgroup2', '/sys/fs/cgroup');
+  const ownDir = dirIn(v2, own.get('') ?? '/');
+  const mountRoot = v2.mountPoint;
+  const baseParent = ownDir === mountRoot ? mountRoot : path.posix.dirname(ownDir);
+  return { version: 2, hierarchies: [{ controllers: ['unified'], own: ownDir, base: path.posix.join(baseParent, parent) }] };
+}
+
+export function checkCgroupParent(parent: string): string {
+  const parts = parent.split('/').filter(Boolean);
+  if (parts.length === 0 || parts.some((p) => p === '.' || p === '..' || !/^[A-Za-z0-9_.-]+$/.test(p))) {
+    throw new InvalidArgumentError(`invalid cgroup parent ${JSON.stringify(parent)}: relative path of names made of letters, digits, '_', '.' and '-'`);
+  }
+  return parts.join('/');
+}
+
+/** What a container's cgroup is, recorded in its directory (`cgroup.json`) so removal never depends on the helper's current layout. */
+export interface ContainerCgroup {
+  version: 1 | 2;
+  dirs: string[];
+}
+
+export class CgroupManager {
+  private layoutCache?: CgroupLayout;
+
+  constructor(private readonly opts: { parent?: string; mountinfo?: () => string; selfCgroup?: () => string } = {}) {}
+
+  /** The helper's configuration: `CAPSA_CGROUP_PARENT` (default `capsa`). */
+  static fromEnv(env: NodeJS.ProcessEnv = process.env): CgroupManager {
+    return new CgroupManager({ parent: checkCgroupParent(env.CAPSA_CGROUP_PARENT || 'capsa') });
+  }
+
+  layout(): CgroupLayout {
+    this.layoutCache ??= detectLayout(
+      this.opts.mountinfo?.() ?? readFileSync('/proc/self/mountinfo', 'utf8'),
+      this.opts.selfCgroup?.() ?? readFileSync('/proc/self/cgroup', 'utf8'),
+      this.opts.parent ?? 'capsa',
+    );
+    return this.layoutCache;
+  }
+
+  /**
+   * Creates the container's cgroup with its limits and records it in
+   * `<containerDir>/cgroup.json`; returns the `cgroup.procs` files the shim
+   * joins. On failure nothing is left behind and the error names the file.
+   */
+  async create(id: string, containerDir: string, limits: ResourceLimits): Promise<string[]> {
+    if (!/^[0-9a-f]{64}$/.test(id)) throw new InvalidArgumentError(`invalid container id ${JSON.stringify(id)}`);
+    const layout = this.layout();
+    const made: string[] = [];
+    try {
+      for (const h of layout.hierarchies) {
+        const dir = path.posix.join(h.base, id);
+        await this.mkdirs(layout.version, h, dir, made);
+        if (layout.version === 1) await applyV1(h.controllers, dir, limits);
+        else await applyV2(dir, limits);
+      }
+      const record: ContainerCgroup = { version: layout.version, dirs: layout.hierarchies.map((h) => path.posix.join(h.base, id)) };
+      await writeFileAtomic(path.join(containerDir, 'cgroup.json'), JSON.stringify(record));
+      return record.dirs.map((d) => path.posix.join(d, 'cgroup.procs'));
+    } catch (err) {
+      await removeDirs(made.filter((d) => d.endsWith(id)));
+      throw err;
+    }
+  }
+
+  /** mkdir -p of the container's cgroup, preparing each new level (cpuset needs cpus/mems copied, v2 needs controllers delegated). */
+  private async mkdirs(version: 1 | 2, h: Hierarchy, dir: string, made: string[]): Promise<void> {
+    const levels: string[] = [];
+    for (let d = dir; d !== h.own && d.startsWith(h.own + '/'); d = path.posix.dirname(d)) levels.unshift(d);
+    for (const level of levels) {
+      if (version === 2) await enableV2Controllers(path.posix.dirname(level));
+      try {
+        await fs.mkdir(level);
+        made.push(level);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || level === dir) throw cgroupFsError('create', level, err);
+      }
+      if (version === 1 && h.controllers.includes('cpuset')) {
+        for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+          const mine = (await fs.readFile(path.posix.join(level, f), 'utf8')).trim();
+          if (mine === '') await writeCg(path.posix.join(level, f), (await fs.readFile(path.posix.join(path.posix.dirname(level), f), 'utf8')).trim());
+        }
+      }
+    }
+  }
+
+  /** Removes the container's cgroup (its processes must be gone; stragglers get SIGKILL). */
+  async remove(containerDir: string): Promise<void> {
+    const record = await readRecord(containerDir);
+    if (record) await removeDirs(record.dirs);
+  }
+
+  /** True when the kernel's OOM killer killed a process of this container's cgroup. */
+  async oomKilled(containerDir: string): Promise<boolean> {
+    const record = await readRecord(containerDir);
+    if (!record) return false;
+    for (const dir of record.dirs) {
+      const file = record.version === 1 ? 'memory.oom_control' : 'memory.events';
+      const text = await fs.readFile(path.posix.join(dir, file), 'utf8').catch(() => '');
+      const m = /^oom_kill (\d+)$/m.exec(text);
+      if (m && Number(m[1]) > 0) return true;
+    }
+    return false;
+  }
+
+  /** Moves a process (the container's monitor) back into the helper's own cgroups. */
+  async release(pid: number): Promise<void> {
+    for (const h of this.layout().hierarchies) {
+      await writeCg(path.posix.join(h.own, 'cgroup.procs'), String(pid)).catch(() => undefined); // gone already: nothing to move
+    }
+  }
+
+  /** After a crash: removes container cgroups under this helper's parent whose container no longer exists. */
+  async reconcile(knownIds: Set<string>): Promise<void> {
+    for (const h of this.layout().hierarchies) {
+      const names = await fs.readdir(h.base).catch(() => [] as string[]);
+      const stale = names.filter((n) => /^[0-9a-f]{64}$/.test(n) && !knownIds.has(n)).map((n) => path.posix.join(h.base, n));
+      await removeDirs(stale).catch(() => undefined);
+    }
+  }
+
+  /** Container cgroup directories under this helper's parent (what tests count). */
+  async list(): Promise<string[]> {
+    const out: string[] = [];
+    for (const h of this.layout().hierarchies) {
+      for (const n of await fs.readdir(h.base).catch(() => [] as string[])) if (/^[0-9a-f]{64}$/.test(n)) out.push(path.posix.join(h.base, n));
+    }
+    return out;
+  }
+}
+
+async function readRecord(containerDir: string): Promise<ContainerCgroup | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(containerDir, 'cgroup.json'), 'utf8')) as ContainerCgroup;
+  } catch {
+    return undefined;
+  }
+}
+
+function cgroupFsError(step: string, file: string, err: unknown): CgroupError {
+  const e = err as NodeJS.ErrnoException;
+  return new CgroupError(`cgroup ${step} failed at ${file}: ${(e.message ?? String(err)).replace(/^\w+: /, '').toLowerCase()}`, file, { cause: err });
+}
+
+async function writeCg(file: string, value: string): Promise<void> {
+  try {
+    await fs.writeFile(file, value);
+  } catch (err) {
+    throw cgroupFsError('write', file, err);
+  }
+}
+
+async function applyV1(controllers: string[], dir: string, l: ResourceLimits): Promise<void> {
+  const set = (f: string, v: string | number) => writeCg(path.posix.join(dir, f), String(v));
+  if (controllers.includes('memory') && l.memory !== undefined) {
+    await set('memory.limit_in_bytes', l.memory);
+    const swapFile = path.posix.join(dir, 'memory.memsw.limit_in_bytes');
+    const swap = l.memorySwap ?? l.memory * 2;
+    if (await exists(swapFile)) await set('memory.memsw.limit_in_bytes', swap);
+  }
+  if (controllers.includes('cpu')) {
+    if (l.cpus !== undefined) {
+      await set('cpu.cfs_period_us', CPU_PERIOD_US);
+      await set('cpu.cfs_quota_us', Math.round(l.cpus * CPU_PERIOD_US));
+    }
+    if (l.cpuShares !== undefined) await set('cpu.shares', l.cpuShares);
+  }
+  if (controllers.includes('pids') && l.pidsLimit !== undefined && l.pidsLimit > 0) await set('pids.max', l.pidsLimit);
+  if (controllers.includes('devices')) {
+    await set('devices.deny', 'a');
+    for (const rule of DEVICE_RULES) await set('devices.allow', rule);
+  }
+}
+
+async function applyV2(dir: string, l: ResourceLimits): Promise<void> {
+  const set = (f: string, v: string | number) => writeCg(path.posix.join(dir, f), String(v));
+  if (l.memory !== undefined) {
+    await set('memory.max', l.memory);
+    const swap = l.memorySwap ?? l.memory * 2;
+    if (await exists(path.posix.join(dir, 'memory.swap.max'))) await set('memory.swap.max', swap === -1 ? 'max' : swap - l.memory);
+  }
+  if (l.cpus !== undefined) await set('cpu.max', `${Math.round(l.cpus * CPU_PERIOD_US)} ${CPU_PERIOD_US}`);
+  // v1 shares 2..262144 onto v2 weights 1..10000, the mapping runc uses
+  if (l.cpuShares !== undefined) await set('cpu.weight', 1 + Math.floor(((l.cpuShares - 2) * 9999) / 262142));
+  if (l.pidsLimit !== undefined && l.pidsLimit > 0) await set('pids.max', l.pidsLimit);
+  // v2 has no devices files: the device allow-list is a BPF program there (not loaded yet)
+}
+
+async function enableV2Controllers(parentDir: string): Promise<void> {
+  const available = (await fs.readFile(path.posix.join(parentDir, 'cgroup.controllers'), 'utf8').catch(() => '')).split(/\s+/);
+  const wanted = ['memory', 'cpu', 'pids'].filter((c) => available.includes(c));
+  if (wanted.length) await writeCg(path.posix.join(parentDir, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' '));
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * rmdir of each cgroup, after its last process is gone: a container's
+ * processes die with its PID 1, but the kernel lets go of the cgroup a
+ * moment later, so EBUSY is retried; processes still there get SIGKILL.
+ */
+async function removeDirs(dirs: string[]): Promise<void> {
+  const errors: string[] = [];
+  for (const dir of dirs) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fs.rmdir(dir);
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') break;
+        if (code !== 'EBUSY' || attempt >= 100) {
+          errors.push(`${dir}: ${(err as Error).message}`);
+          break;
+        }
+        if (attempt % 20 === 10) {
+          const procs = (await fs.readFile(path.posix.join(dir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+          for (const p of procs) {
+            try {
+              process.kill(Number(p), 'SIGKILL');
+            } catch {
+              /* already gone */
+            }
+          }
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+  if (errors.length) throw new CgroupError(`cgroup removal failed: ${errors.join('; ')}`, dirs[0]);
+}

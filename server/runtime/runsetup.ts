@@ -1,0 +1,86 @@
+/**
+ * Everything about a `run` that can be checked before the image is pulled:
+ * mounts and volumes, resource limits, capabilities, seccomp, rlimits,
+ * namespaces and the user. A bad flag fails here, before any side effect.
+ */
+import { promises as fs } from 'node:fs';
+import { cpus } from 'node:os';
+import { InvalidArgumentError } from '../errors';
+import type { RunOptions } from '../protocol/types';
+import { validateLimits, type ResourceLimits } from './cgroups';
+import { securitySettings } from './security';
+import { runNamespaces, type BindMount, type SpecInput } from './spec';
+import type { Namespace } from './plan';
+import { resolveImageUser, readImageFile, parseGroup, type ResolvedUser } from './users';
+import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore } from './volumes';
+
+export interface RunSetup {
+  binds: BindMount[];
+  limits: ResourceLimits;
+  /** Plan inputs decided here (security, init, read-only root). */
+  spec: Pick<SpecInput, 'security' | 'init' | 'readOnly'>;
+  namespaces(newNetns: boolean): Namespace[];
+  /** Resolves the user against the image, adding `--group-add` groups. */
+  resolveUser(spec: string | undefined, layerDirs: string[]): Promise<ResolvedUser>;
+}
+
+function list(name: string, v: unknown): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || s.includes('\0'))) throw new InvalidArgumentError(`${name} must be a list of strings without NUL bytes`);
+  return v as string[];
+}
+
+export async function prepareRun(opts: RunOptions, root: string): Promise<RunSetup> {
+  const binds = [
+    ...list('volumes', opts.volumes).map(parseVolume),
+    ...list('mounts', opts.mounts).map(parseMountSpec),
+    ...list('tmpfs', opts.tmpfs).map(parseTmpfs),
+  ];
+  const targets = new Set<string>();
+  for (const b of binds) {
+    if (targets.has(b.target)) throw new InvalidArgumentError(`duplicate mount point: ${b.target}`);
+    targets.add(b.target);
+  }
+  const limits: ResourceLimits = { memory: opts.memory, memorySwap: opts.memorySwap, cpus: opts.cpus, cpuShares: opts.cpuShares, pidsLimit: opts.pidsLimit };
+  validateLimits(limits, cpus().length);
+  const security = securitySettings({
+    capAdd: list('capAdd', opts.capAdd),
+    capDrop: list('capDrop', opts.capDrop),
+    privileged: opts.privileged,
+    securityOpt: list('securityOpt', opts.securityOpt),
+    ulimits: list('ulimits', opts.ulimits),
+  });
+  const groupAdd = list('groupAdd', opts.groupAdd);
+  if (opts.userns !== undefined && opts.userns !== 'host') {
+    throw new InvalidArgumentError(`invalid --userns ${JSON.stringify(opts.userns)}: only host is available (auto is not implemented yet)`);
+  }
+  runNamespaces(opts, false); // checks --pid and --ipc
+  // Binds are checked now (a missing source is an error, never a created directory); volumes are created.
+  const volumes = new VolumeStore(root);
+  for (const b of binds) {
+    if (b.type === 'volume') {
+      b.source = (await volumes.create(b.name!)).mountpoint;
+    } else if (b.type !== 'tmpfs') {
+      const st = await fs.stat(b.source).catch(() => undefined);
+      if (!st) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: bind source path ${b.source} does not exist`);
+    }
+  }
+  return {
+    binds,
+    limits,
+    spec: { security, init: !!opts.init, readOnly: !!opts.readOnly },
+    namespaces: (newNetns) => runNamespaces(opts, newNetns),
+    async resolveUser(spec, layerDirs) {
+      const user = await resolveImageUser(spec, layerDirs);
+      if (groupAdd.length === 0) return user;
+      const groups = parseGroup((await readImageFile(layerDirs, 'etc/group')) ?? '');
+      const extra = groupAdd.map((g) => {
+        if (/^\d+$/.test(g)) return Number(g);
+        const entry = groups.find((e) => e.name === g);
+        if (!entry) throw new InvalidArgumentError(`unable to find group ${g}: no matching entries in the image's /etc/group`);
+        return entry.gid;
+      });
+      return { ...user, additionalGids: [...new Set([...user.additionalGids, ...extra])] };
+    },
+  };
+}

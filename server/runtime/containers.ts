@@ -20,9 +20,10 @@ import { generateName, newContainerId } from './names';
 import { buildExecPlan, buildRunPlan, mergeEnv, type BindMount, type ContainerPaths, type ImageRunConfig } from './spec';
 import { resolveImageUser } from './users';
 import { startShim, type ShimHandle } from './native';
-import { parseVolume } from './volumes';
-import type { Namespace, Plan } from './plan';
+import type { Plan } from './plan';
 import type { NetworkManager } from './network/manager';
+import { CgroupManager } from './cgroups';
+import { prepareRun, type RunSetup } from './runsetup';
 
 /** What the container side needs from the image side. */
 export interface ImageSource {
@@ -76,6 +77,8 @@ interface ContainerStateFile {
   finishedAt?: string;
   exitCode?: number;
   error?: string;
+  /** The kernel's OOM killer killed a process of the container. */
+  oomKilled?: boolean;
 }
 
 interface Live {
@@ -108,6 +111,7 @@ export class ContainerService extends EventEmitter {
     root: string,
     private readonly images: ImageSource,
     private readonly network?: NetworkManager,
+    private readonly cgroups: CgroupManager = CgroupManager.fromEnv(),
   ) {
     super();
     this.dir = path.join(root, 'containers');
@@ -134,6 +138,7 @@ export class ContainerService extends EventEmitter {
     }
     const running = [...this.entries.values()].filter((e) => e.state.state === 'running').map((e) => e.record.id);
     await this.network?.reconcile(new Set(this.entries.keys()), new Set(running));
+    await this.cgroups.reconcile(new Set(this.entries.keys())).catch(() => undefined);
   }
 
   list(all: boolean): ContainerSummary[] {
@@ -157,7 +162,8 @@ export class ContainerService extends EventEmitter {
       hostname: e.record.hostname,
       rootfs: e.record.plan.rootfs,
       error: e.state.error,
-      mounts: e.record.binds.map((b) => ({ type: 'bind', source: b.source, destination: b.target, readOnly: b.readOnly })),
+      oomKilled: !!e.state.oomKilled,
+      mounts: e.record.binds.map((b) => ({ type: b.type ?? 'bind', source: b.source, destination: b.target, readOnly: b.readOnly })),
       networkSettings: this.network?.settings(e.record.id) ?? { network: e.record.options.network ?? 'none' },
     };
   }
@@ -168,13 +174,9 @@ export class ContainerService extends EventEmitter {
    */
   async run(opts: RunOptions, sink?: StreamSink, onProgress?: (p: PullProgress) => void): Promise<{ id: string; name: string }> {
     validateRunOptions(opts);
-    const binds = (opts.volumes ?? []).map(parseVolume);
-    for (const b of binds) {
-      const st = await fs.stat(b.source).catch(() => undefined);
-      if (!st) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: bind source path ${b.source} does not exist`);
-    }
+    const setup = await prepareRun(opts, path.dirname(this.dir));
     const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress });
-    const entry = await this.create(opts, image, binds);
+    const entry = await this.create(opts, image, setup);
     try {
       await this.start(entry, sink);
     } catch (err) {
@@ -184,7 +186,8 @@ export class ContainerService extends EventEmitter {
     return { id: entry.record.id, name: entry.record.name };
   }
 
-  private async create(opts: RunOptions, image: ResolvedImage, binds: BindMount[]): Promise<Entry> {
+  private async create(opts: RunOptions, image: ResolvedImage, setup: RunSetup): Promise<Entry> {
+    const binds = setup.binds;
     const id = newContainerId();
     const name = opts.name ?? generateName((n) => this.nameTaken(n));
     if (this.nameTaken(name)) throw new ConflictError(`container name "${name}" is already in use`);
@@ -216,14 +219,16 @@ export class ContainerService extends EventEmitter {
         fs.writeFile(paths.hosts, hostsFile(hostname, name), { mode: 0o644 }),
         fs.writeFile(paths.resolvConf, resolvConf(), { mode: 0o644 }),
       ]);
-      const user = await resolveImageUser(opts.user ?? image.config.User, image.layerDirs);
-      const namespaces: Namespace[] = ['mount', 'pid', 'uts', 'ipc', 'cgroup'];
+      const user = await setup.resolveUser(opts.user ?? image.config.User, image.layerDirs);
+      const cgroupProcs = await this.cgroups.create(id, cdir, setup.limits);
       // before the plan: eth0 must exist when the command starts
       const net = this.network
         ? await this.network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, lookup: (ref) => this.lookupForNetwork(ref) })
         : { newNetns: opts.network !== 'host', netnsPath: undefined };
-      if (net.newNetns) namespaces.push('net');
       const plan = buildRunPlan({
+        ...setup.spec,
+        namespaces: setup.namespaces(net.newNetns),
+        cgroupProcs,
         layerDirs: image.layerDirs,
         image: image.config,
         paths,
@@ -236,7 +241,6 @@ export class ContainerService extends EventEmitter {
         tty: !!opts.tty,
         winsize: opts.size,
         binds,
-        namespaces,
       });
       if (net.netnsPath) plan.netnsPath = net.netnsPath;
       placeholder.record.plan = plan;
@@ -245,6 +249,7 @@ export class ContainerService extends EventEmitter {
     } catch (err) {
       this.entries.delete(id);
       await this.network?.teardown(id).catch(() => undefined);
+      await this.cgroups.remove(cdir).catch(() => undefined);
       await fs.rm(cdir, { recursive: true, force: true });
       throw err;
     }
@@ -303,6 +308,7 @@ export class ContainerService extends EventEmitter {
       if (err instanceof Error) Object.assign(err, { exitCode });
       throw err;
     }
+    if (shim.process.pid) await this.cgroups.release(shim.process.pid); // the monitor counts against none of the container's limits
     entry.state = { state: 'running', pid, startedAt: new Date().toISOString() };
     await this.saveState(entry);
     this.emitEvent('start', entry);
@@ -315,7 +321,8 @@ export class ContainerService extends EventEmitter {
   private async onExit(entry: Entry, code: number, error?: string): Promise<void> {
     const live = entry.live;
     entry.live = undefined;
-    entry.state = { ...entry.state, state: 'exited', pid: undefined, exitCode: code, finishedAt: new Date().toISOString(), error };
+    const oomKilled = await this.cgroups.oomKilled(path.join(this.dir, entry.record.id));
+    entry.state = { ...entry.state, state: 'exited', pid: undefined, exitCode: code, finishedAt: new Date().toISOString(), error, oomKilled };
     await new Promise<void>((resolve) => (live ? live.log.end(resolve) : resolve()));
     if (entry.record.options.rm) {
       await this.removeEntry(entry);
@@ -389,6 +396,7 @@ export class ContainerService extends EventEmitter {
     this.entries.delete(e.record.id);
     e.state = { ...e.state, state: 'removing' };
     await this.network?.teardown(e.record.id);
+    await this.cgroups.remove(path.join(this.dir, e.record.id));
     await fs.rm(path.join(this.dir, e.record.id), { recursive: true, force: true });
     this.emitEvent('destroy', e);
   }
@@ -422,12 +430,14 @@ export class ContainerService extends EventEmitter {
       winsize: opts.size,
       // a prepared netns is not in the run plan's list, but exec must join it too
       namespaces: e.record.plan.netnsPath ? [...e.record.plan.namespaces, 'net'] : e.record.plan.namespaces,
+      confinement: e.record.plan,
     });
     const shim = startShim(plan, { mode: 'exec', stdin: opts.interactive ? 'pipe' : 'ignore', stdout: 'pipe', stderr: 'pipe' });
     shim.stdout?.on('data', (d: Buffer) => sink.output('stdout', d));
     shim.stderr?.on('data', (d: Buffer) => sink.output('stderr', d));
     const drained = Promise.all([streamEnd(shim.stdout), streamEnd(shim.stderr)]);
     await shim.started;
+    if (shim.process.pid) await this.cgroups.release(shim.process.pid);
     const exited = shim.exited.then(async (code) => {
       await drained;
       sink.exit(code);

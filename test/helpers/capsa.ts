@@ -29,7 +29,7 @@ export interface TestHelper {
 
 /**
  * `netns`: a named network namespace (`ip netns add NAME`, made by the test)
- * that the helper and the CLI run in, via `ip netns exec NAME`: the bridge,
+ * that the helper and the CLI run in (nsenter --net): the bridge,
  * the veths and every packet then stay inside it.
  */
 export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv; netns?: string } = {}): Promise<TestHelper> {
@@ -150,10 +150,15 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, opts: { input?: s
   });
 }
 
-/** The command line, wrapped in `ip netns exec` when the helper lives in a test namespace (ip execs, so the pid stays the command's). */
+/**
+ * The command line, run in the test's network namespace when there is one.
+ * nsenter switches the network namespace only (`ip netns exec` also makes a
+ * new mount namespace and remounts /sys, which hides /sys/fs/cgroup from the
+ * helper); it execs, so the pid stays the command's.
+ */
 function inNetns(env: NodeJS.ProcessEnv, argv: string[]): [string, string[]] {
   const ns = env.CAPSA_TEST_NETNS;
-  return ns ? ['ip', ['netns', 'exec', ns, ...argv]] : [argv[0], argv.slice(1)];
+  return ns ? ['nsenter', [`--net=/run/netns/${ns}`, '--', ...argv]] : [argv[0], argv.slice(1)];
 }
 
 /** Mount points (from /proc/self/mountinfo of the host) that lie under `dir`. */

@@ -81,11 +81,10 @@ function inNs(ns: string, argv: string[], input?: string): { code: number; stdou
   return { code: r.status ?? 255, stdout: r.stdout, stderr: r.stderr + (r.error ? String(r.error) : r.signal ? `killed by ${r.signal}` : '') };
 }
 
-/** A fresh namespace with lo up, removed after the test. */
-function testNetns(t: T, opts: { forwarding?: boolean } = {}): string {
+/** A fresh namespace with lo up; the caller removes it (`ip netns del`) last. */
+function testNetns(opts: { forwarding?: boolean } = {}): string {
   const ns = `capsa-t-${randomBytes(4).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', ns]);
-  t.after(() => void spawnSync('ip', ['netns', 'del', ns]));
   execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
   if (opts.forwarding) inNs(ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   return ns;
@@ -98,7 +97,14 @@ function testNetns(t: T, opts: { forwarding?: boolean } = {}): string {
  * the host namespace, and the namespaced one takes over that root.
  */
 async function netHelper(t: T, opts: { forwarding?: boolean } = {}): Promise<{ h: TestHelper; ns: string }> {
-  const ns = testNetns(t, opts);
+  const ns = testNetns(opts);
+  // one hook, in this order: the CLI needs the namespace to remove the containers
+  t.after(async () => {
+    const ids = (await h.cli(['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
+    if (ids.length) await h.cli(['rm', '-f', ...ids]);
+    await h.stop();
+    spawnSync('ip', ['netns', 'del', ns]);
+  });
   const h = await startHelper({ mirror: registry.url });
   const pulled = await h.cli(['pull', '-q', 'busybox']);
   assert.equal(pulled.code, 0, pulled.stderr);
@@ -106,11 +112,6 @@ async function netHelper(t: T, opts: { forwarding?: boolean } = {}): Promise<{ h
   await new Promise((r) => h.process.once('exit', r));
   h.env.CAPSA_TEST_NETNS = ns;
   await restartHelper(h);
-  t.after(async () => {
-    const ids = (await h.cli(['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await h.cli(['rm', '-f', ...ids]);
-    await h.stop();
-  });
   return { h, ns };
 }
 

@@ -21,6 +21,13 @@ export interface CapsaConfig {
   registries: RegistrySettings;
   /** Concurrent layer downloads in one pull. Default 3. */
   maxConcurrentDownloads: number;
+  /**
+   * Registry credentials by host (`docker.io`, `ghcr.io`, `127.0.0.1:5000`),
+   * tried before the helper user's ~/.docker/config.json. In the file each is
+   * `{ "username": …, "password": … }` or Docker's `{ "auth": base64("user:password") }`.
+   * Default none. Never logged.
+   */
+  credentials?: Record<string, { username: string; password: string }>;
 }
 
 export const DEFAULT_ROOT = '/var/lib/capsa';
@@ -39,6 +46,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
     socket: DEFAULT_SOCKET,
     registries: { mirrors: {}, insecure: [] },
     maxConcurrentDownloads: 3,
+    credentials: {},
   };
   const file = env.CAPSA_CONFIG ?? DEFAULT_CONFIG_FILE;
   let text: string | undefined;
@@ -86,6 +94,7 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
     }
     config.maxConcurrentDownloads = n;
   }
+  if (o.credentials !== undefined) config.credentials = parseCredentials(file, o.credentials);
   const reg = o.registries as Record<string, unknown> | undefined;
   if (reg !== undefined) {
     if (typeof reg !== 'object' || reg === null) throw new InvalidArgumentError(`config ${file}: registries must be an object`);
@@ -101,6 +110,38 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
       config.registries.insecure = reg.insecure.map((h) => str(file, 'registries.insecure', h));
     }
   }
+}
+
+/** docker.io's other names, as Docker's config.json keys them. */
+const DOCKER_HUB_NAMES = ['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com'];
+
+/** Validates `credentials`; messages name the host and field, never a value. */
+function parseCredentials(file: string, raw: unknown): NonNullable<CapsaConfig['credentials']> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InvalidArgumentError(`config ${file}: credentials must be an object keyed by registry host`);
+  const out: NonNullable<CapsaConfig['credentials']> = {};
+  for (const [key, entry] of Object.entries(raw as Record<string, unknown>)) {
+    // `https://index.docker.io/v1/` → `index.docker.io`, as in Docker's config.json.
+    let host = key.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase();
+    if (DOCKER_HUB_NAMES.includes(host)) host = 'docker.io';
+    if (!/^[a-z0-9.-]+(:[0-9]+)?$/.test(host) && !/^\[[0-9a-f:]+\](:[0-9]+)?$/.test(host)) {
+      throw new InvalidArgumentError(`config ${file}: credentials key ${JSON.stringify(key)} is not a registry host`);
+    }
+    const where = `config ${file}: credentials.${key}`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new InvalidArgumentError(`${where} must be an object with username and password, or auth`);
+    const e = entry as Record<string, unknown>;
+    if (e.auth !== undefined) {
+      if (typeof e.auth !== 'string') throw new InvalidArgumentError(`${where}.auth must be a base64 string`);
+      const decoded = Buffer.from(e.auth, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (!/^[A-Za-z0-9+/=\s]+$/.test(e.auth) || colon <= 0) throw new InvalidArgumentError(`${where}.auth must be base64 of "username:password"`);
+      out[host] = { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+    } else {
+      if (typeof e.username !== 'string' || e.username === '') throw new InvalidArgumentError(`${where}.username must be a non-empty string`);
+      if (typeof e.password !== 'string') throw new InvalidArgumentError(`${where}.password must be a string`);
+      out[host] = { username: e.username, password: e.password };
+    }
+  }
+  return out;
 }
 
 function str(file: string, key: string, v: unknown): string {

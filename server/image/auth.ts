@@ -27,13 +27,16 @@ function keyHost(key: string): string {
 
 /**
  * Reads `auths` from a Docker config.json (default: `$DOCKER_CONFIG/config.json`
- * or `~/.docker/config.json`). Entries with a base64 `auth` (`user:password`)
+ * or `.docker/config.json` in the home directory of the process's user). Entries with a base64 `auth` (`user:password`)
  * or `username`/`password` are used; credential helpers are not run.
  * A missing or unreadable file gives no credentials.
  */
 export function dockerConfigCredentials(file?: string): Map<string, Credentials> {
   const out = new Map<string, Credentials>();
-  const where = file ?? path.join(process.env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker'), 'config.json');
+  // The helper runs as root: its credentials are root's, from the password
+  // database, not from a $HOME that a user's environment (sudo -E, the CLI
+  // starting the helper) may have carried in.
+  const where = file ?? path.join(process.env.DOCKER_CONFIG ?? path.join(os.userInfo().homedir, '.docker'), 'config.json');
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(where, 'utf8'));

@@ -47,7 +47,7 @@ const clients = new WeakMap<object, RegistryClient>();
 export function clientFor(config: CapsaConfig): RegistryClient {
   let c = clients.get(config);
   if (!c) {
-    c = new RegistryClient({ config });
+    c = new RegistryClient({ config, credentials: config.credentials });
     clients.set(config, c);
   }
   return c;

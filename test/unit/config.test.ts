@@ -37,3 +37,50 @@ test('broken config files and values give errors naming the file and key', (t) =
   assert.throws(() => loadConfig({ CAPSA_CONFIG: path.join(dir, 'missing.json') } as NodeJS.ProcessEnv), /cannot read config/);
   assert.throws(() => loadConfig({ CAPSA_REGISTRY_MIRROR: 'not a url' } as NodeJS.ProcessEnv), /is not a URL/);
 });
+
+test('credentials: username/password or base64 auth per registry host, hub aliases folded into docker.io', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'c.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      credentials: {
+        '127.0.0.1:5000': { username: 'alice', password: 's3cret:with:colons' },
+        'https://index.docker.io/v1/': { auth: Buffer.from('bob:hunter2').toString('base64') },
+        'GHCR.io': { username: 'carol', password: '' },
+      },
+    }),
+  );
+  const c = loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv);
+  assert.deepEqual(c.credentials, {
+    '127.0.0.1:5000': { username: 'alice', password: 's3cret:with:colons' },
+    'docker.io': { username: 'bob', password: 'hunter2' },
+    'ghcr.io': { username: 'carol', password: '' },
+  });
+  writeFileSync(file, '{}');
+  assert.deepEqual(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv).credentials, {}, 'none by default');
+});
+
+test('invalid credentials are refused naming the host and field, never the secret', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'c.json');
+  const cases: Array<[unknown, RegExp]> = [
+    [[], /credentials must be an object keyed by registry host/],
+    [{ 'reg.local': 'TOPSECRET' }, /credentials\.reg\.local must be an object/],
+    [{ 'reg.local': { username: 'u' } }, /credentials\.reg\.local\.password must be a string/],
+    [{ 'reg.local': { password: 'TOPSECRET' } }, /credentials\.reg\.local\.username must be a non-empty string/],
+    [{ 'reg.local': { auth: Buffer.from('TOPSECRET').toString('base64') } }, /credentials\.reg\.local\.auth must be base64 of "username:password"/],
+    [{ 'reg.local': { auth: '!!TOPSECRET!!' } }, /auth must be base64/],
+    [{ 'not a host!': { username: 'u', password: 'TOPSECRET' } }, /is not a registry host/],
+  ];
+  for (const [credentials, err] of cases) {
+    writeFileSync(file, JSON.stringify({ credentials }));
+    assert.throws(() => loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv), (e: Error) => {
+      assert.match(e.message, err);
+      assert.doesNotMatch(e.message, /TOPSECRET|VE9QU0VDUkVU/);
+      return true;
+    });
+  }
+});

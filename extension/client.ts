@@ -60,6 +60,7 @@ export class HelperConnection implements vscode.Disposable {
   private disposed = false;
   private connecting: Promise<void> | undefined;
   private notRunningShown = false;
+  private dismissNotice: (() => void) | undefined;
 
   constructor(
     private readonly extensionPath: string,
@@ -128,7 +129,7 @@ export class HelperConnection implements vscode.Disposable {
       this.output.appendLine(`connecting to the helper at ${socket}`);
     } else if (process.getuid?.() === 0 && vscode.workspace.getConfiguration('capsa').get<boolean>('launchHelper', true)) {
       // Root can run the helper itself; over stdio it lives as long as this window.
-      const module = path.join(this.extensionPath, 'out', 'server', 'main.js');
+      const module = this.helperModule();
       this.output.appendLine(`no helper at ${socket}; launching ${module} --stdio`);
       serverOptions = { module, transport: TransportKind.stdio, options: { env: { ...process.env } } };
     } else {
@@ -237,17 +238,35 @@ export class HelperConnection implements vscode.Disposable {
   private offerToStart(socket: string): void {
     if (this.notRunningShown) return;
     this.notRunningShown = true;
-    const why = `Capsa: no helper is listening on ${socket}. The helper runs as root to create containers; start it to use the Containers view.`;
-    this.output.appendLine(why);
-    void vscode.window.showWarningMessage(why, 'Start Helper', 'Show Command').then((pick) => {
-      if (pick === 'Start Helper') void vscode.commands.executeCommand('capsa.startHelper');
-      else if (pick === 'Show Command') void vscode.commands.executeCommand('capsa.showStartCommand');
+    const why = `no helper is listening on ${socket}. The helper runs as root to create containers; start it to use the Containers view.`;
+    this.output.appendLine(`Capsa: ${why}`);
+    // A warning message cannot be taken down by the extension; a progress
+    // notification can, so it goes away as soon as the window connects.
+    void vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'Capsa', cancellable: true }, (progress, token) => {
+      progress.report({ message: `${why} [Start Helper](command:capsa.startHelper) · [Show Command](command:capsa.showStartCommand)` });
+      return new Promise<void>((resolve) => {
+        const done = (): void => {
+          state.dispose();
+          cancel.dispose();
+          this.dismissNotice = undefined;
+          resolve();
+        };
+        const state = this.onDidChangeState((s) => s === 'connected' && done());
+        const cancel = token.onCancellationRequested(done);
+        this.dismissNotice = done;
+      });
     });
+  }
+
+  /** The helper's entry point: dist/server.js next to the bundled extension, else the compiled out/server/main.js. */
+  helperModule(): string {
+    const bundled = path.join(__dirname, 'server.js');
+    return existsSync(bundled) ? bundled : path.join(this.extensionPath, 'out', 'server', 'main.js');
   }
 
   /** The command line that starts the helper listening on the configured socket. */
   helperCommand(): string[] {
-    return ['env', `CAPSA_SOCKET=${this.socketPath()}`, process.execPath, path.join(this.extensionPath, 'out', 'server', 'main.js')];
+    return ['env', `CAPSA_SOCKET=${this.socketPath()}`, process.execPath, this.helperModule()];
   }
 
   /** Starts the helper with pkexec; falls back to the sudo command in a terminal. */
@@ -322,6 +341,7 @@ export class HelperConnection implements vscode.Disposable {
 
   async stop(): Promise<void> {
     this.disposed = true;
+    this.dismissNotice?.();
     await this.stopClient();
   }
 

@@ -4,7 +4,7 @@
  */
 import * as net from 'node:net';
 import { spawn } from 'node:child_process';
-import { openSync, mkdirSync } from 'node:fs';
+import { existsSync, openSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import type { CapsaConfig } from '../config';
@@ -25,7 +25,8 @@ function connectSocket(socketPath: string): Promise<net.Socket> {
 function startHelper(config: CapsaConfig): void {
   mkdirSync(config.root, { recursive: true, mode: 0o700 });
   const logFd = openSync(path.join(config.root, 'helper.log'), 'a', 0o600);
-  const main = path.join(__dirname, '..', 'main.js');
+  // dist/cli.js sits next to dist/server.js in the packaged extension; out/server/cli/ is under out/server/
+  const main = existsSync(path.join(__dirname, 'server.js')) ? path.join(__dirname, 'server.js') : path.join(__dirname, '..', 'main.js');
   const child = spawn(process.execPath, [main, '--socket', config.socket, '--root', config.root], {
     detached: true,
     stdio: ['ignore', logFd, logFd],

@@ -4,7 +4,7 @@
  * playwright-core, against a real helper and a real registry. Screenshots of
  * each step go to test-results/vscode/.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -170,6 +170,8 @@ test('Containers view, Run in Container, container shell and context menu in a r
   }
   rmSync(RESULTS, { recursive: true, force: true });
   mkdirSync(RESULTS, { recursive: true });
+  // package.json's main is the bundle the .vsix ships: build it from the current sources
+  execFileSync(process.execPath, [path.join(REPO_ROOT, 'scripts', 'bundle.js')], { stdio: 'inherit' });
   const sandbox = mkdtempSync(path.join(tmpdir(), 'capsa-e2e-'));
   // CAPSA_KEEP_E2E=1 keeps the sandbox (code-server logs, the extension's output) for debugging.
   t.after(() => (process.env.CAPSA_KEEP_E2E ? console.log(`kept ${sandbox}`) : rmSync(sandbox, { recursive: true, force: true })));
@@ -209,6 +211,8 @@ test('Containers view, Run in Container, container shell and context menu in a r
     await activity.click();
     await page.locator('.statusbar-item', { hasText: 'Capsa: not running' }).first().waitFor({ timeout: 30_000 });
     await page.locator('.welcome-view-content', { hasText: 'The Capsa helper is not running' }).first().waitFor({ timeout: 10_000 });
+    const noHelper = page.locator('.notification-toast', { hasText: 'no helper is listening' });
+    await noHelper.first().waitFor({ timeout: 10_000 });
     await shot(page, '0-helper-not-running');
 
     // 1. The helper starts: the window connects by itself and lists the helper's image.
@@ -219,6 +223,7 @@ test('Containers view, Run in Container, container shell and context menu in a r
     symlinkSync(helper.socket, socket);
     await treeRow(page, 'Images', /busybox/).first().waitFor({ timeout: 30_000 });
     await page.locator('.statusbar-item', { hasText: /Capsa \d/ }).first().waitFor({ timeout: 10_000 });
+    await noHelper.first().waitFor({ state: 'detached', timeout: 10_000 });
     await shot(page, '1-containers-view');
 
     // 2. Run in Container on hello.sh: the script's output and exit code in a terminal.
@@ -288,6 +293,7 @@ test('Containers view, Run in Container, container shell and context menu in a r
     await restartHelper(helper);
     await page.locator('.statusbar-item', { hasText: /Capsa \d/ }).first().waitFor({ timeout: 15_000 });
     await treeRow(page, 'Images', /busybox/).first().waitFor({ timeout: 15_000 });
+    await noHelper.first().waitFor({ state: 'detached', timeout: 10_000 });
     await shot(page, '6-reconnected');
   } catch (err) {
     await shot(page, 'failure').catch(() => undefined);

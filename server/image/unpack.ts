@@ -159,6 +159,8 @@ export async function unpackLayer(source: Readable | AsyncIterable<Uint8Array>, 
     const first = failure;
     fail(err);
     await feed.catch(() => undefined);
+    // No write may still land in the directory the caller is about to remove.
+    await applier.drain().catch(() => undefined);
     await new Promise((r) => setImmediate(r));
     throw describeFailure(first ?? archiveError ?? err, label, applier.current);
   } finally {
@@ -236,10 +238,29 @@ interface DeferredDir {
   mtime: Date;
 }
 
-/** Applies tar entries to a layer directory, one at a time. */
+/** Regular files up to this size are written in the background, several at once. */
+const SMALL_FILE = 256 * 1024;
+/** Background file writes in flight at most (libuv's pool runs 4 at a time; the rest queue). */
+const MAX_PENDING = 64;
+
+/**
+ * Applies tar entries to a layer directory in archive order. Creating a
+ * file costs a few syscalls that mostly wait on the file system, so small
+ * regular files are written in the background (open, write, fchown, fchmod,
+ * futimes, close on one descriptor), up to MAX_PENDING at once, while the
+ * archive moves on. Any later entry that touches a path with a write in
+ * flight (replacing it, hard-linking to it, whiting it out, resolving
+ * through it) waits for that write first, so the result is the same as
+ * applying entries one by one.
+ */
 class Applier {
   /** Directories (relative) known to be real directories, not symlinks. */
   private readonly dirs = new Set<string>(['']);
+  /** Every path this unpack created: the layer directory starts empty, so nothing else can exist. */
+  private readonly created = new Set<string>(['']);
+  /** Background writes by relative path. */
+  private readonly pending = new Map<string, Promise<void>>();
+  private backgroundError: unknown;
   private readonly deferred = new Map<string, DeferredDir>();
   fileBytes = 0;
   entries = 0;
@@ -256,6 +277,7 @@ class Applier {
   }
 
   async apply(entry: TarEntry): Promise<void> {
+    if (this.backgroundError) throw this.backgroundError;
     const h = entry.header;
     this.current = h.name;
     this.entries++;
@@ -284,6 +306,7 @@ class Applier {
       const target = path.join(dir, wh.name);
       await this.clear(joinRel(wh.dir, wh.name), target);
       mknod(target, S_IFCHR, 0);
+      this.created.add(joinRel(wh.dir, wh.name));
       return;
     }
     if (name === '') {
@@ -300,16 +323,34 @@ class Applier {
 
     switch (type) {
       case 'directory': {
-        const existing = await lstatOrUndefined(target);
-        if (existing && !existing.isDirectory()) await this.clear(name, target);
-        if (!existing || !existing.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
+        if (!this.dirs.has(name)) {
+          await this.pending.get(name);
+          const existing = this.created.has(name) ? await lstatOrUndefined(target) : undefined;
+          if (existing && !existing.isDirectory()) await this.clear(name, target);
+          if (!existing || !existing.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
+        }
         this.dirs.add(name);
+        this.created.add(name);
         await this.setOwnerModeXattrs(target, h, type);
         this.deferDir(name, target, h);
         return;
       }
       case 'file': {
         await this.clear(name, target);
+        if (size <= SMALL_FILE) {
+          const chunks: Buffer[] = [];
+          let got = 0;
+          for await (const chunk of entry) {
+            chunks.push(chunk as Buffer);
+            got += (chunk as Buffer).length;
+          }
+          if (got !== size) throw new InvalidLayerError(`${this.label}: truncated tar archive in entry ${JSON.stringify(h.name)}`);
+          this.checkOwner(h);
+          this.created.add(name);
+          this.fileBytes += size;
+          await this.background(name, () => this.writeSmallFile(target, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), h));
+          return;
+        }
         const fh = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
         let written = 0;
         try {
@@ -323,6 +364,7 @@ class Applier {
           await fh.close();
         }
         if (written !== size) throw new InvalidLayerError(`${this.label}: truncated tar archive in entry ${JSON.stringify(h.name)}`);
+        this.created.add(name);
         this.fileBytes += size;
         break;
       }
@@ -331,6 +373,7 @@ class Applier {
         if (!h.linkname) throw this.unsafe(h.name, 'symlink without a target');
         // The target is stored as is: it is resolved inside the container's root at run time.
         await fs.symlink(h.linkname, target);
+        this.created.add(name);
         break;
       case 'link': {
         if (!h.linkname) throw this.unsafe(h.name, 'hard link without a target');
@@ -344,6 +387,7 @@ class Applier {
         const ls = linkRel.lastIndexOf('/');
         const linkParent = await this.resolveDir(h.name, ls < 0 ? '' : linkRel.slice(0, ls), false, h.linkname);
         const linkAbs = path.join(linkParent, linkRel.slice(ls + 1));
+        await this.pending.get(linkRel);
         const st = await lstatOrUndefined(linkAbs);
         if (!st) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} does not exist in this layer`);
         if (st.isDirectory()) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} is a directory`);
@@ -351,6 +395,7 @@ class Applier {
         await this.clear(name, target);
         // link(2) does not follow a symlink target: the new name is the same inode.
         await fs.link(linkAbs, target);
+        this.created.add(name);
         // Metadata belongs to the shared inode, set by the entry that created it.
         return;
       }
@@ -358,10 +403,12 @@ class Applier {
       case 'block-device':
         await this.clear(name, target);
         mknod(target, type === 'block-device' ? S_IFBLK : S_IFCHR, 0o600, h.devmajor ?? 0, h.devminor ?? 0);
+        this.created.add(name);
         break;
       case 'fifo':
         await this.clear(name, target);
         mknod(target, S_IFIFO, 0o600);
+        this.created.add(name);
         break;
       default:
         throw this.unsafe(h.name, `unsupported tar entry type ${JSON.stringify(h.type ?? 'unknown')}`);
@@ -386,11 +433,13 @@ class Applier {
       cur = path.join(cur, part);
       curRel = curRel === '' ? part : `${curRel}/${part}`;
       if (this.dirs.has(curRel)) continue;
-      const st = await lstatOrUndefined(cur);
+      await this.pending.get(curRel);
+      const st = this.created.has(curRel) ? await lstatOrUndefined(cur) : undefined;
       const what = linkTarget !== undefined ? `hard link target ${JSON.stringify(linkTarget)}: ` : '';
       if (!st) {
         if (!create) throw this.unsafe(entry, `${what}${JSON.stringify(curRel)} does not exist in this layer`);
         await fs.mkdir(cur, { mode: 0o755 });
+        this.created.add(curRel);
       } else if (st.isSymbolicLink()) {
         throw this.unsafe(entry, `${what}path goes through symlink ${JSON.stringify(curRel)}`);
       } else if (!st.isDirectory()) {
@@ -403,10 +452,16 @@ class Applier {
 
   /** Removes whatever is at `abs` (never following it), so a new entry can take its place. */
   private async clear(rel: string, abs: string): Promise<void> {
+    if (!this.created.has(rel)) return;
+    await this.pending.get(rel);
     const st = await lstatOrUndefined(abs);
+    this.created.delete(rel);
     if (!st) return;
     if (st.isDirectory()) {
+      // Writes in flight may be inside it.
+      await this.drain();
       await fs.rm(abs, { recursive: true, force: true });
+      for (const c of [...this.created]) if (c.startsWith(rel + '/')) this.created.delete(c);
       for (const d of [...this.dirs]) if (d === rel || d.startsWith(rel + '/')) this.dirs.delete(d);
       for (const d of [...this.deferred.keys()]) if (d === rel || d.startsWith(rel + '/')) this.deferred.delete(d);
     } else {
@@ -414,16 +469,67 @@ class Applier {
     }
   }
 
-  private async setOwnerModeXattrs(abs: string, h: TarHeader, type: string): Promise<void> {
+  /** The entry's numeric owner, refused if it is not a valid id. */
+  private checkOwner(h: TarHeader): { uid: number; gid: number } {
     const pax = (h.pax ?? {}) as Record<string, string>;
     const uid = pax.uid !== undefined ? Number(pax.uid) : (h.uid ?? 0);
     const gid = pax.gid !== undefined ? Number(pax.gid) : (h.gid ?? 0);
     if (!Number.isSafeInteger(uid) || !Number.isSafeInteger(gid) || uid < 0 || gid < 0 || uid > 0xfffffffe || gid > 0xfffffffe) {
       throw this.unsafe(h.name, `invalid owner ${String(pax.uid ?? h.uid)}:${String(pax.gid ?? h.gid)}`);
     }
+    return { uid, gid };
+  }
+
+  /** Runs `task` in the background for `rel`, after at most MAX_PENDING others. */
+  private async background(rel: string, task: () => Promise<void>): Promise<void> {
+    while (this.pending.size >= MAX_PENDING) await Promise.race(this.pending.values());
+    const p = task().then(
+      () => {
+        this.pending.delete(rel);
+      },
+      (err: unknown) => {
+        this.pending.delete(rel);
+        this.backgroundError ??= err;
+      },
+    );
+    this.pending.set(rel, p);
+  }
+
+  /** Waits for every background write; rethrows the first failure. */
+  async drain(): Promise<void> {
+    while (this.pending.size) await Promise.all(this.pending.values());
+    if (this.backgroundError) throw this.backgroundError;
+  }
+
+  /** A small regular file in one go on one descriptor: create (never following), write, owner, mode, xattrs, times. */
+  private async writeSmallFile(abs: string, data: Buffer, h: TarHeader): Promise<void> {
+    const { uid, gid } = this.checkOwner(h);
+    const fh = await fs.open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    try {
+      let off = 0;
+      while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+      // Always: a setgid parent directory or the umask would otherwise decide.
+      await fh.chown(uid, gid);
+      // chmod after chown: chown clears setuid/setgid bits.
+      await fh.chmod((h.mode ?? 0o644) & 0o7777);
+      this.setXattrs(abs, h);
+      const { atime, mtime } = times(h);
+      await fh.utimes(atime, mtime);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async setOwnerModeXattrs(abs: string, h: TarHeader, type: string): Promise<void> {
+    const { uid, gid } = this.checkOwner(h);
     await fs.lchown(abs, uid, gid);
     // chmod after chown: chown clears setuid/setgid bits.
     if (type !== 'symlink') await fs.chmod(abs, (h.mode ?? 0o644) & 0o7777);
+    this.setXattrs(abs, h);
+  }
+
+  private setXattrs(abs: string, h: TarHeader): void {
+    const pax = (h.pax ?? {}) as Record<string, string>;
     for (const [key, value] of Object.entries(pax)) {
       if (!key.startsWith('SCHILY.xattr.')) continue;
       const name = key.slice('SCHILY.xattr.'.length);
@@ -446,6 +552,7 @@ class Applier {
 
   /** Sets directory times last, deepest first, since creating entries in a directory changes its mtime. */
   async finish(): Promise<void> {
+    await this.drain();
     const dirs = [...this.deferred.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
     for (const [, d] of dirs) await fs.utimes(d.abs, d.atime, d.mtime);
   }

@@ -71,7 +71,9 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
     spec: { security, init: !!opts.init, readOnly: !!opts.readOnly },
     namespaces: (newNetns) => runNamespaces(opts, newNetns),
     async resolveUser(spec, layerDirs) {
-      const user = await resolveImageUser(spec, layerDirs);
+      const resolved = await resolveImageUser(spec, layerDirs);
+      // the primary group is in the group list too, as after a login's initgroups (and as `id` shows under Docker)
+      const user = { ...resolved, additionalGids: [...new Set([resolved.gid, ...resolved.additionalGids])] };
       if (groupAdd.length === 0) return user;
       const groups = parseGroup((await readImageFile(layerDirs, 'etc/group')) ?? '');
       const extra = groupAdd.map((g) => {

@@ -56,6 +56,7 @@ export class Helper {
   readonly containers: ContainerService;
   readonly networks: NetworkManager;
   private server?: net.Server;
+  private readonly sockets = new Set<net.Socket>();
 
   constructor(readonly config: CapsaConfig) {
     this.images = new ImageService(config);
@@ -97,7 +98,11 @@ export class Helper {
     await fs.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
     if (await socketAlive(socketPath)) throw new Error(`another helper is already listening on ${socketPath}`);
     await fs.rm(socketPath, { force: true });
-    const server = net.createServer((socket) => this.serve(socket, socket));
+    const server = net.createServer((socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      this.serve(socket, socket);
+    });
     // umask-independent: the socket is created 0600 before any client can connect.
     const oldMask = process.umask(0o177);
     try {
@@ -111,9 +116,12 @@ export class Helper {
     this.server = server;
   }
 
+  /** Stops listening and drops every client: `server.close()` alone would wait for clients that never hang up. */
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const c of this.connections) c.dispose();
+    for (const s of this.sockets) s.destroy();
+    await closed;
     await this.networks.close();
   }
 }

@@ -4,6 +4,14 @@
  *   fd 3  in   the plan, until EOF (server/runtime/plan.ts)
  *   fd 4  out  status: `started <pid>`, `error <step>\t<path>\t<errno>\t<msg>`, `exit <code>`
  *   fd 5  in   optional control lines: `resize <rows> <cols>`, `signal <n>`
+ *
+ * `run --monitor DIR [--stdin]` detaches a monitor for the container instead
+ * (see monitor.h, `struct supervisor`): the shim forks and exits at once; the
+ * monitor, in its own session, reports `monitor <pid>` then `started <pid>`
+ * (or `error …`) on fd 4 and closes it. It owns the container's stdio, writes
+ * DIR/container.log and DIR/exit.json and serves DIR/attach.sock; fd 5, when
+ * open, is its first attach client (a connected stream socket), so the
+ * helper that starts the container misses none of its output.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,6 +31,7 @@
 #include "devices.h"
 #include "error.h"
 #include "init.h"
+#include "logfile.h"
 #include "monitor.h"
 #include "netns.h"
 #include "plan.h"
@@ -43,6 +52,14 @@
 
 static int status_fd = -1;
 
+/* Monitor mode (`run --monitor DIR`). */
+struct monitor_opts {
+  const char *dir; /* NULL: the classic shim, stdio inherited */
+  int stdin_open;
+};
+static struct attach_server attach = {.listen_fd = -1};
+static int logfd = -1, dirfd_ = -1;
+
 static void status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void status(const char *fmt, ...) {
   char line[PATH_MAX + 1024];
@@ -62,6 +79,8 @@ static int report_error(const struct shim_error *err) {
   char line[PATH_MAX + 1024];
   shim_error_format(err, line, sizeof line);
   status("error %s\n", line);
+  /* a failed start leaves no socket for a helper to find */
+  attach_unlisten(&attach);
   return SETUP_FAILED;
 }
 
@@ -132,7 +151,51 @@ static int child_setup(const struct plan *plan, struct pty *pty, int sock, int e
   return exec_command(plan, err);
 }
 
-static int run(int join_mode) {
+/* Leaves the helper: a child in its own session carries on, so the
+ * container's life no longer depends on the helper's. */
+static int detach_monitor(const struct monitor_opts *mo, struct shim_error *err) {
+  pid_t pid = fork();
+  if (pid < 0)
+    return shim_fail(err, "monitor", "fork", errno, NULL);
+  if (pid > 0)
+    _exit(0);
+  setsid();
+  /* whatever the helper leaked to us must not live as long as the container */
+  syscall(SYS_close_range, CONTROL_FD + 1, ~0U, 0);
+  if (chdir("/") < 0)
+    return shim_fail(err, "monitor", "/", errno, NULL);
+  if ((dirfd_ = open(mo->dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+    return shim_fail(err, "monitor", mo->dir, errno, NULL);
+  logfd = openat(dirfd_, "container.log", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (logfd < 0)
+    return shim_fail(err, "monitor", "container.log", errno, NULL);
+  if (attach_listen(&attach, dirfd_, "attach.sock", err) < 0)
+    return -1;
+  if (fd_is_open(CONTROL_FD))
+    attach_add(&attach, CONTROL_FD);
+  status("monitor %d\n", getpid());
+  return 0;
+}
+
+/* In the container's first process: nothing of the monitor's may stay open
+ * there (an --init PID 1 never execs, so close-on-exec is not enough). */
+static void close_monitor_fds(int out_r, int err_r, int in_w) {
+  attach_close_fds(&attach);
+  for (int i = 0, fds[] = {logfd, dirfd_, out_r, err_r, in_w}; i < 5; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+}
+
+/* Monitor mode, in the child: the pipes become its stdin (when open), stdout and stderr. */
+static int child_stdio(const struct plan *plan, int in, int out, int errw, struct shim_error *err) {
+  if (plan->tty)
+    return 0;
+  if ((in >= 0 && dup2(in, 0) < 0) || dup2(out, 1) < 0 || dup2(errw, 2) < 0)
+    return shim_fail(err, "monitor", "stdio", errno, NULL);
+  return 0;
+}
+
+static int run(int join_mode, const struct monitor_opts *mo) {
   struct shim_error err = {0};
   struct plan plan;
 
@@ -145,6 +208,10 @@ static int run(int join_mode) {
   /* pivot_root outside a private mount namespace would move the host's root */
   if (!join_mode && !(plan.ns_flags & CLONE_NEWNS))
     return shim_fail(&err, "plan", "ns", EINVAL, "run needs a mount namespace"), report_error(&err);
+
+  attach_init(&attach);
+  if (mo->dir && detach_monitor(mo, &err) < 0)
+    return report_error(&err);
 
   /* Block the forwarded signals from here on: they queue on the signalfd
    * until the monitor loop forwards them, so none is lost during setup. */
@@ -172,6 +239,13 @@ static int run(int join_mode) {
   if (!join_mode && plan.tty && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ptysock) < 0)
     return shim_fail(&err, "tty", "socketpair", errno, NULL), report_error(&err);
 
+  /* monitor mode without a tty: the container's stdio are pipes to the monitor */
+  int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  if (mo->dir && !plan.tty &&
+      (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 ||
+       (mo->stdin_open && pipe2(in_pipe, O_CLOEXEC) < 0)))
+    return shim_fail(&err, "monitor", "pipe", errno, NULL), report_error(&err);
+
   /* Close-on-exec error pipe: EOF with no data means the exec succeeded. */
   int errpipe[2];
   if (pipe2(errpipe, O_CLOEXEC) < 0)
@@ -185,7 +259,10 @@ static int run(int join_mode) {
     close(errpipe[0]);
     if (ptysock[0] >= 0)
       close(ptysock[0]);
-    child_setup(&plan, &pty, ptysock[1], errpipe[1], &oldmask, &err);
+    if (mo->dir && child_stdio(&plan, in_pipe[0], out_pipe[1], err_pipe[1], &err) == 0)
+      close_monitor_fds(out_pipe[0], err_pipe[0], in_pipe[1]);
+    if (!err.step[0])
+      child_setup(&plan, &pty, ptysock[1], errpipe[1], &oldmask, &err);
     char line[PATH_MAX + 1024];
     size_t n = shim_error_format(&err, line, sizeof line);
     write_all(errpipe[1], line, n);
@@ -193,6 +270,9 @@ static int run(int join_mode) {
   }
 
   close(errpipe[1]);
+  for (int i = 0, fds[] = {in_pipe[0], out_pipe[1], err_pipe[1]}; i < 3; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
   if (pty.slave >= 0)
     close(pty.slave); /* the master reports EIO only once no slave fd is left */
   if (ptysock[0] >= 0) {
@@ -220,6 +300,25 @@ static int run(int join_mode) {
   }
   status("started %d\n", pid);
 
+  if (mo->dir) {
+    close(STATUS_FD);
+    status_fd = -1;
+    struct supervisor sv = {
+        .m = {.pid = pid, .pidfd = pidfd, .sigfd = sigfd, .ctlfd = -1, .master = pty.master},
+        .out = out_pipe[0],
+        .err = err_pipe[0],
+        .in = !mo->stdin_open ? -1 : plan.tty ? pty.master : in_pipe[1],
+        .logfd = logfd,
+        .dirfd = dirfd_,
+        .attach = &attach,
+    };
+    if (sv.out >= 0)
+      fcntl(sv.out, F_SETFL, O_NONBLOCK);
+    if (sv.err >= 0)
+      fcntl(sv.err, F_SETFL, O_NONBLOCK);
+    return supervise(&sv);
+  }
+
   struct monitor m = {
       .pid = pid,
       .pidfd = pidfd,
@@ -233,8 +332,18 @@ static int run(int join_mode) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "exec"))) {
-    fprintf(stderr, "usage: capsa-shim run|exec  (plan on fd 3, status on fd 4, control on fd 5)\n");
+  struct monitor_opts mo = {0};
+  int bad = argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "exec"));
+  for (int i = 2; !bad && i < argc; i++) {
+    if (!strcmp(argv[i], "--monitor") && i + 1 < argc && !strcmp(argv[1], "run"))
+      mo.dir = argv[++i];
+    else if (!strcmp(argv[i], "--stdin"))
+      mo.stdin_open = 1;
+    else
+      bad = 1;
+  }
+  if (bad || (mo.stdin_open && !mo.dir)) {
+    fprintf(stderr, "usage: capsa-shim run [--monitor DIR [--stdin]] | exec  (plan on fd 3, status on fd 4, control on fd 5)\n");
     return SETUP_FAILED;
   }
   init_set_argv_area(argv[0], (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - argv[0]));
@@ -251,5 +360,5 @@ int main(int argc, char **argv) {
     shim_fail(&err, "plan", "fd 3", EBADF, "no plan on fd 3");
     return report_error(&err);
   }
-  return run(!strcmp(argv[1], "exec"));
+  return run(!strcmp(argv[1], "exec"), &mo);
 }

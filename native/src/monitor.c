@@ -13,6 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include "logfile.h"
 #include "pty.h"
 #include "utils.h"
 
@@ -188,5 +191,223 @@ int monitor_run(struct monitor *m) {
       break;
     }
   }
+  return wait_status_code(status);
+}
+
+/* ---- the detached monitor ------------------------------------------------ */
+
+struct input {
+  char *buf;
+  size_t len, off;
+  int close_after; /* a client sent 'c': close stdin once buf is written */
+};
+
+struct frame_ctx {
+  struct supervisor *s;
+  struct input *in;
+};
+
+static void on_frame(void *ctx, char type, const char *data, size_t len) {
+  struct frame_ctx *f = ctx;
+  struct supervisor *s = f->s;
+  char text[64];
+  size_t tl = len < sizeof text - 1 ? len : sizeof text - 1;
+  memcpy(text, data, tl);
+  text[tl] = '\0';
+  switch (type) {
+  case 'i': {
+    if (s->in < 0 || len == 0)
+      return;
+    char *grown = realloc(f->in->buf, f->in->len + len);
+    if (!grown)
+      return;
+    memcpy(grown + f->in->len, data, len);
+    f->in->buf = grown;
+    f->in->len += len;
+    return;
+  }
+  case 'c':
+    /* a terminal has no end of input short of hanging up: ignore it there, as docker does */
+    if (s->m.master < 0)
+      f->in->close_after = 1;
+    return;
+  case 'r': {
+    unsigned rows, cols;
+    if (s->m.master >= 0 && sscanf(text, "%u %u", &rows, &cols) == 2 && rows <= 0xffff && cols <= 0xffff)
+      pty_resize(s->m.master, (unsigned short)rows, (unsigned short)cols);
+    return;
+  }
+  case 's': {
+    int sig;
+    if (sscanf(text, "%d", &sig) == 1 && sig > 0 && sig < NSIG)
+      monitor_send_signal(&s->m, sig);
+    return;
+  }
+  default:
+    return;
+  }
+}
+
+/* Reads one chunk from a source, logs it and hands it to the clients.
+ * Returns 0 at EOF (or EIO: a pty with no slave left), 1 otherwise. */
+static int pump(struct supervisor *s, int fd, enum log_stream stream) {
+  static char buf[16384];
+  ssize_t n = read(fd, buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return 1;
+  if (n <= 0)
+    return 0;
+  log_write(s->logfd, stream, buf, (size_t)n);
+  attach_broadcast(s->attach, stream == LOG_STDERR ? 'e' : 'o', buf, (size_t)n);
+  return 1;
+}
+
+/* exit.json, replaced atomically. Not fsynced: it has to outlive the
+ * helper, not the machine (after a reboot no container runs anyway). */
+static size_t write_exit_file(struct supervisor *s, int status, char *json, size_t len) {
+  char when[40];
+  log_timestamp(when, sizeof when);
+  int n = snprintf(json, len, "{\"exitCode\":%d,\"signal\":%d,\"pid\":%d,\"finishedAt\":\"%s\"}\n",
+                   wait_status_code(status), WIFSIGNALED(status) ? WTERMSIG(status) : 0, (int)s->m.pid, when);
+  if (n < 0 || (size_t)n >= len)
+    return 0;
+  int fd = openat(s->dirfd, "exit.json.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    int ok = write_all(fd, json, (size_t)n) == 0;
+    close(fd);
+    if (ok)
+      renameat(s->dirfd, "exit.json.tmp", s->dirfd, "exit.json");
+  }
+  return (size_t)n - 1; /* the frame carries no newline */
+}
+
+int supervise(struct supervisor *s) {
+  struct input in = {0};
+  struct frame_ctx ctx = {s, &in};
+  int exited = 0, status = 0;
+  int out = s->out, err = s->err, master = s->m.master;
+  if (s->in >= 0)
+    fcntl(s->in, F_SETFL, fcntl(s->in, F_GETFL) | O_NONBLOCK);
+
+  for (;;) {
+    int sources = (out >= 0) + (err >= 0) + (master >= 0);
+    if (exited && !sources)
+      break;
+    enum { MAXFDS = 6 + ATTACH_MAX_CLIENTS };
+    struct pollfd fds[MAXFDS];
+    int cl[MAXFDS];
+    int n = 0, i_sig = -1, i_lis = -1, i_out = -1, i_err = -1, i_master = -1, i_in = -1;
+    int paused = attach_has_pending(s->attach);
+    if (!exited) {
+      fds[i_sig = n++] = (struct pollfd){.fd = s->m.sigfd, .events = POLLIN};
+      fds[i_lis = n++] = (struct pollfd){.fd = s->attach->listen_fd, .events = POLLIN};
+    }
+    if (out >= 0 && !paused)
+      fds[i_out = n++] = (struct pollfd){.fd = out, .events = POLLIN};
+    if (err >= 0 && !paused)
+      fds[i_err = n++] = (struct pollfd){.fd = err, .events = POLLIN};
+    int in_waiting = in.len > in.off;
+    if (master >= 0 && (!paused || in_waiting))
+      fds[i_master = n++] = (struct pollfd){.fd = master, .events = (short)((paused ? 0 : POLLIN) | (in_waiting ? POLLOUT : 0))};
+    if (s->in >= 0 && s->in != master && in_waiting)
+      fds[i_in = n++] = (struct pollfd){.fd = s->in, .events = POLLOUT};
+    int first_client = n;
+    for (int i = 0; i < ATTACH_MAX_CLIENTS; i++) {
+      struct attach_client *c = &s->attach->clients[i];
+      if (c->fd < 0)
+        continue;
+      /* input is taken only as fast as the container reads it */
+      short ev = (short)((in_waiting ? 0 : POLLIN) | (c->pending ? POLLOUT : 0));
+      cl[n] = i;
+      fds[n++] = (struct pollfd){.fd = c->fd, .events = ev};
+    }
+
+    /* after the exit, output still buffered is taken; a writer that stays
+     * (a process outside the container's pid namespace) is not waited for */
+    int r = poll(fds, (nfds_t)n, exited ? 200 : -1);
+    if (r < 0 && errno != EINTR)
+      break;
+    if (r == 0 && exited)
+      break;
+    if (r <= 0)
+      continue;
+
+    if (i_sig >= 0 && (fds[i_sig].revents & POLLIN)) {
+      struct signalfd_siginfo si;
+      while (read(s->m.sigfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo != SIGCHLD) {
+          monitor_send_signal(&s->m, (int)si.ssi_signo);
+          continue;
+        }
+        int st;
+        pid_t w;
+        while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+          if (w == s->m.pid) {
+            exited = 1;
+            status = st;
+          }
+      }
+    }
+    if (i_lis >= 0 && (fds[i_lis].revents & POLLIN))
+      attach_accept(s->attach);
+    if (i_out >= 0 && fds[i_out].revents && !pump(s, out, LOG_STDOUT)) {
+      close(out);
+      out = -1;
+    }
+    if (i_err >= 0 && fds[i_err].revents && !pump(s, err, LOG_STDERR)) {
+      close(err);
+      err = -1;
+    }
+    if (i_master >= 0 && (fds[i_master].revents & (POLLIN | POLLHUP | POLLERR)) && !paused &&
+        !pump(s, master, LOG_STDOUT)) {
+      /* EIO: no slave left. The master stays open for resize until the end. */
+      master = -1;
+    }
+    int sink = i_in >= 0 ? i_in : (i_master >= 0 && master >= 0 ? i_master : -1);
+    if (sink >= 0 && (fds[sink].revents & (POLLOUT | POLLERR | POLLHUP)) && in.len > in.off) {
+      ssize_t w = write(fds[sink].fd, in.buf + in.off, in.len - in.off);
+      if (w > 0)
+        in.off += (size_t)w;
+      else if (w < 0 && errno != EAGAIN && errno != EINTR)
+        in.off = in.len; /* the reader is gone: drop the input */
+    }
+    if (in.off == in.len) {
+      in.len = in.off = 0;
+      if (in.close_after && s->in >= 0 && s->in != s->m.master) {
+        close(s->in);
+        s->in = -1;
+      }
+    }
+    for (int k = first_client; k < n; k++) {
+      struct attach_client *c = &s->attach->clients[cl[k]];
+      if (c->fd < 0 || !fds[k].revents)
+        continue;
+      if (fds[k].revents & POLLOUT)
+        attach_flush(c);
+      if (c->fd >= 0 && (fds[k].revents & (POLLIN | POLLHUP | POLLERR)))
+        attach_read(c, on_frame, &ctx);
+    }
+    /* a close that came with no input still pending takes effect now */
+    if (in.len == in.off && in.close_after && s->in >= 0 && s->in != s->m.master) {
+      close(s->in);
+      s->in = -1;
+    }
+  }
+  free(in.buf);
+
+  /* the output may have ended first (a command that closed its stdout) */
+  while (!exited) {
+    int st;
+    pid_t w = waitpid(s->m.pid, &st, 0);
+    if (w == s->m.pid) {
+      exited = 1;
+      status = st;
+    } else if (w < 0 && errno != EINTR) {
+      break;
+    }
+  }
+  char json[256];
+  size_t len = write_exit_file(s, status, json, sizeof json);
+  attach_finish(s->attach, 'x', json, len);
   return wait_status_code(status);
 }

@@ -16,6 +16,12 @@ import {
   ContainerRunRequest,
   ContainerStopRequest,
   ContainerWaitRequest,
+  ContainerAttachRequest,
+  ContainerCreateRequest,
+  ContainerPruneRequest,
+  ContainerRestartRequest,
+  ContainerStartRequest,
+  ContainerTopRequest,
   ImageListRequest,
   ImagePullRequest,
   ImageRemoveRequest,
@@ -95,11 +101,12 @@ function newId(prefix: string): string {
 }
 
 /** Follows one attach session: output to our stdout/stderr, our stdin and size to the helper. Resolves with the exit code. */
-function attachStreams(c: MessageConnection, attachId: string, opts: { tty: boolean; interactive: boolean }): { done: Promise<number>; start: () => void } {
+function attachStreams(c: MessageConnection, attachId: string, opts: { tty: boolean; interactive: boolean; timestamps?: boolean }): { done: Promise<number>; start: () => void } {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   c.onNotification(StreamOutputNotification.type, (p) => {
     if (p.attachId !== attachId) return;
+    if (opts.timestamps && p.time) (p.stream === 'stderr' ? process.stderr : process.stdout).write(`${p.time} `);
     (p.stream === 'stderr' ? process.stderr : process.stdout).write(Buffer.from(p.data, 'base64'));
   });
   c.onNotification(StreamExitNotification.type, (p) => {
@@ -142,14 +149,16 @@ function trackPull(c: MessageConnection, token: string, out: NodeJS.WriteStream 
   return display;
 }
 
-const run: Command = async (argv, conn) => {
-  const { flags, positionals } = parseFlags(argv, RUN_FLAGS, { stopAtPositional: true, verb: 'run' });
+/** `capsa run`, and `capsa create`: the same options, without the start. */
+const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, RUN_FLAGS, { stopAtPositional: true, verb });
   if (flags.help) {
-    process.stdout.write(usage('run', '[OPTIONS] IMAGE [COMMAND] [ARG...]', RUN_FLAGS) + '\n');
+    process.stdout.write(usage(verb, '[OPTIONS] IMAGE [COMMAND] [ARG...]', RUN_FLAGS) + '\n');
     return 0;
   }
   const [image, ...cmd] = positionals;
-  if (!image) throw new InvalidArgumentError("'capsa run' requires at least 1 argument: IMAGE");
+  if (!image) throw new InvalidArgumentError(`'capsa ${verb}' requires at least 1 argument: IMAGE`);
+
   const tty = !!flags.tty;
   const interactive = !!flags.interactive;
   const detach = !!flags.detach;
@@ -182,7 +191,15 @@ const run: Command = async (argv, conn) => {
     size: tty ? terminalSize() : undefined,
   };
   const c = await conn();
+  if (verb === 'create') {
+    const token = newId('pull');
+    trackPull(c, token);
+    const created = await c.sendRequest(ContainerCreateRequest.type, { ...opts, workDoneToken: token });
+    process.stdout.write(`${created.id}\n`);
+    return 0;
+  }
   const attachId = detach ? undefined : newId('run');
+
   const token = newId('pull');
   trackPull(c, token);
   const streams = attachId ? attachStreams(c, attachId, { tty, interactive }) : undefined;
@@ -389,7 +406,7 @@ const logs: Command = async (argv, conn) => {
   if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) throw new InvalidArgumentError(`invalid --tail ${JSON.stringify(flags.tail)}`);
   const c = await conn();
   const followAttachId = flags.follow ? newId('logs') : undefined;
-  const streams = followAttachId ? attachStreams(c, followAttachId, { tty: false, interactive: false }) : undefined;
+  const streams = followAttachId ? attachStreams(c, followAttachId, { tty: false, interactive: false, timestamps: !!flags.timestamps }) : undefined;
   const r = await c.sendRequest(ContainerLogsRequest.type, { container: positionals[0], tail, followAttachId });
   for (const e of r.entries) {
     const out = e.stream === 'stderr' ? process.stderr : process.stdout;
@@ -397,6 +414,90 @@ const logs: Command = async (argv, conn) => {
     out.write(Buffer.from(e.data, 'base64'));
   }
   if (streams) await streams.done;
+  return 0;
+};
+
+const start: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(
+    argv,
+    [
+      { name: 'attach', short: 'a', kind: 'bool', help: "Attach to the container's output" },
+      { name: 'interactive', short: 'i', kind: 'bool', help: "Attach the container's STDIN" },
+    ],
+    { stopAtPositional: false, verb: 'start' },
+  );
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa start' requires at least 1 argument: CONTAINER");
+  const c = await conn();
+  if (flags.attach || flags.interactive) {
+    if (positionals.length !== 1) throw new InvalidArgumentError('you cannot start and attach multiple containers at once');
+    const info = await c.sendRequest(ContainerInspectRequest.type, { container: positionals[0] });
+    const attachId = newId('start');
+    const tty = !!info.config.tty;
+    const streams = attachStreams(c, attachId, { tty, interactive: !!flags.interactive && !!info.config.interactive });
+    await c.sendRequest(ContainerStartRequest.type, { container: positionals[0], attachId });
+    streams.start();
+    const code = await streams.done;
+    restoreTerminal();
+    return code;
+  }
+  let status = 0;
+  for (const container of positionals) {
+    try {
+      await c.sendRequest(ContainerStartRequest.type, { container });
+      process.stdout.write(`${container}\n`);
+    } catch (err) {
+      process.stderr.write(`capsa: ${errorMessage(err)}\n`);
+      status = 1;
+    }
+  }
+  return status;
+};
+
+const restart: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'time', short: 't', kind: 'value', help: 'Seconds to wait before killing' }], { stopAtPositional: false, verb: 'restart' });
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa restart' requires at least 1 argument: CONTAINER");
+  const timeout = flags.time !== undefined ? Number(flags.time) : undefined;
+  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout >= 0)) throw new InvalidArgumentError(`invalid --time ${JSON.stringify(flags.time)}: expected seconds >= 0`);
+  const c = await conn();
+  for (const container of positionals) {
+    await c.sendRequest(ContainerRestartRequest.type, { container, timeout });
+    process.stdout.write(`${container}\n`);
+  }
+  return 0;
+};
+
+const attach: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'no-stdin', kind: 'bool', help: 'Do not attach STDIN' }], { stopAtPositional: false, verb: 'attach' });
+  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa attach' requires exactly 1 argument: CONTAINER");
+  const c = await conn();
+  const info = await c.sendRequest(ContainerInspectRequest.type, { container: positionals[0] });
+  if (info.state !== 'running') throw new InvalidArgumentError('you cannot attach to a stopped container, start it first');
+  const attachId = newId('attach');
+  const tty = !!info.config.tty;
+  const streams = attachStreams(c, attachId, { tty, interactive: !flags['no-stdin'] && !!info.config.interactive });
+  await c.sendRequest(ContainerAttachRequest.type, { container: positionals[0], attachId });
+  const size = tty ? terminalSize() : undefined;
+  if (size) void c.sendNotification(StreamResizeNotification.type, { attachId, ...size });
+  streams.start();
+  const code = await streams.done;
+  restoreTerminal();
+  return code;
+};
+
+const top: Command = async (argv, conn) => {
+  if (argv.length < 1) throw new InvalidArgumentError("'capsa top' requires at least 1 argument: CONTAINER");
+  const c = await conn();
+  const r = await c.sendRequest(ContainerTopRequest.type, { container: argv[0] });
+  process.stdout.write(table(r.titles, r.processes));
+  return 0;
+};
+
+const containerPrune: Command = async (argv, conn) => {
+  parseFlags(argv, [{ name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' }], { stopAtPositional: false, verb: 'container prune' });
+  const c = await conn();
+  const r = await c.sendRequest(ContainerPruneRequest.type, {});
+  if (r.deleted.length) process.stdout.write(`Deleted Containers:\n${r.deleted.map((id) => `${id}\n`).join('')}\n`);
+  process.stdout.write(`Total: ${r.deleted.length} containers removed\n`);
   return 0;
 };
 
@@ -428,7 +529,14 @@ const version: Command = async (_argv, conn) => {
 };
 
 const COMMANDS: Record<string, [Command, string]> = {
-  run: [run, 'Create and run a new container from an image'],
+  run: [runLike('run'), 'Create and run a new container from an image'],
+  create: [runLike('create'), 'Create a new container'],
+  start: [start, 'Start one or more stopped containers'],
+  restart: [restart, 'Restart one or more containers'],
+  attach: [attach, "Attach to a running container's streams"],
+  top: [top, 'Display the running processes of a container'],
+  'container-prune': [containerPrune, 'Remove all stopped containers'],
+
   exec: [exec, 'Run a command in a running container'],
   ps: [ps, 'List containers'],
   images: [images, 'List images'],
@@ -450,7 +558,11 @@ const COMMANDS: Record<string, [Command, string]> = {
 };
 
 const MANAGEMENT: Record<string, Record<string, string>> = {
-  container: { ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect' },
+  container: {
+    ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect',
+    create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune',
+  },
+
   image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', prune: 'image-prune', load: 'load', save: 'save' },
 };
 

@@ -1,6 +1,10 @@
 import type { Connection } from 'vscode-languageserver/node';
 import {
+  ContainerAttachRequest,
+  ContainerCreateRequest,
   ContainerExecRequest,
+  ContainerPruneRequest,
+  ContainerTopRequest,
   ContainerInspectRequest,
   ContainerKillRequest,
   ContainerListRequest,
@@ -15,7 +19,10 @@ import {
   StreamInputNotification,
   StreamOutputNotification,
   StreamResizeNotification,
+  type ContainerAttachParams,
+  type ContainerCreateParams,
   type ContainerExecParams,
+  type ContainerStartParams,
   type ContainerLogsParams,
   type ContainerRemoveParams,
   type ContainerRunParams,
@@ -33,7 +40,8 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   const sessions = new Map<string, Session>();
 
   const sinkFor = (attachId: string): StreamSink => ({
-    output: (stream, data) => void connection.sendNotification(StreamOutputNotification.type, { attachId, stream, data: data.toString('base64') }).catch(() => undefined),
+    output: (stream, data, time) =>
+      void connection.sendNotification(StreamOutputNotification.type, { attachId, stream, data: data.toString('base64'), ...(time ? { time } : {}) }).catch(() => undefined),
     exit: (exitCode, error) => {
       sessions.delete(attachId);
       void connection.sendNotification(StreamExitNotification.type, { attachId, exitCode, error }).catch(() => undefined);
@@ -112,6 +120,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     }
   });
 
+
   connection.onRequest(ContainerListRequest.type, handled((p) => containers.list(!!p?.all)));
   connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containers.inspect(objectParams<{ container: string }>(p, ContainerInspectRequest.method).container)));
   connection.onRequest(
@@ -130,9 +139,40 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     const params = objectParams<ContainerRemoveParams>(p, ContainerRemoveRequest.method);
     await containers.remove(params.container, !!params.force);
   }));
-  connection.onRequest(ContainerStartRequest.type, handled(async (p: { container: string }) => {
-    await containers.startContainer(objectParams<{ container: string }>(p, ContainerStartRequest.method).container);
+  connection.onRequest(ContainerStartRequest.type, handled(async (p: ContainerStartParams) => {
+    const params = objectParams<ContainerStartParams>(p, ContainerStartRequest.method);
+    const attachId = claim(params.attachId);
+    if (!attachId) return containers.startContainer(params.container);
+    const session: Session = { kind: 'container', id: containers.inspect(params.container).id };
+    sessions.set(attachId, session);
+    try {
+      await containers.startContainer(params.container, sinkFor(attachId));
+    } catch (err) {
+      sessions.delete(attachId);
+      throw err;
+    }
   }));
+  connection.onRequest(
+    ContainerCreateRequest.type,
+    handled(async (raw: ContainerCreateParams) => {
+      const { workDoneToken, ...opts } = objectParams<ContainerCreateParams>(raw, ContainerCreateRequest.method);
+      const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
+      try {
+        return await containers.createContainer(opts, (p) => progress.report(p));
+      } finally {
+        progress.end();
+      }
+    }),
+  );
+  connection.onRequest(ContainerAttachRequest.type, handled(async (p: ContainerAttachParams) => {
+    const params = objectParams<ContainerAttachParams>(p, ContainerAttachRequest.method);
+    const attachId = claim(params.attachId);
+    if (!attachId) throw new InvalidArgumentError('attach needs an attachId');
+    const detach = containers.attach(params.container, sinkFor(attachId));
+    sessions.set(attachId, { kind: 'container', id: containers.inspect(params.container).id, detach });
+  }));
+  connection.onRequest(ContainerTopRequest.type, handled((p: { container: string }) => containers.top(objectParams<{ container: string }>(p, ContainerTopRequest.method).container)));
+  connection.onRequest(ContainerPruneRequest.type, handled(async () => ({ deleted: await containers.prune() })));
   connection.onRequest(ContainerRestartRequest.type, handled(async (p: { container: string; timeout?: number }) => {
     const params = objectParams<{ container: string; timeout?: number }>(p, ContainerRestartRequest.method);
     if (params.timeout !== undefined && (typeof params.timeout !== 'number' || !(params.timeout >= 0))) throw new InvalidArgumentError('timeout must be a number of seconds >= 0');
@@ -144,17 +184,10 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     handled(async (p: ContainerLogsParams) => {
       const params = objectParams<ContainerLogsParams>(p, ContainerLogsRequest.method);
       if (params.tail !== undefined && (!Number.isInteger(params.tail) || params.tail < 0)) throw new InvalidArgumentError('tail must be a whole number >= 0');
-      const entries = await containers.logs(params.container, params.tail);
       const follow = claim(params.followAttachId);
-      if (follow) {
-        try {
-          const detach = containers.attach(params.container, sinkFor(follow));
-          sessions.set(follow, { kind: 'container', id: containers.inspect(params.container).id, detach });
-        } catch {
-          // Not running: nothing more will come; end the follow at once.
-          setImmediate(() => sinkFor(follow).exit(containers.inspect(params.container).exitCode ?? 0));
-        }
-      }
+      const id = containers.inspect(params.container).id;
+      if (follow) sessions.set(follow, { kind: 'container', id });
+      const entries = await containers.logs(params.container, { tail: params.tail, follow: follow ? sinkFor(follow) : undefined });
       return { entries };
     }),
   );

@@ -164,7 +164,8 @@ export interface ContainerSummary {
   labels?: Record<string, string>;
 }
 
-export interface ContainerInspect extends ContainerSummary {
+/** What `capsa inspect` shows: the summary, Capsa's own fields and Docker's (capitalised, as `docker inspect` prints them). */
+export interface ContainerInspect extends ContainerSummary, DockerContainerInspect {
   config: RunOptions;
   hostname: string;
   rootfs: string;
@@ -209,4 +210,65 @@ export interface ImageEvent {
   action: 'pull' | 'tag' | 'untag' | 'delete';
   image?: ImageSummary;
   id: string;
+}
+
+// ---- appended: `docker inspect`'s shape, for tools and people that read it --
+
+/** The fields of `docker inspect CONTAINER` that Capsa fills. */
+export interface DockerContainerInspect {
+  Id: string;
+  /** ISO time. */
+  Created: string;
+  /** The command's executable and its arguments. */
+  Path: string;
+  Args: string[];
+  State: DockerContainerState;
+  /** Image id (`sha256:…`). */
+  Image: string;
+  /** `/` + the container's name, as Docker prints it. */
+  Name: string;
+  RestartCount: number;
+  /** The container's log file on the helper's host. */
+  LogPath: string;
+  Config: {
+    Hostname: string;
+    User: string;
+    Env: string[];
+    Cmd: string[] | null;
+    Entrypoint: string[] | null;
+    WorkingDir: string;
+    Tty: boolean;
+    OpenStdin: boolean;
+    /** The reference the container was created from. */
+    Image: string;
+    Labels: Record<string, string>;
+    StopSignal?: string;
+  };
+  Mounts: Array<{ Type: string; Source: string; Destination: string; Mode: string; RW: boolean; Propagation: string }>;
+  NetworkSettings: {
+    IPAddress: string;
+    IPPrefixLen: number;
+    Gateway: string;
+    MacAddress: string;
+    /** `80/tcp` → host bindings. */
+    Ports: Record<string, Array<{ HostIp: string; HostPort: string }> | null>;
+  };
+}
+
+export interface DockerContainerState {
+  /** `created`, `running`, `exited`, `removing`, `dead`. */
+  Status: ContainerState;
+  Running: boolean;
+  Paused: boolean;
+  Restarting: boolean;
+  OOMKilled: boolean;
+  Dead: boolean;
+  /** Host pid of PID 1; 0 when not running. */
+  Pid: number;
+  ExitCode: number;
+  /** Why the container could not start or was lost; empty otherwise. */
+  Error: string;
+  /** RFC 3339; `0001-01-01T00:00:00Z` when it never started (or ended). */
+  StartedAt: string;
+  FinishedAt: string;
 }

@@ -7,19 +7,27 @@
  * container's own mount namespace, so the host never holds a container
  * mount: when the container's last process ends, the kernel drops every one
  * of its mounts, and a crashed helper leaves nothing mounted behind.
+ *
+ * Each running container has its own monitor process (monitor.ts), detached
+ * from the helper: it holds the container's stdio, writes its log and its
+ * exit status, and serves an attach socket. The helper follows containers
+ * through those, so they outlive it, and a restarted helper finds each one
+ * again (load()).
  */
 import { EventEmitter } from 'node:events';
-import { promises as fs, createWriteStream, type WriteStream } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConflictError, InvalidArgumentError, NotFoundError, assertSafeName } from '../errors';
-import type { ContainerEvent, ContainerInspect, ContainerSummary, ExecOptions, PullProgress, PullPolicy, RunOptions } from '../protocol/types';
+import type { ContainerEvent, ContainerInspect, DockerContainerInspect, ContainerSummary, ExecOptions, PullProgress, PullPolicy, RunOptions } from '../protocol/types';
 import { writeFileAtomic } from '../util/atomic';
 import { generateName, newContainerId } from './names';
 import { buildExecPlan, buildRunPlan, mergeEnv, type BindMount, type ContainerPaths, type ImageRunConfig } from './spec';
 import { resolveImageUser } from './users';
-import { startShim, type ShimHandle } from './native';
+import { startShim } from './native';
+import { EXIT_FILE, LOG_FILE, MonitorClient, launchMonitor, processStartTime, readExitFile, sameProcess, type ExitInfo } from './monitor';
+import { parseLog, tailRecords, type LogRecord } from './logs';
 import type { Plan } from './plan';
 import type { NetworkManager } from './network/manager';
 import { CgroupManager } from './cgroups';
@@ -45,7 +53,8 @@ export interface ResolvedImage {
 
 /** Where a run or exec session's streams go: one client connection. */
 export interface StreamSink {
-  output(stream: 'stdout' | 'stderr', data: Buffer): void;
+  /** `time`: when the monitor logged the bytes (log follows only). */
+  output(stream: 'stdout' | 'stderr', data: Buffer, time?: string): void;
   exit(exitCode: number, error?: string): void;
 }
 
@@ -67,12 +76,19 @@ interface ContainerRecord {
   options: RunOptions;
   plan: Plan;
   binds: BindMount[];
+  /** The image's StopSignal, if it has one. */
+  stopSignal?: string;
 }
 
 /** Persisted state (state.json), rewritten atomically on every change. */
 interface ContainerStateFile {
   state: ContainerSummary['state'];
+  /** Host pid of the container's PID 1, and its start time (processStartTime). */
   pid?: number;
+  pidStartTime?: string;
+  /** The container's monitor, likewise. */
+  monitorPid?: number;
+  monitorStartTime?: string;
   startedAt?: string;
   finishedAt?: string;
   exitCode?: number;
@@ -82,16 +98,18 @@ interface ContainerStateFile {
 }
 
 interface Live {
-  shim: ShimHandle;
+  monitor: MonitorClient;
   sinks: Set<StreamSink>;
-  log: WriteStream;
-  exited: Promise<number>;
+  /** Settles once the monitor reported the end (or went away). */
+  exited: Promise<ExitInfo | undefined>;
 }
 
 interface Entry {
   record: ContainerRecord;
   state: ContainerStateFile;
   live?: Live;
+  /** The write of the running state, while start() is at it. */
+  starting?: Promise<void>;
   /** Serialises state-changing operations on one container. */
   busy: Promise<unknown>;
 }
@@ -117,28 +135,55 @@ export class ContainerService extends EventEmitter {
     this.dir = path.join(root, 'containers');
   }
 
-  /** Loads containers from disk; those whose process is gone are marked exited. */
+  /**
+   * Loads containers from disk and finds each one's true state: a running
+   * one whose monitor still listens is followed again; one that ended
+   * meanwhile gets the exit status its monitor recorded (and goes, with
+   * --rm); one whose monitor died is killed, as nothing could follow it.
+   */
   async load(): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    for (const id of await fs.readdir(this.dir)) {
-      if (!/^[0-9a-f]{64}$/.test(id)) continue;
-      try {
-        const record = JSON.parse(await fs.readFile(path.join(this.dir, id, 'config.json'), 'utf8')) as ContainerRecord;
-        const state = JSON.parse(await fs.readFile(path.join(this.dir, id, 'state.json'), 'utf8')) as ContainerStateFile;
-        const entry: Entry = { record, state, busy: Promise.resolve() };
-        if (state.state === 'running' && !(state.pid && processAlive(state.pid))) {
-          entry.state = { ...state, state: 'exited', pid: undefined, exitCode: state.exitCode ?? 255, finishedAt: new Date().toISOString(), error: 'the helper stopped while the container ran; its exit status is unknown' };
-          await this.saveState(entry);
-        }
-        this.entries.set(id, entry);
-      } catch {
-        // A directory without a complete config is a create that died half-way: nothing else refers to it.
-        await fs.rm(path.join(this.dir, id), { recursive: true, force: true });
-      }
-    }
+    const found = await Promise.all(
+      (await fs.readdir(this.dir)).filter((id) => /^[0-9a-f]{64}$/.test(id)).map((id) => this.loadOne(id)),
+    );
+    for (const e of found) if (e) this.entries.set(e.record.id, e);
+    await Promise.all(
+      [...this.entries.values()].filter((e) => e.state.state === 'exited' && e.record.options.rm).map((e) => this.removeEntry(e).catch(() => undefined)),
+    );
     const running = [...this.entries.values()].filter((e) => e.state.state === 'running').map((e) => e.record.id);
     await this.network?.reconcile(new Set(this.entries.keys()), new Set(running));
     await this.cgroups.reconcile(new Set(this.entries.keys())).catch(() => undefined);
+  }
+
+  private async loadOne(id: string): Promise<Entry | undefined> {
+    const cdir = path.join(this.dir, id);
+    let record: ContainerRecord;
+    let state: ContainerStateFile;
+    try {
+      record = JSON.parse(await fs.readFile(path.join(cdir, 'config.json'), 'utf8')) as ContainerRecord;
+      state = JSON.parse(await fs.readFile(path.join(cdir, 'state.json'), 'utf8')) as ContainerStateFile;
+    } catch {
+      // A directory without a complete config is a create that died half-way: nothing else refers to it.
+      await fs.rm(cdir, { recursive: true, force: true });
+      return undefined;
+    }
+    const entry: Entry = { record, state, busy: Promise.resolve() };
+    if (state.state !== 'running' && state.state !== 'removing') return entry;
+    const monitor = await MonitorClient.connect(cdir);
+    if (monitor) {
+      this.follow(entry, monitor);
+      return entry;
+    }
+    const exit = await readExitFile(cdir);
+    if (exit) {
+      entry.state = { ...state, state: 'exited', pid: undefined, exitCode: exit.exitCode, finishedAt: exit.finishedAt };
+    } else {
+      // the monitor died (killed): nothing holds the container's output or can report its end
+      if (sameProcess(state.pid, state.pidStartTime)) process.kill(state.pid!, 'SIGKILL');
+      entry.state = { ...state, state: 'exited', pid: undefined, exitCode: 255, finishedAt: new Date().toISOString(), error: 'the container monitor ended unexpectedly; the container was killed' };
+    }
+    await this.saveState(entry);
+    return entry;
   }
 
   list(all: boolean): ContainerSummary[] {
@@ -156,7 +201,9 @@ export class ContainerService extends EventEmitter {
 
   inspect(ref: string): ContainerInspect {
     const e = this.find(ref);
+    const net = this.network?.settings(e.record.id);
     return {
+      ...this.dockerInspect(e, net),
       ...this.summary(e),
       config: e.record.options,
       hostname: e.record.hostname,
@@ -168,15 +215,82 @@ export class ContainerService extends EventEmitter {
     };
   }
 
+  /** The `docker inspect` fields. */
+  private dockerInspect(e: Entry, net: ContainerInspect['networkSettings']): DockerContainerInspect {
+    const { record, state } = e;
+    const plan = record.plan;
+    const zero = '0001-01-01T00:00:00Z';
+    const ports: DockerContainerInspect['NetworkSettings']['Ports'] = {};
+    for (const [ctr, host] of Object.entries(net?.ports ?? {})) {
+      const at = host.lastIndexOf(':');
+      ports[ctr] = [{ HostIp: host.slice(0, at), HostPort: host.slice(at + 1) }];
+    }
+    return {
+      Id: record.id,
+      Created: record.created,
+      Path: plan?.args[0] ?? '',
+      Args: plan?.args.slice(1) ?? [],
+      State: {
+        Status: state.state,
+        Running: state.state === 'running',
+        Paused: false,
+        Restarting: false,
+        OOMKilled: !!state.oomKilled,
+        Dead: state.state === 'dead',
+        Pid: state.state === 'running' ? state.pid ?? 0 : 0,
+        ExitCode: state.exitCode ?? 0,
+        Error: state.error ?? '',
+        StartedAt: state.startedAt ?? zero,
+        FinishedAt: state.finishedAt ?? zero,
+      },
+      Image: record.imageId,
+      Name: `/${record.name}`,
+      RestartCount: 0,
+      LogPath: path.join(this.dir, record.id, LOG_FILE),
+      Config: {
+        Hostname: record.hostname,
+        User: record.options.user ?? '',
+        Env: plan?.env ?? [],
+        Cmd: record.options.cmd?.length ? record.options.cmd : null,
+        Entrypoint: record.options.entrypoint ?? null,
+        WorkingDir: plan?.cwd ?? '/',
+        Tty: !!record.options.tty,
+        OpenStdin: !!record.options.interactive,
+        Image: record.image,
+        Labels: record.options.labels ?? {},
+        ...(record.stopSignal ? { StopSignal: record.stopSignal } : {}),
+      },
+      Mounts: record.binds.map((b) => ({
+        Type: (b as { type?: string }).type ?? 'bind',
+        Source: b.source,
+        Destination: b.target,
+        Mode: b.readOnly ? 'ro' : '',
+        RW: !b.readOnly,
+        Propagation: 'rprivate',
+      })),
+      NetworkSettings: {
+        IPAddress: net?.ipAddress ?? '',
+        IPPrefixLen: net?.prefixLength ?? 0,
+        Gateway: net?.gateway ?? '',
+        MacAddress: net?.macAddress ?? '',
+        Ports: ports,
+      },
+    };
+  }
+
+  /** The processes of a running container, as `ps -ef` shows them (`capsa top`). */
+  async top(ref: string): Promise<{ titles: string[]; processes: string[][] }> {
+    const e = this.find(ref);
+    if (!e.live || !e.state.pid) throw new ConflictError(`container ${e.record.name} is not running`);
+    return { titles: ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'], processes: await processesInPidNamespace(e.state.pid) };
+  }
+
   /**
    * Creates and starts a container. Resolves once its process runs (or
    * rejects with the setup error); its exit is reported to `sink` and as an event.
    */
   async run(opts: RunOptions, sink?: StreamSink, onProgress?: (p: PullProgress) => void): Promise<{ id: string; name: string }> {
-    validateRunOptions(opts);
-    const setup = await prepareRun(opts, path.dirname(this.dir));
-    const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress });
-    const entry = await this.create(opts, image, setup);
+    const entry = await this.prepareAndCreate(opts, onProgress);
     try {
       await this.start(entry, sink);
     } catch (err) {
@@ -184,6 +298,21 @@ export class ContainerService extends EventEmitter {
       throw err;
     }
     return { id: entry.record.id, name: entry.record.name };
+  }
+
+  /** Creates a container without starting it (`capsa create`). */
+  async createContainer(opts: RunOptions, onProgress?: (p: PullProgress) => void): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress);
+    return { id: entry.record.id, name: entry.record.name };
+  }
+
+  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void): Promise<Entry> {
+    validateRunOptions(opts);
+    // early, so a clash is not found only after a pull; create() checks again, atomically
+    if (opts.name !== undefined && this.nameTaken(opts.name)) throw new ConflictError(`container name "${opts.name}" is already in use`);
+    const setup = await prepareRun(opts, path.dirname(this.dir));
+    const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress });
+    return this.create(opts, image, setup);
   }
 
   private async create(opts: RunOptions, image: ResolvedImage, setup: RunSetup): Promise<Entry> {
@@ -204,7 +333,10 @@ export class ContainerService extends EventEmitter {
     };
     // Reserve the name before the first await so concurrent runs cannot both take it.
     const placeholder: Entry = {
-      record: { id, name, image: opts.image, imageRef: image.reference, imageId: image.id, created: new Date().toISOString(), hostname, options: opts, plan: undefined as unknown as Plan, binds },
+      record: {
+        id, name, image: opts.image, imageRef: image.reference, imageId: image.id, created: new Date().toISOString(), hostname, options: opts,
+        plan: undefined as unknown as Plan, binds, stopSignal: (image.config as { StopSignal?: string }).StopSignal,
+      },
       state: { state: 'created' },
       busy: Promise.resolve(),
     };
@@ -258,10 +390,14 @@ export class ContainerService extends EventEmitter {
   }
 
   /** Starts a created or exited container again, with its original plan and its upper layer kept (`capsa start`). */
-  async startContainer(ref: string): Promise<void> {
+  async startContainer(ref: string, sink?: StreamSink): Promise<void> {
     const e = this.find(ref);
-    if (e.live) return;
-    await this.start(e);
+    if (e.live) {
+      // `start -a` of a running container attaches, as docker's does
+      if (sink) e.live.sinks.add(sink);
+      return;
+    }
+    await this.start(e, sink);
   }
 
   async restart(ref: string, timeoutSeconds?: number): Promise<void> {
@@ -271,66 +407,75 @@ export class ContainerService extends EventEmitter {
 
   private async start(entry: Entry, sink?: StreamSink): Promise<void> {
     const { record } = entry;
-    const opts = record.options;
-    const log = createWriteStream(path.join(this.dir, record.id, 'container.log'), { flags: 'a', mode: 0o600 });
-    const shim = startShim(record.plan, {
-      mode: 'run',
-      stdin: opts.interactive ? 'pipe' : 'ignore',
-      stdout: 'pipe',
-      stderr: 'pipe',
-    });
-    const sinks = new Set<StreamSink>(sink ? [sink] : []);
-    const forward = (stream: 'stdout' | 'stderr') => (data: Buffer) => {
-      log.write(JSON.stringify({ stream, time: new Date().toISOString(), data: data.toString('base64') }) + '\n');
-      for (const s of sinks) s.output(stream, data);
-    };
-    shim.stdout?.on('data', forward('stdout'));
-    shim.stderr?.on('data', forward('stderr'));
-    // Output pipes drain after the process exits; wait for both so the last bytes reach the client before the exit does.
-    const drained = Promise.all([streamEnd(shim.stdout), streamEnd(shim.stderr)]);
-    const exited = shim.exited.then(async (code) => {
-      await drained;
-      return code;
-    });
-    entry.live = { shim, sinks, log, exited };
-    let pid: number;
+    const cdir = path.join(this.dir, record.id);
+    // a previous run's status must not be read as this run's
+    await fs.rm(path.join(cdir, EXIT_FILE), { force: true });
+    const { client, started } = launchMonitor(record.plan, cdir, { stdin: !!record.options.interactive });
+    // onExit waits for this: a container that ends at once is still started, then ended
+    let startDone!: () => void;
+    entry.starting = new Promise<void>((r) => (startDone = r));
+    this.follow(entry, client, sink);
     try {
-      pid = await shim.started;
-    } catch (err) {
-      await exited.catch(() => undefined);
-      entry.live = undefined;
-      log.end();
-      const message = err instanceof Error ? err.message : String(err);
-      const exitCode = exitCodeForSetupError(err);
-      entry.state = { state: 'exited', exitCode, finishedAt: new Date().toISOString(), error: message };
+      let pid: number;
+      let monitorPid: number;
+      try {
+        ({ pid, monitorPid } = await started);
+        await this.cgroups.release(monitorPid); // the monitor counts against none of the container's limits
+      } catch (err) {
+        entry.live = undefined;
+        const message = err instanceof Error ? err.message : String(err);
+        const exitCode = exitCodeForSetupError(err);
+        entry.state = { state: 'exited', exitCode, finishedAt: new Date().toISOString(), error: message };
+        await this.saveState(entry);
+        this.emitEvent('die', entry);
+        if (err instanceof Error) Object.assign(err, { exitCode });
+        throw err;
+      }
+      entry.state = {
+        state: 'running',
+        pid,
+        pidStartTime: processStartTime(pid),
+        monitorPid,
+        monitorStartTime: processStartTime(monitorPid),
+        startedAt: new Date().toISOString(),
+      };
       await this.saveState(entry);
-      this.emitEvent('die', entry);
-      if (err instanceof Error) Object.assign(err, { exitCode });
-      throw err;
+      this.emitEvent('start', entry);
+    } finally {
+      entry.starting = undefined;
+      startDone();
     }
-    if (shim.process.pid) await this.cgroups.release(shim.process.pid); // the monitor counts against none of the container's limits
-    entry.state = { state: 'running', pid, startedAt: new Date().toISOString() };
-    await this.saveState(entry);
-    this.emitEvent('start', entry);
-    void exited.then(
-      (code) => this.onExit(entry, code),
-      (err) => this.onExit(entry, 255, err instanceof Error ? err.message : String(err)),
-    );
   }
 
-  private async onExit(entry: Entry, code: number, error?: string): Promise<void> {
-    const live = entry.live;
+  /** Follows a monitor: its output to the sinks, its end to onExit. */
+  private follow(entry: Entry, monitor: MonitorClient, sink?: StreamSink): Set<StreamSink> {
+    const sinks = new Set<StreamSink>(sink ? [sink] : []);
+    monitor.on('output', (stream: 'stdout' | 'stderr', data: Buffer) => {
+      for (const s of sinks) s.output(stream, data);
+    });
+    const exited = monitor.exited.then(async (info) => info ?? (await readExitFile(path.join(this.dir, entry.record.id))));
+    entry.live = { monitor, sinks, exited };
+    void exited.then((info) => this.onExit(entry, sinks, info));
+    return sinks;
+  }
+
+  private async onExit(entry: Entry, sinks: Set<StreamSink>, info: ExitInfo | undefined): Promise<void> {
+    await entry.starting;
+    if (entry.live?.sinks !== sinks) return; // a setup failure: start() reported it
     entry.live = undefined;
+    const code = info?.exitCode ?? 255;
+    const error = info ? undefined : 'the container monitor ended unexpectedly; the container was killed';
+    // nothing holds its output or can report its end any more
+    if (!info && sameProcess(entry.state.pid, entry.state.pidStartTime)) process.kill(entry.state.pid!, 'SIGKILL');
     const oomKilled = await this.cgroups.oomKilled(path.join(this.dir, entry.record.id));
-    entry.state = { ...entry.state, state: 'exited', pid: undefined, exitCode: code, finishedAt: new Date().toISOString(), error, oomKilled };
-    await new Promise<void>((resolve) => (live ? live.log.end(resolve) : resolve()));
+    entry.state = { ...entry.state, state: 'exited', pid: undefined, exitCode: code, finishedAt: info?.finishedAt ?? new Date().toISOString(), error, oomKilled };
     if (entry.record.options.rm) {
-      await this.removeEntry(entry);
+      await this.removeEntry(entry).catch(() => undefined);
     } else {
       await this.saveState(entry).catch(() => undefined);
       this.emitEvent('die', entry);
     }
-    for (const s of live?.sinks ?? []) s.exit(code, error);
+    for (const s of sinks) s.exit(code, error);
   }
 
   /** Attaches a sink to a running container's output (used by `logs -f` and attach). */
@@ -342,24 +487,20 @@ export class ContainerService extends EventEmitter {
   }
 
   input(ref: string, data: Buffer, eof: boolean): void {
-    const e = this.find(ref);
-    const stdin = e.live?.shim.stdin;
-    if (!stdin || stdin.destroyed) return;
-    if (data.length > 0) stdin.write(data);
-    if (eof) stdin.end();
+    this.find(ref).live?.monitor.input(data, eof);
   }
 
   resize(ref: string, rows: number, cols: number): void {
     const e = this.find(ref);
     checkSize(rows, cols);
-    e.live?.shim.resize(rows, cols);
+    e.live?.monitor.resize(rows, cols);
   }
 
   async wait(ref: string): Promise<number> {
     const e = this.find(ref);
-    if (e.live) await e.live.exited.catch(() => undefined);
+    if (e.live) await e.live.exited;
     // onExit runs after `exited` settles; wait for the state it writes.
-    while (e.state.state === 'running') await new Promise((r) => setTimeout(r, 5));
+    while (e.state.state === 'running') await new Promise((r) => setTimeout(r, 2));
     return e.state.exitCode ?? 0;
   }
 
@@ -367,16 +508,19 @@ export class ContainerService extends EventEmitter {
     const e = this.find(ref);
     const n = signalNumber(signal);
     if (!e.live) throw new ConflictError(`container ${e.record.name} is not running`);
-    e.live.shim.signal(n);
+    e.live.monitor.signal(n);
   }
 
+  /** SIGTERM (or the image's StopSignal), then SIGKILL once timeoutSeconds passed. */
   async stop(ref: string, timeoutSeconds = 10): Promise<void> {
     const e = this.find(ref);
     if (!e.live) return;
     const live = e.live;
-    live.shim.signal(15);
-    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), Math.max(0, timeoutSeconds) * 1000).unref());
-    if ((await Promise.race([live.exited.catch(() => 0), timer])) === 'timeout') live.shim.signal(9);
+    live.monitor.signal(stopSignal(e.record));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), Math.max(0, timeoutSeconds) * 1000)));
+    if ((await Promise.race([live.exited, timeout])) === 'timeout') live.monitor.signal(9);
+    clearTimeout(timer);
     await this.wait(ref);
   }
 
@@ -384,11 +528,18 @@ export class ContainerService extends EventEmitter {
     const e = this.find(ref);
     if (e.live) {
       if (!force) throw new ConflictError(`cannot remove container ${e.record.name}: it is running (stop it first, or use force)`);
-      e.live.shim.signal(9);
+      e.live.monitor.signal(9);
       await this.wait(ref);
       if (e.record.options.rm) return; // removed by its own exit
     }
     await this.removeEntry(e);
+  }
+
+  /** Removes every container that is not running (`capsa container prune`); returns their ids. */
+  async prune(): Promise<string[]> {
+    const gone = [...this.entries.values()].filter((e) => !e.live && e.state.state !== 'running');
+    await Promise.all(gone.map((e) => this.removeEntry(e)));
+    return gone.map((e) => e.record.id);
   }
 
   private async removeEntry(e: Entry): Promise<void> {
@@ -401,14 +552,41 @@ export class ContainerService extends EventEmitter {
     this.emitEvent('destroy', e);
   }
 
-  async logs(ref: string, tail?: number): Promise<Array<{ stream: 'stdout' | 'stderr'; time: string; data: string }>> {
+  /**
+   * The container's log as the monitor wrote it; with `follow`, what it
+   * writes from then on goes to that sink, read from the same file (so
+   * nothing is missed or repeated), until the container ends.
+   */
+  async logs(ref: string, opts: { tail?: number; follow?: StreamSink } = {}): Promise<LogRecord[]> {
     const e = this.find(ref);
-    const text = await fs.readFile(path.join(this.dir, e.record.id, 'container.log'), 'utf8').catch(() => '');
-    const entries = text
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { stream: 'stdout' | 'stderr'; time: string; data: string });
-    return tail !== undefined ? entries.slice(Math.max(0, entries.length - tail)) : entries;
+    const file = path.join(this.dir, e.record.id, LOG_FILE);
+    const live = opts.follow ? e.live : undefined;
+    let offset = 0;
+    let reading: Promise<void> = Promise.resolve();
+    // registered before the first read: output logged meanwhile is read by the next pump
+    const pump = (): Promise<void> =>
+      (reading = reading.then(async () => {
+        const chunk = await readFrom(file, offset);
+        const end = chunk.lastIndexOf(0x0a) + 1;
+        offset += end;
+        for (const r of parseLog(chunk.subarray(0, end))) opts.follow!.output(r.stream, Buffer.from(r.data, 'base64'), r.time);
+      }));
+    let detach = (): void => undefined;
+    if (live) {
+      const sink: StreamSink = { output: () => void pump(), exit: (code, error) => void pump().then(() => { detach(); opts.follow!.exit(code, error); }) };
+      live.sinks.add(sink);
+      detach = () => live.sinks.delete(sink);
+    }
+    const head = await readFrom(file, 0);
+    const end = head.lastIndexOf(0x0a) + 1;
+    offset = end;
+    const records = parseLog(head.subarray(0, end));
+    if (live) void pump();
+    else if (opts.follow) {
+      const follow = opts.follow;
+      setImmediate(() => follow.exit(e.state.exitCode ?? 0, undefined));
+    }
+    return opts.tail !== undefined ? tailRecords(records, opts.tail) : records;
   }
 
   /** Runs a process inside a running container's namespaces. */
@@ -540,6 +718,69 @@ function validateRunOptions(opts: RunOptions): void {
   }
 }
 
+/**
+ * Every process in the pid namespace of pid (the container's PID 1), found
+ * by the namespace's inode in /proc/PID/ns/pid, as `ps -ef` rows.
+ */
+async function processesInPidNamespace(pid: number): Promise<string[][]> {
+  const ns = await fs.readlink(`/proc/${pid}/ns/pid`);
+  const ticks = 100; // USER_HZ: what /proc counts in on every Linux architecture Capsa runs on
+  const uptime = Number((await fs.readFile('/proc/uptime', 'utf8')).split(' ')[0]);
+  const boot = Date.now() / 1000 - uptime;
+  const rows: Array<[number, string[]]> = [];
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if ((await fs.readlink(`/proc/${name}/ns/pid`)) !== ns) continue;
+      const [stat, status, cmdline] = await Promise.all([
+        fs.readFile(`/proc/${name}/stat`, 'utf8'),
+        fs.readFile(`/proc/${name}/status`, 'utf8'),
+        fs.readFile(`/proc/${name}/cmdline`, 'utf8'),
+      ]);
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ppid = f[1];
+      const cpu = (Number(f[11]) + Number(f[12])) / ticks;
+      const started = boot + Number(f[19]) / ticks;
+      const c = Math.floor((cpu / Math.max(1e-3, Date.now() / 1000 - started)) * 100);
+      const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? '?';
+      const t = Math.floor(cpu);
+      const time = `${String(Math.floor(t / 3600)).padStart(2, '0')}:${String(Math.floor((t % 3600) / 60)).padStart(2, '0')}:${String(t % 60).padStart(2, '0')}`;
+      const stime = new Date(started * 1000).toTimeString().slice(0, 5);
+      const cmd = cmdline.split('\0').filter(Boolean).join(' ') || `[${comm}]`;
+      rows.push([Number(name), [uid, name, ppid, String(c), stime, f[4] === '0' ? '?' : 'pts', time, cmd]]);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return rows.sort((a, b) => a[0] - b[0]).map((r) => r[1]);
+}
+
+/** Bytes of file from offset to its current end (none if it does not exist). */
+async function readFrom(file: string, offset: number): Promise<Buffer> {
+  const fh = await fs.open(file, 'r').catch(() => undefined);
+  if (!fh) return Buffer.alloc(0);
+  try {
+    const { size } = await fh.stat();
+    if (size <= offset) return Buffer.alloc(0);
+    const buf = Buffer.alloc(size - offset);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The image's StopSignal (SIGTERM when it has none or names one this helper does not know). */
+function stopSignal(record: ContainerRecord): number {
+  const s = record.stopSignal;
+  try {
+    return s ? signalNumber(s) : 15;
+  } catch {
+    return 15;
+  }
+}
+
 function checkSize(rows: number, cols: number): void {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1 || rows > 10000 || cols > 10000) {
     throw new InvalidArgumentError(`invalid terminal size ${rows}x${cols}`);
@@ -559,15 +800,6 @@ function streamEnd(s: NodeJS.ReadableStream | null | undefined): Promise<void> {
     s.once('close', resolve);
     s.once('error', () => resolve());
   });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Docker's convention: 127 for a command not found, 126 for one that cannot be run, 125 for the runtime. */

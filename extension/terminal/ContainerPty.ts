@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import * as vscode from 'vscode';
-import { StreamInputNotification, StreamResizeNotification, type StreamExitParams, type StreamOutputParams } from '../../server/protocol';
+import { StreamCloseNotification, StreamInputNotification, StreamResizeNotification, type StreamExitParams, type StreamOutputParams } from '../../server/protocol';
 import type { HelperConnection } from '../client';
 
 export interface TerminalSize {
@@ -107,9 +107,10 @@ export class ContainerPty implements vscode.Pseudoterminal {
   close(): void {
     const wasLive = this.state === 'running' || this.state === 'starting';
     this.state = 'closed';
-    if (wasLive && this.options.input !== false) {
-      void this.notify(StreamInputNotification.type, { attachId: this.attachId, data: '', eof: true });
-      this.options.onUserClose?.(this.attachId);
+    if (wasLive) {
+      // the helper hangs up an exec (SIGHUP) and detaches a log follow
+      void this.notify(StreamCloseNotification.type, { attachId: this.attachId });
+      if (this.options.input !== false) this.options.onUserClose?.(this.attachId);
     }
     this.attachment?.dispose();
   }

@@ -19,6 +19,7 @@ import {
   StreamInputNotification,
   StreamOutputNotification,
   StreamResizeNotification,
+  StreamCloseNotification,
   type ContainerAttachParams,
   type ContainerCreateParams,
   type ContainerExecParams,
@@ -34,7 +35,7 @@ import { handled, objectParams } from './errors';
 import { pullProgress } from './progress';
 
 /** A run, exec or follow session of this connection, addressed by the client's attachId. */
-type Session = { kind: 'container'; id: string; detach?: () => void } | { kind: 'exec'; exec?: ExecSession; pending: Array<[Buffer, boolean]> };
+type Session = { kind: 'container'; id: string; detach?: () => void } | { kind: 'exec'; exec?: ExecSession; pending: Array<[Buffer, boolean]>; hungUp?: boolean };
 
 export function registerContainerHandlers(connection: Connection, containers: ContainerService): () => void {
   const sessions = new Map<string, Session>();
@@ -89,6 +90,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
         session.exec = exec;
         for (const [data, eof] of session.pending) exec.input(data, eof);
         session.pending = [];
+        if (session.hungUp) exec.hangup();
         return { execId: attachId };
       } catch (err) {
         sessions.delete(attachId);
@@ -120,6 +122,16 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     }
   });
 
+  connection.onNotification(StreamCloseNotification.type, (p) => {
+    const s = typeof p?.attachId === 'string' ? sessions.get(p.attachId) : undefined;
+    if (s?.kind === 'exec') {
+      s.hungUp = true;
+      s.exec?.hangup();
+    } else if (s?.detach) {
+      sessions.delete(p.attachId);
+      s.detach();
+    }
+  });
 
   connection.onRequest(ContainerListRequest.type, handled((p) => containers.list(!!p?.all)));
   connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containers.inspect(objectParams<{ container: string }>(p, ContainerInspectRequest.method).container)));
@@ -186,8 +198,14 @@ export function registerContainerHandlers(connection: Connection, containers: Co
       if (params.tail !== undefined && (!Number.isInteger(params.tail) || params.tail < 0)) throw new InvalidArgumentError('tail must be a whole number >= 0');
       const follow = claim(params.followAttachId);
       const id = containers.inspect(params.container).id;
-      if (follow) sessions.set(follow, { kind: 'container', id });
-      const entries = await containers.logs(params.container, { tail: params.tail, follow: follow ? sinkFor(follow) : undefined });
+      const closed = new AbortController();
+      if (follow) sessions.set(follow, { kind: 'container', id, detach: () => closed.abort() });
+      const sink = follow ? sinkFor(follow) : undefined;
+      const entries = await containers.logs(params.container, {
+        tail: params.tail,
+        follow: sink && { output: (...a) => !closed.signal.aborted && sink.output(...a), exit: (...a) => !closed.signal.aborted && sink.exit(...a) },
+        signal: closed.signal,
+      });
       return { entries };
     }),
   );

@@ -360,3 +360,85 @@ export interface SystemDfResult {
     reclaimable: number;
   };
 }
+
+/**
+ * Client → helper: the client is done with a session (its terminal closed).
+ * An exec session is hung up: SIGHUP to its process, as a closing terminal
+ * does, and `capsa/stream/exit` follows when it ends. A log follow or an
+ * attach is detached at once: no more output and no `capsa/stream/exit` for
+ * it. An unknown attachId is ignored.
+ */
+export namespace StreamCloseNotification {
+  export const method = 'capsa/stream/close' as const;
+  export const type = new NotificationType<StreamCloseParams>(method);
+}
+export interface StreamCloseParams {
+  attachId: string;
+}
+
+/** A named volume: a directory under Capsa's root that containers mount with `-v NAME:/path` or `--mount type=volume`. */
+export interface VolumeSummary {
+  /** Docker's character set, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters. */
+  name: string;
+  /** Always `local`: the data lives on this host under Capsa's root. */
+  driver: 'local';
+  /** The host directory containers see, `<root>/volumes/<name>/_data`. */
+  mountpoint: string;
+  /** ISO 8601 time the volume was created. */
+  created: string;
+  labels?: Record<string, string>;
+  /** Names of the containers (in any state) that mount it. */
+  usedBy: string[];
+}
+
+/** Creates a named volume, or returns the one of that name (`capsa volume create`). */
+export namespace VolumeCreateRequest {
+  export const method = 'capsa/volume/create' as const;
+  export const type = new RequestType<VolumeCreateParams, VolumeSummary, void>(method);
+}
+export interface VolumeCreateParams {
+  /** The volume's name; a random 64-hex-digit name when omitted, as Docker does. */
+  name?: string;
+  /** `--label KEY=VALUE` pairs, kept with the volume. */
+  labels?: Record<string, string>;
+}
+
+/** Every named volume, sorted by name (`capsa volume ls`). */
+export namespace VolumeListRequest {
+  export const method = 'capsa/volume/list' as const;
+  export const type = new RequestType0<VolumeSummary[], void>(method);
+}
+
+/** One volume (`capsa volume inspect`). */
+export namespace VolumeInspectRequest {
+  export const method = 'capsa/volume/inspect' as const;
+  export const type = new RequestType<VolumeRefParams, VolumeSummary, void>(method);
+}
+export interface VolumeRefParams {
+  /** The volume's name. */
+  volume: string;
+}
+
+/** Removes a volume and its data (`capsa volume rm [-f]`). */
+export namespace VolumeRemoveRequest {
+  export const method = 'capsa/volume/remove' as const;
+  export const type = new RequestType<VolumeRemoveParams, void, void>(method);
+}
+export interface VolumeRemoveParams {
+  /** The volume's name. */
+  volume: string;
+  /** Remove it even while containers mount it (their data goes with it). */
+  force?: boolean;
+}
+
+/** Removes every volume no container mounts (`capsa volume prune`). */
+export namespace VolumePruneRequest {
+  export const method = 'capsa/volume/prune' as const;
+  export const type = new RequestType0<VolumePruneResult, void>(method);
+}
+export interface VolumePruneResult {
+  /** Names of the volumes removed. */
+  deleted: string[];
+  /** Bytes freed on disk. */
+  reclaimed: number;
+}

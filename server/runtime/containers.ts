@@ -118,6 +118,8 @@ export interface ExecSession {
   execId: string;
   input(data: Buffer, eof: boolean): void;
   resize(rows: number, cols: number): void;
+  /** Hangs up: SIGHUP to the process, as when its terminal closes. */
+  hangup(): void;
   exited: Promise<number>;
 }
 
@@ -557,7 +559,7 @@ export class ContainerService extends EventEmitter {
    * writes from then on goes to that sink, read from the same file (so
    * nothing is missed or repeated), until the container ends.
    */
-  async logs(ref: string, opts: { tail?: number; follow?: StreamSink } = {}): Promise<LogRecord[]> {
+  async logs(ref: string, opts: { tail?: number; follow?: StreamSink; signal?: AbortSignal } = {}): Promise<LogRecord[]> {
     const e = this.find(ref);
     const file = path.join(this.dir, e.record.id, LOG_FILE);
     const live = opts.follow ? e.live : undefined;
@@ -576,6 +578,7 @@ export class ContainerService extends EventEmitter {
       const sink: StreamSink = { output: () => void pump(), exit: (code, error) => void pump().then(() => { detach(); opts.follow!.exit(code, error); }) };
       live.sinks.add(sink);
       detach = () => live.sinks.delete(sink);
+      opts.signal?.addEventListener('abort', detach, { once: true });
     }
     const head = await readFrom(file, 0);
     const end = head.lastIndexOf(0x0a) + 1;
@@ -632,6 +635,7 @@ export class ContainerService extends EventEmitter {
         checkSize(rows, cols);
         shim.resize(rows, cols);
       },
+      hangup: () => shim.signal(1 /* SIGHUP */),
       exited,
     };
   }

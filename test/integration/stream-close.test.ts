@@ -1,0 +1,92 @@
+/**
+ * `capsa/stream/close`: a client that is done with a session (its terminal
+ * closed) hangs up an exec, and stops a log follow, over the real protocol.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as net from 'node:net';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
+import {
+  ContainerExecRequest,
+  ContainerLogsRequest,
+  StreamCloseNotification,
+  StreamExitNotification,
+  StreamOutputNotification,
+  type StreamExitParams,
+} from '../../server/protocol';
+import { seedBusybox } from '../helpers/oci';
+import { startRegistry } from '../helpers/registry';
+import { startHelper } from '../helpers/capsa';
+
+/** A protocol connection on the helper's socket; dispose() also closes the socket (the helper's close waits for it). */
+async function connect(socket: string): Promise<MessageConnection> {
+  const s = net.connect(socket);
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', resolve);
+    s.once('error', reject);
+  });
+  const conn = createMessageConnection(new StreamMessageReader(s), new StreamMessageWriter(s));
+  conn.onDispose(() => s.destroy());
+  conn.listen();
+  return conn;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('stream/close hangs up an exec and stops a log follow', { skip: process.getuid?.() !== 0 && 'the helper needs root', timeout: 120_000 }, async (t) => {
+  const registry = await startRegistry();
+  // its own cgroup parent: helpers sharing one take each other's containers for stale ones
+  const cgroupParent = `capsa-test-${randomBytes(4).toString('hex')}`;
+  const helper = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
+  let conn: MessageConnection | undefined;
+  t.after(async () => {
+    conn?.dispose();
+    await helper.stop();
+    await registry.stop();
+    for (const controller of await fs.readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+      await fs.rmdir(`/sys/fs/cgroup/${controller}/${cgroupParent}`).catch(() => undefined);
+    }
+    await fs.rmdir(`/sys/fs/cgroup/${cgroupParent}`).catch(() => undefined);
+  });
+  await seedBusybox(registry);
+  conn = await connect(helper.socket);
+  const outputs = new Map<string, number>();
+  const exits = new Map<string, StreamExitParams>();
+  conn.onNotification(StreamOutputNotification.type, (p) => outputs.set(p.attachId, (outputs.get(p.attachId) ?? 0) + 1));
+  conn.onNotification(StreamExitNotification.type, (p) => exits.set(p.attachId, p));
+  const until = async (what: string, ok: () => boolean, ms = 10_000): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(25);
+    }
+  };
+
+  const run = await helper.cli(['run', '-d', '--network', 'none', 'busybox', 'sh', '-c', 'while true; do echo tick; sleep 0.05; done']);
+  assert.equal(run.code, 0, run.stderr);
+  const id = run.stdout.trim();
+
+  // An exec with a terminal, as the container shell runs it: closing hangs it up (128 + SIGHUP).
+  await conn.sendRequest(ContainerExecRequest.type, { container: id, cmd: ['sh'], tty: true, interactive: true, size: { rows: 24, cols: 80 }, attachId: 'shell' });
+  await until('the shell prompt', () => (outputs.get('shell') ?? 0) > 0);
+  conn.sendNotification(StreamCloseNotification.type, { attachId: 'shell' });
+  await until('the shell to exit', () => exits.has('shell'));
+  assert.equal(exits.get('shell')!.exitCode, 129);
+
+  // A log follow: after the close, no more output and no exit for it, while the container keeps writing.
+  await conn.sendRequest(ContainerLogsRequest.type, { container: id, followAttachId: 'logs' });
+  await until('followed output', () => (outputs.get('logs') ?? 0) >= 3);
+  conn.sendNotification(StreamCloseNotification.type, { attachId: 'logs' });
+  await sleep(300); // what was already on the wire
+  const seen = outputs.get('logs');
+  await sleep(1000);
+  assert.equal(outputs.get('logs'), seen, 'no output after the follow was closed');
+  assert.equal(exits.has('logs'), false);
+
+  // The attachId is free again on this connection; an unknown one is ignored.
+  conn.sendNotification(StreamCloseNotification.type, { attachId: 'nobody' });
+  await conn.sendRequest(ContainerLogsRequest.type, { container: id, followAttachId: 'logs' });
+  await until('output of the second follow', () => (outputs.get('logs') ?? 0) > seen! + 2);
+});

@@ -285,11 +285,18 @@ export class CgroupManager {
     }
   }
 
-  /** After a crash: removes container cgroups under this helper's parent whose container no longer exists. */
-  async reconcile(knownIds: Set<string>): Promise<void> {
+  /**
+   * After a crash: removes the cgroups of `ownIds` (containers this helper's
+   * root has a directory for) that are not in `knownIds` (containers it
+   * loaded). Only its own: the parent is shared by every helper under the
+   * same cgroup (another root, a test's), and removing a cgroup that is not
+   * ours would kill that helper's running containers or make its starting
+   * ones fail to join theirs.
+   */
+  async reconcile(knownIds: Set<string>, ownIds: Set<string>): Promise<void> {
     for (const h of this.layout().hierarchies) {
       const names = await fs.readdir(h.base).catch(() => [] as string[]);
-      const stale = names.filter((n) => /^[0-9a-f]{64}$/.test(n) && !knownIds.has(n)).map((n) => path.posix.join(h.base, n));
+      const stale = names.filter((n) => ownIds.has(n) && !knownIds.has(n)).map((n) => path.posix.join(h.base, n));
       await removeDirs(stale).catch(() => undefined);
     }
   }

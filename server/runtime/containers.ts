@@ -26,6 +26,7 @@ import { generateName, newContainerId } from './names';
 import { buildExecPlan, buildRunPlan, mergeEnv, type BindMount, type ContainerPaths, type ImageRunConfig } from './spec';
 import { resolveImageUser } from './users';
 import { startShim } from './native';
+import { idmapsFor } from './idmap';
 import { EXIT_FILE, LOG_FILE, MonitorClient, launchMonitor, processStartTime, readExitFile, sameProcess, type ExitInfo } from './monitor';
 import { parseLog, tailRecords, type LogRecord } from './logs';
 import type { Plan } from './plan';
@@ -145,16 +146,15 @@ export class ContainerService extends EventEmitter {
    */
   async load(): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const found = await Promise.all(
-      (await fs.readdir(this.dir)).filter((id) => /^[0-9a-f]{64}$/.test(id)).map((id) => this.loadOne(id)),
-    );
+    const ids = (await fs.readdir(this.dir)).filter((id) => /^[0-9a-f]{64}$/.test(id));
+    const found = await Promise.all(ids.map((id) => this.loadOne(id)));
     for (const e of found) if (e) this.entries.set(e.record.id, e);
     await Promise.all(
       [...this.entries.values()].filter((e) => e.state.state === 'exited' && e.record.options.rm).map((e) => this.removeEntry(e).catch(() => undefined)),
     );
     const running = [...this.entries.values()].filter((e) => e.state.state === 'running').map((e) => e.record.id);
     await this.network?.reconcile(new Set(this.entries.keys()), new Set(running));
-    await this.cgroups.reconcile(new Set(this.entries.keys())).catch(() => undefined);
+    await this.cgroups.reconcile(new Set(this.entries.keys()), new Set(ids)).catch(() => undefined);
   }
 
   private async loadOne(id: string): Promise<Entry | undefined> {
@@ -377,6 +377,7 @@ export class ContainerService extends EventEmitter {
         binds,
       });
       if (net.netnsPath) plan.netnsPath = net.netnsPath;
+      plan.idmaps = idmapsFor(opts.idmapMounts, plan.mounts);
       placeholder.record.plan = plan;
       await writeFileAtomic(path.join(cdir, 'config.json'), JSON.stringify(placeholder.record, null, 2));
       await this.saveState(placeholder);

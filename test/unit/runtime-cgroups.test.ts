@@ -115,3 +115,22 @@ test('--pid host and --ipc host leave those namespaces out; other values are ref
   assert.deepEqual(runNamespaces({ pid: 'host', ipc: 'host' }, false), ['mount', 'uts', 'cgroup']);
   assert.throws(() => runNamespaces({ pid: 'container:x' }, false), /expected host/);
 });
+
+test('reconcile removes only stale cgroups of its own root, never another helper’s under the same parent', async () => {
+  const { mkdtempSync, mkdirSync, existsSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { CgroupManager } = await import('../../server/runtime/cgroups');
+  const fsroot = mkdtempSync(path.join(tmpdir(), 'capsa-cgfs-'));
+  try {
+    const manager = new CgroupManager({ parent: 'capsa', mountinfo: () => `30 25 0:26 / ${fsroot} rw - cgroup2 cgroup2 rw`, selfCgroup: () => '0::/' });
+    const [mineStale, mineLive, theirs] = ['a', 'b', 'c'].map((c) => c.repeat(64));
+    for (const id of [mineStale, mineLive, theirs]) mkdirSync(path.join(fsroot, 'capsa', id), { recursive: true });
+    await manager.reconcile(new Set([mineLive]), new Set([mineStale, mineLive]));
+    assert.equal(existsSync(path.join(fsroot, 'capsa', mineStale)), false, 'a cgroup left by this root’s crashed create goes');
+    assert.equal(existsSync(path.join(fsroot, 'capsa', mineLive)), true);
+    assert.equal(existsSync(path.join(fsroot, 'capsa', theirs)), true, 'another root’s container keeps its cgroup');
+  } finally {
+    rmSync(fsroot, { recursive: true, force: true });
+  }
+});

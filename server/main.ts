@@ -16,6 +16,8 @@ import { registerContainerHandlers } from './handlers/containers';
 import { registerImageHandlers } from './handlers/images';
 import { registerSystemHandlers } from './handlers/system';
 import { registerNetworkHandlers } from './handlers/networks';
+import { registerVolumeHandlers } from './handlers/volumes';
+import { VolumeStore } from './runtime/volumes';
 import { NetworkManager } from './runtime/network/manager';
 import { VERSION } from './version';
 
@@ -88,6 +90,7 @@ export class Helper {
     disposers.push(registerImageHandlers(connection, this.images, this.containers));
     disposers.push(registerContainerHandlers(connection, this.containers));
     registerNetworkHandlers(connection, this.networks);
+    registerVolumeHandlers(connection, new VolumeStore(this.config.root), this.containers);
     this.connections.add(connection);
     connection.listen();
     return connection;

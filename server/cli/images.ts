@@ -70,7 +70,7 @@ const PRUNE_FLAGS: FlagSpec[] = [
   { name: 'help', kind: 'bool', help: 'Print usage' },
 ];
 
-async function confirm(question: string): Promise<boolean> {
+export async function confirm(question: string): Promise<boolean> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
   try {
     const answer = await new Promise<string>((resolve) => {

@@ -38,6 +38,7 @@ import { connect } from './client';
 import { formatAge, formatBytes, table } from './format';
 import { ProgressDisplay } from './progress';
 import { network, port } from './network';
+import { volume } from './volumes';
 import { imagePrune, load, save, system } from './images';
 
 /** Exit status for errors of Capsa itself, as Docker uses 125. */
@@ -550,6 +551,7 @@ const COMMANDS: Record<string, [Command, string]> = {
   inspect: [inspect, 'Show details of containers'],
   version: [version, 'Show the helper version'],
   network: [network, 'Manage networks'],
+  volume: [volume, 'Manage volumes'],
   load: [load, 'Load images from a docker save or OCI archive'],
   save: [save, 'Save images to a docker save archive'],
   system: [system, 'Show disk usage (system df)'],

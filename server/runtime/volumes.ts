@@ -191,4 +191,29 @@ export class VolumeStore {
     if (usedBy.length && !force) throw new ConflictError(`volume ${name} is in use by container ${usedBy.join(', ')}`);
     await fs.rm(this.paths(name).dir, { recursive: true, force: true });
   }
+
+  /** Removes every volume whose name `inUse` does not hold; returns their names and the bytes their data took. */
+  async prune(inUse: Set<string>): Promise<{ deleted: string[]; reclaimed: number }> {
+    const deleted: string[] = [];
+    let reclaimed = 0;
+    for (const v of await this.list()) {
+      if (inUse.has(v.name)) continue;
+      const dir = this.paths(v.name).dir;
+      reclaimed += await diskBytes(dir);
+      await fs.rm(dir, { recursive: true, force: true });
+      deleted.push(v.name);
+    }
+    return { deleted, reclaimed };
+  }
+}
+
+/** Bytes a tree takes on disk (allocated blocks), never following symlinks. */
+async function diskBytes(p: string): Promise<number> {
+  const st = await fs.lstat(p).catch(() => undefined);
+  if (!st) return 0;
+  let total = st.blocks * 512;
+  if (st.isDirectory()) {
+    for (const n of await fs.readdir(p).catch(() => [] as string[])) total += await diskBytes(path.join(p, n));
+  }
+  return total;
 }

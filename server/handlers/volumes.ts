@@ -1,0 +1,85 @@
+import { randomBytes } from 'node:crypto';
+import type { Connection } from 'vscode-languageserver/node';
+import { InvalidArgumentError } from '../errors';
+import {
+  VolumeCreateRequest,
+  VolumeInspectRequest,
+  VolumeListRequest,
+  VolumePruneRequest,
+  VolumeRemoveRequest,
+  type VolumeCreateParams,
+  type VolumeRefParams,
+  type VolumeRemoveParams,
+  type VolumeSummary,
+} from '../protocol';
+import type { ContainerService } from '../runtime/containers';
+import type { VolumeInfo, VolumeStore } from '../runtime/volumes';
+import { handled, objectParams } from './errors';
+
+/** Volume name → names of the containers (any state) that mount it. */
+function usage(containers: ContainerService): Map<string, string[]> {
+  const users = new Map<string, string[]>();
+  for (const c of containers.list(true)) {
+    let mounts;
+    try {
+      mounts = containers.inspect(c.id).mounts ?? [];
+    } catch {
+      continue; // removed meanwhile
+    }
+    for (const m of mounts) {
+      if (m.type !== 'volume') continue;
+      const name = m.source.split('/').at(-2) ?? ''; // <root>/volumes/<name>/_data
+      users.set(name, [...(users.get(name) ?? []), c.name]);
+    }
+  }
+  return users;
+}
+
+function summary(v: VolumeInfo, users: Map<string, string[]>): VolumeSummary {
+  return { name: v.name, driver: 'local', mountpoint: v.mountpoint, created: v.created, ...(v.labels ? { labels: v.labels } : {}), usedBy: users.get(v.name) ?? [] };
+}
+
+function ref(params: unknown, method: string): string {
+  const p = objectParams<{ volume?: unknown }>(params, method);
+  if (typeof p.volume !== 'string' || p.volume === '') throw new InvalidArgumentError(`${method}: volume must be a non-empty string`);
+  return p.volume;
+}
+
+export function registerVolumeHandlers(connection: Connection, volumes: VolumeStore, containers: ContainerService): void {
+  connection.onRequest(
+    VolumeCreateRequest.type,
+    handled(async (raw: VolumeCreateParams) => {
+      const p = objectParams<VolumeCreateParams>(raw, VolumeCreateRequest.method);
+      if (p.name !== undefined && typeof p.name !== 'string') throw new InvalidArgumentError(`${VolumeCreateRequest.method}: name must be a string`);
+      const labels = p.labels;
+      if (labels !== undefined && (typeof labels !== 'object' || labels === null || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string'))) {
+        throw new InvalidArgumentError(`${VolumeCreateRequest.method}: labels must be an object of strings`);
+      }
+      const v = await volumes.create(p.name ?? randomBytes(32).toString('hex'), labels);
+      return summary(v, usage(containers));
+    }),
+  );
+  connection.onRequest(
+    VolumeListRequest.type,
+    handled(async () => {
+      const users = usage(containers);
+      return (await volumes.list()).map((v) => summary(v, users));
+    }),
+  );
+  connection.onRequest(
+    VolumeInspectRequest.type,
+    handled(async (raw: VolumeRefParams) => summary(await volumes.read(ref(raw, VolumeInspectRequest.method)), usage(containers))),
+  );
+  connection.onRequest(
+    VolumeRemoveRequest.type,
+    handled(async (raw: VolumeRemoveParams) => {
+      const name = ref(raw, VolumeRemoveRequest.method);
+      if (raw.force !== undefined && typeof raw.force !== 'boolean') throw new InvalidArgumentError(`${VolumeRemoveRequest.method}: force must be a boolean`);
+      await volumes.remove(name, usage(containers).get(name) ?? [], raw.force === true);
+    }),
+  );
+  connection.onRequest(
+    VolumePruneRequest.type,
+    handled(() => volumes.prune(new Set(usage(containers).keys()))),
+  );
+}

@@ -30,6 +30,7 @@
 
 #include "devices.h"
 #include "error.h"
+#include "idmap.h"
 #include "init.h"
 #include "logfile.h"
 #include "monitor.h"
@@ -110,7 +111,7 @@ static int child_setup(const struct plan *plan, struct pty *pty, int sock, int e
   umask(0);
 
   if (!plan->join_pid) {
-    if (make_private(err) < 0 || do_mounts(plan, err) < 0 || do_devices(plan, err) < 0 ||
+    if (make_private(err) < 0 || do_mounts(plan, err) < 0 || do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 ||
         do_symlinks(plan, err) < 0 || pivot_into(plan, err) < 0)
       return -1;
     if (plan->tty && child_pty(plan, pty, sock, err) < 0)

@@ -71,7 +71,7 @@ static const struct {
     {"readonly", 1}, {"hostname", 1}, {"cwd", 1}, {"env", 1},    {"arg", 1},     {"user", 2},
     {"group", 1}, {"tty", 1},   {"winsize", 2}, {"lo", 1},     {"cgroup", 1},  {"join", 1},
     {"rlimit", 3}, {"caps", 5}, {"nonewprivs", 1}, {"seccomp", 1}, {"init", 1},
-    {"netns", 1},
+    {"netns", 1}, {"idmap", 5},
 };
 
 static int parse_limit(const char *s, unsigned long long *out) {
@@ -224,6 +224,16 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     if (f[0][0] != '/')
       return shim_fail(err, "plan", f[0], EINVAL, "netns needs an absolute path");
     plan->netns = f[0];
+  } else if (!strcmp(tag, "idmap")) {
+    if (f[0][0] != '/')
+      return shim_fail(err, "plan", f[0], EINVAL, "idmap needs an absolute path");
+    NUM(f[1], UINT32_MAX - 1, a);
+    NUM(f[2], UINT32_MAX - 1, b);
+    NUM(f[3], UINT32_MAX - 1, c);
+    NUM(f[4], UINT32_MAX - 1, d);
+    if (!PUSH(plan, idmaps, slot))
+      return OOM();
+    *(struct plan_idmap *)slot = (struct plan_idmap){f[0], (uid_t)a, (uid_t)b, (gid_t)c, (gid_t)d};
   }
   return 0;
 #undef NUM

@@ -27,6 +27,14 @@ struct plan_rlimit {
   unsigned long long soft, hard; /* RLIM_INFINITY for `unlimited` */
 };
 
+/* An idmapped bind: at path (inside the container), uid/gid inside are read
+ * and written as uid/gid outside on disk. */
+struct plan_idmap {
+  const char *path;
+  uid_t uid_inside, uid_outside;
+  gid_t gid_inside, gid_outside;
+};
+
 struct plan_symlink {
   const char *target, *path;
 };
@@ -64,6 +72,7 @@ struct plan {
   size_t seccomp_len;     /* in bytes, a multiple of 8 */
   int init;
   const char *netns; /* run mode: setns into this network namespace file rather than create one */
+  PLAN_LIST(struct plan_idmap, idmaps);
   char *buf;
 };
 

@@ -88,6 +88,28 @@ export interface RunOptions {
    * for this container).
    */
   userns?: 'host' | 'auto';
+  /**
+   * Bind mounts whose files belong to a host user, without chowning anything:
+   * each `target` (the container path of a `volumes` bind) is mounted
+   * idmapped, so the container's `containerUid`/`containerGid` (default 0,
+   * root) writes there as host `uid`/`gid`, and that host user's files appear
+   * as the container user's. The extension sets it for the workspace, with
+   * VS Code's own uid/gid. Needs Linux 5.12+ and a filesystem that supports
+   * idmapped mounts (ext4, xfs, btrfs; tmpfs from 6.3).
+   */
+  idmapMounts?: IdmapMount[];
+}
+
+/** See {@link RunOptions.idmapMounts}. */
+export interface IdmapMount {
+  /** Absolute container path of a bind mount in `volumes`. */
+  target: string;
+  /** Host owner of what the container writes there. */
+  uid: number;
+  gid: number;
+  /** The container's ids that map to `uid`/`gid`; default 0 (root). */
+  containerUid?: number;
+  containerGid?: number;
 }
 
 export interface ExecOptions {

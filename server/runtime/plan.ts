@@ -50,6 +50,14 @@
  *                              bind mount the helper prepared, or /proc/<pid>/ns/net)
  *                              before cloning, instead of a new one; `ns` must then
  *                              not list net
+ *   idmap      path uid_inside uid_outside gid_inside gid_outside
+ *                              run mode, after the mounts: the bind mount at path
+ *                              (inside the container) gets an idmapped copy stacked
+ *                              on it (mount_setattr MOUNT_ATTR_IDMAP with a user
+ *                              namespace mapping inside -> outside, one id each):
+ *                              the container's uid_inside writes there as
+ *                              uid_outside on disk, and uid_outside's files appear
+ *                              as uid_inside's; repeated
  *   end
  *
  * Records after `join` were added later; an absent one keeps the behaviour
@@ -161,6 +169,16 @@ export interface Plan {
   init?: boolean;
   /** Run mode: join this network namespace file (prepared by the helper) instead of creating one. */
   netnsPath?: string;
+  /** Run mode: bind mounts made idmapped after mounting (`idmap` records). */
+  idmaps?: PlanIdmap[];
+}
+/** An idmapped bind mount: inside ids read and write as outside ids on disk. */
+export interface PlanIdmap {
+  /** Absolute path inside the container: the target of a bind mount in the plan. */
+  path: string;
+  /** [inside, outside]. */
+  uid: [number, number];
+  gid: [number, number];
 }
 
 /** Serialises a plan into the shim's wire format. */
@@ -209,6 +227,7 @@ export function encodePlan(plan: Plan): Buffer {
     if (plan.namespaces.includes('net')) throw new Error('a plan with netnsPath must not also create a net namespace');
     rec('netns', plan.netnsPath);
   }
+  for (const m of plan.idmaps ?? []) rec('idmap', m.path, m.uid[0], m.uid[1], m.gid[0], m.gid[1]);
   rec('end');
   for (const p of parts) {
     if (p.includes('\0')) throw new Error(`plan field contains a NUL byte: ${JSON.stringify(p)}`);

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import type { IdmapMount } from '../server/protocol';
 
 export class DevcontainerError extends Error {
   readonly code = 'E_DEVCONTAINER';
@@ -321,4 +322,28 @@ function applyRunArgs(config: DevcontainerConfig, args: string[]): void {
         config.unsupported.push(`runArgs ${a}`);
     }
   }
+}
+
+/**
+ * The workspace bind's idmapping, so what the container writes there belongs
+ * to the VS Code user on the host (`owner`: this process's uid/gid) with
+ * nothing chowned. None when VS Code runs as root (root's files stay root's),
+ * when the workspace mount is not a host bind, or when the container user is
+ * a name (only the helper can resolve it, and a user outside the mapping
+ * could not create files there); a numeric `uid[:gid]` is mapped as is.
+ */
+export function workspaceIdmap(config: DevcontainerConfig, owner: { uid: number; gid: number } | undefined): IdmapMount[] | undefined {
+  if (!owner || owner.uid === 0) return undefined;
+  const [source, target] = config.workspaceMount.split(':');
+  if (!source?.startsWith('/') || !target?.startsWith('/')) return undefined;
+  const user = config.remoteUser ?? config.containerUser ?? 'root';
+  let containerUid = 0;
+  let containerGid = 0;
+  if (user !== 'root') {
+    const m = /^(\d+)(?::(\d+))?$/.exec(user);
+    if (!m) return undefined;
+    containerUid = Number(m[1]);
+    containerGid = m[2] !== undefined ? Number(m[2]) : containerUid;
+  }
+  return [{ target, uid: owner.uid, gid: owner.gid, containerUid, containerGid }];
 }

@@ -16,7 +16,7 @@ import {
   type PullResult,
 } from '../server/protocol';
 import type { HelperConnection } from './client';
-import { DevcontainerError, loadDevcontainer, type DevcontainerConfig } from './devcontainer';
+import { DevcontainerError, loadDevcontainer, workspaceIdmap, type DevcontainerConfig } from './devcontainer';
 import { describeChanges, isDigestReference, lockPathFor, pinnedReference, readLock, writeLock, type LockFile } from './lockfile';
 import { pullWithProgress } from './progress';
 
@@ -113,8 +113,10 @@ export class WorkspaceContainers {
     }
     const { config, image } = await this.prepare(folder, progress);
     progress(`Creating the workspace container from ${image}…`);
-    const { id } = await this.helper.connection.sendRequest(ContainerRunRequest.type, {
+    const idmapMounts = workspaceIdmap(config, vscodeUser());
+    const run = (idmap: typeof idmapMounts) => this.helper.connection.sendRequest(ContainerRunRequest.type, {
       image,
+      idmapMounts: idmap,
       name: containerName(folder),
       entrypoint: [],
       cmd: KEEP_ALIVE,
@@ -126,6 +128,12 @@ export class WorkspaceContainers {
       network: config.network,
       hostname: config.hostname,
       labels: { ...config.labels, [WORKSPACE_LABEL]: folder.uri.fsPath, ...(config.file ? { 'capsa.config': config.file } : {}) },
+    });
+    const { id } = await run(idmapMounts).catch((err: Error) => {
+      // a workspace on a filesystem without idmapped mounts still runs, with root-owned new files
+      if (!idmapMounts || !/idmap/.test(err.message)) throw err;
+      this.helper.output.appendLine(`the workspace cannot be idmapped (${err.message}); files the container creates there will belong to root`);
+      return run(undefined);
     });
     for (const [what, cmds] of [
       ['postCreateCommand', config.postCreateCommand],
@@ -179,3 +187,10 @@ export function containerName(folder: vscode.WorkspaceFolder): string {
 }
 
 export { DevcontainerError };
+
+/** This VS Code's own uid/gid: the host owner of what containers write in the workspace. */
+export function vscodeUser(): { uid: number; gid: number } | undefined {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  return uid === undefined || gid === undefined ? undefined : { uid, gid };
+}

@@ -8,7 +8,8 @@ import * as vscode from 'vscode';
 import { ContainerExecRequest, ContainerRunRequest } from '../../server/protocol';
 import type { HelperConnection } from '../client';
 import { ContainerPty } from '../terminal/ContainerPty';
-import type { WorkspaceContainers } from '../workspaceContainer';
+import { vscodeUser, type WorkspaceContainers } from '../workspaceContainer';
+import { workspaceIdmap } from '../devcontainer';
 import { commandFor, containerPathOf } from './languages';
 
 interface RunRequest {
@@ -108,6 +109,7 @@ export class RunInContainer {
             entrypoint: [],
             env: ['TERM=xterm-256color', ...config.containerEnv, ...config.remoteEnv],
             volumes: [config.workspaceMount, ...config.mounts],
+            idmapMounts: workspaceIdmap(config, vscodeUser()),
             workdir,
             user: config.remoteUser ?? config.containerUser,
             tty: true,

@@ -3,7 +3,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { DevcontainerError, findDevcontainerFile, loadDevcontainer, mountToVolume, parseDevcontainer } from '../../extension/devcontainer';
+import { DevcontainerError, defaultConfig, findDevcontainerFile, loadDevcontainer, mountToVolume, parseDevcontainer, workspaceIdmap } from '../../extension/devcontainer';
 
 const ws = { folder: '/home/u/proj', defaultImage: 'debian:bookworm-slim', env: { HOME: '/home/u' } };
 const FILE = '/home/u/proj/.devcontainer/devcontainer.json';
@@ -111,4 +111,16 @@ test('finds .devcontainer/devcontainer.json before .devcontainer.json, and falls
   mkdirSync(path.join(dir, '.devcontainer'));
   writeFileSync(path.join(dir, '.devcontainer', 'devcontainer.json'), '{"image":"in-folder"}');
   assert.equal(loadDevcontainer({ folder: dir, defaultImage: 'alpine' }).image, 'in-folder');
+});
+
+test('workspaceIdmap maps the container user to the VS Code user for the workspace bind, unless VS Code is root or the user is a name', () => {
+  const base = defaultConfig({ folder: '/home/u/proj', defaultImage: 'busybox' });
+  const me = { uid: 1000, gid: 1001 };
+  assert.deepEqual(workspaceIdmap(base, me), [{ target: '/workspaces/proj', uid: 1000, gid: 1001, containerUid: 0, containerGid: 0 }]);
+  assert.deepEqual(workspaceIdmap({ ...base, remoteUser: '1000' }, me), [{ target: '/workspaces/proj', uid: 1000, gid: 1001, containerUid: 1000, containerGid: 1000 }]);
+  assert.deepEqual(workspaceIdmap({ ...base, containerUser: '1000:2000' }, me)?.[0], { target: '/workspaces/proj', uid: 1000, gid: 1001, containerUid: 1000, containerGid: 2000 });
+  assert.equal(workspaceIdmap(base, { uid: 0, gid: 0 }), undefined);
+  assert.equal(workspaceIdmap(base, undefined), undefined);
+  assert.equal(workspaceIdmap({ ...base, remoteUser: 'vscode' }, me), undefined);
+  assert.equal(workspaceIdmap({ ...base, workspaceMount: 'myvolume:/workspaces/proj' }, me), undefined);
 });

@@ -11,4 +11,21 @@
  * mount at each `idmap` record's path (inside the rootfs) on top of it. */
 int do_idmaps(const struct plan *plan, struct shim_error *err);
 
+/* A user namespace with these uid_map/gid_map contents, as an fd (< 0 on error). */
+int idmap_userns(const char *uid_map, const char *gid_map, const char *what, struct shim_error *err);
+
+/* --userns auto: the container's user namespace (ids 0..size-1 mapped onto
+ * the plan's host range), as an fd, made before the clone. */
+int userns_create(const struct plan *plan, struct shim_error *err);
+
+/* Run mode, in the new mount namespace before do_mounts: each `idlower`
+ * layer directory gets an idmapped copy (through `userns`) at its staging
+ * path, which the overlay then takes as its lowerdir, so the image's files
+ * appear owned as on disk inside the namespace, with nothing chowned. */
+int do_idlowers(const struct plan *plan, int userns, struct shim_error *err);
+
+/* Joins the container's user namespace once every privileged step in the
+ * host's is done, as the namespace's root. */
+int userns_enter(int userns, struct shim_error *err);
+
 #endif

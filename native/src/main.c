@@ -60,6 +60,8 @@ struct monitor_opts {
 };
 static struct attach_server attach = {.listen_fd = -1};
 static int logfd = -1, dirfd_ = -1;
+/* --userns auto: the container's user namespace, made before the clone */
+static int userns_fd = -1;
 
 static void status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void status(const char *fmt, ...) {
@@ -111,7 +113,8 @@ static int child_setup(const struct plan *plan, struct pty *pty, int sock, int e
   umask(0);
 
   if (!plan->join_pid) {
-    if (make_private(err) < 0 || do_mounts(plan, err) < 0 || do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 ||
+    if (make_private(err) < 0 || do_idlowers(plan, userns_fd, err) < 0 || do_mounts(plan, err) < 0 ||
+        do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 ||
         do_symlinks(plan, err) < 0 || pivot_into(plan, err) < 0)
       return -1;
     if (plan->tty && child_pty(plan, pty, sock, err) < 0)
@@ -122,6 +125,11 @@ static int child_setup(const struct plan *plan, struct pty *pty, int sock, int e
   if (set_hostname(plan, err) < 0)
     return -1;
   if (plan->loopback && loopback_up(err) < 0)
+    return -1;
+  /* after the steps that need the host's privileges (mounts, devices,
+   * hostname, lo); the namespaces made by the clone stay the host user
+   * namespace's, so root inside holds its capabilities over its own ids only */
+  if (userns_fd >= 0 && userns_enter(userns_fd, err) < 0)
     return -1;
   if (plan->init && !plan->join_pid) {
     if (become_init(errfd, pty->slave, sock, err) < 0)
@@ -251,6 +259,9 @@ static int run(int join_mode, const struct monitor_opts *mo) {
   int errpipe[2];
   if (pipe2(errpipe, O_CLOEXEC) < 0)
     return shim_fail(&err, "clone", "pipe", errno, NULL), report_error(&err);
+
+  if (!join_mode && plan.userns.size && (userns_fd = userns_create(&plan, &err)) < 0)
+    return report_error(&err);
 
   int pidfd = -1;
   pid_t pid = spawn_child(join_mode ? 0 : plan.ns_flags, &pidfd, &err);

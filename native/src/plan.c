@@ -71,7 +71,7 @@ static const struct {
     {"readonly", 1}, {"hostname", 1}, {"cwd", 1}, {"env", 1},    {"arg", 1},     {"user", 2},
     {"group", 1}, {"tty", 1},   {"winsize", 2}, {"lo", 1},     {"cgroup", 1},  {"join", 1},
     {"rlimit", 3}, {"caps", 5}, {"nonewprivs", 1}, {"seccomp", 1}, {"init", 1},
-    {"netns", 1}, {"idmap", 5},
+    {"netns", 1}, {"idmap", 5}, {"userns", 3}, {"idlower", 2},
 };
 
 static int parse_limit(const char *s, unsigned long long *out) {
@@ -234,6 +234,21 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     if (!PUSH(plan, idmaps, slot))
       return OOM();
     *(struct plan_idmap *)slot = (struct plan_idmap){f[0], (uid_t)a, (uid_t)b, (gid_t)c, (gid_t)d};
+  } else if (!strcmp(tag, "userns")) {
+    NUM(f[0], UINT32_MAX - 1, a);
+    NUM(f[1], UINT32_MAX - 1, b);
+    NUM(f[2], UINT32_MAX - 1, c);
+    if (c == 0 || a + c > UINT32_MAX - 1 || b + c > UINT32_MAX - 1)
+      return shim_fail(err, "plan", tag, EINVAL, "userns range %s+%s does not fit", f[0], f[2]);
+    plan->userns.uid = (uid_t)a;
+    plan->userns.gid = (gid_t)b;
+    plan->userns.size = (unsigned)c;
+  } else if (!strcmp(tag, "idlower")) {
+    if (f[0][0] != '/' || f[1][0] != '/')
+      return shim_fail(err, "plan", f[0], EINVAL, "idlower needs absolute paths");
+    if (!PUSH(plan, idlowers, slot))
+      return OOM();
+    *(struct plan_idlower *)slot = (struct plan_idlower){f[0], f[1]};
   }
   return 0;
 #undef NUM

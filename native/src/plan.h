@@ -35,6 +35,12 @@ struct plan_idmap {
   gid_t gid_inside, gid_outside;
 };
 
+/* --userns auto: a layer directory and the empty directory its idmapped
+ * copy is attached at, the overlay's lowerdir. */
+struct plan_idlower {
+  const char *source, *target;
+};
+
 struct plan_symlink {
   const char *target, *path;
 };
@@ -73,6 +79,12 @@ struct plan {
   int init;
   const char *netns; /* run mode: setns into this network namespace file rather than create one */
   PLAN_LIST(struct plan_idmap, idmaps);
+  struct {
+    uid_t uid; /* host ids container id 0 maps to; size 0: no user namespace */
+    gid_t gid;
+    unsigned size;
+  } userns;
+  PLAN_LIST(struct plan_idlower, idlowers);
   char *buf;
 };
 

@@ -55,14 +55,15 @@ pid_t spawn_child(int ns_flags, int *pidfd, struct shim_error *err) {
 }
 
 int join_namespaces(const struct plan *plan, struct shim_error *err) {
-  /* user first (it grants the rights for the rest), mount last (after it,
-   * /proc/<pid> would name a different process or none) */
+  /* every fd is opened before the first setns (after mnt, /proc/<pid> would
+   * name a different process or none); user last: a --userns auto
+   * container's other namespaces belong to the host's user namespace, and
+   * joining them needs the rights the shim has only there */
   static const struct {
     int flag;
     const char *name;
-  } order[] = {{CLONE_NEWUSER, "user"}, {CLONE_NEWCGROUP, "cgroup"}, {CLONE_NEWIPC, "ipc"},
-               {CLONE_NEWUTS, "uts"},   {CLONE_NEWNET, "net"},       {CLONE_NEWPID, "pid"},
-               {CLONE_NEWNS, "mnt"}};
+  } order[] = {{CLONE_NEWCGROUP, "cgroup"}, {CLONE_NEWIPC, "ipc"}, {CLONE_NEWUTS, "uts"}, {CLONE_NEWNET, "net"},
+               {CLONE_NEWPID, "pid"},       {CLONE_NEWNS, "mnt"}, {CLONE_NEWUSER, "user"}};
   enum { N = sizeof order / sizeof *order };
   int fds[N];
   int rc = 0;

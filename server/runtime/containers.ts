@@ -33,6 +33,7 @@ import type { Plan } from './plan';
 import type { NetworkManager } from './network/manager';
 import { CgroupManager } from './cgroups';
 import { prepareRun, type RunSetup } from './runsetup';
+import { planLayerDirs, useUserns, UsernsAllocator } from './userns';
 
 /** What the container side needs from the image side. */
 export interface ImageSource {
@@ -127,6 +128,7 @@ export interface ExecSession {
 export class ContainerService extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
   private readonly dir: string;
+  private readonly userns: UsernsAllocator;
 
   constructor(
     root: string,
@@ -136,6 +138,7 @@ export class ContainerService extends EventEmitter {
   ) {
     super();
     this.dir = path.join(root, 'containers');
+    this.userns = new UsernsAllocator(root);
   }
 
   /**
@@ -155,6 +158,7 @@ export class ContainerService extends EventEmitter {
     const running = [...this.entries.values()].filter((e) => e.state.state === 'running').map((e) => e.record.id);
     await this.network?.reconcile(new Set(this.entries.keys()), new Set(running));
     await this.cgroups.reconcile(new Set(this.entries.keys()), new Set(ids)).catch(() => undefined);
+    await this.userns.reconcile(new Set(this.entries.keys()));
   }
 
   private async loadOne(id: string): Promise<Entry | undefined> {
@@ -378,6 +382,7 @@ export class ContainerService extends EventEmitter {
       });
       if (net.netnsPath) plan.netnsPath = net.netnsPath;
       plan.idmaps = idmapsFor(opts.idmapMounts, plan.mounts);
+      if (opts.userns === 'auto') await useUserns(plan, await this.userns.allocate(id), paths);
       placeholder.record.plan = plan;
       await writeFileAtomic(path.join(cdir, 'config.json'), JSON.stringify(placeholder.record, null, 2));
       await this.saveState(placeholder);
@@ -386,6 +391,7 @@ export class ContainerService extends EventEmitter {
       await this.network?.teardown(id).catch(() => undefined);
       await this.cgroups.remove(cdir).catch(() => undefined);
       await fs.rm(cdir, { recursive: true, force: true });
+      await this.userns.release(id).catch(() => undefined);
       throw err;
     }
     this.emitEvent('create', placeholder);
@@ -552,6 +558,7 @@ export class ContainerService extends EventEmitter {
     await this.network?.teardown(e.record.id);
     await this.cgroups.remove(path.join(this.dir, e.record.id));
     await fs.rm(path.join(this.dir, e.record.id), { recursive: true, force: true });
+    await this.userns.release(e.record.id);
     this.emitEvent('destroy', e);
   }
 
@@ -611,7 +618,7 @@ export class ContainerService extends EventEmitter {
       tty: !!opts.tty,
       winsize: opts.size,
       // a prepared netns is not in the run plan's list, but exec must join it too
-      namespaces: e.record.plan.netnsPath ? [...e.record.plan.namespaces, 'net'] : e.record.plan.namespaces,
+      namespaces: [...e.record.plan.namespaces, ...(e.record.plan.netnsPath ? ['net' as const] : []), ...(e.record.plan.userns ? ['user' as const] : [])],
       confinement: e.record.plan,
     });
     const shim = startShim(plan, { mode: 'exec', stdin: opts.interactive ? 'pipe' : 'ignore', stdout: 'pipe', stderr: 'pipe' });
@@ -793,9 +800,7 @@ function checkSize(rows: number, cols: number): void {
 }
 
 function lowerDirsOf(plan: Plan): string[] {
-  const data = plan.mounts.find((m) => m.fstype === 'overlay')?.data ?? '';
-  const m = /lowerdir=([^,]*)/.exec(data);
-  return m ? m[1].split(':') : [];
+  return planLayerDirs(plan);
 }
 
 function streamEnd(s: NodeJS.ReadableStream | null | undefined): Promise<void> {

@@ -58,6 +58,12 @@
  *                              the container's uid_inside writes there as
  *                              uid_outside on disk, and uid_outside's files appear
  *                              as uid_inside's; repeated
+ *   userns     uid gid size   run mode, --userns auto: before the clone, a user namespace
+ *                              mapping ids 0..size-1 onto host uid.. and gid..; the
+ *                              child joins it after the mounts, hostname and lo
+ *   idlower    source target   run mode, with userns: before the mounts, an idmapped
+ *                              (through that namespace) copy of layer directory source
+ *                              is attached at the empty directory target; repeated
  *   end
  *
  * Records after `join` were added later; an absent one keeps the behaviour
@@ -78,7 +84,8 @@ export const MS = {
   STRICTATIME: 0x1000000,
 } as const;
 
-export type Namespace = 'mount' | 'pid' | 'uts' | 'ipc' | 'net' | 'cgroup';
+/** `user` only in exec plans: a run plan's user namespace is its `userns` record. */
+export type Namespace = 'mount' | 'pid' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user';
 
 /** Linux resource numbers for `setrlimit` (asm-generic/resource.h). */
 export const RLIMIT = {
@@ -171,6 +178,16 @@ export interface Plan {
   netnsPath?: string;
   /** Run mode: bind mounts made idmapped after mounting (`idmap` records). */
   idmaps?: PlanIdmap[];
+  /** Run mode, `--userns auto`: the container's id range and its idmapped layers (`userns` and `idlower` records). */
+  userns?: PlanUserns;
+}
+export interface PlanUserns {
+  /** Host uid and gid that container id 0 maps to, and how many ids are mapped. */
+  uid: number;
+  gid: number;
+  size: number;
+  /** Each image layer (source) and the empty directory (target) its idmapped copy is attached at; the overlay's lowerdirs are the targets. */
+  lowers: Array<{ source: string; target: string }>;
 }
 /** An idmapped bind mount: inside ids read and write as outside ids on disk. */
 export interface PlanIdmap {
@@ -228,6 +245,10 @@ export function encodePlan(plan: Plan): Buffer {
     rec('netns', plan.netnsPath);
   }
   for (const m of plan.idmaps ?? []) rec('idmap', m.path, m.uid[0], m.uid[1], m.gid[0], m.gid[1]);
+  if (plan.userns) {
+    rec('userns', plan.userns.uid, plan.userns.gid, plan.userns.size);
+    for (const l of plan.userns.lowers) rec('idlower', l.source, l.target);
+  }
   rec('end');
   for (const p of parts) {
     if (p.includes('\0')) throw new Error(`plan field contains a NUL byte: ${JSON.stringify(p)}`);

@@ -51,9 +51,11 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
     ulimits: list('ulimits', opts.ulimits),
   });
   const groupAdd = list('groupAdd', opts.groupAdd);
-  if (opts.userns !== undefined && opts.userns !== 'host') {
-    throw new InvalidArgumentError(`invalid --userns ${JSON.stringify(opts.userns)}: only host is available (auto is not implemented yet)`);
+  if (opts.userns !== undefined && opts.userns !== 'host' && opts.userns !== 'auto') {
+    throw new InvalidArgumentError(`invalid --userns ${JSON.stringify(opts.userns)}: expected host or auto`);
   }
+  // as Docker: a privileged container is root on the host by definition
+  if (opts.userns === 'auto' && opts.privileged) throw new InvalidArgumentError('--privileged cannot be combined with --userns auto');
   runNamespaces(opts, false); // checks --pid and --ipc
   // Binds are checked now (a missing source is an error, never a created directory); volumes are created.
   const volumes = new VolumeStore(root);

@@ -1,0 +1,158 @@
+/**
+ * `--userns auto`: each container gets its own block of 65536 host ids,
+ * container id N being host id start+N, recorded in `<root>/userns.json`
+ * (atomic rewrite) so blocks never overlap, across helper restarts too.
+ *
+ * Where the blocks come from, in order:
+ * - `/etc/subuid` and `/etc/subgid` entries for the user `capsa` (or
+ *   CAPSA_SUBID_USER), as for rootless Podman: `capsa:200000:655360` gives
+ *   ten blocks; uid and gid blocks are paired in order;
+ * - otherwise 100000000 upwards (as systemd's and Podman's automatic ranges
+ *   keep clear of ids a host's accounts use), 1000 blocks.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { CapsaError } from '../errors';
+import { writeFileAtomic } from '../util/atomic';
+import type { Plan } from './plan';
+
+export const USERNS_SIZE = 65536;
+const DEFAULT_START = 100_000_000;
+const DEFAULT_BLOCKS = 1000;
+
+export interface IdRange {
+  /** Host uid that container uid 0 maps to. */
+  uid: number;
+  /** Host gid that container gid 0 maps to. */
+  gid: number;
+  size: number;
+}
+
+export class UsernsExhaustedError extends CapsaError {
+  constructor(source: string) {
+    super('E_USERNS_EXHAUSTED', `userns: no free block of ${USERNS_SIZE} ids left in ${source}`);
+  }
+}
+
+/** Starts of the whole 65536-id blocks in `name`'s entries of an /etc/subuid-style file. */
+export function subidBlocks(text: string, name: string): number[] {
+  const out: number[] = [];
+  for (const line of text.split('\n')) {
+    const [user, start, count] = line.trim().split(':');
+    if (user !== name || !/^\d+$/.test(start ?? '') || !/^\d+$/.test(count ?? '')) continue;
+    for (let s = Number(start); s + USERNS_SIZE <= Number(start) + Number(count) && s + USERNS_SIZE <= 0xffffffff; s += USERNS_SIZE) out.push(s);
+  }
+  return out;
+}
+
+export class UsernsAllocator {
+  private readonly file: string;
+  private ranges?: Map<string, IdRange>;
+  private blocks?: { uid: number[]; gid: number[]; source: string };
+  /** Serialises allocations and releases: each reads and rewrites the record. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    root: string,
+    private readonly opts: { user?: string; subuid?: string; subgid?: string } = {},
+  ) {
+    this.file = path.join(root, 'userns.json');
+  }
+
+  private async available(): Promise<{ uid: number[]; gid: number[]; source: string }> {
+    if (this.blocks) return this.blocks;
+    const user = this.opts.user ?? process.env.CAPSA_SUBID_USER ?? 'capsa';
+    const subuid = this.opts.subuid ?? '/etc/subuid';
+    const subgid = this.opts.subgid ?? '/etc/subgid';
+    const uid = subidBlocks(await fs.readFile(subuid, 'utf8').catch(() => ''), user);
+    const gid = subidBlocks(await fs.readFile(subgid, 'utf8').catch(() => ''), user);
+    if (uid.length && gid.length) {
+      const n = Math.min(uid.length, gid.length);
+      this.blocks = { uid: uid.slice(0, n), gid: gid.slice(0, n), source: `${subuid} and ${subgid} for ${user}` };
+    } else {
+      const all = Array.from({ length: DEFAULT_BLOCKS }, (_, i) => DEFAULT_START + i * USERNS_SIZE);
+      this.blocks = { uid: all, gid: all, source: `the default range from ${DEFAULT_START}` };
+    }
+    return this.blocks;
+  }
+
+  private async load(): Promise<Map<string, IdRange>> {
+    if (!this.ranges) {
+      const text = await fs.readFile(this.file, 'utf8').catch(() => '{}');
+      this.ranges = new Map(Object.entries(JSON.parse(text) as Record<string, IdRange>));
+    }
+    return this.ranges;
+  }
+
+  private save(ranges: Map<string, IdRange>): Promise<void> {
+    return writeFileAtomic(this.file, JSON.stringify(Object.fromEntries(ranges), null, 1));
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The block recorded for `id`, or a free one, recorded before it is returned. */
+  allocate(id: string): Promise<IdRange> {
+    return this.serial(async () => {
+      const ranges = await this.load();
+      const mine = ranges.get(id);
+      if (mine) return mine;
+      const blocks = await this.available();
+      const usedUid = new Set([...ranges.values()].map((r) => r.uid));
+      const usedGid = new Set([...ranges.values()].map((r) => r.gid));
+      const i = blocks.uid.findIndex((u, k) => !usedUid.has(u) && !usedGid.has(blocks.gid[k]));
+      if (i < 0) throw new UsernsExhaustedError(blocks.source);
+      const range = { uid: blocks.uid[i], gid: blocks.gid[i], size: USERNS_SIZE };
+      ranges.set(id, range);
+      await this.save(ranges);
+      return range;
+    });
+  }
+
+  release(id: string): Promise<void> {
+    return this.serial(async () => {
+      const ranges = await this.load();
+      if (ranges.delete(id)) await this.save(ranges);
+    });
+  }
+
+  /** After a crash: drops the blocks of containers that no longer exist, keeps the others' (so none is handed out twice). */
+  reconcile(existing: Set<string>): Promise<void> {
+    return this.serial(async () => {
+      const ranges = await this.load();
+      const stale = [...ranges.keys()].filter((id) => !existing.has(id));
+      for (const id of stale) ranges.delete(id);
+      if (stale.length) await this.save(ranges);
+    });
+  }
+}
+
+/**
+ * Turns a run plan into a `--userns auto` one: the overlay's lowerdirs become
+ * empty staging directories (`<container>/lower/<n>`) that the shim covers
+ * with idmapped copies of the layers, and the upper and work directories
+ * belong to the container's root, so the root filesystem is owned inside as
+ * the image says, with nothing copied or chowned in the layers.
+ */
+export async function useUserns(plan: Plan, range: IdRange, paths: { dir: string; upper: string; work: string }): Promise<void> {
+  const overlay = plan.mounts.find((m) => m.fstype === 'overlay' && m.target === '/');
+  const m = overlay && /(^|,)lowerdir=([^,]*)/.exec(overlay.data);
+  if (!overlay || !m) throw new Error('userns: the plan has no root overlay');
+  const layers = m[2].split(':');
+  const lowers = layers.map((source, i) => ({ source, target: path.join(paths.dir, 'lower', String(i)) }));
+  await fs.mkdir(path.join(paths.dir, 'lower'), { mode: 0o700 });
+  await Promise.all(lowers.map((l) => fs.mkdir(l.target)));
+  await Promise.all([fs.chown(paths.upper, range.uid, range.gid), fs.chown(paths.work, range.uid, range.gid)]);
+  overlay.data = overlay.data.replace(m[0], `${m[1]}lowerdir=${lowers.map((l) => l.target).join(':')}`);
+  plan.userns = { uid: range.uid, gid: range.gid, size: range.size, lowers };
+}
+
+/** The image's layer directories of a plan, whether or not it has a user namespace. */
+export function planLayerDirs(plan: Plan): string[] {
+  if (plan.userns) return plan.userns.lowers.map((l) => l.source);
+  const m = /lowerdir=([^,]*)/.exec(plan.mounts.find((x) => x.fstype === 'overlay')?.data ?? '');
+  return m ? m[1].split(':') : [];
+}

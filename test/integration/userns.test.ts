@@ -1,0 +1,105 @@
+/**
+ * `--userns auto` against the real kernel and helper: container root is a
+ * host id from the container's own block, the image's files appear owned as
+ * in the image through idmapped layers, blocks never overlap (also across a
+ * killed helper) and go back on removal; exec joins the user namespace.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { busyboxLayer, pushImage, seedBusybox, tarLayer } from '../helpers/oci';
+import { mountsUnder, restartHelper, startHelper, type TestHelper } from '../helpers/capsa';
+
+const START = 100_000_000;
+const SIZE = 65536;
+let registry: TestRegistry;
+
+before(async () => {
+  registry = await startRegistry();
+  await seedBusybox(registry);
+  const owned = await tarLayer([
+    { type: 'dir', path: 'home' },
+    { type: 'dir', path: 'home/dev', uid: 1000, gid: 1000 },
+    { type: 'file', path: 'home/dev/mine', content: 'x', uid: 1000, gid: 1000 },
+  ]);
+  await pushImage(registry, 'library/owned', 'latest', { layers: [await busyboxLayer(), owned], config: { Cmd: ['sh'] } });
+});
+after(async () => {
+  await registry?.stop();
+});
+
+async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper> {
+  const h = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: `capsa-test-${process.pid}-${Math.random().toString(16).slice(2, 8)}` } });
+  t.after(async () => {
+    await h.stop();
+    assert.deepEqual(await mountsUnder(h.dir), [], 'no mount is left under the test root');
+  });
+  return h;
+}
+
+async function ok(h: TestHelper, args: string[]): Promise<string> {
+  const r = await h.cli(args);
+  assert.equal(r.code, 0, `capsa ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function records(h: TestHelper): Promise<Record<string, { uid: number; gid: number; size: number }>> {
+  return JSON.parse(await fs.readFile(path.join(h.root, 'userns.json'), 'utf8').catch(() => '{}'));
+}
+
+test('root inside is a mapped host id; the image files appear owned as in the image; binds are written as the mapped id', async (t) => {
+  const h = await helperFor(t);
+  const dir = path.join(h.dir, 'bind');
+  await fs.mkdir(dir);
+  await fs.chmod(dir, 0o777);
+  const out = await ok(h, ['run', '--rm', '--userns', 'auto', '-v', `${dir}:/b`, 'owned', 'sh', '-c',
+    'id -u; cat /proc/self/uid_map /proc/self/gid_map; stat -c "%u:%g %n" / /bin/busybox /home/dev/mine; touch /b/made; echo new > /newfile; stat -c "%u:%g" /newfile']);
+  const lines = out.trim().split('\n').map((l) => l.trim().split(/\s+/).join(' '));
+  assert.deepEqual(lines, ['0', `0 ${START} ${SIZE}`, `0 ${START} ${SIZE}`, '0:0 /', '0:0 /bin/busybox', '1000:1000 /home/dev/mine', '0:0']);
+  const st = await fs.stat(path.join(dir, 'made'));
+  assert.deepEqual([st.uid, st.gid], [START, START], 'a file root made on a bind belongs to the mapped host id');
+  assert.deepEqual(await records(h), {}, 'the block goes back once the --rm container is gone');
+});
+
+test('a container with a user namespace cannot mount, load modules or act as host root', async (t) => {
+  const h = await helperFor(t);
+  const r = await h.cli(['run', '--rm', '--userns', 'auto', '--cap-add', 'SYS_ADMIN', '--cap-add', 'SYS_MODULE', 'busybox', 'sh', '-c',
+    'mount -t tmpfs none /mnt && echo mounted; insmod /nonexistent.ko 2>&1 | head -1; echo 1 > /proc/sys/kernel/modprobe 2>/dev/null && echo wrote; echo done']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /mounted|wrote/);
+  assert.match(r.stdout, /done/);
+  const priv = await h.cli(['run', '--rm', '--userns', 'auto', '--privileged', 'busybox', 'true']);
+  assert.notEqual(priv.code, 0);
+  assert.match(priv.stderr, /--privileged cannot be combined with --userns auto/);
+});
+
+test('concurrent containers get disjoint blocks, freed by rm; exec joins the user namespace', async (t) => {
+  const h = await helperFor(t);
+  const ids = await Promise.all(['a', 'b', 'c'].map((n) => ok(h, ['run', '-d', '--name', n, '--userns', 'auto', 'busybox', 'sleep', '60']).then((s) => s.trim())));
+  const recs = await records(h);
+  const starts = ids.map((id) => recs[id]?.uid);
+  assert.equal(new Set(starts).size, 3, `distinct blocks: ${JSON.stringify(recs)}`);
+  for (const s of starts) assert.ok(s !== undefined && s >= START && (s - START) % SIZE === 0);
+
+  const map = await ok(h, ['exec', 'b', 'sh', '-c', 'id -u; cat /proc/self/uid_map']);
+  assert.equal(map.trim().split('\n').map((l) => l.trim().split(/\s+/).join(' ')).join('|'), `0|0 ${recs[ids[1]].uid} ${SIZE}`);
+  const nsRun = await ok(h, ['exec', 'b', 'readlink', '/proc/1/ns/user']);
+  const nsExec = await ok(h, ['exec', 'b', 'readlink', '/proc/self/ns/user']);
+  assert.equal(nsExec, nsRun);
+
+  await ok(h, ['rm', '-f', 'a']);
+  assert.equal((await records(h))[ids[0]], undefined);
+  const again = (await ok(h, ['run', '-d', '--userns', 'auto', 'busybox', 'sleep', '60'])).trim();
+  assert.equal((await records(h))[again].uid, recs[ids[0]].uid, 'the freed block is handed out again');
+
+  // a killed helper: the running containers keep their blocks, none is handed out twice
+  await h.crash();
+  await restartHelper(h);
+  const fresh = (await ok(h, ['run', '-d', '--userns', 'auto', 'busybox', 'sleep', '60'])).trim();
+  const after = await records(h);
+  const used = Object.values(after).map((r) => r.uid);
+  assert.equal(new Set(used).size, used.length, `no block twice: ${JSON.stringify(after)}`);
+  assert.ok(after[fresh] && after[ids[1]] && after[ids[2]] && after[again]);
+});

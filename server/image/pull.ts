@@ -239,18 +239,27 @@ async function fetchLayer(job: LayerJob): Promise<boolean> {
     // that failed at diff-id) is unpacked from disk without the network.
     if (await store.hasBlob(desc.digest)) {
       progress.update(index, { status: 'extracting' });
-      const r = await unpackLayer(createReadStream(store.blobPath(desc.digest)), dir, {
-        compression,
-        label,
-        maxCompressedSize: desc.size,
-        signal: job.signal,
-        onProgress: (n) => progress.update(index, { done: n }),
-      });
-      verifyBlob(desc, r.digest, r.compressedSize);
-      return { diffId: r.diffId, size: r.size, digest: desc.digest, tarSize: r.tarSize };
+      try {
+        const r = await unpackLayer(createReadStream(store.blobPath(desc.digest)), dir, {
+          compression,
+          label,
+          maxCompressedSize: desc.size,
+          signal: job.signal,
+          onProgress: (n) => progress.update(index, { done: n }),
+        });
+        verifyBlob(desc, r.digest, r.compressedSize);
+        return { diffId: r.diffId, size: r.size, digest: desc.digest, tarSize: r.tarSize };
+      } catch (err) {
+        // Blobs are not fsynced (see BlobWriter.commit): one torn by a power
+        // loss goes, and the next pull downloads it again.
+        if (err instanceof DigestMismatchError || err instanceof SizeMismatchError || err instanceof InvalidLayerError) {
+          await store.dropCorruptBlob(desc.digest);
+        }
+        throw err;
+      }
     }
     downloaded = true;
-    const ingest = await store.ingest(desc.digest, desc.size);
+    const ingest = await store.ingest(desc.digest, desc.size, { hash: false });
     const resumeFrom = ingest.offset;
     let seen = 0;
     progress.update(index, { status: 'downloading', done: resumeFrom });
@@ -273,7 +282,8 @@ async function fetchLayer(job: LayerJob): Promise<boolean> {
         },
       });
       verifyBlob(desc, r.digest, r.compressedSize);
-      await ingest.commit();
+      // The unpacker hashed exactly the bytes written (and replayed).
+      await ingest.commit(r.digest);
       return { diffId: r.diffId, size: r.size, digest: desc.digest, tarSize: r.tarSize };
     } catch (err) {
       // Keep a partial download only if its bytes may still be right (a cut

@@ -125,12 +125,22 @@ interface IndexFile {
 
 const INDEX_VERSION = 1;
 
-/** Streams bytes into tmp/ while hashing them; `commit` proves and publishes them. */
+/** Writes in flight at most per ingest (each one chunk, positional). */
+const MAX_INGEST_WRITES = 8;
+
+/**
+ * Streams bytes into tmp/ while hashing them; `commit` proves and publishes
+ * them. Writes are positional and several may be in flight, so the bytes
+ * flowing on to the unpacker never wait for the disk; `commit` and `abort`
+ * wait for all of them.
+ */
 export class BlobWriter {
-  private hash: Hash;
+  private hash: Hash | undefined;
   private handle: fs.FileHandle | undefined;
   private written: number;
   private done = false;
+  private readonly writes = new Set<Promise<void>>();
+  private writeError: unknown;
 
   /** @internal use ImageStore.ingest */
   constructor(
@@ -139,7 +149,7 @@ export class BlobWriter {
     readonly expectedSize: number,
     readonly tmpPath: string,
     handle: fs.FileHandle,
-    hash: Hash,
+    hash: Hash | undefined,
     offset: number,
   ) {
     this.handle = handle;
@@ -158,36 +168,74 @@ export class BlobWriter {
     return n > 0 ? createReadStream(this.tmpPath, { start: 0, end: n - 1 }) : undefined;
   }
 
-  /** Appends `chunk`; refuses content longer than the descriptor says. */
+  /**
+   * Appends `chunk` (kept by reference until written: the caller must not
+   * reuse it); refuses content longer than the descriptor says. Resolves once
+   * the write is queued, waiting only when MAX_INGEST_WRITES are in flight.
+   */
   async write(chunk: Uint8Array): Promise<void> {
     if (!this.handle) throw new Error(`blob ${this.digest}: ingest already closed`);
+    if (this.writeError) throw this.writeError;
     if (this.written + chunk.length > this.expectedSize) {
       throw new SizeMismatchError(`blob ${this.digest}`, this.expectedSize, this.written + chunk.length);
     }
-    this.hash.update(chunk);
-    let off = 0;
-    while (off < chunk.length) {
-      const { bytesWritten } = await this.handle.write(chunk, off, chunk.length - off, null);
-      off += bytesWritten;
-    }
+    this.hash?.update(chunk);
+    const handle = this.handle;
+    let position = this.written;
     this.written += chunk.length;
+    const p = (async () => {
+      let off = 0;
+      while (off < chunk.length) {
+        const { bytesWritten } = await handle.write(chunk, off, chunk.length - off, position);
+        off += bytesWritten;
+        position += bytesWritten;
+      }
+    })().then(
+      () => void this.writes.delete(p),
+      (err: unknown) => {
+        this.writes.delete(p);
+        this.writeError ??= err;
+      },
+    );
+    this.writes.add(p);
+    while (this.writes.size >= MAX_INGEST_WRITES) await Promise.race(this.writes);
+    if (this.writeError) throw this.writeError;
+  }
+
+  private async settle(): Promise<void> {
+    while (this.writes.size) await Promise.all(this.writes);
   }
 
   /**
    * Verifies size and digest and renames the ingest to blobs/sha256/<hex>.
+   * An ingest opened with `{ hash: false }` takes the digest its caller
+   * measured over exactly the bytes it wrote (and replayed) as `measured`.
    * On a mismatch the ingest is deleted and DigestMismatchError/SizeMismatchError thrown.
+   *
+   * The blob is not fsynced. A kill at any moment leaves the page cache, so
+   * the renamed file is whole; only a power loss or kernel crash could leave
+   * it short or zeroed under its digest name, and no reader trusts a blob
+   * for that: unpacking one from disk (pull.ts) measures its digest while
+   * streaming and drops it on a mismatch so the next pull downloads it
+   * again, and `capsa save` checks the diff-id of what it
+   * reads. The unpacked layer, not
+   * this blob, is what containers use, and it is published the same way
+   * (rename, no fsync). Syncing here cost a second write-out of every
+   * compressed byte on the pull's critical path.
    */
-  async commit(): Promise<void> {
+  async commit(measured?: string): Promise<void> {
     if (this.done) return;
     const handle = this.handle;
     if (!handle) throw new Error(`blob ${this.digest}: ingest already closed`);
     try {
+      await this.settle();
+      if (this.writeError) throw this.writeError;
       if (this.written !== this.expectedSize) {
         throw new SizeMismatchError(`blob ${this.digest}`, this.expectedSize, this.written);
       }
-      const actual = 'sha256:' + this.hash.digest('hex');
+      const actual = this.hash ? 'sha256:' + this.hash.digest('hex') : measured;
+      if (actual === undefined) throw new Error(`blob ${this.digest}: ingest opened without hashing needs the measured digest`);
       if (actual !== this.digest) throw new DigestMismatchError(`blob ${this.digest}`, this.digest, actual);
-      await handle.sync();
       await handle.close();
       this.handle = undefined;
       await fs.rename(this.tmpPath, this.store.blobPath(this.digest));
@@ -207,9 +255,12 @@ export class BlobWriter {
   async abort(keepPartial: boolean): Promise<void> {
     if (this.done) return;
     this.done = true;
+    await this.settle();
     const handle = this.handle;
     this.handle = undefined;
     await handle?.close().catch(() => undefined);
+    // A failed write leaves a hole: the bytes after it cannot be resumed from.
+    if (this.writeError) keepPartial = false;
     if (!keepPartial || this.written === 0) await fs.rm(this.tmpPath, { force: true });
     this.store._releaseIngest(this.digest);
   }
@@ -325,21 +376,24 @@ export class ImageStore {
   /**
    * Opens an ingest for the blob `digest` of `size` bytes. If an earlier
    * ingest of it was interrupted, its bytes are kept (re-hashed) and
-   * `offset` says where to resume. One ingest per digest at a time.
+   * `offset` says where to resume. One ingest per digest at a time. With
+   * `hash: false` the writer does not hash (the caller measures the same
+   * bytes already, partial ones included) and `commit` takes that digest.
    */
-  async ingest(digest: string, size: number): Promise<BlobWriter> {
+  async ingest(digest: string, size: number, opts: { hash?: boolean } = {}): Promise<BlobWriter> {
+    const hashing = opts.hash ?? true;
     assertDigest(digest);
     if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError(`blob ${digest}: invalid size ${size}`);
     if (this.ingesting.has(digest)) throw new Error(`blob ${digest}: already being ingested`);
     this.ingesting.add(digest);
     const tmp = path.join(this.root, 'tmp', `${digestHex(digest)}.partial`);
     try {
-      const hash = createHash('sha256');
+      const hash = hashing ? createHash('sha256') : undefined;
       let offset = 0;
       try {
         const st = await fs.stat(tmp);
         if (st.size > 0 && st.size <= size) {
-          for await (const chunk of createReadStream(tmp)) hash.update(chunk as Buffer);
+          if (hash) for await (const chunk of createReadStream(tmp)) hash.update(chunk as Buffer);
           offset = st.size;
         } else {
           await fs.rm(tmp, { force: true });
@@ -378,6 +432,12 @@ export class ImageStore {
       await fh.close();
     }
     await fs.rename(file, this.blobPath(digest));
+  }
+
+  /** Deletes blob `digest` after its bytes were found not to be that digest (a blob torn by a power loss), so the next pull fetches it again. */
+  async dropCorruptBlob(digest: string): Promise<void> {
+    assertDigest(digest);
+    await fs.rm(this.blobPath(digest), { force: true });
   }
 
   /** @internal */

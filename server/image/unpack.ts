@@ -113,7 +113,9 @@ export async function unpackLayer(source: Readable | AsyncIterable<Uint8Array>, 
   });
   const input = source instanceof Readable ? source : Readable.from(source, { objectMode: false });
   const stages: NodeJS.ReadWriteStream[] = [tapCompressed];
-  if (opts.compression === 'gzip') stages.push(zlib.createGunzip());
+  // zlib inflates on the libuv pool; 16 KiB output chunks (its default) cost
+  // one pool round trip and one trip through every stage below each.
+  if (opts.compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: INFLATE_CHUNK }));
   else if (opts.compression === 'zstd') stages.push(zstdDecompressor());
   stages.push(tapUncompressed);
 
@@ -238,6 +240,19 @@ interface DeferredDir {
   mtime: Date;
 }
 
+/** Output chunk of the gzip decompressor. */
+const INFLATE_CHUNK = 256 * 1024;
+/** Writes in flight at most to one large file. */
+const MAX_FILE_WRITES = 8;
+
+async function writeAt(fh: fs.FileHandle, buf: Buffer, position: number): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off, position + off);
+    off += bytesWritten;
+  }
+}
+
 /** Regular files up to this size are written in the background, several at once. */
 const SMALL_FILE = 256 * 1024;
 /** Background file writes in flight at most (libuv's pool runs 4 at a time; the rest queue). */
@@ -353,16 +368,30 @@ class Applier {
         }
         const fh = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
         let written = 0;
+        // Positional writes, several in flight: the archive keeps moving
+        // while the pool writes (chunks are never reused by the decompressor).
+        const writes = new Set<Promise<void>>();
+        let writeError: unknown;
         try {
           for await (const chunk of entry) {
             const buf = chunk as Buffer;
-            let off = 0;
-            while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+            const p = writeAt(fh, buf, written).then(
+              () => void writes.delete(p),
+              (err: unknown) => {
+                writes.delete(p);
+                writeError ??= err;
+              },
+            );
+            writes.add(p);
             written += buf.length;
+            while (writes.size >= MAX_FILE_WRITES) await Promise.race(writes);
+            if (writeError) throw writeError;
           }
         } finally {
+          await Promise.all(writes);
           await fh.close();
         }
+        if (writeError) throw writeError;
         if (written !== size) throw new InvalidLayerError(`${this.label}: truncated tar archive in entry ${JSON.stringify(h.name)}`);
         this.created.add(name);
         this.fileBytes += size;

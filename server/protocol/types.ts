@@ -84,8 +84,12 @@ export interface RunOptions {
   /**
    * `--userns`: `host` (the default: container root is host root, restricted
    * by capabilities, seccomp and masked paths, as under Docker) or `auto` (a
-   * user namespace mapping the container's ids onto a host range allocated
-   * for this container).
+   * user namespace mapping the container's ids 0..65535 onto a host block
+   * allocated for this container; see server/runtime/userns.ts). `host` stays
+   * the default deliberately: as with Docker, files a container writes to a
+   * bind-mounted workspace keep the ids it used, `--privileged` works, and
+   * nothing depends on the filesystem supporting idmapped mounts; `auto` is
+   * the stronger isolation for untrusted images, and refuses --privileged.
    */
   userns?: 'host' | 'auto';
   /**

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
@@ -86,7 +86,8 @@ function testNetns(opts: { forwarding?: boolean } = {}): string {
   const ns = `capsa-t-${randomBytes(4).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', ns]);
   execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-  if (opts.forwarding) inNs(ns, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  // a new namespace copies the host's setting: say it either way when it matters
+  if (opts.forwarding !== undefined) inNs(ns, ['sysctl', '-qw', `net.ipv4.ip_forward=${opts.forwarding ? 1 : 0}`]);
   return ns;
 }
 
@@ -96,7 +97,7 @@ function testNetns(opts: { forwarding?: boolean } = {}): string {
  * namespace's reach, so a first helper on the same root pulls busybox from
  * the host namespace, and the namespaced one takes over that root.
  */
-async function netHelper(t: T, opts: { forwarding?: boolean } = {}): Promise<{ h: TestHelper; ns: string }> {
+async function netHelper(t: T, opts: { forwarding?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<{ h: TestHelper; ns: string }> {
   const ns = testNetns(opts);
   // one hook, in this order: the CLI needs the namespace to remove the containers
   t.after(async () => {
@@ -111,6 +112,7 @@ async function netHelper(t: T, opts: { forwarding?: boolean } = {}): Promise<{ h
   h.process.kill('SIGTERM');
   await new Promise((r) => h.process.once('exit', r));
   h.env.CAPSA_TEST_NETNS = ns;
+  Object.assign(h.env, opts.env);
   await restartHelper(h);
   return { h, ns };
 }
@@ -250,6 +252,92 @@ test('a published port reaches busybox httpd from 127.0.0.1; -p CTRPORT picks a 
   assert.equal((await h.cli(['ps', '-a', '--quiet'])).stdout.trim().split('\n').length, 2, 'the failed run leaves no container');
   // the address of the failed run is free again, nothing else is left
   assert.equal(await vethsSettle(ns, 2), 2);
+});
+
+/** A second namespace, `client`, linked to the test one by a veth: 10.201.0.1 (test side) ↔ 10.201.0.2 (client). */
+function clientNetns(t: T, ns: string): string {
+  const client = `capsa-c-${randomBytes(4).toString('hex')}`;
+  execFileSync('ip', ['netns', 'add', client]);
+  t.after(() => void spawnSync('ip', ['netns', 'del', client]));
+  execFileSync('ip', ['-n', client, 'link', 'set', 'lo', 'up']);
+  execFileSync('ip', ['-n', ns, 'link', 'add', 'vclient', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', client]);
+  execFileSync('ip', ['-n', ns, 'addr', 'add', '10.201.0.1/24', 'dev', 'vclient']);
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'vclient', 'up']);
+  execFileSync('ip', ['-n', client, 'addr', 'add', '10.201.0.2/24', 'dev', 'eth0']);
+  execFileSync('ip', ['-n', client, 'link', 'set', 'eth0', 'up']);
+  return client;
+}
+
+/** busybox httpd serving /cgi-bin/peer, which answers the client address it sees (REMOTE_ADDR). */
+function peerSite(): string {
+  const www = mkdtempSync(path.join(tmpdir(), 'capsa-www-'));
+  mkdirSync(path.join(www, 'cgi-bin'));
+  writeFileSync(path.join(www, 'cgi-bin', 'peer'), '#!/bin/sh\necho Content-Type: text/plain\necho\necho "$REMOTE_ADDR"\n', { mode: 0o755 });
+  return www;
+}
+
+function routeLocalnet(ns: string, dev: string): string {
+  return inNs(ns, ['cat', `/proc/sys/net/ipv4/conf/${dev}/route_localnet`]).stdout.trim();
+}
+
+test('published ports are DNATed: a client in another namespace keeps its address, 127.0.0.1 works, rules and route_localnet go with the container', async (t) => {
+  const { h, ns } = await netHelper(t, { forwarding: true });
+  const client = clientNetns(t, ns);
+  const www = peerSite();
+  t.after(() => rmSync(www, { recursive: true, force: true }));
+  assert.equal(routeLocalnet(ns, 'lo'), '0');
+  const r = await h.cli(['run', '-d', '--name', 'peer', '-p', '0.0.0.0:18090:80', '-v', `${www}:/www:ro`, 'busybox', 'httpd', '-f', '-p', '80', '-h', '/www']);
+  assert.equal(r.code, 0, r.stderr);
+  const ip = JSON.parse((await h.cli(['inspect', 'peer'])).stdout)[0].networkSettings.ipAddress as string;
+  // another host: prerouting DNAT, forwarded, source untouched
+  const remote = await httpGet(client, 'http://10.201.0.1:18090/cgi-bin/peer');
+  assert.match(remote.stdout.trim(), /^\[?(::ffff:)?10\.201\.0\.2\]?$/, remote.stderr);
+  // this host, by one of its addresses: output DNAT, source untouched
+  const local = await httpGet(ns, 'http://10.201.0.1:18090/cgi-bin/peer');
+  assert.match(local.stdout.trim(), /^\[?(::ffff:)?10\.201\.0\.1\]?$/, local.stderr);
+  // this host, by 127.0.0.1: output DNAT with route_localnet, the source masqueraded to the gateway
+  const loop = await httpGet(ns, 'http://127.0.0.1:18090/cgi-bin/peer');
+  assert.match(loop.stdout.trim(), /^\[?(::ffff:)?10\.88\.0\.1\]?$/, loop.stderr);
+  const rules = inNs(ns, ['nft', 'list', 'table', 'ip', 'capsa']).stdout;
+  assert.match(rules, new RegExp(`tcp dport 18090 dnat to ${ip.replace(/\./g, '\\.')}:80 comment "capsa"`));
+  assert.equal(routeLocalnet(ns, 'capsa0'), '1');
+  assert.equal(routeLocalnet(ns, 'all'), '0', 'only the bridge, never host-wide');
+  assert.equal((await h.cli(['rm', '-f', 'peer'])).code, 0);
+  assert.doesNotMatch(inNs(ns, ['nft', 'list', 'table', 'ip', 'capsa']).stdout, /dnat/);
+  assert.equal(routeLocalnet(ns, 'capsa0'), '0');
+});
+
+test('without IPv4 forwarding, another host still reaches a published port, through the proxy', async (t) => {
+  const { h, ns } = await netHelper(t, { forwarding: false });
+  const client = clientNetns(t, ns);
+  const www = peerSite();
+  t.after(() => rmSync(www, { recursive: true, force: true }));
+  const r = await h.cli(['run', '-d', '--name', 'peer', '-p', '0.0.0.0:18091:80', '-v', `${www}:/www:ro`, 'busybox', 'httpd', '-f', '-p', '80', '-h', '/www']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(inNs(ns, ['nft', 'list', 'chain', 'ip', 'capsa', 'prerouting']).stdout, /dnat/, 'no prerouting DNAT the host would not forward');
+  const remote = await httpGet(client, 'http://10.201.0.1:18091/cgi-bin/peer');
+  assert.match(remote.stdout.trim(), /^\[?(::ffff:)?10\.88\.0\.1\]?$/, remote.stderr);
+});
+
+test('with iptables instead of nft: NAT, DNAT keeping the client address, 127.0.0.1, rules tagged and gone with the container', async (t) => {
+  const { h, ns } = await netHelper(t, { forwarding: true, env: { CAPSA_FIREWALL: 'iptables' } });
+  const client = clientNetns(t, ns);
+  const www = peerSite();
+  t.after(() => rmSync(www, { recursive: true, force: true }));
+  const r = await h.cli(['run', '-d', '--name', 'peer', '-p', '0.0.0.0:18092:80', '-v', `${www}:/www:ro`, 'busybox', 'httpd', '-f', '-p', '80', '-h', '/www']);
+  assert.equal(r.code, 0, r.stderr);
+  const remote = await httpGet(client, 'http://10.201.0.1:18092/cgi-bin/peer');
+  assert.match(remote.stdout.trim(), /^\[?(::ffff:)?10\.201\.0\.2\]?$/, remote.stderr);
+  const loop = await httpGet(ns, 'http://127.0.0.1:18092/cgi-bin/peer');
+  assert.match(loop.stdout.trim(), /^\[?(::ffff:)?10\.88\.0\.1\]?$/, loop.stderr);
+  const saved = inNs(ns, ['iptables-save']).stdout;
+  assert.match(saved, /-A CAPSA-OUTPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 18092 -m comment --comment capsa -j DNAT --to-destination 10\.88\.0\.\d+:80/);
+  assert.match(saved, /-A POSTROUTING -m comment --comment capsa -j CAPSA-POSTROUTING/);
+  assert.match(saved, /-A CAPSA-POSTROUTING -s 10\.88\.0\.0\/16 ! -o capsa0 -m comment --comment capsa -j MASQUERADE/);
+  for (const line of saved.split('\n').filter((l) => l.startsWith('-A'))) assert.match(line, /--comment capsa/, line);
+  assert.equal(inNs(ns, ['nft', 'list', 'table', 'ip', 'capsa']).code, 1, 'no nft table when iptables is chosen');
+  assert.equal((await h.cli(['rm', '-f', 'peer'])).code, 0);
+  assert.doesNotMatch(inNs(ns, ['iptables-save']).stdout, /DNAT/);
 });
 
 function ruleCount(ns: string): number {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { formatIPv4, gatewayOf, overlaps, parseIPv4, parseSubnet } from '../../server/runtime/network/subnet';
 import { Ipam, pickAddress } from '../../server/runtime/network/ipam';
 import { formatMapping, parsePublish, checkDistinct } from '../../server/runtime/network/ports';
-import { rulesetText } from '../../server/runtime/network/firewall';
+import { iptablesRestoreText, rulesetText, selectBackend, type FirewallPort } from '../../server/runtime/network/firewall';
 import { containerResolvConf, hostsFile } from '../../server/runtime/network/names';
 import { hostMtu, vethName } from '../../server/runtime/network/manager';
 import { buildRunPlan } from '../../server/runtime/spec';
@@ -90,6 +90,82 @@ test('the nftables table: isolation between bridges always, masquerade only with
   assert.match(on, /ip saddr 10\.88\.0\.0\/16 oifname != "capsa0" masquerade comment "capsa"/);
   for (const line of on.split('\n').filter((l) => /drop|masquerade/.test(l))) assert.match(line, /comment "capsa"$/);
   assert.equal(rulesetText([], true), 'table ip capsa\ndelete table ip capsa\n', 'no network: the table goes');
+});
+
+const NETS = [
+  { bridge: 'capsa0', subnet: '10.88.0.0/16' },
+  { bridge: 'capsa-1', subnet: '10.89.0.0/24' },
+];
+const PORTS: FirewallPort[] = [
+  { bridge: 'capsa0', hostIp: '127.0.0.1', hostPort: 8080, protocol: 'tcp', address: '10.88.0.2', containerPort: 80 },
+  { bridge: 'capsa-1', hostIp: '0.0.0.0', hostPort: 5353, protocol: 'udp', address: '10.89.0.7', containerPort: 53 },
+  { bridge: 'capsa-1', hostIp: '192.0.2.10', hostPort: 9000, protocol: 'tcp', address: '10.89.0.7', containerPort: 9 },
+  { bridge: 'gone0', hostIp: '127.0.0.1', hostPort: 1, protocol: 'tcp', address: '10.1.0.2', containerPort: 1 },
+];
+
+test('nftables DNAT for published ports: output always, prerouting only with forwarding and never from a bridge, loopback sources masqueraded', () => {
+  const on = rulesetText(NETS, true, PORTS);
+  const chain = (text: string, name: string): string => new RegExp(`chain ${name} \\{\\n([\\s\\S]*?)\\n  \\}`).exec(text)![1];
+  assert.equal(
+    chain(on, 'output'),
+    [
+      '    type nat hook output priority -100; policy accept;',
+      '    ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.88.0.2:80 comment "capsa"',
+      '    fib daddr type local udp dport 5353 dnat to 10.89.0.7:53 comment "capsa"',
+      '    ip daddr 192.0.2.10 tcp dport 9000 dnat to 10.89.0.7:9 comment "capsa"',
+    ].join('\n'),
+    'a port on a bridge that does not exist yet has no rule',
+  );
+  assert.match(chain(on, 'prerouting'), /iifname != \{ "capsa0", "capsa-1" \} fib daddr type local udp dport 5353 dnat to 10\.89\.0\.7:53 comment "capsa"/);
+  assert.match(chain(on, 'prerouting'), /iifname != \{ "capsa0", "capsa-1" \} ip daddr 192\.0\.2\.10 tcp dport 9000 dnat/);
+  assert.doesNotMatch(chain(on, 'prerouting'), /8080/, '127.0.0.1 never arrives from outside');
+  assert.match(chain(on, 'postrouting'), /ip saddr 127\.0\.0\.0\/8 oifname "capsa0" masquerade comment "capsa"/);
+  assert.match(chain(on, 'postrouting'), /ip saddr 127\.0\.0\.0\/8 oifname "capsa-1" masquerade comment "capsa"/);
+  const off = rulesetText(NETS, false, PORTS);
+  assert.doesNotMatch(chain(off, 'prerouting'), /dnat/, 'without forwarding, other hosts go through the proxy');
+  assert.match(chain(off, 'output'), /dnat/);
+  for (const line of on.split('\n').filter((l) => /drop|masquerade|dnat/.test(l))) assert.match(line, /comment "capsa"$/);
+});
+
+test('the iptables fallback: Capsa chains refilled by iptables-restore, every rule tagged', () => {
+  assert.equal(
+    iptablesRestoreText({ networks: NETS, forwarding: true, ports: PORTS }),
+    [
+      '*filter',
+      ':CAPSA-FORWARD - [0:0]',
+      '-A CAPSA-FORWARD -i capsa0 -o capsa-1 -m comment --comment capsa -j DROP',
+      '-A CAPSA-FORWARD -i capsa-1 -o capsa0 -m comment --comment capsa -j DROP',
+      'COMMIT',
+      '*nat',
+      ':CAPSA-PREROUTING - [0:0]',
+      ':CAPSA-OUTPUT - [0:0]',
+      ':CAPSA-POSTROUTING - [0:0]',
+      '-A CAPSA-PREROUTING -i capsa0 -m comment --comment capsa -j RETURN',
+      '-A CAPSA-PREROUTING -i capsa-1 -m comment --comment capsa -j RETURN',
+      '-A CAPSA-PREROUTING -m addrtype --dst-type LOCAL -p udp -m udp --dport 5353 -m comment --comment capsa -j DNAT --to-destination 10.89.0.7:53',
+      '-A CAPSA-PREROUTING -d 192.0.2.10/32 -p tcp -m tcp --dport 9000 -m comment --comment capsa -j DNAT --to-destination 10.89.0.7:9',
+      '-A CAPSA-OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m comment --comment capsa -j DNAT --to-destination 10.88.0.2:80',
+      '-A CAPSA-OUTPUT -m addrtype --dst-type LOCAL -p udp -m udp --dport 5353 -m comment --comment capsa -j DNAT --to-destination 10.89.0.7:53',
+      '-A CAPSA-OUTPUT -d 192.0.2.10/32 -p tcp -m tcp --dport 9000 -m comment --comment capsa -j DNAT --to-destination 10.89.0.7:9',
+      '-A CAPSA-POSTROUTING -s 10.88.0.0/16 ! -o capsa0 -m comment --comment capsa -j MASQUERADE',
+      '-A CAPSA-POSTROUTING -s 10.89.0.0/24 ! -o capsa-1 -m comment --comment capsa -j MASQUERADE',
+      '-A CAPSA-POSTROUTING -s 127.0.0.0/8 -o capsa0 -m comment --comment capsa -j MASQUERADE',
+      '-A CAPSA-POSTROUTING -s 127.0.0.0/8 -o capsa-1 -m comment --comment capsa -j MASQUERADE',
+      'COMMIT',
+      '',
+    ].join('\n'),
+  );
+  const off = iptablesRestoreText({ networks: NETS, forwarding: false });
+  assert.doesNotMatch(off, /MASQUERADE|DNAT|RETURN/);
+});
+
+test('the firewall backend: CAPSA_FIREWALL, else nft, else iptables, else none', () => {
+  const has = (...bins: string[]) => (b: string) => bins.includes(b);
+  assert.equal(selectBackend({}, has('nft', 'iptables')), 'nft');
+  assert.equal(selectBackend({}, has('iptables')), 'iptables');
+  assert.equal(selectBackend({}, has()), undefined);
+  assert.equal(selectBackend({ CAPSA_FIREWALL: 'iptables' }, has('nft', 'iptables')), 'iptables');
+  assert.throws(() => selectBackend({ CAPSA_FIREWALL: 'pf' }, has('nft')), /CAPSA_FIREWALL must be nft or iptables/);
 });
 
 test('/etc/hosts names the container (hostname, name, id) and its peers', () => {

@@ -17,14 +17,14 @@
  * clean). {@link reconcile} runs at start-up and removes what belongs to no
  * container, then restarts the port forwarders of running ones.
  */
-import { readFileSync, promises as fs } from 'node:fs';
+import { readFileSync, writeFileSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ConflictError, InvalidArgumentError, NotFoundError, assertSafeName } from '../../errors';
 import { writeFileAtomic } from '../../util/atomic';
 import { replaceFile } from './state';
 import type { RunOptions } from '../../protocol/types';
-import { applyRuleset, forwardingEnabled, rulesetText } from './firewall';
+import { applyIptables, applyRuleset, forwardingEnabled, reachedFromLoopback, rulesetText, selectBackend, type FirewallBackend, type FirewallPort } from './firewall';
 import { Ipam, Serial } from './ipam';
 import { Netlink, NetlinkError, IFF_UP } from './netlink';
 import { createNetns, removeNetns } from './netns';
@@ -142,6 +142,11 @@ export class NetworkManager {
   private readonly serial = new Serial();
   private readonly log: (m: string) => void;
   private appliedRules?: string;
+  private firewall?: FirewallBackend | null;
+  /** Firewall updates, one after another, each writing the state of its time. */
+  private firewallQueue: Promise<void> = Promise.resolve();
+  /** Bridges on which Capsa turned route_localnet on (for DNAT of 127.0.0.1). */
+  private readonly localnet = new Set<string>();
   private nl?: Netlink;
   private mtu?: number;
 
@@ -306,16 +311,55 @@ export class NetworkManager {
     return p;
   }
 
-  /** Rewrites Capsa's nftables table for the bridges that exist; a missing nft is logged, not fatal. */
-  private async syncFirewall(): Promise<void> {
-    const nets = this.networks().filter((n) => this.bridgesUp.has(n.bridge)).map((n) => ({ bridge: n.bridge, subnet: n.subnet }));
-    const text = rulesetText(nets, forwardingEnabled());
-    if (text === this.appliedRules) return;
+  /**
+   * Rewrites Capsa's rules (nftables, else iptables) for the bridges that
+   * exist and the ports being forwarded; a missing or failing firewall is
+   * logged, not fatal (the port proxies still serve published ports).
+   */
+  private syncFirewall(): Promise<void> {
+    const next = this.firewallQueue.then(() => this.applyFirewall());
+    this.firewallQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyFirewall(): Promise<void> {
+    const networks = this.networks().filter((n) => this.bridgesUp.has(n.bridge)).map((n) => ({ bridge: n.bridge, subnet: n.subnet }));
+    const ports: FirewallPort[] = [];
+    for (const [id, fwd] of this.forwarders) {
+      const s = this.attachments.get(id);
+      const n = s && this.networks().find((x) => x.name === s.network);
+      if (!s || !n) continue;
+      for (const f of fwd) ports.push({ bridge: n.bridge, hostIp: f.mapping.hostIp, hostPort: f.mapping.hostPort, protocol: f.mapping.protocol, address: s.address, containerPort: f.mapping.containerPort });
+    }
+    const forwarding = forwardingEnabled();
+    const key = JSON.stringify({ networks, ports, forwarding });
+    if (key === this.appliedRules) return;
+    if (this.firewall === undefined) {
+      try {
+        this.firewall = selectBackend() ?? null;
+      } catch (err) {
+        this.log(`network: ${(err as Error).message}`);
+        this.firewall = null;
+      }
+      if (!this.firewall) this.log('network: neither nft nor iptables found: no NAT, no isolation between networks; published ports go through the proxy');
+    }
+    if (!this.firewall) return;
+    // DNAT of 127.0.0.1 to a bridge needs the kernel to route loopback
+    // addresses there (and back): per device, on Capsa's own bridge, in the
+    // helper's namespace only; off again once no such port is left
+    const wanted = new Set(ports.filter(reachedFromLoopback).map((p) => p.bridge));
+    for (const b of wanted) if (!this.localnet.has(b) && setRouteLocalnet(b, true)) this.localnet.add(b);
     try {
-      await applyRuleset(text);
-      this.appliedRules = text;
+      if (this.firewall === 'nft') await applyRuleset(rulesetText(networks, forwarding, ports));
+      else await applyIptables({ networks, forwarding, ports });
+      this.appliedRules = key;
     } catch (err) {
-      this.log(`network: cannot apply firewall rules (no NAT, no isolation between networks): ${(err as Error).message}`);
+      this.log(`network: cannot apply ${this.firewall} rules (no NAT, no isolation between networks; published ports go through the proxy): ${(err as Error).message}`);
+    }
+    for (const b of [...this.localnet]) {
+      if (wanted.has(b)) continue;
+      setRouteLocalnet(b, false);
+      this.localnet.delete(b);
     }
   }
 
@@ -398,6 +442,7 @@ export class NetworkManager {
     this.forwarders.set(s.id, started);
     // keep a random port the same across a helper restart
     s.ports = started.map((f) => f.mapping);
+    if (started.length) await this.syncFirewall();
   }
 
   /** Removes everything {@link setup} made for a container; safe to repeat. */
@@ -405,6 +450,8 @@ export class NetworkManager {
     const s = this.attachments.get(id);
     const fwd = this.forwarders.get(id);
     this.forwarders.delete(id);
+    // the rules go first, so no new connection is sent to a container that is going
+    if (fwd?.length) await this.syncFirewall();
     await Promise.all((fwd ?? []).map((f) => f.close()));
     if (!s) return;
     // Unpinning the namespace is enough: once its last process is gone the
@@ -475,6 +522,16 @@ export function macFor(addr: number): string {
 
 function checkBridgeName(name: string): void {
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/.test(name)) throw new InvalidArgumentError(`invalid bridge name ${JSON.stringify(name)}: at most 15 letters, digits, '_', '.' or '-'`);
+}
+
+/** Writes net.ipv4.conf.BRIDGE.route_localnet (synchronously: on the main thread, in the helper's own namespace). */
+function setRouteLocalnet(bridge: string, on: boolean): boolean {
+  try {
+    writeFileSync(`/proc/sys/net/ipv4/conf/${bridge}/route_localnet`, on ? '1' : '0');
+    return true;
+  } catch {
+    return false; // the bridge is gone, and its setting with it
+  }
 }
 
 function readText(file: string): string {

@@ -2,14 +2,23 @@
  * Published ports: Docker's `-p` syntax, and the forwarder that makes them
  * work.
  *
- * Why a userland proxy in the helper rather than DNAT rules: the default
- * binding is 127.0.0.1, which DNAT only reaches with route_localnet=1 on the
- * bridge plus a masquerade of 127.0.0.0/8 sources (loosening a kernel
- * safety check host-wide); a listening socket also holds the port, so a port
- * that is taken fails loudly at `run` (EADDRINUSE) instead of being silently
- * shadowed by a rule, and the helper's own socket is what `ss -ltnp` shows.
- * The cost is that the container sees the helper's bridge address as the
- * client, not the real one, and bytes cross user space (see bench/run-network.sh).
+ * Two mechanisms, as Docker with its userland proxy enabled:
+ *  - DNAT in the kernel (firewall.ts) carries the traffic: bytes never cross
+ *    user space, and a client on another host keeps its address (the
+ *    container sees it as the peer). For the default 127.0.0.1 binding the
+ *    helper turns on route_localnet on Capsa's own bridge (a per-device
+ *    setting in the helper's namespace, not a host-wide one, turned off when
+ *    the last such port goes) and masquerades the 127.0.0.0/8 source to the
+ *    gateway, since a container cannot answer 127.0.0.1: local clients are
+ *    seen as the gateway, as they were through the proxy.
+ *  - A userland proxy (this file) listens on every published address and
+ *    port. It holds the port, so a port that is taken fails loudly at `run`
+ *    (EADDRINUSE) instead of being silently shadowed by a rule, and shows in
+ *    `ss -ltnp`; and it serves what the rules do not reach: other hosts when
+ *    the host does not forward IPv4 (DNAT to a bridge needs forwarding, which
+ *    Capsa does not turn on), containers calling a published port through
+ *    the host (hairpin), and every client when neither nft nor iptables is
+ *    usable. Through the proxy the container sees the gateway as the client.
  */
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from './errors';
+import { formatSubnet, parseSubnet } from './runtime/network/subnet';
 
 /** Where a registry host's requests really go, and how. */
 export interface RegistrySettings {
@@ -28,6 +29,16 @@ export interface CapsaConfig {
    * Default none. Never logged.
    */
   credentials?: Record<string, { username: string; password: string }>;
+  /** The default network; loadConfig always fills it. */
+  network?: NetworkConfig;
+}
+
+/** The default `bridge` network. */
+export interface NetworkConfig {
+  /** Host bridge name. Default `capsa0`; env `CAPSA_BRIDGE`. At most 15 characters. */
+  bridge: string;
+  /** Its IPv4 subnet, `a.b.c.d/len` (len 8-30). Default `10.88.0.0/16`; env `CAPSA_BRIDGE_SUBNET`. */
+  subnet: string;
 }
 
 export const DEFAULT_ROOT = '/var/lib/capsa';
@@ -37,7 +48,7 @@ export const DEFAULT_CONFIG_FILE = '/etc/capsa/config.json';
 /**
  * Loads the configuration: defaults, then the JSON file (`CAPSA_CONFIG` or
  * /etc/capsa/config.json, if present), then environment variables:
- * `CAPSA_ROOT`, `CAPSA_SOCKET`, `CAPSA_REGISTRY_MIRROR` (`docker.io=http://127.0.0.1:5000,…`
+ * `CAPSA_ROOT`, `CAPSA_SOCKET`, `CAPSA_BRIDGE`, `CAPSA_BRIDGE_SUBNET`, `CAPSA_REGISTRY_MIRROR` (`docker.io=http://127.0.0.1:5000,…`
  * or a bare URL, which mirrors docker.io), `CAPSA_INSECURE_REGISTRIES` (comma separated).
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
@@ -47,6 +58,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
     registries: { mirrors: {}, insecure: [] },
     maxConcurrentDownloads: 3,
     credentials: {},
+    network: { bridge: 'capsa0', subnet: '10.88.0.0/16' },
   };
   const file = env.CAPSA_CONFIG ?? DEFAULT_CONFIG_FILE;
   let text: string | undefined;
@@ -60,6 +72,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
   if (text !== undefined) mergeFile(config, file, text);
   if (env.CAPSA_ROOT) config.root = env.CAPSA_ROOT;
   if (env.CAPSA_SOCKET) config.socket = env.CAPSA_SOCKET;
+  if (env.CAPSA_BRIDGE) config.network!.bridge = checkBridge('CAPSA_BRIDGE', env.CAPSA_BRIDGE);
+  if (env.CAPSA_BRIDGE_SUBNET) config.network!.subnet = checkSubnet('CAPSA_BRIDGE_SUBNET', env.CAPSA_BRIDGE_SUBNET);
   if (env.CAPSA_REGISTRY_MIRROR) {
     for (const item of env.CAPSA_REGISTRY_MIRROR.split(',').map((s) => s.trim()).filter(Boolean)) {
       const eq = item.indexOf('=');
@@ -95,6 +109,13 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
     config.maxConcurrentDownloads = n;
   }
   if (o.credentials !== undefined) config.credentials = parseCredentials(file, o.credentials);
+  if (o.network !== undefined) {
+    const n = o.network as Record<string, unknown>;
+    if (typeof n !== 'object' || n === null || Array.isArray(n)) throw new InvalidArgumentError(`config ${file}: network must be an object with bridge and/or subnet`);
+    for (const k of Object.keys(n)) if (k !== 'bridge' && k !== 'subnet') throw new InvalidArgumentError(`config ${file}: unknown key network.${k}`);
+    if (n.bridge !== undefined) config.network!.bridge = checkBridge(`config ${file}: network.bridge`, str(file, 'network.bridge', n.bridge));
+    if (n.subnet !== undefined) config.network!.subnet = checkSubnet(`config ${file}: network.subnet`, str(file, 'network.subnet', n.subnet));
+  }
   const reg = o.registries as Record<string, unknown> | undefined;
   if (reg !== undefined) {
     if (typeof reg !== 'object' || reg === null) throw new InvalidArgumentError(`config ${file}: registries must be an object`);
@@ -147,6 +168,20 @@ function parseCredentials(file: string, raw: unknown): NonNullable<CapsaConfig['
 function str(file: string, key: string, v: unknown): string {
   if (typeof v !== 'string' || v === '') throw new InvalidArgumentError(`config ${file}: ${key} must be a non-empty string`);
   return v;
+}
+
+/** An interface name the kernel takes (IFNAMSIZ, no '/', ':' or spaces). */
+function checkBridge(where: string, name: string): string {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/.test(name)) throw new InvalidArgumentError(`${where}: invalid bridge name ${JSON.stringify(name)}: at most 15 letters, digits, '_', '.' or '-'`);
+  return name;
+}
+
+function checkSubnet(where: string, text: string): string {
+  try {
+    return formatSubnet(parseSubnet(text));
+  } catch (err) {
+    throw new InvalidArgumentError(`${where}: ${(err as Error).message}`);
+  }
 }
 
 function checkUrl(where: string, url: string): string {

@@ -62,7 +62,7 @@ export class Helper {
 
   constructor(readonly config: CapsaConfig) {
     this.images = new ImageService(config);
-    this.networks = new NetworkManager(config.root, { bridgeName: process.env.CAPSA_BRIDGE, subnet: process.env.CAPSA_BRIDGE_SUBNET, log });
+    this.networks = new NetworkManager(config.root, { bridgeName: config.network?.bridge, subnet: config.network?.subnet, log });
     this.containers = new ContainerService(config.root, this.images, this.networks);
     this.containers.on('event', (e) => this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, e)));
     this.images.on('event', (e) => this.broadcast((c) => c.sendNotification(ImageEventNotification.type, e)));

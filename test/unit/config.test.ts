@@ -84,3 +84,30 @@ test('invalid credentials are refused naming the host and field, never the secre
     });
   }
 });
+
+test('network: bridge and subnet of the default network from the file, the env vars winning; bad values refused naming the key', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'c.json');
+  assert.deepEqual(loadConfig({ CAPSA_CONFIG: undefined } as NodeJS.ProcessEnv).network, { bridge: 'capsa0', subnet: '10.88.0.0/16' });
+  writeFileSync(file, JSON.stringify({ network: { bridge: 'dev0', subnet: '172.30.0.0/24' } }));
+  assert.deepEqual(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv).network, { bridge: 'dev0', subnet: '172.30.0.0/24' });
+  writeFileSync(file, JSON.stringify({ network: { subnet: '172.30.0.0/24' } }));
+  assert.deepEqual(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv).network, { bridge: 'capsa0', subnet: '172.30.0.0/24' });
+  assert.deepEqual(loadConfig({ CAPSA_CONFIG: file, CAPSA_BRIDGE: 'env0', CAPSA_BRIDGE_SUBNET: '10.77.0.0/16' } as NodeJS.ProcessEnv).network, { bridge: 'env0', subnet: '10.77.0.0/16' });
+  const cases: Array<[unknown, RegExp]> = [
+    ['capsa0', /network must be an object/],
+    [{ bridge: 'a-very-long-bridge-name' }, /network\.bridge: invalid bridge name "a-very-long-bridge-name"/],
+    [{ bridge: 'br/0' }, /network\.bridge: invalid bridge name/],
+    [{ bridge: '' }, /network\.bridge must be a non-empty string/],
+    [{ subnet: '10.88.0.1/16' }, /network\.subnet: invalid subnet 10\.88\.0\.1\/16: host bits are set/],
+    [{ subnet: '10.0.0.0/31' }, /network\.subnet: invalid subnet 10\.0\.0\.0\/31: the prefix length must be between 8 and 30/],
+    [{ subnet: 'fd00::/64' }, /network\.subnet: invalid subnet/],
+    [{ bridge: 'x', mtu: 1400 }, /unknown key network\.mtu/],
+  ];
+  for (const [network, err] of cases) {
+    writeFileSync(file, JSON.stringify({ network }));
+    assert.throws(() => loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv), err, JSON.stringify(network));
+  }
+  assert.throws(() => loadConfig({ CAPSA_CONFIG: undefined, CAPSA_BRIDGE_SUBNET: '10.88.0.0' } as NodeJS.ProcessEnv), /CAPSA_BRIDGE_SUBNET: invalid subnet/);
+});

@@ -378,8 +378,11 @@ test('after a killed helper restarts, no address is handed out twice and leftove
   // a survivor from before the crash still answers on its address
   const ping = await h.cli(['run', '--rm', 'busybox', 'ping', '-c', '1', '-W', '2', addrs[0]]);
   assert.equal(ping.code, 0, ping.stdout + ping.stderr);
-  // a restarted helper has no handle on the survivors' processes (rm -f does not kill them yet): end them here
-  for (const i of info.slice(0, 3) as Array<{ pid?: number }>) if (i.pid) process.kill(i.pid, 'SIGKILL');
-  assert.equal((await h.cli(['rm', '-f', 'a1', 'a2', 'a3', 'b1', 'b2', 'b3'])).code, 0);
+  // rm -f from the restarted helper kills the survivors too
+  const pids = (info.slice(0, 3) as Array<{ pid?: number; state?: { pid?: number } }>).map((i) => i.pid ?? i.state?.pid);
+  assert.ok(pids.every((p) => typeof p === 'number' && p > 0), JSON.stringify(pids));
+  const rm = await h.cli(['rm', '-f', 'a1', 'a2', 'a3', 'b1', 'b2', 'b3']);
+  assert.equal(rm.code, 0, rm.stderr);
+  for (const pid of pids) assert.throws(() => process.kill(pid!, 0), /ESRCH/, `process ${pid} of a container from before the crash is gone`);
   assert.equal(await vethsSettle(ns, 0), 0);
 });

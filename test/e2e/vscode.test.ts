@@ -273,6 +273,25 @@ test('Containers view, Run in Container, container shell and context menu in a r
     await shot(page, '3-container-shell');
     await page.keyboard.type('exit\n');
 
+    // 3b. Inspect from the context menu: the container's JSON in a read-only editor.
+    await page.locator('.tab', { hasText: 'hello.sh' }).first().click();
+    await treeRow(page, 'Containers', /capsa-sample-/).first().click({ button: 'right' });
+    await contextMenu(page, 'Inspect');
+    await page.locator('.tab.active', { hasText: /capsa-sample-.*\.json/ }).waitFor({ timeout: 15_000 });
+    await page.locator('.editor-instance .view-lines', { hasText: /"[Nn]ame":\s*"\/?capsa-sample-/ }).first().waitFor({ timeout: 10_000 });
+    await shot(page, '3b-inspect');
+
+    // 3c. Run Interactive from the Images view: a shell in a fresh container of that image.
+    await treeRow(page, 'Images', /latest/).first().click({ button: 'right' });
+    await contextMenu(page, 'Run Interactive');
+    // this terminal shows itself (unlike one made from a profile)
+    await page.locator('.terminal-wrapper.active .xterm').first().click();
+    await waitForTerminal(page, /[#$]\s*$/m, 30_000);
+    await page.keyboard.type('echo image-$((6*7))\n');
+    await waitForTerminal(page, /^image-42\s*$/m, 15_000);
+    await shot(page, '3c-run-interactive');
+    await page.keyboard.type('exit\n');
+
     // 4. Stop and remove the workspace container from the context menu.
     await page.locator('.tab', { hasText: 'hello.sh' }).first().click();
     const row = treeRow(page, 'Containers', /capsa-sample-/).first();

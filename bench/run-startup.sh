@@ -4,6 +4,8 @@
 #   podman run --rm                  the same image, pulled from the same local registry
 #   crun run / runc run              a bundle of the same rootfs (umoci unpack)
 #   floor                            clone(NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET) + chroot + exec
+#   protocol run                     capsa/container/run on a warm connection, request -> exit
+#                                    notification (bench/protocol-run.js), what the editor pays
 # A tool that fails is skipped with a line saying why; the rest still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,3 +97,10 @@ fi
 [ -n "$FLOOR" ] && bench_add "floor (clone+chroot+exec)" "$FLOOR" "$ROOTFS" /bin/busybox true
 
 bench_run
+
+# --- what the editor pays: request -> process exited, on a warm connection
+# to the helper (no CLI process start), as the extension's client does
+if [ -x bin/capsa ] && [ -f out/server/cli/client.js ]; then
+  echo
+  node bench/protocol-run.js -n "$BENCH_RUNS" busybox true | head -n 1 || echo "skip: protocol run — see above"
+fi

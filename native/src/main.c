@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -231,7 +232,10 @@ static int run(int join_mode, const struct monitor_opts *mo) {
   if (sigfd < 0)
     return shim_fail(&err, "signal", "signalfd", errno, NULL), report_error(&err);
 
-  if (join_cgroups(&plan, &err) < 0)
+  int *cgfds = plan.n_cgroups ? calloc(plan.n_cgroups, sizeof *cgfds) : NULL;
+  if (plan.n_cgroups && !cgfds)
+    return shim_fail(&err, "cgroup", "", ENOMEM, NULL), report_error(&err);
+  if (open_cgroups(&plan, cgfds, &err) < 0)
     return report_error(&err);
   if (join_mode && join_namespaces(&plan, &err) < 0)
     return report_error(&err);
@@ -264,14 +268,19 @@ static int run(int join_mode, const struct monitor_opts *mo) {
     return report_error(&err);
 
   int pidfd = -1;
-  pid_t pid = spawn_child(join_mode ? 0 : plan.ns_flags, &pidfd, &err);
+  /* the cgroup namespace is made by the child once it is in its cgroups,
+   * so that they are its root (/proc/self/cgroup shows "/") */
+  pid_t pid = spawn_child(join_mode ? 0 : plan.ns_flags & ~CLONE_NEWCGROUP, &pidfd, &err);
   if (pid < 0)
     return report_error(&err);
   if (pid == 0) {
     close(errpipe[0]);
     if (ptysock[0] >= 0)
       close(ptysock[0]);
-    if (mo->dir && child_stdio(&plan, in_pipe[0], out_pipe[1], err_pipe[1], &err) == 0)
+    if (enter_cgroups(&plan, cgfds, &err) == 0 && !join_mode && (plan.ns_flags & CLONE_NEWCGROUP) &&
+        unshare(CLONE_NEWCGROUP) < 0)
+      shim_fail(&err, "cgroup", "unshare", errno, NULL);
+    if (!err.step[0] && mo->dir && child_stdio(&plan, in_pipe[0], out_pipe[1], err_pipe[1], &err) == 0)
       close_monitor_fds(out_pipe[0], err_pipe[0], in_pipe[1]);
     if (!err.step[0])
       child_setup(&plan, &pty, ptysock[1], errpipe[1], &oldmask, &err);
@@ -282,6 +291,7 @@ static int run(int join_mode, const struct monitor_opts *mo) {
   }
 
   close(errpipe[1]);
+  close_cgroups(&plan, cgfds);
   for (int i = 0, fds[] = {in_pipe[0], out_pipe[1], err_pipe[1]}; i < 3; i++)
     if (fds[i] >= 0)
       close(fds[i]);

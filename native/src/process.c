@@ -18,15 +18,36 @@
 
 #include "utils.h"
 
-int join_cgroups(const struct plan *plan, struct shim_error *err) {
-  char pid[16];
-  int len = snprintf(pid, sizeof pid, "%d\n", getpid());
+int open_cgroups(const struct plan *plan, int *fds, struct shim_error *err) {
+  for (size_t i = 0; i < plan->n_cgroups; i++)
+    fds[i] = -1;
   for (size_t i = 0; i < plan->n_cgroups; i++) {
-    cleanup_close int fd = open(plan->cgroups[i], O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write_all(fd, pid, (size_t)len) < 0)
-      return shim_fail(err, "cgroup", plan->cgroups[i], errno, NULL);
+    if ((fds[i] = open(plan->cgroups[i], O_WRONLY | O_CLOEXEC)) < 0) {
+      int saved = errno;
+      close_cgroups(plan, fds);
+      return shim_fail(err, "cgroup", plan->cgroups[i], saved, NULL);
+    }
   }
   return 0;
+}
+
+int enter_cgroups(const struct plan *plan, int *fds, struct shim_error *err) {
+  /* "0": the writer itself, whatever pid namespace it is in */
+  for (size_t i = 0; i < plan->n_cgroups; i++) {
+    if (write_all(fds[i], "0\n", 2) < 0)
+      return shim_fail(err, "cgroup", plan->cgroups[i], errno, NULL);
+    close(fds[i]);
+    fds[i] = -1;
+  }
+  return 0;
+}
+
+void close_cgroups(const struct plan *plan, int *fds) {
+  for (size_t i = 0; i < plan->n_cgroups; i++)
+    if (fds[i] >= 0) {
+      close(fds[i]);
+      fds[i] = -1;
+    }
 }
 
 pid_t spawn_child(int ns_flags, int *pidfd, struct shim_error *err) {

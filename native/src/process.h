@@ -8,9 +8,14 @@
 #include "error.h"
 #include "plan.h"
 
-/* Writes the shim's own pid into each cgroup.procs file of the plan, so the
- * container process is born inside the cgroups and never runs outside. */
-int join_cgroups(const struct plan *plan, struct shim_error *err);
+/* The container's cgroups are entered by its first process, right after
+ * clone and before any setup, through cgroup.procs files the shim opened in
+ * the host's mount namespace (fds: one per plan->cgroups entry): the shim
+ * and the monitor stay outside, so they count against none of the limits
+ * and need no moving out afterwards. */
+int open_cgroups(const struct plan *plan, int *fds, struct shim_error *err);
+int enter_cgroups(const struct plan *plan, int *fds, struct shim_error *err);
+void close_cgroups(const struct plan *plan, int *fds);
 
 /* fork(2) into the namespaces in flags (CLONE_NEW*), returning a pidfd in
  * *pidfd (-1 when the kernel has none). Returns the child's host pid in the

@@ -357,12 +357,21 @@ export class ContainerService extends EventEmitter {
         fs.writeFile(paths.hosts, hostsFile(hostname, name), { mode: 0o644 }),
         fs.writeFile(paths.resolvConf, resolvConf(), { mode: 0o644 }),
       ]);
-      const user = await setup.resolveUser(opts.user ?? image.config.User, image.layerDirs);
-      const cgroupProcs = await this.cgroups.create(id, cdir, setup.limits);
-      // before the plan: eth0 must exist when the command starts
-      const net = this.network
-        ? await this.network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, lookup: (ref) => this.lookupForNetwork(ref) })
-        : { newNetns: opts.network !== 'host', netnsPath: undefined };
+      // independent steps, side by side: each is a few ms of waiting on the kernel
+      const settled = await Promise.allSettled([
+        setup.resolveUser(opts.user ?? image.config.User, image.layerDirs),
+        this.cgroups.create(id, cdir, setup.limits),
+        // before the plan: eth0 must exist when the command starts
+        this.network
+          ? this.network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, lookup: (ref) => this.lookupForNetwork(ref) })
+          : Promise.resolve({ newNetns: opts.network !== 'host', netnsPath: undefined }),
+      ] as const);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
+      const [user, cgroupProcs, net] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+        Awaited<ReturnType<RunSetup['resolveUser']>>,
+        string[],
+        { newNetns: boolean; netnsPath?: string },
+      ];
       const plan = buildRunPlan({
         ...setup.spec,
         namespaces: setup.namespaces(net.newNetns),
@@ -384,7 +393,9 @@ export class ContainerService extends EventEmitter {
       plan.idmaps = idmapsFor(opts.idmapMounts, plan.mounts);
       if (opts.userns === 'auto') await useUserns(plan, await this.userns.allocate(id), paths);
       placeholder.record.plan = plan;
-      await writeFileAtomic(path.join(cdir, 'config.json'), JSON.stringify(placeholder.record, null, 2));
+      // durable, except for --rm: a record that ends with its process need not outlive the machine
+      if (opts.rm) await this.replaceFile(path.join(cdir, 'config.json'), JSON.stringify(placeholder.record));
+      else await writeFileAtomic(path.join(cdir, 'config.json'), JSON.stringify(placeholder.record, null, 2));
       await this.saveState(placeholder);
     } catch (err) {
       this.entries.delete(id);
@@ -428,8 +439,8 @@ export class ContainerService extends EventEmitter {
       let pid: number;
       let monitorPid: number;
       try {
+        // the monitor never joined the container's cgroups: only its child did (native/src/process.h)
         ({ pid, monitorPid } = await started);
-        await this.cgroups.release(monitorPid); // the monitor counts against none of the container's limits
       } catch (err) {
         entry.live = undefined;
         const message = err instanceof Error ? err.message : String(err);
@@ -479,11 +490,13 @@ export class ContainerService extends EventEmitter {
     const oomKilled = await this.cgroups.oomKilled(path.join(this.dir, entry.record.id));
     entry.state = { ...entry.state, state: 'exited', pid: undefined, exitCode: code, finishedAt: info?.finishedAt ?? new Date().toISOString(), error, oomKilled };
     if (entry.record.options.rm) {
+      // as `docker run --rm`: the exit is reported once nothing of the container is left
       await this.removeEntry(entry).catch(() => undefined);
-    } else {
-      await this.saveState(entry).catch(() => undefined);
-      this.emitEvent('die', entry);
+      for (const s of sinks) s.exit(code, error);
+      return;
     }
+    await this.saveState(entry).catch(() => undefined);
+    this.emitEvent('die', entry);
     for (const s of sinks) s.exit(code, error);
   }
 
@@ -626,7 +639,6 @@ export class ContainerService extends EventEmitter {
     shim.stderr?.on('data', (d: Buffer) => sink.output('stderr', d));
     const drained = Promise.all([streamEnd(shim.stdout), streamEnd(shim.stderr)]);
     await shim.started;
-    if (shim.process.pid) await this.cgroups.release(shim.process.pid);
     const exited = shim.exited.then(async (code) => {
       await drained;
       sink.exit(code);
@@ -672,8 +684,23 @@ export class ContainerService extends EventEmitter {
     return false;
   }
 
+  /**
+   * state.json, replaced by rename (atomic for readers and a crashed
+   * helper) without fsync: it must outlive the helper, not the machine —
+   * after a reboot no container runs, and exit.json and config.json say the rest.
+   */
   private async saveState(e: Entry): Promise<void> {
-    await writeFileAtomic(path.join(this.dir, e.record.id, 'state.json'), JSON.stringify(e.state));
+    await this.replaceFile(path.join(this.dir, e.record.id, 'state.json'), JSON.stringify(e.state));
+  }
+
+  /** Replaces file by rename: a reader or a crashed helper sees the old or the new content; no fsync. */
+  private async replaceFile(file: string, data: string): Promise<void> {
+    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+    await fs.writeFile(tmp, data, { mode: 0o600 });
+    await fs.rename(tmp, file).catch(async (err) => {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    });
   }
 
   private summary(e: Entry): ContainerSummary {

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+/**
+ * What the editor pays to run a container: on one warm connection to the
+ * helper, `capsa/container/run` of IMAGE CMD… with --rm, attached, timed from
+ * the request to the `capsa/stream/exit` notification. Prints the median and
+ * quartiles in ms, and one JSON line for the table.
+ *
+ *   node bench/protocol-run.js [-n RUNS] IMAGE CMD…      (CAPSA_SOCKET, CAPSA_ROOT as for the CLI)
+ *   node bench/protocol-run.js --exec CONTAINER [-n RUNS] CMD…   (capsa/container/exec instead)
+ */
+const path = require('node:path');
+const out = path.join(__dirname, '..', 'out', 'server');
+const { connect } = require(path.join(out, 'cli', 'client.js'));
+const { loadConfig } = require(path.join(out, 'config.js'));
+const P = require(path.join(out, 'protocol', 'index.js'));
+
+async function main() {
+  const argv = process.argv.slice(2);
+  let runs = 30;
+  let exec;
+  while (argv[0]?.startsWith('-')) {
+    const f = argv.shift();
+    if (f === '-n') runs = Number(argv.shift());
+    else if (f === '--exec') exec = argv.shift();
+    else throw new Error(`unknown flag ${f}`);
+  }
+  const c = await connect(loadConfig(), { autoStart: false });
+  const waiting = new Map();
+  c.onNotification(P.StreamExitNotification.type, (p) => waiting.get(p.attachId)?.(p.exitCode));
+  c.onNotification(P.StreamOutputNotification.type, () => undefined);
+  const once = async (i) => {
+    const attachId = `bench-${i}`;
+    const done = new Promise((r) => waiting.set(attachId, r));
+    const t0 = process.hrtime.bigint();
+    if (exec) await c.sendRequest(P.ContainerExecRequest.type, { container: exec, cmd: argv, attachId });
+    else await c.sendRequest(P.ContainerRunRequest.type, { image: argv[0], cmd: argv.slice(1), rm: true, attachId });
+    const code = await done;
+    if (code !== 0) throw new Error(`exit status ${code}`);
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  for (let i = 0; i < 3; i++) await once(`warm${i}`);
+  const times = [];
+  for (let i = 0; i < runs; i++) times.push(await once(i));
+  times.sort((a, b) => a - b);
+  const q = (f) => times[Math.min(times.length - 1, Math.floor(f * times.length))];
+  const label = exec ? `protocol exec ${argv.join(' ')}` : `protocol run --rm ${argv.join(' ')}`;
+  console.log(`${label}: median ${q(0.5).toFixed(1)} ms (q1 ${q(0.25).toFixed(1)}, q3 ${q(0.75).toFixed(1)}, min ${times[0].toFixed(1)}), ${runs} runs`);
+  console.log(JSON.stringify({ label, median: q(0.5), q1: q(0.25), q3: q(0.75), min: times[0], runs }));
+  c.dispose();
+  process.exit(0);
+}
+main().catch((e) => {
+  console.error(`protocol-run: ${e.message}`);
+  process.exit(1);
+});

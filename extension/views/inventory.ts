@@ -34,8 +34,9 @@ export class Inventory implements vscode.Disposable {
         if (e.action === 'delete') this.images.delete(e.id);
         else if (e.image) this.images.set(e.image.id, e.image);
         else this.reloadImagesSoon();
-        // Untagging moves a name between images: keep the list exact.
-        if (e.action === 'untag' || e.action === 'tag') this.reloadImagesSoon();
+        // Untagging moves a name between images, and a removal's event may name the
+        // reference rather than the image id: keep the list exact.
+        if (e.action !== 'pull') this.reloadImagesSoon();
         this._onDidChangeImages.fire();
       }),
     );

@@ -184,9 +184,14 @@ test('Containers view, Run in Container, container shell and context menu in a r
   execFileSync(process.execPath, [path.join(REPO_ROOT, 'scripts', 'bundle.js')], { stdio: 'inherit' });
   const sandbox = mkdtempSync(path.join(tmpdir(), 'capsa-e2e-'));
   // CAPSA_KEEP_E2E=1 keeps the sandbox (code-server logs, the extension's output) for debugging.
-  t.after(() => (process.env.CAPSA_KEEP_E2E ? console.log(`kept ${sandbox}`) : rmSync(sandbox, { recursive: true, force: true })));
+  // node:test runs after-hooks in the order they were added: undo in reverse (browser, code-server, helper, registry), the sandbox last
+  const cleanups: Array<() => unknown> = [() => (process.env.CAPSA_KEEP_E2E ? console.log(`kept ${sandbox}`) : rmSync(sandbox, { recursive: true, force: true }))];
+  const after = (fn: () => unknown): void => void cleanups.push(fn);
+  t.after(async () => {
+    for (const undo of cleanups.reverse()) await Promise.race([Promise.resolve().then(undo).catch((err: Error) => console.error(`cleanup: ${err.message}`)), new Promise((r) => setTimeout(r, 30_000))]);
+  });
   const registry = await startRegistry();
-  t.after(() => registry.stop());
+  after(() => registry.stop());
   await seedBusybox(registry);
   const image = `${registry.url.replace(/^https?:\/\//, '')}/library/busybox:latest`;
 
@@ -198,7 +203,7 @@ test('Containers view, Run in Container, container shell and context menu in a r
   // VS Code starts before the helper: the socket it is told about appears later.
   const socket = path.join(sandbox, 'capsa.sock');
   const server = await startCodeServer(path.join(sandbox, 'code-server'), workspace, { 'capsa.socketPath': socket, 'capsa.launchHelper': false });
-  t.after(() => server.stop());
+  after(() => server.stop());
 
   const { chromium } = await import('playwright-core');
   const context = await chromium.launchPersistentContext(path.join(sandbox, 'chromium'), {
@@ -207,7 +212,7 @@ test('Containers view, Run in Container, container shell and context menu in a r
     viewport: { width: 1400, height: 900 },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
   });
-  t.after(() => context.close());
+  after(() => context.close());
   const page = context.pages()[0] ?? (await context.newPage());
   const consoleLines: string[] = [];
   page.on('console', (m) => consoleLines.push(m.text()));
@@ -227,7 +232,7 @@ test('Containers view, Run in Container, container shell and context menu in a r
 
     // 1. The helper starts: the window connects by itself and lists the helper's image.
     const helper = await startHelper({ mirror: registry.url });
-    t.after(() => helper.stop());
+    after(() => helper.stop());
     const pulled = await helper.cli(['pull', image]);
     assert.equal(pulled.code, 0, pulled.stderr);
     symlinkSync(helper.socket, socket);

@@ -14,7 +14,7 @@
  * checks.
  */
 import { createHash } from 'node:crypto';
-import { constants as fsc, promises as fs } from 'node:fs';
+import { constants as fsc, promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
 import { once } from 'node:events';
@@ -26,6 +26,7 @@ type TarEntry = AsyncIterable<Buffer> & { header: tar.Header; resume(): unknown 
 import { CancelledError, InvalidLayerError, UnsafeLayerError } from './errors';
 import { lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from './libc';
 import { classifyWhiteout, OVERLAY_OPAQUE_XATTR } from './whiteout';
+import { fileWriter, type SmallFile } from './filewriter';
 import type { Compression } from './types';
 
 export interface UnpackOptions {
@@ -253,17 +254,32 @@ async function writeAt(fh: fs.FileHandle, buf: Buffer, position: number): Promis
   }
 }
 
+/** The ids new files get from open(2) (the helper's effective ids). */
+const OWN_IDS = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
+/** The process umask, read without changing it (process.umask() sets it to read it); undefined if unknown. */
+function currentUmask(): number | undefined {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? parseInt(m[1], 8) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Regular files up to this size are written in the background, several at once. */
 const SMALL_FILE = 256 * 1024;
-/** Background file writes in flight at most (libuv's pool runs 4 at a time; the rest queue). */
-const MAX_PENDING = 64;
+/** Background file writes in flight at most. */
+const MAX_PENDING = 128;
+/** Small files per message to the file writer, and bytes. */
+const BATCH_FILES = 32;
+const BATCH_BYTES = 1024 * 1024;
 
 /**
  * Applies tar entries to a layer directory in archive order. Creating a
- * file costs a few syscalls that mostly wait on the file system, so small
- * regular files are written in the background (open, write, fchown, fchmod,
- * futimes, close on one descriptor), up to MAX_PENDING at once, while the
- * archive moves on. Any later entry that touches a path with a write in
+ * file costs a few syscalls, so small regular files are handed in batches to
+ * the file writer's thread (filewriter.ts: open, write, futimes, close on one
+ * descriptor, fchown/fchmod only when needed), up to MAX_PENDING at once,
+ * while the archive moves on; those with xattrs go through the libuv pool. Any later entry that touches a path with a write in
  * flight (replacing it, hard-linking to it, whiting it out, resolving
  * through it) waits for that write first, so the result is the same as
  * applying entries one by one.
@@ -275,8 +291,16 @@ class Applier {
   private readonly created = new Set<string>(['']);
   /** Background writes by relative path. */
   private readonly pending = new Map<string, Promise<void>>();
+  /** Small files queued for the file writer, not sent yet. */
+  private batch: Array<{ file: SmallFile; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private batchBytes = 0;
+  private flushScheduled = false;
   private backgroundError: unknown;
   private readonly deferred = new Map<string, DeferredDir>();
+  /** Directories (relative) whose setgid bit is set: files created in them take their group. */
+  private readonly setgidDirs = new Set<string>();
+  /** Read once per layer: it is the process's, and the helper sets it only briefly at start. */
+  private readonly umask = currentUmask();
   fileBytes = 0;
   entries = 0;
   current: string | undefined;
@@ -327,7 +351,7 @@ class Applier {
     if (name === '') {
       if (h.type !== 'directory') throw this.unsafe(h.name, 'the layer root must be a directory');
       this.deferDir('', this.root, h);
-      await this.setOwnerModeXattrs(this.root, h, 'directory');
+      await this.setDirOwnerMode('', this.root, h);
       return;
     }
     const slash = name.lastIndexOf('/');
@@ -339,14 +363,14 @@ class Applier {
     switch (type) {
       case 'directory': {
         if (!this.dirs.has(name)) {
-          await this.pending.get(name);
+          await this.settled(name);
           const existing = this.created.has(name) ? await lstatOrUndefined(target) : undefined;
           if (existing && !existing.isDirectory()) await this.clear(name, target);
           if (!existing || !existing.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
         }
         this.dirs.add(name);
         this.created.add(name);
-        await this.setOwnerModeXattrs(target, h, type);
+        await this.setDirOwnerMode(name, target, h);
         this.deferDir(name, target, h);
         return;
       }
@@ -363,7 +387,10 @@ class Applier {
           this.checkOwner(h);
           this.created.add(name);
           this.fileBytes += size;
-          await this.background(name, () => this.writeSmallFile(target, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), h));
+          const inheritsGroup = this.setgidDirs.has(parentRel);
+          const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+          if (hasXattrs(h)) await this.background(name, () => this.writeSmallFile(target, data, h, inheritsGroup));
+          else await this.background(name, () => this.queueSmallFile(this.smallFile(target, data, h, inheritsGroup)));
           return;
         }
         const fh = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
@@ -416,7 +443,7 @@ class Applier {
         const ls = linkRel.lastIndexOf('/');
         const linkParent = await this.resolveDir(h.name, ls < 0 ? '' : linkRel.slice(0, ls), false, h.linkname);
         const linkAbs = path.join(linkParent, linkRel.slice(ls + 1));
-        await this.pending.get(linkRel);
+        await this.settled(linkRel);
         const st = await lstatOrUndefined(linkAbs);
         if (!st) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} does not exist in this layer`);
         if (st.isDirectory()) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} is a directory`);
@@ -462,7 +489,7 @@ class Applier {
       cur = path.join(cur, part);
       curRel = curRel === '' ? part : `${curRel}/${part}`;
       if (this.dirs.has(curRel)) continue;
-      await this.pending.get(curRel);
+      await this.settled(curRel);
       const st = this.created.has(curRel) ? await lstatOrUndefined(cur) : undefined;
       const what = linkTarget !== undefined ? `hard link target ${JSON.stringify(linkTarget)}: ` : '';
       if (!st) {
@@ -482,7 +509,7 @@ class Applier {
   /** Removes whatever is at `abs` (never following it), so a new entry can take its place. */
   private async clear(rel: string, abs: string): Promise<void> {
     if (!this.created.has(rel)) return;
-    await this.pending.get(rel);
+    await this.settled(rel);
     const st = await lstatOrUndefined(abs);
     this.created.delete(rel);
     if (!st) return;
@@ -524,29 +551,99 @@ class Applier {
     this.pending.set(rel, p);
   }
 
+  /** Waits for a background write to `rel`, if there is one. */
+  private async settled(rel: string): Promise<void> {
+    const p = this.pending.get(rel);
+    if (!p) return;
+    this.flushSmallFiles();
+    await p;
+  }
+
   /** Waits for every background write; rethrows the first failure. */
   async drain(): Promise<void> {
-    while (this.pending.size) await Promise.all(this.pending.values());
+    while (this.pending.size) {
+      this.flushSmallFiles();
+      await Promise.all(this.pending.values());
+    }
     if (this.backgroundError) throw this.backgroundError;
   }
 
-  /** A small regular file in one go on one descriptor: create (never following), write, owner, mode, xattrs, times. */
-  private async writeSmallFile(abs: string, data: Buffer, h: TarHeader): Promise<void> {
+  /** What the file writer needs to create a small file (see writeSmallFile for the owner and mode rules). */
+  private smallFile(abs: string, data: Buffer, h: TarHeader, inheritsGroup: boolean): SmallFile {
     const { uid, gid } = this.checkOwner(h);
-    const fh = await fs.open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    const mode = (h.mode ?? 0o644) & 0o7777;
+    const chown = inheritsGroup || uid !== OWN_IDS.uid || gid !== OWN_IDS.gid;
+    const chmod = chown || this.umask === undefined || (mode & 0o7000) !== 0 || (mode & this.umask) !== 0;
+    const { atime, mtime } = times(h);
+    return { path: abs, data, mode, owner: chown ? { uid, gid } : undefined, chmod, atime: atime.getTime() / 1000, mtime: mtime.getTime() / 1000 };
+  }
+
+  /** Queues `file` for the file writer; resolves when it exists (or rejects with why not). */
+  private queueSmallFile(file: SmallFile): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.batch.push({ file, resolve, reject });
+      this.batchBytes += file.data.length;
+      if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) this.flushSmallFiles();
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // Whatever is queued goes as soon as the archive waits for input.
+        setImmediate(() => this.flushSmallFiles());
+      }
+    });
+  }
+
+  private flushSmallFiles(): void {
+    this.flushScheduled = false;
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    fileWriter()
+      .write(batch.map((b) => b.file))
+      .then(
+        (errors) => batch.forEach((b, i) => (errors[i] ? b.reject(errors[i]) : b.resolve())),
+        (err: unknown) => batch.forEach((b) => b.reject(err)),
+      );
+  }
+
+  /**
+   * A small regular file in one go on one descriptor: create (never
+   * following), write, owner, mode, xattrs, times. Most files need only four
+   * system calls: created with their mode, by the owner they should have, so
+   * fchown and fchmod are skipped when open(2) already gave the right result
+   * (the owner is the helper's own ids, the parent is not setgid, and the
+   * mode has no bit the umask clears and no setuid, setgid or sticky bit).
+   */
+  private async writeSmallFile(abs: string, data: Buffer, h: TarHeader, inheritsGroup: boolean): Promise<void> {
+    const { uid, gid } = this.checkOwner(h);
+    const mode = (h.mode ?? 0o644) & 0o7777;
+    const fh = await fs.open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode & 0o777);
     try {
       let off = 0;
       while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
-      // Always: a setgid parent directory or the umask would otherwise decide.
-      await fh.chown(uid, gid);
+      const chown = inheritsGroup || uid !== OWN_IDS.uid || gid !== OWN_IDS.gid;
+      if (chown) await fh.chown(uid, gid);
       // chmod after chown: chown clears setuid/setgid bits.
-      await fh.chmod((h.mode ?? 0o644) & 0o7777);
+      if (chown || this.umask === undefined || (mode & 0o7000) !== 0 || (mode & this.umask) !== 0) await fh.chmod(mode);
       this.setXattrs(abs, h);
       const { atime, mtime } = times(h);
       await fh.utimes(atime, mtime);
     } finally {
       await fh.close();
     }
+  }
+
+  /**
+   * A directory's owner and mode. Whether it is setgid decides the group of
+   * files created in it, which writeSmallFile relies on: a change of that
+   * bit (or of a setgid directory's group) waits for the writes in flight.
+   */
+  private async setDirOwnerMode(rel: string, abs: string, h: TarHeader): Promise<void> {
+    const setgid = ((h.mode ?? 0) & 0o2000) !== 0;
+    if (setgid || this.setgidDirs.has(rel)) await this.drain();
+    if (setgid) this.setgidDirs.add(rel);
+    else this.setgidDirs.delete(rel);
+    await this.setOwnerModeXattrs(abs, h, 'directory');
   }
 
   private async setOwnerModeXattrs(abs: string, h: TarHeader, type: string): Promise<void> {
@@ -585,6 +682,11 @@ class Applier {
     const dirs = [...this.deferred.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
     for (const [, d] of dirs) await fs.utimes(d.abs, d.atime, d.mtime);
   }
+}
+
+function hasXattrs(h: TarHeader): boolean {
+  for (const key in h.pax ?? {}) if (key.startsWith('SCHILY.xattr.')) return true;
+  return false;
 }
 
 function depth(rel: string): number {

@@ -245,6 +245,38 @@ test('unpack measures digest, diff-id and size while streaming, for gzip, zstd a
   }
 });
 
+test('small files get exactly their mode and owner whatever the umask and setgid directories would give', async (t) => {
+  const root = tempRoot(t);
+  const store = new ImageStore(path.join(root, 'store'));
+  const tarBytes = await tarLayer([
+    { type: 'dir', path: 'sg/', mode: 0o2775, uid: 0, gid: 1234 },
+    { type: 'file', path: 'sg/root-owned', content: 'a', mode: 0o644 },
+    { type: 'file', path: 'sg/other', content: 'b', mode: 0o640, uid: 1000, gid: 1000 },
+    { type: 'file', path: 'open', content: 'c', mode: 0o666 },
+    { type: 'file', path: 'setuid', content: 'd', mode: 0o4755 },
+    { type: 'file', path: 'plain', content: 'e', mode: 0o600 },
+    // Files come before their directory's entry in some archives: the bit applies to later files only.
+    { type: 'file', path: 'late/f', content: 'f', mode: 0o644 },
+    { type: 'dir', path: 'late/', mode: 0o2755, uid: 0, gid: 77 },
+    { type: 'file', path: 'late/g', content: 'g', mode: 0o644 },
+  ]);
+  const dir = await applyLayer(store, tarBytes);
+  const expect: Array<[string, number, number, number]> = [
+    ['sg/root-owned', 0o644, 0, 0],
+    ['sg/other', 0o640, 1000, 1000],
+    ['open', 0o666, 0, 0],
+    ['setuid', 0o4755, 0, 0],
+    ['plain', 0o600, 0, 0],
+    ['late/f', 0o644, 0, 0],
+    ['late/g', 0o644, 0, 0],
+  ];
+  for (const [p, mode, uid, gid] of expect) {
+    const st = fs.lstatSync(path.join(dir, p));
+    assert.deepEqual([st.mode & 0o7777, st.uid, st.gid], [mode, uid, gid], p);
+  }
+  assert.equal(fs.statSync(path.join(dir, 'sg')).mode & 0o7777, 0o2775);
+});
+
 test('corrupt compressed data is a clear error', async (t) => {
   const root = tempRoot(t);
   const tarBytes = await tarLayer([{ type: 'file', path: 'f', content: Buffer.alloc(5000, 3) }]);

@@ -2,6 +2,8 @@
  * `capsa`: Docker's verbs and flags, as a thin client of the helper's protocol.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { parseCpus, parseIntFlag, parseMemorySize } from './limits';
 import { CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { WorkDoneProgress } from 'vscode-languageserver-protocol';
 import { loadConfig } from '../config';
@@ -63,6 +65,25 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'pull', kind: 'value', help: 'Pull policy: always, missing (default) or never' },
   { name: 'platform', kind: 'value', help: 'Platform os/arch[/variant] for the pull' },
   { name: 'label', short: 'l', kind: 'multi', help: 'Set a label KEY=VALUE' },
+  { name: 'env-file', kind: 'multi', help: 'Read environment variables from a file (KEY=VALUE lines)' },
+  { name: 'mount', kind: 'multi', help: 'Mount: type=bind|volume|tmpfs,source=…,target=…[,readonly]' },
+  { name: 'tmpfs', kind: 'multi', help: 'Mount a tmpfs: PATH[:OPTIONS]' },
+  { name: 'read-only', kind: 'bool', help: "Mount the container's root filesystem read-only" },
+  { name: 'memory', short: 'm', kind: 'value', help: 'Memory limit (e.g. 512m, 2g)' },
+  { name: 'memory-swap', kind: 'value', help: 'Memory plus swap limit, -1 for unlimited swap' },
+  { name: 'cpus', kind: 'value', help: 'Number of CPUs (e.g. 0.5)' },
+  { name: 'cpu-shares', short: 'c', kind: 'value', help: 'CPU shares (relative weight)' },
+  { name: 'pids-limit', kind: 'value', help: 'Process limit (-1 for unlimited)' },
+  { name: 'cap-add', kind: 'multi', help: 'Add a Linux capability' },
+  { name: 'cap-drop', kind: 'multi', help: 'Drop a Linux capability' },
+  { name: 'privileged', kind: 'bool', help: 'Give the container every capability, no seccomp filter, no masked paths' },
+  { name: 'security-opt', kind: 'multi', help: 'Security option: seccomp=unconfined|FILE, no-new-privileges' },
+  { name: 'ulimit', kind: 'multi', help: 'Resource limit NAME=SOFT[:HARD]' },
+  { name: 'init', kind: 'bool', help: 'Run an init inside the container that forwards signals and reaps processes' },
+  { name: 'group-add', kind: 'multi', help: 'Add an additional group' },
+  { name: 'pid', kind: 'value', help: 'PID namespace: host' },
+  { name: 'ipc', kind: 'value', help: 'IPC namespace: host' },
+  { name: 'userns', kind: 'value', help: 'User namespace: host (default) or auto (a private block of host ids)' },
   { name: 'help', kind: 'bool', help: 'Print usage' },
 ];
 
@@ -150,6 +171,76 @@ function trackPull(c: MessageConnection, token: string, out: NodeJS.WriteStream 
   return display;
 }
 
+/** `--env-file`: KEY=VALUE lines, `#` comments and blank lines skipped, a bare KEY taken from here (Docker's format). */
+async function readEnvFiles(files: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new InvalidArgumentError(`cannot read env file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    for (const [i, raw] of text.split('\n').entries()) {
+      const line = raw.replace(/\r$/, '').replace(/^\s+/, '');
+      if (line === '' || line.startsWith('#')) continue;
+      const eq = line.indexOf('=');
+      const key = eq < 0 ? line.trimEnd() : line.slice(0, eq);
+      if (key === '' || /\s/.test(key)) throw new InvalidArgumentError(`invalid env file ${file} line ${i + 1}: variable name ${JSON.stringify(key)} contains whitespace or is empty`);
+      if (eq >= 0) out.push(line);
+      else if (process.env[key] !== undefined) out.push(`${key}=${process.env[key]}`);
+    }
+  }
+  return out;
+}
+
+/** The isolation and limit flags of `run`, parsed here so a typo fails before anything is sent. */
+async function confinementOptions(flags: Record<string, string | boolean | string[] | undefined>): Promise<Partial<RunOptions>> {
+  const o: Partial<RunOptions> = {};
+  const v = (name: string): string | undefined => str(flags[name]);
+  if (v('memory') !== undefined) o.memory = parseMemorySize('memory', v('memory')!);
+  if (v('memory-swap') !== undefined) o.memorySwap = v('memory-swap') === '-1' ? -1 : parseMemorySize('memory-swap', v('memory-swap')!);
+  if (v('cpus') !== undefined) o.cpus = parseCpus(v('cpus')!);
+  if (v('cpu-shares') !== undefined) o.cpuShares = parseIntFlag('cpu-shares', v('cpu-shares')!);
+  if (v('pids-limit') !== undefined) o.pidsLimit = parseIntFlag('pids-limit', v('pids-limit')!);
+  if (flags['cap-add']) o.capAdd = flags['cap-add'] as string[];
+  if (flags['cap-drop']) o.capDrop = flags['cap-drop'] as string[];
+  if (flags.privileged) o.privileged = true;
+  if (flags.init) o.init = true;
+  if (flags['read-only']) o.readOnly = true;
+  if (flags.mount) o.mounts = flags.mount as string[];
+  if (flags.tmpfs) o.tmpfs = flags.tmpfs as string[];
+  if (flags.ulimit) o.ulimits = flags.ulimit as string[];
+  if (flags['group-add']) o.groupAdd = flags['group-add'] as string[];
+  for (const ns of ['pid', 'ipc'] as const) {
+    const val = v(ns);
+    if (val === undefined) continue;
+    if (val !== 'host') throw new InvalidArgumentError(`invalid --${ns} ${JSON.stringify(val)}: expected host`);
+    o[ns] = 'host';
+  }
+  if (v('userns') !== undefined) {
+    if (v('userns') !== 'host' && v('userns') !== 'auto') throw new InvalidArgumentError(`invalid --userns ${JSON.stringify(v('userns'))}: expected host or auto`);
+    o.userns = v('userns') as 'host' | 'auto';
+  }
+  if (flags['security-opt']) {
+    o.securityOpt = [];
+    for (const opt of flags['security-opt'] as string[]) {
+      const m = /^seccomp[=:](.+)$/.exec(opt);
+      if (m && m[1] !== 'unconfined') {
+        // as Docker's client: the profile is read here and its text sent
+        let text: string;
+        try {
+          text = await readFile(m[1], 'utf8');
+        } catch (err) {
+          throw new InvalidArgumentError(`cannot read seccomp profile ${m[1]}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        o.securityOpt.push(`seccomp=${text}`);
+      } else o.securityOpt.push(opt);
+    }
+  }
+  return o;
+}
+
 /** `capsa run`, and `capsa create`: the same options, without the start. */
 const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, RUN_FLAGS, { stopAtPositional: true, verb });
@@ -159,7 +250,6 @@ const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
   }
   const [image, ...cmd] = positionals;
   if (!image) throw new InvalidArgumentError(`'capsa ${verb}' requires at least 1 argument: IMAGE`);
-
   const tty = !!flags.tty;
   const interactive = !!flags.interactive;
   const detach = !!flags.detach;
@@ -190,7 +280,9 @@ const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
     dns: flags.dns as string[] | undefined,
     labels: Object.keys(labels).length ? labels : undefined,
     size: tty ? terminalSize() : undefined,
+    ...(await confinementOptions(flags)),
   };
+  if (flags['env-file']) opts.env = [...(await readEnvFiles(flags['env-file'] as string[])), ...(opts.env ?? [])];
   const c = await conn();
   if (verb === 'create') {
     const token = newId('pull');
@@ -200,7 +292,6 @@ const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
     return 0;
   }
   const attachId = detach ? undefined : newId('run');
-
   const token = newId('pull');
   trackPull(c, token);
   const streams = attachId ? attachStreams(c, attachId, { tty, interactive }) : undefined;
@@ -537,7 +628,6 @@ const COMMANDS: Record<string, [Command, string]> = {
   attach: [attach, "Attach to a running container's streams"],
   top: [top, 'Display the running processes of a container'],
   'container-prune': [containerPrune, 'Remove all stopped containers'],
-
   exec: [exec, 'Run a command in a running container'],
   ps: [ps, 'List containers'],
   images: [images, 'List images'],
@@ -564,7 +654,6 @@ const MANAGEMENT: Record<string, Record<string, string>> = {
     ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect',
     create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune',
   },
-
   image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', prune: 'image-prune', load: 'load', save: 'save' },
 };
 

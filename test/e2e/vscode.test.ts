@@ -311,6 +311,11 @@ test('Containers view, Run in Container, container shell and context menu in a r
     await waitForTerminal(page, /^image-42\s*$/m, 15_000);
     await shot(page, '3c-run-interactive');
     await page.keyboard.type('exit\n');
+    // --rm: its row goes; wait for that, or the re-render closes the next context menu
+    for (const deadline = Date.now() + 15_000; (await treeRow(page, 'Containers', /./).count()) > 1; ) {
+      assert.ok(Date.now() < deadline, 'the interactive container was removed when its shell exited');
+      await page.waitForTimeout(200);
+    }
 
     // 4. Stop and remove the workspace container from the context menu.
     await page.locator('.tab', { hasText: 'hello.sh' }).first().click();

@@ -2,10 +2,10 @@
  * `capsa`: Docker's verbs and flags, as a thin client of the helper's protocol.
  */
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { parseCpus, parseIntFlag, parseMemorySize } from './limits';
-import { CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
-import { WorkDoneProgress } from 'vscode-languageserver-protocol';
+import { CancellationTokenSource, ProgressType, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
 import { CapsaError, InvalidArgumentError } from '../errors';
 import {
@@ -141,7 +141,7 @@ function attachStreams(c: MessageConnection, attachId: string, opts: { tty: bool
     resolveDone(EXIT_CAPSA);
   });
   const start = (): void => {
-    if (opts.tty && process.stdin.isTTY) process.stdin.setRawMode(true);
+    if (opts.tty && process.stdin.isTTY) enterRawMode();
     if (opts.tty && process.stdout.isTTY) {
       process.stdout.on('resize', () => {
         const size = terminalSize();
@@ -157,16 +157,34 @@ function attachStreams(c: MessageConnection, attachId: string, opts: { tty: bool
   return { done, start };
 }
 
+/**
+ * Raw mode as Docker's CLI sets it (cfmakeraw). Node's raw mode keeps output
+ * processing (ONLCR) on, so the container's own pty and ours would both turn
+ * "\n" into "\r\n", and programs that move the cursor with a bare "\n"
+ * would land in column 0; `stty -opost` turns ours off. Node restores the
+ * whole original termios when raw mode ends.
+ */
+function enterRawMode(): void {
+  process.stdin.setRawMode(true);
+  spawnSync('stty', ['-opost'], { stdio: [process.stdin, 'ignore', 'ignore'] });
+}
+
 function restoreTerminal(): void {
   if (process.stdin.isTTY && process.stdin.isRaw) process.stdin.setRawMode(false);
   process.stdin.pause();
 }
 
+/**
+ * LSP's `$/progress` work-done values, as far as the CLI reads them. Declared
+ * here rather than imported from vscode-languageserver-protocol, whose load
+ * alone would add tens of milliseconds to every CLI command.
+ */
+const WorkDoneProgressType = new ProgressType<{ kind: 'begin' | 'report' | 'end'; layers?: PullProgress['layers'] }>();
+
 function trackPull(c: MessageConnection, token: string, out: NodeJS.WriteStream = process.stderr): ProgressDisplay {
   const display = new ProgressDisplay(out);
-  c.onProgress(WorkDoneProgress.type, token, (v) => {
-    const layers = (v as { layers?: PullProgress['layers'] }).layers;
-    if (v.kind === 'report' && layers) display.update({ layers });
+  c.onProgress(WorkDoneProgressType, token, (v) => {
+    if (v.kind === 'report' && v.layers) display.update({ layers: v.layers });
   });
   return display;
 }

@@ -50,8 +50,10 @@ export class ImageService extends EventEmitter implements ImageSource {
   }
 
   async remove(image: string, force: boolean, inUse: Set<string>): Promise<ImageRemoveResult> {
-    const r = await this.store.remove(image, { force, inUse: (id) => inUse.has(id) });
-    this.emit('event', { action: r.deleted.length ? 'delete' : 'untag', id: image } satisfies ImageEvent);
+    // Events carry the image id, as every other image event does, not the reference the user typed.
+    const id = (await this.store.resolve(image))?.id ?? image;
+    const r = await this.store.remove(image, { force, inUse: (x) => inUse.has(x) });
+    this.emit('event', { action: r.deleted.length ? 'delete' : 'untag', id } satisfies ImageEvent);
     return r;
   }
 

@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # Issue 5's figures, all inside a network namespace this script makes (no
-# packet leaves it): TCP throughput of one stream of $MB MiB
-#   host → container through a published port (127.0.0.1:HP → eth0)
+# packet leaves it): TCP throughput (one stream of $MB MiB) and connection
+# rate ($CONNS sequential connect/close) with bench/netperf.c,
+#   host → container through a published port (-p 127.0.0.1:HP:5000)
 #   container → container on one bridge
-# for Capsa and for podman's rootful bridge (netavark, DNAT), with plain
-# loopback in the namespace as the floor; plus the in-helper cost of the
-# bridge setup and teardown (bench/network-setup.js).
-# Not a timed test: bounded (a few transfers of $MB MiB), prints a table.
+#   container → a published port through the host's address (Capsa: its proxy)
+# for Capsa and for podman's rootful bridge (netavark), with plain loopback in
+# the namespace as the floor; $RUNS runs of each, medians, ratio to podman.
+# Plus the in-helper cost of a bridge attachment (bench/network-setup.js).
+# Not a timed test: bounded (RUNS × a few transfers of MB MiB), prints a
+# Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "run-network: run as root" >&2; exit 1; }
-MB="${BENCH_MB:-256}"
+MB="${BENCH_MB:-512}"
+CONNS="${BENCH_CONNS:-2000}"
+RUNS="${BENCH_RUNS:-5}"
 NS="capsa-bench-$$"
 WORK="$(mktemp -d /tmp/capsa-bench-net.XXXXXX)"
 IMAGE=127.0.0.1:5757/library/busybox:latest
 HELPER_PID=""
+PODMAN=(podman run --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 cleanup() {
   set +e
   if [ -n "$HELPER_PID" ]; then
     ids=$(capsa ps -aq); [ -n "$ids" ] && capsa rm -f $ids >/dev/null
     kill "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null
   fi
-  ip netns exec "$NS" podman rm -f -t 0 bench-srv bench-cli >/dev/null 2>&1
+  [ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null
+  nsenter --net=/run/netns/"$NS" -- podman rm -f -t 0 bench-srv >/dev/null 2>&1
   ip netns del "$NS" 2>/dev/null
   rm -rf "$WORK"
 }
@@ -30,54 +37,86 @@ trap cleanup EXIT
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 in_ns() { ip netns exec "$NS" "$@"; }
+# podman needs the host's /sys (its cgroups), which `ip netns exec` replaces
+in_ns_sys() { nsenter --net=/run/netns/"$NS" -- "$@"; }
 capsa() { in_ns env "${ENVS[@]}" node bin/capsa "$@"; }
-row() { printf '%-44s %10s\n' "$1" "$2"; }
+cc -static -O2 -o "$WORK/netperf" bench/netperf.c
+NP="$WORK/netperf"
 
-# seconds → MiB/s for $MB MiB
-rate() { awk -v mb="$MB" -v s="$1" 'BEGIN { printf "%.0f MiB/s", mb / s }'; }
-# times `dd | nc HOST PORT` in the namespace (the sink is already listening)
-send_from_ns() { local t0 t1; t0=$(date +%s.%N); in_ns sh -c "dd if=/dev/zero bs=1M count=$MB 2>/dev/null | busybox nc $1 $2"; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'; }
-wait_port() { for _ in $(seq 50); do in_ns sh -c "busybox nc -z $1 $2" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# median of RUNS runs of a command that prints one number
+median() { local i; for i in $(seq "$RUNS"); do "$@" || echo 0; done | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+wait_port() { for _ in $(seq 50); do in_ns "$NP" conn "$1" "$2" 1 >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+declare -A R
+# measure KEY HOST PORT [runner…]: throughput and connection rate from runner (default: the namespace)
+measure() {
+  local key="$1" host="$2" port="$3"; shift 3
+  local run=("$@"); [ ${#run[@]} -eq 0 ] && run=(in_ns "$NP")
+  R[$key.tput]=$(median "${run[@]}" send "$host" "$port" "$MB")
+  R[$key.conn]=$(median "${run[@]}" conn "$host" "$port" "$CONNS")
+}
 
-echo "== network bench: $MB MiB per transfer, one TCP stream, in namespace $NS =="
+echo "== network bench: $RUNS runs, $MB MiB per stream, $CONNS connections per rate, in namespace $NS =="
 
 # --- floor: loopback inside the namespace
-in_ns sh -c 'busybox nc -l -p 7000 >/dev/null' & sleep 0.3
-row "loopback (nc → nc, floor)" "$(rate "$(send_from_ns 127.0.0.1 7000)")"
-wait
+ip netns exec "$NS" "$NP" sink 7000 & SINK_PID=$!
+wait_port 127.0.0.1 7000
+measure loop 127.0.0.1 7000
+kill "$SINK_PID"; SINK_PID=""
 
 # --- Capsa. The registry is on the host's loopback, out of the namespace's
 # reach: a first helper outside pulls into the root, then one inside takes over.
 bash scripts/local-registry.sh start >/dev/null
-echo '{}' > "$WORK/config.json"
-ENVS=(CAPSA_ROOT="$WORK/root" CAPSA_SOCKET="$WORK/capsa.sock" CAPSA_CONFIG="$WORK/config.json" CAPSA_INSECURE_REGISTRIES=127.0.0.1:5757)
+# podman's default network is 10.88.0.0/16 too, in the same namespace: Capsa's goes elsewhere
+echo '{ "network": { "subnet": "10.98.0.0/16" } }' > "$WORK/config.json"
+ENVS=(CAPSA_ROOT="$WORK/root" CAPSA_SOCKET="$WORK/capsa.sock" CAPSA_CONFIG="$WORK/config.json" CAPSA_INSECURE_REGISTRIES=127.0.0.1:5757 CAPSA_CGROUP_PARENT="capsa-bench-$$")
 start_helper() { "$@" env "${ENVS[@]}" node out/server/main.js 2>>"$WORK/helper.log" & HELPER_PID=$!; for _ in $(seq 100); do [ -S "$WORK/capsa.sock" ] && return; sleep 0.1; done; }
 start_helper
 env "${ENVS[@]}" node bin/capsa pull -q "$IMAGE" >/dev/null
 kill "$HELPER_PID"; wait "$HELPER_PID" 2>/dev/null || true; rm -f "$WORK/capsa.sock"
 start_helper nsenter --net=/run/netns/"$NS" --
-if capsa run -d --name sink -p 127.0.0.1:7001:5000 "$IMAGE" sh -c 'while true; do nc -l -p 5000 >/dev/null; done' >/dev/null 2>"$WORK/err"; then
+in_ns sysctl -qw net.ipv4.ip_forward=1
+if capsa run -d --name sink -v "$NP:/np:ro" -p 127.0.0.1:7001:5000 -p 0.0.0.0:7003:5000 "$IMAGE" /np sink 5000 >/dev/null 2>"$WORK/err"; then
   wait_port 127.0.0.1 7001
-  row "capsa: host → container (-p, userland proxy)" "$(rate "$(send_from_ns 127.0.0.1 7001)")"
   ip=$(capsa inspect sink | sed -n 's/.*"ipAddress": "\(.*\)".*/\1/p' | head -1)
-  out=$(capsa run --rm "$IMAGE" sh -c "time -p sh -c 'dd if=/dev/zero bs=1M count=$MB 2>/dev/null | nc $ip 5000'" 2>&1 | sed -n 's/^real //p')
-  row "capsa: container → container (bridge)" "$(rate "$out")"
-  row "capsa: host → container by address (bridge)" "$(rate "$(send_from_ns "$ip" 5000)")"
+  measure capsa.pub 127.0.0.1 7001
+  measure capsa.c2c "$ip" 5000 capsa run --rm -v "$NP:/np:ro" "$IMAGE" /np
+  measure capsa.hair 10.98.0.1 7003 capsa run --rm -v "$NP:/np:ro" "$IMAGE" /np
+  measure capsa.addr "$ip" 5000
 else
-  row "capsa" "skipped: $(head -1 "$WORK/err")"
+  echo "capsa skipped: $(head -1 "$WORK/err")"
 fi
 
-# --- podman rootful bridge (netavark): its bridge and rules land in this namespace too
-if command -v podman >/dev/null && in_ns podman pull -q --tls-verify=false "$IMAGE" >/dev/null 2>&1 &&
-   in_ns podman run -d --name bench-srv -p 127.0.0.1:7002:5000 "$IMAGE" sh -c 'while true; do nc -l -p 5000 >/dev/null; done' >/dev/null 2>"$WORK/perr"; then
+# --- podman's rootful bridge (netavark: nftables DNAT, and no userland
+# proxy): pulled on the host, run in the namespace, so its bridge and rules
+# land there too. Flags as in bench/run-startup.sh.
+if command -v podman >/dev/null && podman pull -q --tls-verify=false "$IMAGE" >"$WORK/perr" 2>&1 &&
+   in_ns_sys "${PODMAN[@]}" -d --name bench-srv -v "$NP:/np:ro" -p 127.0.0.1:7002:5000 -p 0.0.0.0:7004:5000 "$IMAGE" /np sink 5000 >/dev/null 2>"$WORK/perr"; then
   wait_port 127.0.0.1 7002
-  row "podman: host → container (-p, DNAT)" "$(rate "$(send_from_ns 127.0.0.1 7002)")"
-  pip=$(in_ns podman inspect -f '{{.NetworkSettings.IPAddress}}' bench-srv)
-  out=$(in_ns podman run --rm "$IMAGE" sh -c "time -p sh -c 'dd if=/dev/zero bs=1M count=$MB 2>/dev/null | nc $pip 5000'" 2>&1 | sed -n 's/^real //p')
-  row "podman: container → container (bridge)" "$(rate "$out")"
+  pip=$(in_ns_sys podman inspect -f '{{.NetworkSettings.IPAddress}}' bench-srv)
+  pgw=$(in_ns_sys podman inspect -f '{{.NetworkSettings.Gateway}}' bench-srv)
+  measure podman.pub 127.0.0.1 7002
+  measure podman.c2c "$pip" 5000 in_ns_sys "${PODMAN[@]}" --rm -v "$NP:/np:ro" "$IMAGE" /np
+  measure podman.hair "$pgw" 7004 in_ns_sys "${PODMAN[@]}" --rm -v "$NP:/np:ro" "$IMAGE" /np
+  measure podman.addr "$pip" 5000
 else
-  row "podman" "skipped: $(head -1 "$WORK/perr" 2>/dev/null || echo 'podman not usable')"
+  echo "podman skipped: $(tail -1 "$WORK/perr" 2>/dev/null || echo 'podman not usable')"
 fi
+
+# --- the table: medians, and Capsa's throughput as a fraction of podman's
+# (≥ 0.83 is "within 1.2×"), its connection rate likewise
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "–" }'; }
+echo
+echo "| path | Capsa MiB/s | podman MiB/s | Capsa ÷ podman | Capsa conn/s | podman conn/s | Capsa ÷ podman |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+row() {
+  echo "| $2 | ${R[capsa.$1.tput]:-–} | ${R[podman.$1.tput]:-–} | $(ratio "${R[capsa.$1.tput]:-}" "${R[podman.$1.tput]:-}") | ${R[capsa.$1.conn]:-–} | ${R[podman.$1.conn]:-–} | $(ratio "${R[capsa.$1.conn]:-}" "${R[podman.$1.conn]:-}") |"
+}
+row pub "host → container, -p 127.0.0.1 (DNAT)"
+row c2c "container → container, bridge"
+row addr "host → container address, bridge"
+row hair "container → host's published port (Capsa: proxy)"
+echo "| loopback in the namespace (floor) | ${R[loop.tput]} | | | ${R[loop.conn]} | | |"
+echo
 
 # --- the helper's own cost of a bridge attachment (netns, veth, address, route, files)
 unshare -n node bench/network-setup.js 100

@@ -70,6 +70,30 @@ test('ingest commits only content that matches its digest and size', async (t) =
   await assert.rejects(store.putBlob(data, sha('nope')), DigestMismatchError);
 });
 
+test('an ingest without its own hash commits only under the digest its caller measured, with every write landed', async (t) => {
+  const { store, root } = newStore(t);
+  const data = Buffer.alloc(300_000);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+  const w = await store.ingest(sha(data), data.length, { hash: false });
+  // Many writes in flight at once, as a pull issues them.
+  for (let i = 0; i < data.length; i += 1000) await w.write(data.subarray(i, i + 1000));
+  await w.commit(sha(data));
+  assert.deepEqual(await store.readBlob(sha(data)), data);
+
+  const other = Buffer.from('other');
+  const bad = await store.ingest(sha(other), other.length, { hash: false });
+  await bad.write(other);
+  await assert.rejects(bad.commit(sha('something else')), DigestMismatchError);
+  assert.ok(!(await store.hasBlob(sha(other))));
+  const none = await store.ingest(sha(other), other.length, { hash: false });
+  await none.write(other);
+  await assert.rejects(none.commit(), /measured digest/);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'tmp')), []);
+
+  await store.dropCorruptBlob(sha(data));
+  assert.ok(!(await store.hasBlob(sha(data))));
+});
+
 test('an interrupted ingest resumes from its partial bytes', async (t) => {
   const { store } = newStore(t);
   const data = Buffer.alloc(10_000, 9);

@@ -242,7 +242,7 @@ interface DeferredDir {
 }
 
 /** Output chunk of the gzip decompressor. */
-const INFLATE_CHUNK = 256 * 1024;
+const INFLATE_CHUNK = 1024 * 1024;
 /** Writes in flight at most to one large file. */
 const MAX_FILE_WRITES = 8;
 

@@ -35,7 +35,12 @@ function startHelper(config: CapsaConfig): void {
   child.unref();
 }
 
-export async function connect(config: CapsaConfig, opts: { autoStart: boolean } = { autoStart: true }): Promise<MessageConnection> {
+/**
+ * Connects to the helper, starting it first when none listens. `CAPSA_AUTOSTART=0`
+ * turns the start off: a supervisor (or a test) that owns the helper's life
+ * must not get a second, detached helper from a CLI call made while its own is down.
+ */
+export async function connect(config: CapsaConfig, opts: { autoStart: boolean } = { autoStart: process.env.CAPSA_AUTOSTART !== '0' }): Promise<MessageConnection> {
   let socket: net.Socket;
   try {
     socket = await connectSocket(config.socket);

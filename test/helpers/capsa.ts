@@ -41,6 +41,8 @@ export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessE
     CAPSA_ROOT: root,
     CAPSA_SOCKET: socket,
     CAPSA_CONFIG: path.join(dir, 'config.json'),
+    // The test owns the helper's life: a CLI call while it is down must fail, not start a detached helper that outlives the test.
+    CAPSA_AUTOSTART: '0',
     ...(opts.mirror ? { CAPSA_REGISTRY_MIRROR: `docker.io=${opts.mirror}` } : {}),
     ...opts.env,
     ...(opts.netns ? { CAPSA_TEST_NETNS: opts.netns } : {}),

@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { ConflictError, InvalidArgumentError, NotFoundError, assertSafeName } from '../../errors';
 import { writeFileAtomic } from '../../util/atomic';
 import { replaceFile } from './state';
-import type { RunOptions } from '../../protocol/types';
+import type { ContainerInspect, NetworkSummary, RunOptions } from '../../protocol/types';
 import { applyIptables, applyRuleset, forwardingEnabled, reachedFromLoopback, rulesetText, selectBackend, type FirewallBackend, type FirewallPort } from './firewall';
 import { Ipam, Serial } from './ipam';
 import { Netlink, NetlinkError, IFF_UP } from './netlink';
@@ -51,26 +51,11 @@ export const DEFAULT_BRIDGE = 'capsa0';
 export const DEFAULT_SUBNET = '10.88.0.0/16';
 export const DEFAULT_NETWORK = 'bridge';
 
-export interface NetworkRecord {
-  name: string;
-  id: string;
-  bridge: string;
-  subnet: string;
-  gateway: string;
-  created: string;
-  /** The built-in `bridge` network: cannot be removed, no name resolution between members (as Docker's). */
-  builtin?: boolean;
-}
+/** A network as the helper keeps it: exactly what clients are shown. The built-in `bridge` network cannot be removed and gives no name resolution between members (as Docker's). */
+export type NetworkRecord = NetworkSummary;
 
-export interface NetworkSettings {
-  network?: string;
-  ipAddress?: string;
-  prefixLength?: number;
-  gateway?: string;
-  macAddress?: string;
-  /** `80/tcp` → `127.0.0.1:8080` */
-  ports?: Record<string, string>;
-}
+/** A container's network as `inspect` shows it. */
+export type NetworkSettings = NonNullable<ContainerInspect['networkSettings']>;
 
 export interface NetworkRequest {
   id: string;

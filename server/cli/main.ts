@@ -676,7 +676,14 @@ const MANAGEMENT: Record<string, Record<string, string>> = {
 };
 
 function help(): string {
-  return ['Usage: capsa COMMAND', '', 'Run code in reproducible Linux containers.', '', 'Commands:', ...Object.entries(COMMANDS).map(([k, [, d]]) => `  ${k.padEnd(10)} ${d}`), ''].join('\n');
+  // `container-prune` and `image-prune` are reached as `capsa container prune` / `capsa image prune`; help shows those forms.
+  const listed = Object.entries(COMMANDS).filter(([k]) => !k.endsWith('-prune'));
+  const lines = [
+    ...listed.map(([k, [, d]]) => `  ${k.padEnd(10)} ${d}`),
+    `  ${'container'.padEnd(10)} Manage containers (ls, rm, prune, …)`,
+    `  ${'image'.padEnd(10)} Manage images (ls, rm, pull, prune)`,
+  ];
+  return ['Usage: capsa COMMAND', '', 'Run code in reproducible Linux containers.', '', 'Commands:', ...lines, ''].join('\n');
 }
 
 function shortId(id: string): string {

@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import assert from 'node:assert/strict';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const CLI = path.join(REPO_ROOT, 'bin', 'capsa');
@@ -170,4 +171,25 @@ export async function mountsUnder(dir: string): Promise<string[]> {
     .split('\n')
     .map((l) => l.split(' ')[4])
     .filter((p): p is string => !!p && p.startsWith(dir));
+}
+
+/** Runs `capsa ARGS…`, asserts it exited 0, and returns its stdout. */
+export async function ok(h: TestHelper, args: string[]): Promise<string> {
+  const r = await h.cli(args);
+  assert.equal(r.code, 0, `capsa ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** `capsa inspect NAME`, parsed: the first (only) object. */
+export async function inspect(h: TestHelper, name: string): Promise<Record<string, any>> {
+  return JSON.parse(await ok(h, ['inspect', name]))[0];
+}
+
+/** Polls `check` every 25 ms until it holds, or fails naming `what`. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CLI, startHelper, type TestHelper } from '../helpers/capsa';
+import { CLI, startHelper, type TestHelper, ok } from '../helpers/capsa';
 import { startFaultProxy, startRegistry, type TestRegistry } from '../helpers/registry';
 import { busyboxLayer, pushImage, seedBusybox, tarLayer, type PushedImage } from '../helpers/oci';
 
@@ -40,12 +40,6 @@ async function helper(t: Ctx): Promise<TestHelper> {
   const h = await startHelper({ mirror: registry.url });
   t.after(() => h.stop());
   return h;
-}
-
-async function ok(h: TestHelper, args: string[]): Promise<string> {
-  const r = await h.cli(args);
-  assert.equal(r.code, 0, `capsa ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
 }
 
 function rows(out: string): string[][] {

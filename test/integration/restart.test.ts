@@ -12,7 +12,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, restartHelper, startHelper, type TestHelper } from '../helpers/capsa';
+import { mountsUnder, restartHelper, startHelper, type TestHelper, ok, inspect, until } from '../helpers/capsa';
 
 let registry: TestRegistry;
 before(async () => {
@@ -33,24 +33,6 @@ async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promi
     }
   });
   return h;
-}
-
-async function ok(h: TestHelper, args: string[]): Promise<string> {
-  const r = await h.cli(args);
-  assert.equal(r.code, 0, `capsa ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function inspect(h: TestHelper, name: string): Promise<Record<string, any>> {
-  return JSON.parse(await ok(h, ['inspect', name]))[0];
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 function statusOf(pid: number): string {

@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { busyboxLayer, pushImage, seedBusybox, tarLayer } from '../helpers/oci';
-import { mountsUnder, restartHelper, startHelper, type TestHelper } from '../helpers/capsa';
+import { mountsUnder, restartHelper, startHelper, type TestHelper, ok } from '../helpers/capsa';
 
 const START = 100_000_000;
 const SIZE = 65536;
@@ -37,12 +37,6 @@ async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promi
     assert.deepEqual(await mountsUnder(h.dir), [], 'no mount is left under the test root');
   });
   return h;
-}
-
-async function ok(h: TestHelper, args: string[]): Promise<string> {
-  const r = await h.cli(args);
-  assert.equal(r.code, 0, `capsa ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
 }
 
 async function records(h: TestHelper): Promise<Record<string, { uid: number; gid: number; size: number }>> {

@@ -13,7 +13,7 @@ import { createMessageConnection, StreamMessageReader, StreamMessageWriter } fro
 import { VolumeCreateRequest, VolumeInspectRequest, VolumeRemoveRequest } from '../../server/protocol';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { startHelper, type TestHelper } from '../helpers/capsa';
+import { startHelper, type TestHelper, ok } from '../helpers/capsa';
 
 let registry: TestRegistry;
 
@@ -29,12 +29,6 @@ async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promi
   const h = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: `capsa-test-${process.pid}-${Math.random().toString(16).slice(2, 8)}` } });
   t.after(() => h.stop());
   return h;
-}
-
-async function ok(h: TestHelper, args: string[]): Promise<string> {
-  const r = await h.cli(args);
-  assert.equal(r.code, 0, `capsa ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
 }
 
 test('volume create, ls, inspect: the volume a container mounts by name is the one the verbs show', async (t) => {

@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,6 +354,18 @@ static int run(int join_mode, const struct monitor_opts *mo) {
   return code;
 }
 
+/* Every signal back to its default disposition. An ignored signal survives
+ * exec, and the helper's posix_spawn (threaded glibc) leaves glibc's two
+ * internal signals, 32 and 33, ignored in us: the container must not inherit
+ * that. glibc's sigaction refuses those two, hence the raw call; an all-zero
+ * kernel sigaction is SIG_DFL with no flags and an empty mask. */
+static void default_signals(void) {
+  uint64_t dfl[4] = {0};
+  for (int sig = 1; sig <= 64; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      syscall(SYS_rt_sigaction, sig, dfl, NULL, 8);
+}
+
 int main(int argc, char **argv) {
   struct monitor_opts mo = {0};
   int bad = argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "exec"));
@@ -369,6 +382,7 @@ int main(int argc, char **argv) {
     return SETUP_FAILED;
   }
   init_set_argv_area(argv[0], (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - argv[0]));
+  default_signals();
   /* a helper that went away must not kill the shim while the container runs */
   signal(SIGPIPE, SIG_IGN);
   if (fd_is_open(STATUS_FD)) {

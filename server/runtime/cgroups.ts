@@ -17,10 +17,9 @@
  * cgroups ({@link CgroupManager.release}), so it counts against neither the
  * memory nor the pids limit.
  */
-import { promises as fs, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, promises as fs, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CapsaError, InvalidArgumentError } from '../errors';
-import { writeFileAtomic } from '../util/atomic';
 
 export class CgroupError extends CapsaError {
   constructor(
@@ -230,7 +229,8 @@ export class CgroupManager {
         else await applyV2(dir, limits);
       }
       const record: ContainerCgroup = { version: layout.version, dirs: layout.hierarchies.map((h) => path.posix.join(h.base, id)) };
-      await writeFileAtomic(path.join(containerDir, 'cgroup.json'), JSON.stringify(record));
+      // not fsynced: after a power loss, reconcile() finds a container's cgroups by name
+      writeFileSync(path.join(containerDir, 'cgroup.json'), JSON.stringify(record), { mode: 0o600 });
       return record.dirs.map((d) => path.posix.join(d, 'cgroup.procs'));
     } catch (err) {
       await removeDirs(made.filter((d) => d.endsWith(id)));
@@ -245,15 +245,15 @@ export class CgroupManager {
     for (const level of levels) {
       if (version === 2) await enableV2Controllers(path.posix.dirname(level));
       try {
-        await fs.mkdir(level);
+        mkdirSync(level);
         made.push(level);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || level === dir) throw cgroupFsError('create', level, err);
       }
       if (version === 1 && h.controllers.includes('cpuset')) {
         for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-          const mine = (await fs.readFile(path.posix.join(level, f), 'utf8')).trim();
-          if (mine === '') await writeCg(path.posix.join(level, f), (await fs.readFile(path.posix.join(path.posix.dirname(level), f), 'utf8')).trim());
+          const mine = readCg(path.posix.join(level, f)).trim();
+          if (mine === '') await writeCg(path.posix.join(level, f), readCg(path.posix.join(path.posix.dirname(level), f)).trim());
         }
       }
     }
@@ -271,7 +271,7 @@ export class CgroupManager {
     if (!record) return false;
     for (const dir of record.dirs) {
       const file = record.version === 1 ? 'memory.oom_control' : 'memory.events';
-      const text = await fs.readFile(path.posix.join(dir, file), 'utf8').catch(() => '');
+      const text = readCg(path.posix.join(dir, file));
       const m = /^oom_kill (\d+)$/m.exec(text);
       if (m && Number(m[1]) > 0) return true;
     }
@@ -313,9 +313,18 @@ export class CgroupManager {
 
 async function readRecord(containerDir: string): Promise<ContainerCgroup | undefined> {
   try {
-    return JSON.parse(await fs.readFile(path.join(containerDir, 'cgroup.json'), 'utf8')) as ContainerCgroup;
+    return JSON.parse(readFileSync(path.join(containerDir, 'cgroup.json'), 'utf8')) as ContainerCgroup;
   } catch {
     return undefined;
+  }
+}
+
+/** A cgroupfs file's content, or '' when it cannot be read. */
+function readCg(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
   }
 }
 
@@ -324,9 +333,15 @@ function cgroupFsError(step: string, file: string, err: unknown): CgroupError {
   return new CgroupError(`cgroup ${step} failed at ${file}: ${(e.message ?? String(err)).replace(/^\w+: /, '').toLowerCase()}`, file, { cause: err });
 }
 
+/*
+ * cgroupfs calls are synchronous on purpose: the kernel answers them from
+ * memory in microseconds, where a round trip through libuv's thread pool
+ * costs a few hundred; a container's cgroups take some thirty of them, all
+ * on the path from `run` to a running process.
+ */
 async function writeCg(file: string, value: string): Promise<void> {
   try {
-    await fs.writeFile(file, value);
+    writeFileSync(file, value);
   } catch (err) {
     throw cgroupFsError('write', file, err);
   }
@@ -369,16 +384,13 @@ async function applyV2(dir: string, l: ResourceLimits): Promise<void> {
 }
 
 async function enableV2Controllers(parentDir: string): Promise<void> {
-  const available = (await fs.readFile(path.posix.join(parentDir, 'cgroup.controllers'), 'utf8').catch(() => '')).split(/\s+/);
+  const available = readCg(path.posix.join(parentDir, 'cgroup.controllers')).split(/\s+/);
   const wanted = ['memory', 'cpu', 'pids'].filter((c) => available.includes(c));
   if (wanted.length) await writeCg(path.posix.join(parentDir, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' '));
 }
 
 async function exists(p: string): Promise<boolean> {
-  return fs.access(p).then(
-    () => true,
-    () => false,
-  );
+  return existsSync(p);
 }
 
 /**
@@ -391,7 +403,7 @@ async function removeDirs(dirs: string[]): Promise<void> {
   for (const dir of dirs) {
     for (let attempt = 0; ; attempt++) {
       try {
-        await fs.rmdir(dir);
+        rmdirSync(dir);
         break;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -401,7 +413,7 @@ async function removeDirs(dirs: string[]): Promise<void> {
           break;
         }
         if (attempt % 20 === 10) {
-          const procs = (await fs.readFile(path.posix.join(dir, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+          const procs = readCg(path.posix.join(dir, 'cgroup.procs')).split('\n').filter(Boolean);
           for (const p of procs) {
             try {
               process.kill(Number(p), 'SIGKILL');

@@ -568,8 +568,11 @@ export class ContainerService extends EventEmitter {
     if (!this.entries.has(e.record.id)) return;
     this.entries.delete(e.record.id);
     e.state = { ...e.state, state: 'removing' };
-    await this.network?.teardown(e.record.id);
-    await this.cgroups.remove(path.join(this.dir, e.record.id));
+    // independent of each other; the directory goes last, as it holds the cgroup record
+    const undone = (await Promise.allSettled([this.network?.teardown(e.record.id), this.cgroups.remove(path.join(this.dir, e.record.id))])).find(
+      (r) => r.status === 'rejected',
+    );
+    if (undone) throw (undone as PromiseRejectedResult).reason;
     await fs.rm(path.join(this.dir, e.record.id), { recursive: true, force: true });
     await this.userns.release(e.record.id);
     this.emitEvent('destroy', e);

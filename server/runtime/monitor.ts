@@ -5,14 +5,13 @@
  * serves DIR/attach.sock. A helper (the one that launched it or a later one)
  * follows the container through that socket; this module speaks its frames.
  */
-import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { promises as fs, openSync, closeSync, readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
 import { ContainerSetupError, ShimError, parseStatusLine, shimPath } from './native';
 import { encodePlan, type Plan } from './plan';
+import { spawnProgram, type SpawnedProgram } from '../util/spawn';
 
 /** What the monitor records in exit.json when the container ended. */
 export interface ExitInfo {
@@ -164,32 +163,30 @@ export interface LaunchedMonitor {
  */
 export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; shim?: string }): LaunchedMonitor {
   const shim = opts.shim ?? shimPath();
-  const child = spawn(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], {
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
-    detached: true,
-  });
-  const extra = child.stdio as unknown as Array<Readable | net.Socket>;
-  const planFd = extra[3] as unknown as NodeJS.WritableStream & { on(e: 'error', f: () => void): void };
-  const statusFd = extra[4] as Readable;
-  const client = new MonitorClient(extra[5] as net.Socket);
+  let child: SpawnedProgram;
+  try {
+    child = spawnProgram(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], { extraFds: 3, setsid: true });
+  } catch (err) {
+    const e = new ShimError(`cannot start the shim ${shim}: ${(err as Error).message}`, { cause: err });
+    const started = Promise.reject(e);
+    started.catch(() => undefined);
+    const none = new net.Socket();
+    none.destroy(); // 'close' settles the client's `exited`, as after a failed start
+    return { client: new MonitorClient(none), started };
+  }
+  const [planFd, statusFd, attachFd] = child.sockets;
+  const client = new MonitorClient(attachFd);
 
   const started = new Promise<{ pid: number; monitorPid: number }>((resolve, reject) => {
     let monitorPid = 0;
     let settled = false;
     let pending = '';
-    let exitCode: number | null = null;
-    let spawnError: Error | undefined;
     const fail = (err: Error): void => {
       if (settled) return;
       settled = true;
       client.close();
       reject(err);
     };
-    child.once('error', (err) => {
-      spawnError = err;
-      fail(new ShimError(`cannot start the shim ${shim}: ${err.message}`, { cause: err }));
-    });
-    child.once('exit', (code) => (exitCode = code));
     statusFd.setEncoding('utf8');
     statusFd.on('data', (chunk: string) => {
       pending += chunk;
@@ -210,12 +207,14 @@ export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; s
       }
     });
     statusFd.once('close', () => {
-      if (!spawnError) fail(new ShimError(`the shim ended without reporting${exitCode !== null ? ` (exit status ${exitCode})` : ''}`));
+      if (settled) return;
+      void child.exited.then(({ code, signal }) =>
+        fail(new ShimError(`the shim ended without reporting${code !== null ? ` (exit status ${code})` : signal !== null ? ` (signal ${signal})` : ''}`)),
+      );
     });
   });
   started.catch(() => undefined);
   planFd.on('error', () => undefined); // EPIPE: the shim died early; the status pipe says why
   planFd.end(encodePlan(plan));
-  child.unref();
   return { client, started };
 }

@@ -85,6 +85,15 @@ test('the default seccomp filter is on (Seccomp: 2) and keyctl fails with EPERM;
   assert.doesNotMatch(u.stdout, /^EPERM$/m, 'without the filter keyctl reaches the kernel');
 });
 
+test('the command starts with no signal ignored or blocked, as after a login', async (t) => {
+  const h = await helperFor(t);
+  // busybox sh sets no dispositions of its own for -c without traps; `exec` makes grep PID 1's image
+  const r = await h.cli(['run', '--rm', 'busybox', 'sh', '-c', 'exec grep -E "^Sig(Ign|Blk):" /proc/self/status']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^SigIgn:\s+0+$/m);
+  assert.match(r.stdout, /^SigBlk:\s+0+$/m);
+});
+
 test('a seccomp profile FILE in Docker format is applied', async (t) => {
   const h = await helperFor(t);
   const profile = path.join(h.dir, 'profile.json');

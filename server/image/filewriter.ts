@@ -1,26 +1,33 @@
 /**
- * Creates small regular files on a worker thread, in batches.
+ * Applies a layer's entries on a worker thread, in order, in batches.
  *
  * Unpacking a layer of many small files is mostly file creation: open(2),
  * write(2), futimens(2), close(2) and sometimes fchown/fchmod, each a few
- * hundred microseconds of kernel time on ext4. Issued as async fs calls from
+ * hundred microseconds of kernel time on ext4, plus mkdir, symlink, lchown
+ * and chmod for the directories and links. Issued as async fs calls from
  * the main thread, each is one round trip through the libuv pool (a queue
  * lock, a futex wake, an eventfd write, an epoll wakeup), which costs about
  * as much kernel time again, and the pool's threads contend on the same
- * directories. Here one worker makes a whole batch with synchronous calls
- * and answers once, so the main thread (tar parsing, hashing) and the worker
- * (file creation) each keep one core busy, while zlib inflates on the pool.
+ * directories. Here one worker runs a whole batch with synchronous calls, in
+ * the archive's order, and answers once, so the main thread (tar parsing,
+ * hashing) and the worker (the file system) each keep one core busy, while
+ * zlib inflates on the pool. Since the worker keeps the order, an entry may
+ * be queued before the directory it goes into has been made.
  *
  * The worker only executes: every decision (path resolution inside the
  * layer, owner checks, whether chown/chmod are needed) is made by the
- * unpacker before a file is queued. Files are created O_EXCL|O_NOFOLLOW, so
- * nothing that exists (or a symlink planted in its place) is ever written
- * through. One worker serves the whole process; it is unref'd while idle.
+ * unpacker before an operation is queued. Files are created
+ * O_EXCL|O_NOFOLLOW, directories and symlinks by mkdir and symlink (which
+ * fail on anything in their place), owners set by lchown: nothing that
+ * exists, or a symlink planted in its place, is ever written through. One
+ * worker serves the whole process; it is unref'd while idle.
  */
 import { constants as fsc } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
+/** A regular file, created with its contents in one go. */
 export interface SmallFile {
+  kind: 'file';
   /** Absolute path; the parent is a directory the unpacker resolved inside the layer. */
   path: string;
   data: Uint8Array;
@@ -35,6 +42,42 @@ export interface SmallFile {
   mtime: number;
 }
 
+/** mkdir(path, 0700 or `mode`), then optionally lchown and chmod. */
+export interface MakeDir {
+  kind: 'mkdir';
+  path: string;
+  /** Mode for mkdir itself (the umask applies). */
+  createMode: number;
+}
+
+/** lchown, then chmod unless `mode` is undefined (a symlink's). */
+export interface SetAttrs {
+  kind: 'attrs';
+  path: string;
+  owner: { uid: number; gid: number };
+  mode?: number;
+}
+
+/** symlink(target, path), then lchown when `owner`, then lutimes. */
+export interface MakeSymlink {
+  kind: 'symlink';
+  path: string;
+  target: string;
+  owner?: { uid: number; gid: number };
+  atime: number;
+  mtime: number;
+}
+
+/** utimes of a directory (set last, as creating entries in it changes its mtime). */
+export interface SetTimes {
+  kind: 'utimes';
+  path: string;
+  atime: number;
+  mtime: number;
+}
+
+export type WriteOp = SmallFile | MakeDir | SetAttrs | MakeSymlink | SetTimes;
+
 interface Reply {
   id: number;
   errors: Array<{ index: number; code?: string; syscall?: string; message: string }>;
@@ -46,24 +89,41 @@ const CREATE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
-parentPort.on('message', ({ id, files, data }) => {
+function file(f, data) {
+  let fd;
+  try {
+    fd = fs.openSync(f.path, ${CREATE_FLAGS}, f.mode & 0o777);
+    let off = 0;
+    while (off < f.length) off += fs.writeSync(fd, data, f.offset + off, f.length - off);
+    if (f.owner) fs.fchownSync(fd, f.owner.uid, f.owner.gid);
+    if (f.chmod) fs.fchmodSync(fd, f.mode);
+    fs.futimesSync(fd, f.atime, f.mtime);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+parentPort.on('message', ({ id, ops, data }) => {
   const errors = [];
-  for (let i = 0; i < files.length; i++) {
-    const f = files[i];
-    let fd;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i];
     try {
-      fd = fs.openSync(f.path, ${CREATE_FLAGS}, f.mode & 0o777);
-      let off = 0;
-      while (off < f.length) off += fs.writeSync(fd, data, f.offset + off, f.length - off);
-      if (f.owner) fs.fchownSync(fd, f.owner.uid, f.owner.gid);
-      if (f.chmod) fs.fchmodSync(fd, f.mode);
-      fs.futimesSync(fd, f.atime, f.mtime);
+      switch (op.kind) {
+        case 'file': file(op, data); break;
+        case 'mkdir': fs.mkdirSync(op.path, op.createMode); break;
+        case 'attrs':
+          fs.lchownSync(op.path, op.owner.uid, op.owner.gid);
+          if (op.mode !== undefined) fs.chmodSync(op.path, op.mode);
+          break;
+        case 'symlink':
+          fs.symlinkSync(op.target, op.path);
+          if (op.owner) fs.lchownSync(op.path, op.owner.uid, op.owner.gid);
+          fs.lutimesSync(op.path, op.atime, op.mtime);
+          break;
+        case 'utimes': fs.utimesSync(op.path, op.atime, op.mtime); break;
+        default: throw new Error('unknown operation ' + op.kind);
+      }
     } catch (err) {
       errors.push({ index: i, code: err.code, syscall: err.syscall, message: err.message });
-    } finally {
-      if (fd !== undefined) {
-        try { fs.closeSync(fd); } catch (err) { errors.push({ index: i, code: err.code, syscall: 'close', message: err.message }); }
-      }
     }
   }
   parentPort.postMessage({ id, errors });
@@ -81,26 +141,27 @@ class FileWriter {
   private nextId = 0;
   private readonly waiting = new Map<number, Waiting>();
 
-  /** Creates `files`; resolves with one entry per file: undefined, or the error creating it. */
-  write(files: SmallFile[]): Promise<Array<Error | undefined>> {
+  /** Runs `ops` in order; resolves with one entry per operation: undefined, or the error it met. */
+  write(ops: WriteOp[]): Promise<Array<Error | undefined>> {
     const worker = this.start();
     const id = this.nextId++;
-    // One buffer for the batch's contents, moved to the worker, not copied.
+    // One buffer for the batch's file contents, moved to the worker, not copied.
     // (Cloning a file's own view would copy the whole chunk it is a slice of.)
     let total = 0;
-    for (const f of files) total += f.data.length;
+    for (const op of ops) if (op.kind === 'file') total += op.data.length;
     const data = new Uint8Array(total);
     let offset = 0;
-    const meta = files.map((f) => {
-      data.set(f.data, offset);
-      const m = { path: f.path, offset, length: f.data.length, mode: f.mode, owner: f.owner, chmod: f.chmod, atime: f.atime, mtime: f.mtime };
-      offset += f.data.length;
+    const meta = ops.map((op) => {
+      if (op.kind !== 'file') return op;
+      data.set(op.data, offset);
+      const m = { kind: op.kind, path: op.path, offset, length: op.data.length, mode: op.mode, owner: op.owner, chmod: op.chmod, atime: op.atime, mtime: op.mtime };
+      offset += op.data.length;
       return m;
     });
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject, count: files.length });
+      this.waiting.set(id, { resolve, reject, count: ops.length });
       if (this.waiting.size === 1) worker.ref();
-      worker.postMessage({ id, files: meta, data }, [data.buffer]);
+      worker.postMessage({ id, ops: meta, data }, [data.buffer]);
     });
   }
 

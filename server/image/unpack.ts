@@ -26,7 +26,7 @@ type TarEntry = AsyncIterable<Buffer> & { header: tar.Header; resume(): unknown 
 import { CancelledError, InvalidLayerError, UnsafeLayerError } from './errors';
 import { lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from './libc';
 import { classifyWhiteout, OVERLAY_OPAQUE_XATTR } from './whiteout';
-import { fileWriter, type SmallFile } from './filewriter';
+import { fileWriter, type SmallFile, type WriteOp } from './filewriter';
 import type { Compression } from './types';
 
 export interface UnpackOptions {
@@ -113,7 +113,7 @@ export async function unpackLayer(source: Readable | AsyncIterable<Uint8Array>, 
     },
   });
   const input = source instanceof Readable ? source : Readable.from(source, { objectMode: false });
-  const stages: NodeJS.ReadWriteStream[] = [tapCompressed];
+  const stages: NodeJS.ReadWriteStream[] = [coalesce(COALESCE_BYTES), tapCompressed];
   // zlib inflates on the libuv pool; 16 KiB output chunks (its default) cost
   // one pool round trip and one trip through every stage below each.
   if (opts.compression === 'gzip') stages.push(zlib.createGunzip({ chunkSize: INFLATE_CHUNK }));
@@ -202,6 +202,45 @@ function describeFailure(err: unknown, label: string, entry: string | undefined)
   return err;
 }
 
+/**
+ * Joins the network's small chunks (16–64 KiB) into pieces of up to `limit`
+ * bytes: every chunk costs a hash update, a store write and a zlib round
+ * trip through the libuv pool, whatever its size. What arrived within one
+ * turn of the event loop goes on together, so a slow registry's bytes are
+ * never held back.
+ */
+export function coalesce(limit: number): Transform {
+  let parts: Buffer[] = [];
+  let size = 0;
+  let scheduled = false;
+  let out: Transform;
+  const flush = (): void => {
+    scheduled = false;
+    if (size === 0) return;
+    const chunk = parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
+    parts = [];
+    size = 0;
+    out.push(chunk);
+  };
+  out = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      parts.push(chunk);
+      size += chunk.length;
+      if (size >= limit) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+      cb();
+    },
+    flush(cb: TransformCallback) {
+      flush();
+      cb();
+    },
+  });
+  return out;
+}
+
 /** A node Transform around fzstd's streaming decompressor. */
 export function zstdDecompressor(): Transform {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -241,6 +280,8 @@ interface DeferredDir {
   mtime: Date;
 }
 
+/** Input pieces for hashing, the store and the decompressor. */
+const COALESCE_BYTES = 1024 * 1024;
 /** Output chunk of the gzip decompressor. */
 const INFLATE_CHUNK = 1024 * 1024;
 /** Writes in flight at most to one large file. */
@@ -270,19 +311,23 @@ function currentUmask(): number | undefined {
 const SMALL_FILE = 256 * 1024;
 /** Background file writes in flight at most. */
 const MAX_PENDING = 128;
-/** Small files per message to the file writer, and bytes. */
-const BATCH_FILES = 32;
+/** Operations per message to the file writer, and bytes. */
+const BATCH_OPS = 64;
+/** File contents queued for the file writer at most. */
+const MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
 const BATCH_BYTES = 1024 * 1024;
 
 /**
- * Applies tar entries to a layer directory in archive order. Creating a
- * file costs a few syscalls, so small regular files are handed in batches to
- * the file writer's thread (filewriter.ts: open, write, futimes, close on one
- * descriptor, fchown/fchmod only when needed), up to MAX_PENDING at once,
- * while the archive moves on; those with xattrs go through the libuv pool. Any later entry that touches a path with a write in
- * flight (replacing it, hard-linking to it, whiting it out, resolving
- * through it) waits for that write first, so the result is the same as
- * applying entries one by one.
+ * Applies tar entries to a layer directory in archive order. Every entry
+ * costs a few syscalls, so directories, symlinks, directory attributes and
+ * times, and small regular files are handed in batches to the file writer's
+ * thread (filewriter.ts), which runs them in the order queued, up to
+ * MAX_PENDING at once, while the archive moves on. The rare rest (large
+ * files, hard links, devices, fifos, whiteouts, xattrs) is done here once
+ * the directory it goes into is made. Any later entry that touches a path
+ * with an operation in flight (replacing it, hard-linking to it, whiting it
+ * out, resolving through it) waits for that operation first, so the result
+ * is the same as applying entries one by one.
  */
 class Applier {
   /** Directories (relative) known to be real directories, not symlinks. */
@@ -292,8 +337,10 @@ class Applier {
   /** Background writes by relative path. */
   private readonly pending = new Map<string, Promise<void>>();
   /** Small files queued for the file writer, not sent yet. */
-  private batch: Array<{ file: SmallFile; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private batch: Array<{ op: WriteOp; resolve: () => void; reject: (err: unknown) => void }> = [];
   private batchBytes = 0;
+  /** File contents queued or being written by the file writer. */
+  private bytesInFlight = 0;
   private flushScheduled = false;
   private backgroundError: unknown;
   private readonly deferred = new Map<string, DeferredDir>();
@@ -338,6 +385,8 @@ class Applier {
     if (wh) {
       if (wh.kind === 'meta') return;
       const dir = await this.resolveDir(h.name, wh.dir, true);
+      // made here, not by the writer: it must exist first
+      await this.settled(wh.dir);
       if (wh.kind === 'opaque') {
         lsetxattr(dir, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
         return;
@@ -366,7 +415,7 @@ class Applier {
           await this.settled(name);
           const existing = this.created.has(name) ? await lstatOrUndefined(target) : undefined;
           if (existing && !existing.isDirectory()) await this.clear(name, target);
-          if (!existing || !existing.isDirectory()) await fs.mkdir(target, { mode: 0o700 });
+          if (!existing || !existing.isDirectory()) await this.enqueue(name, { kind: 'mkdir', path: target, createMode: 0o700 });
         }
         this.dirs.add(name);
         this.created.add(name);
@@ -389,10 +438,13 @@ class Applier {
           this.fileBytes += size;
           const inheritsGroup = this.setgidDirs.has(parentRel);
           const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-          if (hasXattrs(h)) await this.background(name, () => this.writeSmallFile(target, data, h, inheritsGroup));
-          else await this.background(name, () => this.queueSmallFile(this.smallFile(target, data, h, inheritsGroup)));
+          if (hasXattrs(h)) {
+            await this.settled(parentRel);
+            await this.background(name, () => this.writeSmallFile(target, data, h, inheritsGroup));
+          } else await this.enqueue(name, this.smallFile(target, data, h, inheritsGroup));
           return;
         }
+        await this.settled(parentRel);
         const fh = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
         let written = 0;
         // Positional writes, several in flight: the archive keeps moving
@@ -424,13 +476,28 @@ class Applier {
         this.fileBytes += size;
         break;
       }
-      case 'symlink':
+      case 'symlink': {
         await this.clear(name, target);
         if (!h.linkname) throw this.unsafe(h.name, 'symlink without a target');
+        const { uid, gid } = this.checkOwner(h);
+        const { atime, mtime } = times(h);
+        const chown = this.setgidDirs.has(parentRel) || uid !== OWN_IDS.uid || gid !== OWN_IDS.gid;
         // The target is stored as is: it is resolved inside the container's root at run time.
-        await fs.symlink(h.linkname, target);
+        await this.enqueue(name, {
+          kind: 'symlink',
+          path: target,
+          target: h.linkname,
+          owner: chown ? { uid, gid } : undefined,
+          atime: atime.getTime() / 1000,
+          mtime: mtime.getTime() / 1000,
+        });
         this.created.add(name);
-        break;
+        if (hasXattrs(h)) {
+          await this.settled(name);
+          this.setXattrs(target, h);
+        }
+        return;
+      }
       case 'link': {
         if (!h.linkname) throw this.unsafe(h.name, 'hard link without a target');
         let linkRel: string;
@@ -449,6 +516,7 @@ class Applier {
         if (st.isDirectory()) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} is a directory`);
         if (linkAbs === target) return;
         await this.clear(name, target);
+        await this.settled(parentRel);
         // link(2) does not follow a symlink target: the new name is the same inode.
         await fs.link(linkAbs, target);
         this.created.add(name);
@@ -458,11 +526,13 @@ class Applier {
       case 'character-device':
       case 'block-device':
         await this.clear(name, target);
+        await this.settled(parentRel);
         mknod(target, type === 'block-device' ? S_IFBLK : S_IFCHR, 0o600, h.devmajor ?? 0, h.devminor ?? 0);
         this.created.add(name);
         break;
       case 'fifo':
         await this.clear(name, target);
+        await this.settled(parentRel);
         mknod(target, S_IFIFO, 0o600);
         this.created.add(name);
         break;
@@ -494,8 +564,8 @@ class Applier {
       const what = linkTarget !== undefined ? `hard link target ${JSON.stringify(linkTarget)}: ` : '';
       if (!st) {
         if (!create) throw this.unsafe(entry, `${what}${JSON.stringify(curRel)} does not exist in this layer`);
-        await fs.mkdir(cur, { mode: 0o755 });
         this.created.add(curRel);
+        await this.enqueue(curRel, { kind: 'mkdir', path: cur, createMode: 0o755 });
       } else if (st.isSymbolicLink()) {
         throw this.unsafe(entry, `${what}path goes through symlink ${JSON.stringify(curRel)}`);
       } else if (!st.isDirectory()) {
@@ -538,17 +608,25 @@ class Applier {
 
   /** Runs `task` in the background for `rel`, after at most MAX_PENDING others. */
   private async background(rel: string, task: () => Promise<void>): Promise<void> {
-    while (this.pending.size >= MAX_PENDING) await Promise.race(this.pending.values());
-    const p = task().then(
-      () => {
-        this.pending.delete(rel);
-      },
-      (err: unknown) => {
-        this.pending.delete(rel);
-        this.backgroundError ??= err;
-      },
-    );
+    while (this.pending.size >= MAX_PENDING || this.bytesInFlight >= MAX_BYTES_IN_FLIGHT) {
+      this.flushSmallFiles();
+      await Promise.race(this.pending.values());
+    }
+    // A path may have several operations queued (mkdir, then its owner and mode): the writer
+    // runs them in order, so waiting for the last one is waiting for all.
+    const done = (): void => {
+      if (this.pending.get(rel) === p) this.pending.delete(rel);
+    };
+    const p: Promise<void> = task().then(done, (err: unknown) => {
+      done();
+      this.backgroundError ??= err;
+    });
     this.pending.set(rel, p);
+  }
+
+  /** Queues `op` on `rel` for the file writer, in archive order. */
+  private enqueue(rel: string, op: WriteOp): Promise<void> {
+    return this.background(rel, () => this.queueOp(op));
   }
 
   /** Waits for a background write to `rel`, if there is one. */
@@ -575,21 +653,24 @@ class Applier {
     const chown = inheritsGroup || uid !== OWN_IDS.uid || gid !== OWN_IDS.gid;
     const chmod = chown || this.umask === undefined || (mode & 0o7000) !== 0 || (mode & this.umask) !== 0;
     const { atime, mtime } = times(h);
-    return { path: abs, data, mode, owner: chown ? { uid, gid } : undefined, chmod, atime: atime.getTime() / 1000, mtime: mtime.getTime() / 1000 };
+    return { kind: 'file', path: abs, data, mode, owner: chown ? { uid, gid } : undefined, chmod, atime: atime.getTime() / 1000, mtime: mtime.getTime() / 1000 };
   }
 
-  /** Queues `file` for the file writer; resolves when it exists (or rejects with why not). */
-  private queueSmallFile(file: SmallFile): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.batch.push({ file, resolve, reject });
-      this.batchBytes += file.data.length;
-      if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) this.flushSmallFiles();
+  /** Queues `op` for the file writer; resolves when it is done (or rejects with why not). */
+  private queueOp(op: WriteOp): Promise<void> {
+    const bytes = op.kind === 'file' ? op.data.length : 0;
+    this.bytesInFlight += bytes;
+    const done = new Promise<void>((resolve, reject) => {
+      this.batch.push({ op, resolve, reject });
+      this.batchBytes += bytes;
+      if (this.batch.length >= BATCH_OPS || this.batchBytes >= BATCH_BYTES) this.flushSmallFiles();
       else if (!this.flushScheduled) {
         this.flushScheduled = true;
         // Whatever is queued goes as soon as the archive waits for input.
         setImmediate(() => this.flushSmallFiles());
       }
     });
+    return done.finally(() => (this.bytesInFlight -= bytes));
   }
 
   private flushSmallFiles(): void {
@@ -599,7 +680,7 @@ class Applier {
     this.batch = [];
     this.batchBytes = 0;
     fileWriter()
-      .write(batch.map((b) => b.file))
+      .write(batch.map((b) => b.op))
       .then(
         (errors) => batch.forEach((b, i) => (errors[i] ? b.reject(errors[i]) : b.resolve())),
         (err: unknown) => batch.forEach((b) => b.reject(err)),
@@ -635,15 +716,20 @@ class Applier {
 
   /**
    * A directory's owner and mode. Whether it is setgid decides the group of
-   * files created in it, which writeSmallFile relies on: a change of that
-   * bit (or of a setgid directory's group) waits for the writes in flight.
+   * files created in it, which smallFile() relies on to skip fchown.
    */
   private async setDirOwnerMode(rel: string, abs: string, h: TarHeader): Promise<void> {
     const setgid = ((h.mode ?? 0) & 0o2000) !== 0;
-    if (setgid || this.setgidDirs.has(rel)) await this.drain();
+    // The writer keeps the archive's order: files queued before this see the
+    // directory's old bits, as the inheritsGroup they were queued with says.
     if (setgid) this.setgidDirs.add(rel);
     else this.setgidDirs.delete(rel);
-    await this.setOwnerModeXattrs(abs, h, 'directory');
+    // chmod after chown: chown clears setuid/setgid bits.
+    await this.enqueue(rel, { kind: 'attrs', path: abs, owner: this.checkOwner(h), mode: (h.mode ?? 0o644) & 0o7777 });
+    if (hasXattrs(h)) {
+      await this.settled(rel);
+      this.setXattrs(abs, h);
+    }
   }
 
   private async setOwnerModeXattrs(abs: string, h: TarHeader, type: string): Promise<void> {
@@ -678,9 +764,9 @@ class Applier {
 
   /** Sets directory times last, deepest first, since creating entries in a directory changes its mtime. */
   async finish(): Promise<void> {
-    await this.drain();
     const dirs = [...this.deferred.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
-    for (const [, d] of dirs) await fs.utimes(d.abs, d.atime, d.mtime);
+    for (const [rel, d] of dirs) await this.enqueue(rel, { kind: 'utimes', path: d.abs, atime: d.atime.getTime() / 1000, mtime: d.mtime.getTime() / 1000 });
+    await this.drain();
   }
 }
 

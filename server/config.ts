@@ -31,6 +31,15 @@ export interface CapsaConfig {
   credentials?: Record<string, { username: string; password: string }>;
   /** The default network; loadConfig always fills it. */
   network?: NetworkConfig;
+  /**
+   * Warm CLI processes the helper keeps started and idle, each ready to take
+   * over one `capsa` call from the compiled client (native/src/client.c) so
+   * that the call does not pay Node's start-up. Their socket is
+   * `warmCliSocketPath(socket)`. 0 turns the feature off: no socket, no
+   * processes, and every call runs the Node CLI. Default 1; env
+   * `CAPSA_WARM_CLI`; at most 8. loadConfig always fills it.
+   */
+  warmCli?: number;
 }
 
 /** The default `bridge` network. */
@@ -44,12 +53,24 @@ export interface NetworkConfig {
 export const DEFAULT_ROOT = '/var/lib/capsa';
 export const DEFAULT_SOCKET = '/run/capsa/capsa.sock';
 export const DEFAULT_CONFIG_FILE = '/etc/capsa/config.json';
+export const DEFAULT_WARM_CLI = 1;
+const MAX_WARM_CLI = 8;
+
+/**
+ * The warm CLI's socket, next to the helper's: `capsa.sock` → `capsa-cli.sock`,
+ * any other name gets `.cli` appended. native/src/client.c derives it the
+ * same way (keep the two in step).
+ */
+export function warmCliSocketPath(socket: string): string {
+  return socket.endsWith('.sock') ? `${socket.slice(0, -'.sock'.length)}-cli.sock` : `${socket}.cli`;
+}
 
 /**
  * Loads the configuration: defaults, then the JSON file (`CAPSA_CONFIG` or
  * /etc/capsa/config.json, if present), then environment variables:
  * `CAPSA_ROOT`, `CAPSA_SOCKET`, `CAPSA_BRIDGE`, `CAPSA_BRIDGE_SUBNET`, `CAPSA_REGISTRY_MIRROR` (`docker.io=http://127.0.0.1:5000,…`
- * or a bare URL, which mirrors docker.io), `CAPSA_INSECURE_REGISTRIES` (comma separated).
+ * or a bare URL, which mirrors docker.io), `CAPSA_INSECURE_REGISTRIES` (comma separated),
+ * `CAPSA_WARM_CLI` (warm CLI processes, 0 to turn them off).
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
   const config: CapsaConfig = {
@@ -59,6 +80,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
     maxConcurrentDownloads: 3,
     credentials: {},
     network: { bridge: 'capsa0', subnet: '10.88.0.0/16' },
+    warmCli: DEFAULT_WARM_CLI,
   };
   const file = env.CAPSA_CONFIG ?? DEFAULT_CONFIG_FILE;
   let text: string | undefined;
@@ -73,6 +95,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
   if (env.CAPSA_ROOT) config.root = env.CAPSA_ROOT;
   if (env.CAPSA_SOCKET) config.socket = env.CAPSA_SOCKET;
   if (env.CAPSA_BRIDGE) config.network!.bridge = checkBridge('CAPSA_BRIDGE', env.CAPSA_BRIDGE);
+  if (env.CAPSA_WARM_CLI !== undefined && env.CAPSA_WARM_CLI !== '') {
+    const text = env.CAPSA_WARM_CLI.trim();
+    config.warmCli = checkWarmCli('CAPSA_WARM_CLI', /^\d+$/.test(text) ? Number(text) : env.CAPSA_WARM_CLI);
+  }
   if (env.CAPSA_BRIDGE_SUBNET) config.network!.subnet = checkSubnet('CAPSA_BRIDGE_SUBNET', env.CAPSA_BRIDGE_SUBNET);
   if (env.CAPSA_REGISTRY_MIRROR) {
     for (const item of env.CAPSA_REGISTRY_MIRROR.split(',').map((s) => s.trim()).filter(Boolean)) {
@@ -108,6 +134,7 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
     }
     config.maxConcurrentDownloads = n;
   }
+  if (o.warmCli !== undefined) config.warmCli = checkWarmCli(`config ${file}: warmCli`, o.warmCli);
   if (o.credentials !== undefined) config.credentials = parseCredentials(file, o.credentials);
   if (o.network !== undefined) {
     const n = o.network as Record<string, unknown>;
@@ -168,6 +195,13 @@ function parseCredentials(file: string, raw: unknown): NonNullable<CapsaConfig['
 function str(file: string, key: string, v: unknown): string {
   if (typeof v !== 'string' || v === '') throw new InvalidArgumentError(`config ${file}: ${key} must be a non-empty string`);
   return v;
+}
+
+function checkWarmCli(where: string, n: unknown): number {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_WARM_CLI) {
+    throw new InvalidArgumentError(`${where}: expected a number of warm CLI processes from 0 to ${MAX_WARM_CLI}, got ${JSON.stringify(n)}`);
+  }
+  return n;
 }
 
 /** An interface name the kernel takes (IFNAMSIZ, no '/', ':' or spaces). */

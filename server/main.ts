@@ -7,7 +7,7 @@ import * as net from 'node:net';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Connection } from 'vscode-languageserver/node';
-import { loadConfig, type CapsaConfig } from './config';
+import { DEFAULT_WARM_CLI, loadConfig, warmCliSocketPath, type CapsaConfig } from './config';
 import { openConnection } from './connection';
 import { ContainerEventNotification, ImageEventNotification } from './protocol';
 import { ContainerService } from './runtime/containers';
@@ -20,6 +20,7 @@ import { registerVolumeHandlers } from './handlers/volumes';
 import { VolumeStore } from './runtime/volumes';
 import { NetworkManager } from './runtime/network/manager';
 import { VERSION } from './version';
+import { WarmCliPool } from './warmcli';
 
 interface Args {
   stdio: boolean;
@@ -59,6 +60,7 @@ export class Helper {
   readonly networks: NetworkManager;
   private server?: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  private warmCli?: WarmCliPool;
 
   constructor(readonly config: CapsaConfig) {
     this.images = new ImageService(config);
@@ -117,10 +119,31 @@ export class Helper {
       process.umask(oldMask);
     }
     this.server = server;
+    this.startWarmCli(socketPath);
+  }
+
+  /** The warm CLI processes beside the socket (server/warmcli.ts), unless configured off; without them every call runs the Node CLI. */
+  private startWarmCli(socketPath: string): void {
+    const size = this.config.warmCli ?? DEFAULT_WARM_CLI;
+    if (size === 0) return;
+    const pool = new WarmCliPool({
+      socket: warmCliSocketPath(socketPath),
+      size,
+      // the processes connect to this helper, and never start one
+      env: { ...process.env, CAPSA_SOCKET: socketPath, CAPSA_ROOT: this.config.root, CAPSA_AUTOSTART: '0' },
+      log,
+    });
+    try {
+      pool.start();
+      this.warmCli = pool;
+    } catch (err) {
+      log(`warm CLI off: cannot listen on ${warmCliSocketPath(socketPath)}: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** Stops listening and drops every client: `server.close()` alone would wait for clients that never hang up. */
   async close(): Promise<void> {
+    this.warmCli?.close();
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const c of this.connections) c.dispose();
     for (const s of this.sockets) s.destroy();

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
 import { parseCpus, parseIntFlag, parseMemorySize } from './limits';
 import { CancellationTokenSource, ProgressType, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
@@ -42,6 +43,7 @@ import { ProgressDisplay } from './progress';
 import { network, port } from './network';
 import { volume } from './volumes';
 import { imagePrune, load, save, system } from './images';
+import { report as reportWarm, serveWarm } from './warm';
 
 /** Exit status for errors of Capsa itself, as Docker uses 125. */
 const EXIT_CAPSA = 125;
@@ -110,6 +112,18 @@ function resolveEnv(list: string[] | undefined): string[] | undefined {
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * `-v ./dir:/x`: a host path starting with `.` is relative to our working
+ * directory (Docker's client resolves it the same way); the helper, which
+ * has its own, only takes absolute paths and volume names.
+ */
+function resolveBindSource(spec: string): string {
+  const colon = spec.indexOf(':');
+  const source = colon < 0 ? spec : spec.slice(0, colon);
+  if (source !== '.' && source !== '..' && !source.startsWith('./') && !source.startsWith('../')) return spec;
+  return path.resolve(process.cwd(), source) + (colon < 0 ? '' : spec.slice(colon));
 }
 
 /** Our terminal's size, when stdout is a terminal that knows it. */
@@ -292,7 +306,7 @@ const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
     rm: !!flags.rm,
     pull: pull as RunOptions['pull'],
     platform: str(flags.platform),
-    volumes: flags.volume as string[] | undefined,
+    volumes: (flags.volume as string[] | undefined)?.map(resolveBindSource),
     network: str(flags.network) ?? str(flags.net),
     publish: flags.publish as string[] | undefined,
     dns: flags.dns as string[] | undefined,
@@ -699,7 +713,12 @@ function errorMessage(err: unknown): string {
   return String(err);
 }
 
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Runs one `capsa` command line. `connection`, when given, is an open
+ * connection to the helper to use instead of connecting (a warm CLI process
+ * opens it ahead of the call); it is disposed at the end either way.
+ */
+export async function main(argv: string[], opts: { connection?: MessageConnection } = {}): Promise<number> {
   const [verb, ...rest] = argv;
   if (!verb || verb === '--help' || verb === 'help') {
     process.stdout.write(help());
@@ -714,7 +733,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`capsa: '${[verb, ...(sub ? [rest[0] ?? ''] : [])].join(' ').trim()}' is not a capsa command.\nSee 'capsa --help'\n`);
     return EXIT_CAPSA;
   }
-  let connection: MessageConnection | undefined;
+  let connection: MessageConnection | undefined = opts.connection;
   const conn = async (): Promise<MessageConnection> => (connection ??= await connect(loadConfig()));
   try {
     return await entry[0](args, conn);
@@ -728,7 +747,15 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (require.main === module) {
+if (require.main === module && process.argv[2] === '--warm') {
+  // started by the helper ahead of a call (server/warmcli.ts)
+  serveWarm(main).catch((err: unknown) => {
+    // to the helper while idle; to the client (fd 2 is its stderr by then) while serving one
+    reportWarm(`failed ${errorMessage(err)}`);
+    process.stderr.write(`capsa: error: ${errorMessage(err)}\n`);
+    process.exit(EXIT_CAPSA);
+  });
+} else if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => {
       // Exit only once our own output is flushed: a pipe reader must see every byte.

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 'use strict';
+// The Node CLI: what bin/capsa runs with `node`, and what the compiled client
+// (native/build/capsa) runs when no warm CLI process answers.
 // The bundled CLI (dist/cli.js, one file) starts noticeably faster than the
 // same code loaded module by module from out/. Both come from `npm run build`;
 // after a bare `tsc` the bundle is older than out/ and is not used.

@@ -103,7 +103,7 @@ const PORTS: FirewallPort[] = [
   { bridge: 'gone0', hostIp: '127.0.0.1', hostPort: 1, protocol: 'tcp', address: '10.1.0.2', containerPort: 1 },
 ];
 
-test('nftables DNAT for published ports: output always, prerouting only with forwarding and never from a bridge, loopback sources masqueraded', () => {
+test('nftables DNAT for published ports: output always, prerouting only with forwarding (bridges included: hairpin), loopback and hairpin sources masqueraded', () => {
   const on = rulesetText(NETS, true, PORTS);
   const chain = (text: string, name: string): string => new RegExp(`chain ${name} \\{\\n([\\s\\S]*?)\\n  \\}`).exec(text)![1];
   assert.equal(
@@ -116,13 +116,23 @@ test('nftables DNAT for published ports: output always, prerouting only with for
     ].join('\n'),
     'a port on a bridge that does not exist yet has no rule',
   );
-  assert.match(chain(on, 'prerouting'), /iifname != \{ "capsa0", "capsa-1" \} fib daddr type local udp dport 5353 dnat to 10\.89\.0\.7:53 comment "capsa"/);
-  assert.match(chain(on, 'prerouting'), /iifname != \{ "capsa0", "capsa-1" \} ip daddr 192\.0\.2\.10 tcp dport 9000 dnat/);
-  assert.doesNotMatch(chain(on, 'prerouting'), /8080/, '127.0.0.1 never arrives from outside');
+  assert.equal(
+    chain(on, 'prerouting'),
+    [
+      '    type nat hook prerouting priority dstnat; policy accept;',
+      '    fib daddr type local udp dport 5353 dnat to 10.89.0.7:53 comment "capsa"',
+      '    ip daddr 192.0.2.10 tcp dport 9000 dnat to 10.89.0.7:9 comment "capsa"',
+    ].join('\n'),
+    '127.0.0.1 never arrives from outside; every other interface, bridges included, is DNATed',
+  );
   assert.match(chain(on, 'postrouting'), /ip saddr 127\.0\.0\.0\/8 oifname "capsa0" masquerade comment "capsa"/);
   assert.match(chain(on, 'postrouting'), /ip saddr 127\.0\.0\.0\/8 oifname "capsa-1" masquerade comment "capsa"/);
+  assert.match(chain(on, 'postrouting'), /ip saddr 10\.89\.0\.0\/24 oifname "capsa-1" ct status dnat counter masquerade comment "capsa"/);
+  assert.doesNotMatch(chain(on, 'postrouting'), /10\.88\.0\.0\/16 oifname "capsa0" ct status dnat/, 'capsa0 publishes only on 127.0.0.1: no hairpin');
+  assert.match(chain(on, 'forward'), /^ {4}ct status dnat counter accept comment "capsa"\n {4}iifname/m, 'a published port is reachable from another network, before the isolation drops');
   const off = rulesetText(NETS, false, PORTS);
   assert.doesNotMatch(chain(off, 'prerouting'), /dnat/, 'without forwarding, other hosts go through the proxy');
+  assert.doesNotMatch(off, /ct status dnat/, 'nor is there hairpin NAT or a way through the isolation');
   assert.match(chain(off, 'output'), /dnat/);
   for (const line of on.split('\n').filter((l) => /drop|masquerade|dnat/.test(l))) assert.match(line, /comment "capsa"$/);
 });
@@ -133,6 +143,7 @@ test('the iptables fallback: Capsa chains refilled by iptables-restore, every ru
     [
       '*filter',
       ':CAPSA-FORWARD - [0:0]',
+      '-A CAPSA-FORWARD -m conntrack --ctstate DNAT -m comment --comment capsa -j RETURN',
       '-A CAPSA-FORWARD -i capsa0 -o capsa-1 -m comment --comment capsa -j DROP',
       '-A CAPSA-FORWARD -i capsa-1 -o capsa0 -m comment --comment capsa -j DROP',
       'COMMIT',
@@ -140,8 +151,6 @@ test('the iptables fallback: Capsa chains refilled by iptables-restore, every ru
       ':CAPSA-PREROUTING - [0:0]',
       ':CAPSA-OUTPUT - [0:0]',
       ':CAPSA-POSTROUTING - [0:0]',
-      '-A CAPSA-PREROUTING -i capsa0 -m comment --comment capsa -j RETURN',
-      '-A CAPSA-PREROUTING -i capsa-1 -m comment --comment capsa -j RETURN',
       '-A CAPSA-PREROUTING -m addrtype --dst-type LOCAL -p udp -m udp --dport 5353 -m comment --comment capsa -j DNAT --to-destination 10.89.0.7:53',
       '-A CAPSA-PREROUTING -d 192.0.2.10/32 -p tcp -m tcp --dport 9000 -m comment --comment capsa -j DNAT --to-destination 10.89.0.7:9',
       '-A CAPSA-OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m comment --comment capsa -j DNAT --to-destination 10.88.0.2:80',
@@ -151,6 +160,7 @@ test('the iptables fallback: Capsa chains refilled by iptables-restore, every ru
       '-A CAPSA-POSTROUTING -s 10.89.0.0/24 ! -o capsa-1 -m comment --comment capsa -j MASQUERADE',
       '-A CAPSA-POSTROUTING -s 127.0.0.0/8 -o capsa0 -m comment --comment capsa -j MASQUERADE',
       '-A CAPSA-POSTROUTING -s 127.0.0.0/8 -o capsa-1 -m comment --comment capsa -j MASQUERADE',
+      '-A CAPSA-POSTROUTING -s 10.89.0.0/24 -o capsa-1 -m conntrack --ctstate DNAT -m comment --comment capsa -j MASQUERADE',
       'COMMIT',
       '',
     ].join('\n'),

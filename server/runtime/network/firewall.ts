@@ -19,10 +19,14 @@
  *  - published ports (see ports.ts for why, and what the proxy still covers):
  *    DNAT of the host address and port to the container's in `output`
  *    (connections made on this host, 127.0.0.1 included) and, when the host
- *    forwards, in `prerouting` (other hosts; not from Capsa's bridges, whose
- *    containers go through the proxy); loopback sources that DNAT sends to a
- *    bridge are masqueraded to the gateway, as a container cannot answer
- *    127.0.0.1.
+ *    forwards, in `prerouting` (other hosts, and containers calling a
+ *    published port through a host address: hairpin). Loopback sources that
+ *    DNAT sends to a bridge are masqueraded to the gateway, as a container
+ *    cannot answer 127.0.0.1; so are containers that reach a container of
+ *    their own network through the host, or the answer would come straight
+ *    back over the bridge from an address they did not call. A published
+ *    port is reachable from another Capsa network the same way (DNATed
+ *    traffic is let through the isolation), as it was through the proxy.
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
@@ -85,17 +89,17 @@ export function rulesetText(networks: FirewallNetwork[], forwarding: boolean, po
     const dst = p.hostIp === ANY ? 'fib daddr type local' : `ip daddr ${p.hostIp}`;
     return `${dst} ${p.protocol} dport ${p.hostPort} dnat to ${p.address}:${p.containerPort} ${tag}`;
   };
+  const external = forwarding ? published.filter((p) => !p.hostIp.startsWith('127.')) : [];
   lines.push(`table ip ${TABLE} {`);
   lines.push('  chain forward {', '    type filter hook forward priority filter; policy accept;');
+  if (external.length && bridges.length > 1) lines.push(`    ct status dnat counter accept ${tag}`);
   for (const b of bridges) {
     const others = bridges.filter((o) => o !== b);
     if (others.length) lines.push(`    iifname ${q(b)} oifname { ${others.map(q).join(', ')} } drop ${tag}`);
   }
   lines.push('  }');
   lines.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;');
-  if (forwarding) {
-    for (const p of published) if (!p.hostIp.startsWith('127.')) lines.push(`    iifname != { ${bridges.map(q).join(', ')} } ${dnat(p)}`);
-  }
+  for (const p of external) lines.push(`    ${dnat(p)}`);
   lines.push('  }');
   lines.push('  chain output {', '    type nat hook output priority -100; policy accept;');
   for (const p of published) lines.push(`    ${dnat(p)}`);
@@ -105,8 +109,15 @@ export function rulesetText(networks: FirewallNetwork[], forwarding: boolean, po
     for (const n of networks) lines.push(`    ip saddr ${n.subnet} oifname != ${q(n.bridge)} masquerade ${tag}`);
   }
   for (const b of new Set(published.filter(reachedFromLoopback).map((p) => p.bridge))) lines.push(`    ip saddr 127.0.0.0/8 oifname ${q(b)} masquerade ${tag}`);
+  // hairpin: counted, so a test can tell the kernel carried it rather than the proxy
+  for (const n of hairpinNetworks(networks, external)) lines.push(`    ip saddr ${n.subnet} oifname ${q(n.bridge)} ct status dnat counter masquerade ${tag}`);
   lines.push('  }', '}');
   return lines.join('\n') + '\n';
+}
+
+/** Networks with a published port that their own containers may call through a host address. */
+function hairpinNetworks(networks: FirewallNetwork[], external: FirewallPort[]): FirewallNetwork[] {
+  return networks.filter((n) => external.some((p) => p.bridge === n.bridge));
 }
 
 /** Capsa's iptables chains: [table, built-in chain it is entered from, own chain]. */
@@ -131,16 +142,17 @@ export function iptablesRestoreText(state: FirewallState): string {
     const dst = p.hostIp === ANY ? '-m addrtype --dst-type LOCAL' : `-d ${p.hostIp}/32`;
     return `${dst} -p ${p.protocol} -m ${p.protocol} --dport ${p.hostPort} ${tag} -j DNAT --to-destination ${p.address}:${p.containerPort}`;
   };
+  const external = state.forwarding ? published.filter((p) => !p.hostIp.startsWith('127.')) : [];
   const out = ['*filter', ':CAPSA-FORWARD - [0:0]'];
+  // RETURN, not ACCEPT: the host's own FORWARD rules still apply after Capsa's
+  if (external.length && bridges.length > 1) out.push(`-A CAPSA-FORWARD -m conntrack --ctstate DNAT ${tag} -j RETURN`);
   for (const b of bridges) for (const o of bridges) if (o !== b) out.push(`-A CAPSA-FORWARD -i ${b} -o ${o} ${tag} -j DROP`);
   out.push('COMMIT', '*nat', ':CAPSA-PREROUTING - [0:0]', ':CAPSA-OUTPUT - [0:0]', ':CAPSA-POSTROUTING - [0:0]');
-  const external = state.forwarding ? published.filter((p) => !p.hostIp.startsWith('127.')) : [];
-  // one negated -i per rule is all iptables has: traffic from Capsa's bridges leaves the chain first
-  if (external.length) for (const b of bridges) out.push(`-A CAPSA-PREROUTING -i ${b} ${tag} -j RETURN`);
   for (const p of external) out.push(`-A CAPSA-PREROUTING ${dnat(p)}`);
   for (const p of published) out.push(`-A CAPSA-OUTPUT ${dnat(p)}`);
   if (state.forwarding) for (const n of state.networks) out.push(`-A CAPSA-POSTROUTING -s ${n.subnet} ! -o ${n.bridge} ${tag} -j MASQUERADE`);
   for (const b of new Set(published.filter(reachedFromLoopback).map((p) => p.bridge))) out.push(`-A CAPSA-POSTROUTING -s 127.0.0.0/8 -o ${b} ${tag} -j MASQUERADE`);
+  for (const n of hairpinNetworks(state.networks, external)) out.push(`-A CAPSA-POSTROUTING -s ${n.subnet} -o ${n.bridge} -m conntrack --ctstate DNAT ${tag} -j MASQUERADE`);
   out.push('COMMIT');
   return out.join('\n') + '\n';
 }

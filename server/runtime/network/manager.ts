@@ -399,6 +399,11 @@ export class NetworkManager {
       await fs.mkdir(this.netnsDir, { recursive: true, mode: 0o700 });
       createNetns(state.netns, (nl, nsFd) => {
         host.createVeth({ hostName: state.veth, peerName: 'eth0', peerMac: state.mac!, peerNsFd: nsFd, mtu, masterIndex: bridgeIndex });
+        // only a container that publishes ports can call itself through one
+        if (ports.length) {
+          const port = host.link(state.veth);
+          if (port) host.setHairpin(port.index);
+        }
         nl.setUp(1); // lo is always ifindex 1 in a new namespace
         const eth0 = nl.link('eth0');
         if (!eth0) throw new ConflictError('eth0 did not appear in the container network namespace');

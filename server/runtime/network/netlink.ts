@@ -29,6 +29,7 @@ const NLM_F_CREATE = 0x400;
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
 const RTM_GETLINK = 18;
+const RTM_SETLINK = 19;
 const RTM_NEWADDR = 20;
 const RTM_NEWROUTE = 24;
 
@@ -37,6 +38,10 @@ const IFLA_MTU = 4;
 const IFLA_MASTER = 10;
 const IFLA_LINKINFO = 18;
 const IFLA_NET_NS_FD = 28;
+const IFLA_PROTINFO = 12;
+const IFLA_BRPORT_MODE = 4;
+const NLA_F_NESTED = 0x8000;
+const AF_BRIDGE = 7;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
@@ -84,9 +89,9 @@ const ipAttr = (type: number, addr: number): Buffer => {
   return attr(type, b);
 };
 
-function ifinfomsg(index = 0, flags = 0, change = 0): Buffer {
+function ifinfomsg(index = 0, flags = 0, change = 0, family = 0 /* AF_UNSPEC */): Buffer {
   const b = Buffer.alloc(16);
-  b.writeUInt8(0, 0); // AF_UNSPEC
+  b.writeUInt8(family, 0);
   b.writeInt32LE(index, 4);
   b.writeUInt32LE(flags, 8);
   b.writeUInt32LE(change, 12);
@@ -230,6 +235,21 @@ export class Netlink {
         attr(IFLA_LINKINFO, Buffer.concat([strAttr(IFLA_INFO_KIND, 'veth'), attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer))])),
       ],
       `create veth ${o.hostName}`,
+    );
+  }
+
+  /**
+   * Hairpin mode on a bridge port (`bridge link set dev X hairpin on`): the
+   * bridge may send a frame back out of the port it came in on. A container
+   * calling its own published port through a host address needs it where
+   * br_netfilter NATs at the bridge: the DNATed frame goes back to its sender.
+   */
+  setHairpin(index: number): void {
+    this.request(
+      RTM_SETLINK,
+      NLM_F_ACK,
+      [ifinfomsg(index, 0, 0, AF_BRIDGE), attr(IFLA_PROTINFO | NLA_F_NESTED, attr(IFLA_BRPORT_MODE, Buffer.from([1])))],
+      `set hairpin on bridge port ${index}`,
     );
   }
 

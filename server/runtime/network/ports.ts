@@ -14,11 +14,12 @@
  *  - A userland proxy (this file) listens on every published address and
  *    port. It holds the port, so a port that is taken fails loudly at `run`
  *    (EADDRINUSE) instead of being silently shadowed by a rule, and shows in
- *    `ss -ltnp`; and it serves what the rules do not reach: other hosts when
- *    the host does not forward IPv4 (DNAT to a bridge needs forwarding, which
- *    Capsa does not turn on), containers calling a published port through
- *    the host (hairpin), and every client when neither nft nor iptables is
- *    usable. Through the proxy the container sees the gateway as the client.
+ *    `ss -ltnp`; and it serves what the rules do not reach: other hosts, and
+ *    containers calling a published port through a host address (hairpin),
+ *    when the host does not forward IPv4 (DNAT to a bridge needs forwarding,
+ *    which Capsa does not turn on), and every client when neither nft nor
+ *    iptables is usable. Through the proxy the container sees the gateway as
+ *    the client.
  */
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';

@@ -227,8 +227,24 @@ interface LayerJob {
   index: number;
 }
 
-/** Makes layer `diffId` present. Returns true if it had to download anything. */
+/**
+ * Makes layer `diffId` present. Returns true if it had to download anything.
+ * A blob in the store that turns out corrupt (torn by a power loss: blobs are
+ * not fsynced) is dropped and downloaded again in the same pull.
+ */
 async function fetchLayer(job: LayerJob): Promise<boolean> {
+  try {
+    return await fetchLayerOnce(job);
+  } catch (err) {
+    if (!(err instanceof LocalBlobCorruptError)) throw err;
+    return fetchLayerOnce(job);
+  }
+}
+
+/** A blob read back from the store did not match its digest or was not a layer; it is gone now. */
+class LocalBlobCorruptError extends Error {}
+
+async function fetchLayerOnce(job: LayerJob): Promise<boolean> {
   const { store, desc, diffId, progress, index } = job;
   if (await store.hasLayer(diffId)) return false;
   const compression = layerCompression(desc.mediaType)!;
@@ -254,6 +270,7 @@ async function fetchLayer(job: LayerJob): Promise<boolean> {
         // loss goes, and the next pull downloads it again.
         if (err instanceof DigestMismatchError || err instanceof SizeMismatchError || err instanceof InvalidLayerError) {
           await store.dropCorruptBlob(desc.digest);
+          throw new LocalBlobCorruptError(`blob ${desc.digest} in the store is corrupt: ${(err as Error).message}`, { cause: err });
         }
         throw err;
       }

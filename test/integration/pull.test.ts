@@ -224,6 +224,38 @@ test('a tampered blob is a digest error naming the blob, and nothing is stored',
   assert.deepEqual(await store.list(), []);
 });
 
+test('a lost layer is unpacked again from its blob without the network; a torn blob is downloaded again in the same pull', async (t) => {
+  const { store, config, root } = setup(t);
+  const proxy = await startFaultProxy(registry);
+  t.after(() => proxy.stop());
+  const ref = `${proxy.host}/library/busybox:latest`;
+  const key = `GET /v2/library/busybox/blobs/${busybox.layers[0].digest}`;
+  const first = await pullImage(ref, { store, config, client: client(t, config) });
+  assert.equal(proxy.count(key), 1);
+  const layer = store.layerPath(first.image.diffIds[0]);
+  const blob = store.blobPath(busybox.layers[0].digest);
+  const binary = fs.readFileSync(path.join(layer, 'bin', 'busybox'));
+
+  // the layer directory gone (deleted by hand): rebuilt from the blob on disk
+  fs.rmSync(layer, { recursive: true, force: true });
+  await pullImage(ref, { store, config, client: client(t, config) });
+  assert.equal(proxy.count(key), 1, 'no download');
+  assert.deepEqual(fs.readFileSync(path.join(layer, 'bin', 'busybox')), binary);
+
+  // the layer gone and the blob torn as a power loss leaves an unsynced file: zeros from the middle on
+  fs.rmSync(layer, { recursive: true, force: true });
+  const size = fs.statSync(blob).size;
+  const fd = fs.openSync(blob, 'r+');
+  fs.writeSync(fd, Buffer.alloc(size - Math.floor(size / 2)), 0, size - Math.floor(size / 2), Math.floor(size / 2));
+  fs.closeSync(fd);
+  const again = await pullImage(ref, { store, config, client: client(t, config) });
+  assert.equal(again.id, busybox.configDigest);
+  assert.equal(proxy.count(key), 2, 'the torn blob was downloaded again');
+  assert.deepEqual(fs.readFileSync(path.join(layer, 'bin', 'busybox')), binary);
+  assert.equal(fs.statSync(blob).size, size);
+  assertClean(root);
+});
+
 test('two concurrent pulls of images sharing layers download each blob once', async (t) => {
   const { store, config } = setup(t);
   const proxy = await startFaultProxy(registry);

@@ -143,11 +143,12 @@ export class Helper {
 
   /** Stops listening and drops every client: `server.close()` alone would wait for clients that never hang up. */
   async close(): Promise<void> {
-    this.warmCli?.close();
+    const warmClosed = this.warmCli?.close();
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const c of this.connections) c.dispose();
     for (const s of this.sockets) s.destroy();
     await closed;
+    await warmClosed;
     await this.networks.close();
   }
 }

@@ -13,10 +13,10 @@
  * MAX_FAILURES such deaths in a row the warm CLI turns itself off (the
  * socket goes, clients run the Node CLI).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, rmSync, statSync } from 'node:fs';
+import * as net from 'node:net';
+import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
 import { describeError } from './errors';
 import { closeFd, listenSeqpacket } from './util/seqpacket';
 
@@ -58,7 +58,7 @@ export function warmCliEntry(dir = __dirname): string {
 export class WarmCliPool {
   private listenFd = -1;
   /** Started and not yet taken a call (loading, or ready). */
-  private readonly idle = new Set<ChildProcess>();
+  private readonly idle = new Set<WarmProcess>();
   private failures = 0;
   private retry?: NodeJS.Timeout;
   private closed = false;
@@ -77,13 +77,20 @@ export class WarmCliPool {
     this.fill();
   }
 
-  /** Kills the idle processes and removes the socket. Processes serving a call finish it. */
-  close(): void {
+  /**
+   * Removes the socket and ends the idle processes, waiting (a second at
+   * most) to reap them. Processes serving a call finish it.
+   */
+  async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retry);
-    for (const child of this.idle) child.kill('SIGTERM');
-    this.idle.clear();
     this.closeSocket();
+    const idle = [...this.idle];
+    this.idle.clear();
+    for (const child of idle) child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(idle.map((c) => c.exited)), new Promise((r) => (timer = setTimeout(r, 1000)))]);
+    clearTimeout(timer);
   }
 
   private closeSocket(): void {
@@ -99,21 +106,20 @@ export class WarmCliPool {
   }
 
   private spawnOne(): void {
-    const child = spawn(process.execPath, [this.entry, '--warm'], {
-      // fd 3: the listening socket; fd 4: its reports. No terminal: it gets its client's stdio.
-      stdio: ['ignore', 'ignore', 'ignore', this.listenFd, 'pipe'],
-      detached: true,
-      env: this.opts.env,
-    });
+    let child: WarmProcess;
+    try {
+      child = startWarmProcess(this.entry, this.opts.env, this.listenFd);
+    } catch (err) {
+      this.failed(`warm CLI could not start: ${describeError(err)}`);
+      return;
+    }
     this.idle.add(child);
     let taken = false;
     let failure = '';
-    let ended = false;
-    const pipe = child.stdio[4] as Readable;
     let pending = '';
-    pipe.setEncoding('utf8');
-    pipe.on('error', () => undefined);
-    pipe.on('data', (chunk: string) => {
+    child.reports.setEncoding('utf8');
+    child.reports.on('error', () => undefined);
+    child.reports.on('data', (chunk: string) => {
       pending += chunk;
       for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
         const line = pending.slice(0, nl);
@@ -124,37 +130,189 @@ export class WarmCliPool {
         else if (what === 'taken' && !taken) {
           taken = true;
           this.idle.delete(child);
-          child.unref();
-          (pipe as Readable & { unref?: () => void }).unref?.();
+          child.reports.unref();
           this.opts.log(`warm CLI ${child.pid} took a call from pid ${rest}`);
           this.fill();
         } else if (what === 'rejected') this.opts.log(`warm CLI ${child.pid} refused its call: ${rest}`);
         else if (what === 'failed') failure = rest;
       }
     });
-    const gone = (how: string): void => {
-      if (ended) return;
-      ended = true;
+    child.exited.then(({ code, signal }) => {
+      child.reports.destroy();
       if (taken || !this.idle.delete(child) || this.closed) return;
-      this.failures++;
-      this.opts.log(`warm CLI ${child.pid ?? '(not started)'} ${how} before taking a call${failure ? `: ${failure}` : ''}`);
-      if (this.failures >= MAX_FAILURES) {
-        this.opts.log(`warm CLI turned off after ${this.failures} failed starts in a row: calls run the Node CLI`);
-        for (const c of this.idle) c.kill('SIGTERM');
-        this.idle.clear();
-        this.closeSocket();
-        return;
-      }
-      clearTimeout(this.retry);
-      this.retry = setTimeout(
-        () => {
-          this.retry = undefined;
-          this.fill();
-        },
-        FIRST_BACKOFF_MS * 2 ** (this.failures - 1),
-      );
-    };
-    child.on('error', (err) => gone(`could not start (${describeError(err)})`));
-    child.on('exit', (code, signal) => gone(signal ? `was killed by ${signal}` : `exited with status ${code}`));
+      this.failed(`warm CLI ${child.pid} ${signal ? `was killed by ${signal}` : `exited with status ${code}`} before taking a call${failure ? `: ${failure}` : ''}`);
+    });
   }
+
+  /** A process that ended before taking a call, or did not start: retry after a backoff, or give up. */
+  private failed(message: string): void {
+    this.failures++;
+    this.opts.log(message);
+    if (this.failures >= MAX_FAILURES) {
+      this.opts.log(`warm CLI turned off after ${this.failures} failed starts in a row: calls run the Node CLI`);
+      for (const c of this.idle) c.kill('SIGTERM');
+      this.idle.clear();
+      this.closeSocket();
+      return;
+    }
+    clearTimeout(this.retry);
+    this.retry = setTimeout(
+      () => {
+        this.retry = undefined;
+        this.fill();
+      },
+      FIRST_BACKOFF_MS * 2 ** (this.failures - 1),
+    );
+  }
+}
+
+interface WarmProcess {
+  pid: number;
+  /** Our end of its fd 4. */
+  reports: net.Socket;
+  /** Settles when it ends (it is reaped then). */
+  exited: Promise<{ code: number | null; signal: string | null }>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+interface SpawnLibc {
+  socketpair: Fn;
+  close: Fn;
+  posix_spawn: Fn;
+  fa_init: Fn;
+  fa_destroy: Fn;
+  fa_adddup2: Fn;
+  fa_addopen: Fn;
+  attr_init: Fn;
+  attr_destroy: Fn;
+  attr_setflags: Fn;
+  attr_setsigmask: Fn;
+  attr_setsigdefault: Fn;
+  sigemptyset: Fn;
+  sigfillset: Fn;
+  waitpid: Fn;
+  syscall: Fn;
+}
+type Fn = (...args: unknown[]) => number;
+let koffi: typeof import('koffi') | undefined;
+let lib: SpawnLibc | undefined;
+
+function libc(): SpawnLibc {
+  if (lib) return lib;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  koffi = require('koffi') as typeof import('koffi');
+  const l = koffi.load('libc.so.6');
+  const f = (proto: string) => l.func(proto) as unknown as Fn;
+  lib = {
+    socketpair: f('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+    close: f('int close(int fd)'),
+    posix_spawn: f('int posix_spawn(_Out_ int *pid, const char *path, void *actions, void *attr, const char **argv, const char **envp)'),
+    fa_init: f('int posix_spawn_file_actions_init(void *actions)'),
+    fa_destroy: f('int posix_spawn_file_actions_destroy(void *actions)'),
+    fa_adddup2: f('int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)'),
+    fa_addopen: f('int posix_spawn_file_actions_addopen(void *actions, int fd, const char *path, int oflag, uint32_t mode)'),
+    attr_init: f('int posix_spawnattr_init(void *attr)'),
+    attr_destroy: f('int posix_spawnattr_destroy(void *attr)'),
+    attr_setflags: f('int posix_spawnattr_setflags(void *attr, short flags)'),
+    attr_setsigmask: f('int posix_spawnattr_setsigmask(void *attr, const void *mask)'),
+    attr_setsigdefault: f('int posix_spawnattr_setsigdefault(void *attr, const void *set)'),
+    sigemptyset: f('int sigemptyset(void *set)'),
+    sigfillset: f('int sigfillset(void *set)'),
+    waitpid: f('int waitpid(int pid, _Out_ int *status, int options)'),
+    syscall: f('long syscall(long nr, ...)'),
+  };
+  return lib;
+}
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+const O_RDWR = 2;
+const WNOHANG = 1;
+const SYS_PIDFD_OPEN = 434; // the same number on x86_64 and arm64
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const POSIX_SPAWN_SETSID = 0x80;
+// glibc x86_64/aarch64: posix_spawn_file_actions_t is 80 bytes, posix_spawnattr_t 336, sigset_t 128; room to spare
+const ACTIONS_SIZE = 256;
+const ATTR_SIZE = 512;
+const SIGSET_SIZE = 128;
+const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n as number, name]));
+
+/**
+ * Starts `node ENTRY --warm` in a session of its own, with /dev/null on 0-2,
+ * the listening socket on fd 3 and a socketpair on fd 4. With posix_spawn,
+ * as server/util/spawn.ts starts the shim and for the same reason: Node's
+ * fork of the helper (page tables of V8's mappings) stalls the helper for
+ * 10-30 ms, and it would do so at the very moment a call arrives, as the
+ * replacement starts. Unlike the shim, a warm process may live for hours, so
+ * its end is watched with a pidfd in the event loop, not a waitpid that
+ * would hold a libuv pool thread.
+ */
+function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: number): WarmProcess {
+  const c = libc();
+  const sv = new Int32Array(2);
+  if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) !== 0) throw new Error(`socketpair failed (errno ${koffi!.errno()})`);
+  const actions = Buffer.alloc(ACTIONS_SIZE);
+  const attr = Buffer.alloc(ATTR_SIZE);
+  const all = Buffer.alloc(SIGSET_SIZE);
+  const none = Buffer.alloc(SIGSET_SIZE);
+  const pid = new Int32Array(1);
+  c.fa_init(actions);
+  c.attr_init(attr);
+  let rc: number;
+  try {
+    for (let fd = 0; fd < 3; fd++) c.fa_addopen(actions, fd, '/dev/null', O_RDWR, 0);
+    // dup2 clears close-on-exec on the copies; the originals close at exec
+    c.fa_adddup2(actions, listenFd, 3);
+    c.fa_adddup2(actions, sv[1], 4);
+    c.sigfillset(all);
+    c.sigemptyset(none);
+    c.attr_setsigdefault(attr, all);
+    c.attr_setsigmask(attr, none);
+    c.attr_setflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
+    const envp = Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
+    rc = c.posix_spawn(pid, process.execPath, actions, attr, [process.execPath, entry, '--warm', null], [...envp, null]);
+  } finally {
+    c.fa_destroy(actions);
+    c.attr_destroy(attr);
+    c.close(sv[1]);
+  }
+  if (rc !== 0) {
+    c.close(sv[0]);
+    throw new Error(`posix_spawn ${process.execPath}: ${Object.entries(osConstants.errno).find(([, v]) => v === rc)?.[0] ?? `errno ${rc}`}`);
+  }
+  const child = pid[0];
+  const reports = new net.Socket({ fd: sv[0], readable: true, writable: true });
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    const reap = (): boolean => {
+      const status = new Int32Array(1);
+      if (c.waitpid(child, status, WNOHANG) !== child) return false;
+      const s = status[0];
+      resolve((s & 0x7f) === 0 ? { code: (s >> 8) & 0xff, signal: null } : { code: null, signal: SIGNAL_NAMES.get(s & 0x7f) ?? `signal ${s & 0x7f}` });
+      return true;
+    };
+    const pidfd = c.syscall(SYS_PIDFD_OPEN, 'int', child, 'uint', 0);
+    if (pidfd < 0) {
+      // no pidfd (Linux < 5.3): look now and then
+      const timer = setInterval(() => reap() && clearInterval(timer), 1000);
+      timer.unref();
+      return;
+    }
+    // a pidfd turns readable when the process ends (pidfd_open(2))
+    const poll = koffi!.node.poll(pidfd, { readable: true }, () => {
+      if (!reap()) return;
+      poll.close();
+      c.close(pidfd);
+    });
+    poll.unref();
+  });
+  const kill = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(child, signal);
+    } catch {
+      // already gone
+    }
+  };
+  return { pid: child, reports, exited, kill };
 }

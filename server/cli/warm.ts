@@ -142,12 +142,13 @@ function take(fd: number, connection: MessageConnection, socket: string, main: C
   }
   if (theirs !== socket) {
     for (const f of fds) closeFd(f);
+    const why = theirs ? `the client's configuration names the helper at ${theirs}` : "the client's configuration does not load";
     try {
-      sendMessage(fd, reply.fallback(theirs ? `the configuration names the helper at ${theirs}` : 'the configuration does not load'));
+      sendMessage(fd, reply.fallback(why));
     } catch {
       // the client is gone
     }
-    report('rejected the client configuration names another helper: it runs the Node CLI');
+    report(`rejected ${why}: it runs the Node CLI`);
     process.exit(0);
   }
   try {

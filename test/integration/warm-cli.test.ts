@@ -184,6 +184,17 @@ test('with no helper running, the client runs the Node CLI, which reports it', a
   }
 });
 
+test("a client whose configuration does not load is handed to the Node CLI, which says what is wrong with it", async (t) => {
+  const h = await helper(t);
+  const broken = path.join(h.dir, 'broken.json');
+  writeFileSync(broken, '{ not json');
+  const c = call(h, ['ps'], { env: { CAPSA_CONFIG: broken } });
+  const r = await c.done;
+  assert.equal(r.code, 125);
+  assert.match(r.stderr, /config .*broken\.json is not valid JSON/);
+  await until('the helper to log the hand-over', async () => /refused its call: the client's configuration does not load: it runs the Node CLI/.test(helperLog(h)));
+});
+
 test('CAPSA_WARM_CLI=0: no warm socket and no warm processes; calls run the Node CLI', async (t) => {
   const h = await helper(t, { CAPSA_WARM_CLI: '0' });
   assert.equal(existsSync(warmCliSocketPath(h.socket)), false);

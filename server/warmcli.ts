@@ -15,7 +15,7 @@
  */
 import { chmodSync, existsSync, rmSync, statSync } from 'node:fs';
 import * as net from 'node:net';
-import { constants as osConstants } from 'node:os';
+import { constants as osConstants, getPriority, setPriority } from 'node:os';
 import * as path from 'node:path';
 import { describeError } from './errors';
 import { closeFd, listenSeqpacket } from './util/seqpacket';
@@ -33,6 +33,8 @@ export interface WarmCliOptions {
 }
 
 const MAX_FAILURES = 5;
+/** How much lower a warm process runs until it takes a call. */
+const IDLE_NICENESS = 10;
 const FIRST_BACKOFF_MS = 250;
 
 /**
@@ -112,6 +114,13 @@ export class WarmCliPool {
     } catch (err) {
       this.failed(`warm CLI could not start: ${describeError(err)}`);
       return;
+    }
+    // While it loads it must not slow the call it replaces (2 cores are common): it takes
+    // the helper's priority back when it takes a call (server/cli/warm.ts)
+    try {
+      setPriority(child.pid, Math.min(19, getPriority() + IDLE_NICENESS));
+    } catch {
+      // it loads at the helper's priority
     }
     this.idle.add(child);
     let taken = false;

@@ -13,6 +13,7 @@
  * `ready`, `taken CLIENT_PID`, `rejected REASON`, `failed REASON`.
  */
 import { closeSync, fstatSync, writeSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
 import { describeError } from '../errors';
@@ -83,6 +84,12 @@ export async function serveWarm(main: CliMain): Promise<void> {
 
 /** Serves the accepted client `fd`: every way out of here ends this process. */
 function take(fd: number, connection: MessageConnection, socket: string, main: CliMain): void {
+  try {
+    // the helper started us at a lower priority, so as not to slow the call we replaced
+    setPriority(getPriority(process.ppid));
+  } catch {
+    // not allowed (a helper without CAP_SYS_NICE): serve at the lower one
+  }
   let peer = { pid: 0, uid: -1, gid: -1 };
   try {
     peer = peerCredentials(fd);

@@ -76,7 +76,35 @@ export interface SetTimes {
   mtime: number;
 }
 
-export type WriteOp = SmallFile | MakeDir | SetAttrs | MakeSymlink | SetTimes;
+/** Opens a large file (created like a small one) to stream its contents with `append`. */
+export interface OpenFile {
+  kind: 'open';
+  /** Chosen by the unpacker, unique among the files it has open. */
+  id: number;
+  path: string;
+  mode: number;
+}
+
+/** Appends to a file opened by `open`. */
+export interface AppendFile {
+  kind: 'append';
+  id: number;
+  data: Uint8Array;
+}
+
+/** Finishes a file opened by `open` as `file` does (owner, mode, times), or only closes it when `discard`. */
+export interface CloseFile {
+  kind: 'close';
+  id: number;
+  discard?: boolean;
+  owner?: { uid: number; gid: number };
+  chmod?: boolean;
+  mode?: number;
+  atime?: number;
+  mtime?: number;
+}
+
+export type WriteOp = SmallFile | MakeDir | SetAttrs | MakeSymlink | SetTimes | OpenFile | AppendFile | CloseFile;
 
 interface Reply {
   id: number;
@@ -89,18 +117,30 @@ const CREATE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
+const open = new Map();
+function write(fd, data, op) {
+  let off = 0;
+  while (off < op.length) off += fs.writeSync(fd, data, op.offset + off, op.length - off);
+}
+function finish(fd, f) {
+  if (f.owner) fs.fchownSync(fd, f.owner.uid, f.owner.gid);
+  if (f.chmod) fs.fchmodSync(fd, f.mode);
+  fs.futimesSync(fd, f.atime, f.mtime);
+}
 function file(f, data) {
   let fd;
   try {
     fd = fs.openSync(f.path, ${CREATE_FLAGS}, f.mode & 0o777);
-    let off = 0;
-    while (off < f.length) off += fs.writeSync(fd, data, f.offset + off, f.length - off);
-    if (f.owner) fs.fchownSync(fd, f.owner.uid, f.owner.gid);
-    if (f.chmod) fs.fchmodSync(fd, f.mode);
-    fs.futimesSync(fd, f.atime, f.mtime);
+    write(fd, data, f);
+    finish(fd, f);
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
+}
+function opened(id) {
+  const fd = open.get(id);
+  if (fd === undefined) throw new Error('file #' + id + ' is not open (its open failed)');
+  return fd;
 }
 parentPort.on('message', ({ id, ops, data }) => {
   const errors = [];
@@ -120,6 +160,19 @@ parentPort.on('message', ({ id, ops, data }) => {
           fs.lutimesSync(op.path, op.atime, op.mtime);
           break;
         case 'utimes': fs.utimesSync(op.path, op.atime, op.mtime); break;
+        case 'open': open.set(op.id, fs.openSync(op.path, ${CREATE_FLAGS}, op.mode & 0o777)); break;
+        case 'append': write(opened(op.id), data, op); break;
+        case 'close': {
+          const fd = open.get(op.id);
+          if (fd === undefined) break;
+          open.delete(op.id);
+          try {
+            if (!op.discard) finish(fd, op);
+          } finally {
+            fs.closeSync(fd);
+          }
+          break;
+        }
         default: throw new Error('unknown operation ' + op.kind);
       }
     } catch (err) {
@@ -148,13 +201,13 @@ class FileWriter {
     // One buffer for the batch's file contents, moved to the worker, not copied.
     // (Cloning a file's own view would copy the whole chunk it is a slice of.)
     let total = 0;
-    for (const op of ops) if (op.kind === 'file') total += op.data.length;
+    for (const op of ops) if ('data' in op) total += op.data.length;
     const data = new Uint8Array(total);
     let offset = 0;
     const meta = ops.map((op) => {
-      if (op.kind !== 'file') return op;
+      if (!('data' in op)) return op;
       data.set(op.data, offset);
-      const m = { kind: op.kind, path: op.path, offset, length: op.data.length, mode: op.mode, owner: op.owner, chmod: op.chmod, atime: op.atime, mtime: op.mtime };
+      const m = { ...op, data: undefined, offset, length: op.data.length };
       offset += op.data.length;
       return m;
     });

@@ -284,16 +284,7 @@ interface DeferredDir {
 const COALESCE_BYTES = 1024 * 1024;
 /** Output chunk of the gzip decompressor. */
 const INFLATE_CHUNK = 1024 * 1024;
-/** Writes in flight at most to one large file. */
-const MAX_FILE_WRITES = 8;
-
-async function writeAt(fh: fs.FileHandle, buf: Buffer, position: number): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off, position + off);
-    off += bytesWritten;
-  }
-}
+const EMPTY = Buffer.alloc(0);
 
 /** The ids new files get from open(2) (the helper's effective ids). */
 const OWN_IDS = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
@@ -348,6 +339,8 @@ class Applier {
   private readonly setgidDirs = new Set<string>();
   /** Read once per layer: it is the process's, and the helper sets it only briefly at start. */
   private readonly umask = currentUmask();
+  /** Names the large files open in the writer. */
+  private nextFileId = 0;
   fileBytes = 0;
   entries = 0;
   current: string | undefined;
@@ -444,37 +437,32 @@ class Applier {
           } else await this.enqueue(name, this.smallFile(target, data, h, inheritsGroup));
           return;
         }
-        await this.settled(parentRel);
-        const fh = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        // Larger files stream through the writer too, piece by piece, so that
+        // one thread does all of the layer's file system work: threads
+        // creating inodes side by side contend in ext4's allocator.
+        const id = this.nextFileId++;
+        const attrs = this.smallFile(target, EMPTY, h, this.setgidDirs.has(parentRel));
+        await this.enqueue(name, { kind: 'open', id, path: target, mode: attrs.mode });
         let written = 0;
-        // Positional writes, several in flight: the archive keeps moving
-        // while the pool writes (chunks are never reused by the decompressor).
-        const writes = new Set<Promise<void>>();
-        let writeError: unknown;
+        let closed = false;
         try {
           for await (const chunk of entry) {
-            const buf = chunk as Buffer;
-            const p = writeAt(fh, buf, written).then(
-              () => void writes.delete(p),
-              (err: unknown) => {
-                writes.delete(p);
-                writeError ??= err;
-              },
-            );
-            writes.add(p);
-            written += buf.length;
-            while (writes.size >= MAX_FILE_WRITES) await Promise.race(writes);
-            if (writeError) throw writeError;
+            written += (chunk as Buffer).length;
+            await this.enqueue(name, { kind: 'append', id, data: chunk as Buffer });
           }
+          if (written !== size) throw new InvalidLayerError(`${this.label}: truncated tar archive in entry ${JSON.stringify(h.name)}`);
+          await this.enqueue(name, { kind: 'close', id, owner: attrs.owner, chmod: attrs.chmod, mode: attrs.mode, atime: attrs.atime, mtime: attrs.mtime });
+          closed = true;
         } finally {
-          await Promise.all(writes);
-          await fh.close();
+          if (!closed) await this.enqueue(name, { kind: 'close', id, discard: true });
         }
-        if (writeError) throw writeError;
-        if (written !== size) throw new InvalidLayerError(`${this.label}: truncated tar archive in entry ${JSON.stringify(h.name)}`);
         this.created.add(name);
         this.fileBytes += size;
-        break;
+        if (hasXattrs(h)) {
+          await this.settled(name);
+          this.setXattrs(target, h);
+        }
+        return;
       }
       case 'symlink': {
         await this.clear(name, target);
@@ -658,7 +646,7 @@ class Applier {
 
   /** Queues `op` for the file writer; resolves when it is done (or rejects with why not). */
   private queueOp(op: WriteOp): Promise<void> {
-    const bytes = op.kind === 'file' ? op.data.length : 0;
+    const bytes = 'data' in op ? op.data.length : 0;
     this.bytesInFlight += bytes;
     const done = new Promise<void>((resolve, reject) => {
       this.batch.push({ op, resolve, reject });

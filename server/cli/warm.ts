@@ -17,9 +17,10 @@ import { getPriority, setPriority } from 'node:os';
 import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
 import { describeError } from '../errors';
-import { acceptConnection, closeFd, dupTo, peerCredentials, pollFds, POLLIN, receiveMessage, sendMessage, setReceiveTimeout, SysError } from '../util/seqpacket';
+import { VersionRequest } from '../protocol';
+import { acceptConnection, closeFd, dupTo, peerCredentials, pollFds, POLLIN, receiveMessage, sendMessage, seqpacketPair, setReceiveTimeout, SysError } from '../util/seqpacket';
 import { connect } from './client';
-import { MAX_REQUEST, parseRequest, reply, WarmRequestError, type WarmRequest } from './warmwire';
+import { encodeRequest, MAX_REQUEST, parseRequest, reply, WarmRequestError, type WarmRequest } from './warmwire';
 
 const LISTEN_FD = 3;
 const REPORT_FD = 4;
@@ -68,6 +69,12 @@ export async function serveWarm(main: CliMain): Promise<void> {
   }
   let helperGone = false;
   connection.onClose(() => (helperGone = true));
+  try {
+    await rehearse(connection);
+  } catch (err) {
+    report(`failed ${describeError(err)}`);
+    process.exit(1);
+  }
   report('ready');
   for (;;) {
     // Blocks this (the only JavaScript) thread: nothing else has work while idle.
@@ -80,6 +87,30 @@ export async function serveWarm(main: CliMain): Promise<void> {
     await new Promise((resolve) => setImmediate(resolve));
     if (helperGone) process.exit(0);
   }
+}
+
+/**
+ * Pays the first-call costs (V8 compiling, koffi preparing each libc call)
+ * now rather than during a call: a request to ourselves over a socketpair,
+ * taken apart as a client's is, and one request to the helper, which also
+ * shows that it answers.
+ */
+async function rehearse(connection: MessageConnection): Promise<void> {
+  const [a, b] = seqpacketPair();
+  try {
+    sendMessage(a, encodeRequest({ argv: ['version'], env: ['CAPSA_REHEARSAL=1'], cwd: '/' }), [0, 1, 2]);
+    setReceiveTimeout(b, REQUEST_TIMEOUT_MS);
+    peerCredentials(b);
+    pollFds([{ fd: b, events: POLLIN | POLLRDHUP }], 0);
+    const msg = receiveMessage(b, MAX_REQUEST, 4);
+    for (const f of msg.fds) closeFd(f);
+    parseRequest(msg.data, msg.truncated);
+    sendMessage(b, reply.hello());
+  } finally {
+    closeFd(a);
+    closeFd(b);
+  }
+  await connection.sendRequest(VersionRequest.type);
 }
 
 /** Serves the accepted client `fd`: every way out of here ends this process. */

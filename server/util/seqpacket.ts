@@ -22,6 +22,7 @@ interface Libc {
   poll: Fn;
   recvmsg: Fn;
   sendmsg: Fn;
+  socketpair: Fn;
   getsockopt: Fn;
   setsockopt: Fn;
   close: Fn;
@@ -45,6 +46,7 @@ function libc(): Libc {
     poll: l.func('int poll(_Inout_ void *fds, unsigned long nfds, int timeout)') as Fn,
     recvmsg: l.func('long recvmsg(int fd, void *msg, int flags)') as Fn,
     sendmsg: l.func('long sendmsg(int fd, void *msg, int flags)') as Fn,
+    socketpair: l.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)') as Fn,
     getsockopt: l.func('int getsockopt(int fd, int level, int name, _Out_ void *value, _Inout_ uint32_t *len)') as Fn,
     setsockopt: l.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)') as Fn,
     close: l.func('int close(int fd)') as Fn,
@@ -135,6 +137,13 @@ export function connectSeqpacket(path: string): number {
     throw err;
   }
   return fd;
+}
+
+/** A connected pair of blocking, close-on-exec SOCK_SEQPACKET sockets. */
+export function seqpacketPair(): [number, number] {
+  const sv = new Int32Array(2);
+  check('socketpair', libc().socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
+  return [sv[0], sv[1]];
 }
 
 /** accept4 on a non-blocking listening socket: a blocking, close-on-exec connection, or undefined when another process took it first. */

@@ -18,7 +18,7 @@ import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { ConflictError, InvalidArgumentError, NotFoundError, assertSafeName } from '../errors';
 import type { ContainerEvent, ContainerInspect, DockerContainerInspect, ContainerSummary, ExecOptions, PullProgress, PullPolicy, RunOptions } from '../protocol/types';
 import { writeFileAtomic } from '../util/atomic';
@@ -174,6 +174,23 @@ export class ContainerService extends EventEmitter {
       return undefined;
     }
     const entry: Entry = { record, state, busy: Promise.resolve() };
+    if (state.state === 'created') {
+      // a helper killed between launching the monitor and recording `running`
+      const monitor = await MonitorClient.connect(cdir);
+      if (!monitor) return entry;
+      const found = findMonitor(cdir);
+      entry.state = {
+        state: 'running',
+        pid: found?.pid,
+        pidStartTime: found?.pid ? processStartTime(found.pid) : undefined,
+        monitorPid: found?.monitorPid,
+        monitorStartTime: found ? processStartTime(found.monitorPid) : undefined,
+        startedAt: new Date().toISOString(),
+      };
+      await this.saveState(entry);
+      this.follow(entry, monitor);
+      return entry;
+    }
     if (state.state !== 'running' && state.state !== 'removing') return entry;
     const monitor = await MonitorClient.connect(cdir);
     if (monitor) {
@@ -764,6 +781,34 @@ function validateRunOptions(opts: RunOptions): void {
  * Every process in the pid namespace of pid (the container's PID 1), found
  * by the namespace's inode in /proc/PID/ns/pid, as `ps -ef` rows.
  */
+/**
+ * The monitor serving `cdir` (its command line names the directory) and the
+ * container's PID 1 (the monitor's one child), found through /proc.
+ */
+function findMonitor(cdir: string): { monitorPid: number; pid: number | undefined } | undefined {
+  const wanted = `\0--monitor\0${cdir}\0`;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${name}/cmdline`, 'latin1');
+    } catch {
+      continue;
+    }
+    if (!cmdline.includes(wanted)) continue;
+    const monitorPid = Number(name);
+    let children = '';
+    try {
+      children = readFileSync(`/proc/${name}/task/${name}/children`, 'latin1');
+    } catch {
+      /* ended meanwhile */
+    }
+    const pid = Number(children.trim().split(/\s+/)[0]) || undefined;
+    return { monitorPid, pid };
+  }
+  return undefined;
+}
+
 async function processesInPidNamespace(pid: number): Promise<string[][]> {
   const ns = await fs.readlink(`/proc/${pid}/ns/pid`);
   const ticks = 100; // USER_HZ: what /proc counts in on every Linux architecture Capsa runs on

@@ -125,3 +125,23 @@ test('a container whose monitor was killed is reported, not left running unwatch
     }
   });
 });
+
+test('a helper killed after starting a container but before recording it as running: the next one finds it running, with its pids', async (t) => {
+  const h = await helperFor(t);
+  await ok(h, ['run', '-d', '--name', 'early', 'busybox', 'sh', '-c', 'echo up; sleep 600']);
+  const info = await inspect(h, 'early');
+  const stateFile = path.join(h.root, 'containers', info.Id, 'state.json');
+  const recorded = JSON.parse(await fs.readFile(stateFile, 'utf8'));
+  await h.crash();
+  // what state.json holds when the kill lands between the monitor's start and the `running` record
+  await fs.writeFile(stateFile, JSON.stringify({ state: 'created' }));
+  await restartHelper(h);
+  const found = await inspect(h, 'early');
+  assert.equal(found.State.Status, 'running');
+  assert.equal(found.State.Pid, recorded.pid, 'PID 1 found again through the monitor');
+  assert.equal(JSON.parse(await fs.readFile(stateFile, 'utf8')).monitorPid, recorded.monitorPid);
+  assert.equal((await h.cli(['exec', 'early', 'echo', 'in'])).stdout, 'in\n');
+  assert.match((await h.cli(['logs', 'early'])).stdout, /^up$/m);
+  await ok(h, ['rm', '-f', 'early']);
+  assert.throws(() => process.kill(recorded.pid, 0), 'nothing left running');
+});

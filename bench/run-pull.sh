@@ -142,8 +142,9 @@ for name in minbase random; do
   for i in "${!cmds[@]}"; do args+=(--command-name "${names[$i]}" --prepare "${prepares[$i]}" "${cmds[$i]}"); done
   json="$BENCH_DIR/results-$name.json"
   echo "== $name: $(du -sh "$WORK/$( [ "$name" = minbase ] && echo minbase-rootfs || echo random-src )" | cut -f1), $(find "$WORK/$( [ "$name" = minbase ] && echo minbase-rootfs || echo random-src )" | wc -l) entries"
-  hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" "${args[@]}" </dev/null >"$BENCH_DIR/hyperfine-$name.log" 2>&1 || {
-    echo "bench pull $name: hyperfine failed:"; tail -n 20 "$BENCH_DIR/hyperfine-$name.log"; exit 1; }
+  # round-robin, not hyperfine's one tool after the other: each tool gets the same machine
+  node bench/interleave.js --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" "${args[@]}" </dev/null 2>"$BENCH_DIR/rounds-$name.log" || {
+    echo "bench pull $name: failed:"; tail -n 20 "$BENCH_DIR/rounds-$name.log"; exit 1; }
   node bench/table.js "$json" "pull $name"
   node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results;

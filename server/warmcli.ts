@@ -65,6 +65,9 @@ export class WarmCliPool {
   private retry?: NodeJS.Timeout;
   private closed = false;
   private readonly entry: string;
+  /** Armed while no idle process is ready: readable when a client waits for one. */
+  private waitWatch?: { start(o: object, cb: () => void): void; stop(): void; close(): void; unref(): void };
+  private waitArmed = false;
 
   constructor(private readonly opts: WarmCliOptions) {
     if (!Number.isInteger(opts.size) || opts.size < 1) throw new RangeError(`warm CLI pool size ${opts.size} must be a positive integer`);
@@ -96,6 +99,9 @@ export class WarmCliPool {
   }
 
   private closeSocket(): void {
+    this.waitWatch?.close();
+    this.waitWatch = undefined;
+    this.waitArmed = false;
     if (this.listenFd >= 0) {
       closeFd(this.listenFd);
       this.listenFd = -1;
@@ -105,6 +111,31 @@ export class WarmCliPool {
 
   private fill(): void {
     while (!this.closed && !this.retry && this.listenFd >= 0 && this.idle.size < this.opts.size) this.spawnOne();
+    this.watchWaitingClients();
+  }
+
+  /**
+   * Processes load at a lower priority so as not to slow the call they
+   * replace; but once a client waits and none is ready, the loading ones are
+   * what it waits for, and go back to the helper's priority (else any busy
+   * process on the machine would hold the client up).
+   */
+  private watchWaitingClients(): void {
+    const idle = [...this.idle];
+    const arm = this.listenFd >= 0 && idle.length > 0 && !idle.some((c) => c.ready);
+    if (arm === this.waitArmed) return;
+    this.waitArmed = arm;
+    if (!arm) return this.waitWatch?.stop();
+    const onWaiting = (): void => {
+      for (const c of this.idle) if (!c.ready) c.prioritise();
+      this.waitArmed = false;
+      this.waitWatch?.stop();
+    };
+    if (this.waitWatch) this.waitWatch.start({ readable: true }, onWaiting);
+    else {
+      this.waitWatch = libcKoffi().node.poll(this.listenFd, { readable: true }, onWaiting) as unknown as NonNullable<WarmCliPool['waitWatch']>;
+      this.waitWatch.unref();
+    }
   }
 
   private spawnOne(): void {
@@ -114,13 +145,6 @@ export class WarmCliPool {
     } catch (err) {
       this.failed(`warm CLI could not start: ${describeError(err)}`);
       return;
-    }
-    // While it loads it must not slow the call it replaces (2 cores are common): it takes
-    // the helper's priority back when it takes a call (server/cli/warm.ts)
-    try {
-      setPriority(child.pid, Math.min(19, getPriority() + IDLE_NICENESS));
-    } catch {
-      // it loads at the helper's priority
     }
     this.idle.add(child);
     let taken = false;
@@ -135,8 +159,11 @@ export class WarmCliPool {
         pending = pending.slice(nl + 1);
         const space = line.indexOf(' ');
         const [what, rest] = space < 0 ? [line, ''] : [line.slice(0, space), line.slice(space + 1)];
-        if (what === 'ready') this.failures = 0;
-        else if (what === 'taken' && !taken) {
+        if (what === 'ready') {
+          this.failures = 0;
+          child.ready = true;
+          this.watchWaitingClients();
+        } else if (what === 'taken' && !taken) {
           taken = true;
           this.idle.delete(child);
           child.reports.unref();
@@ -149,6 +176,7 @@ export class WarmCliPool {
     child.exited.then(({ code, signal }) => {
       child.reports.destroy();
       if (taken || !this.idle.delete(child) || this.closed) return;
+      this.watchWaitingClients();
       this.failed(`warm CLI ${child.pid} ${signal ? `was killed by ${signal}` : `exited with status ${code}`} before taking a call${failure ? `: ${failure}` : ''}`);
     });
   }
@@ -177,11 +205,15 @@ export class WarmCliPool {
 
 interface WarmProcess {
   pid: number;
+  /** It said it is ready to take a call. */
+  ready: boolean;
   /** Our end of its fd 4. */
   reports: net.Socket;
   /** Settles when it ends (it is reaped then). */
   exited: Promise<{ code: number | null; signal: string | null }>;
   kill(signal: NodeJS.Signals): void;
+  /** Back to the helper's priority (it starts IDLE_NICENESS lower). */
+  prioritise(): void;
 }
 
 interface SpawnLibc {
@@ -205,6 +237,11 @@ interface SpawnLibc {
 type Fn = (...args: unknown[]) => number;
 let koffi: typeof import('koffi') | undefined;
 let lib: SpawnLibc | undefined;
+
+function libcKoffi(): typeof import('koffi') {
+  libc();
+  return koffi!;
+}
 
 function libc(): SpawnLibc {
   if (lib) return lib;
@@ -292,6 +329,14 @@ function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: numbe
     throw new Error(`posix_spawn ${process.execPath}: ${Object.entries(osConstants.errno).find(([, v]) => v === rc)?.[0] ?? `errno ${rc}`}`);
   }
   const child = pid[0];
+  // While it loads it must not slow the call it replaces (2 cores are common): it takes
+  // the helper's priority back when it takes a call (server/cli/warm.ts), or when a client waits for it
+  const priority = getPriority();
+  try {
+    setPriority(child, Math.min(19, priority + IDLE_NICENESS));
+  } catch {
+    // it loads at the helper's priority
+  }
   const reports = new net.Socket({ fd: sv[0], readable: true, writable: true });
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     const reap = (): boolean => {
@@ -323,5 +368,12 @@ function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: numbe
       // already gone
     }
   };
-  return { pid: child, reports, exited, kill };
+  const prioritise = (): void => {
+    try {
+      setPriority(child, priority);
+    } catch {
+      // gone, or not allowed
+    }
+  };
+  return { pid: child, ready: false, reports, exited, kill, prioritise };
 }

@@ -336,6 +336,7 @@ test('run -it through a real pty: the size is right and follows a resize, the ex
   const ttyFile = path.join(h.dir, 'tty');
   const shell = `stty rows 30 cols 100; stty -g > ${before}; tty > ${ttyFile}; sh -c 'echo $$ > ${pidFile}; exec ${CLIENT} run -it --rm busybox sh'; echo "exit=$?"; stty -g > ${afterFile}`;
   const child = spawn('script', ['-qefc', shell, '/dev/null'], { env: h.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise((r) => child.once('exit', r));
   t.after(() => child.kill('SIGKILL'));
   let screen = '';
   child.stdout.on('data', (d: Buffer) => (screen += d.toString()));
@@ -351,7 +352,7 @@ test('run -it through a real pty: the size is right and follows a resize, the ex
   await waitFor(/stty size\r*\n40 120\r*\n/, 'the new size after a resize');
   child.stdin.write('exit 3\n');
   await waitFor(/exit=3/, 'the exit status');
-  await new Promise((r) => child.once('exit', r));
+  await exited;
   assert.equal(readFileSync(afterFile, 'utf8'), readFileSync(before, 'utf8'), 'the terminal mode is what it was');
   await servedBy(h, Number(readFileSync(pidFile, 'utf8').trim()));
 });
@@ -363,6 +364,7 @@ test('a warm CLI killed during run -it (its terminal in raw mode) leaves the ter
   const pidFile = path.join(h.dir, 'client-pid');
   const shell = `stty -g > ${before}; sh -c 'echo $$ > ${pidFile}; exec ${CLIENT} run -it --name killed busybox sh'; echo "exit=$?"; stty -g > ${afterFile}`;
   const child = spawn('script', ['-qefc', shell, '/dev/null'], { env: h.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise((r) => child.once('exit', r));
   t.after(() => child.kill('SIGKILL'));
   let screen = '';
   child.stdout.on('data', (d: Buffer) => (screen += d.toString()));
@@ -370,7 +372,7 @@ test('a warm CLI killed during run -it (its terminal in raw mode) leaves the ter
   const warm = await servedBy(h, Number(readFileSync(pidFile, 'utf8').trim()));
   process.kill(warm, 'SIGKILL');
   await until(`the client to exit; screen so far:\n${screen}`, async () => /exit=125/.test(screen), 15_000);
-  await new Promise((r) => child.once('exit', r));
+  await exited;
   assert.match(screen, /the CLI process ended without an exit status/);
   assert.equal(readFileSync(afterFile, 'utf8'), readFileSync(before, 'utf8'), 'the terminal is out of raw mode again');
 });

@@ -104,3 +104,17 @@ if [ -x bin/capsa ] && [ -f out/server/cli/client.js ]; then
   echo
   node bench/protocol-run.js -n "$BENCH_RUNS" busybox true | head -n 1 || echo "skip: protocol run — see above"
 fi
+
+# --- the whole CLI process again, with calls half a second apart, as a person
+# or a script that does something between calls makes them. The table above
+# runs calls back to back: each capsa call there waits for the helper's next
+# warm CLI process (native/src/client.c, server/warmcli.ts) to finish its
+# Node start-up (~130 ms of CPU), begun when the previous call came in.
+SPACED=()
+[[ " ${BENCH_LABELS[*]} " == *" capsa run --rm "* ]] && SPACED+=(--command-name "capsa run --rm, 0.5 s apart" "./bin/capsa run --rm busybox true")
+[[ " ${BENCH_LABELS[*]} " == *" podman run --rm "* ]] && SPACED+=(--command-name "podman run --rm, 0.5 s apart" "$(bench_quote "${PODMAN[@]}" "$IMAGE" true)")
+if [ ${#SPACED[@]} -gt 0 ]; then
+  hyperfine -N --style basic --prepare 'sleep 0.5' --runs "$BENCH_RUNS" --export-json "$BENCH_DIR/spaced.json" \
+    "${SPACED[@]}" </dev/null >"$BENCH_DIR/spaced.log" 2>&1 &&
+    node bench/table.js "$BENCH_DIR/spaced.json" "calls 0.5 s apart" || { echo "spaced runs failed:"; tail -n 5 "$BENCH_DIR/spaced.log"; }
+fi

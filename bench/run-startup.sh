@@ -63,7 +63,7 @@ fi
 export CAPSA_ROOT="${CAPSA_BENCH_ROOT:-/var/lib/capsa-bench}"
 export CAPSA_SOCKET="${CAPSA_BENCH_SOCKET:-/run/capsa/bench.sock}"
 export CAPSA_REGISTRY_MIRROR="docker.io=http://$REGISTRY"
-helper_pid() { pgrep -f -- "server/main.js --socket $CAPSA_SOCKET --root $CAPSA_ROOT\$" || true; }
+helper_pid() { pgrep -f -- "(server/main|dist/server)\.js --socket $CAPSA_SOCKET --root $CAPSA_ROOT\$" || true; }
 had_helper=$(helper_pid)
 # A helper this script started (by the first capsa call) is stopped at the end.
 trap '[ -z "$had_helper" ] && pid=$(helper_pid) && [ -n "$pid" ] && kill $pid; true' EXIT

@@ -8,7 +8,7 @@
 # Images, built here and pushed to the local registry (127.0.0.1:5757):
 #   minbase   a Debian bookworm minbase rootfs (debootstrap), one gzip layer
 #   random    ~300 MB of incompressible data in 3 gzip layers
-# Environment: PULL_RUNS (default 5), PULL_WARMUP (1), BENCH_WORK, BENCH_OUT.
+# Environment: PULL_RUNS (default 5), PULL_WARMUP (1), PULL_IMAGES ("minbase random"), BENCH_WORK, BENCH_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -106,7 +106,7 @@ for _ in $(seq 100); do [ -S "$CAPSA_SOCKET" ] && break; sleep 0.1; done
 
 PODMAN=(podman --root "$WORK/podman/storage" --runroot "$WORK/podman/run" --events-backend none)
 
-for name in minbase random; do
+for name in ${PULL_IMAGES:-minbase random}; do
   image="$REGISTRY/bench/$name:latest"
   names=() cmds=() prepares=()
   add() { names+=("$1"); prepares+=("$2"); cmds+=("$3"); }

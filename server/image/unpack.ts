@@ -285,6 +285,8 @@ const COALESCE_BYTES = 1024 * 1024;
 /** Output chunk of the gzip decompressor. */
 const INFLATE_CHUNK = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
+/** Names a large file open in the file writer, which serves every unpack in the process at once. */
+let nextOpenFileId = 0;
 
 /** The ids new files get from open(2) (the helper's effective ids). */
 const OWN_IDS = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
@@ -339,8 +341,6 @@ class Applier {
   private readonly setgidDirs = new Set<string>();
   /** Read once per layer: it is the process's, and the helper sets it only briefly at start. */
   private readonly umask = currentUmask();
-  /** Names the large files open in the writer. */
-  private nextFileId = 0;
   fileBytes = 0;
   entries = 0;
   current: string | undefined;
@@ -440,7 +440,7 @@ class Applier {
         // Larger files stream through the writer too, piece by piece, so that
         // one thread does all of the layer's file system work: threads
         // creating inodes side by side contend in ext4's allocator.
-        const id = this.nextFileId++;
+        const id = nextOpenFileId++;
         const attrs = this.smallFile(target, EMPTY, h, this.setgidDirs.has(parentRel));
         await this.enqueue(name, { kind: 'open', id, path: target, mode: attrs.mode });
         let written = 0;

@@ -4,6 +4,7 @@
  * final symlink). Loaded lazily so that code which never unpacks does not
  * need koffi.
  */
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 
 type Fn = (...args: unknown[]) => number;
@@ -13,6 +14,7 @@ interface Libc {
   lsetxattr: Fn;
   lgetxattr: Fn;
   llistxattr: Fn;
+  ioctl: Fn;
 }
 
 let libc: Libc | undefined;
@@ -27,6 +29,7 @@ function load(): Libc {
     lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)') as Fn,
     lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, _Out_ void *value, size_t size)') as Fn,
     llistxattr: lib.func('long llistxattr(const char *path, _Out_ void *list, size_t size)') as Fn,
+    ioctl: lib.func('int ioctl(int fd, unsigned long request, ...)') as Fn,
   };
   return libc;
 }
@@ -60,6 +63,39 @@ export function makedev(major: number, minor: number): bigint {
   const ma = BigInt(major >>> 0);
   const mi = BigInt(minor >>> 0);
   return ((ma & 0xfffn) << 8n) | ((ma & 0xfffff000n) << 32n) | (mi & 0xffn) | ((mi & 0xffffff00n) << 12n);
+}
+
+const FS_IOC_GETFLAGS = 0x80086601;
+const FS_IOC_SETFLAGS = 0x40086602;
+const FS_TOPDIR_FL = 0x00020000;
+
+/**
+ * Sets the TOPDIR inode flag (`chattr +T`) on directory `dir`, so the
+ * directories made in it are spread over the file system's block groups as
+ * top-level ones are, each into a group of its own choosing, instead of
+ * next to their parent. For the store's layers this matters: a layer
+ * unpacked where thousands of inodes were just freed (an image removed
+ * before it is pulled again) is several times slower on ext4, whose
+ * allocator skips recently deleted inodes one by one. False where the file
+ * system has no such flag (ENOTTY, EOPNOTSUPP): nothing else changes there.
+ */
+export function setTopDir(dir: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+  } catch {
+    return false;
+  }
+  try {
+    const flags = new Int32Array(1);
+    const c = load();
+    if (c.ioctl(fd, FS_IOC_GETFLAGS, 'int *', flags) !== 0) return false;
+    if (flags[0] & FS_TOPDIR_FL) return true;
+    flags[0] |= FS_TOPDIR_FL;
+    return c.ioctl(fd, FS_IOC_SETFLAGS, 'int *', flags) === 0;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** mknod(2); `type` is S_IFCHR, S_IFBLK or S_IFIFO. Synchronous: it is one quick syscall. */

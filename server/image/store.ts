@@ -17,6 +17,7 @@
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, mkdirSync, promises as fs } from 'node:fs';
+import { setTopDir } from './libc';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { writeFileAtomic } from '../util/atomic';
@@ -277,6 +278,8 @@ export class ImageStore {
     if (!path.isAbsolute(root)) throw new InvalidArgumentError(`store root must be an absolute path, got ${JSON.stringify(root)}`);
     this.root = root;
     for (const d of ['blobs/sha256', 'layers/sha256', 'tmp']) mkdirSync(path.join(root, d), { recursive: true, mode: 0o700 });
+    // each layer is unpacked in a directory of its own made here (createLayer)
+    setTopDir(path.join(root, 'layers'));
   }
 
   // ---- paths ----

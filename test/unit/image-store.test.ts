@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -199,4 +200,17 @@ test('recover removes what a crash leaves behind but keeps partial downloads', a
   assert.deepEqual(fs.readdirSync(path.join(root, 'layers')), ['sha256']);
   assert.deepEqual(fs.readdirSync(path.join(root, 'tmp')), [partial]);
   assert.ok(!fs.existsSync(path.join(root, '.images.json.abcdef.tmp')));
+});
+
+test('the layers directory spreads new layers over the file system (ext4 TOPDIR flag, where there is one)', (t) => {
+  const { root } = newStore(t);
+  const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-probe-'));
+  t.after(() => fs.rmSync(probe, { recursive: true, force: true }));
+  // a file system without the flag (tmpfs, xfs) leaves nothing to check
+  const supported = spawnSync('chattr', ['+T', probe]).status === 0;
+  if (!supported) return t.skip('no TOPDIR flag on this file system');
+  const flags = execFileSync('lsattr', ['-d', path.join(root, 'layers')], { encoding: 'utf8' }).split(' ')[0];
+  assert.match(flags, /T/, flags);
+  const tmpFlags = execFileSync('lsattr', ['-d', path.join(root, 'tmp')], { encoding: 'utf8' }).split(' ')[0];
+  assert.doesNotMatch(tmpFlags, /T/, 'only where layers are made');
 });

@@ -4,9 +4,10 @@
 # rate ($CONNS sequential connect/close) with bench/netperf.c,
 #   host → container through a published port (-p 127.0.0.1:HP:5000)
 #   container → container on one bridge
-#   container → a published port through the host's address (Capsa: its proxy)
+#   container → a published port through the host's address (hairpin DNAT)
 # for Capsa and for podman's rootful bridge (netavark), with plain loopback in
-# the namespace as the floor; $RUNS runs of each, medians, ratio to podman.
+# the namespace as the floor; $RUNS rounds, each measuring every path once
+# (round-robin, so a drifting load hits all alike), medians, ratio to podman.
 # Plus the in-helper cost of a bridge attachment (bench/network-setup.js).
 # Not a timed test: bounded (RUNS × a few transfers of MB MiB), prints a
 # Markdown table.
@@ -40,19 +41,39 @@ in_ns() { ip netns exec "$NS" "$@"; }
 # podman needs the host's /sys (its cgroups), which `ip netns exec` replaces
 in_ns_sys() { nsenter --net=/run/netns/"$NS" -- "$@"; }
 capsa() { in_ns env "${ENVS[@]}" node bin/capsa "$@"; }
+# netperf in a fresh container of each tool (the client end of container → container)
+capsa_np() { capsa run --rm -v "$NP:/np:ro" "$IMAGE" /np "$@"; }
+podman_np() { in_ns_sys "${PODMAN[@]}" --rm -v "$NP:/np:ro" "$IMAGE" /np "$@"; }
 cc -static -O2 -o "$WORK/netperf" bench/netperf.c
 NP="$WORK/netperf"
 
-# median of RUNS runs of a command that prints one number
-median() { local i; for i in $(seq "$RUNS"); do "$@" || echo 0; done | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# median of the numbers given
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 wait_port() { for _ in $(seq 50); do in_ns "$NP" conn "$1" "$2" 1 >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
-declare -A R
-# measure KEY HOST PORT [runner…]: throughput and connection rate from runner (default: the namespace)
-measure() {
-  local key="$1" host="$2" port="$3"; shift 3
-  local run=("$@"); [ ${#run[@]} -eq 0 ] && run=(in_ns "$NP")
-  R[$key.tput]=$(median "${run[@]}" send "$host" "$port" "$MB")
-  R[$key.conn]=$(median "${run[@]}" conn "$host" "$port" "$CONNS")
+declare -A R      # KEY.tput / KEY.conn -> median
+declare -A RAW    # the same, every run's figure
+declare -A PATHS  # KEY -> "host port runner…" (runner empty: the namespace)
+# path KEY HOST PORT [runner…]: a path to measure; all are measured together at the end
+path_add() { local key="$1"; shift; PATHS[$key]="$*"; }
+# one run of throughput and connection rate on every path, round-robin
+# (capsa, then podman, path by path), so that a drifting load hits both alike
+measure_all() {
+  local r key run host port
+  for r in $(seq "$RUNS"); do
+    for key in $(printf '%s\n' "${!PATHS[@]}" | sort); do
+      read -r host port run <<<"${PATHS[$key]}"
+      # shellcheck disable=SC2086
+      if [ -z "$run" ]; then run="in_ns $NP"; fi
+      RAW[$key.tput]+=" $($run send "$host" "$port" "$MB" || echo 0)"
+      RAW[$key.conn]+=" $($run conn "$host" "$port" "$CONNS" || echo 0)"
+    done
+  done
+  for key in "${!PATHS[@]}"; do
+    # shellcheck disable=SC2086
+    R[$key.tput]=$(median ${RAW[$key.tput]})
+    # shellcheck disable=SC2086
+    R[$key.conn]=$(median ${RAW[$key.conn]})
+  done
 }
 
 echo "== network bench: $RUNS runs, $MB MiB per stream, $CONNS connections per rate, in namespace $NS =="
@@ -60,8 +81,7 @@ echo "== network bench: $RUNS runs, $MB MiB per stream, $CONNS connections per r
 # --- floor: loopback inside the namespace
 ip netns exec "$NS" "$NP" sink 7000 & SINK_PID=$!
 wait_port 127.0.0.1 7000
-measure loop 127.0.0.1 7000
-kill "$SINK_PID"; SINK_PID=""
+path_add loop 127.0.0.1 7000
 
 # --- Capsa. The registry is on the host's loopback, out of the namespace's
 # reach: a first helper outside pulls into the root, then one inside takes over.
@@ -78,10 +98,10 @@ in_ns sysctl -qw net.ipv4.ip_forward=1
 if capsa run -d --name sink -v "$NP:/np:ro" -p 127.0.0.1:7001:5000 -p 0.0.0.0:7003:5000 "$IMAGE" /np sink 5000 >/dev/null 2>"$WORK/err"; then
   wait_port 127.0.0.1 7001
   ip=$(capsa inspect sink | sed -n 's/.*"ipAddress": "\(.*\)".*/\1/p' | head -1)
-  measure capsa.pub 127.0.0.1 7001
-  measure capsa.c2c "$ip" 5000 capsa run --rm -v "$NP:/np:ro" "$IMAGE" /np
-  measure capsa.hair 10.98.0.1 7003 capsa run --rm -v "$NP:/np:ro" "$IMAGE" /np
-  measure capsa.addr "$ip" 5000
+  path_add capsa.pub 127.0.0.1 7001
+  path_add capsa.c2c "$ip" 5000 capsa_np
+  path_add capsa.hair 10.98.0.1 7003 capsa_np
+  path_add capsa.addr "$ip" 5000
 else
   echo "capsa skipped: $(head -1 "$WORK/err")"
 fi
@@ -94,13 +114,16 @@ if command -v podman >/dev/null && podman pull -q --tls-verify=false "$IMAGE" >"
   wait_port 127.0.0.1 7002
   pip=$(in_ns_sys podman inspect -f '{{.NetworkSettings.IPAddress}}' bench-srv)
   pgw=$(in_ns_sys podman inspect -f '{{.NetworkSettings.Gateway}}' bench-srv)
-  measure podman.pub 127.0.0.1 7002
-  measure podman.c2c "$pip" 5000 in_ns_sys "${PODMAN[@]}" --rm -v "$NP:/np:ro" "$IMAGE" /np
-  measure podman.hair "$pgw" 7004 in_ns_sys "${PODMAN[@]}" --rm -v "$NP:/np:ro" "$IMAGE" /np
-  measure podman.addr "$pip" 5000
+  path_add podman.pub 127.0.0.1 7002
+  path_add podman.c2c "$pip" 5000 podman_np
+  path_add podman.hair "$pgw" 7004 podman_np
+  path_add podman.addr "$pip" 5000
 else
   echo "podman skipped: $(tail -1 "$WORK/perr" 2>/dev/null || echo 'podman not usable')"
 fi
+
+measure_all
+kill "$SINK_PID"; SINK_PID=""
 
 # --- the table: medians, and Capsa's throughput as a fraction of podman's
 # (≥ 0.83 is "within 1.2×"), its connection rate likewise
@@ -114,7 +137,7 @@ row() {
 row pub "host → container, -p 127.0.0.1 (DNAT)"
 row c2c "container → container, bridge"
 row addr "host → container address, bridge"
-row hair "container → host's published port (Capsa: proxy)"
+row hair "container → host's published port (hairpin DNAT)"
 echo "| loopback in the namespace (floor) | ${R[loop.tput]} | | | ${R[loop.conn]} | | |"
 echo
 

@@ -5,47 +5,24 @@
  * need koffi.
  */
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
+import { errno, errnoName, libcFunctions } from '../util/libc';
 
-type Fn = (...args: unknown[]) => number;
+let fns: ReturnType<typeof declare> | undefined;
+const load = () => (fns ??= declare());
 
-interface Libc {
-  mknod: Fn;
-  lsetxattr: Fn;
-  lgetxattr: Fn;
-  llistxattr: Fn;
-  ioctl: Fn;
+function declare() {
+  return libcFunctions({
+    mknod: 'int mknod(const char *path, uint32_t mode, uint64_t dev)',
+    lsetxattr: 'int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)',
+    lgetxattr: 'long lgetxattr(const char *path, const char *name, _Out_ void *value, size_t size)',
+    llistxattr: 'long llistxattr(const char *path, _Out_ void *list, size_t size)',
+    ioctl: 'int ioctl(int fd, unsigned long request, ...)',
+  });
 }
-
-let libc: Libc | undefined;
-
-function load(): Libc {
-  if (libc) return libc;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const koffi = require('koffi') as typeof import('koffi');
-  const lib = koffi.load('libc.so.6');
-  libc = {
-    mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as Fn,
-    lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)') as Fn,
-    lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, _Out_ void *value, size_t size)') as Fn,
-    llistxattr: lib.func('long llistxattr(const char *path, _Out_ void *list, size_t size)') as Fn,
-    ioctl: lib.func('int ioctl(int fd, unsigned long request, ...)') as Fn,
-  };
-  return libc;
-}
-
-function errno(): number {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('koffi') as typeof import('koffi')).errno();
-}
-
-const ERRNO_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(osConstants.errno).map(([name, n]) => [n as number, name]),
-);
 
 /** A failed libc call, shaped like Node's fs errors (code, errno, syscall, path). */
 export function sysError(syscall: string, file: string, err = errno()): NodeJS.ErrnoException {
-  const code = ERRNO_NAMES[err] ?? `E${err}`;
+  const code = errnoName(err) ?? `E${err}`;
   const e = new Error(`${code}: ${syscall} ${JSON.stringify(file)} failed (errno ${err})`) as NodeJS.ErrnoException;
   e.code = code;
   e.errno = err;
@@ -114,7 +91,7 @@ export function lgetxattr(file: string, name: string): Buffer | undefined {
   const n = load().lgetxattr(file, name, buf, buf.length);
   if (n < 0) {
     const e = errno();
-    if (ERRNO_NAMES[e] === 'ENODATA') return undefined;
+    if (errnoName(e) === 'ENODATA') return undefined;
     throw sysError('lgetxattr', file, e);
   }
   return Buffer.from(buf.subarray(0, n));

@@ -12,55 +12,29 @@
  */
 import * as net from 'node:net';
 import { CapsaError } from '../errors';
+import { errno, errnoName, libcFunctions } from './libc';
 
-type Fn = ((...args: unknown[]) => number) & { async(...args: unknown[]): void };
+let lib: ReturnType<typeof declare> | undefined;
+const load = () => (lib ??= declare());
 
-interface SpawnLibc {
-  socketpair: Fn;
-  close: Fn;
-  posix_spawn: Fn;
-  fa_init: Fn;
-  fa_destroy: Fn;
-  fa_adddup2: Fn;
-  fa_addopen: Fn;
-  attr_init: Fn;
-  attr_destroy: Fn;
-  attr_setflags: Fn;
-  attr_setsigmask: Fn;
-  attr_setsigdefault: Fn;
-  sigemptyset: Fn;
-  sigfillset: Fn;
-  waitpid: Fn;
-}
-
-let lib: SpawnLibc | undefined;
-let errnoOf: () => number = () => 0;
-
-function load(): SpawnLibc {
-  if (lib) return lib;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const koffi = require('koffi') as typeof import('koffi');
-  const l = koffi.load('libc.so.6');
-  errnoOf = () => koffi.errno();
-  const f = (proto: string) => l.func(proto) as unknown as Fn;
-  lib = {
-    socketpair: f('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
-    close: f('int close(int fd)'),
-    posix_spawn: f('int posix_spawn(_Out_ int *pid, const char *path, void *actions, void *attr, const char **argv, const char **envp)'),
-    fa_init: f('int posix_spawn_file_actions_init(void *actions)'),
-    fa_destroy: f('int posix_spawn_file_actions_destroy(void *actions)'),
-    fa_adddup2: f('int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)'),
-    fa_addopen: f('int posix_spawn_file_actions_addopen(void *actions, int fd, const char *path, int oflag, uint32_t mode)'),
-    attr_init: f('int posix_spawnattr_init(void *attr)'),
-    attr_destroy: f('int posix_spawnattr_destroy(void *attr)'),
-    attr_setflags: f('int posix_spawnattr_setflags(void *attr, short flags)'),
-    attr_setsigmask: f('int posix_spawnattr_setsigmask(void *attr, const void *mask)'),
-    attr_setsigdefault: f('int posix_spawnattr_setsigdefault(void *attr, const void *set)'),
-    sigemptyset: f('int sigemptyset(void *set)'),
-    sigfillset: f('int sigfillset(void *set)'),
-    waitpid: f('int waitpid(int pid, _Out_ int *status, int options)'),
-  };
-  return lib;
+function declare() {
+  return libcFunctions({
+    socketpair: 'int socketpair(int domain, int type, int protocol, _Out_ int *sv)',
+    close: 'int close(int fd)',
+    posix_spawn: 'int posix_spawn(_Out_ int *pid, const char *path, void *actions, void *attr, const char **argv, const char **envp)',
+    fa_init: 'int posix_spawn_file_actions_init(void *actions)',
+    fa_destroy: 'int posix_spawn_file_actions_destroy(void *actions)',
+    fa_adddup2: 'int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)',
+    fa_addopen: 'int posix_spawn_file_actions_addopen(void *actions, int fd, const char *path, int oflag, uint32_t mode)',
+    attr_init: 'int posix_spawnattr_init(void *attr)',
+    attr_destroy: 'int posix_spawnattr_destroy(void *attr)',
+    attr_setflags: 'int posix_spawnattr_setflags(void *attr, short flags)',
+    attr_setsigmask: 'int posix_spawnattr_setsigmask(void *attr, const void *mask)',
+    attr_setsigdefault: 'int posix_spawnattr_setsigdefault(void *attr, const void *set)',
+    sigemptyset: 'int sigemptyset(void *set)',
+    sigfillset: 'int sigfillset(void *set)',
+    waitpid: 'int waitpid(int pid, _Out_ int *status, int options)',
+  });
 }
 
 const AF_UNIX = 1;
@@ -95,7 +69,7 @@ export function spawnProgram(file: string, args: string[], opts: { extraFds: num
   for (let i = 0; i < opts.extraFds; i++) {
     const sv = new Int32Array(2);
     if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) !== 0) {
-      const e = errnoOf();
+      const e = errno();
       closeAll([...ours, ...theirs]);
       throw new CapsaError('E_SPAWN', `cannot start ${file}: socketpair failed (errno ${e})`);
     }
@@ -146,8 +120,6 @@ export function spawnProgram(file: string, args: string[], opts: { extraFds: num
 }
 
 function errnoText(n: number): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { constants } = require('node:os') as typeof import('node:os');
-  const name = Object.entries(constants.errno).find(([, v]) => v === n)?.[0];
-  return name === 'ENOENT' ? 'no such file (ENOENT)' : `${name ?? `errno ${n}`}`;
+  const name = errnoName(n);
+  return name === 'ENOENT' ? 'no such file (ENOENT)' : (name ?? `errno ${n}`);
 }

@@ -67,6 +67,8 @@ export async function connect(config: CapsaConfig, opts: { autoStart: boolean } 
     }
   }
   const connection = createMessageConnection(new StreamMessageReader(socket), new StreamMessageWriter(socket));
+  // disposing ends the connection itself too (a warm CLI process outlives its calls' connections)
+  connection.onDispose(() => socket.destroy());
   connection.listen();
   return connection;
 }

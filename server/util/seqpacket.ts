@@ -27,6 +27,7 @@ interface Libc {
   setsockopt: Fn;
   close: Fn;
   dup2: Fn;
+  fcntl: Fn;
 }
 
 let koffi: Koffi | undefined;
@@ -51,6 +52,7 @@ function libc(): Libc {
     setsockopt: l.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)') as Fn,
     close: l.func('int close(int fd)') as Fn,
     dup2: l.func('int dup2(int from, int to)') as Fn,
+    fcntl: l.func('int fcntl(int fd, int cmd, ...)') as Fn,
   };
   return lib;
 }
@@ -298,4 +300,12 @@ export function closeFd(fd: number): void {
 /** dup2(2): `from` also becomes descriptor `to` (not close-on-exec). */
 export function dupTo(from: number, to: number): void {
   check('dup2', libc().dup2(from, to));
+}
+
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+
+/** Marks `fd` close-on-exec (fcntl F_SETFD), so that programs this process runs do not inherit it. */
+export function setCloseOnExec(fd: number): void {
+  check('fcntl', libc().fcntl(fd, F_SETFD, 'int', FD_CLOEXEC));
 }

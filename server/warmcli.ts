@@ -8,10 +8,16 @@
  * The helper creates the listening socket but never accepts on it: it hands
  * the descriptor to each warm process as fd 3 (server/cli/warm.ts), and the
  * kernel gives each connection to one of them. A process reports over its
- * fd 4 the moment it took a call, and a replacement is started at once; one
- * that dies before taking a call is replaced after a backoff, and after
- * MAX_FAILURES such deaths in a row the warm CLI turns itself off (the
- * socket goes, clients run the Node CLI).
+ * fd 4 when it took a call and when it is back, idle, after it; it serves
+ * call after call, and exits after one that may have left something behind.
+ * Taking a call starts no replacement (that would cost a Node start-up per
+ * call, on the same cores): one starts when a process has not come back
+ * within LATE_MS (a long call: logs -f, run -it), when one ends, or when a
+ * client waits with none idle and none likely back soon. At most `size`
+ * stay idle; a surplus one is told to exit. One that dies before taking a
+ * call is replaced after a backoff, and after MAX_FAILURES such deaths in a
+ * row the warm CLI turns itself off (the socket goes, clients run the Node
+ * CLI).
  */
 import { chmodSync, existsSync, rmSync, statSync } from 'node:fs';
 import * as net from 'node:net';
@@ -36,6 +42,8 @@ const MAX_FAILURES = 5;
 /** How much lower a warm process runs until it takes a call. */
 const IDLE_NICENESS = 10;
 const FIRST_BACKOFF_MS = 250;
+/** A busy process not back from its call after this long gets a replacement started. */
+const LATE_MS = 150;
 
 /**
  * The CLI script: dist/cli.js beside the bundled helper (dist/server.js);
@@ -59,8 +67,12 @@ export function warmCliEntry(dir = __dirname): string {
 
 export class WarmCliPool {
   private listenFd = -1;
-  /** Started and not yet taken a call (loading, or ready). */
+  /** Started and waiting for a call (loading, or ready). */
   private readonly idle = new Set<WarmProcess>();
+  /** Serving a call; each comes back to `idle` when its call leaves nothing behind, else it ends. */
+  private readonly busy = new Set<WarmProcess>();
+  /** Told to exit (surplus), or said it will (its call may have left something behind). */
+  private readonly retiring = new Set<WarmProcess>();
   private failures = 0;
   private retry?: NodeJS.Timeout;
   private closed = false;
@@ -84,14 +96,21 @@ export class WarmCliPool {
 
   /**
    * Removes the socket and ends the idle processes, waiting (a second at
-   * most) to reap them. Processes serving a call finish it.
+   * most) to reap them. Processes serving a call finish it, and then end
+   * (their fd 4 closes).
    */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retry);
     this.closeSocket();
-    const idle = [...this.idle];
+    const idle = [...this.idle, ...this.retiring];
     this.idle.clear();
+    this.retiring.clear();
+    for (const child of this.busy) {
+      clearTimeout(child.late);
+      child.reports.destroy();
+    }
+    this.busy.clear();
     for (const child of idle) child.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(idle.map((c) => c.exited)), new Promise((r) => (timer = setTimeout(r, 1000)))]);
@@ -114,15 +133,21 @@ export class WarmCliPool {
     this.watchWaitingClients();
   }
 
+  /** A busy process that took its call less than LATE_MS ago: likely back soon to take the next. */
+  private busyComingBack(): boolean {
+    const now = Date.now();
+    return [...this.busy].some((c) => now - c.takenAt < LATE_MS);
+  }
+
   /**
    * Processes load at a lower priority so as not to slow the call they
    * replace; but once a client waits and none is ready, the loading ones are
    * what it waits for, and go back to the helper's priority (else any busy
-   * process on the machine would hold the client up).
+   * process on the machine would hold the client up). A client that waits
+   * with none idle at all, and no busy one likely back soon, gets one started.
    */
   private watchWaitingClients(): void {
-    const idle = [...this.idle];
-    const arm = this.listenFd >= 0 && idle.length > 0 && !idle.some((c) => c.ready);
+    const arm = this.listenFd >= 0 && ![...this.idle].some((c) => c.ready);
     if (arm === this.waitArmed) return;
     this.waitArmed = arm;
     if (!arm) return this.waitWatch?.stop();
@@ -130,12 +155,20 @@ export class WarmCliPool {
       for (const c of this.idle) if (!c.ready) c.prioritise();
       this.waitArmed = false;
       this.waitWatch?.stop();
+      if (this.idle.size === 0 && !this.busyComingBack()) this.fill();
     };
     if (this.waitWatch) this.waitWatch.start({ readable: true }, onWaiting);
     else {
       this.waitWatch = libcKoffi().node.poll(this.listenFd, { readable: true }, onWaiting) as unknown as NonNullable<WarmCliPool['waitWatch']>;
       this.waitWatch.unref();
     }
+  }
+
+  /** Tells an idle process to exit (it does when it next waits for a call; one that took a call meanwhile serves it first). */
+  private retire(child: WarmProcess): void {
+    this.idle.delete(child);
+    this.retiring.add(child);
+    child.reports.write('exit\n');
   }
 
   private spawnOne(): void {
@@ -146,8 +179,8 @@ export class WarmCliPool {
       this.failed(`warm CLI could not start: ${describeError(err)}`);
       return;
     }
+    this.opts.log(`warm CLI ${child.pid} started`);
     this.idle.add(child);
-    let taken = false;
     let failure = '';
     let pending = '';
     child.reports.setEncoding('utf8');
@@ -163,21 +196,55 @@ export class WarmCliPool {
           this.failures = 0;
           child.ready = true;
           this.watchWaitingClients();
-        } else if (what === 'taken' && !taken) {
-          taken = true;
-          this.idle.delete(child);
-          child.reports.unref();
+        } else if (what === 'taken') {
+          child.served = true;
+          child.takenAt = Date.now();
           this.opts.log(`warm CLI ${child.pid} took a call from pid ${rest}`);
-          this.fill();
-        } else if (what === 'rejected') this.opts.log(`warm CLI ${child.pid} refused its call: ${rest}`);
+          if (this.retiring.has(child)) continue; // it serves the call, then exits as told
+          this.idle.delete(child);
+          this.busy.add(child);
+          // a long call (logs -f, run -it): the next client should not wait for it
+          child.late = setTimeout(() => this.busy.has(child) && this.fill(), LATE_MS);
+          this.watchWaitingClients();
+        } else if (what === 'idle') {
+          if (!this.busy.delete(child)) continue;
+          clearTimeout(child.late);
+          if (this.idle.size >= this.opts.size) {
+            // one too many: rather one that has not served yet than this one, whose code is warm
+            const fresh = [...this.idle].find((c) => !c.served);
+            if (fresh) this.retire(fresh);
+            else {
+              this.retiring.add(child);
+              child.reports.write('exit\n');
+              continue;
+            }
+          }
+          this.idle.add(child);
+          this.watchWaitingClients();
+        } else if (what === 'retiring') this.opts.log(`warm CLI ${child.pid} will not serve again: ${rest}`);
+        else if (what === 'rejected') this.opts.log(`warm CLI ${child.pid} refused its call: ${rest}`);
         else if (what === 'failed') failure = rest;
       }
     });
     child.exited.then(({ code, signal }) => {
       child.reports.destroy();
-      if (taken || !this.idle.delete(child) || this.closed) return;
+      clearTimeout(child.late);
+      const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+      if (this.retiring.delete(child) || this.closed) return;
+      if (this.busy.delete(child)) {
+        // the call ended the process (process.exit), or left something behind, or it was killed
+        if (signal) this.opts.log(`warm CLI ${child.pid} ${how} during a call`);
+        this.fill();
+        return;
+      }
+      if (!this.idle.delete(child)) return;
+      if (child.served) {
+        this.opts.log(`warm CLI ${child.pid} ${how} while idle`);
+        this.fill();
+        return;
+      }
       this.watchWaitingClients();
-      this.failed(`warm CLI ${child.pid} ${signal ? `was killed by ${signal}` : `exited with status ${code}`} before taking a call${failure ? `: ${failure}` : ''}`);
+      this.failed(`warm CLI ${child.pid} ${how} before taking a call${failure ? `: ${failure}` : ''}`);
     });
   }
 
@@ -214,6 +281,12 @@ interface WarmProcess {
   kill(signal: NodeJS.Signals): void;
   /** Back to the helper's priority (it starts IDLE_NICENESS lower). */
   prioritise(): void;
+  /** It served a call. */
+  served: boolean;
+  /** When it took the call it serves now. */
+  takenAt: number;
+  /** Armed while it serves a call: a replacement starts if it is not back by then. */
+  late?: NodeJS.Timeout;
 }
 
 interface SpawnLibc {
@@ -375,5 +448,5 @@ function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: numbe
       // gone, or not allowed
     }
   };
-  return { pid: child, ready: false, reports, exited, kill, prioritise };
+  return { pid: child, ready: false, reports, exited, kill, prioritise, served: false, takenAt: 0 };
 }

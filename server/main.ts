@@ -77,7 +77,13 @@ export class Helper {
   }
 
   private broadcast(send: (c: Connection) => Promise<void>): void {
-    for (const c of this.connections) send(c).catch(() => undefined);
+    for (const c of this.connections) {
+      try {
+        send(c).catch(() => undefined);
+      } catch {
+        // closed, and not yet out of the set: its close handler removes it
+      }
+    }
   }
 
   /** Serves one client on a pair of streams until it goes away. */

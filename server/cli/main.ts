@@ -44,9 +44,17 @@ import { network, port } from './network';
 import { volume } from './volumes';
 import { imagePrune, load, save, system } from './images';
 import { report as reportWarm, serveWarm } from './warm';
+import { DEFAULT_DETACH_KEYS, DetachKeys, parseDetachKeys } from './detachkeys';
 
 /** Exit status for errors of Capsa itself, as Docker uses 125. */
 const EXIT_CAPSA = 125;
+
+const DETACH_KEYS_FLAG: FlagSpec = { name: 'detach-keys', kind: 'value', help: `Key sequence that detaches from a terminal (default ${DEFAULT_DETACH_KEYS})` };
+
+/** The detach sequence from --detach-keys, checked before anything starts. */
+function detachKeysOf(flags: Record<string, unknown>): Buffer {
+  return parseDetachKeys(typeof flags['detach-keys'] === 'string' ? flags['detach-keys'] : DEFAULT_DETACH_KEYS);
+}
 
 const RUN_FLAGS: FlagSpec[] = [
   { name: 'rm', kind: 'bool', help: 'Remove the container when it exits' },
@@ -86,6 +94,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'pid', kind: 'value', help: 'PID namespace: host' },
   { name: 'ipc', kind: 'value', help: 'IPC namespace: host' },
   { name: 'userns', kind: 'value', help: 'User namespace: host (default) or auto (a private block of host ids)' },
+  DETACH_KEYS_FLAG,
   { name: 'help', kind: 'bool', help: 'Print usage' },
 ];
 
@@ -95,6 +104,7 @@ const EXEC_FLAGS: FlagSpec[] = [
   { name: 'env', short: 'e', kind: 'multi', help: 'Set an environment variable' },
   { name: 'workdir', short: 'w', kind: 'value', help: 'Working directory inside the container' },
   { name: 'user', short: 'u', kind: 'value', help: 'User (name|uid[:group|gid])' },
+  DETACH_KEYS_FLAG,
   { name: 'help', kind: 'bool', help: 'Print usage' },
 ];
 
@@ -137,7 +147,11 @@ function newId(prefix: string): string {
 }
 
 /** Follows one attach session: output to our stdout/stderr, our stdin and size to the helper. Resolves with the exit code. */
-function attachStreams(c: MessageConnection, attachId: string, opts: { tty: boolean; interactive: boolean; timestamps?: boolean }): { done: Promise<number>; start: () => void } {
+function attachStreams(
+  c: MessageConnection,
+  attachId: string,
+  opts: { tty: boolean; interactive: boolean; timestamps?: boolean; detachKeys?: Buffer },
+): { done: Promise<number>; start: () => void } {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
   c.onNotification(StreamOutputNotification.type, (p) => {
@@ -163,7 +177,18 @@ function attachStreams(c: MessageConnection, attachId: string, opts: { tty: bool
       });
     }
     if (opts.interactive) {
-      process.stdin.on('data', (d: Buffer) => void c.sendNotification(StreamInputNotification.type, { attachId, data: d.toString('base64') }));
+      const send = (d: Buffer): void => void c.sendNotification(StreamInputNotification.type, { attachId, data: d.toString('base64') });
+      // as Docker: the detach keys work on a terminal; the container goes on running
+      const keys = opts.tty && opts.detachKeys ? new DetachKeys(opts.detachKeys) : undefined;
+      process.stdin.on('data', (d: Buffer) => {
+        if (!keys) return send(d);
+        const { forward, detach } = keys.feed(d);
+        if (forward.length) send(forward);
+        if (detach) {
+          process.stdin.removeAllListeners('data').removeAllListeners('end').pause();
+          resolveDone(0);
+        }
+      });
       process.stdin.on('end', () => void c.sendNotification(StreamInputNotification.type, { attachId, data: '', eof: true }));
       process.stdin.resume();
     }
@@ -326,7 +351,7 @@ const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
   const attachId = detach ? undefined : newId('run');
   const token = newId('pull');
   trackPull(c, token);
-  const streams = attachId ? attachStreams(c, attachId, { tty, interactive }) : undefined;
+  const streams = attachId ? attachStreams(c, attachId, { tty, interactive, detachKeys: detachKeysOf(flags) }) : undefined;
   const result = await c.sendRequest(ContainerRunRequest.type, { ...opts, attachId, workDoneToken: token });
   if (detach || !streams) {
     process.stdout.write(`${result.id}\n`);
@@ -356,7 +381,7 @@ const exec: Command = async (argv, conn) => {
   const interactive = !!flags.interactive;
   const c = await conn();
   const attachId = newId('exec');
-  const streams = attachStreams(c, attachId, { tty, interactive });
+  const streams = attachStreams(c, attachId, { tty, interactive, detachKeys: detachKeysOf(flags) });
   await c.sendRequest(ContainerExecRequest.type, {
     container,
     cmd,
@@ -547,6 +572,7 @@ const start: Command = async (argv, conn) => {
     [
       { name: 'attach', short: 'a', kind: 'bool', help: "Attach to the container's output" },
       { name: 'interactive', short: 'i', kind: 'bool', help: "Attach the container's STDIN" },
+      DETACH_KEYS_FLAG,
     ],
     { stopAtPositional: false, verb: 'start' },
   );
@@ -557,7 +583,7 @@ const start: Command = async (argv, conn) => {
     const info = await c.sendRequest(ContainerInspectRequest.type, { container: positionals[0] });
     const attachId = newId('start');
     const tty = !!info.config.tty;
-    const streams = attachStreams(c, attachId, { tty, interactive: !!flags.interactive && !!info.config.interactive });
+    const streams = attachStreams(c, attachId, { tty, interactive: !!flags.interactive && !!info.config.interactive, detachKeys: detachKeysOf(flags) });
     await c.sendRequest(ContainerStartRequest.type, { container: positionals[0], attachId });
     streams.start();
     const code = await streams.done;
@@ -591,14 +617,14 @@ const restart: Command = async (argv, conn) => {
 };
 
 const attach: Command = async (argv, conn) => {
-  const { flags, positionals } = parseFlags(argv, [{ name: 'no-stdin', kind: 'bool', help: 'Do not attach STDIN' }], { stopAtPositional: false, verb: 'attach' });
+  const { flags, positionals } = parseFlags(argv, [{ name: 'no-stdin', kind: 'bool', help: 'Do not attach STDIN' }, DETACH_KEYS_FLAG], { stopAtPositional: false, verb: 'attach' });
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa attach' requires exactly 1 argument: CONTAINER");
   const c = await conn();
   const info = await c.sendRequest(ContainerInspectRequest.type, { container: positionals[0] });
   if (info.state !== 'running') throw new InvalidArgumentError('you cannot attach to a stopped container, start it first');
   const attachId = newId('attach');
   const tty = !!info.config.tty;
-  const streams = attachStreams(c, attachId, { tty, interactive: !flags['no-stdin'] && !!info.config.interactive });
+  const streams = attachStreams(c, attachId, { tty, interactive: !flags['no-stdin'] && !!info.config.interactive, detachKeys: detachKeysOf(flags) });
   await c.sendRequest(ContainerAttachRequest.type, { container: positionals[0], attachId });
   const size = tty ? terminalSize() : undefined;
   if (size) void c.sendNotification(StreamResizeNotification.type, { attachId, ...size });

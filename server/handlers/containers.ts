@@ -40,12 +40,22 @@ type Session = { kind: 'container'; id: string; detach?: () => void } | { kind: 
 export function registerContainerHandlers(connection: Connection, containers: ContainerService): () => void {
   const sessions = new Map<string, Session>();
 
+  /** Set once the connection is gone: a container's output then has nowhere to go. */
+  let closed = false;
+  /** Sends a notification, unless the client went away (which sendNotification reports by throwing, not by rejecting). */
+  const notify = <P>(type: { method: string }, params: P): void => {
+    if (closed) return;
+    try {
+      void (connection.sendNotification(type as never, params as never) as unknown as Promise<void>).catch(() => undefined);
+    } catch {
+      closed = true;
+    }
+  };
   const sinkFor = (attachId: string): StreamSink => ({
-    output: (stream, data, time) =>
-      void connection.sendNotification(StreamOutputNotification.type, { attachId, stream, data: data.toString('base64'), ...(time ? { time } : {}) }).catch(() => undefined),
+    output: (stream, data, time) => notify(StreamOutputNotification.type, { attachId, stream, data: data.toString('base64'), ...(time ? { time } : {}) }),
     exit: (exitCode, error) => {
       sessions.delete(attachId);
-      void connection.sendNotification(StreamExitNotification.type, { attachId, exitCode, error }).catch(() => undefined);
+      notify(StreamExitNotification.type, { attachId, exitCode, error });
     },
   });
 
@@ -65,9 +75,14 @@ export function registerContainerHandlers(connection: Connection, containers: Co
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
       if (attachId) sessions.set(attachId, { kind: 'container', id: '' });
       try {
-        const result = await containers.run(opts, attachId ? sinkFor(attachId) : undefined, (p) => progress.report(p));
+        const sink = attachId ? sinkFor(attachId) : undefined;
+        const result = await containers.run(opts, sink, (p) => progress.report(p));
         const s = attachId ? sessions.get(attachId) : undefined;
-        if (s?.kind === 'container') s.id = result.id;
+        if (s?.kind === 'container') {
+          s.id = result.id;
+          // a client that goes away (or detaches) leaves the container running, without it
+          s.detach = () => containers.detachSink(result.id, sink!);
+        }
         return result;
       } catch (err) {
         if (attachId) sessions.delete(attachId);
@@ -155,10 +170,12 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     const params = objectParams<ContainerStartParams>(p, ContainerStartRequest.method);
     const attachId = claim(params.attachId);
     if (!attachId) return containers.startContainer(params.container);
-    const session: Session = { kind: 'container', id: containers.inspect(params.container).id };
+    const id = containers.inspect(params.container).id;
+    const sink = sinkFor(attachId);
+    const session: Session = { kind: 'container', id, detach: () => containers.detachSink(id, sink) };
     sessions.set(attachId, session);
     try {
-      await containers.startContainer(params.container, sinkFor(attachId));
+      await containers.startContainer(params.container, sink);
     } catch (err) {
       sessions.delete(attachId);
       throw err;
@@ -211,6 +228,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   );
 
   return () => {
+    closed = true;
     for (const s of sessions.values()) if (s.kind === 'container') s.detach?.();
     sessions.clear();
   };

@@ -1,4 +1,4 @@
-import { WorkDoneProgress, WorkDoneProgressCancelNotification, type Connection, type WorkDoneProgressReport } from 'vscode-languageserver/node';
+import { WorkDoneProgressCancelNotification, type Connection, type WorkDoneProgressReport } from 'vscode-languageserver/node';
 import {
   ImageListRequest,
   ImageLoadRequest,
@@ -19,7 +19,7 @@ import { InvalidArgumentError } from '../errors';
 import type { ImageService } from '../services/images';
 import type { ContainerService } from '../runtime/containers';
 import { handled, objectParams } from './errors';
-import { pullProgress } from './progress';
+import { pullProgress, sendProgressSafely } from './progress';
 
 export function registerImageHandlers(connection: Connection, images: ImageService, containers: ContainerService): () => void {
   // A pull is cancelled by `$/cancelRequest` (the request's token) or by the
@@ -69,7 +69,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       const wd = params.workDoneToken;
       if (wd !== undefined) {
         byProgressToken.set(wd, abort);
-        void connection.sendProgress(WorkDoneProgress.type, wd, { kind: 'begin', title: `Loading ${input}`, cancellable: true, percentage: 0 });
+        sendProgressSafely(connection, wd, { kind: 'begin', title: `Loading ${input}`, cancellable: true, percentage: 0 });
       }
       let last = 0;
       const onProgress = (read: number, total: number): void => {
@@ -77,7 +77,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
         if (wd === undefined || now - last < 100) return;
         last = now;
         const report: WorkDoneProgressReport = { kind: 'report', message: `${formatBytes(read)} of ${formatBytes(total)}`, percentage: total ? Math.floor((read / total) * 100) : 0 };
-        void connection.sendProgress(WorkDoneProgress.type, wd, report);
+        sendProgressSafely(connection, wd, report);
       };
       try {
         return await images.load(input, { signal: abort.signal, onProgress });
@@ -86,7 +86,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
         running.delete(abort);
         if (wd !== undefined) {
           byProgressToken.delete(wd);
-          void connection.sendProgress(WorkDoneProgress.type, wd, { kind: 'end' });
+          sendProgressSafely(connection, wd, { kind: 'end' });
         }
       }
     })(undefined);

@@ -3,6 +3,18 @@ import type { PullProgress } from '../protocol';
 import { formatBytes } from '../util/bytes';
 
 /**
+ * sendProgress, for work that goes on whether or not anyone watches: a
+ * client that went away makes sendProgress throw, which must not end the work.
+ */
+export function sendProgressSafely(connection: Connection, token: string | number, value: object): void {
+  try {
+    void (connection.sendProgress(WorkDoneProgress.type, token, value as never) as unknown as Promise<void>)?.catch?.(() => undefined);
+  } catch {
+    /* nobody to tell */
+  }
+}
+
+/**
  * LSP work-done progress for a pull. VS Code renders `message`/`percentage`
  * natively; the CLI also reads `layers`, an extra field of the report that
  * other LSP clients ignore.
@@ -11,10 +23,11 @@ export function pullProgress(connection: Connection, token: string | number | un
   if (token === undefined) return { report: (_: PullProgress) => undefined, end: () => undefined };
   let begun = false;
   let last = 0;
+  const send = (value: object): void => sendProgressSafely(connection, token, value);
   const begin = () => {
     if (begun) return;
     begun = true;
-    connection.sendProgress(WorkDoneProgress.type, token, { kind: 'begin', title, cancellable: true, percentage: 0 });
+    send({ kind: 'begin', title, cancellable: true, percentage: 0 });
   };
   return {
     report(p: PullProgress): void {
@@ -27,16 +40,16 @@ export function pullProgress(connection: Connection, token: string | number | un
       last = now;
       const finished = p.layers.filter((l) => l.status === 'done' || l.status === 'exists').length;
       const percentage = total > 0 ? Math.floor((done / total) * 100) : 0;
-      connection.sendProgress(WorkDoneProgress.type, token, {
+      send({
         kind: 'report',
         message: `${finished}/${p.layers.length} layers, ${formatBytes(done)} of ${formatBytes(total)}`,
         percentage,
         layers: p.layers,
-      } as never);
+      });
     },
     end(message?: string): void {
       begin();
-      connection.sendProgress(WorkDoneProgress.type, token, { kind: 'end', message });
+      send({ kind: 'end', message });
     },
   };
 }

@@ -525,6 +525,12 @@ export class ContainerService extends EventEmitter {
     return () => e.live?.sinks.delete(sink);
   }
 
+  /** Stops sending a container's output to `sink`, whose client went away; the container goes on. */
+  detachSink(ref: string, sink: StreamSink): void {
+    const e = this.entries.get(ref) ?? [...this.entries.values()].find((x) => x.record.name === ref);
+    e?.live?.sinks.delete(sink);
+  }
+
   input(ref: string, data: Buffer, eof: boolean): void {
     this.find(ref).live?.monitor.input(data, eof);
   }

@@ -145,3 +145,28 @@ test('a helper killed after starting a container but before recording it as runn
   await ok(h, ['rm', '-f', 'early']);
   assert.throws(() => process.kill(recorded.pid, 0), 'nothing left running');
 });
+
+test('clients that go away while attached (run, attach, start -a) leave the helper serving and the container running', async (t) => {
+  const h = await helperFor(t);
+  const chatter = ['sh', '-c', 'while true; do echo tick; sleep 0.05; done'];
+  const { spawn } = await import('node:child_process');
+  const { CLI } = await import('../helpers/capsa');
+  const killedMidStream = async (args: string[]) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: h.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    await until('output to flow', async () => out.includes('tick'));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+  };
+  await killedMidStream(['run', '--name', 'talker', 'busybox', ...chatter]);
+  await killedMidStream(['attach', 'talker']);
+  await ok(h, ['create', '--name', 'later', 'busybox', ...chatter]);
+  await killedMidStream(['start', '-a', 'later']);
+  // the containers kept writing to nobody for a while
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(h.process.exitCode, null, 'the helper is still running');
+  for (const name of ['talker', 'later']) assert.equal((await inspect(h, name)).State.Status, 'running', name);
+  assert.match((await h.cli(['logs', '--tail', '1', 'talker'])).stdout, /^tick$/m);
+  await ok(h, ['rm', '-f', 'talker', 'later']);
+});

@@ -103,3 +103,30 @@ test('exec -it joins a running container with a pty of the right size', async (t
   const nonTty = await h.cli(['exec', 'box', 'sh', '-c', 'echo $$ > /dev/null; cat /proc/1/cmdline | tr "\\0" " "']);
   assert.equal(nonTty.stdout.trim(), 'sleep 60');
 });
+
+test('Ctrl-P Ctrl-Q detaches run -it and leaves the container running; attach comes back; --detach-keys picks others', async (t) => {
+  const h = await startHelper({ mirror: registry.url });
+  t.after(() => h.stop());
+  t.after(async () => void (await h.cli(['rm', '-f', 'det'])));
+  const term = terminal(h, 'run -it --name det busybox sh', path.join(h.dir, 'tty'));
+  t.after(() => term.kill());
+  await term.waitFor(/\/ # (\x1b\[6n)?$/, 'the shell prompt');
+  term.type('echo before > /tmp/mark\n');
+  await new Promise((r) => setTimeout(r, 200));
+  term.type('\x10\x11');
+  assert.equal(await term.exited, 0);
+  const info = JSON.parse((await h.cli(['inspect', 'det'])).stdout)[0];
+  assert.equal(info.State.Status, 'running', 'the container goes on without the CLI');
+  const again = terminal(h, 'attach --detach-keys ctrl-x,x det', path.join(h.dir, 'tty2'));
+  t.after(() => again.kill());
+  await new Promise((r) => setTimeout(r, 300));
+  again.type('cat /tmp/mark\n');
+  await again.waitFor(/before\r*\n/, 'the same shell, its file still there');
+  // the old keys are typed into the shell now; the new ones detach
+  again.type('\x18x');
+  assert.equal(await again.exited, 0);
+  assert.equal(JSON.parse((await h.cli(['inspect', 'det'])).stdout)[0].State.Status, 'running');
+  const bad = await h.cli(['attach', '--detach-keys', 'alt-q', 'det']);
+  assert.equal(bad.code, 125);
+  assert.match(bad.stderr, /invalid --detach-keys "alt-q"/);
+});

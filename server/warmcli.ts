@@ -25,6 +25,8 @@ import { constants as osConstants, getPriority, setPriority } from 'node:os';
 import * as path from 'node:path';
 import { describeError } from './errors';
 import { closeFd, listenSeqpacket } from './util/seqpacket';
+import { koffiNode } from './util/libc';
+import { spawnProgram } from './util/spawn';
 
 export interface WarmCliOptions {
   /** The warm CLI socket, `warmCliSocketPath()` of the helper's. Created 0600. */
@@ -159,7 +161,7 @@ export class WarmCliPool {
     };
     if (this.waitWatch) this.waitWatch.start({ readable: true }, onWaiting);
     else {
-      this.waitWatch = libcKoffi().node.poll(this.listenFd, { readable: true }, onWaiting) as unknown as NonNullable<WarmCliPool['waitWatch']>;
+      this.waitWatch = koffiNode().poll(this.listenFd, { readable: true }, onWaiting) as unknown as NonNullable<WarmCliPool['waitWatch']>;
       this.waitWatch.unref();
     }
   }
@@ -289,73 +291,6 @@ interface WarmProcess {
   late?: NodeJS.Timeout;
 }
 
-interface SpawnLibc {
-  socketpair: Fn;
-  close: Fn;
-  posix_spawn: Fn;
-  fa_init: Fn;
-  fa_destroy: Fn;
-  fa_adddup2: Fn;
-  fa_addopen: Fn;
-  attr_init: Fn;
-  attr_destroy: Fn;
-  attr_setflags: Fn;
-  attr_setsigmask: Fn;
-  attr_setsigdefault: Fn;
-  sigemptyset: Fn;
-  sigfillset: Fn;
-  waitpid: Fn;
-  syscall: Fn;
-}
-type Fn = (...args: unknown[]) => number;
-let koffi: typeof import('koffi') | undefined;
-let lib: SpawnLibc | undefined;
-
-function libcKoffi(): typeof import('koffi') {
-  libc();
-  return koffi!;
-}
-
-function libc(): SpawnLibc {
-  if (lib) return lib;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  koffi = require('koffi') as typeof import('koffi');
-  const l = koffi.load('libc.so.6');
-  const f = (proto: string) => l.func(proto) as unknown as Fn;
-  lib = {
-    socketpair: f('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
-    close: f('int close(int fd)'),
-    posix_spawn: f('int posix_spawn(_Out_ int *pid, const char *path, void *actions, void *attr, const char **argv, const char **envp)'),
-    fa_init: f('int posix_spawn_file_actions_init(void *actions)'),
-    fa_destroy: f('int posix_spawn_file_actions_destroy(void *actions)'),
-    fa_adddup2: f('int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)'),
-    fa_addopen: f('int posix_spawn_file_actions_addopen(void *actions, int fd, const char *path, int oflag, uint32_t mode)'),
-    attr_init: f('int posix_spawnattr_init(void *attr)'),
-    attr_destroy: f('int posix_spawnattr_destroy(void *attr)'),
-    attr_setflags: f('int posix_spawnattr_setflags(void *attr, short flags)'),
-    attr_setsigmask: f('int posix_spawnattr_setsigmask(void *attr, const void *mask)'),
-    attr_setsigdefault: f('int posix_spawnattr_setsigdefault(void *attr, const void *set)'),
-    sigemptyset: f('int sigemptyset(void *set)'),
-    sigfillset: f('int sigfillset(void *set)'),
-    waitpid: f('int waitpid(int pid, _Out_ int *status, int options)'),
-    syscall: f('long syscall(long nr, ...)'),
-  };
-  return lib;
-}
-
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_CLOEXEC = 0o2000000;
-const O_RDWR = 2;
-const WNOHANG = 1;
-const SYS_PIDFD_OPEN = 434; // the same number on x86_64 and arm64
-const POSIX_SPAWN_SETSIGDEF = 0x04;
-const POSIX_SPAWN_SETSIGMASK = 0x08;
-const POSIX_SPAWN_SETSID = 0x80;
-// glibc x86_64/aarch64: posix_spawn_file_actions_t is 80 bytes, posix_spawnattr_t 336, sigset_t 128; room to spare
-const ACTIONS_SIZE = 256;
-const ATTR_SIZE = 512;
-const SIGSET_SIZE = 128;
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n as number, name]));
 
 /**
@@ -369,39 +304,8 @@ const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n])
  * would hold a libuv pool thread.
  */
 function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: number): WarmProcess {
-  const c = libc();
-  const sv = new Int32Array(2);
-  if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) !== 0) throw new Error(`socketpair failed (errno ${koffi!.errno()})`);
-  const actions = Buffer.alloc(ACTIONS_SIZE);
-  const attr = Buffer.alloc(ATTR_SIZE);
-  const all = Buffer.alloc(SIGSET_SIZE);
-  const none = Buffer.alloc(SIGSET_SIZE);
-  const pid = new Int32Array(1);
-  c.fa_init(actions);
-  c.attr_init(attr);
-  let rc: number;
-  try {
-    for (let fd = 0; fd < 3; fd++) c.fa_addopen(actions, fd, '/dev/null', O_RDWR, 0);
-    // dup2 clears close-on-exec on the copies; the originals close at exec
-    c.fa_adddup2(actions, listenFd, 3);
-    c.fa_adddup2(actions, sv[1], 4);
-    c.sigfillset(all);
-    c.sigemptyset(none);
-    c.attr_setsigdefault(attr, all);
-    c.attr_setsigmask(attr, none);
-    c.attr_setflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSID);
-    const envp = Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
-    rc = c.posix_spawn(pid, process.execPath, actions, attr, [process.execPath, entry, '--warm', null], [...envp, null]);
-  } finally {
-    c.fa_destroy(actions);
-    c.attr_destroy(attr);
-    c.close(sv[1]);
-  }
-  if (rc !== 0) {
-    c.close(sv[0]);
-    throw new Error(`posix_spawn ${process.execPath}: ${Object.entries(osConstants.errno).find(([, v]) => v === rc)?.[0] ?? `errno ${rc}`}`);
-  }
-  const child = pid[0];
+  const spawned = spawnProgram(process.execPath, [entry, '--warm'], { fds: [listenFd, 'socket'], setsid: true, env, watch: 'pidfd' });
+  const child = spawned.pid;
   // While it loads it must not slow the call it replaces (2 cores are common): it takes
   // the helper's priority back when it takes a call (server/cli/warm.ts), or when a client waits for it
   const priority = getPriority();
@@ -410,30 +314,8 @@ function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: numbe
   } catch {
     // it loads at the helper's priority
   }
-  const reports = new net.Socket({ fd: sv[0], readable: true, writable: true });
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-    const reap = (): boolean => {
-      const status = new Int32Array(1);
-      if (c.waitpid(child, status, WNOHANG) !== child) return false;
-      const s = status[0];
-      resolve((s & 0x7f) === 0 ? { code: (s >> 8) & 0xff, signal: null } : { code: null, signal: SIGNAL_NAMES.get(s & 0x7f) ?? `signal ${s & 0x7f}` });
-      return true;
-    };
-    const pidfd = c.syscall(SYS_PIDFD_OPEN, 'int', child, 'uint', 0);
-    if (pidfd < 0) {
-      // no pidfd (Linux < 5.3): look now and then
-      const timer = setInterval(() => reap() && clearInterval(timer), 1000);
-      timer.unref();
-      return;
-    }
-    // a pidfd turns readable when the process ends (pidfd_open(2))
-    const poll = koffi!.node.poll(pidfd, { readable: true }, () => {
-      if (!reap()) return;
-      poll.close();
-      c.close(pidfd);
-    });
-    poll.unref();
-  });
+  const reports = spawned.sockets[1]!;
+  const exited = spawned.exited.then(({ code, signal }) => ({ code, signal: signal === null ? null : (SIGNAL_NAMES.get(signal) ?? `signal ${signal}`) }));
   const kill = (signal: NodeJS.Signals): void => {
     try {
       process.kill(child, signal);

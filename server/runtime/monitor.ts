@@ -165,7 +165,7 @@ export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; s
   const shim = opts.shim ?? shimPath();
   let child: SpawnedProgram;
   try {
-    child = spawnProgram(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], { extraFds: 3, setsid: true });
+    child = spawnProgram(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], { fds: ['socket', 'socket', 'socket'], setsid: true });
   } catch (err) {
     const e = new ShimError(`cannot start the shim ${shim}: ${(err as Error).message}`, { cause: err });
     const started = Promise.reject(e);
@@ -174,7 +174,7 @@ export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; s
     none.destroy(); // 'close' settles the client's `exited`, as after a failed start
     return { client: new MonitorClient(none), started };
   }
-  const [planFd, statusFd, attachFd] = child.sockets;
+  const [planFd, statusFd, attachFd] = child.sockets as net.Socket[];
   const client = new MonitorClient(attachFd);
 
   const started = new Promise<{ pid: number; monitorPid: number }>((resolve, reject) => {

@@ -29,6 +29,12 @@ export function libcFunctions<K extends string>(prototypes: Record<K, string>): 
   return out;
 }
 
+/** koffi's event-loop helpers (`poll` on a descriptor). */
+export function koffiNode(): Koffi['node'] {
+  library();
+  return koffi!.node;
+}
+
 /** errno of this thread's last libc call made through koffi. */
 export function errno(): number {
   library();

@@ -220,18 +220,7 @@ export function receiveMessage(fd: number, maxBytes: number, maxFds: number): Re
   const size = MSGHDR + IOVEC + control + maxBytes;
   const mem = koffi!.alloc('uint8_t', size);
   try {
-    const base = koffi!.address(mem);
-    const view = Buffer.from(koffi!.view(mem, size));
-    view.fill(0, 0, MSGHDR + IOVEC + control);
-    const iovAt = MSGHDR;
-    const controlAt = MSGHDR + IOVEC;
-    const dataAt = controlAt + control;
-    view.writeBigUInt64LE(base + BigInt(dataAt), iovAt);
-    view.writeBigUInt64LE(BigInt(maxBytes), iovAt + 8);
-    view.writeBigUInt64LE(base + BigInt(iovAt), 16); // msg_iov
-    view.writeBigUInt64LE(1n, 24); // msg_iovlen
-    view.writeBigUInt64LE(base + BigInt(controlAt), 32); // msg_control
-    view.writeBigUInt64LE(BigInt(control), 40); // msg_controllen
+    const { view, controlAt, dataAt } = layOutMessage(mem, size, control, maxBytes);
     const n = l.recvmsg(fd, mem, MSG_CMSG_CLOEXEC);
     if (n < 0) throw new SysError('recvmsg', koffi!.errno());
     const flags = view.readInt32LE(48);
@@ -261,6 +250,28 @@ export function receiveMessage(fd: number, maxBytes: number, maxFds: number): Re
   }
 }
 
+/**
+ * Lays out, in `mem` (`size` bytes), a msghdr, one iovec over `dataLen`
+ * bytes and `control` bytes of control buffer (none when 0), in that order.
+ */
+function layOutMessage(mem: unknown, size: number, control: number, dataLen: number): { view: Buffer; controlAt: number; dataAt: number } {
+  const base = koffi!.address(mem);
+  const view = Buffer.from(koffi!.view(mem, size));
+  view.fill(0, 0, MSGHDR + IOVEC + control);
+  const iovAt = MSGHDR;
+  const controlAt = MSGHDR + IOVEC;
+  const dataAt = controlAt + control;
+  view.writeBigUInt64LE(base + BigInt(dataAt), iovAt);
+  view.writeBigUInt64LE(BigInt(dataLen), iovAt + 8);
+  view.writeBigUInt64LE(base + BigInt(iovAt), 16); // msg_iov
+  view.writeBigUInt64LE(1n, 24); // msg_iovlen
+  if (control) {
+    view.writeBigUInt64LE(base + BigInt(controlAt), 32); // msg_control
+    view.writeBigUInt64LE(BigInt(control), 40); // msg_controllen
+  }
+  return { view, controlAt, dataAt };
+}
+
 /** One sendmsg(2) of `data` with `fds` attached (SCM_RIGHTS); never raises SIGPIPE. */
 export function sendMessage(fd: number, data: Buffer, fds: number[] = []): void {
   const l = libc();
@@ -268,20 +279,9 @@ export function sendMessage(fd: number, data: Buffer, fds: number[] = []): void 
   const size = MSGHDR + IOVEC + control + data.length;
   const mem = koffi!.alloc('uint8_t', Math.max(size, 1));
   try {
-    const base = koffi!.address(mem);
-    const view = Buffer.from(koffi!.view(mem, size));
-    view.fill(0, 0, MSGHDR + IOVEC + control);
-    const iovAt = MSGHDR;
-    const controlAt = MSGHDR + IOVEC;
-    const dataAt = controlAt + control;
+    const { view, controlAt, dataAt } = layOutMessage(mem, size, control, data.length);
     data.copy(view, dataAt);
-    view.writeBigUInt64LE(base + BigInt(dataAt), iovAt);
-    view.writeBigUInt64LE(BigInt(data.length), iovAt + 8);
-    view.writeBigUInt64LE(base + BigInt(iovAt), 16);
-    view.writeBigUInt64LE(1n, 24);
     if (control) {
-      view.writeBigUInt64LE(base + BigInt(controlAt), 32);
-      view.writeBigUInt64LE(BigInt(control), 40);
       view.writeBigUInt64LE(BigInt(CMSGHDR + 4 * fds.length), controlAt);
       view.writeInt32LE(SOL_SOCKET, controlAt + 8);
       view.writeInt32LE(SCM_RIGHTS, controlAt + 12);

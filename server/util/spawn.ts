@@ -12,7 +12,7 @@
  */
 import * as net from 'node:net';
 import { CapsaError } from '../errors';
-import { errno, errnoName, libcFunctions } from './libc';
+import { errno, errnoName, koffiNode, libcFunctions } from './libc';
 
 let lib: ReturnType<typeof declare> | undefined;
 const load = () => (lib ??= declare());
@@ -34,6 +34,7 @@ function declare() {
     sigemptyset: 'int sigemptyset(void *set)',
     sigfillset: 'int sigfillset(void *set)',
     waitpid: 'int waitpid(int pid, _Out_ int *status, int options)',
+    syscall: 'long syscall(long nr, ...)',
   });
 }
 
@@ -51,30 +52,50 @@ const SIGSET_SIZE = 128;
 
 export interface SpawnedProgram {
   pid: number;
-  /** Our end of the socketpair on the child's fd 3 + i. */
-  sockets: net.Socket[];
+  /** For each of `fds`: our end of the socketpair for a 'socket' entry, undefined for a passed descriptor. */
+  sockets: Array<net.Socket | undefined>;
   /** Settles when the child ends: its exit code, or the signal that killed it. */
   exited: Promise<{ code: number | null; signal: number | null }>;
 }
 
-/**
- * Runs file with args (argv[0] is file), `extraFds` socketpairs on fds
- * 3.., the helper's environment, and a new session when `setsid`.
- */
-export function spawnProgram(file: string, args: string[], opts: { extraFds: number; setsid: boolean }): SpawnedProgram {
+export interface SpawnOptions {
+  /** The child's fds 3, 4, …: 'socket' for a new socketpair, or a descriptor of ours to pass on as it is. */
+  fds: Array<'socket' | number>;
+  /** A session of its own, as spawn's `detached`. */
+  setsid: boolean;
+  /** Default: the helper's. */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * How its end is noticed: `wait` holds a libuv pool thread in waitpid (for
+   * a program that ends within moments, as the shim does once it has forked
+   * its monitor), `pidfd` polls a pidfd in the event loop (for one that may
+   * run for hours and must not hold a pool thread).
+   */
+  watch?: 'wait' | 'pidfd';
+}
+
+/** Runs file with args (argv[0] is file), /dev/null on 0-2 and `opts.fds` from 3 on. */
+export function spawnProgram(file: string, args: string[], opts: SpawnOptions): SpawnedProgram {
   const c = load();
-  const ours: number[] = [];
+  const ours: Array<number | undefined> = [];
   const theirs: number[] = [];
-  const closeAll = (fds: number[]) => fds.forEach((fd) => c.close(fd));
-  for (let i = 0; i < opts.extraFds; i++) {
+  const made: number[] = [];
+  const closeAll = (fds: Array<number | undefined>) => fds.forEach((fd) => fd !== undefined && c.close(fd));
+  for (const want of opts.fds) {
+    if (want !== 'socket') {
+      ours.push(undefined);
+      theirs.push(want);
+      continue;
+    }
     const sv = new Int32Array(2);
     if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) !== 0) {
       const e = errno();
-      closeAll([...ours, ...theirs]);
-      throw new CapsaError('E_SPAWN', `cannot start ${file}: socketpair failed (errno ${e})`);
+      closeAll([...ours, ...made]);
+      throw new CapsaError('E_SPAWN', `cannot start ${file}: socketpair failed (${errnoName(e) ?? `errno ${e}`})`);
     }
     ours.push(sv[0]);
     theirs.push(sv[1]);
+    made.push(sv[1]);
   }
   const actions = Buffer.alloc(ACTIONS_SIZE);
   const attr = Buffer.alloc(ATTR_SIZE);
@@ -93,30 +114,63 @@ export function spawnProgram(file: string, args: string[], opts: { extraFds: num
     c.attr_setsigdefault(attr, all);
     c.attr_setsigmask(attr, none);
     c.attr_setflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (opts.setsid ? POSIX_SPAWN_SETSID : 0));
-    const env = Object.entries(process.env).map(([k, v]) => `${k}=${v}`);
+    const env = Object.entries(opts.env ?? process.env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
     rc = c.posix_spawn(pid, file, actions, attr, [file, ...args, null], [...env, null]);
   } finally {
     c.fa_destroy(actions);
     c.attr_destroy(attr);
-    closeAll(theirs);
+    closeAll(made);
   }
   if (rc !== 0) {
     closeAll(ours);
     throw new CapsaError('E_SPAWN', `cannot start ${file}: ${errnoText(rc)}`);
   }
   const child = pid[0];
-  const exited = new Promise<{ code: number | null; signal: number | null }>((resolve) => {
-    const status = new Int32Array(1);
-    // on a threadpool thread: the shim exits within milliseconds (it forks its monitor and leaves)
-    c.waitpid.async(child, status, 0, (err: unknown, r: number) => {
-      const s = status[0];
-      if (err || r !== child) resolve({ code: null, signal: null });
-      else if ((s & 0x7f) === 0) resolve({ code: (s >> 8) & 0xff, signal: null });
-      else resolve({ code: null, signal: s & 0x7f });
-    });
-  });
-  const sockets = ours.map((fd) => new net.Socket({ fd, readable: true, writable: true }));
+  const exited = opts.watch === 'pidfd' ? watchPidfd(child) : waitFor(child);
+  const sockets = ours.map((fd) => (fd === undefined ? undefined : new net.Socket({ fd, readable: true, writable: true })));
   return { pid: child, sockets, exited };
+}
+
+type ExitStatus = { code: number | null; signal: number | null };
+
+function decode(s: number): ExitStatus {
+  return (s & 0x7f) === 0 ? { code: (s >> 8) & 0xff, signal: null } : { code: null, signal: s & 0x7f };
+}
+
+/** waitpid on a libuv pool thread. */
+function waitFor(child: number): Promise<ExitStatus> {
+  return new Promise((resolve) => {
+    const status = new Int32Array(1);
+    load().waitpid.async(child, status, 0, (err: unknown, r: number) => resolve(err || r !== child ? { code: null, signal: null } : decode(status[0])));
+  });
+}
+
+const WNOHANG = 1;
+const SYS_PIDFD_OPEN = 434; // the same number on x86_64 and arm64
+
+/** A pidfd turns readable when the process ends (pidfd_open(2)); without pidfds (Linux < 5.3), a look every second. */
+function watchPidfd(child: number): Promise<ExitStatus> {
+  const c = load();
+  return new Promise((resolve) => {
+    const reap = (): boolean => {
+      const status = new Int32Array(1);
+      if (c.waitpid(child, status, WNOHANG) !== child) return false;
+      resolve(decode(status[0]));
+      return true;
+    };
+    const pidfd = c.syscall(SYS_PIDFD_OPEN, 'int', child, 'uint', 0);
+    if (pidfd < 0) {
+      const timer = setInterval(() => reap() && clearInterval(timer), 1000);
+      timer.unref();
+      return;
+    }
+    const poll = koffiNode().poll(pidfd, { readable: true }, () => {
+      if (!reap()) return;
+      poll.close();
+      c.close(pidfd);
+    });
+    poll.unref();
+  });
 }
 
 function errnoText(n: number): string {

@@ -16,21 +16,21 @@ function readAll(s: net.Socket): Promise<string> {
 
 test('a spawned program gets a socket on each extra fd, both ways', async () => {
   // cat reads fd 3 and writes to fd 4; our ends are sockets[0] and sockets[1]
-  const p = spawnProgram('/bin/sh', ['-c', 'cat <&3 >&4'], { extraFds: 2, setsid: false });
-  const out = readAll(p.sockets[1]);
-  p.sockets[0].end('through the shim fds\n');
+  const p = spawnProgram('/bin/sh', ['-c', 'cat <&3 >&4'], { fds: ['socket', 'socket'], setsid: false });
+  const out = readAll(p.sockets[1]!);
+  p.sockets[0]!.end('through the shim fds\n');
   assert.equal(await out, 'through the shim fds\n');
   assert.deepEqual(await p.exited, { code: 0, signal: null });
 });
 
 test('the exit status and the killing signal are reported', async () => {
-  assert.deepEqual(await spawnProgram('/bin/sh', ['-c', 'exit 7'], { extraFds: 0, setsid: false }).exited, { code: 7, signal: null });
-  assert.deepEqual(await spawnProgram('/bin/sh', ['-c', 'kill -9 $$'], { extraFds: 0, setsid: false }).exited, { code: null, signal: 9 });
+  assert.deepEqual(await spawnProgram('/bin/sh', ['-c', 'exit 7'], { fds: [], setsid: false }).exited, { code: 7, signal: null });
+  assert.deepEqual(await spawnProgram('/bin/sh', ['-c', 'kill -9 $$'], { fds: [], setsid: false }).exited, { code: null, signal: 9 });
 });
 
 test('the child starts with default signal dispositions, an empty mask and /dev/null on 0-2', async () => {
   // looked at from outside while it sleeps
-  const p = spawnProgram('/bin/sleep', ['0.5'], { extraFds: 0, setsid: false });
+  const p = spawnProgram('/bin/sleep', ['0.5'], { fds: [], setsid: false });
   await new Promise((r) => setTimeout(r, 150));
   const status = readFileSync(`/proc/${p.pid}/status`, 'utf8');
   const fds = [0, 1, 2].map((fd) => readlinkSync(`/proc/${p.pid}/fd/${fd}`));
@@ -45,8 +45,8 @@ test('the child starts with default signal dispositions, an empty mask and /dev/
 
 test('setsid puts the child in a session of its own; without it, it shares ours', async () => {
   const sid = async (setsid: boolean) => {
-    const p = spawnProgram('/bin/sh', ['-c', 'cut -d" " -f6 /proc/self/stat >&3'], { extraFds: 1, setsid });
-    const out = await readAll(p.sockets[0]);
+    const p = spawnProgram('/bin/sh', ['-c', 'cut -d" " -f6 /proc/self/stat >&3'], { fds: ['socket'], setsid });
+    const out = await readAll(p.sockets[0]!);
     await p.exited;
     return { sid: Number(out.trim()), pid: p.pid };
   };
@@ -58,7 +58,7 @@ test('setsid puts the child in a session of its own; without it, it shares ours'
 
 test('a program that does not exist is a clear error and leaks no fd', async () => {
   const before = readdirSync('/proc/self/fd').length;
-  assert.throws(() => spawnProgram('/nonexistent/capsa-shim', [], { extraFds: 3, setsid: true }), /cannot start \/nonexistent\/capsa-shim: no such file \(ENOENT\)/);
+  assert.throws(() => spawnProgram('/nonexistent/capsa-shim', [], { fds: ['socket', 'socket', 'socket'], setsid: true }), /cannot start \/nonexistent\/capsa-shim: no such file \(ENOENT\)/);
   assert.equal(readdirSync('/proc/self/fd').length, before);
 });
 
@@ -66,4 +66,32 @@ test('a monitor whose shim is missing fails its start with the path and the reas
   const { started, client } = launchMonitor({} as never, '/tmp', { stdin: false, shim: '/nonexistent/capsa-shim' });
   await assert.rejects(started, /cannot start the shim \/nonexistent\/capsa-shim: .*ENOENT/);
   assert.equal(await client.exited, undefined);
+});
+
+test('a descriptor of ours is passed on as it is, next to new sockets', async () => {
+  // fd 3: a file we opened; fd 4: a socket back to us
+  const { openSync, closeSync, mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const dir = mkdtempSync('/tmp/capsa-spawn-');
+  writeFileSync(`${dir}/in`, 'passed on\n');
+  const fd = openSync(`${dir}/in`, 'r');
+  try {
+    const p = spawnProgram('/bin/sh', ['-c', 'cat <&3 >&4'], { fds: [fd, 'socket'], setsid: false });
+    assert.equal(p.sockets[0], undefined);
+    assert.equal(await readAll(p.sockets[1]!), 'passed on\n');
+    assert.deepEqual(await p.exited, { code: 0, signal: null });
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a long-lived program is watched through a pidfd, not a pool thread: its end and signal are seen', async (t) => {
+  // the watch does not keep a process alive (the helper's exit must not wait for it): this test does
+  const alive = setInterval(() => undefined, 1000);
+  t.after(() => clearInterval(alive));
+  const p = spawnProgram('/bin/sleep', ['30'], { fds: [], setsid: true, watch: 'pidfd' });
+  process.kill(p.pid, 'SIGTERM');
+  assert.deepEqual(await p.exited, { code: null, signal: 15 });
+  const env = spawnProgram('/bin/sh', ['-c', 'test "$ONLY" = this'], { fds: [], setsid: false, env: { ONLY: 'this' }, watch: 'pidfd' });
+  assert.deepEqual(await env.exited, { code: 0, signal: null }, 'the environment given, not the helper\'s');
 });

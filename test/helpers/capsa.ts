@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import assert from 'node:assert/strict';
+import * as sys from '../../server/runtime/network/sys';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const CLI = path.join(REPO_ROOT, 'bin', 'capsa');
@@ -63,11 +64,16 @@ export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessE
       await new Promise((r) => helper.process.once('exit', r));
     },
     async stop() {
+      const crashed = helper.process.exitCode !== null || helper.process.signalCode !== null;
       await removeAllContainers(helper);
-      if (helper.process.exitCode === null && helper.process.signalCode === null) {
+      if (!crashed) {
         helper.process.kill('SIGTERM');
         await new Promise((r) => helper.process.once('exit', r));
       }
+      // A helper that died (a test killed it, or a bug did) removed nothing: its containers'
+      // netns pins stay mounted under the test root, and their veths with them. With a live
+      // helper, tests assert that nothing is left (mountsUnder), so nothing is swept here.
+      if (crashed) for (const m of await mountsUnder(dir)) sys.libc().umount2(m, sys.MNT_DETACH);
       await fs.rm(dir, { recursive: true, force: true });
     },
   };

@@ -19,7 +19,7 @@ bash scripts/local-registry.sh start >/dev/null
 export CAPSA_ROOT="${CAPSA_BENCH_ROOT:-/var/lib/capsa-bench}"
 export CAPSA_SOCKET="${CAPSA_BENCH_SOCKET:-/run/capsa/bench.sock}"
 export CAPSA_REGISTRY_MIRROR="docker.io=http://$REGISTRY"
-helper_pid() { pgrep -f -- "server/main.js --socket $CAPSA_SOCKET --root $CAPSA_ROOT\$" || true; }
+helper_pid() { pgrep -f -- "(server/main|dist/server)\.js --socket $CAPSA_SOCKET --root $CAPSA_ROOT\$" || true; }
 had_helper=$(helper_pid)
 CAPSA_CTR="capsa-bench-exec-$$"
 PODMAN_CTR="capsa-bench-exec-$$"

@@ -70,3 +70,27 @@ bench_run() {
     echo "bench $BENCH_NAME: hyperfine failed:"; tail -n 20 "$BENCH_DIR/hyperfine.log"; return 1; }
   node "$BENCH_LIB_DIR/table.js" "$json" "$BENCH_NAME"
 }
+
+# Capsa's side of a benchmark: its own root and socket (CAPSA_BENCH_ROOT,
+# CAPSA_BENCH_SOCKET), the local registry REGISTRY as docker.io's mirror. The
+# first capsa call starts a helper if none runs; bench_capsa_stop stops it
+# again then, and leaves alone a helper that was there before.
+bench_capsa_env() { # REGISTRY
+  export CAPSA_ROOT="${CAPSA_BENCH_ROOT:-/var/lib/capsa-bench}"
+  export CAPSA_SOCKET="${CAPSA_BENCH_SOCKET:-/run/capsa/bench.sock}"
+  export CAPSA_REGISTRY_MIRROR="docker.io=http://$1"
+  BENCH_HAD_HELPER=$(bench_capsa_helper_pid)
+}
+
+bench_capsa_helper_pid() {
+  pgrep -f -- "(server/main|dist/server)\.js --socket $CAPSA_SOCKET --root $CAPSA_ROOT\$" || true
+}
+
+bench_capsa_stop() {
+  local pid
+  if [ -z "$BENCH_HAD_HELPER" ]; then
+    pid=$(bench_capsa_helper_pid)
+    [ -n "$pid" ] && kill $pid
+  fi
+  true
+}

@@ -16,18 +16,13 @@ IMAGE=$REGISTRY/library/busybox:latest
 bench_init exec
 bash scripts/local-registry.sh start >/dev/null
 
-export CAPSA_ROOT="${CAPSA_BENCH_ROOT:-/var/lib/capsa-bench}"
-export CAPSA_SOCKET="${CAPSA_BENCH_SOCKET:-/run/capsa/bench.sock}"
-export CAPSA_REGISTRY_MIRROR="docker.io=http://$REGISTRY"
-helper_pid() { pgrep -f -- "(server/main|dist/server)\.js --socket $CAPSA_SOCKET --root $CAPSA_ROOT\$" || true; }
-had_helper=$(helper_pid)
+bench_capsa_env "$REGISTRY"
 CAPSA_CTR="capsa-bench-exec-$$"
 PODMAN_CTR="capsa-bench-exec-$$"
 cleanup() {
   ./bin/capsa rm -f "$CAPSA_CTR" >/dev/null 2>&1 || true
   podman rm -f -t 0 "$PODMAN_CTR" >/dev/null 2>&1 || true
-  if [ -z "$had_helper" ]; then pid=$(helper_pid); [ -n "$pid" ] && kill $pid; fi
-  true
+  bench_capsa_stop
 }
 trap cleanup EXIT
 

@@ -60,13 +60,8 @@ if ! gcc -O2 -o "$FLOOR" bench/floor.c 2>"$WORK/floor.log"; then
 fi
 
 # --- capsa: its own root and socket, the local registry as docker.io's mirror
-export CAPSA_ROOT="${CAPSA_BENCH_ROOT:-/var/lib/capsa-bench}"
-export CAPSA_SOCKET="${CAPSA_BENCH_SOCKET:-/run/capsa/bench.sock}"
-export CAPSA_REGISTRY_MIRROR="docker.io=http://$REGISTRY"
-helper_pid() { pgrep -f -- "(server/main|dist/server)\.js --socket $CAPSA_SOCKET --root $CAPSA_ROOT\$" || true; }
-had_helper=$(helper_pid)
-# A helper this script started (by the first capsa call) is stopped at the end.
-trap '[ -z "$had_helper" ] && pid=$(helper_pid) && [ -n "$pid" ] && kill $pid; true' EXIT
+bench_capsa_env "$REGISTRY"
+trap bench_capsa_stop EXIT
 if [ -x bin/capsa ] && ./bin/capsa pull busybox </dev/null >"$WORK/capsa-pull.log" 2>&1; then
   bench_add "capsa run --rm" ./bin/capsa run --rm busybox true
 else

@@ -4,12 +4,14 @@
  * way to run the real `capsa` CLI against it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import assert from 'node:assert/strict';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import * as sys from '../../server/runtime/network/sys';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -198,4 +200,62 @@ export async function until(what: string, check: () => Promise<boolean>, timeout
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** A cgroup parent of a test's own: helpers that share one take each other's containers for a crashed helper's leftovers. */
+export function newCgroupParent(): string {
+  return `capsa-test-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Removes an (empty) cgroup parent from every v1 hierarchy and from the v2 root. */
+export async function removeCgroupParent(parent: string): Promise<void> {
+  for (const controller of await fs.readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    await fs.rmdir(path.join('/sys/fs/cgroup', controller, parent)).catch(() => undefined);
+  }
+  await fs.rmdir(path.join('/sys/fs/cgroup', parent)).catch(() => undefined);
+}
+
+/**
+ * A test's own helper, on its own cgroup parent. After the test it is
+ * stopped, nothing may be left mounted under its root (unless
+ * `checkMounts: false`), and the cgroup parent goes.
+ */
+export async function testHelper(
+  t: { after: (fn: () => Promise<void>) => void },
+  mirror: string,
+  opts: { checkMounts?: boolean } = {},
+): Promise<TestHelper & { cgroupParent: string }> {
+  const cgroupParent = newCgroupParent();
+  const h = await startHelper({ mirror, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
+  t.after(async () => {
+    await h.stop();
+    if (opts.checkMounts !== false) assert.deepEqual(await mountsUnder(h.dir), [], 'no mount is left under the test root');
+    await removeCgroupParent(cgroupParent);
+  });
+  return Object.assign(h, { cgroupParent });
+}
+
+/** Processes other than the helper whose command line or root is in the test's directory: monitors, containers. */
+export async function processesOf(h: TestHelper): Promise<string[]> {
+  const out: string[] = [];
+  for (const pid of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === h.process.pid) continue;
+    const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const root = await fs.readlink(`/proc/${pid}/root`).catch(() => '');
+    if (cmd.includes(h.dir) || root.startsWith(h.dir)) out.push(`${pid} ${cmd.replace(/\0/g, ' ')}`);
+  }
+  return out;
+}
+
+/** A protocol connection on a helper's socket; dispose() also closes the socket (the helper's close waits for it). */
+export async function connectProtocol(socket: string): Promise<MessageConnection> {
+  const s = net.connect(socket);
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', resolve);
+    s.once('error', reject);
+  });
+  const conn = createMessageConnection(new StreamMessageReader(s), new StreamMessageWriter(s));
+  conn.onDispose(() => s.destroy());
+  conn.listen();
+  return conn;
 }

@@ -11,7 +11,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, startHelper, type TestHelper } from '../helpers/capsa';
+import { mountsUnder, startHelper, type TestHelper, processesOf } from '../helpers/capsa';
 
 let registry: TestRegistry;
 let h: TestHelper;
@@ -52,20 +52,9 @@ async function cgroupDirs(): Promise<string[]> {
   return out.sort();
 }
 
-async function processesOfTest(): Promise<string[]> {
-  const out: string[] = [];
-  for (const pid of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(pid) || Number(pid) === h.process.pid) continue;
-    const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    const root = await fs.readlink(`/proc/${pid}/root`).catch(() => '');
-    if (cmd.includes(h.dir) || root.startsWith(h.dir)) out.push(`${pid} ${cmd.replace(/\0/g, ' ')}`);
-  }
-  return out;
-}
-
 async function snapshot(): Promise<{ mounts: string[]; cgroups: string[]; processes: string[]; containers: string[] }> {
   const containers = (await fs.readdir(path.join(h.root, 'containers')).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
-  return { mounts: await mountsUnder(h.dir), cgroups: await cgroupDirs(), processes: await processesOfTest(), containers };
+  return { mounts: await mountsUnder(h.dir), cgroups: await cgroupDirs(), processes: await processesOf(h), containers };
 }
 
 for (const flags of [[], ['--rm'], ['--memory', '64m', '--pids-limit', '50']]) {

@@ -9,28 +9,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chownSync, promises as fs, mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
+import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { ContainerRunRequest, StreamExitNotification, StreamOutputNotification, type ContainerRunParams } from '../../server/protocol';
 import { seedBusybox } from '../helpers/oci';
 import { startRegistry } from '../helpers/registry';
-import { mountsUnder, startHelper } from '../helpers/capsa';
+import { mountsUnder, startHelper, newCgroupParent, removeCgroupParent, connectProtocol } from '../helpers/capsa';
 
 const USER = 1000;
-
-async function connect(socket: string): Promise<MessageConnection> {
-  const s = net.connect(socket);
-  await new Promise<void>((resolve, reject) => {
-    s.once('connect', resolve);
-    s.once('error', reject);
-  });
-  const conn = createMessageConnection(new StreamMessageReader(s), new StreamMessageWriter(s));
-  conn.onDispose(() => s.destroy());
-  conn.listen();
-  return conn;
-}
 
 /** Runs to completion with its output collected, as the extension's attached runs do. */
 function run(conn: MessageConnection, params: ContainerRunParams): Promise<{ exitCode: number; output: string; error?: string }> {
@@ -53,21 +40,19 @@ function run(conn: MessageConnection, params: ContainerRunParams): Promise<{ exi
 test('an idmapped workspace bind: files root writes in the container belong to the workspace user on the host, nothing is chowned', { skip: process.getuid?.() !== 0 && 'the helper needs root', timeout: 120_000 }, async (t) => {
   const ws = mkdtempSync(path.join(tmpdir(), 'capsa-idmap-ws-'));
   const registry = await startRegistry();
-  const cgroupParent = `capsa-test-${randomBytes(4).toString('hex')}`;
+  const cgroupParent = newCgroupParent();
   const helper = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
   let conn: MessageConnection | undefined;
   t.after(async () => {
     conn?.dispose();
     await helper.stop();
     await registry.stop();
-    for (const controller of await fs.readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-      await fs.rmdir(`/sys/fs/cgroup/${controller}/${cgroupParent}`).catch(() => undefined);
-    }
+    await removeCgroupParent(cgroupParent);
     assert.deepEqual(await mountsUnder(ws), [], 'nothing stays mounted on the workspace');
     await fs.rm(ws, { recursive: true, force: true });
   });
   await seedBusybox(registry);
-  conn = await connect(helper.socket);
+  conn = await connectProtocol(helper.socket);
 
   // The user's workspace: theirs, with a file of theirs and one of root's.
   writeFileSync(path.join(ws, 'mine.txt'), 'mine\n');

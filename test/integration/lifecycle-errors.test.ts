@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, startHelper, type TestHelper } from '../helpers/capsa';
+import { mountsUnder, startHelper, type TestHelper, processesOf } from '../helpers/capsa';
 
 let registry: TestRegistry;
 let h: TestHelper;
@@ -41,18 +41,6 @@ async function cgroupDirs(): Promise<string[]> {
   return out;
 }
 
-/** Processes whose command line or root mentions this test's directory: monitors, containers. */
-async function processesOfTest(): Promise<string[]> {
-  const out: string[] = [];
-  for (const pid of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(pid) || Number(pid) === h.process.pid) continue;
-    const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    const root = await fs.readlink(`/proc/${pid}/root`).catch(() => '');
-    if (cmd.includes(h.dir) || root.startsWith(h.dir)) out.push(`${pid} ${cmd.replace(/\0/g, ' ')}`);
-  }
-  return out;
-}
-
 async function snapshot(): Promise<{ mounts: string[]; cgroups: string[]; processes: string[]; sockets: string[] }> {
   const sockets: string[] = [];
   const cdir = path.join(h.root, 'containers');
@@ -61,7 +49,7 @@ async function snapshot(): Promise<{ mounts: string[]; cgroups: string[]; proces
   }
   // the parent itself stays between runs; only container cgroups count
   const cgroups = (await cgroupDirs()).filter((d) => /[0-9a-f]{64}$/.test(d));
-  return { mounts: await mountsUnder(h.dir), cgroups, processes: await processesOfTest(), sockets };
+  return { mounts: await mountsUnder(h.dir), cgroups, processes: await processesOf(h), sockets };
 }
 
 const cases: Array<{ name: string; args: string[]; code: number; message: RegExp }> = [

@@ -7,7 +7,6 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -15,7 +14,7 @@ import assert from 'node:assert/strict';
 import { promisify } from 'node:util';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import { VersionRequest } from '../../server/protocol';
-import { REPO_ROOT } from '../helpers/capsa';
+import { REPO_ROOT, connectProtocol } from '../helpers/capsa';
 import { seedBusybox } from '../helpers/oci';
 import { startRegistry } from '../helpers/registry';
 import { readZip } from '../helpers/zip';
@@ -129,17 +128,10 @@ test('npm run package builds a .vsix with only what runs, and the unpacked exten
 });
 
 async function helperPid(socket: string): Promise<number> {
-  const s = net.connect(socket);
-  await new Promise<void>((resolve, reject) => {
-    s.once('connect', resolve);
-    s.once('error', reject);
-  });
-  const conn = createMessageConnection(new StreamMessageReader(s), new StreamMessageWriter(s));
-  conn.listen();
+  const conn = await connectProtocol(socket);
   try {
     return (await conn.sendRequest(VersionRequest.type)).pid;
   } finally {
     conn.dispose();
-    s.destroy();
   }
 }

@@ -7,12 +7,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, restartHelper, startHelper, type TestHelper, ok, inspect, until } from '../helpers/capsa';
+import { CLI, restartHelper, type TestHelper, ok, inspect, until, testHelper } from '../helpers/capsa';
 
 let registry: TestRegistry;
 before(async () => {
@@ -23,16 +23,7 @@ after(async () => registry?.stop());
 
 /** A helper with cgroups of its own (helpers that share a parent reconcile each other's away). */
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper> {
-  const parent = `capsa-test-${randomBytes(4).toString('hex')}`;
-  const h = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: parent } });
-  t.after(async () => {
-    await h.stop();
-    assert.deepEqual(await mountsUnder(h.dir), [], 'no mount is left under the test root');
-    for (const c of ['cpu', 'memory', 'pids', 'cpuacct', 'devices', 'freezer', 'blkio', 'cpuset', 'unified']) {
-      await fs.rmdir(path.join('/sys/fs/cgroup', c, parent)).catch(() => undefined);
-    }
-  });
-  return h;
+  return testHelper(t, registry.url);
 }
 
 function statusOf(pid: number): string {
@@ -149,8 +140,6 @@ test('a helper killed after starting a container but before recording it as runn
 test('clients that go away while attached (run, attach, start -a) leave the helper serving and the container running', async (t) => {
   const h = await helperFor(t);
   const chatter = ['sh', '-c', 'while true; do echo tick; sleep 0.05; done'];
-  const { spawn } = await import('node:child_process');
-  const { CLI } = await import('../helpers/capsa');
   const killedMidStream = async (args: string[]) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: h.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -10,7 +10,7 @@ import { hostname as hostHostname } from 'node:os';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, startHelper, type TestHelper } from '../helpers/capsa';
+import { mountsUnder, startHelper, type TestHelper, testHelper } from '../helpers/capsa';
 
 let registry: TestRegistry;
 
@@ -23,12 +23,7 @@ after(async () => {
 });
 
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper> {
-  const h = await startHelper({ mirror: registry.url });
-  t.after(async () => {
-    await h.stop();
-    assert.deepEqual(await mountsUnder(h.dir), [], 'no mount is left under the test root');
-  });
-  return h;
+  return testHelper(t, registry.url);
 }
 
 test('run echo prints its output and exits 0, pulling the image first', async (t) => {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, startHelper, type TestHelper } from '../helpers/capsa';
+import { type TestHelper, testHelper } from '../helpers/capsa';
 import { CgroupManager } from '../../server/runtime/cgroups';
 
 let registry: TestRegistry;
@@ -60,15 +60,10 @@ after(async () => {
 });
 
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper & { cgroups: CgroupManager }> {
-  const parent = `capsa-test-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
-  const h = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: parent } });
-  const cgroups = new CgroupManager({ parent });
-  t.after(async () => {
-    await h.stop();
-    assert.deepEqual(await mountsUnder(h.dir), [], 'no mount is left under the test root');
-    assert.deepEqual(await cgroups.list(), [], 'no container cgroup is left');
-    for (const hier of cgroups.layout().hierarchies) await fs.rmdir(hier.base).catch(() => undefined);
-  });
+  const h = await testHelper(t, registry.url);
+  const cgroups = new CgroupManager({ parent: h.cgroupParent });
+  // after testHelper's clean-up (hooks run in the order registered): a container cgroup left behind keeps the parent
+  t.after(async () => assert.deepEqual(await cgroups.list(), [], 'no container cgroup is left'));
   return Object.assign(h, { cgroups });
 }
 

@@ -4,10 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
-import * as net from 'node:net';
-import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
+import type { MessageConnection } from 'vscode-jsonrpc/node';
 import {
   ContainerExecRequest,
   ContainerLogsRequest,
@@ -18,40 +15,24 @@ import {
 } from '../../server/protocol';
 import { seedBusybox } from '../helpers/oci';
 import { startRegistry } from '../helpers/registry';
-import { startHelper } from '../helpers/capsa';
-
-/** A protocol connection on the helper's socket; dispose() also closes the socket (the helper's close waits for it). */
-async function connect(socket: string): Promise<MessageConnection> {
-  const s = net.connect(socket);
-  await new Promise<void>((resolve, reject) => {
-    s.once('connect', resolve);
-    s.once('error', reject);
-  });
-  const conn = createMessageConnection(new StreamMessageReader(s), new StreamMessageWriter(s));
-  conn.onDispose(() => s.destroy());
-  conn.listen();
-  return conn;
-}
+import { startHelper, newCgroupParent, removeCgroupParent, connectProtocol } from '../helpers/capsa';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('stream/close hangs up an exec and stops a log follow', { skip: process.getuid?.() !== 0 && 'the helper needs root', timeout: 120_000 }, async (t) => {
   const registry = await startRegistry();
   // its own cgroup parent: helpers sharing one take each other's containers for stale ones
-  const cgroupParent = `capsa-test-${randomBytes(4).toString('hex')}`;
+  const cgroupParent = newCgroupParent();
   const helper = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
   let conn: MessageConnection | undefined;
   t.after(async () => {
     conn?.dispose();
     await helper.stop();
     await registry.stop();
-    for (const controller of await fs.readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-      await fs.rmdir(`/sys/fs/cgroup/${controller}/${cgroupParent}`).catch(() => undefined);
-    }
-    await fs.rmdir(`/sys/fs/cgroup/${cgroupParent}`).catch(() => undefined);
+    await removeCgroupParent(cgroupParent);
   });
   await seedBusybox(registry);
-  conn = await connect(helper.socket);
+  conn = await connectProtocol(helper.socket);
   const outputs = new Map<string, number>();
   const exits = new Map<string, StreamExitParams>();
   conn.onNotification(StreamOutputNotification.type, (p) => outputs.set(p.attachId, (outputs.get(p.attachId) ?? 0) + 1));

@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { busyboxLayer, pushImage, seedBusybox, tarLayer } from '../helpers/oci';
-import { mountsUnder, restartHelper, startHelper, type TestHelper, ok } from '../helpers/capsa';
+import { restartHelper, type TestHelper, ok, testHelper } from '../helpers/capsa';
 
 const START = 100_000_000;
 const SIZE = 65536;
@@ -31,12 +31,7 @@ after(async () => {
 });
 
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper> {
-  const h = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: `capsa-test-${process.pid}-${Math.random().toString(16).slice(2, 8)}` } });
-  t.after(async () => {
-    await h.stop();
-    assert.deepEqual(await mountsUnder(h.dir), [], 'no mount is left under the test root');
-  });
-  return h;
+  return testHelper(t, registry.url);
 }
 
 async function records(h: TestHelper): Promise<Record<string, { uid: number; gid: number; size: number }>> {

@@ -7,13 +7,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
-import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import { VolumeCreateRequest, VolumeInspectRequest, VolumeRemoveRequest } from '../../server/protocol';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { startHelper, type TestHelper, ok } from '../helpers/capsa';
+import { type TestHelper, ok, testHelper, connectProtocol } from '../helpers/capsa';
 
 let registry: TestRegistry;
 
@@ -26,9 +24,7 @@ after(async () => {
 });
 
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper> {
-  const h = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: `capsa-test-${process.pid}-${Math.random().toString(16).slice(2, 8)}` } });
-  t.after(() => h.stop());
-  return h;
+  return testHelper(t, registry.url, { checkMounts: false });
 }
 
 test('volume create, ls, inspect: the volume a container mounts by name is the one the verbs show', async (t) => {
@@ -87,14 +83,8 @@ test('hostile volume names are refused by every request and never touch the file
   const outside = path.join(h.dir, 'outside');
   await fs.mkdir(path.join(outside, 'keep'), { recursive: true });
   // NUL cannot travel in argv, so the table goes through the protocol as any client's params would
-  const socket = net.connect(h.socket);
-  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  const c = createMessageConnection(new StreamMessageReader(socket), new StreamMessageWriter(socket));
-  c.listen();
-  t.after(() => {
-    c.dispose();
-    socket.destroy();
-  });
+  const c = await connectProtocol(h.socket);
+  t.after(() => c.dispose());
   const names = ['/', '..', '.', '', '../outside', 'a/b', '/etc', 'bad\0name', 'x'.repeat(129), '-rf', ' lead', 'é'];
   for (const name of names) {
     const calls: Array<[string, () => Promise<unknown>]> = [

@@ -1,8 +1,8 @@
 /**
- * The few libc calls the unpacker needs that Node's fs lacks: mknod (device
- * nodes, fifos, overlay whiteouts) and the l*xattr family (never following a
- * final symlink). Loaded lazily so that code which never unpacks does not
- * need koffi.
+ * The few libc calls the image store needs that Node's fs lacks: mknod
+ * (device nodes, fifos, overlay whiteouts), the l*xattr family (never
+ * following a final symlink) and the inode-flag ioctl (setTopDir). Declared
+ * on first use.
  */
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { errno, errnoName, libcFunctions } from '../util/libc';

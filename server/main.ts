@@ -114,6 +114,8 @@ export class Helper {
       socket.once('close', () => this.sockets.delete(socket));
       this.serve(socket, socket);
     });
+    // the warm CLI's socket first: a client that finds this helper's socket finds that one too
+    this.listenWarmCli(socketPath);
     // umask-independent: the socket is created 0600 before any client can connect.
     const oldMask = process.umask(0o177);
     try {
@@ -121,15 +123,20 @@ export class Helper {
         server.once('error', reject);
         server.listen(socketPath, () => resolve());
       });
+    } catch (err) {
+      await this.warmCli?.close();
+      this.warmCli = undefined;
+      throw err;
     } finally {
       process.umask(oldMask);
     }
     this.server = server;
-    this.startWarmCli(socketPath);
+    // its processes connect to this helper's socket, so they start once it listens
+    this.warmCli?.start();
   }
 
-  /** The warm CLI processes beside the socket (server/warmcli.ts), unless configured off; without them every call runs the Node CLI. */
-  private startWarmCli(socketPath: string): void {
+  /** The warm CLI's socket beside the helper's (server/warmcli.ts), unless configured off; without it every call runs the Node CLI. */
+  private listenWarmCli(socketPath: string): void {
     const size = this.config.warmCli ?? DEFAULT_WARM_CLI;
     if (size === 0) return;
     const pool = new WarmCliPool({
@@ -140,7 +147,7 @@ export class Helper {
       log,
     });
     try {
-      pool.start();
+      pool.listen();
       this.warmCli = pool;
     } catch (err) {
       log(`warm CLI off: cannot listen on ${warmCliSocketPath(socketPath)}: ${err instanceof Error ? err.message : String(err)}`);

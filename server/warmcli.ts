@@ -88,11 +88,21 @@ export class WarmCliPool {
     this.entry = opts.entry ?? warmCliEntry();
   }
 
-  /** Creates the socket (replacing a stale file) and starts the processes. */
-  start(): void {
+  /**
+   * Creates the socket (replacing a stale file). A client that connects now
+   * waits in the backlog until start() has a process to take it, so the
+   * helper creates this socket before its own: whoever sees the helper's
+   * socket finds this one too.
+   */
+  listen(): void {
     const { socket } = this.opts;
     rmSync(socket, { force: true });
     this.listenFd = listenSeqpacket(socket, () => chmodSync(socket, 0o600));
+  }
+
+  /** Starts the processes (listening first if listen() was not called). */
+  start(): void {
+    if (this.listenFd < 0) this.listen();
     this.fill();
   }
 

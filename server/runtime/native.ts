@@ -234,8 +234,9 @@ export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
   });
   exited.catch(() => undefined);
 
-  // EPIPE here means the shim died early; 'close' reports that
-  for (const s of [planFd, controlFd]) s.on('error', () => undefined);
+  // EPIPE here means the shim died early, or (stdin) the process closed its
+  // input: 'close' and the exit status report that; unhandled, it would end the helper
+  for (const s of [planFd, controlFd, child.stdin]) s?.on('error', () => undefined);
   planFd.end(encoded);
 
   const control = (line: string): void => {

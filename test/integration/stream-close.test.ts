@@ -10,6 +10,7 @@ import {
   ContainerLogsRequest,
   StreamCloseNotification,
   StreamExitNotification,
+  StreamInputNotification,
   StreamOutputNotification,
   type StreamExitParams,
 } from '../../server/protocol';
@@ -70,4 +71,37 @@ test('stream/close hangs up an exec and stops a log follow', { skip: process.get
   conn.sendNotification(StreamCloseNotification.type, { attachId: 'nobody' });
   await conn.sendRequest(ContainerLogsRequest.type, { container: id, followAttachId: 'logs' });
   await until('output of the second follow', () => (outputs.get('logs') ?? 0) > seen! + 2);
+});
+
+test('input for an exec whose process closed its stdin is dropped: the helper keeps serving and the exit is reported', { skip: process.getuid?.() !== 0 && 'the helper needs root', timeout: 120_000 }, async (t) => {
+  const registry = await startRegistry();
+  const cgroupParent = newCgroupParent();
+  const helper = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
+  let conn: MessageConnection | undefined;
+  t.after(async () => {
+    conn?.dispose();
+    await helper.stop();
+    await registry.stop();
+    await removeCgroupParent(cgroupParent);
+  });
+  await seedBusybox(registry);
+  conn = await connectProtocol(helper.socket);
+  const exits = new Map<string, StreamExitParams>();
+  conn.onNotification(StreamExitNotification.type, (p) => exits.set(p.attachId, p));
+  const run = await helper.cli(['run', '-d', '--network', 'none', 'busybox', 'sleep', '300']);
+  assert.equal(run.code, 0, run.stderr);
+  const id = run.stdout.trim();
+
+  // the process closes its stdin at once and lives on: what the client sends then meets a closed pipe
+  await conn.sendRequest(ContainerExecRequest.type, { container: id, cmd: ['sh', '-c', 'exec 0<&-; sleep 1; exit 5'], interactive: true, attachId: 'closer' });
+  await sleep(300);
+  const chunk = Buffer.alloc(256 * 1024, 0x61).toString('base64');
+  for (let i = 0; i < 16; i++) conn.sendNotification(StreamInputNotification.type, { attachId: 'closer', data: chunk });
+  conn.sendNotification(StreamInputNotification.type, { attachId: 'closer', data: '', eof: true });
+  const deadline = Date.now() + 15_000;
+  while (!exits.has('closer') && Date.now() < deadline && helper.process.exitCode === null) await sleep(25);
+  assert.equal(helper.process.exitCode, null, 'the helper is alive');
+  assert.equal(exits.get('closer')?.exitCode, 5);
+  const ps = await helper.cli(['exec', id, 'echo', 'still serving']);
+  assert.equal(ps.stdout, 'still serving\n', ps.stderr);
 });

@@ -36,6 +36,8 @@ interface Ctx {
 async function helper(t: Ctx, env: NodeJS.ProcessEnv = {}): Promise<TestHelper> {
   const h = await startHelper({ mirror: registry.url, env });
   t.after(() => h.stop());
+  // the helper makes the warm socket before its own: a client never finds the one without the other
+  if (env.CAPSA_WARM_CLI !== '0') assert.ok(existsSync(warmCliSocketPath(h.socket)), 'the warm CLI socket exists once the helper accepts');
   return h;
 }
 

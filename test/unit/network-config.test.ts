@@ -4,13 +4,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { formatIPv4, gatewayOf, overlaps, parseIPv4, parseSubnet } from '../../server/runtime/network/subnet';
 import { Ipam, pickAddress } from '../../server/runtime/network/ipam';
 import { formatMapping, parsePublish, checkDistinct } from '../../server/runtime/network/ports';
-import { iptablesRestoreText, rulesetText, selectBackend, type FirewallPort } from '../../server/runtime/network/firewall';
+import { applyIptables, applyRuleset, FirewallError, iptablesRestoreText, rulesetText, selectBackend, type FirewallPort } from '../../server/runtime/network/firewall';
 import { containerResolvConf, hostsFile } from '../../server/runtime/network/names';
 import { hostMtu, vethName } from '../../server/runtime/network/manager';
 import { buildRunPlan } from '../../server/runtime/spec';
@@ -176,6 +176,27 @@ test('the firewall backend: CAPSA_FIREWALL, else nft, else iptables, else none',
   assert.equal(selectBackend({}, has()), undefined);
   assert.equal(selectBackend({ CAPSA_FIREWALL: 'iptables' }, has('nft', 'iptables')), 'iptables');
   assert.throws(() => selectBackend({ CAPSA_FIREWALL: 'pf' }, has('nft')), /CAPSA_FIREWALL must be nft or iptables/);
+});
+
+test('a firewall tool that fails at once, before reading its input or checking a rule, is an error, not a crash', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-fw-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tool = (name: string, script: string): string => {
+    const file = path.join(dir, name);
+    writeFileSync(file, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+    return file;
+  };
+  // more input than a socket buffer holds: the write meets the closed pipe (EPIPE)
+  const big = `# ${'x'.repeat(4 << 20)}\n`;
+  const nft = tool('nft', 'echo "nft: refused" >&2; exit 1');
+  for (let i = 0; i < 3; i++) await assert.rejects(applyRuleset(big, nft), (e: Error) => e instanceof FirewallError && /nft -f - failed \(1\): nft: refused/.test(e.message));
+  tool('iptables-restore', 'exit 4');
+  const iptables = tool('iptables', 'exit 0');
+  const state = { networks: [{ bridge: 'capsa0', subnet: '10.88.0.0/16' }], forwarding: true, ports: [] };
+  await assert.rejects(applyIptables(state, iptables), /iptables-restore -w --noflush failed \(4\)/);
+  // the rule checks take no input: nothing is written to a tool that is gone at once
+  tool('iptables-restore', 'cat >/dev/null');
+  for (let i = 0; i < 3; i++) await applyIptables(state, iptables);
 });
 
 test('/etc/hosts names the container (hostname, name, id) and its peers', () => {

@@ -195,12 +195,17 @@ export class FirewallError extends Error {}
 
 function run(bin: string, args: string[], input?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = spawn(bin, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (err) => reject(new FirewallError(`cannot run ${bin}: ${err.message}`)));
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new FirewallError(`${bin} ${args.join(' ')} failed (${code}): ${stderr.trim()}`))));
-    child.stdin.end(input ?? '');
+    if (child.stdin) {
+      // a tool that fails before reading its input closes the pipe: EPIPE
+      // here is that failure, which 'exit' reports (unhandled, it would end the helper)
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(input);
+    }
   });
 }
 

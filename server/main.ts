@@ -131,6 +131,8 @@ export class Helper {
       process.umask(oldMask);
     }
     this.server = server;
+    // an accept that fails (EMFILE, say) costs that one client, not the helper
+    server.on('error', (err) => log(`accepting a client on ${socketPath} failed: ${err.message}`));
     // its processes connect to this helper's socket, so they start once it listens
     this.warmCli?.start();
   }

@@ -303,10 +303,23 @@ set_cli_pid (pid_t pid)
     forward_signal (pending);
 }
 
+/* A background job of the terminal on stdin. */
+static int
+in_background (void)
+{
+  pid_t fg = isatty (0) ? tcgetpgrp (0) : -1;
+  return fg > 0 && fg != getpgrp ();
+}
+
 int
 main (int argc, char **argv)
 {
   ensure_stdio ();
+  /* The terminal stops a background job that takes it (SIGTTOU, SIGTTIN)
+     until `fg`. A warm process is in a session of its own, which the
+     terminal would not stop: a background call runs the Node CLI. */
+  if (in_background ())
+    run_node_cli (argv);
   const char *helper = getenv ("CAPSA_SOCKET");
   char path[sizeof ((struct sockaddr_un *) 0)->sun_path];
   if (!helper || !*helper)

@@ -34,6 +34,7 @@ import {
   StreamResizeNotification,
   VersionRequest,
   type PullProgress,
+  type StreamOutputParams,
   type RunOptions,
 } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
@@ -154,10 +155,19 @@ function attachStreams(
 ): { done: Promise<number>; start: () => void } {
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
+  // Output that comes before start() (the request's reply) waits for it: a
+  // terminal is only written once it is ours, in raw mode, and a background
+  // job is stopped by the terminal before the container shows anything.
+  let early: StreamOutputParams[] | undefined = [];
+  const show = (p: StreamOutputParams): void => {
+    const out = p.stream === 'stderr' ? process.stderr : process.stdout;
+    if (opts.timestamps && p.time) out.write(`${p.time} `);
+    out.write(Buffer.from(p.data, 'base64'));
+  };
   c.onNotification(StreamOutputNotification.type, (p) => {
     if (p.attachId !== attachId) return;
-    if (opts.timestamps && p.time) (p.stream === 'stderr' ? process.stderr : process.stdout).write(`${p.time} `);
-    (p.stream === 'stderr' ? process.stderr : process.stdout).write(Buffer.from(p.data, 'base64'));
+    if (early) early.push(p);
+    else show(p);
   });
   c.onNotification(StreamExitNotification.type, (p) => {
     if (p.attachId !== attachId) return;
@@ -170,6 +180,8 @@ function attachStreams(
   });
   const start = (): void => {
     if (opts.tty && process.stdin.isTTY) enterRawMode();
+    for (const p of early ?? []) show(p);
+    early = undefined;
     if (opts.tty && process.stdout.isTTY) {
       process.stdout.on('resize', () => {
         const size = terminalSize();

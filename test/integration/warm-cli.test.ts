@@ -436,6 +436,36 @@ test('run -it through a real pty: the size is right and follows a resize, the ex
   await servedBy(h, Number(readFileSync(pidFile, 'utf8').trim()));
 });
 
+test('run -it started as a background job is stopped by the terminal until fg, then runs the shell and returns its status', async (t) => {
+  const h = await helper(t);
+  const rc = path.join(h.dir, 'bashrc');
+  writeFileSync(rc, "PS1='host$ '\nbind 'set enable-bracketed-paste off'\n");
+  const child = spawn('script', ['-qefc', `bash --rcfile ${rc} --noprofile -i`, '/dev/null'], { env: h.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise((r) => child.once('exit', r));
+  t.after(() => child.kill('SIGKILL'));
+  let screen = '';
+  child.stdout.on('data', (d: Buffer) => (screen += d.toString()));
+  const waitFor = (re: RegExp, what: string) => until(`${what}; screen so far:\n${screen}`, async () => re.test(screen), 20_000);
+  await waitFor(/host\$ $/, 'the host shell prompt');
+  child.stdin.write(`${CLIENT} run -it --rm --name bg busybox sh &\n`);
+  // the job control shell reports the job stopped once it takes the terminal
+  await until(`the job to stop; screen so far:\n${screen}`, async () => {
+    child.stdin.write('jobs\n');
+    await new Promise((r) => setTimeout(r, 500));
+    return /Stopped/.test(screen);
+  }, 20_000);
+  assert.doesNotMatch(screen, /\/ # /, 'no container prompt while in the background');
+  child.stdin.write('fg\n');
+  await waitFor(/\/ # (\x1b\[6n)?$/, 'the container shell prompt after fg');
+  child.stdin.write('echo in-$((40+2))\n');
+  await waitFor(/in-42/, 'the shell running');
+  child.stdin.write('exit 4\n');
+  await waitFor(/host\$ $/, 'the host prompt again');
+  child.stdin.write('echo "status=$?"; exit\n');
+  await waitFor(/status=4/, 'the exit status');
+  await exited;
+});
+
 test('a warm CLI killed during run -it (its terminal in raw mode) leaves the terminal as it was', async (t) => {
   const h = await helper(t);
   const before = path.join(h.dir, 'stty-before');

@@ -131,6 +131,9 @@ function tcpForwarder(mapping: PortMapping, target: string): Promise<Forwarder> 
   return new Promise((resolve, reject) => {
     server.once('error', (err) => reject(inUse(mapping, err)));
     server.listen({ host: mapping.hostIp, port: mapping.hostPort, exclusive: true }, () => {
+      // once listening, an accept that fails costs that client, not the helper
+      server.removeAllListeners('error');
+      server.on('error', () => undefined);
       const bound = { ...mapping, hostPort: (server.address() as net.AddressInfo).port };
       resolve({
         mapping: bound,

@@ -103,7 +103,7 @@ export class WarmCliPool {
   /** Starts the processes (listening first if listen() was not called). */
   start(): void {
     if (this.listenFd < 0) this.listen();
-    this.fill();
+    this.fill('the pool');
   }
 
   /**
@@ -140,8 +140,9 @@ export class WarmCliPool {
     }
   }
 
-  private fill(): void {
-    while (!this.closed && !this.retry && this.listenFd >= 0 && this.idle.size < this.opts.size) this.spawnOne();
+  /** Starts processes until `size` are idle; `why` goes in the log (a load-driven start reads differently from a leak). */
+  private fill(why: string): void {
+    while (!this.closed && !this.retry && this.listenFd >= 0 && this.idle.size < this.opts.size) this.spawnOne(why);
     this.watchWaitingClients();
   }
 
@@ -167,7 +168,7 @@ export class WarmCliPool {
       for (const c of this.idle) if (!c.ready) c.prioritise();
       this.waitArmed = false;
       this.waitWatch?.stop();
-      if (this.idle.size === 0 && !this.busyComingBack()) this.fill();
+      if (this.idle.size === 0 && !this.busyComingBack()) this.fill('a client waits, none is idle');
     };
     if (this.waitWatch) this.waitWatch.start({ readable: true }, onWaiting);
     else {
@@ -183,7 +184,7 @@ export class WarmCliPool {
     child.reports.write('exit\n');
   }
 
-  private spawnOne(): void {
+  private spawnOne(why: string): void {
     let child: WarmProcess;
     try {
       child = startWarmProcess(this.entry, this.opts.env, this.listenFd);
@@ -191,7 +192,7 @@ export class WarmCliPool {
       this.failed(`warm CLI could not start: ${describeError(err)}`);
       return;
     }
-    this.opts.log(`warm CLI ${child.pid} started`);
+    this.opts.log(`warm CLI ${child.pid} started (${why})`);
     this.idle.add(child);
     let failure = '';
     let pending = '';
@@ -216,7 +217,7 @@ export class WarmCliPool {
           this.idle.delete(child);
           this.busy.add(child);
           // a long call (logs -f, run -it): the next client should not wait for it
-          child.late = setTimeout(() => this.busy.has(child) && this.fill(), LATE_MS);
+          child.late = setTimeout(() => this.busy.has(child) && this.fill(`the call of ${child.pid} is late`), LATE_MS);
           this.watchWaitingClients();
         } else if (what === 'idle') {
           if (!this.busy.delete(child)) continue;
@@ -246,13 +247,13 @@ export class WarmCliPool {
       if (this.busy.delete(child)) {
         // the call ended the process (process.exit), or left something behind, or it was killed
         if (signal) this.opts.log(`warm CLI ${child.pid} ${how} during a call`);
-        this.fill();
+        this.fill(`${child.pid} ended with its call`);
         return;
       }
       if (!this.idle.delete(child)) return;
       if (child.served) {
         this.opts.log(`warm CLI ${child.pid} ${how} while idle`);
-        this.fill();
+        this.fill(`${child.pid} ended while idle`);
         return;
       }
       this.watchWaitingClients();
@@ -275,7 +276,7 @@ export class WarmCliPool {
     this.retry = setTimeout(
       () => {
         this.retry = undefined;
-        this.fill();
+        this.fill('a retry');
       },
       FIRST_BACKOFF_MS * 2 ** (this.failures - 1),
     );

@@ -83,9 +83,10 @@ static void status(const char *fmt, ...) {
 static int report_error(const struct shim_error *err) {
   char line[PATH_MAX + 1024];
   shim_error_format(err, line, sizeof line);
-  status("error %s\n", line);
-  /* a failed start leaves no socket for a helper to find */
+  /* a failed start leaves no socket for a helper to find: gone before the
+   * error is reported, so whoever reads the error finds none */
   attach_unlisten(&attach);
+  status("error %s\n", line);
   return SETUP_FAILED;
 }
 

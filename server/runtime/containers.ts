@@ -27,7 +27,7 @@ import { buildExecPlan, buildRunPlan, mergeEnv, type BindMount, type ContainerPa
 import { resolveImageUser } from './users';
 import { startShim } from './native';
 import { idmapsFor } from './idmap';
-import { EXIT_FILE, LOG_FILE, MonitorClient, launchMonitor, processStartTime, readExitFile, sameProcess, type ExitInfo } from './monitor';
+import { EXIT_FILE, LOG_FILE, MonitorClient, killSameProcess, launchMonitor, processStartTime, readExitFile, type ExitInfo } from './monitor';
 import { parseLog, tailRecords, type LogRecord } from './logs';
 import type { Plan } from './plan';
 import type { NetworkManager } from './network/manager';
@@ -202,7 +202,7 @@ export class ContainerService extends EventEmitter {
       entry.state = { ...state, state: 'exited', pid: undefined, exitCode: exit.exitCode, finishedAt: exit.finishedAt };
     } else {
       // the monitor died (killed): nothing holds the container's output or can report its end
-      if (sameProcess(state.pid, state.pidStartTime)) process.kill(state.pid!, 'SIGKILL');
+      killSameProcess(state.pid, state.pidStartTime);
       entry.state = { ...state, state: 'exited', pid: undefined, exitCode: 255, finishedAt: new Date().toISOString(), error: 'the container monitor ended unexpectedly; the container was killed' };
     }
     await this.saveState(entry);
@@ -503,7 +503,7 @@ export class ContainerService extends EventEmitter {
     const code = info?.exitCode ?? 255;
     const error = info ? undefined : 'the container monitor ended unexpectedly; the container was killed';
     // nothing holds its output or can report its end any more
-    if (!info && sameProcess(entry.state.pid, entry.state.pidStartTime)) process.kill(entry.state.pid!, 'SIGKILL');
+    if (!info) killSameProcess(entry.state.pid, entry.state.pidStartTime);
     const oomKilled = await this.cgroups.oomKilled(path.join(this.dir, entry.record.id));
     entry.state = { ...entry.state, state: 'exited', pid: undefined, exitCode: code, finishedAt: info?.finishedAt ?? new Date().toISOString(), error, oomKilled };
     if (entry.record.options.rm) {

@@ -150,6 +150,16 @@ export function sameProcess(pid: number | undefined, startTime: string | undefin
   return !!pid && !!startTime && processStartTime(pid) === startTime;
 }
 
+/** SIGKILL for pid if it still names the process that had startTime; one that ends meanwhile is no error. */
+export function killSameProcess(pid: number | undefined, startTime: string | undefined): void {
+  if (!sameProcess(pid, startTime)) return;
+  try {
+    process.kill(pid!, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
 export interface LaunchedMonitor {
   /** The attach connection of the launching helper: every byte from the first. */
   client: MonitorClient;

@@ -111,11 +111,17 @@ test('a warm process serves call after call: two calls in a row go to the same p
   const script = 'echo "who=$WHO"; ls /here; echo oops >&2; exit $CODE';
   const first = call(h, ['run', '--rm', '-e', 'WHO', '-e', 'CODE', '-v', '.:/here', 'busybox', 'sh', '-c', script], { cwd: dirs[0], env: { WHO: 'first', CODE: '3' } });
   const r1 = await first.done;
+  // if the first call was slow, a replacement started meanwhile; the process that served it retires that one when it comes back
+  const p1 = await servedBy(h, first.pid);
+  await until('only the process that served the first call to be left', async () => {
+    const w = warmChildren(h);
+    return w.length === 1 && w[0] === p1;
+  });
   const second = call(h, ['run', '--rm', '-e', 'WHO', '-e', 'CODE', '-v', '.:/here', 'busybox', 'sh', '-c', script], { cwd: dirs[1], env: { WHO: 'second', CODE: '4' } });
   const r2 = await second.done;
   assert.deepEqual([r1.code, r1.stdout, r1.stderr], [3, 'who=first\nonly-in-one\n', 'oops\n']);
   assert.deepEqual([r2.code, r2.stdout, r2.stderr], [4, 'who=second\nonly-in-two\n', 'oops\n']);
-  assert.equal(await servedBy(h, second.pid), await servedBy(h, first.pid), `the same warm process:\n${helperLog(h)}`);
+  assert.equal(await servedBy(h, second.pid), p1, `the same warm process:\n${helperLog(h)}`);
 });
 
 test('calls with stdout on a pipe, then on a file, then on a pty, then on a pipe again, all come out right', async (t) => {
@@ -174,8 +180,10 @@ test('ten calls back to back start at most 2 warm processes in all', async (t) =
     pids.push(c.pid);
   }
   for (const pid of pids) await servedBy(h, pid);
-  const started = helperLog(h).match(/warm CLI \d+ started/g) ?? [];
-  assert.ok(started.length <= 2, `${started.length} warm processes started:\n${helperLog(h)}`);
+  // a call that is slow to come back (a loaded machine) rightly gets a replacement started; no other start may happen per call
+  const started = helperLog(h).match(/warm CLI \d+ started \(.*\)/g) ?? [];
+  const unforced = started.filter((l) => !/is late|a client waits/.test(l));
+  assert.ok(started.length > 0 && unforced.length <= 2, `${unforced.length} warm processes started without a late call:\n${helperLog(h)}`);
 });
 
 test('stdin piped with -i reaches the container, and its end ends the container', async (t) => {

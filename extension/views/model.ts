@@ -174,8 +174,11 @@ export function containerRow(c: ContainerSummary, now: number): Row {
   };
 }
 
+// One collator for every comparison: localeCompare builds one per call, which dominates sorting a long list.
+const collator = new Intl.Collator();
+
 /** Running containers first, then by creation time, newest first. */
 export function sortContainers(list: readonly ContainerSummary[]): ContainerSummary[] {
   const rank = (s: ContainerState) => (s === 'running' ? 0 : s === 'paused' ? 1 : 2);
-  return [...list].sort((a, b) => rank(a.state) - rank(b.state) || b.created.localeCompare(a.created) || a.name.localeCompare(b.name));
+  return [...list].sort((a, b) => rank(a.state) - rank(b.state) || collator.compare(b.created, a.created) || collator.compare(a.name, b.name));
 }

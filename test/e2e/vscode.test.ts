@@ -28,6 +28,26 @@ function skipReason(): string | undefined {
   return undefined;
 }
 
+/** Waits for code-server's /healthz on `url`: true once it answers, false if it exits first. */
+async function answers(url: string, child: ChildProcess, closed: Promise<void>, log: () => string): Promise<boolean> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      // the reason for the exit may still be in the pipes at 'exit' (bounded: a leftover process could hold them)
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 2000))]);
+      return false;
+    }
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.ok) return true;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`code-server did not answer on ${url}:\n${log()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** code-server in its own sandbox, with the extension folder linked into its extensions dir. */
 async function startCodeServer(sandbox: string, workspace: string, settings: Record<string, unknown>): Promise<{ url: string; stop(): Promise<void>; log: () => string }> {
   const userData = path.join(sandbox, 'user-data');
@@ -51,7 +71,6 @@ async function startCodeServer(sandbox: string, workspace: string, settings: Rec
       ...settings,
     }),
   );
-  const port = await freePort();
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     EXTENSIONS_GALLERY: '{}',
@@ -63,39 +82,43 @@ async function startCodeServer(sandbox: string, workspace: string, settings: Rec
   for (const d of ['config', 'data', 'cache', 'tmp']) mkdirSync(path.join(sandbox, d), { recursive: true });
   const config = path.join(sandbox, 'code-server.yaml');
   writeFileSync(config, 'auth: none\n');
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      CODE_SERVER,
-      '--config', config,
-      '--bind-addr', `127.0.0.1:${port}`,
-      '--auth', 'none',
-      '--user-data-dir', userData,
-      '--extensions-dir', extensions,
-      '--disable-telemetry',
-      '--disable-update-check',
-      '--disable-workspace-trust',
-      '--disable-getting-started-override',
-      '--ignore-last-opened',
-      workspace,
-    ],
-    { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  // A port can be taken between freePort() and code-server's bind: it then exits with EADDRINUSE, and another port is tried.
+  let child: ChildProcess;
   let log = '';
-  child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`code-server exited with ${child.exitCode}:\n${log}`);
+  let url = '';
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    child = spawn(
+      process.execPath,
+      [
+        CODE_SERVER,
+        '--config', config,
+        '--bind-addr', `127.0.0.1:${port}`,
+        '--auth', 'none',
+        '--user-data-dir', userData,
+        '--extensions-dir', extensions,
+        '--disable-telemetry',
+        '--disable-update-check',
+        '--disable-workspace-trust',
+        '--disable-getting-started-override',
+        '--ignore-last-opened',
+        workspace,
+      ],
+      { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    log = '';
+    child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const closed = new Promise<void>((r) => child.once('close', () => r()));
+    url = `http://127.0.0.1:${port}`;
+    if (await answers(url, child, closed, () => log)) break;
+    // its process group too: code-server runs the server in a child process
     try {
-      const r = await fetch(`${url}/healthz`);
-      if (r.ok) break;
+      process.kill(-child.pid!, 'SIGKILL');
     } catch {
-      // not listening yet
+      // gone
     }
-    if (Date.now() > deadline) throw new Error(`code-server did not answer on ${url}:\n${log}`);
-    await new Promise((r) => setTimeout(r, 250));
+    if (!/EADDRINUSE/.test(log) || attempt === 5) throw new Error(`code-server exited with ${child.exitCode}:\n${log}`);
   }
   return {
     url,

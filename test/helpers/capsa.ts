@@ -152,7 +152,8 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, opts: { input?: s
       child.kill('SIGKILL');
       reject(new Error(`capsa ${args.join(' ')} timed out; stdout: ${stdout} stderr: ${stderr}`));
     }, opts.timeoutMs ?? 60_000);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': the pipes can still hold output when the process has exited.
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code: code ?? 128 + (signal ? 9 : 0), stdout, stderr });
     });

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
 import { mountsUnder, startHelper, type TestHelper, processesOf } from '../helpers/capsa';
@@ -52,6 +53,17 @@ async function snapshot(): Promise<{ mounts: string[]; cgroups: string[]; proces
   return { mounts: await mountsUnder(h.dir), cgroups, processes: await processesOf(h), sockets };
 }
 
+/** `take()` once it equals `want`, or the last one after 10 s (the assertion on it then shows what differs). */
+async function settled<T>(take: () => Promise<T>, want: T): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  let got = await take();
+  while (!isDeepStrictEqual(got, want) && Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 50));
+    got = await take();
+  }
+  return got;
+}
+
 const cases: Array<{ name: string; args: string[]; code: number; message: RegExp }> = [
   { name: 'a command that is not in PATH', args: ['busybox', 'pyhton'], code: 127, message: /exec: "pyhton": executable file not found in \$PATH/ },
   { name: 'a command path that does not exist', args: ['busybox', '/no/such/binary'], code: 127, message: /exec: "\/no\/such\/binary": no such file or directory/ },
@@ -71,9 +83,12 @@ for (const c of cases) {
       assert.equal(r.code, c.code, r.stderr);
       assert.match(r.stderr, c.message);
       assert.doesNotMatch(r.stderr, /\n.*\n.*\n/, 'one message, not a stack');
-      // the kernel drops a dead pid namespace's mounts; a monitor that failed ends at once
-      await new Promise((res) => setTimeout(res, 100));
-      const now = await snapshot();
+      // A monitor that failed ends at once, but its exit and the kernel's teardown can lag on a loaded machine: poll, not a fixed wait.
+      const leftovers = async () => {
+        const { processes, sockets } = await snapshot();
+        return { processes, sockets };
+      };
+      const now = await settled(leftovers, { processes: beforeState.processes, sockets: beforeState.sockets });
       assert.deepEqual(now.processes, beforeState.processes, 'no monitor or container process is left');
       assert.deepEqual(now.sockets, beforeState.sockets, 'no attach socket is left');
       if (!rm && (await h.cli(['inspect', name])).code === 0) {

@@ -29,20 +29,52 @@ async function stillServes(h: TestHelper): Promise<void> {
   socket.destroy();
 }
 
-/** Sends raw bytes on a fresh connection and collects what comes back until the helper closes or 500 ms pass. */
-async function raw(h: TestHelper, bytes: Buffer | string): Promise<string> {
+/**
+ * Sends raw bytes on a fresh connection and collects what comes back until the helper closes it, or
+ * `done(got)` holds (10 s at most: a loaded machine can be slow to answer). Without `done` no reply is
+ * expected, and 500 ms pass at most: only whether the helper survived matters then, which stillServes checks.
+ */
+async function raw(h: TestHelper, bytes: Buffer | string, done?: (got: string) => boolean): Promise<string> {
   const socket = net.connect(h.socket);
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   let got = '';
-  socket.on('data', (d) => (got += d.toString()));
   socket.on('error', () => undefined);
-  socket.write(bytes);
-  await new Promise((r) => {
-    socket.once('close', r);
-    setTimeout(r, 500);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, done ? 10_000 : 500);
+    const finish = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    socket.on('data', (d) => {
+      got += d.toString();
+      if (done?.(got)) finish();
+    });
+    socket.once('close', finish);
+    socket.write(bytes);
   });
   socket.destroy();
   return got;
+}
+
+/** For raw(): true once what came back holds a whole framed message that answers request `id`. */
+function replied(id: number): (got: string) => boolean {
+  return (got) => {
+    let rest = got;
+    for (;;) {
+      const head = /^Content-Length: (\d+)\r\n(?:[^\r\n]+\r\n)*\r\n/i.exec(rest);
+      if (!head) return false;
+      const length = Number(head[1]);
+      const body = Buffer.from(rest.slice(head[0].length));
+      if (body.length < length) return false;
+      if ((JSON.parse(body.subarray(0, length).toString()) as { id?: unknown }).id === id) return true;
+      rest = body.subarray(length).toString();
+    }
+  };
+}
+
+/** A version request with this id: sent after other messages on a connection, its reply shows the helper has handled them (it handles one connection's messages in order). */
+function versionFrame(id: number): string {
+  return frame(JSON.stringify({ jsonrpc: '2.0', id, method: VersionRequest.method }));
 }
 
 function frame(body: string): string {
@@ -70,7 +102,7 @@ test('broken framing and broken JSON do not take the helper down', async (t) => 
 test('an unknown method gets a method-not-found error', async (t) => {
   const h = await startHelper();
   t.after(() => h.stop());
-  const reply = await raw(h, frame(JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'capsa/nope', params: {} })));
+  const reply = await raw(h, frame(JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'capsa/nope', params: {} })), replied(7));
   assert.match(reply, /"id":7/);
   assert.match(reply, /-32601/);
   await stillServes(h);
@@ -125,8 +157,8 @@ test('params of the wrong shape get clear errors and create nothing', async (t) 
   // Stream notifications for sessions that do not exist are ignored, not fatal.
   await c.sendNotification('capsa/stream/input', { attachId: 'nope', data: '!!!' });
   await c.sendNotification('capsa/stream/resize', { attachId: 'nope', rows: 'x' });
-  await raw(h, frame(JSON.stringify({ jsonrpc: '2.0', method: 'capsa/stream/input', params: null })));
-  await raw(h, frame(JSON.stringify({ jsonrpc: '2.0', method: 'capsa/stream/resize', params: [1, 2] })));
+  await raw(h, frame(JSON.stringify({ jsonrpc: '2.0', method: 'capsa/stream/input', params: null })) + versionFrame(1), replied(1));
+  await raw(h, frame(JSON.stringify({ jsonrpc: '2.0', method: 'capsa/stream/resize', params: [1, 2] })) + versionFrame(2), replied(2));
   await stillServes(h);
   assert.deepEqual(await fs.readdir(path.join(h.root, 'containers')).catch(() => []), [], 'no container directory was written');
 });

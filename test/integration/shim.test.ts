@@ -570,9 +570,11 @@ for (const noNewPrivileges of [true, false]) {
 
 test('with init, the shim is PID 1, reaps orphans and forwards signals', async (t) => {
   const sb = sandbox(t);
+  // The orphan's /proc entry goes only when it is reaped: wait for that (up to 5 s on a loaded machine)
+  // rather than a fixed time, then count zombies; one that is never reaped stays and counts.
   const r = await run(
     sb,
-    ['sh', '-c', 'echo $$; tr "\\0" " " < /proc/1/cmdline; echo; sh -c "sleep 0.1 &"; sleep 0.4; ps -o stat | grep -c Z; exit 4'],
+    ['sh', '-c', 'echo $$; tr "\\0" " " < /proc/1/cmdline; echo; o=$(sleep 0.1 >/dev/null 2>&1 & echo $!); i=0; while [ -e /proc/$o ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; ps -o stat | grep -c Z; exit 4'],
     { init: true },
   );
   assert.equal(r.code, 4);

@@ -12,6 +12,7 @@ import {
   StreamExitNotification,
   StreamInputNotification,
   StreamOutputNotification,
+  VersionRequest,
   type StreamExitParams,
 } from '../../server/protocol';
 import { seedBusybox } from '../helpers/oci';
@@ -61,7 +62,9 @@ test('stream/close hangs up an exec and stops a log follow', { skip: process.get
   await conn.sendRequest(ContainerLogsRequest.type, { container: id, followAttachId: 'logs' });
   await until('followed output', () => (outputs.get('logs') ?? 0) >= 3);
   conn.sendNotification(StreamCloseNotification.type, { attachId: 'logs' });
-  await sleep(300); // what was already on the wire
+  // The helper handles one connection's messages in order: once a request sent after the close
+  // is answered, everything the follow wrote before the close has arrived.
+  await conn.sendRequest(VersionRequest.type);
   const seen = outputs.get('logs');
   await sleep(1000);
   assert.equal(outputs.get('logs'), seen, 'no output after the follow was closed');

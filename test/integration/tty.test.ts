@@ -62,9 +62,18 @@ test('run -it gives an interactive shell: ps, hostname, stty size, resize, and e
   // Resize the CLI's terminal from outside, as a terminal emulator does: the kernel sends SIGWINCH.
   const tty = (await fs.readFile(ttyFile, 'utf8')).trim();
   await new Promise<void>((resolve, reject) => spawn('stty', ['-F', tty, 'rows', '40', 'cols', '120']).on('exit', (c) => (c === 0 ? resolve() : reject(new Error(`stty exited ${c}`)))));
-  await new Promise((r) => setTimeout(r, 200));
-  term.type('stty size\n');
-  await term.waitFor(/stty size\r*\n40 120\r*\n/, 'the new size after a resize');
+  // The resize reaches the container's pty through the CLI and the helper, which can take a while on a
+  // loaded machine: ask again until the new size shows (the screen keeps every answer, so match the size alone).
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    term.type('stty size\n');
+    try {
+      await term.waitFor(/\n40 120\r*\n/, 'the new size after a resize', 1000);
+      break;
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+    }
+  }
   term.type('exit 3\n');
   assert.equal(await term.exited, 3);
   assert.deepEqual(await mountsUnder(h.dir), []);

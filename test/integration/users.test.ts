@@ -102,7 +102,10 @@ test('--ulimit sets the rlimits the process sees', async (t) => {
 
 test('--init runs an init as PID 1 that reaps orphaned zombies', async (t) => {
   const h = await helperFor(t);
-  const r = await h.cli(['run', '--rm', '--init', 'busybox', 'sh', '-c', 'echo $$; (sleep 0.1 &) ; sleep 0.5; grep -l "^State:.*Z" /proc/[0-9]*/status | wc -l']);
+  // The orphan's /proc entry goes only when it is reaped: wait for that (up to 5 s, a loaded machine is slow to
+  // run it and reap it) rather than a fixed time, then count zombies; one that is never reaped stays and counts.
+  const script = 'echo $$; o=$(sleep 0.1 >/dev/null 2>&1 & echo $!); i=0; while [ -e /proc/$o ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; grep -l "^State:.*Z" /proc/[0-9]*/status | wc -l';
+  const r = await h.cli(['run', '--rm', '--init', 'busybox', 'sh', '-c', script]);
   assert.equal(r.code, 0, r.stderr);
   const [self, zombies] = r.stdout.trim().split('\n');
   assert.notEqual(self, '1', 'the command is not PID 1 under --init');

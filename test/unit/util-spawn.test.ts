@@ -29,12 +29,18 @@ test('the exit status and the killing signal are reported', async () => {
 });
 
 test('the child starts with default signal dispositions, an empty mask and /dev/null on 0-2', async () => {
-  // looked at from outside while it sleeps
-  const p = spawnProgram('/bin/sleep', ['0.5'], { fds: [], setsid: false });
-  await new Promise((r) => setTimeout(r, 150));
-  const status = readFileSync(`/proc/${p.pid}/status`, 'utf8');
-  const fds = [0, 1, 2].map((fd) => readlinkSync(`/proc/${p.pid}/fd/${fd}`));
-  await p.exited;
+  // Looked at from outside while it sleeps; posix_spawn returns once the child has exec'd, so no wait
+  // is needed, and the sleep is long so that a slow machine cannot see it gone: it is killed after the look.
+  const p = spawnProgram('/bin/sleep', ['60'], { fds: [], setsid: false });
+  let status: string;
+  let fds: string[];
+  try {
+    status = readFileSync(`/proc/${p.pid}/status`, 'utf8');
+    fds = [0, 1, 2].map((fd) => readlinkSync(`/proc/${p.pid}/fd/${fd}`));
+  } finally {
+    process.kill(p.pid, 'SIGKILL');
+    await p.exited;
+  }
   assert.match(status, /^SigBlk:\s+0+$/m);
   // none of signals 1-31 ignored (Node ignores SIGPIPE, bit 12); glibc's posix_spawn leaves
   // its internal 32 and 33 ignored, which the shim resets itself (native/src/main.c)

@@ -574,7 +574,10 @@ const logs: Command = async (argv, conn) => {
     if (flags.timestamps) out.write(`${e.time} `);
     out.write(Buffer.from(e.data, 'base64'));
   }
-  if (streams) await streams.done;
+  if (!streams) return 0;
+  // what the container wrote after the logged part came while that was on its way: it follows it
+  streams.start();
+  await streams.done;
   return 0;
 };
 

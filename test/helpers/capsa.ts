@@ -11,8 +11,11 @@ import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import * as sys from '../../server/runtime/network/sys';
+import { seedBusybox } from './oci';
+import { startRegistry } from './registry';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const CLI = path.join(REPO_ROOT, 'bin', 'capsa');
@@ -203,6 +206,17 @@ export async function until(what: string, check: () => Promise<boolean>, timeout
   }
 }
 
+/** `take()` once it equals `want`, or the last one after 10 s (the assertion on it then shows what differs). */
+export async function settled<T>(take: () => Promise<T>, want: T): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  let got = await take();
+  while (!isDeepStrictEqual(got, want) && Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 50));
+    got = await take();
+  }
+  return got;
+}
+
 /** A cgroup parent of a test's own: helpers that share one take each other's containers for a crashed helper's leftovers. */
 export function newCgroupParent(): string {
   return `capsa-test-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -259,4 +273,27 @@ export async function connectProtocol(socket: string): Promise<MessageConnection
   conn.onDispose(() => s.destroy());
   conn.listen();
   return conn;
+}
+
+/**
+ * A test's own registry with busybox in it, its own helper (testHelper) and
+ * a protocol connection to that helper. After the test the connection
+ * closes, then the helper stops, then the registry.
+ */
+export async function protocolSession(
+  t: { after: (fn: () => Promise<void>) => void },
+  opts: { checkMounts?: boolean } = {},
+): Promise<{ helper: TestHelper & { cgroupParent: string }; conn: MessageConnection }> {
+  const registry = await startRegistry();
+  let conn: MessageConnection | undefined;
+  // after-hooks run in the order they are added
+  t.after(async () => conn?.dispose());
+  const helper = await testHelper(t, registry.url, opts).catch(async (err: unknown) => {
+    await registry.stop();
+    throw err;
+  });
+  t.after(() => registry.stop());
+  await seedBusybox(registry);
+  conn = await connectProtocol(helper.socket);
+  return { helper, conn };
 }

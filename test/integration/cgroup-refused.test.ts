@@ -9,10 +9,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, startHelper, type TestHelper, processesOf } from '../helpers/capsa';
+import { mountsUnder, processesOf, settled, startHelper, type TestHelper } from '../helpers/capsa';
 
 let registry: TestRegistry;
 let h: TestHelper;
@@ -56,17 +55,6 @@ async function cgroupDirs(): Promise<string[]> {
 async function snapshot(): Promise<{ mounts: string[]; cgroups: string[]; processes: string[]; containers: string[] }> {
   const containers = (await fs.readdir(path.join(h.root, 'containers')).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
   return { mounts: await mountsUnder(h.dir), cgroups: await cgroupDirs(), processes: await processesOf(h), containers };
-}
-
-/** `take()` once it equals `want`, or the last one after 10 s (the assertion on it then shows what differs). */
-async function settled<T>(take: () => Promise<T>, want: T): Promise<T> {
-  const deadline = Date.now() + 10_000;
-  let got = await take();
-  while (!isDeepStrictEqual(got, want) && Date.now() < deadline) {
-    await new Promise((res) => setTimeout(res, 50));
-    got = await take();
-  }
-  return got;
 }
 
 for (const flags of [[], ['--rm'], ['--memory', '64m', '--pids-limit', '50']]) {

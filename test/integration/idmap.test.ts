@@ -13,9 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { ContainerRunRequest, StreamExitNotification, StreamOutputNotification, type ContainerRunParams } from '../../server/protocol';
-import { seedBusybox } from '../helpers/oci';
-import { startRegistry } from '../helpers/registry';
-import { mountsUnder, startHelper, newCgroupParent, removeCgroupParent, connectProtocol } from '../helpers/capsa';
+import { mountsUnder, protocolSession } from '../helpers/capsa';
 
 const USER = 1000;
 
@@ -39,20 +37,12 @@ function run(conn: MessageConnection, params: ContainerRunParams): Promise<{ exi
 
 test('an idmapped workspace bind: files root writes in the container belong to the workspace user on the host, nothing is chowned', { skip: process.getuid?.() !== 0 && 'the helper needs root', timeout: 120_000 }, async (t) => {
   const ws = mkdtempSync(path.join(tmpdir(), 'capsa-idmap-ws-'));
-  const registry = await startRegistry();
-  const cgroupParent = newCgroupParent();
-  const helper = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
-  let conn: MessageConnection | undefined;
+  const { conn } = await protocolSession(t);
+  // after the session's own hooks: the helper has stopped
   t.after(async () => {
-    conn?.dispose();
-    await helper.stop();
-    await registry.stop();
-    await removeCgroupParent(cgroupParent);
     assert.deepEqual(await mountsUnder(ws), [], 'nothing stays mounted on the workspace');
     await fs.rm(ws, { recursive: true, force: true });
   });
-  await seedBusybox(registry);
-  conn = await connectProtocol(helper.socket);
 
   // The user's workspace: theirs, with a file of theirs and one of root's.
   writeFileSync(path.join(ws, 'mine.txt'), 'mine\n');

@@ -8,10 +8,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, startHelper, type TestHelper, processesOf } from '../helpers/capsa';
+import { mountsUnder, processesOf, settled, startHelper, type TestHelper } from '../helpers/capsa';
 
 let registry: TestRegistry;
 let h: TestHelper;
@@ -51,17 +50,6 @@ async function snapshot(): Promise<{ mounts: string[]; cgroups: string[]; proces
   // the parent itself stays between runs; only container cgroups count
   const cgroups = (await cgroupDirs()).filter((d) => /[0-9a-f]{64}$/.test(d));
   return { mounts: await mountsUnder(h.dir), cgroups, processes: await processesOf(h), sockets };
-}
-
-/** `take()` once it equals `want`, or the last one after 10 s (the assertion on it then shows what differs). */
-async function settled<T>(take: () => Promise<T>, want: T): Promise<T> {
-  const deadline = Date.now() + 10_000;
-  let got = await take();
-  while (!isDeepStrictEqual(got, want) && Date.now() < deadline) {
-    await new Promise((res) => setTimeout(res, 50));
-    got = await take();
-  }
-  return got;
 }
 
 const cases: Array<{ name: string; args: string[]; code: number; message: RegExp }> = [

@@ -4,7 +4,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { MessageConnection } from 'vscode-jsonrpc/node';
 import {
   ContainerExecRequest,
   ContainerLogsRequest,
@@ -15,26 +14,12 @@ import {
   VersionRequest,
   type StreamExitParams,
 } from '../../server/protocol';
-import { seedBusybox } from '../helpers/oci';
-import { startRegistry } from '../helpers/registry';
-import { startHelper, newCgroupParent, removeCgroupParent, connectProtocol } from '../helpers/capsa';
+import { protocolSession } from '../helpers/capsa';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('stream/close hangs up an exec and stops a log follow', { skip: process.getuid?.() !== 0 && 'the helper needs root', timeout: 120_000 }, async (t) => {
-  const registry = await startRegistry();
-  // its own cgroup parent: helpers sharing one take each other's containers for stale ones
-  const cgroupParent = newCgroupParent();
-  const helper = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
-  let conn: MessageConnection | undefined;
-  t.after(async () => {
-    conn?.dispose();
-    await helper.stop();
-    await registry.stop();
-    await removeCgroupParent(cgroupParent);
-  });
-  await seedBusybox(registry);
-  conn = await connectProtocol(helper.socket);
+  const { helper, conn } = await protocolSession(t);
   const outputs = new Map<string, number>();
   const exits = new Map<string, StreamExitParams>();
   conn.onNotification(StreamOutputNotification.type, (p) => outputs.set(p.attachId, (outputs.get(p.attachId) ?? 0) + 1));
@@ -77,18 +62,7 @@ test('stream/close hangs up an exec and stops a log follow', { skip: process.get
 });
 
 test('input for an exec whose process closed its stdin is dropped: the helper keeps serving and the exit is reported', { skip: process.getuid?.() !== 0 && 'the helper needs root', timeout: 120_000 }, async (t) => {
-  const registry = await startRegistry();
-  const cgroupParent = newCgroupParent();
-  const helper = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
-  let conn: MessageConnection | undefined;
-  t.after(async () => {
-    conn?.dispose();
-    await helper.stop();
-    await registry.stop();
-    await removeCgroupParent(cgroupParent);
-  });
-  await seedBusybox(registry);
-  conn = await connectProtocol(helper.socket);
+  const { helper, conn } = await protocolSession(t);
   const exits = new Map<string, StreamExitParams>();
   conn.onNotification(StreamExitNotification.type, (p) => exits.set(p.attachId, p));
   const run = await helper.cli(['run', '-d', '--network', 'none', 'busybox', 'sleep', '300']);

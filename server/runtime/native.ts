@@ -4,13 +4,14 @@
  * control lines on fd 5. The shim is single-threaded on purpose; see
  * ARCHITECTURE.md, "Why a native shim".
  */
-import { ChildProcess, spawn, StdioNull, StdioPipe } from 'node:child_process';
+import type * as net from 'node:net';
 import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { CapsaError } from '../errors';
 import { encodePlan, Plan } from './plan';
+import { spawnProgram, type SpawnedProgram } from '../util/spawn';
 
 /** The status the shim writes to fd 4, one line each. */
 export type ShimStatus =
@@ -144,7 +145,10 @@ export interface StartShimOptions {
 }
 
 export interface ShimHandle {
-  process: ChildProcess;
+  /** The shim's own pid (0 when it could not be started). */
+  pid: number;
+  /** Signals the shim, which passes the signal on to the container process; nothing once the shim has ended. */
+  kill(signal: NodeJS.Signals): void;
   /** Host pid of the container process, once it has exec'd its command. */
   started: Promise<number>;
   /** The container process's exit code (128 + signal when killed); 125 when setup failed. */
@@ -158,25 +162,39 @@ export interface ShimHandle {
   stderr: Readable | null;
 }
 
-/** Spawns the shim for plan and follows it until the container process ends. */
+/**
+ * Spawns the shim for plan and follows it until the container process ends.
+ * posix_spawn (util/spawn.ts), not child_process: Node's fork of the helper
+ * was most of an exec's start.
+ */
 export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
   if ((opts.mode === 'exec') !== (plan.joinPid !== undefined)) {
     throw new ShimError(`shim mode ${opts.mode} does not match the plan (joinPid ${plan.joinPid ?? 'unset'})`);
   }
   const encoded = encodePlan(plan);
-  const child = spawn(opts.shim ?? shimPath(), [opts.mode], {
-    stdio: [opts.stdin, opts.stdout, opts.stderr, 'pipe', 'pipe', 'pipe'] as Array<
-      StdioPipe | StdioNull | 'inherit' | number
-    >,
-    // the shim forwards signals itself; a terminal's Ctrl-C must not reach it
-    // through the helper's process group
-    detached: true,
-  });
-  // child.stdio is typed as a 5-tuple; the shim's three extra pipes are 3..5
-  const extra = child.stdio as unknown as Array<Readable | Writable>;
-  const planFd = extra[3] as Writable;
-  const statusFd = extra[4] as Readable;
-  const controlFd = extra[5] as Writable;
+  const shim = opts.shim ?? shimPath();
+  const stdio = ([opts.stdin, opts.stdout, opts.stderr] as ShimStdio[]).map((s, i) => (s === 'pipe' ? 'socket' : s === 'ignore' ? 'null' : s === 'inherit' ? i : s));
+  let child: SpawnedProgram;
+  try {
+    // a session of its own: the shim forwards signals itself, and a
+    // terminal's Ctrl-C must not reach it through the helper's process group;
+    // watched through a pidfd, since an exec (a shell) may run for hours
+    child = spawnProgram(shim, [opts.mode], { stdio, fds: ['socket', 'socket', 'socket'], setsid: true, watch: 'pidfd', ref: true });
+  } catch (err) {
+    const e = new ShimError(`cannot start the shim ${shim}: ${(err as Error).message}`, { cause: err });
+    const failed = Promise.reject(e);
+    failed.catch(() => undefined);
+    return { pid: 0, kill: () => undefined, started: failed, exited: failed, resize: () => undefined, signal: () => undefined, stdin: null, stdout: null, stderr: null };
+  }
+  const [planFd, statusFd, controlFd] = child.sockets as net.Socket[];
+  const [stdinEnd, stdoutEnd, stderrEnd] = child.stdio;
+  // one-way ends: shut what we will never use, so each side sees the end it expects
+  planFd.resume();
+  statusFd.end();
+  controlFd.resume();
+  stdinEnd?.resume();
+  stdoutEnd?.end();
+  stderrEnd?.end();
 
   let resolveStarted!: (pid: number) => void;
   let rejectStarted!: (err: Error) => void;
@@ -199,32 +217,25 @@ export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
   statusFd.setEncoding('utf8');
   statusFd.on('data', (chunk: string) => reader.push(chunk));
 
+  let ended = false;
   const exited = new Promise<number>((resolve, reject) => {
-    let spawnError: Error | undefined;
-    child.once('error', (err) => {
-      spawnError = err;
-      const e = new ShimError(`cannot start the shim ${opts.shim ?? shimPath()}: ${err.message}`, { cause: err });
-      rejectStarted(e);
-      reject(e);
-    });
     // decide once both the process has ended and its status pipe is read to
-    // the end (waiting for 'close' instead would also wait for the caller to
-    // drain stdout, which it may never do)
-    let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    // the end (waiting for the other streams too would also wait for the
+    // caller to drain stdout, which it may never do)
+    let exitInfo: { code: number | null; signal: number | null } | undefined;
     let statusDone = false;
     const settle = (): void => {
-      if (spawnError || !exitInfo || !statusDone) return;
+      if (!exitInfo || !statusDone) return;
       const { code, signal } = exitInfo;
-      const fallback = new ShimError(
-        `the shim ended without reporting (${signal ? `signal ${signal}` : `exit status ${code}`})`,
-      );
+      const fallback = new ShimError(`the shim ended without reporting (${signal ? `signal ${signal}` : `exit status ${code}`})`);
       rejectStarted(fallback);
       if (reported !== undefined) resolve(reported);
       else if (setupError) resolve(code ?? 125);
       else reject(fallback);
     };
-    child.once('exit', (code, signal) => {
-      exitInfo = { code, signal };
+    void child.exited.then((info) => {
+      ended = true;
+      exitInfo = info;
       settle();
     });
     statusFd.once('close', () => {
@@ -236,14 +247,18 @@ export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
 
   // EPIPE here means the shim died early, or (stdin) the process closed its
   // input: 'close' and the exit status report that; unhandled, it would end the helper
-  for (const s of [planFd, controlFd, child.stdin]) s?.on('error', () => undefined);
+  for (const s of [planFd, statusFd, controlFd, stdinEnd, stdoutEnd, stderrEnd]) s?.on('error', () => undefined);
   planFd.end(encoded);
 
   const control = (line: string): void => {
     if (!controlFd.destroyed && controlFd.writable) controlFd.write(line);
   };
   return {
-    process: child,
+    pid: child.pid,
+    kill(signal) {
+      // once reaped, the pid may be another process's
+      if (!ended) process.kill(child.pid, signal);
+    },
     started,
     exited,
     resize(rows, cols) {
@@ -252,8 +267,8 @@ export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
     signal(n) {
       control(`signal ${Math.trunc(n)}\n`);
     },
-    stdin: child.stdin,
-    stdout: child.stdout,
-    stderr: child.stderr,
+    stdin: stdinEnd ?? null,
+    stdout: stdoutEnd ?? null,
+    stderr: stderrEnd ?? null,
   };
 }

@@ -5,8 +5,9 @@
  * start. glibc's posix_spawn uses clone(CLONE_VM|CLONE_VFORK), which copies
  * nothing, and costs well under 1 ms (bench/run-startup.sh).
  *
- * The child gets /dev/null on 0–2, one end of a socketpair on each extra fd
- * from 3 up, default signal dispositions, an empty signal mask (Node ignores
+ * The child gets /dev/null on 0–2 (or, on request, a socketpair or a
+ * descriptor of ours, as spawn's 'pipe' and fd entries), one end of a
+ * socketpair on each extra fd from 3 up, default signal dispositions, an empty signal mask (Node ignores
  * SIGPIPE; an exec'd program must not inherit that) and, on request, a
  * session of its own (as spawn's `detached`).
  */
@@ -54,6 +55,8 @@ export interface SpawnedProgram {
   pid: number;
   /** For each of `fds`: our end of the socketpair for a 'socket' entry, undefined for a passed descriptor. */
   sockets: Array<net.Socket | undefined>;
+  /** The same for `stdio`: our ends for the child's 0, 1 and 2. */
+  stdio: Array<net.Socket | undefined>;
   /** Settles when the child ends: its exit code, or the signal that killed it. */
   exited: Promise<{ code: number | null; signal: number | null }>;
 }
@@ -61,6 +64,8 @@ export interface SpawnedProgram {
 export interface SpawnOptions {
   /** The child's fds 3, 4, …: 'socket' for a new socketpair, or a descriptor of ours to pass on as it is. */
   fds: Array<'socket' | number>;
+  /** The child's 0, 1 and 2 the same way, or 'null' for /dev/null (the default for each). */
+  stdio?: Array<'null' | 'socket' | number>;
   /** A session of its own, as spawn's `detached`. */
   setsid: boolean;
   /** Default: the helper's. */
@@ -72,19 +77,24 @@ export interface SpawnOptions {
    * run for hours and must not hold a pool thread).
    */
   watch?: 'wait' | 'pidfd';
+  /** With `pidfd`: the event loop stays alive until the child ends (as a child_process does). Default: it does not wait for it. */
+  ref?: boolean;
 }
 
-/** Runs file with args (argv[0] is file), /dev/null on 0-2 and `opts.fds` from 3 on. */
+/** Runs file with args (argv[0] is file), `opts.stdio` (else /dev/null) on 0-2 and `opts.fds` from 3 on. */
 export function spawnProgram(file: string, args: string[], opts: SpawnOptions): SpawnedProgram {
   const c = load();
+  const stdio = [0, 1, 2].map((i) => opts.stdio?.[i] ?? 'null');
+  // the child's fds in order from 0; undefined: /dev/null
+  const wanted = [...stdio, ...opts.fds];
   const ours: Array<number | undefined> = [];
-  const theirs: number[] = [];
+  const theirs: Array<number | undefined> = [];
   const made: number[] = [];
   const closeAll = (fds: Array<number | undefined>) => fds.forEach((fd) => fd !== undefined && c.close(fd));
-  for (const want of opts.fds) {
+  for (const want of wanted) {
     if (want !== 'socket') {
       ours.push(undefined);
-      theirs.push(want);
+      theirs.push(want === 'null' ? undefined : want);
       continue;
     }
     const sv = new Int32Array(2);
@@ -106,9 +116,10 @@ export function spawnProgram(file: string, args: string[], opts: SpawnOptions): 
   const pid = new Int32Array(1);
   let rc: number;
   try {
-    for (let fd = 0; fd < 3; fd++) c.fa_addopen(actions, fd, '/dev/null', O_RDWR, 0);
-    // dup2 clears close-on-exec on the copy; the originals close at exec
-    theirs.forEach((fd, i) => c.fa_adddup2(actions, fd, 3 + i));
+    // dup2 clears close-on-exec on the copy; the originals close at exec.
+    // (A passed descriptor below the last target would be overwritten by an
+    // earlier action: what callers pass are their own, higher, descriptors.)
+    theirs.forEach((fd, i) => (fd === undefined ? c.fa_addopen(actions, i, '/dev/null', O_RDWR, 0) : c.fa_adddup2(actions, fd, i)));
     c.sigfillset(all);
     c.sigemptyset(none);
     c.attr_setsigdefault(attr, all);
@@ -126,9 +137,9 @@ export function spawnProgram(file: string, args: string[], opts: SpawnOptions): 
     throw new CapsaError('E_SPAWN', `cannot start ${file}: ${errnoText(rc)}`);
   }
   const child = pid[0];
-  const exited = opts.watch === 'pidfd' ? watchPidfd(child) : waitFor(child);
-  const sockets = ours.map((fd) => (fd === undefined ? undefined : new net.Socket({ fd, readable: true, writable: true })));
-  return { pid: child, sockets, exited };
+  const exited = opts.watch === 'pidfd' ? watchPidfd(child, !!opts.ref) : waitFor(child);
+  const ends = ours.map((fd) => (fd === undefined ? undefined : new net.Socket({ fd, readable: true, writable: true })));
+  return { pid: child, stdio: ends.slice(0, 3), sockets: ends.slice(3), exited };
 }
 
 type ExitStatus = { code: number | null; signal: number | null };
@@ -149,7 +160,7 @@ const WNOHANG = 1;
 const SYS_PIDFD_OPEN = 434; // the same number on x86_64 and arm64
 
 /** A pidfd turns readable when the process ends (pidfd_open(2)); without pidfds (Linux < 5.3), a look every second. */
-function watchPidfd(child: number): Promise<ExitStatus> {
+function watchPidfd(child: number, ref: boolean): Promise<ExitStatus> {
   const c = load();
   return new Promise((resolve) => {
     const reap = (): boolean => {
@@ -161,7 +172,7 @@ function watchPidfd(child: number): Promise<ExitStatus> {
     const pidfd = c.syscall(SYS_PIDFD_OPEN, 'int', child, 'uint', 0);
     if (pidfd < 0) {
       const timer = setInterval(() => reap() && clearInterval(timer), 1000);
-      timer.unref();
+      if (!ref) timer.unref();
       return;
     }
     const poll = koffiNode().poll(pidfd, { readable: true }, () => {
@@ -169,7 +180,7 @@ function watchPidfd(child: number): Promise<ExitStatus> {
       poll.close();
       c.close(pidfd);
     });
-    poll.unref();
+    if (!ref) poll.unref();
   });
 }
 

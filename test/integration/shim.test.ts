@@ -50,7 +50,7 @@ function sandbox(t: TestContext): Sandbox {
   t.after(async () => {
     for (const h of handles) {
       for (const pid of containerPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
-      if (h.process.exitCode === null && h.process.signalCode === null) h.process.kill('SIGKILL');
+      h.kill('SIGKILL'); // nothing once it has ended
       await h.exited.catch(() => undefined);
     }
     // nothing should be mounted here; lazily unmount whatever a failure left
@@ -212,7 +212,7 @@ test('signals sent to the shim reach the container process', async (t) => {
   const sb = sandbox(t);
   const h = sb.start(sb.plan(['sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done']));
   await waitFor(h.stdout!, /ready/);
-  h.process.kill('SIGTERM');
+  h.kill('SIGTERM');
   assert.equal(await h.exited, 42);
 });
 
@@ -582,7 +582,7 @@ test('with init, the shim is PID 1, reaps orphans and forwards signals', async (
 
   const h = sb.start(sb.plan(['sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done'], { init: true }));
   await waitFor(h.stdout!, /ready/);
-  h.process.kill('SIGTERM');
+  h.kill('SIGTERM');
   assert.equal(await h.exited, 42);
 
   const missing = sb.start(sb.plan(['pyhton'], { init: true }));

@@ -91,6 +91,37 @@ test('a descriptor of ours is passed on as it is, next to new sockets', async ()
   }
 });
 
+test('stdin, stdout and stderr can be sockets or descriptors of ours; unset ones are /dev/null', async () => {
+  const { openSync, closeSync, mkdtempSync, readFileSync: read, rmSync } = await import('node:fs');
+  const dir = mkdtempSync('/tmp/capsa-spawn-');
+  const file = openSync(`${dir}/err`, 'w');
+  try {
+    // 0 and 1 sockets, 2 a file of ours; the extra fd 3 still comes after them
+    const p = spawnProgram('/bin/sh', ['-c', 'tr a-z A-Z; echo to-stderr >&2; readlink /proc/self/fd/0 >&3'], { stdio: ['socket', 'socket', file], fds: ['socket'], setsid: false });
+    assert.equal(p.stdio[2], undefined);
+    const out = readAll(p.stdio[1]!);
+    const fd0 = readAll(p.sockets[0]!);
+    p.stdio[0]!.end('through stdin\n');
+    assert.equal(await out, 'THROUGH STDIN\n');
+    assert.match(await fd0, /^socket:\[\d+\]\n$/);
+    assert.deepEqual(await p.exited, { code: 0, signal: null });
+    assert.equal(read(`${dir}/err`, 'utf8'), 'to-stderr\n');
+    // only stdout asked for: 0 and 2 are /dev/null
+    const q = spawnProgram('/bin/sh', ['-c', 'readlink /proc/self/fd/0 /proc/self/fd/2'], { stdio: ['null', 'socket'], fds: [], setsid: false });
+    assert.equal(await readAll(q.stdio[1]!), '/dev/null\n/dev/null\n');
+    await q.exited;
+  } finally {
+    closeSync(file);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('with ref, a pidfd-watched program keeps the event loop alive until it ends', async () => {
+  // nothing else holds the loop here: without ref the test would end with the promise pending
+  const p = spawnProgram('/bin/sh', ['-c', 'sleep 0.3; exit 3'], { fds: [], setsid: false, watch: 'pidfd', ref: true });
+  assert.deepEqual(await p.exited, { code: 3, signal: null });
+});
+
 test('a long-lived program is watched through a pidfd, not a pool thread: its end and signal are seen', async (t) => {
   // the watch does not keep a process alive (the helper's exit must not wait for it): this test does
   const alive = setInterval(() => undefined, 1000);

@@ -14,8 +14,9 @@ import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import * as sys from '../../server/runtime/network/sys';
-import { seedBusybox } from './oci';
-import { startRegistry } from './registry';
+import { after, before } from 'node:test';
+import { seedBusybox, type PushedImage } from './oci';
+import { startRegistry, type TestRegistry } from './registry';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const CLI = path.join(REPO_ROOT, 'bin', 'capsa');
@@ -296,4 +297,37 @@ export async function protocolSession(
   await seedBusybox(registry);
   conn = await connectProtocol(helper.socket);
   return { helper, conn };
+}
+
+/**
+ * The registry of a whole test file, with busybox pushed to it: started
+ * before the file's first test, stopped after its last. Call it once at the
+ * file's top level; what it returns stands for the running registry.
+ */
+export function fileRegistry(): TestRegistry & { readonly busybox: PushedImage } {
+  let running: { registry: TestRegistry; busybox: PushedImage } | undefined;
+  before(async () => {
+    const registry = await startRegistry();
+    running = { registry, busybox: await seedBusybox(registry) };
+  });
+  after(async () => running?.registry.stop());
+  const get = () => {
+    if (!running) throw new Error("the file's registry is used before its before() hook ran");
+    return running;
+  };
+  return {
+    get host() {
+      return get().registry.host;
+    },
+    get url() {
+      return get().registry.url;
+    },
+    get dir() {
+      return get().registry.dir;
+    },
+    get busybox() {
+      return get().busybox;
+    },
+    stop: () => get().registry.stop(),
+  };
 }

@@ -2,21 +2,12 @@
  * Helpers on different roots share the cgroup parent (`capsa` by default):
  * one starting up must not treat another's containers as its own leftovers.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
-import { seedBusybox } from '../helpers/oci';
-import { newCgroupParent, removeCgroupParent, startHelper, type TestHelper } from '../helpers/capsa';
+import { newCgroupParent, removeCgroupParent, startHelper, type TestHelper, fileRegistry } from '../helpers/capsa';
 import { CgroupManager } from '../../server/runtime/cgroups';
 
-let registry: TestRegistry;
-before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-});
-after(async () => {
-  await registry?.stop();
-});
+const registry = fileRegistry();
 
 test('a helper starting on another root leaves the running containers of a helper sharing its cgroup parent alone', async (t) => {
   const parent = newCgroupParent();

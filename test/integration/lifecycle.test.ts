@@ -4,22 +4,15 @@
  * live), wait, top, prune, attach, run -d; names unique under concurrent
  * creates. Real helper process, real registry, real kernel.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
-import { seedBusybox } from '../helpers/oci';
-import { CLI, mountsUnder, startHelper, type TestHelper, ok, inspect, until } from '../helpers/capsa';
+import { CLI, mountsUnder, startHelper, type TestHelper, ok, inspect, until, fileRegistry } from '../helpers/capsa';
 
-let registry: TestRegistry;
-before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-});
-after(async () => registry?.stop());
+const registry = fileRegistry();
 
 /**
  * A helper with cgroups of its own: helpers that share a cgroup parent treat

@@ -3,24 +3,14 @@
  * controllers on this machine): an OOM kill is reported, a fork bomb stops at
  * --pids-limit, --cpus throttles; cgroups go with their container.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
-import { seedBusybox } from '../helpers/oci';
-import { type TestHelper, testHelper } from '../helpers/capsa';
+import { type TestHelper, testHelper, fileRegistry } from '../helpers/capsa';
 import { CgroupManager } from '../../server/runtime/cgroups';
 
-let registry: TestRegistry;
-
-before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-});
-after(async () => {
-  await registry?.stop();
-});
+const registry = fileRegistry();
 
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper & { cgroups: CgroupManager }> {
   const h = await testHelper(t, registry.url);

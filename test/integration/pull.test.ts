@@ -2,7 +2,7 @@
  * Pulls against Debian's docker-registry on 127.0.0.1: formats, platforms,
  * digests, mirrors, auth, faults, concurrency. Every test has its own store.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,19 +13,11 @@ import { RegistryClient } from '../../server/image/registry';
 import { DigestMismatchError, ImageNotFoundError, RegistryAuthError, CancelledError } from '../../server/image/errors';
 import type { CapsaConfig } from '../../server/config';
 import type { PullProgress } from '../../server/protocol/types';
-import { startRegistry, startFaultProxy, type TestRegistry } from '../helpers/registry';
-import { pushImage, pushIndex, seedBusybox, tarLayer, hostPlatform, type PushedImage } from '../helpers/oci';
+import { startRegistry, startFaultProxy } from '../helpers/registry';
+import { fileRegistry } from '../helpers/capsa';
+import { pushImage, pushIndex, seedBusybox, tarLayer, hostPlatform } from '../helpers/oci';
 
-let registry: TestRegistry;
-let busybox: PushedImage;
-
-before(async () => {
-  registry = await startRegistry();
-  busybox = await seedBusybox(registry);
-});
-after(async () => {
-  await registry?.stop();
-});
+const registry = fileRegistry();
 
 interface Ctx {
   after: (fn: () => unknown) => void;
@@ -70,12 +62,12 @@ test('busybox as a schema2 image pulls by tag, unpacks, and a second pull is up 
   const progress: PullProgress[] = [];
   const r = await pullImage(ref, { store, config, client: client(t, config), onProgress: (p) => progress.push(p) });
   assert.equal(r.reference, ref);
-  assert.equal(r.manifestDigest, busybox.manifestDigest);
-  assert.equal(r.id, busybox.configDigest);
+  assert.equal(r.manifestDigest, registry.busybox.manifestDigest);
+  assert.equal(r.id, registry.busybox.configDigest);
   assert.equal(r.upToDate, false);
   assert.deepEqual(r.image.references, [ref]);
-  assert.deepEqual(r.image.repoDigests, [`${registry.host}/library/busybox@${busybox.manifestDigest}`]);
-  assert.deepEqual(r.image.diffIds, busybox.layers.map((l) => l.diffId));
+  assert.deepEqual(r.image.repoDigests, [`${registry.host}/library/busybox@${registry.busybox.manifestDigest}`]);
+  assert.deepEqual(r.image.diffIds, registry.busybox.layers.map((l) => l.diffId));
   assert.ok(r.image.size > 500_000, 'size counts the unpacked files');
   const dirs = await store.layerDirs(r.image);
   assert.equal(dirs.length, 1);
@@ -83,7 +75,7 @@ test('busybox as a schema2 image pulls by tag, unpacks, and a second pull is up 
   assert.equal(fs.readlinkSync(path.join(dirs[0], 'bin/sh')), 'busybox');
   assert.deepEqual((await store.config(r.image)).config?.Cmd, ['sh']);
   // The blob was kept while it streamed.
-  assert.ok(await store.hasBlob(busybox.layers[0].digest));
+  assert.ok(await store.hasBlob(registry.busybox.layers[0].digest));
   assert.ok(progress.length >= 1);
   assert.deepEqual(progress.at(-1)!.layers.map((l) => l.status), ['done']);
   assertClean(root);
@@ -195,7 +187,7 @@ test('a mirror configured for docker.io serves docker.io names', async (t) => {
   const { store, config } = setup(t, { mirrors: { 'docker.io': [registry.url] } });
   const r = await pullImage('busybox', { store, config, client: client(t, config) });
   assert.equal(r.reference, 'docker.io/library/busybox:latest');
-  assert.equal(r.id, busybox.configDigest);
+  assert.equal(r.id, registry.busybox.configDigest);
   assert.deepEqual(r.image.references, ['docker.io/library/busybox:latest']);
   assert.equal((await store.resolve('busybox'))?.id, r.id);
   // missing: the local image is used without contacting any registry.
@@ -220,7 +212,7 @@ test('a tampered blob is a digest error naming the blob, and nothing is stored',
   );
   assertClean(root);
   assert.deepEqual(fs.readdirSync(path.join(root, 'layers', 'sha256')), []);
-  assert.ok(!(await store.hasBlob(busybox.layers[0].digest)));
+  assert.ok(!(await store.hasBlob(registry.busybox.layers[0].digest)));
   assert.deepEqual(await store.list(), []);
 });
 
@@ -229,11 +221,11 @@ test('a lost layer is unpacked again from its blob without the network; a torn b
   const proxy = await startFaultProxy(registry);
   t.after(() => proxy.stop());
   const ref = `${proxy.host}/library/busybox:latest`;
-  const key = `GET /v2/library/busybox/blobs/${busybox.layers[0].digest}`;
+  const key = `GET /v2/library/busybox/blobs/${registry.busybox.layers[0].digest}`;
   const first = await pullImage(ref, { store, config, client: client(t, config) });
   assert.equal(proxy.count(key), 1);
   const layer = store.layerPath(first.image.diffIds[0]);
-  const blob = store.blobPath(busybox.layers[0].digest);
+  const blob = store.blobPath(registry.busybox.layers[0].digest);
   const binary = fs.readFileSync(path.join(layer, 'bin', 'busybox'));
 
   // the layer directory gone (deleted by hand): rebuilt from the blob on disk
@@ -249,7 +241,7 @@ test('a lost layer is unpacked again from its blob without the network; a torn b
   fs.writeSync(fd, Buffer.alloc(size - Math.floor(size / 2)), 0, size - Math.floor(size / 2), Math.floor(size / 2));
   fs.closeSync(fd);
   const again = await pullImage(ref, { store, config, client: client(t, config) });
-  assert.equal(again.id, busybox.configDigest);
+  assert.equal(again.id, registry.busybox.configDigest);
   assert.equal(proxy.count(key), 2, 'the torn blob was downloaded again');
   assert.deepEqual(fs.readFileSync(path.join(layer, 'bin', 'busybox')), binary);
   assert.equal(fs.statSync(blob).size, size);
@@ -281,10 +273,10 @@ test('a connection cut mid-blob resumes with a Range request and completes', asy
   const proxy = await startFaultProxy(registry, { cutAfterBytes: 200_000, cutTimes: 1 });
   t.after(() => proxy.stop());
   const r = await pullImage(`${proxy.host}/library/busybox:latest`, { store, config, client: client(t, config) });
-  assert.equal(r.id, busybox.configDigest);
-  const key = `GET /v2/library/busybox/blobs/${busybox.layers[0].digest}`;
+  assert.equal(r.id, registry.busybox.configDigest);
+  const key = `GET /v2/library/busybox/blobs/${registry.busybox.layers[0].digest}`;
   assert.equal(proxy.count(key), 2, 'one cut, one resumed request');
-  assert.ok((proxy.bytesSent.get(key) ?? 0) < busybox.layers[0].size + 200_000, 'the resumed request did not start over');
+  assert.ok((proxy.bytesSent.get(key) ?? 0) < registry.busybox.layers[0].size + 200_000, 'the resumed request did not start over');
   assertClean(root);
 });
 
@@ -294,7 +286,7 @@ test('a 429 with Retry-After is waited out', async (t) => {
   t.after(() => proxy.stop());
   const start = Date.now();
   const r = await pullImage(`${proxy.host}/library/busybox:latest`, { store, config, client: client(t, config) });
-  assert.equal(r.id, busybox.configDigest);
+  assert.equal(r.id, registry.busybox.configDigest);
   assert.ok(Date.now() - start >= 950, 'waited for Retry-After');
 });
 
@@ -327,12 +319,12 @@ test('a slow pull reports moving progress, can be cancelled, and the next pull r
   assert.equal(partial.length, 1, 'the partial download is kept for resuming');
 
   proxy.setFault({});
-  const key = `GET /v2/library/busybox/blobs/${busybox.layers[0].digest}`;
+  const key = `GET /v2/library/busybox/blobs/${registry.busybox.layers[0].digest}`;
   const before = proxy.bytesSent.get(key) ?? 0;
   const r = await pullImage(ref, { store, config, client: client(t, config) });
-  assert.equal(r.id, busybox.configDigest);
+  assert.equal(r.id, registry.busybox.configDigest);
   const resumedBytes = (proxy.bytesSent.get(key) ?? 0) - before;
-  assert.ok(resumedBytes < busybox.layers[0].size, `resumed, fetching ${resumedBytes} of ${busybox.layers[0].size} bytes`);
+  assert.ok(resumedBytes < registry.busybox.layers[0].size, `resumed, fetching ${resumedBytes} of ${registry.busybox.layers[0].size} bytes`);
   assertClean(root);
 });
 
@@ -347,7 +339,7 @@ test('basic auth (htpasswd): right credentials pull, wrong ones are a clear erro
   const dockerConfig = path.join(root, 'docker-config.json');
   fs.writeFileSync(dockerConfig, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${creds.user}:${creds.password}`).toString('base64') } } }));
   const r = await pullImage(ref, { store, config, client: client(t, config, { dockerConfig }) });
-  assert.equal(r.id, busybox.configDigest);
+  assert.equal(r.id, registry.busybox.configDigest);
 
   const wrong = client(t, config, { credentials: { [reg.host]: { username: 'capsa', password: 'wrong-pw' } } });
   const { store: s2, config: c2 } = setup(t);
@@ -375,7 +367,7 @@ test('token auth: anonymous and credentialed Bearer tokens, cached per scope', a
   const c = client(t, config, { credentials: { [reg.host]: { username: user.user, password: user.password } } });
   const before = reg.token.requests;
   const r = await pullImage(ref, { store, config, client: c });
-  assert.equal(r.id, busybox.configDigest);
+  assert.equal(r.id, registry.busybox.configDigest);
   assert.equal(reg.token.requests - before, 1, 'one token for the repository scope, reused for manifest and blobs');
   assert.equal(reg.token.log.at(-1)?.get('scope'), 'repository:library/busybox:pull');
 

@@ -5,21 +5,14 @@
  * container with its true state, its complete logs and, for one that ended
  * meanwhile, its exit status.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
-import { seedBusybox } from '../helpers/oci';
-import { CLI, restartHelper, type TestHelper, ok, inspect, until, testHelper } from '../helpers/capsa';
+import { CLI, restartHelper, type TestHelper, ok, inspect, until, testHelper, fileRegistry } from '../helpers/capsa';
 
-let registry: TestRegistry;
-before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-});
-after(async () => registry?.stop());
+const registry = fileRegistry();
 
 /** A helper with cgroups of its own (helpers that share a parent reconcile each other's away). */
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper> {

@@ -3,24 +3,16 @@
  * seeded with busybox built from busybox-static), a real helper process and
  * the real kernel: what the container sees, what it leaves behind.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { hostname as hostHostname } from 'node:os';
 import * as path from 'node:path';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { startRegistry } from '../helpers/registry';
 import { seedBusybox } from '../helpers/oci';
-import { mountsUnder, startHelper, type TestHelper, testHelper } from '../helpers/capsa';
+import { mountsUnder, startHelper, type TestHelper, testHelper, fileRegistry } from '../helpers/capsa';
 
-let registry: TestRegistry;
-
-before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-});
-after(async () => {
-  await registry?.stop();
-});
+const registry = fileRegistry();
 
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper> {
   return testHelper(t, registry.url);

@@ -3,21 +3,14 @@
  * person at a terminal would: util-linux `script` gives the CLI a pty as
  * its controlling terminal; the test types into it and reads the screen.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
-import { seedBusybox } from '../helpers/oci';
-import { CLI, mountsUnder, startHelper, type TestHelper } from '../helpers/capsa';
+import { CLI, mountsUnder, startHelper, type TestHelper, fileRegistry } from '../helpers/capsa';
 
-let registry: TestRegistry;
-before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-});
-after(async () => registry?.stop());
+const registry = fileRegistry();
 
 /** A terminal session: everything the program wrote, a way to type, and its exit. */
 function terminal(h: TestHelper, command: string, ttyFile: string) {

@@ -4,24 +4,14 @@
  * refused while a container mounts the volume (unless -f), and hostile names
  * never become paths.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { VolumeCreateRequest, VolumeInspectRequest, VolumeRemoveRequest } from '../../server/protocol';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
-import { seedBusybox } from '../helpers/oci';
-import { type TestHelper, ok, testHelper, connectProtocol } from '../helpers/capsa';
+import { type TestHelper, ok, testHelper, connectProtocol, fileRegistry } from '../helpers/capsa';
 
-let registry: TestRegistry;
-
-before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-});
-after(async () => {
-  await registry?.stop();
-});
+const registry = fileRegistry();
 
 async function helperFor(t: { after: (fn: () => Promise<void>) => void }): Promise<TestHelper> {
   return testHelper(t, registry.url, { checkMounts: false });

@@ -6,7 +6,7 @@
  * its status; with no warm CLI to talk to, it runs the Node CLI. Real helper,
  * real registry, real containers; hostile clients speak to the socket directly.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,19 +15,12 @@ import * as path from 'node:path';
 import { warmCliSocketPath } from '../../server/config';
 import { encodeRequest, parseReply, type Reply } from '../../server/cli/warmwire';
 import { closeFd, connectSeqpacket, pollFds, POLLIN, receiveMessage, sendMessage, setSendBuffer } from '../../server/util/seqpacket';
-import { REPO_ROOT, startHelper, until, type TestHelper } from '../helpers/capsa';
-import { seedBusybox } from '../helpers/oci';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { REPO_ROOT, startHelper, until, type TestHelper, fileRegistry } from '../helpers/capsa';
 
 /** `capsa` as a user runs it: the program, not `node` with a script. */
 const CLIENT = path.join(REPO_ROOT, 'bin', 'capsa');
 
-let registry: TestRegistry;
-before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-});
-after(async () => registry?.stop());
+const registry = fileRegistry();
 
 interface Ctx {
   after: (fn: () => unknown) => void;

@@ -114,7 +114,9 @@ finish (int status)
   exit (status & 0xff);
 }
 
-/* The Node CLI, bin/capsa.js, found from this binary: bin/ (a copy) or native/build/ (the build's output). */
+/* The Node CLI, found from this binary: bin/capsa.js beside a copy in bin/,
+   or from native/build/ (the build's output) the repository's bin/capsa.js,
+   else the packaged extension's bundle, dist/cli.js. */
 static void __attribute__ ((noreturn))
 run_node_cli (char **argv)
 {
@@ -127,9 +129,13 @@ run_node_cli (char **argv)
       char *slash = strrchr (exe, '/');
       if (slash)
         *slash = '\0';
-      snprintf (script, sizeof script, "%s/capsa.js", exe);
-      if (access (script, R_OK) != 0)
-        snprintf (script, sizeof script, "%s/../../bin/capsa.js", exe);
+      static const char *const candidates[] = { "%s/capsa.js", "%s/../../bin/capsa.js", "%s/../../dist/cli.js" };
+      for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
+        {
+          snprintf (script, sizeof script, candidates[i], exe);
+          if (access (script, R_OK) == 0)
+            break;
+        }
       if (access (script, R_OK) == 0)
         {
           int argc = 0;

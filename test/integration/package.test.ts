@@ -2,8 +2,9 @@
  * `npm run package`: the .vsix holds the bundles, the native shim and the
  * few node_modules files they load, nothing else; and an unpacked copy,
  * away from the repository's node_modules, really runs: the helper answers
- * over stdio, and the packaged CLI starts the packaged helper and runs a
- * container with the packaged shim.
+ * over stdio, the packaged CLI starts the packaged helper and runs a
+ * container with the packaged shim, and the packaged `capsa` client hands
+ * its call to the helper's warm CLI (or, with none, runs the bundled CLI).
  */
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +42,7 @@ test('npm run package builds a .vsix with only what runs, and the unpacked exten
     'extension/dist/server.js',
     'extension/dist/cli.js',
     'extension/native/build/capsa-shim',
+    'extension/native/build/capsa',
     'extension/node_modules/koffi/index.js',
     'extension/node_modules/koffi/build/koffi/linux_x64/koffi.node',
     'extension/node_modules/tar-stream/extract.js',
@@ -49,8 +51,10 @@ test('npm run package builds a .vsix with only what runs, and the unpacked exten
   ]) {
     assert.ok(names.includes(required), `${required} is in the package`);
   }
-  const shim = entries.find((e) => e.name === 'extension/native/build/capsa-shim')!;
-  assert.ok(shim.mode & 0o111, `the shim is executable (mode ${shim.mode.toString(8)})`);
+  for (const name of ['capsa-shim', 'capsa']) {
+    const bin = entries.find((e) => e.name === `extension/native/build/${name}`)!;
+    assert.ok(bin.mode & 0o111, `${name} is executable (mode ${bin.mode.toString(8)})`);
+  }
   const unwanted = names.filter(
     (n) =>
       /\.(ts|map|c|h|tsbuildinfo)$/.test(n) ||
@@ -125,7 +129,34 @@ test('npm run package builds a .vsix with only what runs, and the unpacked exten
   const pid = await helperPid(env.CAPSA_SOCKET!);
   const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   assert.equal(cmdline[1], path.join(ext, 'dist', 'server.js'), 'the CLI started the packaged helper');
+
+  // The packaged client: its call goes to a warm CLI of the packaged helper (loaded from dist/cli.js) ...
+  const client = path.join(ext, 'native', 'build', 'capsa');
+  const warm = await runClient(client, ['run', '--rm', 'busybox', 'echo', 'through the warm CLI'], env);
+  assert.equal(warm.code, 0, warm.stderr);
+  assert.equal(warm.stdout, 'through the warm CLI\n');
+  assert.match(readFileSync(path.join(env.CAPSA_ROOT!, 'helper.log'), 'utf8'), new RegExp(`warm CLI \\d+ took a call from pid ${warm.pid}\n`));
+  // ... and with no helper to reach, it runs the packaged bundle, which says so
+  const alone = await runClient(client, ['ps'], { ...env, CAPSA_SOCKET: path.join(dir, 'nobody.sock'), CAPSA_AUTOSTART: '0' });
+  assert.equal(alone.code, 125, alone.stderr);
+  assert.match(alone.stderr, /cannot reach the capsa helper/);
 });
+
+function runClient(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ pid: number; code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ pid: child.pid!, code, stdout, stderr });
+    });
+  });
+}
 
 async function helperPid(socket: string): Promise<number> {
   const conn = await connectProtocol(socket);

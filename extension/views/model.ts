@@ -174,11 +174,13 @@ export function containerRow(c: ContainerSummary, now: number): Row {
   };
 }
 
-// One collator for every comparison: localeCompare builds one per call, which dominates sorting a long list.
+// One collator for every name comparison: localeCompare builds one per call, which dominates sorting a long list.
 const collator = new Intl.Collator();
 
 /** Running containers first, then by creation time, newest first. */
 export function sortContainers(list: readonly ContainerSummary[]): ContainerSummary[] {
   const rank = (s: ContainerState) => (s === 'running' ? 0 : s === 'paused' ? 1 : 2);
-  return [...list].sort((a, b) => rank(a.state) - rank(b.state) || collator.compare(b.created, a.created) || collator.compare(a.name, b.name));
+  // creation times are ISO 8601 in UTC: their plain string order is time order
+  const newer = (a: string, b: string) => (a > b ? -1 : a < b ? 1 : 0);
+  return [...list].sort((a, b) => rank(a.state) - rank(b.state) || newer(a.created, b.created) || collator.compare(a.name, b.name));
 }

@@ -147,7 +147,12 @@ function newId(prefix: string): string {
   return `${prefix}-${randomBytes(8).toString('hex')}`;
 }
 
-/** Follows one attach session: output to our stdout/stderr, our stdin and size to the helper. Resolves with the exit code. */
+/**
+ * Follows one attach session: output to our stdout/stderr, our stdin and
+ * size to the helper; `done` resolves with the exit code. Nothing is shown
+ * before `start()`, which every caller makes once the session's request is
+ * answered (and, for logs, its logged part written).
+ */
 function attachStreams(
   c: MessageConnection,
   attachId: string,

@@ -165,7 +165,7 @@ export interface ShimHandle {
 /**
  * Spawns the shim for plan and follows it until the container process ends.
  * posix_spawn (util/spawn.ts), not child_process: Node's fork of the helper
- * was most of an exec's start.
+ * was about a third of an exec.
  */
 export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
   if ((opts.mode === 'exec') !== (plan.joinPid !== undefined)) {

@@ -7,9 +7,10 @@
  *
  * The child gets /dev/null on 0–2 (or, on request, a socketpair or a
  * descriptor of ours, as spawn's 'pipe' and fd entries), one end of a
- * socketpair on each extra fd from 3 up, default signal dispositions, an empty signal mask (Node ignores
- * SIGPIPE; an exec'd program must not inherit that) and, on request, a
- * session of its own (as spawn's `detached`).
+ * socketpair on each extra fd from 3 up, default signal dispositions, an
+ * empty signal mask (Node ignores SIGPIPE; an exec'd program must not
+ * inherit that) and, on request, a session of its own (as spawn's
+ * `detached`).
  */
 import * as net from 'node:net';
 import { CapsaError } from '../errors';

@@ -7,12 +7,19 @@
  * the client's process id (from `initialize`) disappears. That fits a
  * language server owned by one editor; the helper is shared by every window
  * and CLI, so each connection gets a watchdog that ends only itself.
+ *
+ * The library also hands the protocol connection its remote console as the
+ * logger, and logs a reply it could not write ("Sending response failed")
+ * through it: a notification on the very connection that just closed, which
+ * throws out of a promise callback and ended the helper for every client.
+ * The protocol connection logs to the helper's own log instead.
  */
 import type { Readable, Writable } from 'node:stream';
+import type { Logger } from 'vscode-jsonrpc';
 import { createConnection as createCommonConnection, type WatchDog } from 'vscode-languageserver/lib/common/server';
 import { createProtocolConnection, StreamMessageReader, StreamMessageWriter, type Connection } from 'vscode-languageserver/node';
 
-export function openConnection(input: Readable, output: Writable, onEnd: () => void): Connection {
+export function openConnection(input: Readable, output: Writable, onEnd: () => void, log: (message: string) => void): Connection {
   let ended = false;
   const end = (): void => {
     if (ended) return;
@@ -29,7 +36,13 @@ export function openConnection(input: Readable, output: Writable, onEnd: () => v
     },
   };
   const connection = createCommonConnection(
-    (logger) => {
+    () => {
+      const logger: Logger = {
+        error: (m) => log(`connection: ${m}`),
+        warn: (m) => log(`connection: ${m}`),
+        info: () => undefined,
+        log: () => undefined,
+      };
       const pc = createProtocolConnection(new StreamMessageReader(input), new StreamMessageWriter(output), logger);
       pc.onClose(end);
       return pc;

@@ -92,7 +92,7 @@ export class Helper {
     const connection = openConnection(input as never, output as never, () => {
       this.connections.delete(connection);
       for (const d of disposers) d();
-    });
+    }, log);
     connection.onInitialize(() => ({ capabilities: {}, serverInfo: { name: 'capsa-helper', version: VERSION } }));
     registerSystemHandlers(connection, this.config.root);
     disposers.push(registerImageHandlers(connection, this.images, this.containers));

@@ -35,6 +35,13 @@ export class ConflictError extends CapsaError {
   }
 }
 
+/** The client that made a request closed its connection: the request's work ends, and nobody is answered. */
+export class ClientGoneError extends CapsaError {
+  constructor() {
+    super('E_CLIENT_GONE', 'the client closed its connection');
+  }
+}
+
 /** Renders any thrown value as a one-line message, following `cause` chains. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;

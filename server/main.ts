@@ -205,6 +205,12 @@ async function main(): Promise<void> {
   }
   // A broken client pipe must not end the helper that other clients share.
   process.on('SIGPIPE', () => undefined);
+  // A rejection nobody handled is a bug of the helper's, but the promise that lost it belongs to
+  // one request of one client: log it loudly (tests fail on this line) and keep serving the rest.
+  // A thrown exception still ends the helper: its state is then unknown, and containers outlive it.
+  process.on('unhandledRejection', (reason) => {
+    log(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
+  });
 }
 
 if (require.main === module) {

@@ -29,7 +29,7 @@ import {
   type ContainerRunParams,
   type ContainerStopParams,
 } from '../protocol';
-import { InvalidArgumentError } from '../errors';
+import { ClientGoneError, InvalidArgumentError } from '../errors';
 import type { ContainerService, ExecSession, StreamSink } from '../runtime/containers';
 import { handled, objectParams } from './errors';
 import { pullProgress } from './progress';
@@ -42,6 +42,8 @@ export function registerContainerHandlers(connection: Connection, containers: Co
 
   /** Set once the connection is gone: a container's output then has nowhere to go. */
   let closed = false;
+  /** Aborted once the connection is gone: work that only waits for this client (wait) ends then. */
+  const gone = new AbortController();
   /** Sends a notification, unless the client went away (which sendNotification reports by throwing, not by rejecting). */
   const notify = <P>(type: { method: string }, params: P): void => {
     if (closed) return;
@@ -60,6 +62,9 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   });
 
   const claim = (attachId: unknown): string | undefined => {
+    // A request read before the connection closed can reach its handler after: it must not open a
+    // session that nobody would ever close.
+    if (closed) throw new ClientGoneError();
     if (attachId === undefined) return undefined;
     if (typeof attachId !== 'string' || attachId.length === 0 || attachId.length > 128) throw new InvalidArgumentError('attachId must be a non-empty string of at most 128 characters');
     if (sessions.has(attachId)) throw new InvalidArgumentError(`attachId ${attachId} is already in use on this connection`);
@@ -207,7 +212,14 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     if (params.timeout !== undefined && (typeof params.timeout !== 'number' || !(params.timeout >= 0))) throw new InvalidArgumentError('timeout must be a number of seconds >= 0');
     await containers.restart(params.container, params.timeout);
   }));
-  connection.onRequest(ContainerWaitRequest.type, handled(async (p: { container: string }) => ({ exitCode: await containers.wait(objectParams<{ container: string }>(p, ContainerWaitRequest.method).container) })));
+  connection.onRequest(
+    ContainerWaitRequest.type,
+    handled(async (p: { container: string }) => {
+      const exitCode = containers.wait(objectParams<{ container: string }>(p, ContainerWaitRequest.method).container);
+      // A wait of a client that went away holds nothing once the connection is gone: nobody is told.
+      return { exitCode: await untilGone(exitCode, gone.signal) };
+    }),
+  );
   connection.onRequest(
     ContainerLogsRequest.type,
     handled(async (p: ContainerLogsParams) => {
@@ -229,7 +241,24 @@ export function registerContainerHandlers(connection: Connection, containers: Co
 
   return () => {
     closed = true;
-    for (const s of sessions.values()) if (s.kind === 'container') s.detach?.();
+    gone.abort();
+    // A run or attach leaves its container running without the client (as Docker's does); an exec
+    // of a client that went away is hung up, as when its terminal closes (stream/close).
+    for (const s of sessions.values()) {
+      if (s.kind === 'container') s.detach?.();
+      else if (s.exec) s.exec.hangup();
+      else s.hungUp = true;
+    }
     sessions.clear();
   };
+}
+
+/** `work`, or a rejection once `signal` aborts (the work itself goes on, and its result is dropped). */
+function untilGone<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new ClientGoneError());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new ClientGoneError());
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

@@ -27,6 +27,12 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
   const byProgressToken = new Map<string | number, AbortController>();
   // Every pull and load in flight on this connection: a client that goes away cancels them.
   const running = new Set<AbortController>();
+  /** Set once the connection is gone: a request read before the close but handled after starts no work. */
+  let gone = false;
+  const track = (abort: AbortController): void => {
+    if (gone) abort.abort();
+    running.add(abort);
+  };
   connection.onNotification(WorkDoneProgressCancelNotification.type, (p) => byProgressToken.get(p.token)?.abort());
 
   connection.onRequest(ImagePullRequest.type, async (raw: ImagePullParams, token) => {
@@ -36,7 +42,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       if (params.platform !== undefined && typeof params.platform !== 'string') throw new InvalidArgumentError('platform must be a string like linux/amd64');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
-      running.add(abort);
+      track(abort);
       if (params.workDoneToken !== undefined) byProgressToken.set(params.workDoneToken, abort);
       const progress = pullProgress(connection, params.workDoneToken, `Pulling ${params.reference}`);
       try {
@@ -65,7 +71,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       const input = checkClientPath(params.input, 'input');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
-      running.add(abort);
+      track(abort);
       const wd = params.workDoneToken;
       if (wd !== undefined) {
         byProgressToken.set(wd, abort);
@@ -101,7 +107,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       const output = checkClientPath(params.output, 'output');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
-      running.add(abort);
+      track(abort);
       try {
         return await images.save(params.images, output, abort.signal);
       } finally {
@@ -125,6 +131,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
   );
 
   return () => {
+    gone = true;
     for (const a of running) a.abort();
   };
 }

@@ -650,6 +650,9 @@ async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: st
   let done!: (err?: Error | null) => void;
   const finished = new Promise<void>((resolve, reject) => (done = (err) => (err ? reject(err) : resolve())));
   const entry = pack.entry(header, (err) => done(err));
+  // A failed or cancelled entry is reported through `finished` and the throw below; the entry's own
+  // 'error' event (streamx emits it on destroy) would otherwise have no listener and end the helper.
+  entry.on('error', () => undefined);
   try {
     for await (const chunk of body) {
       if (signal?.aborted) throw new CancelledError(`save of ${header.name}`);

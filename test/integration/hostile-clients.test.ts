@@ -253,3 +253,46 @@ async function inspectState(h: TestHelper, id: string): Promise<{ Running: boole
   assert.equal(r.code, 0, r.stderr);
   return (JSON.parse(r.stdout) as Array<{ State: { Running: boolean } }>)[0].State;
 }
+
+test('a save or load whose client is killed part way either finishes or leaves nothing half-written', { skip, timeout: 180_000 }, async (t) => {
+  const h = await testHelper(t, registry.url);
+  const pid = h.process.pid!;
+  const repo = `big/${randomBytes(4).toString('hex')}`;
+  const big = await tarLayer([{ type: 'file', path: 'big.bin', content: randomBytes(24 << 20).toString('latin1') }]);
+  await pushImage(registry, repo, 'latest', { layers: [await busyboxLayer(), big], compression: 'none' });
+  const ref = `${registry.host}/${repo}:latest`;
+  await ok(h, ['pull', ref]);
+  const complete = path.join(h.dir, 'complete.tar');
+  await ok(h, ['save', '-o', complete, ref]);
+  await ok(h, ['rmi', ref]);
+  const outDir = path.join(h.dir, 'saves');
+  await fs.mkdir(outDir);
+  for (const delay of [0, 20, 60, 150, 400]) {
+    for (const node of [false, true]) {
+      await ok(h, ['load', '-i', complete]);
+      const out = path.join(outDir, `s-${delay}-${node}.tar`);
+      const save = cliProcess(h, ['save', '-o', out, ref], node);
+      await sleep(delay);
+      save.child.kill('SIGKILL');
+      await save.closed;
+      await stillServing(h, pid);
+      // finished (a whole archive, as the uninterrupted save wrote it) or cancelled (no file): never a part
+      await until('the save to finish or be cancelled', async () => (await fs.readdir(outDir)).every((f) => !f.endsWith('.tmp')));
+      const st = await fs.stat(out).catch(() => undefined);
+      if (st) assert.equal(st.size, (await fs.stat(complete)).size, `a save killed after ${delay} ms wrote the whole archive or none`);
+
+      await ok(h, ['rmi', ref]);
+      const load = cliProcess(h, ['load', '-i', complete], node);
+      await sleep(delay);
+      load.child.kill('SIGKILL');
+      await load.closed;
+      await stillServing(h, pid);
+      // loaded (tagged, and it runs) or not at all
+      await until('the load to finish or be cancelled', async () => (await fs.readdir(path.join(h.root, 'tmp')).catch(() => [] as string[])).every((f) => f.endsWith('.partial')));
+      const images = await ok(h, ['images']);
+      if (images.includes(repo)) await ok(h, ['run', '--rm', '--network', 'none', ref, 'test', '-s', '/big.bin']);
+      await h.cli(['rmi', ref]);
+    }
+  }
+  await stillServing(h, pid);
+});

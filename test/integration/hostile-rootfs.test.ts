@@ -31,6 +31,12 @@ async function assertSameHelper(h: TestHelper, pid: number | undefined): Promise
   assert.equal(r.code, 0, `the helper still answers: ${r.stderr}`);
 }
 
+/** The helper's resident memory (KiB) and open fds: a hostile input must leave neither grown. */
+async function usage(h: TestHelper): Promise<{ rssKiB: number; fds: number }> {
+  const status = await fs.readFile(`/proc/${h.process.pid}/status`, 'utf8');
+  return { rssKiB: Number(/VmRSS:\s+(\d+)/.exec(status)![1]), fds: (await fs.readdir(`/proc/${h.process.pid}/fd`)).length };
+}
+
 /** One small layer per index: /layers/NNN holding NNN. */
 async function numberedLayers(n: number): Promise<Buffer[]> {
   const out: Buffer[] = [];
@@ -52,6 +58,8 @@ test('an image with 125 distinct layers runs and its container sees every layer'
   const out = await ok(h, ['run', '--rm', 'layers125', 'sh', '-c', 'cd /layers && for f in *; do printf "%s=%s\\n" "$f" "$(cat $f)"; done']);
   const want = Array.from({ length: 124 }, (_, i) => `${String(i).padStart(3, '0')}=${String(i).padStart(3, '0')}\n`).join('');
   assert.equal(out, want);
+  // with --userns auto each layer is an idmapped mount first, and the overlay stacks those
+  assert.equal(await ok(h, ['run', '--rm', '--userns', 'auto', 'layers125', 'sh', '-c', 'ls /layers | wc -l; stat -c %u /layers/123']), '124\n0\n');
   await assertSameHelper(h, pid);
 });
 
@@ -94,13 +102,19 @@ test('a manifest of 20,000 entries of one repeated blob is refused at once, befo
   );
   await pushManifest(registry, repo, 'latest', manifest, MediaTypes.dockerManifest);
 
+  await ok(h, ['pull', 'busybox']); // the helper's registry client is warm, so what follows is the manifest's own cost
+  const blobsBefore = await blobCount(h);
+  const before = await usage(h);
   const started = Date.now();
   const r = await h.cli(['pull', 'repeated']);
   const took = Date.now() - started;
+  const after = await usage(h);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /has 20000 layers, more than the 500 Capsa can stack/);
   assert.ok(took < 5_000, `refused in ${took} ms`);
-  assert.equal(await blobCount(h), 0, 'neither the config nor a layer was fetched');
+  assert.equal(await blobCount(h), blobsBefore, 'neither the config nor a layer was fetched');
+  assert.ok(after.rssKiB - before.rssKiB < 64 * 1024, `helper RSS grew from ${before.rssKiB} to ${after.rssKiB} KiB`);
+  assert.ok(after.fds <= before.fds + 2, `helper fds went from ${before.fds} to ${after.fds}`);
   await assertSameHelper(h, pid);
 });
 
@@ -186,6 +200,19 @@ async function busyboxNoEtc(): Promise<Buffer> {
     { type: 'dir', path: 'tmp/', mode: 0o1777 },
   ]);
 }
+
+test('an /etc/hosts that links to itself fails the run with the loop named, and the helper carries on', async (t) => {
+  const h = await helperFor(t);
+  const pid = h.process.pid;
+  await pushImage(registry, 'library/linkloop', 'latest', {
+    layers: [await busyboxLayer(), await tarLayer([{ type: 'symlink', path: 'etc/hosts', target: '/etc/hosts' }])],
+  });
+  const r = await h.cli(['run', '--rm', '--network', 'none', 'linkloop', 'true']);
+  assert.equal(r.code, 125, r.stderr);
+  assert.match(r.stderr, /container setup failed at mount "\/etc\/hosts": too many levels of symbolic links \(ELOOP\)/);
+  assert.equal(await ok(h, ['run', '--rm', '--network', 'none', 'busybox', 'echo', 'fine']), 'fine\n');
+  await assertSameHelper(h, pid);
+});
 
 test('a read-only bind is read-only in its submounts too (-v :ro and --mount readonly)', async (t) => {
   const h = await helperFor(t);

@@ -6,6 +6,7 @@
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -69,10 +70,94 @@ int mkdir_in_root(int rootfd, const char *path, struct shim_error *err, const ch
   return steal_fd(&cur);
 }
 
-int open_mountpoint(int rootfd, const char *path, int as_file, struct shim_error *err, const char *step) {
-  int fd = open_in_root(rootfd, path, O_PATH, err, step);
+/* Appends component c (of length n) to the resolved path out, or for `..`
+ * drops its last one: out never holds a symlink, so that is exact. */
+static int join_component(char out[PATH_MAX], const char *c, size_t n) {
+  if (n == 1 && c[0] == '.')
+    return 0;
+  if (n == 2 && c[0] == '.' && c[1] == '.') {
+    char *slash = strrchr(out, '/');
+    *(slash ? slash : out) = '\0'; /* `..` of the root is the root, as inside it */
+    return 0;
+  }
+  size_t len = strlen(out);
+  if (len + 1 + n >= PATH_MAX)
+    return -1;
+  out[len] = '/';
+  memcpy(out + len + 1, c, n);
+  out[len + 1 + n] = '\0';
+  return 0;
+}
+
+int resolve_in_root(int rootfd, const char *path, char out[PATH_MAX], struct shim_error *err, const char *step) {
+  char todo[PATH_MAX], link[PATH_MAX];
+  if (snprintf(todo, sizeof todo, "%s", path) >= (int)sizeof todo)
+    return shim_fail(err, step, path, ENAMETOOLONG, NULL);
+  out[0] = '\0';
+  int hops = 0, missing = 0;
+  const char *p = todo;
+  while (*p) {
+    while (*p == '/')
+      p++;
+    size_t n = strcspn(p, "/");
+    if (n == 0)
+      break;
+    const char *c = p;
+    p += n;
+    size_t before = strlen(out);
+    if (join_component(out, c, n) < 0)
+      return shim_fail(err, step, path, ENAMETOOLONG, NULL);
+    if (missing || strlen(out) <= before)
+      continue; /* below a missing component nothing exists to follow; `.` and `..` are lexical */
+    struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    cleanup_close int fd = -1;
+    do
+      fd = (int)syscall(SYS_openat2, rootfd, out, &how, sizeof how);
+    while (fd < 0 && errno == EAGAIN);
+    if (fd < 0 && errno == ENOENT) {
+      missing = 1;
+      continue;
+    }
+    if (fd < 0)
+      return shim_fail(err, step, out, errno, NULL);
+    struct stat st;
+    if (fstatat(fd, "", &st, AT_EMPTY_PATH) < 0)
+      return shim_fail(err, step, out, errno, NULL);
+    if (!S_ISLNK(st.st_mode))
+      continue;
+    if (++hops > 40)
+      return shim_fail(err, step, path, ELOOP, NULL);
+    ssize_t len = readlinkat(fd, "", link, sizeof link - 1);
+    if (len < 0)
+      return shim_fail(err, step, out, errno, NULL);
+    link[len] = '\0';
+    /* the link replaces its own component: an absolute target restarts at
+     * the container's root, a relative one continues from its directory */
+    out[before] = '\0';
+    if (link[0] == '/')
+      out[0] = '\0';
+    char rest[PATH_MAX];
+    if (snprintf(rest, sizeof rest, "%s/%s", link, p) >= (int)sizeof rest)
+      return shim_fail(err, step, path, ENAMETOOLONG, NULL);
+    memcpy(todo, rest, strlen(rest) + 1);
+    p = todo;
+  }
+  if (!out[0])
+    snprintf(out, PATH_MAX, "/");
+  return 0;
+}
+
+int open_mountpoint(int rootfd, const char *path_in, int as_file, struct shim_error *err, const char *step) {
+  int fd = open_in_root(rootfd, path_in, O_PATH, err, step);
   if (fd >= 0 || err->errnum != ENOENT)
     return fd;
+  /* A missing target may be a dangling symlink, as images made for
+   * systemd-resolved ship /etc/resolv.conf: what is created is its target,
+   * resolved inside the root, so the mount lands where the link points
+   * (as runc does) and nothing outside the root is ever touched. */
+  char path[PATH_MAX];
+  if (resolve_in_root(rootfd, path_in, path, err, step) < 0)
+    return -1;
   if (!as_file) {
     fd = mkdir_in_root(rootfd, path, err, step);
     return fd;
@@ -108,17 +193,95 @@ static int open_rootfs(const struct plan *plan, struct shim_error *err) {
   return fd;
 }
 
-/* Applies flags that mount(2) ignores on a first bind (ro, nosuid…), which
- * need a second, remounting call on the new mount. */
-static int remount_bind(int rootfd, const char *target, unsigned long flags, struct shim_error *err) {
+/* Applies flags that mount(2) ignores on a first bind (ro, nosuid…). A
+ * bind remount would set them on the top mount only, leaving a submount of
+ * the source writable: mount_setattr with AT_RECURSIVE (Linux 5.12) sets
+ * them on every mount of the tree, as Docker 25 does for read-only binds. */
+static int bind_attrs(int rootfd, const char *target, unsigned long flags, int recursive, struct shim_error *err) {
+  static const struct {
+    unsigned long ms;
+    unsigned long long attr;
+  } map[] = {{MS_RDONLY, MOUNT_ATTR_RDONLY}, {MS_NOSUID, MOUNT_ATTR_NOSUID}, {MS_NODEV, MOUNT_ATTR_NODEV}, {MS_NOEXEC, MOUNT_ATTR_NOEXEC}};
+  struct mount_attr attr = {0};
+  for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+    if (flags & map[i].ms) {
+      attr.attr_set |= map[i].attr;
+      flags &= ~map[i].ms;
+    }
+  if (flags)
+    return shim_fail(err, "mount", target, EINVAL, "bind mount flags 0x%lx cannot be applied", flags);
   cleanup_close int fd = open_in_root(rootfd, target, O_PATH, err, "mount");
   if (fd < 0)
     return -1;
-  char path[FD_PATH_LEN];
-  fd_path(fd, path);
-  if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags, NULL) < 0)
-    return shim_fail(err, "mount", target, errno, NULL);
+  if (mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0) {
+    int e = errno;
+    return shim_fail(err, "mount", target, e, "making the bind mount and its submounts %s: mount_setattr: %s%s",
+                     (attr.attr_set & MOUNT_ATTR_RDONLY) ? "read-only" : "restricted", shim_strerror(e, (char[128]){0}, 128),
+                     e == ENOSYS ? " (needs linux 5.12 or later)" : "");
+  }
   return 0;
+}
+
+/* overlayfs takes lowerdir in mount(2)'s data, which the kernel copies
+ * only up to a page: some 40 store paths. Each lower directory is opened
+ * here and named by its fd number, relative to /proc/self/fd as the cwd
+ * (overlayfs resolves the names at mount time and follows the fd links),
+ * so even 500 layers, overlayfs's most, take about 2 KiB. */
+static int mount_overlay(const char *dst, const struct plan_mount *m, unsigned long flags, struct shim_error *err) {
+  size_t n = 1;
+  for (const char *c = m->data; *c; c++)
+    n += *c == ':' || *c == ',';
+  cleanup_free char *opts = strdup(m->data);
+  cleanup_free char *data = malloc(strlen(m->data) + 12 * n + 1);
+  cleanup_free int *fds = malloc(n * sizeof *fds);
+  if (!opts || !data || !fds)
+    return shim_fail(err, "mount", m->target, ENOMEM, NULL);
+  size_t nfds = 0, len = 0;
+  int rc = -1;
+  data[0] = '\0';
+  char *save = NULL;
+  for (char *opt = strtok_r(opts, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+    if (len)
+      data[len++] = ',';
+    if (strncmp(opt, "lowerdir=", 9)) {
+      len += (size_t)sprintf(data + len, "%s", opt);
+      continue;
+    }
+    len += (size_t)sprintf(data + len, "lowerdir=");
+    char *dsave = NULL;
+    for (char *dir = strtok_r(opt + 9, ":", &dsave); dir; dir = strtok_r(NULL, ":", &dsave)) {
+      int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) {
+        shim_fail(err, "mount", m->target, errno, "lower directory %s: %s", dir, shim_strerror(errno, (char[128]){0}, 128));
+        goto out;
+      }
+      fds[nfds++] = fd;
+      len += (size_t)sprintf(data + len, "%s%d", nfds > 1 && data[len - 1] != '=' ? ":" : "", fd);
+    }
+  }
+  {
+    cleanup_close int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    cleanup_close int fddir = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0 || fddir < 0 || fchdir(fddir) < 0) {
+      shim_fail(err, "mount", m->target, errno, "/proc/self/fd: %s", shim_strerror(errno, (char[128]){0}, 128));
+      goto out;
+    }
+    int r = mount(m->source, dst, m->fstype, flags, data);
+    int e = errno;
+    if (fchdir(cwd) < 0 && r == 0) {
+      r = -1;
+      e = errno;
+    }
+    if (r < 0) {
+      shim_fail(err, "mount", m->target, e, NULL);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  for (size_t i = 0; i < nfds; i++)
+    close(fds[i]);
+  return rc;
 }
 
 static int mount_one(int *rootfd, const struct plan *plan, const struct plan_mount *m, struct shim_error *err) {
@@ -142,6 +305,9 @@ static int mount_one(int *rootfd, const struct plan *plan, const struct plan_mou
   if (bind) {
     if (mount(m->source, path, NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
       return shim_fail(err, "mount", m->target, errno, NULL);
+  } else if (!strcmp(m->fstype, "overlay")) {
+    if (mount_overlay(path, m, flags, err) < 0)
+      return -1;
   } else if (mount(m->source, path, m->fstype, flags, data) < 0) {
     return shim_fail(err, "mount", m->target, errno, NULL);
   }
@@ -154,7 +320,7 @@ static int mount_one(int *rootfd, const struct plan *plan, const struct plan_mou
       return -1;
   }
   if (bind && (flags & ~(MS_BIND | MS_REC)))
-    if (remount_bind(*rootfd, m->target, flags & ~(MS_BIND | MS_REC | MS_REMOUNT), err) < 0)
+    if (bind_attrs(*rootfd, m->target, flags & ~(MS_BIND | MS_REC | MS_REMOUNT), (flags & MS_REC) != 0, err) < 0)
       return -1;
   if (m->flags & PROPAGATION) {
     cleanup_close int fd = open_in_root(*rootfd, m->target, O_PATH, err, "mount");

@@ -80,6 +80,17 @@ export class UnsupportedManifestError extends CapsaError {
   }
 }
 
+/** An image with more layers than overlayfs can stack (MAX_IMAGE_LAYERS in ./types). */
+export class TooManyLayersError extends CapsaError {
+  readonly layers: number;
+  readonly limit: number;
+  constructor(what: string, layers: number, limit: number) {
+    super('E_TOO_MANY_LAYERS', `${what} has ${layers} layers, more than the ${limit} Capsa can stack (the overlay filesystem's limit)`);
+    this.layers = layers;
+    this.limit = limit;
+  }
+}
+
 /** No manifest in an index matches the wanted platform. */
 export class PlatformNotFoundError extends NotFoundError {
   constructor(message: string) {

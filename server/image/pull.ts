@@ -16,6 +16,7 @@ import {
   ImageNotFoundError,
   InvalidLayerError,
   SizeMismatchError,
+  TooManyLayersError,
   UnsafeLayerError,
   UnsupportedManifestError,
 } from './errors';
@@ -23,7 +24,7 @@ import { formatPlatform, hostPlatform, parsePlatform, selectManifest, type Platf
 import { formatReference, parseReference, type ImageReference } from './reference';
 import { RegistryClient, type Endpoint } from './registry';
 import { ImageStore, type ImageRecord } from './store';
-import { CONFIG_MEDIA_TYPES, isIndexMediaType, layerCompression, type Descriptor, type ImageConfig, type Index, type Manifest } from './types';
+import { CONFIG_MEDIA_TYPES, MAX_IMAGE_LAYERS, isIndexMediaType, layerCompression, type Descriptor, type ImageConfig, type Index, type Manifest } from './types';
 import { unpackLayer } from './unpack';
 
 export interface PullOptions {
@@ -337,6 +338,8 @@ function concatStreams(...streams: Readable[]): Readable {
 }
 
 function checkImageManifest(m: Manifest, name: string): void {
+  // before the config or any layer is fetched: a manifest of thousands of entries costs only its own bytes
+  if (m.layers.length > MAX_IMAGE_LAYERS) throw new TooManyLayersError(`image ${name}`, m.layers.length, MAX_IMAGE_LAYERS);
   if (!CONFIG_MEDIA_TYPES.includes(m.config.mediaType)) {
     throw new UnsupportedManifestError(`${name} is not a container image: its config has media type ${m.config.mediaType}`, m.config.mediaType);
   }

@@ -89,6 +89,15 @@ export interface Descriptor {
   artifactType?: string;
 }
 
+/**
+ * Most layers an image may have: overlayfs stacks at most 500 lower
+ * directories (OVL_MAX_STACK in fs/overlayfs/params.h), so an image with more
+ * could never run. A manifest past it is refused before anything else is
+ * fetched, and a run of such an image (loaded before this ceiling) is refused
+ * before its container is set up.
+ */
+export const MAX_IMAGE_LAYERS = 500;
+
 /** OCI image manifest or Docker schema2 manifest. */
 export interface Manifest {
   schemaVersion: 2;

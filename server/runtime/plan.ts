@@ -16,7 +16,12 @@
  *                              target is inside the container ("/" = rootfs) and
  *                              resolved inside the rootfs (never escaping it);
  *                              flags is a decimal MS_* mask; a missing target is
- *                              created (an empty file when src is a non-directory)
+ *                              created (an empty file when src is a non-directory),
+ *                              a dangling symlink's target in its place, inside the
+ *                              rootfs; a bind's ro/nosuid/nodev/noexec reach its
+ *                              submounts too when flags has MS_REC; an overlay's
+ *                              lowerdir list may be of any length (the shim opens
+ *                              each directory and passes short fd names)
  *   device     path type major minor mode uid gid     type is c or b
  *   symlink    target path     creates path -> target inside the container
  *   mask       path            hides path (/dev/null over files, read-only tmpfs over dirs)

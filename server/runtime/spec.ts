@@ -6,6 +6,8 @@
  */
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors';
+import { TooManyLayersError } from '../image/errors';
+import { MAX_IMAGE_LAYERS } from '../image/types';
 import { MS, type Plan, type PlanMount, type Namespace } from './plan';
 import type { SecuritySettings } from './security';
 
@@ -106,12 +108,18 @@ export const DEFAULT_NAMESPACES: Namespace[] = ['mount', 'pid', 'uts', 'ipc', 'n
  * lowerdir on ':' and takes ',' as an option separator, and store paths are
  * hex digests under a root the helper controls, so either character in them
  * is a configuration error worth refusing loudly.
+ *
+ * The string may pass mount(2)'s one-page limit (about 40 store paths fill
+ * it): the shim opens each lower directory and hands the kernel short fd
+ * names instead (native/src/rootfs.c), so only overlayfs's own bound on the
+ * number of lower layers applies, checked here before anything is set up.
  */
 export function overlayData(layerDirs: string[], upper: string, work: string): string {
   for (const p of [...layerDirs, upper, work]) {
     if (/[:,\\]/.test(p)) throw new InvalidArgumentError(`overlay path ${JSON.stringify(p)} contains ':', ',' or '\\', which overlayfs cannot take`);
   }
   if (layerDirs.length === 0) throw new InvalidArgumentError('image has no layers');
+  if (layerDirs.length > MAX_IMAGE_LAYERS) throw new TooManyLayersError('the image', layerDirs.length, MAX_IMAGE_LAYERS);
   return `lowerdir=${layerDirs.join(':')},upperdir=${upper},workdir=${work}`;
 }
 

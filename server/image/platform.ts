@@ -97,6 +97,6 @@ export function selectManifest(index: Index, want: PlatformSpec, what = 'image')
   // the index is the registry's document: its platform strings are escaped and the list is cut
   throw new PlatformNotFoundError(
     `no manifest for platform ${formatPlatform(want)} in ${printable(what)}` +
-      (offered.length ? ` (it has ${listed([...new Set(offered)], 10, 40)})` : ' (it lists no platforms)'),
+      (offered.length ? `; it has ${listed([...new Set(offered)], 10, 40)}` : '; it lists no platforms'),
   );
 }

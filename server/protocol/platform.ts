@@ -7,11 +7,14 @@
  * `LINUX/X86_64` is `linux/amd64`.
  */
 
-/** GOOS values (`go tool dist list`, Go 1.22). */
-export const OS_VALUES = ['aix', 'android', 'darwin', 'dragonfly', 'freebsd', 'illumos', 'ios', 'js', 'linux', 'netbsd', 'openbsd', 'plan9', 'solaris', 'wasip1', 'windows'] as const;
+/** GOOS values: Go's list of known operating systems (go/build/syslist.go), as containerd's platforms package has it, with wasip1. */
+export const OS_VALUES = ['aix', 'android', 'darwin', 'dragonfly', 'freebsd', 'hurd', 'illumos', 'ios', 'js', 'linux', 'nacl', 'netbsd', 'openbsd', 'plan9', 'solaris', 'wasip1', 'windows', 'zos'] as const;
 
-/** GOARCH values (`go tool dist list`, Go 1.22). */
-export const ARCH_VALUES = ['386', 'amd64', 'arm', 'arm64', 'loong64', 'mips', 'mips64', 'mips64le', 'mipsle', 'ppc64', 'ppc64le', 'riscv64', 's390x', 'wasm'] as const;
+/** GOARCH values: Go's list of known architectures (go/build/syslist.go), as containerd's platforms package has it. */
+export const ARCH_VALUES = [
+  '386', 'amd64', 'amd64p32', 'arm', 'armbe', 'arm64', 'arm64be', 'loong64', 'mips', 'mipsle', 'mips64', 'mips64le', 'mips64p32', 'mips64p32le',
+  'ppc', 'ppc64', 'ppc64le', 'riscv', 'riscv64', 's390', 's390x', 'sparc', 'sparc64', 'wasm',
+] as const;
 
 /** Variants per architecture: GOARM, GOAMD64 and arm64's architecture versions; other architectures take none. */
 const VARIANTS: Record<string, RegExp> = {

@@ -50,3 +50,13 @@ test('clip cuts to max characters without splitting a surrogate pair', () => {
   assert.equal(clip('abc', 4), 'abc');
   assert.equal(clip('ab🐳cd', 4), 'ab…');
 });
+
+test('CLI tables escape each cell before padding, and inspect JSON escapes what JSON.stringify leaves raw', async () => {
+  const { table, json } = await import('../../server/cli/format');
+  const out = table(['NAME', 'LABEL'], [['a\u001b[2Jb', 'x\u009by']]);
+  assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  assert.equal(out, 'NAME        LABEL\na\\x1b[2Jb   x\\x9by\n');
+  const j = json({ label: 'p\u009bq\u202er\u001bs' });
+  assert.doesNotMatch(j, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+  assert.deepEqual(JSON.parse(j), { label: 'p\u009bq\u202er\u001bs' }, 'still valid JSON of the same value');
+});

@@ -67,8 +67,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
 
   connection.onRequest(
     ContainerRunRequest.type,
-    handled(async (raw: ContainerRunParams) => {
-      const params = raw;
+    handled(async (params: ContainerRunParams) => {
       const attachId = claim(params.attachId);
       const { attachId: _a, workDoneToken, ...opts } = params;
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
@@ -94,8 +93,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
 
   connection.onRequest(
     ContainerExecRequest.type,
-    handled(async (raw: ContainerExecParams) => {
-      const params = raw;
+    handled(async (params: ContainerExecParams) => {
       const attachId = claim(params.attachId) ?? `exec-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
       const session: Session = { kind: 'exec', pending: [] };
       sessions.set(attachId, session);
@@ -151,21 +149,17 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containers.inspect(p.container)));
   connection.onRequest(
     ContainerStopRequest.type,
-    handled(async (p: ContainerStopParams) => {
-      const params = p;
+    handled(async (params: ContainerStopParams) => {
       await containers.stop(params.container, params.timeout);
     }),
   );
-  connection.onRequest(ContainerKillRequest.type, handled(async (p: { container: string; signal?: string }) => {
-    const params = p;
+  connection.onRequest(ContainerKillRequest.type, handled(async (params: { container: string; signal?: string }) => {
     await containers.kill(params.container, params.signal);
   }));
-  connection.onRequest(ContainerRemoveRequest.type, handled(async (p: ContainerRemoveParams) => {
-    const params = p;
+  connection.onRequest(ContainerRemoveRequest.type, handled(async (params: ContainerRemoveParams) => {
     await containers.remove(params.container, !!params.force);
   }));
-  connection.onRequest(ContainerStartRequest.type, handled(async (p: ContainerStartParams) => {
-    const params = p;
+  connection.onRequest(ContainerStartRequest.type, handled(async (params: ContainerStartParams) => {
     const attachId = claim(params.attachId);
     if (!attachId) return containers.startContainer(params.container);
     const id = containers.inspect(params.container).id;
@@ -191,8 +185,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
       }
     }),
   );
-  connection.onRequest(ContainerAttachRequest.type, handled(async (p: ContainerAttachParams) => {
-    const params = p;
+  connection.onRequest(ContainerAttachRequest.type, handled(async (params: ContainerAttachParams) => {
     const attachId = claim(params.attachId);
     if (!attachId) throw new InvalidArgumentError('attach needs an attachId');
     const detach = containers.attach(params.container, sinkFor(attachId));
@@ -200,15 +193,13 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   }));
   connection.onRequest(ContainerTopRequest.type, handled((p: { container: string }) => containers.top(p.container)));
   connection.onRequest(ContainerPruneRequest.type, handled(async () => ({ deleted: await containers.prune() })));
-  connection.onRequest(ContainerRestartRequest.type, handled(async (p: { container: string; timeout?: number }) => {
-    const params = p;
+  connection.onRequest(ContainerRestartRequest.type, handled(async (params: { container: string; timeout?: number }) => {
     await containers.restart(params.container, params.timeout);
   }));
   connection.onRequest(ContainerWaitRequest.type, handled(async (p: { container: string }) => ({ exitCode: await containers.wait(p.container) })));
   connection.onRequest(
     ContainerLogsRequest.type,
-    handled(async (p: ContainerLogsParams) => {
-      const params = p;
+    handled(async (params: ContainerLogsParams) => {
       const follow = claim(params.followAttachId);
       const id = containers.inspect(params.container).id;
       const closed = new AbortController();

@@ -28,9 +28,8 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
   const running = new Set<AbortController>();
   connection.onNotification(WorkDoneProgressCancelNotification.type, (p) => byProgressToken.get(p.token)?.abort());
 
-  connection.onRequest(ImagePullRequest.type, async (raw: ImagePullParams, token) => {
+  connection.onRequest(ImagePullRequest.type, async (params: ImagePullParams, token) => {
     return handled(async () => {
-      const params = raw;
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
       running.add(abort);
@@ -50,14 +49,12 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
   connection.onRequest(ImageListRequest.type, handled(() => images.list()));
   connection.onRequest(
     ImageRemoveRequest.type,
-    handled(async (raw: ImageRemoveParams) => {
-      const params = raw;
+    handled(async (params: ImageRemoveParams) => {
       return images.remove(params.image, !!params.force, containers.imagesInUse());
     }),
   );
-  connection.onRequest(ImageLoadRequest.type, async (raw: ImageLoadParams, token) => {
+  connection.onRequest(ImageLoadRequest.type, async (params: ImageLoadParams, token) => {
     return handled(async () => {
-      const params = raw;
       const input = checkClientPath(params.input, 'input');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
@@ -88,9 +85,8 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
     })(undefined);
   });
 
-  connection.onRequest(ImageSaveRequest.type, async (raw: ImageSaveParams, token) => {
+  connection.onRequest(ImageSaveRequest.type, async (params: ImageSaveParams, token) => {
     return handled(async () => {
-      const params = raw;
       const output = checkClientPath(params.output, 'output');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());

@@ -239,6 +239,7 @@ test('every protocol method refuses wrong types, unknown fields and missing fiel
       if (/[\u0000-\u001f\u007f-\u009f]/.test(message)) failures.push(`${k.method} with ${k.what}: raw control character in ${JSON.stringify(message)}`);
     }
   }
+  t.diagnostic(`${requests} requests over ${new Set(cases.map((x) => x.method)).size} methods`);
   assert.deepEqual(failures, [], `${failures.length} of ${requests} cases`);
   assert.ok(requests > 300, `${requests} requests`);
 
@@ -255,6 +256,7 @@ test('malformed stream notifications are dropped, and the helper still answers o
   const pid = (await c.sendRequest(VersionRequest.type)).pid;
   const cases = generatedCases().filter((k) => NOTIFICATIONS.has(k.method));
   assert.ok(cases.length > 15, `${cases.length} notification cases`);
+  t.diagnostic(`${cases.length + 5} notifications`);
   for (const k of cases) await c.sendNotification(k.method, k.params as never);
   for (const p of [null, 'x', 7, [1, 2], { token: {} }]) await c.sendNotification('window/workDoneProgress/cancel', p as never);
   // the helper handles one connection's messages in order: this reply comes after all of them

@@ -17,9 +17,11 @@ import { registerImageHandlers } from './handlers/images';
 import { registerSystemHandlers } from './handlers/system';
 import { registerNetworkHandlers } from './handlers/networks';
 import { registerVolumeHandlers } from './handlers/volumes';
+import { validating } from './handlers/validated';
 import { VolumeStore } from './runtime/volumes';
 import { NetworkManager } from './runtime/network/manager';
 import { VERSION } from './version';
+import { printable } from './util/text';
 import { WarmCliPool } from './warmcli';
 
 interface Args {
@@ -49,8 +51,9 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
+/** One line of the helper's log; what it quotes from clients, registries and images cannot forge lines or drive a terminal. */
 export function log(message: string): void {
-  process.stderr.write(`${new Date().toISOString()} capsa-helper[${process.pid}]: ${message}\n`);
+  process.stderr.write(`${new Date().toISOString()} capsa-helper[${process.pid}]: ${printable(message)}\n`);
 }
 
 export class Helper {
@@ -94,11 +97,13 @@ export class Helper {
       for (const d of disposers) d();
     }, log);
     connection.onInitialize(() => ({ capabilities: {}, serverInfo: { name: 'capsa-helper', version: VERSION } }));
-    registerSystemHandlers(connection, this.config.root);
-    disposers.push(registerImageHandlers(connection, this.images, this.containers));
-    disposers.push(registerContainerHandlers(connection, this.containers));
-    registerNetworkHandlers(connection, this.networks);
-    registerVolumeHandlers(connection, new VolumeStore(this.config.root), this.containers);
+    // every handler sees only params that fit its message's schema
+    const checked = validating(connection);
+    registerSystemHandlers(checked, this.config.root);
+    disposers.push(registerImageHandlers(checked, this.images, this.containers));
+    disposers.push(registerContainerHandlers(checked, this.containers));
+    registerNetworkHandlers(checked, this.networks);
+    registerVolumeHandlers(checked, new VolumeStore(this.config.root), this.containers);
     this.connections.add(connection);
     connection.listen();
     return connection;

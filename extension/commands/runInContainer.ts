@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { ContainerExecRequest, ContainerRunRequest } from '../../server/protocol';
+import { ContainerExecRequest, ContainerRunRequest, printable } from '../../server/protocol';
 import type { HelperConnection } from '../client';
 import { ContainerPty } from '../terminal/ContainerPty';
 import { vscodeUser, type WorkspaceContainers } from '../workspaceContainer';
@@ -121,7 +121,7 @@ export class RunInContainer {
         }
       },
       onFirstOutput: () => this.helper.output.appendLine(`Run in Container: first output ${Date.now() - clickedAt} ms after the command (${warm ? 'warm' : 'cold'} container)`),
-      onExit: (exit, ms) => this.helper.output.appendLine(`Run in Container: \`${req.commandLine}\` exited with code ${exit.exitCode} after ${ms} ms${exit.error ? `: ${exit.error}` : ''}`),
+      onExit: (exit, ms) => this.helper.output.appendLine(`Run in Container: \`${req.commandLine}\` exited with code ${exit.exitCode} after ${ms} ms${exit.error ? `: ${printable(exit.error)}` : ''}`),
     });
     // One run terminal at a time, like VS Code's own "Run" commands.
     this.lastTerminal?.dispose();

@@ -8,6 +8,7 @@ import {
   ContainerStartRequest,
   ContainerStopRequest,
   ImageRemoveRequest,
+  printable,
   type ContainerSummary,
   type ImageSummary,
 } from '../../server/protocol';
@@ -28,7 +29,7 @@ export function guarded(fn: Handler): Handler {
     try {
       return await fn(...args);
     } catch (err) {
-      void vscode.window.showErrorMessage((err as Error).message);
+      void vscode.window.showErrorMessage(printable((err as Error).message));
       return undefined;
     }
   };
@@ -71,7 +72,7 @@ export function registerViewCommands(helper: HelperConnection, inventory: Invent
           await send().sendRequest(ImageRemoveRequest.type, { image: image.id });
           removed++;
         } catch (err) {
-          helper.output.appendLine(`prune: kept ${image.names[0] ?? image.id}: ${(err as Error).message}`);
+          helper.output.appendLine(printable(`prune: kept ${image.names[0] ?? image.id}: ${(err as Error).message}`));
         }
       }
       void vscode.window.showInformationMessage(`Capsa: removed ${stopped.length} container(s) and ${removed} image(s)`);
@@ -162,7 +163,7 @@ export function registerViewCommands(helper: HelperConnection, inventory: Invent
       try {
         await send().sendRequest(ImageRemoveRequest.type, { image: i.reference });
       } catch (err) {
-        const force = await vscode.window.showWarningMessage(`${(err as Error).message}. Remove it anyway?`, { modal: true }, 'Force Remove');
+        const force = await vscode.window.showWarningMessage(`${printable((err as Error).message)}. Remove it anyway?`, { modal: true }, 'Force Remove');
         if (force === 'Force Remove') await send().sendRequest(ImageRemoveRequest.type, { image: i.reference, force: true });
       }
     },

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import * as vscode from 'vscode';
-import { StreamCloseNotification, StreamInputNotification, StreamResizeNotification, type StreamExitParams, type StreamOutputParams } from '../../server/protocol';
+import { printable, StreamCloseNotification, StreamInputNotification, StreamResizeNotification, type StreamExitParams, type StreamOutputParams } from '../../server/protocol';
 import type { HelperConnection } from '../client';
 
 export interface TerminalSize {
@@ -75,7 +75,7 @@ export class ContainerPty implements vscode.Pseudoterminal {
       exit: (p) => this.onExit(p),
     });
     const progress = (line: string) => {
-      if (this.state === 'starting') this.writeEmitter.fire(`${DIM}${line}${RESET}\r\n`);
+      if (this.state === 'starting') this.writeEmitter.fire(`${DIM}${printable(line)}${RESET}\r\n`);
     };
     const write = (text: string) => this.writeEmitter.fire(this.options.tty ? text : text.replace(/\r?\n/g, '\r\n'));
     this.options.start(this.attachId, this.size, progress, write).then(
@@ -145,7 +145,8 @@ export class ContainerPty implements vscode.Pseudoterminal {
     this.state = 'exited';
     this.attachment?.dispose();
     this.options.onExit?.(p, Date.now() - this.openedAt);
-    if (p.error) this.writeEmitter.fire(`\r\n${RED}${p.error}${RESET}\r\n`);
+    // Capsa's message, which may quote a registry or an image: escaped, unlike the container's own output above
+    if (p.error) this.writeEmitter.fire(`\r\n${RED}${printable(p.error)}${RESET}\r\n`);
     if (this.options.closeOnExit && !p.error) {
       this.finish(p.exitCode);
       return;

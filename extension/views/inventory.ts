@@ -3,7 +3,7 @@
  * then kept current from the helper's broadcast events (no polling).
  */
 import * as vscode from 'vscode';
-import { ContainerListRequest, ImageListRequest, type ContainerSummary, type ImageSummary } from '../../server/protocol';
+import { ContainerListRequest, ImageListRequest, printable, type ContainerSummary, type ImageSummary } from '../../server/protocol';
 import type { HelperConnection } from '../client';
 
 export class Inventory implements vscode.Disposable {
@@ -81,7 +81,7 @@ export class Inventory implements vscode.Disposable {
       for (const c of containers) this.containers.set(c.id, c);
       this.loaded = true;
     } catch (err) {
-      this.helper.output.appendLine(`listing images and containers failed: ${(err as Error).message}`);
+      this.helper.output.appendLine(`listing images and containers failed: ${printable((err as Error).message)}`);
     }
     void vscode.commands.executeCommand('setContext', 'capsa.hasImages', this.images.size > 0);
     void vscode.commands.executeCommand('setContext', 'capsa.hasContainers', this.containers.size > 0);

@@ -1,4 +1,7 @@
+import { printable } from '../protocol';
+
 export { formatBytes } from '../util/bytes';
+export { printable, printableLines } from '../protocol';
 
 /** "3 minutes ago", as Docker prints ages. */
 export function formatAge(iso: string | undefined, now = Date.now()): string {
@@ -20,7 +23,18 @@ export function formatAge(iso: string | undefined, now = Date.now()): string {
 
 /** A plain-text table with columns padded to the widest cell, as `docker ps` prints. */
 export function table(header: string[], rows: string[][]): string {
+  // names, labels, commands and references come from clients and images: a cell is one inert line
+  rows = rows.map((r) => r.map((c) => printable(c ?? '')));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 3))).join('').trimEnd();
   return [fmt(header), ...rows.map(fmt)].join('\n') + '\n';
+}
+
+/**
+ * JSON as `inspect` prints it. JSON.stringify escapes C0 controls but leaves
+ * DEL, C1 controls (U+009B is a CSI to many terminals) and bidirectional
+ * overrides raw; they are escaped too, and the output is still valid JSON.
+ */
+export function json(value: unknown): string {
+  return JSON.stringify(value, null, 4).replace(/[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -7,7 +7,7 @@ import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
 import { ImageLoadRequest, ImagePruneRequest, ImageSaveRequest, SystemDfRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { formatBytes, table } from './format';
+import { formatBytes, printable, table } from './format';
 
 type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
@@ -40,7 +40,7 @@ export const load: Command = async (argv, conn) => {
   if (!flags.quiet) {
     for (const img of r.images) {
       if (img.references.length === 0) process.stdout.write(`Loaded image ID: ${img.id}\n`);
-      for (const ref of img.references) process.stdout.write(`Loaded image: ${familiar(ref)}\n`);
+      for (const ref of img.references) process.stdout.write(`Loaded image: ${printable(familiar(ref))}\n`);
     }
   }
   return 0;

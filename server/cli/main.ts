@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { parseCpus, parseIntFlag, parseMemorySize } from './limits';
 import { CancellationTokenSource, ProgressType, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
-import { CapsaError, InvalidArgumentError } from '../errors';
+import { InvalidArgumentError } from '../errors';
 import {
   ContainerExecRequest,
   ContainerInspectRequest,
@@ -33,13 +33,14 @@ import {
   StreamOutputNotification,
   StreamResizeNotification,
   VersionRequest,
+  platformProblem,
   type PullProgress,
   type StreamOutputParams,
   type RunOptions,
 } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { connect } from './client';
-import { formatAge, formatBytes, table } from './format';
+import { formatAge, formatBytes, json, printable, printableLines, table } from './format';
 import { ProgressDisplay } from './progress';
 import { network, port } from './network';
 import { volume } from './volumes';
@@ -176,7 +177,7 @@ function attachStreams(
   });
   c.onNotification(StreamExitNotification.type, (p) => {
     if (p.attachId !== attachId) return;
-    if (p.error) process.stderr.write(`capsa: ${p.error}\n`);
+    if (p.error) process.stderr.write(`capsa: ${printableLines(p.error)}\n`);
     resolveDone(p.exitCode);
   });
   c.onClose(() => {
@@ -347,7 +348,7 @@ const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
     interactive,
     rm: !!flags.rm,
     pull: pull as RunOptions['pull'],
-    platform: str(flags.platform),
+    platform: checkedPlatform(flags.platform),
     volumes: (flags.volume as string[] | undefined)?.map(resolveBindSource),
     network: str(flags.network) ?? str(flags.net),
     publish: flags.publish as string[] | undefined,
@@ -416,6 +417,15 @@ const exec: Command = async (argv, conn) => {
   return code;
 };
 
+/** `--platform`, refused here as the helper would refuse it (server/protocol/platform.ts), before anything is sent. */
+function checkedPlatform(flag: unknown): string | undefined {
+  const p = str(flag);
+  if (p === undefined) return undefined;
+  const problem = platformProblem(p);
+  if (problem !== undefined) throw new InvalidArgumentError(`invalid --platform ${printable(JSON.stringify(p))}: ${problem}`);
+  return p;
+}
+
 const pull: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, [{ name: 'platform', kind: 'value', help: 'os/arch[/variant]' }, { name: 'quiet', short: 'q', kind: 'bool', help: 'Print only the reference' }], { stopAtPositional: false, verb: 'pull' });
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa pull' requires exactly 1 argument: IMAGE");
@@ -435,7 +445,7 @@ const pull: Command = async (argv, conn) => {
   process.on('SIGINT', onSigint);
   let r;
   try {
-    r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: str(flags.platform), workDoneToken: token }, cancel.token);
+    r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: checkedPlatform(flags.platform), workDoneToken: token }, cancel.token);
   } catch (err) {
     if (!interrupted) throw err;
     process.stderr.write(`capsa: pull of ${positionals[0]} cancelled\n`);
@@ -687,7 +697,7 @@ const inspect: Command = async (argv, conn) => {
   const c = await conn();
   const out = [];
   for (const container of argv) out.push(await c.sendRequest(ContainerInspectRequest.type, { container }));
-  process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+  process.stdout.write(json(out) + '\n');
   return 0;
 };
 
@@ -754,9 +764,9 @@ function capitalise(s: string): string {
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
+/** An error as the CLI prints it: its text may quote a registry, an image or a request, so controls are escaped. */
 function errorMessage(err: unknown): string {
-  if (err instanceof ResponseError || err instanceof CapsaError || err instanceof Error) return err.message;
-  return String(err);
+  return printableLines(err instanceof Error ? err.message : String(err));
 }
 
 /**
@@ -776,7 +786,7 @@ export async function main(argv: string[], opts: { connection?: MessageConnectio
   const args = sub ? rest.slice(1) : rest;
   const entry = name ? COMMANDS[name] : undefined;
   if (!entry) {
-    process.stderr.write(`capsa: '${[verb, ...(sub ? [rest[0] ?? ''] : [])].join(' ').trim()}' is not a capsa command.\nSee 'capsa --help'\n`);
+    process.stderr.write(`capsa: '${printable([verb, ...(sub ? [rest[0] ?? ''] : [])].join(' ').trim())}' is not a capsa command.\nSee 'capsa --help'\n`);
     return EXIT_CAPSA;
   }
   let connection: MessageConnection | undefined = opts.connection;

@@ -5,7 +5,7 @@ import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
 import { ContainerInspectRequest, NetworkCreateRequest, NetworkInspectRequest, NetworkListRequest, NetworkRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { table } from './format';
+import { json, printable, table } from './format';
 
 type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
@@ -50,7 +50,7 @@ export const network: Command = async (argv, conn) => {
   if (sub === 'inspect') {
     const out = [];
     for (const name of rest) out.push(await c.sendRequest(NetworkInspectRequest.type, { network: name }));
-    process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+    process.stdout.write(json(out) + '\n');
     return 0;
   }
   let status = 0;
@@ -59,7 +59,7 @@ export const network: Command = async (argv, conn) => {
       await c.sendRequest(NetworkRemoveRequest.type, { network: name });
       process.stdout.write(`${name}\n`);
     } catch (err) {
-      process.stderr.write(`capsa: ${(err as Error).message}\n`);
+      process.stderr.write(`capsa: ${printable((err as Error).message)}\n`);
       status = 1;
     }
   }

@@ -31,7 +31,7 @@ import {
 } from '../protocol';
 import { ClientGoneError, InvalidArgumentError } from '../errors';
 import type { ContainerService, ExecSession, StreamSink } from '../runtime/containers';
-import { handled, objectParams } from './errors';
+import { handled } from './errors';
 import { pullProgress } from './progress';
 
 /** A run, exec or follow session of this connection, addressed by the client's attachId. */
@@ -61,20 +61,18 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     },
   });
 
-  const claim = (attachId: unknown): string | undefined => {
+  const claim = (attachId: string | undefined): string | undefined => {
     // A request read before the connection closed can reach its handler after: it must not open a
     // session that nobody would ever close.
     if (closed) throw new ClientGoneError();
     if (attachId === undefined) return undefined;
-    if (typeof attachId !== 'string' || attachId.length === 0 || attachId.length > 128) throw new InvalidArgumentError('attachId must be a non-empty string of at most 128 characters');
     if (sessions.has(attachId)) throw new InvalidArgumentError(`attachId ${attachId} is already in use on this connection`);
     return attachId;
   };
 
   connection.onRequest(
     ContainerRunRequest.type,
-    handled(async (raw: ContainerRunParams) => {
-      const params = objectParams<ContainerRunParams>(raw, ContainerRunRequest.method);
+    handled(async (params: ContainerRunParams) => {
       const attachId = claim(params.attachId);
       const { attachId: _a, workDoneToken, ...opts } = params;
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
@@ -100,8 +98,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
 
   connection.onRequest(
     ContainerExecRequest.type,
-    handled(async (raw: ContainerExecParams) => {
-      const params = objectParams<ContainerExecParams>(raw, ContainerExecRequest.method);
+    handled(async (params: ContainerExecParams) => {
       const attachId = claim(params.attachId) ?? `exec-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
       const session: Session = { kind: 'exec', pending: [] };
       sessions.set(attachId, session);
@@ -154,25 +151,20 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   });
 
   connection.onRequest(ContainerListRequest.type, handled((p) => containers.list(!!p?.all)));
-  connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containers.inspect(objectParams<{ container: string }>(p, ContainerInspectRequest.method).container)));
+  connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containers.inspect(p.container)));
   connection.onRequest(
     ContainerStopRequest.type,
-    handled(async (p: ContainerStopParams) => {
-      const params = objectParams<ContainerStopParams>(p, ContainerStopRequest.method);
-      if (params.timeout !== undefined && (typeof params.timeout !== 'number' || !(params.timeout >= 0))) throw new InvalidArgumentError('timeout must be a number of seconds >= 0');
+    handled(async (params: ContainerStopParams) => {
       await containers.stop(params.container, params.timeout);
     }),
   );
-  connection.onRequest(ContainerKillRequest.type, handled(async (p: { container: string; signal?: string }) => {
-    const params = objectParams<{ container: string; signal?: string }>(p, ContainerKillRequest.method);
+  connection.onRequest(ContainerKillRequest.type, handled(async (params: { container: string; signal?: string }) => {
     await containers.kill(params.container, params.signal);
   }));
-  connection.onRequest(ContainerRemoveRequest.type, handled(async (p: ContainerRemoveParams) => {
-    const params = objectParams<ContainerRemoveParams>(p, ContainerRemoveRequest.method);
+  connection.onRequest(ContainerRemoveRequest.type, handled(async (params: ContainerRemoveParams) => {
     await containers.remove(params.container, !!params.force);
   }));
-  connection.onRequest(ContainerStartRequest.type, handled(async (p: ContainerStartParams) => {
-    const params = objectParams<ContainerStartParams>(p, ContainerStartRequest.method);
+  connection.onRequest(ContainerStartRequest.type, handled(async (params: ContainerStartParams) => {
     const attachId = claim(params.attachId);
     if (!attachId) return containers.startContainer(params.container);
     const id = containers.inspect(params.container).id;
@@ -189,7 +181,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   connection.onRequest(
     ContainerCreateRequest.type,
     handled(async (raw: ContainerCreateParams) => {
-      const { workDoneToken, ...opts } = objectParams<ContainerCreateParams>(raw, ContainerCreateRequest.method);
+      const { workDoneToken, ...opts } = raw;
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
       try {
         return await containers.createContainer(opts, (p) => progress.report(p));
@@ -198,33 +190,28 @@ export function registerContainerHandlers(connection: Connection, containers: Co
       }
     }),
   );
-  connection.onRequest(ContainerAttachRequest.type, handled(async (p: ContainerAttachParams) => {
-    const params = objectParams<ContainerAttachParams>(p, ContainerAttachRequest.method);
+  connection.onRequest(ContainerAttachRequest.type, handled(async (params: ContainerAttachParams) => {
     const attachId = claim(params.attachId);
     if (!attachId) throw new InvalidArgumentError('attach needs an attachId');
     const detach = containers.attach(params.container, sinkFor(attachId));
     sessions.set(attachId, { kind: 'container', id: containers.inspect(params.container).id, detach });
   }));
-  connection.onRequest(ContainerTopRequest.type, handled((p: { container: string }) => containers.top(objectParams<{ container: string }>(p, ContainerTopRequest.method).container)));
+  connection.onRequest(ContainerTopRequest.type, handled((p: { container: string }) => containers.top(p.container)));
   connection.onRequest(ContainerPruneRequest.type, handled(async () => ({ deleted: await containers.prune() })));
-  connection.onRequest(ContainerRestartRequest.type, handled(async (p: { container: string; timeout?: number }) => {
-    const params = objectParams<{ container: string; timeout?: number }>(p, ContainerRestartRequest.method);
-    if (params.timeout !== undefined && (typeof params.timeout !== 'number' || !(params.timeout >= 0))) throw new InvalidArgumentError('timeout must be a number of seconds >= 0');
+  connection.onRequest(ContainerRestartRequest.type, handled(async (params: { container: string; timeout?: number }) => {
     await containers.restart(params.container, params.timeout);
   }));
   connection.onRequest(
     ContainerWaitRequest.type,
     handled(async (p: { container: string }) => {
-      const exitCode = containers.wait(objectParams<{ container: string }>(p, ContainerWaitRequest.method).container);
+      const exitCode = containers.wait(p.container);
       // A wait of a client that went away holds nothing once the connection is gone: nobody is told.
       return { exitCode: await untilGone(exitCode, gone.signal) };
     }),
   );
   connection.onRequest(
     ContainerLogsRequest.type,
-    handled(async (p: ContainerLogsParams) => {
-      const params = objectParams<ContainerLogsParams>(p, ContainerLogsRequest.method);
-      if (params.tail !== undefined && (!Number.isInteger(params.tail) || params.tail < 0)) throw new InvalidArgumentError('tail must be a whole number >= 0');
+    handled(async (params: ContainerLogsParams) => {
       const follow = claim(params.followAttachId);
       const id = containers.inspect(params.container).id;
       const closed = new AbortController();

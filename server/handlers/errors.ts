@@ -25,11 +25,3 @@ export function toResponseError(err: unknown): ResponseError<CapsaErrorData> {
   const message = err instanceof Error ? err.message : String(err);
   return new ResponseError(ErrorCodes.CapsaError, `internal error: ${message}`, { code: 'E_INTERNAL' });
 }
-
-/** Rejects params that are not a JSON object, before any field is read. */
-export function objectParams<P>(params: unknown, method: string): P {
-  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
-    throw new CapsaError('E_INVALID_ARGUMENT', `${method}: params must be an object`);
-  }
-  return params as P;
-}

@@ -15,10 +15,9 @@ import {
 } from '../protocol';
 import { checkClientPath } from '../image/archive';
 import { formatBytes } from '../util/bytes';
-import { InvalidArgumentError } from '../errors';
 import type { ImageService } from '../services/images';
 import type { ContainerService } from '../runtime/containers';
-import { handled, objectParams } from './errors';
+import { handled } from './errors';
 import { pullProgress, sendProgressSafely } from './progress';
 
 export function registerImageHandlers(connection: Connection, images: ImageService, containers: ContainerService): () => void {
@@ -35,11 +34,8 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
   };
   connection.onNotification(WorkDoneProgressCancelNotification.type, (p) => byProgressToken.get(p.token)?.abort());
 
-  connection.onRequest(ImagePullRequest.type, async (raw: ImagePullParams, token) => {
+  connection.onRequest(ImagePullRequest.type, async (params: ImagePullParams, token) => {
     return handled(async () => {
-      const params = objectParams<ImagePullParams>(raw, ImagePullRequest.method);
-      if (typeof params.reference !== 'string') throw new InvalidArgumentError('reference must be a string');
-      if (params.platform !== undefined && typeof params.platform !== 'string') throw new InvalidArgumentError('platform must be a string like linux/amd64');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
       track(abort);
@@ -59,15 +55,12 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
   connection.onRequest(ImageListRequest.type, handled(() => images.list()));
   connection.onRequest(
     ImageRemoveRequest.type,
-    handled(async (raw: ImageRemoveParams) => {
-      const params = objectParams<ImageRemoveParams>(raw, ImageRemoveRequest.method);
-      if (typeof params.image !== 'string') throw new InvalidArgumentError('image must be a string');
+    handled(async (params: ImageRemoveParams) => {
       return images.remove(params.image, !!params.force, containers.imagesInUse());
     }),
   );
-  connection.onRequest(ImageLoadRequest.type, async (raw: ImageLoadParams, token) => {
+  connection.onRequest(ImageLoadRequest.type, async (params: ImageLoadParams, token) => {
     return handled(async () => {
-      const params = objectParams<ImageLoadParams>(raw, ImageLoadRequest.method);
       const input = checkClientPath(params.input, 'input');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
@@ -98,12 +91,8 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
     })(undefined);
   });
 
-  connection.onRequest(ImageSaveRequest.type, async (raw: ImageSaveParams, token) => {
+  connection.onRequest(ImageSaveRequest.type, async (params: ImageSaveParams, token) => {
     return handled(async () => {
-      const params = objectParams<ImageSaveParams>(raw, ImageSaveRequest.method);
-      if (!Array.isArray(params.images) || params.images.length === 0 || params.images.some((i) => typeof i !== 'string')) {
-        throw new InvalidArgumentError('images must be a non-empty list of references or ids');
-      }
       const output = checkClientPath(params.output, 'output');
       const abort = new AbortController();
       const sub = token.onCancellationRequested(() => abort.abort());
@@ -120,7 +109,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
   connection.onRequest(
     ImagePruneRequest.type,
     handled(async (raw: ImagePruneParams | undefined) => {
-      const params = objectParams<ImagePruneParams>(raw ?? {}, ImagePruneRequest.method);
+      const params = raw ?? {};
       return images.prune(!!params.all, containers.imagesInUse());
     }),
   );

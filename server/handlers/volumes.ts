@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import type { Connection } from 'vscode-languageserver/node';
-import { InvalidArgumentError } from '../errors';
 import {
   VolumeCreateRequest,
   VolumeInspectRequest,
@@ -14,7 +13,7 @@ import {
 } from '../protocol';
 import type { ContainerService } from '../runtime/containers';
 import type { VolumeInfo, VolumeStore } from '../runtime/volumes';
-import { handled, objectParams } from './errors';
+import { handled } from './errors';
 
 /** Volume name → names of the containers (any state) that mount it. */
 function usage(containers: ContainerService): Map<string, string[]> {
@@ -39,23 +38,12 @@ function summary(v: VolumeInfo, users: Map<string, string[]>): VolumeSummary {
   return { name: v.name, driver: 'local', mountpoint: v.mountpoint, created: v.created, ...(v.labels ? { labels: v.labels } : {}), usedBy: users.get(v.name) ?? [] };
 }
 
-function ref(params: unknown, method: string): string {
-  const p = objectParams<{ volume?: unknown }>(params, method);
-  if (typeof p.volume !== 'string' || p.volume === '') throw new InvalidArgumentError(`${method}: volume must be a non-empty string`);
-  return p.volume;
-}
 
 export function registerVolumeHandlers(connection: Connection, volumes: VolumeStore, containers: ContainerService): void {
   connection.onRequest(
     VolumeCreateRequest.type,
     handled(async (raw: VolumeCreateParams) => {
-      const p = objectParams<VolumeCreateParams>(raw, VolumeCreateRequest.method);
-      if (p.name !== undefined && typeof p.name !== 'string') throw new InvalidArgumentError(`${VolumeCreateRequest.method}: name must be a string`);
-      const labels = p.labels;
-      if (labels !== undefined && (typeof labels !== 'object' || labels === null || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string'))) {
-        throw new InvalidArgumentError(`${VolumeCreateRequest.method}: labels must be an object of strings`);
-      }
-      const v = await volumes.create(p.name ?? randomBytes(32).toString('hex'), labels);
+      const v = await volumes.create(raw.name ?? randomBytes(32).toString('hex'), raw.labels);
       return summary(v, usage(containers));
     }),
   );
@@ -68,13 +56,12 @@ export function registerVolumeHandlers(connection: Connection, volumes: VolumeSt
   );
   connection.onRequest(
     VolumeInspectRequest.type,
-    handled(async (raw: VolumeRefParams) => summary(await volumes.read(ref(raw, VolumeInspectRequest.method)), usage(containers))),
+    handled(async (raw: VolumeRefParams) => summary(await volumes.read(raw.volume), usage(containers))),
   );
   connection.onRequest(
     VolumeRemoveRequest.type,
     handled(async (raw: VolumeRemoveParams) => {
-      const name = ref(raw, VolumeRemoveRequest.method);
-      if (raw.force !== undefined && typeof raw.force !== 'boolean') throw new InvalidArgumentError(`${VolumeRemoveRequest.method}: force must be a boolean`);
+      const name = raw.volume;
       await volumes.remove(name, usage(containers).get(name) ?? [], raw.force === true);
     }),
   );

@@ -5,6 +5,8 @@
  * v8, arm's to v7, and a wanted arm variant also accepts older ones.
  */
 import { InvalidArgumentError } from '../errors';
+import { normalizePlatform, platformProblem } from '../protocol/platform';
+import { listed, printable } from '../util/text';
 import { PlatformNotFoundError } from './errors';
 import type { Descriptor, Index, Platform } from './types';
 
@@ -15,43 +17,7 @@ export interface PlatformSpec {
   variant?: string;
 }
 
-/** Normalises architecture and variant names the way containerd does. */
-export function normalizePlatform(p: { os: string; architecture: string; variant?: string }): PlatformSpec {
-  const os = p.os.toLowerCase() === 'macos' ? 'darwin' : p.os.toLowerCase();
-  let arch = p.architecture.toLowerCase();
-  let variant = p.variant?.toLowerCase() || undefined;
-  switch (arch) {
-    case 'i386':
-    case 'i686':
-      arch = '386';
-      variant = undefined;
-      break;
-    case 'x86_64':
-    case 'x86-64':
-    case 'amd64':
-      arch = 'amd64';
-      if (variant === 'v1') variant = undefined;
-      break;
-    case 'aarch64':
-    case 'arm64':
-      arch = 'arm64';
-      if (variant === undefined || variant === '8' || variant === 'v8') variant = 'v8';
-      break;
-    case 'armhf':
-      arch = 'arm';
-      variant = 'v7';
-      break;
-    case 'armel':
-      arch = 'arm';
-      variant = 'v6';
-      break;
-    case 'arm':
-      if (variant === undefined || variant === '7') variant = 'v7';
-      else if (/^[5-8]$/.test(variant)) variant = `v${variant}`;
-      break;
-  }
-  return variant === undefined ? { os, architecture: arch } : { os, architecture: arch, variant };
-}
+export { normalizePlatform };
 
 /** The host's platform, from Node's `process.platform` and `process.arch`. */
 export function hostPlatform(arch: string = process.arch, os: string = process.platform): PlatformSpec {
@@ -71,12 +37,15 @@ export function hostPlatform(arch: string = process.arch, os: string = process.p
   return normalizePlatform({ os, architecture: a.architecture, variant: a.variant });
 }
 
-/** Parses `os/arch[/variant]` (`--platform`), e.g. `linux/arm64`, `linux/arm/v7`. */
+/**
+ * Parses `os/arch[/variant]` (`--platform`), e.g. `linux/arm64`, `linux/arm/v7`,
+ * with the OCI spec's values only (server/protocol/platform.ts); case and
+ * containerd's aliases are normalised (`LINUX/x86_64` is `linux/amd64`).
+ */
 export function parsePlatform(s: string): PlatformSpec {
+  const problem = platformProblem(s);
+  if (problem !== undefined) throw new InvalidArgumentError(`invalid platform ${printable(JSON.stringify(s.length > 80 ? `${s.slice(0, 79)}…` : s))}: ${printable(problem)}`);
   const parts = s.split('/');
-  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(p))) {
-    throw new InvalidArgumentError(`invalid platform ${JSON.stringify(s)}: expected os/arch[/variant], e.g. linux/amd64`);
-  }
   return normalizePlatform({ os: parts[0], architecture: parts[1], variant: parts[2] });
 }
 
@@ -123,10 +92,11 @@ export function selectManifest(index: Index, want: PlatformSpec, what = 'image')
   }
   if (best) return best.d;
   const offered = (index.manifests ?? [])
-    .filter((d) => d.platform && d.platform.os !== 'unknown')
+    .filter((d) => d.platform && typeof d.platform.os === 'string' && typeof d.platform.architecture === 'string' && d.platform.os !== 'unknown')
     .map((d) => formatPlatform(normalizePlatform(d.platform as Platform)));
+  // the index is the registry's document: its platform strings are escaped and the list is cut
   throw new PlatformNotFoundError(
-    `no manifest for platform ${formatPlatform(want)} in ${what}` +
-      (offered.length ? ` (it has ${[...new Set(offered)].join(', ')})` : ' (it lists no platforms)'),
+    `no manifest for platform ${formatPlatform(want)} in ${printable(what)}` +
+      (offered.length ? `; it has ${listed([...new Set(offered)], 10, 40)}` : '; it lists no platforms'),
   );
 }

@@ -20,7 +20,8 @@ import {
   UnsafeLayerError,
   UnsupportedManifestError,
 } from './errors';
-import { formatPlatform, hostPlatform, parsePlatform, selectManifest, type PlatformSpec } from './platform';
+import { formatPlatform, hostPlatform, normalizePlatform, parsePlatform, selectManifest, type PlatformSpec } from './platform';
+import { clip, printable } from '../util/text';
 import { formatReference, parseReference, type ImageReference } from './reference';
 import { RegistryClient, type Endpoint } from './registry';
 import { ImageStore, type ImageRecord } from './store';
@@ -375,9 +376,10 @@ function parseConfig(bytes: Buffer, name: string): ImageConfig {
 /** A single-platform image for another platform is refused when a platform was asked for explicitly, like Docker. */
 function checkPlatform(config: ImageConfig, want: PlatformSpec, name: string, explicit: boolean): void {
   if (!explicit || !config.os || !config.architecture) return;
-  const got = parsePlatform(`${config.os}/${config.architecture}${config.variant ? `/${config.variant}` : ''}`);
+  // the image's own words, not a user's flag: normalised, not held to the --platform vocabulary
+  const got = normalizePlatform({ os: String(config.os), architecture: String(config.architecture), variant: config.variant === undefined ? undefined : String(config.variant) });
   if (got.os !== want.os || got.architecture !== want.architecture) {
-    throw new ImageNotFoundError(`image ${name} is for ${formatPlatform(got)}, not the requested ${formatPlatform(want)}`);
+    throw new ImageNotFoundError(`image ${name} is for ${printable(clip(formatPlatform(got), 80))}, not the requested ${formatPlatform(want)}`);
   }
 }
 

@@ -18,6 +18,7 @@ import {
   SizeMismatchError,
   UnsupportedManifestError,
 } from './errors';
+import { clip, printable } from '../util/text';
 import { basicAuthorization, credentialLookup, dockerConfigCredentials, parseChallenge, TokenCache, type CredentialLookup, type Credentials } from './auth';
 import { DEFAULT_REGISTRY, formatReference, type ImageReference } from './reference';
 import {
@@ -164,10 +165,11 @@ async function readErrorBody(body: Response['body']): Promise<{ codes: string[];
     const errors = Array.isArray(parsed.errors) ? parsed.errors : [];
     const codes = errors.map((e) => String(e.code ?? '')).filter(Boolean);
     const messages = errors.map((e) => e.message || (e.code ? e.code.toLowerCase().replace(/_/g, ' ') : '')).filter(Boolean);
-    return { codes, message: messages.length ? messages.join('; ') : undefined };
+    // the registry's words reach a terminal: controls escaped, length bounded
+    return { codes, message: messages.length ? printable(clip(messages.map(String).join('; '), 500)) : undefined };
   } catch {
     const line = text.split('\n')[0].trim().slice(0, 200);
-    return { codes: [], message: line || undefined };
+    return { codes: [], message: line ? printable(line) : undefined };
   }
 }
 

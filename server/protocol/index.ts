@@ -7,6 +7,8 @@
  * server/ that extension/ and server/cli/ may import.
  */
 import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
+import { v } from './validate';
+import { attachId, containerRef, execOptionFields, platform, progressToken, runOptionFields, terminalSize } from './schemas';
 
 export * from './types';
 import type {
@@ -26,6 +28,8 @@ export const PROTOCOL_VERSION = 1;
 export namespace VersionRequest {
   export const method = 'capsa/version' as const;
   export const type = new RequestType0<VersionResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.none();
 }
 export interface VersionResult {
   /** The helper's package version. */
@@ -41,6 +45,8 @@ export interface VersionResult {
 export namespace ImagePullRequest {
   export const method = 'capsa/image/pull' as const;
   export const type = new RequestType<ImagePullParams, PullResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ reference: v.string({ max: 4096, expected: 'an image reference' }), platform: v.optional(platform()), workDoneToken: v.optional(progressToken()) });
 }
 export interface ImagePullParams {
   /** Image reference as a user typed it: `busybox`, `ghcr.io/o/r:tag`, `r@sha256:…`. */
@@ -54,11 +60,15 @@ export interface ImagePullParams {
 export namespace ImageListRequest {
   export const method = 'capsa/image/list' as const;
   export const type = new RequestType0<ImageSummary[], void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.none();
 }
 
 export namespace ImageRemoveRequest {
   export const method = 'capsa/image/remove' as const;
   export const type = new RequestType<ImageRemoveParams, ImageRemoveResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ image: v.string({ min: 1, max: 4096, expected: 'an image reference or id' }), force: v.optional(v.boolean()) });
 }
 export interface ImageRemoveParams {
   /** A reference (`busybox:latest`), an image id or a unique id prefix. */
@@ -76,6 +86,8 @@ export interface ImageRemoveResult {
 export namespace ContainerRunRequest {
   export const method = 'capsa/container/run' as const;
   export const type = new RequestType<ContainerRunParams, ContainerRunResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ ...runOptionFields, attachId: v.optional(attachId()), workDoneToken: v.optional(progressToken()) });
 }
 export interface ContainerRunParams extends RunOptions {
   /**
@@ -95,6 +107,8 @@ export interface ContainerRunResult {
 export namespace ContainerExecRequest {
   export const method = 'capsa/container/exec' as const;
   export const type = new RequestType<ContainerExecParams, ContainerExecResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ ...execOptionFields, attachId: v.optional(attachId()) });
 }
 export interface ContainerExecParams extends ExecOptions {
   /** See {@link ContainerRunParams.attachId}. */
@@ -108,6 +122,8 @@ export interface ContainerExecResult {
 export namespace ContainerListRequest {
   export const method = 'capsa/container/list' as const;
   export const type = new RequestType<ContainerListParams, ContainerSummary[], void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.optional(v.object({ all: v.optional(v.boolean()) }));
 }
 export interface ContainerListParams {
   /** Include containers that are not running (`ps -a`). */
@@ -117,11 +133,15 @@ export interface ContainerListParams {
 export namespace ContainerInspectRequest {
   export const method = 'capsa/container/inspect' as const;
   export const type = new RequestType<{ container: string }, ContainerInspect, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef() });
 }
 
 export namespace ContainerStopRequest {
   export const method = 'capsa/container/stop' as const;
   export const type = new RequestType<ContainerStopParams, void, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef(), timeout: v.optional(v.number({ min: 0 })) });
 }
 export interface ContainerStopParams {
   container: string;
@@ -132,11 +152,15 @@ export interface ContainerStopParams {
 export namespace ContainerKillRequest {
   export const method = 'capsa/container/kill' as const;
   export const type = new RequestType<{ container: string; signal?: string }, void, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef(), signal: v.optional(v.string({ min: 1, max: 32 })) });
 }
 
 export namespace ContainerRemoveRequest {
   export const method = 'capsa/container/remove' as const;
   export const type = new RequestType<ContainerRemoveParams, void, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef(), force: v.optional(v.boolean()) });
 }
 export interface ContainerRemoveParams {
   /** Id, unique id prefix or name. */
@@ -148,6 +172,8 @@ export interface ContainerRemoveParams {
 export namespace ContainerLogsRequest {
   export const method = 'capsa/container/logs' as const;
   export const type = new RequestType<ContainerLogsParams, ContainerLogsResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef(), followAttachId: v.optional(attachId()), tail: v.optional(v.number({ integer: true, min: 0 })) });
 }
 export interface ContainerLogsParams {
   container: string;
@@ -164,6 +190,8 @@ export interface ContainerLogsResult {
 export namespace ContainerWaitRequest {
   export const method = 'capsa/container/wait' as const;
   export const type = new RequestType<{ container: string }, { exitCode: number }, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef() });
 }
 
 // ---- streams of a run or exec session -------------------------------------
@@ -172,6 +200,8 @@ export namespace ContainerWaitRequest {
 export namespace StreamOutputNotification {
   export const method = 'capsa/stream/output' as const;
   export const type = new NotificationType<StreamOutputParams>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ attachId: attachId(), stream: v.literal('stdout', 'stderr'), data: v.string(), time: v.optional(v.string()) });
 }
 export interface StreamOutputParams {
   attachId: string;
@@ -186,6 +216,8 @@ export interface StreamOutputParams {
 export namespace StreamInputNotification {
   export const method = 'capsa/stream/input' as const;
   export const type = new NotificationType<StreamInputParams>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ attachId: attachId(), data: v.string(), eof: v.optional(v.boolean()) });
 }
 export interface StreamInputParams {
   attachId: string;
@@ -199,6 +231,8 @@ export interface StreamInputParams {
 export namespace StreamResizeNotification {
   export const method = 'capsa/stream/resize' as const;
   export const type = new NotificationType<StreamResizeParams>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ attachId: attachId(), rows: terminalSize().shape.rows, cols: terminalSize().shape.cols });
 }
 export interface StreamResizeParams {
   attachId: string;
@@ -210,6 +244,8 @@ export interface StreamResizeParams {
 export namespace StreamExitNotification {
   export const method = 'capsa/stream/exit' as const;
   export const type = new NotificationType<StreamExitParams>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ attachId: attachId(), exitCode: v.number({ integer: true }), error: v.optional(v.string()) });
 }
 export interface StreamExitParams {
   attachId: string;
@@ -254,6 +290,8 @@ export interface CapsaErrorData {
 export namespace ContainerStartRequest {
   export const method = 'capsa/container/start' as const;
   export const type = new RequestType<ContainerStartParams, void, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef(), attachId: v.optional(attachId()) });
 }
 export interface ContainerStartParams {
   /** Id, unique id prefix or name. */
@@ -266,6 +304,8 @@ export interface ContainerStartParams {
 export namespace ContainerRestartRequest {
   export const method = 'capsa/container/restart' as const;
   export const type = new RequestType<ContainerRestartParams, void, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef(), timeout: v.optional(v.number({ min: 0 })) });
 }
 export interface ContainerRestartParams {
   /** Id, unique id prefix or name. */
@@ -282,6 +322,8 @@ export * from './lifecycle';
 export namespace ImageLoadRequest {
   export const method = 'capsa/image/load' as const;
   export const type = new RequestType<ImageLoadParams, ImageLoadResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ input: v.string({ min: 1, max: 4096, expected: 'an absolute path' }), workDoneToken: v.optional(progressToken()) });
 }
 export interface ImageLoadParams {
   /** Absolute, normalised path of the archive on the helper's host; read by the helper (as root). */
@@ -302,6 +344,8 @@ export interface ImageLoadResult {
 export namespace ImageSaveRequest {
   export const method = 'capsa/image/save' as const;
   export const type = new RequestType<ImageSaveParams, ImageSaveResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ images: v.array(v.string({ min: 1, max: 4096 }), { min: 1 }), output: v.string({ min: 1, max: 4096, expected: 'an absolute path' }) });
 }
 export interface ImageSaveParams {
   /** References or ids; a reference puts its tag in the archive, an id saves the image untagged. */
@@ -320,6 +364,8 @@ export interface ImageSaveResult {
 export namespace ImagePruneRequest {
   export const method = 'capsa/image/prune' as const;
   export const type = new RequestType<ImagePruneParams, ImagePruneResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.optional(v.object({ all: v.optional(v.boolean()) }));
 }
 export interface ImagePruneParams {
   /** Every image no container uses, not only untagged ones. */
@@ -336,6 +382,8 @@ export interface ImagePruneResult {
 export namespace SystemDfRequest {
   export const method = 'capsa/system/df' as const;
   export const type = new RequestType0<SystemDfResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.none();
 }
 export interface SystemDfResult {
   images: {
@@ -371,6 +419,8 @@ export interface SystemDfResult {
 export namespace StreamCloseNotification {
   export const method = 'capsa/stream/close' as const;
   export const type = new NotificationType<StreamCloseParams>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ attachId: attachId() });
 }
 export interface StreamCloseParams {
   attachId: string;
@@ -395,6 +445,8 @@ export interface VolumeSummary {
 export namespace VolumeCreateRequest {
   export const method = 'capsa/volume/create' as const;
   export const type = new RequestType<VolumeCreateParams, VolumeSummary, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ name: v.optional(v.string()), labels: v.optional(v.record(v.string())) });
 }
 export interface VolumeCreateParams {
   /** The volume's name; a random 64-hex-digit name when omitted, as Docker does. */
@@ -407,12 +459,16 @@ export interface VolumeCreateParams {
 export namespace VolumeListRequest {
   export const method = 'capsa/volume/list' as const;
   export const type = new RequestType0<VolumeSummary[], void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.none();
 }
 
 /** One volume (`capsa volume inspect`). */
 export namespace VolumeInspectRequest {
   export const method = 'capsa/volume/inspect' as const;
   export const type = new RequestType<VolumeRefParams, VolumeSummary, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ volume: v.string({ min: 1 }) });
 }
 export interface VolumeRefParams {
   /** The volume's name. */
@@ -423,6 +479,8 @@ export interface VolumeRefParams {
 export namespace VolumeRemoveRequest {
   export const method = 'capsa/volume/remove' as const;
   export const type = new RequestType<VolumeRemoveParams, void, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ volume: v.string({ min: 1 }), force: v.optional(v.boolean()) });
 }
 export interface VolumeRemoveParams {
   /** The volume's name. */
@@ -435,6 +493,8 @@ export interface VolumeRemoveParams {
 export namespace VolumePruneRequest {
   export const method = 'capsa/volume/prune' as const;
   export const type = new RequestType0<VolumePruneResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.none();
 }
 export interface VolumePruneResult {
   /** Names of the volumes removed. */
@@ -442,3 +502,8 @@ export interface VolumePruneResult {
   /** Bytes freed on disk. */
   reclaimed: number;
 }
+
+// ---- checking params, and printing what others wrote ---------------------
+export { v, ParamsError, describe, type Schema, type Infer } from './validate';
+export { OS_VALUES, ARCH_VALUES, platformProblem, normalizePlatform as normalizePlatformParts, type PlatformParts } from './platform';
+export { printable, printableLines, listed, clip } from '../util/text';

@@ -4,12 +4,16 @@
  * Re-exported by index.ts; clients import them from there.
  */
 import { RequestType } from 'vscode-jsonrpc';
+import { v } from './validate';
+import { attachId, containerRef, progressToken, runOptionFields } from './schemas';
 import type { RunOptions } from './types';
 
 /** Creates a container without starting it (`capsa create`); start it with `capsa/container/start`. */
 export namespace ContainerCreateRequest {
   export const method = 'capsa/container/create' as const;
   export const type = new RequestType<ContainerCreateParams, ContainerCreateResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ ...runOptionFields, workDoneToken: v.optional(progressToken()) });
 }
 export interface ContainerCreateParams extends RunOptions {
   /** LSP work-done token for an implicit pull. */
@@ -29,6 +33,8 @@ export interface ContainerCreateResult {
 export namespace ContainerAttachRequest {
   export const method = 'capsa/container/attach' as const;
   export const type = new RequestType<ContainerAttachParams, void, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef(), attachId: attachId() });
 }
 export interface ContainerAttachParams {
   /** Id, unique id prefix or name. */
@@ -41,6 +47,8 @@ export interface ContainerAttachParams {
 export namespace ContainerTopRequest {
   export const method = 'capsa/container/top' as const;
   export const type = new RequestType<{ container: string }, ContainerTopResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ container: containerRef() });
 }
 export interface ContainerTopResult {
   /** Column names, as `ps -ef` prints them: UID, PID, PPID, C, STIME, TTY, TIME, CMD. */
@@ -53,6 +61,8 @@ export interface ContainerTopResult {
 export namespace ContainerPruneRequest {
   export const method = 'capsa/container/prune' as const;
   export const type = new RequestType<Record<string, never> | undefined, ContainerPruneResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.none();
 }
 export interface ContainerPruneResult {
   /** Ids of the removed containers. */

@@ -93,7 +93,7 @@ test('no matching platform gives an error listing what the index offers', () => 
     () => selectManifest(index, parsePlatform('linux/arm64'), 'docker.io/library/busybox:latest'),
     (err: unknown) =>
       err instanceof PlatformNotFoundError &&
-      err.message === 'no manifest for platform linux/arm64/v8 in docker.io/library/busybox:latest (it has linux/amd64, linux/arm/v7)',
+      err.message === 'no manifest for platform linux/arm64/v8 in docker.io/library/busybox:latest; it has linux/amd64, linux/arm/v7',
   );
   assert.throws(() => selectManifest(index, parsePlatform('linux/arm/v6')), PlatformNotFoundError);
   assert.throws(() => selectManifest({ schemaVersion: 2, manifests: [] }, parsePlatform('linux/amd64')), /lists no platforms/);

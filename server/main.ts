@@ -96,9 +96,9 @@ export class Helper {
       this.connections.delete(connection);
       for (const d of disposers) d();
     }, log);
-    connection.onInitialize(() => ({ capabilities: {}, serverInfo: { name: 'capsa-helper', version: VERSION } }));
     // every handler sees only params that fit its message's schema
     const checked = validating(connection);
+    checked.onInitialize(() => ({ capabilities: {}, serverInfo: { name: 'capsa-helper', version: VERSION } }));
     registerSystemHandlers(checked, this.config.root);
     disposers.push(registerImageHandlers(checked, this.images, this.containers));
     disposers.push(registerContainerHandlers(checked, this.containers));

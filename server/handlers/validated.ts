@@ -59,7 +59,7 @@ export function validating(connection: Connection): Connection {
     }
     return r.takesParams ? r.handler(params, token) : r.handler(token);
   });
-  connection.onNotification((method: string, params: unknown) => {
+  const dispatch = (method: string, params: unknown): void => {
     const n = notifications.get(method);
     if (!n) return;
     try {
@@ -69,7 +69,19 @@ export function validating(connection: Connection): Connection {
       return;
     }
     n.handler(params);
-  });
+  };
+  connection.onNotification(dispatch);
+  // vscode-languageserver's progress feature registers its own handler for a cancelled work-done
+  // progress when a client that supports it (VS Code) initializes, and that one cancels only
+  // progress the server created: the helper's pulls, whose tokens the client made, were never
+  // cancelled from VS Code's notification. The library registers it before calling the
+  // initialize handler, so re-routing it from there puts it back to the gate's handlers.
+  const cancel = WorkDoneProgressCancelNotification.type.method;
+  const onInitialize: Connection['onInitialize'] = (handler) =>
+    connection.onInitialize((...args) => {
+      connection.onNotification(cancel, (params: unknown) => dispatch(cancel, params));
+      return handler(...args);
+    });
 
   const onRequest = (type: string | { method: string; numberOfParams?: number }, handler: Handler): Disposable => {
     const { method, schema } = schemaOf(type);
@@ -86,6 +98,7 @@ export function validating(connection: Connection): Connection {
     get(target, prop) {
       if (prop === 'onRequest') return onRequest;
       if (prop === 'onNotification') return onNotification;
+      if (prop === 'onInitialize') return onInitialize;
       const value = Reflect.get(target, prop, target) as unknown;
       return typeof value === 'function' ? (value as Handler).bind(target) : value;
     },

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildRunPlan, overlayData, type SpecInput } from '../../server/runtime/spec';
 import { encodePlan, MS } from '../../server/runtime/plan';
+import { specInput } from '../helpers/spec';
 import { TooManyLayersError } from '../../server/image/errors';
 import { MAX_IMAGE_LAYERS } from '../../server/image/types';
 
@@ -16,18 +17,7 @@ function layers(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `/var/lib/capsa/layers/sha256/${i.toString(16).padStart(64, '0')}`);
 }
 
-function input(over: Partial<SpecInput> = {}): SpecInput {
-  return {
-    layerDirs: layers(2),
-    image: { Cmd: ['sh'] },
-    paths: { dir: '/c', rootfs: '/c/rootfs', upper: '/c/upper', work: '/c/work', hostname: '/c/hostname', hosts: '/c/hosts', resolvConf: '/c/resolv.conf' },
-    hostname: 'abc123',
-    user: { uid: 0, gid: 0, additionalGids: [] },
-    tty: false,
-    binds: [],
-    ...over,
-  };
-}
+const input = (over: Partial<SpecInput> = {}): SpecInput => specInput({ layerDirs: layers(2), image: { Cmd: ['sh'] }, ...over });
 
 test("the layer ceiling is overlayfs's own stacking limit, 500", () => {
   assert.equal(MAX_IMAGE_LAYERS, 500);

@@ -1,20 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildRunPlan, mergeEnv, overlayData, resolveArgs, type SpecInput } from '../../server/runtime/spec';
+import { buildRunPlan, mergeEnv, overlayData, resolveArgs } from '../../server/runtime/spec';
 import { encodePlan, MS } from '../../server/runtime/plan';
+import { specInput } from '../helpers/spec';
 
-function input(over: Partial<SpecInput> = {}): SpecInput {
-  return {
-    layerDirs: ['/s/layers/sha256/bb', '/s/layers/sha256/aa'],
-    image: { Env: ['PATH=/bin', 'LANG=C'], Cmd: ['sh'] },
-    paths: { dir: '/c', rootfs: '/c/rootfs', upper: '/c/upper', work: '/c/work', hostname: '/c/hostname', hosts: '/c/hosts', resolvConf: '/c/resolv.conf' },
-    hostname: 'abc123',
-    user: { uid: 0, gid: 0, additionalGids: [] },
-    tty: false,
-    binds: [],
-    ...over,
-  };
-}
+const input = specInput;
 
 test('the overlay lists layers top-most first, then upper and work', () => {
   const plan = buildRunPlan(input());

@@ -100,13 +100,22 @@ export function checkSize(limit: Limit, what: string, size: number): void {
   if (size > limit.bytes) throw exceeded(limit, what, size);
 }
 
+/** A stream of bytes: a network body, a file stream. */
+type Body = AsyncIterable<Uint8Array> & { destroy?: (err?: Error) => unknown; on?: (event: 'error', fn: () => void) => unknown };
+
+/** Stops reading `body`. Some streams (undici's bodies) emit 'error' when destroyed; that must not end the process. */
+function drop(body: Body): void {
+  body.on?.('error', () => undefined);
+  body.destroy?.();
+}
+
 /**
  * Reads `body` whole, but never more than `limit`: past it the stream is
  * destroyed (a network body closes its connection) and LimitExceededError
  * names the limit. Memory holds at most the limit.
  */
 export async function readCapped(
-  body: AsyncIterable<Uint8Array> & { destroy?: (err?: Error) => unknown },
+  body: Body,
   limit: Limit,
   what: string,
 ): Promise<Buffer> {
@@ -115,7 +124,7 @@ export async function readCapped(
   for await (const c of body) {
     total += c.length;
     if (total > limit.bytes) {
-      body.destroy?.();
+      drop(body);
       throw exceeded(limit, what);
     }
     chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
@@ -124,7 +133,7 @@ export async function readCapped(
 }
 
 /** The first `limit.bytes` of `body` (then destroyed), for explaining an error: never fails for size. */
-export async function readPrefix(body: AsyncIterable<Uint8Array> & { destroy?: (err?: Error) => unknown }, limit: Limit): Promise<Buffer> {
+export async function readPrefix(body: Body, limit: Limit): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const c of body) {
@@ -132,7 +141,7 @@ export async function readPrefix(body: AsyncIterable<Uint8Array> & { destroy?: (
     chunks.push(Buffer.from(c.subarray(0, take)));
     total += take;
     if (total >= limit.bytes) {
-      body.destroy?.();
+      drop(body);
       break;
     }
   }

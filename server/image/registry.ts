@@ -174,6 +174,16 @@ async function readErrorBody(body: Response['body']): Promise<{ codes: string[];
   }
 }
 
+/**
+ * Drops a response body unread, closing its connection. undici's body
+ * emits an 'error' (RequestAbortedError) when destroyed, which with no
+ * listener would end the process.
+ */
+function discard(body: Response['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
 function isRetryableError(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string } };
   return RETRYABLE_CODES.has(e?.code ?? '') || RETRYABLE_CODES.has(e?.cause?.code ?? '');
@@ -247,7 +257,7 @@ export class RegistryClient {
     const where = `${limit === LIMITS.index ? 'index' : 'manifest'} of ${what} in registry ${ep.host}`;
     const declaredLength = Number(header(res, 'content-length') ?? '0');
     if (declaredLength > limit.bytes) {
-      res.body.destroy();
+      discard(res.body);
       throw exceeded(limit, where, declaredLength);
     }
     // Read with the cap as the bytes arrive: a body without a length (chunked) never gets past it either.
@@ -333,7 +343,7 @@ export class RegistryClient {
               if (chunk.length === 0) continue;
             }
             if (offset + chunk.length > desc.size) {
-              res.body.destroy();
+              discard(res.body);
               throw new SizeMismatchError(`blob ${desc.digest} from registry ${ep.host}`, desc.size, offset + chunk.length);
             }
             offset += chunk.length;
@@ -524,7 +534,7 @@ export class RegistryClient {
     const where = `answer of token server ${u.host} for registry ${ep.host}`;
     const declared = Number(header(res, 'content-length') ?? '0');
     if (declared > LIMITS.tokenResponse.bytes) {
-      res.body.destroy();
+      discard(res.body);
       throw exceeded(LIMITS.tokenResponse, where, declared);
     }
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown } = {};

@@ -23,6 +23,7 @@ import { ImageListRequest, ImageLoadRequest, ImagePullRequest, ImageSaveRequest 
 import { connectProtocol, fileRegistry, REPO_ROOT, testHelper, until, type TestHelper } from '../helpers/capsa';
 import { MediaTypes, pushImage, busyboxLayer, type PushedImage } from '../helpers/oci';
 import type { TestRegistry } from '../helpers/registry';
+import * as tarStream from 'tar-stream';
 
 const registry = fileRegistry();
 const MiB = 1024 * 1024;
@@ -514,3 +515,63 @@ for (const [flag, value, limit] of [
     await assertSameHelper(s);
   });
 }
+
+// ---- archives whose documents are too large --------------------------------
+
+/** A tar of `entries` (name → content), written with tar-stream. */
+async function writeTar(file: string, entries: Array<[string, Buffer]>): Promise<void> {
+  const pack = tarStream.pack();
+  const out = fs.createWriteStream(file);
+  const done = new Promise<void>((resolve, reject) => {
+    out.on('finish', resolve);
+    out.on('error', reject);
+  });
+  pack.pipe(out);
+  for (const [name, content] of entries) {
+    await new Promise<void>((resolve, reject) => pack.entry({ name, size: content.length }, content, (err) => (err ? reject(err) : resolve())));
+  }
+  pack.finalize();
+  await done;
+}
+
+const digestOf = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+
+test('image/load of archives whose index.json, manifest.json or config pass their limits is refused naming the limit, at bounded memory', async (t) => {
+  const s = await session(t);
+  const dir = tmp(t);
+  const layer = await busyboxLayer();
+  const layerDigest = digestOf(layer);
+  // OCI layout with a 5 MiB index.json (valid JSON, padded with spaces).
+  const ociIndex = Buffer.concat([Buffer.from('{"schemaVersion":2,"manifests":[]'), Buffer.alloc(5 * MiB, 0x20), Buffer.from('}')]);
+  const oci = path.join(dir, 'oci.tar');
+  await writeTar(oci, [
+    ['oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}')],
+    ['index.json', ociIndex],
+  ]);
+  // docker save archive with a 17 MiB manifest.json.
+  const bigList = Buffer.concat([Buffer.from('['), Buffer.alloc(17 * MiB, 0x20), Buffer.from(']')]);
+  const dockerList = path.join(dir, 'docker-list.tar');
+  await writeTar(dockerList, [['manifest.json', bigList]]);
+  // docker save archive whose config is 9 MiB.
+  const config = Buffer.concat([Buffer.from(`{"rootfs":{"type":"layers","diff_ids":["${layerDigest}"]}`), Buffer.alloc(9 * MiB, 0x20), Buffer.from('}')]);
+  const dockerConfig = path.join(dir, 'docker-config.tar');
+  await writeTar(dockerConfig, [
+    ['config.json', config],
+    ['layer.tar', layer],
+    ['manifest.json', Buffer.from(JSON.stringify([{ Config: 'config.json', RepoTags: ['big/config:latest'], Layers: ['layer.tar'] }]))],
+  ]);
+  const before = memory(s.pid);
+  resetPeak(s.pid);
+  const cases: Array<[string, RegExp]> = [
+    [oci, /index\.json is larger than the index limit \(4 MiB\)/],
+    [dockerList, /manifest\.json is larger than the archive manifest\.json limit \(16 MiB\)/],
+    [dockerConfig, /config config\.json is larger than the config limit \(8 MiB\)/],
+  ];
+  for (const [input, want] of cases) {
+    assert.match(await failure(s.conn.sendRequest(ImageLoadRequest.type, { input }), 30_000, `load of ${input}`), want);
+  }
+  assertMemoryBounded(s, before);
+  assert.deepEqual(await s.conn.sendRequest(ImageListRequest.type), [], 'nothing was recorded');
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['docker-config.tar', 'docker-list.tar', 'oci.tar'], 'the archives are all that is beside them');
+  await assertSameHelper(s);
+});

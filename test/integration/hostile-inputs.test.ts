@@ -401,19 +401,25 @@ test('loads of six FIFOs that never write are refused at once, and image/list is
   const dir = tmp(t);
   const fifos = Array.from({ length: 6 }, (_, i) => path.join(dir, `fifo${i}`));
   for (const f of fifos) execFileSync('mkfifo', [f]);
-  t.after(() => fifos.forEach(release));
   const conns = await Promise.all(fifos.map(() => connectProtocol(s.h.socket)));
   t.after(() => conns.forEach((c) => c.dispose()));
-  const loads = fifos.map((f, i) => conns[i].sendRequest(ImageLoadRequest.type, { input: f }).then(
-    () => 'loaded',
-    (err: Error) => err.message,
-  ));
-  await new Promise((r) => setTimeout(r, 100));
-  const start = Date.now();
-  await withTimeout(s.conn.sendRequest(ImageListRequest.type), 1000, 'image/list while six loads of FIFOs are pending');
-  assert.ok(Date.now() - start < 1000);
-  for (const [i, msg] of (await withTimeout(Promise.all(loads), 2000, 'the loads of FIFOs')).entries()) {
-    assert.equal(msg, `archive ${fifos[i]}: is a FIFO, not a regular file`);
+  try {
+    const loads = fifos.map((f, i) =>
+      conns[i].sendRequest(ImageLoadRequest.type, { input: f }).then(
+        () => 'loaded',
+        (err: Error) => err.message,
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    const start = Date.now();
+    await withTimeout(s.conn.sendRequest(ImageListRequest.type), 1000, 'image/list while six loads of FIFOs are pending');
+    assert.ok(Date.now() - start < 1000);
+    for (const [i, msg] of (await withTimeout(Promise.all(loads), 2000, 'the loads of FIFOs')).entries()) {
+      assert.equal(msg, `archive ${fifos[i]}: is a FIFO, not a regular file`);
+    }
+  } finally {
+    // A helper stuck in open(2) on them could not even stop: let it go on before the after-hooks stop it.
+    fifos.forEach(release);
   }
   assert.deepEqual(fs.readdirSync(dir).sort(), fifos.map((f) => path.basename(f)).sort(), 'nothing changed beside the FIFOs');
   await assertSameHelper(s);
@@ -441,8 +447,12 @@ test('save to a FIFO is refused at once and leaves nothing beside it', async (t)
   const dir = tmp(t);
   const fifo = path.join(dir, 'out.tar');
   execFileSync('mkfifo', [fifo]);
-  t.after(() => release(fifo));
-  const msg = await failure(s.conn.sendRequest(ImageSaveRequest.type, { images: [`${registry.host}/library/busybox:latest`], output: fifo }), 3000, 'save to a FIFO');
+  let msg: string;
+  try {
+    msg = await failure(s.conn.sendRequest(ImageSaveRequest.type, { images: [`${registry.host}/library/busybox:latest`], output: fifo }), 3000, 'save to a FIFO');
+  } finally {
+    release(fifo);
+  }
   assert.match(msg, /not a regular file/);
   assert.deepEqual(fs.readdirSync(dir), ['out.tar']);
   await assertSameHelper(s);

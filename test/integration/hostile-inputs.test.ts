@@ -387,12 +387,17 @@ function tmp(t: Ctx): string {
   return dir;
 }
 
-/** Opens a FIFO's other end without blocking (O_RDWR), so a reader stuck in open(2) goes on; for cleanup. */
-function release(fifo: string): void {
+/**
+ * Holds a FIFO's other end open (O_RDWR does not block) while `settled`
+ * runs, so any reader stuck in open(2), or queued to open it, goes on; for
+ * cleanup, so a helper without the fix can still be stopped.
+ */
+async function release(fifos: string[], settled: Promise<unknown>): Promise<void> {
+  const fds = fifos.map((f) => fs.openSync(f, fs.constants.O_RDWR | fs.constants.O_NONBLOCK));
   try {
-    fs.closeSync(fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK));
-  } catch {
-    // gone already
+    await withTimeout(settled, 10_000, 'the requests after their FIFOs were released').catch(() => undefined);
+  } finally {
+    for (const fd of fds) fs.closeSync(fd);
   }
 }
 
@@ -403,8 +408,9 @@ test('loads of six FIFOs that never write are refused at once, and image/list is
   for (const f of fifos) execFileSync('mkfifo', [f]);
   const conns = await Promise.all(fifos.map(() => connectProtocol(s.h.socket)));
   t.after(() => conns.forEach((c) => c.dispose()));
+  let loads: Array<Promise<string>> = [];
   try {
-    const loads = fifos.map((f, i) =>
+    loads = fifos.map((f, i) =>
       conns[i].sendRequest(ImageLoadRequest.type, { input: f }).then(
         () => 'loaded',
         (err: Error) => err.message,
@@ -419,7 +425,7 @@ test('loads of six FIFOs that never write are refused at once, and image/list is
     }
   } finally {
     // A helper stuck in open(2) on them could not even stop: let it go on before the after-hooks stop it.
-    fifos.forEach(release);
+    await release(fifos, Promise.all(loads));
   }
   assert.deepEqual(fs.readdirSync(dir).sort(), fifos.map((f) => path.basename(f)).sort(), 'nothing changed beside the FIFOs');
   await assertSameHelper(s);
@@ -447,11 +453,12 @@ test('save to a FIFO is refused at once and leaves nothing beside it', async (t)
   const dir = tmp(t);
   const fifo = path.join(dir, 'out.tar');
   execFileSync('mkfifo', [fifo]);
+  const save = s.conn.sendRequest(ImageSaveRequest.type, { images: [`${registry.host}/library/busybox:latest`], output: fifo });
   let msg: string;
   try {
-    msg = await failure(s.conn.sendRequest(ImageSaveRequest.type, { images: [`${registry.host}/library/busybox:latest`], output: fifo }), 3000, 'save to a FIFO');
+    msg = await failure(save, 3000, 'save to a FIFO');
   } finally {
-    release(fifo);
+    await release([fifo], save.catch(() => undefined));
   }
   assert.match(msg, /not a regular file/);
   assert.deepEqual(fs.readdirSync(dir), ['out.tar']);

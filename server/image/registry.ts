@@ -200,7 +200,7 @@ export class RegistryClient {
   private readonly tokens = new TokenCache();
   /** Origin → the auth scheme it challenged with last, so later requests authenticate up front. */
   private readonly challenges = new Map<string, { scheme: string; params: Record<string, string> }>();
-  /** Capsa's own credentials, then Docker's config.json, read once on first use (never on the loop). */
+  /** Capsa's own credentials, then Docker's config.json, read once on first use, asynchronously and bounded. */
   private credentialsLoaded: Promise<CredentialLookup> | undefined;
   private readonly attempts: number;
   private readonly backoffMs: number;
@@ -220,7 +220,11 @@ export class RegistryClient {
     this.credentialsLoaded ??= (async () => {
       const docker = this.opts.dockerConfig === false ? undefined : await dockerConfigCredentials(this.opts.dockerConfig);
       return credentialLookup(this.opts.credentials, docker);
-    })();
+    })().catch((err: unknown) => {
+      // A config.json over its limit fails this pull; the next one reads the file again.
+      this.credentialsLoaded = undefined;
+      throw err;
+    });
     return (await this.credentialsLoaded)(host);
   }
 

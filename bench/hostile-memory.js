@@ -44,9 +44,14 @@ async function stream(res, total, fill = 0x61) {
     const n = Math.min(chunk.length, total - sent);
     sent += n;
     if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-      await new Promise((r) => {
-        res.once('drain', r);
-        res.once('close', r);
+      await new Promise((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
       });
     }
   }

@@ -425,10 +425,11 @@ export class RegistryClient {
       } catch (err) {
         // A challenge remembered from an earlier request is only a guess
         // about the registry today: it may have stopped requiring auth, or
-        // moved its token server. When the token cannot be had, ask the
-        // registry again (once) instead of trusting the old challenge; a
-        // registry that still challenges gets the fresh challenge's token.
-        if (err instanceof CancelledError || err instanceof LimitExceededError || reprobed || authTried) throw err;
+        // moved its token server. When the token cannot be had (refused,
+        // unreachable, oversized), ask the registry again (once) instead of
+        // trusting the old challenge; a registry that still challenges gets
+        // the fresh challenge's token, or its failure.
+        if (err instanceof CancelledError || reprobed || authTried) throw err;
         reprobed = true;
         this.challenges.delete(new URL(ep.url).origin);
         continue;

@@ -147,6 +147,19 @@ async function startFront(t: Ctx, upstream: TestRegistry): Promise<Front> {
   return front;
 }
 
+/** Resolves when `res` can take more, or is gone; one listener of each kind at a time. */
+function drained(res: http.ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 /** Writes `total` bytes of `fill` (or until the client hangs up), with backpressure; never holds more than a chunk. */
 async function stream(res: http.ServerResponse, total: number, fill = 0x61): Promise<void> {
   const chunk = Buffer.alloc(256 * 1024, fill);
@@ -154,12 +167,7 @@ async function stream(res: http.ServerResponse, total: number, fill = 0x61): Pro
   while (sent < total && !res.destroyed) {
     const n = Math.min(chunk.length, total - sent);
     sent += n;
-    if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-      await new Promise<void>((resolve) => {
-        res.once('drain', resolve);
-        res.once('close', resolve);
-      });
-    }
+    if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) await drained(res);
   }
   res.end();
 }
@@ -272,7 +280,7 @@ test('a registry error body that never ends is cut at the error body limit: the 
     void (async () => {
       while (!res.destroyed && served < 2048 * MiB) {
         served += chunk.length;
-        if (!res.write(chunk)) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
+        if (!res.write(chunk)) await drained(res);
       }
       res.end();
     })();

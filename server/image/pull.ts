@@ -144,6 +144,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullOut
       if (isIndexMediaType(chosen.mediaType)) {
         throw new UnsupportedManifestError(`${name}: nested index ${chosen.digest} for ${formatPlatform(platform)} is not supported`, chosen.mediaType);
       }
+      checkSize(LIMITS.manifest, `manifest ${chosen.digest} of ${name}`, chosen.size);
       const m = await client.getManifest(parsed, chosen.digest, signal);
       if (m.bytes.length !== chosen.size) throw new SizeMismatchError(`manifest ${chosen.digest} of ${name}`, chosen.size, m.bytes.length);
       if (isIndexMediaType(m.mediaType)) throw new UnsupportedManifestError(`${name}: manifest ${chosen.digest} is itself an index`, m.mediaType);

@@ -3,12 +3,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parseCpus, parseIntFlag, parseMemorySize } from './limits';
 import { CancellationTokenSource, ProgressType, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
 import { InvalidArgumentError } from '../errors';
+import { LIMITS, LimitExceededError } from '../limits';
+import { readUserFile } from '../util/hostfile';
 import {
   ContainerExecRequest,
   ContainerInspectRequest,
@@ -252,8 +253,9 @@ async function readEnvFiles(files: string[]): Promise<string[]> {
   for (const file of files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = (await readUserFile(file, LIMITS.envFile, `env file ${file}`)).toString('utf8');
     } catch (err) {
+      if (err instanceof LimitExceededError) throw err;
       throw new InvalidArgumentError(`cannot read env file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     for (const [i, raw] of text.split('\n').entries()) {
@@ -305,8 +307,9 @@ async function confinementOptions(flags: Record<string, string | boolean | strin
         // as Docker's client: the profile is read here and its text sent
         let text: string;
         try {
-          text = await readFile(m[1], 'utf8');
+          text = (await readUserFile(m[1], LIMITS.seccompProfile, `seccomp profile ${m[1]}`)).toString('utf8');
         } catch (err) {
+          if (err instanceof LimitExceededError) throw err;
           throw new InvalidArgumentError(`cannot read seccomp profile ${m[1]}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
         o.securityOpt.push(`seccomp=${text}`);

@@ -32,9 +32,12 @@ import { once } from 'node:events';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
 import { InvalidArgumentError } from '../errors';
+import { checkSize, LIMITS, readCapped, type Limit } from '../limits';
+import { openRegularFile } from '../util/hostfile';
 import { CancelledError, DigestMismatchError, InvalidArchiveError, SizeMismatchError, UnsupportedManifestError } from './errors';
 import { hostPlatform, selectManifest } from './platform';
-import { runLimited } from './pull';
+import { checkConfigLabels, runLimited } from './pull';
+import { checkAnnotations } from './registry';
 import { familiarReference, formatReference, parseReference, type ImageReference } from './reference';
 import type { ImageRecord, ImageStore } from './store';
 import {
@@ -55,8 +58,6 @@ import { cleanEntryName, unpackLayer, zstdDecompressor } from './unpack';
 const IN_MEMORY_MAX = 1024 * 1024;
 /** At most this much in memory in total; the rest is staged on disk. */
 const IN_MEMORY_TOTAL = 64 * 1024 * 1024;
-/** manifest.json, index.json and the like are refused above this. */
-const DOCUMENT_MAX = 16 * 1024 * 1024;
 
 export interface LoadOptions {
   signal?: AbortSignal;
@@ -115,16 +116,13 @@ export function checkClientPath(p: unknown, what: string): string {
  */
 export async function loadArchive(store: ImageStore, file: string, opts: LoadOptions = {}): Promise<LoadedImage[]> {
   const label = `archive ${file}`;
-  const fh = await fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') throw new InvalidArgumentError(`${label}: no such file`);
-    if (err.code === 'ELOOP') throw new InvalidArgumentError(`${label}: is a symbolic link; give the path of the archive itself`);
-    throw err;
-  });
+  // Never a blocking open: a FIFO, a device or a directory is refused at once
+  // (a FIFO without a writer would hold a pool thread, and with it every
+  // other client's file operations, for as long as nobody writes).
+  const { fh, st } = await openRegularFile(file, label, { nofollow: true });
   return store.hold(async () => {
     const staging = await store.stagingDir();
     try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new InvalidArgumentError(`${label}: not a regular file`);
       const entries = await stage(fh, st.size, staging, label, opts);
       const plans = await planImages(entries, label);
       if (plans.length === 0) throw new InvalidArchiveError(`${label}: contains no image`);
@@ -173,9 +171,9 @@ class Archive {
     return f;
   }
 
-  async document(name: string, what: string): Promise<unknown> {
+  async document(name: string, what: string, limit: Limit): Promise<unknown> {
     const f = this.need(name, what);
-    return parseJson(await contents(f), `${this.label}: ${name}`);
+    return parseJson(await contents(f, limit, `${this.label}: ${name}`), `${this.label}: ${name}`);
   }
 }
 
@@ -294,10 +292,11 @@ async function stageFile(entry: AsyncIterable<Buffer>, name: string, size: numbe
   return { name, size, digest: 'sha256:' + hash.digest('hex'), magic, ...(file ? { file } : { data: Buffer.concat(chunks) }) };
 }
 
-async function contents(f: Staged): Promise<Buffer> {
+/** A staged document's bytes, refused above `limit` before they are read. */
+async function contents(f: Staged, limit: Limit, what: string): Promise<Buffer> {
+  checkSize(limit, what, f.size);
   if (f.data) return f.data;
-  if (f.size > DOCUMENT_MAX) throw new InvalidArchiveError(`${f.name}: ${f.size} bytes is too large for a JSON document`);
-  return fs.readFile(f.file!);
+  return readCapped(createReadStream(f.file!), limit, what);
 }
 
 function open(f: Staged): Readable {
@@ -336,6 +335,7 @@ function parseConfig(bytes: Buffer, what: string): ImageConfig {
   for (const d of c.rootfs.diff_ids) {
     if (typeof d !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(d)) throw new InvalidArchiveError(`${what}: malformed diff-id ${JSON.stringify(d).slice(0, 80)}`);
   }
+  checkConfigLabels(c, what);
   return c;
 }
 
@@ -350,7 +350,7 @@ function parseTag(s: unknown, what: string): ImageReference {
 }
 
 async function planDocker(archive: Archive, label: string): Promise<Plan[]> {
-  const doc = await archive.document('manifest.json', 'the archive');
+  const doc = await archive.document('manifest.json', 'the archive', LIMITS.archiveManifest);
   if (!Array.isArray(doc)) throw new InvalidArchiveError(`${label}: manifest.json must be a list`);
   const plans: Plan[] = [];
   for (const [i, item] of doc.entries()) {
@@ -360,7 +360,7 @@ async function planDocker(archive: Archive, label: string): Promise<Plan[]> {
       throw new InvalidArchiveError(`${what}: needs Config and Layers`);
     }
     const cfg = archive.need(it.Config, `${what} (Config)`);
-    const configBytes = await contents(cfg);
+    const configBytes = await contents(cfg, LIMITS.config, `${label}: config ${it.Config}`);
     const config = parseConfig(configBytes, `${label}: ${it.Config}`);
     if (config.rootfs.diff_ids.length !== it.Layers.length) {
       throw new InvalidArchiveError(`${what}: ${it.Layers.length} layers, but its config lists ${config.rootfs.diff_ids.length} diff-ids`);
@@ -410,11 +410,11 @@ function blob(archive: Archive, desc: Descriptor, what: string): Staged {
 }
 
 async function planOci(archive: Archive, label: string): Promise<Plan[]> {
-  const layout = (await archive.document('oci-layout', 'an OCI image layout')) as { imageLayoutVersion?: unknown };
+  const layout = (await archive.document('oci-layout', 'an OCI image layout', LIMITS.ociLayout)) as { imageLayoutVersion?: unknown };
   if (!layout || typeof layout.imageLayoutVersion !== 'string' || !layout.imageLayoutVersion.startsWith('1.')) {
     throw new InvalidArchiveError(`${label}: unsupported OCI image layout version ${JSON.stringify(layout?.imageLayoutVersion)}`);
   }
-  const index = (await archive.document('index.json', 'an OCI image layout')) as Index;
+  const index = (await archive.document('index.json', 'an OCI image layout', LIMITS.index)) as Index;
   if (!index || !Array.isArray(index.manifests)) throw new InvalidArchiveError(`${label}: index.json has no manifests`);
   const plans: Plan[] = [];
   for (const top of index.manifests) {
@@ -425,21 +425,24 @@ async function planOci(archive: Archive, label: string): Promise<Plan[]> {
     if (name !== undefined && /[:/]/.test(name)) tags.push(parseTag(name, what));
     let desc = top;
     let f = blob(archive, desc, what);
-    let bytes = await contents(f);
+    let bytes = await contents(f, isIndexMediaType(desc.mediaType) ? LIMITS.index : LIMITS.manifest, what);
     if (isIndexMediaType(desc.mediaType)) {
-      const chosen = selectManifest(parseJson(bytes, what) as Index, hostPlatform(), label);
+      const nested = parseJson(bytes, what) as Index;
+      if (nested && Array.isArray(nested.manifests)) checkAnnotations(nested.annotations, `index ${top.digest} in ${label}`);
+      const chosen = selectManifest(nested, hostPlatform(), label);
       desc = chosen;
       f = blob(archive, desc, what);
-      bytes = await contents(f);
+      bytes = await contents(f, LIMITS.manifest, `${what}: manifest ${desc.digest}`);
     }
     if (!isManifestMediaType(desc.mediaType)) throw new UnsupportedManifestError(`${what}: unsupported media type ${desc.mediaType}`, desc.mediaType);
     const m = parseJson(bytes, what) as Manifest;
     if (!m || !m.config || !Array.isArray(m.layers)) throw new InvalidArchiveError(`${what}: manifest lacks config or layers`);
+    checkAnnotations(m.annotations, `manifest ${desc.digest} in ${label}`);
     if (!CONFIG_MEDIA_TYPES.includes(m.config.mediaType)) {
       throw new UnsupportedManifestError(`${what} is not a container image: its config has media type ${m.config.mediaType}`, m.config.mediaType);
     }
     const cfg = blob(archive, m.config, `${what} (config)`);
-    const configBytes = await contents(cfg);
+    const configBytes = await contents(cfg, LIMITS.config, `${what}: config ${m.config.digest}`);
     const config = parseConfig(configBytes, `${what} (config)`);
     if (config.rootfs.diff_ids.length !== m.layers.length) {
       throw new InvalidArchiveError(`${what}: ${m.layers.length} layers, but its config lists ${config.rootfs.diff_ids.length} diff-ids`);

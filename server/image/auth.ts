@@ -5,9 +5,10 @@
  * Authentication Specification"). Credentials never appear in messages or
  * logs: errors name the registry and the user at most.
  */
-import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { LIMITS, LimitExceededError } from '../limits';
+import { readRegularFile } from '../util/hostfile';
 
 export interface Credentials {
   username: string;
@@ -29,21 +30,34 @@ function keyHost(key: string): string {
  * Reads `auths` from a Docker config.json (default: `$DOCKER_CONFIG/config.json`
  * or `.docker/config.json` in the home directory of the process's user). Entries with a base64 `auth` (`user:password`)
  * or `username`/`password` are used; credential helpers are not run.
- * A missing or unreadable file gives no credentials.
+ * A missing, unreadable or non-regular file gives no credentials; one above
+ * LIMITS.dockerConfig is refused. Read without blocking (see util/hostfile).
  */
-export function dockerConfigCredentials(file?: string): Map<string, Credentials> {
-  const out = new Map<string, Credentials>();
+export async function dockerConfigCredentials(file?: string): Promise<Map<string, Credentials>> {
   // The helper runs as root: its credentials are root's, from the password
   // database, not from a $HOME that a user's environment (sudo -E, the CLI
   // starting the helper) may have carried in.
   const where = file ?? path.join(process.env.DOCKER_CONFIG ?? path.join(os.userInfo().homedir, '.docker'), 'config.json');
+  let text: string;
+  try {
+    text = (await readRegularFile(where, LIMITS.dockerConfig, `docker config ${where}`)).toString('utf8');
+  } catch (err) {
+    if (err instanceof LimitExceededError) throw err;
+    return new Map();
+  }
+  return parseDockerConfig(text);
+}
+
+/** The credentials of a Docker config.json's text (see dockerConfigCredentials); malformed text gives none. */
+export function parseDockerConfig(text: string): Map<string, Credentials> {
+  const out = new Map<string, Credentials>();
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(where, 'utf8'));
+    raw = JSON.parse(text);
   } catch {
     return out;
   }
-  const auths = (raw as { auths?: Record<string, { auth?: string; username?: string; password?: string }> }).auths;
+  const auths = (raw as { auths?: Record<string, { auth?: string; username?: string; password?: string }> } | null)?.auths;
   if (!auths || typeof auths !== 'object') return out;
   for (const [key, entry] of Object.entries(auths)) {
     if (!entry || typeof entry !== 'object') continue;

@@ -8,6 +8,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { CapsaConfig } from '../config';
+import { checkSize, checkStringMap, LimitExceededError, LIMITS } from '../limits';
 import type { PullPolicy, PullProgress, PullResult } from '../protocol/types';
 import {
   CancelledError,
@@ -145,6 +146,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullOut
       if (isIndexMediaType(chosen.mediaType)) {
         throw new UnsupportedManifestError(`${name}: nested index ${chosen.digest} for ${formatPlatform(platform)} is not supported`, chosen.mediaType);
       }
+      checkSize(LIMITS.manifest, `manifest ${chosen.digest} of ${name}`, chosen.size);
       const m = await client.getManifest(parsed, chosen.digest, signal);
       if (m.bytes.length !== chosen.size) throw new SizeMismatchError(`manifest ${chosen.digest} of ${name}`, chosen.size, m.bytes.length);
       if (isIndexMediaType(m.mediaType)) throw new UnsupportedManifestError(`${name}: manifest ${chosen.digest} is itself an index`, m.mediaType);
@@ -158,7 +160,8 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullOut
     }
     checkImageManifest(manifest, name);
 
-    // 2. Config, verified.
+    // 2. Config, verified. Its declared size is checked before any byte is read, from the store or the network.
+    checkSize(LIMITS.config, `config ${manifest.config.digest} of ${name}`, manifest.config.size);
     let configBytes: Buffer;
     if (await store.hasBlob(manifest.config.digest)) {
       configBytes = await store.readBlob(manifest.config.digest);
@@ -370,7 +373,18 @@ function parseConfig(bytes: Buffer, name: string): ImageConfig {
       throw new UnsupportedManifestError(`${name}: image config has a malformed diff-id ${JSON.stringify(d).slice(0, 100)}`);
     }
   }
+  checkConfigLabels(c, `${name}: image config`);
   return c;
+}
+
+/** Labels of an image config within LIMITS.labels; a malformed map is a malformed config. */
+export function checkConfigLabels(c: ImageConfig, what: string): void {
+  try {
+    checkStringMap(LIMITS.labels, `labels of ${what}`, c.config?.Labels);
+  } catch (err) {
+    if (err instanceof LimitExceededError) throw err;
+    throw new UnsupportedManifestError(`${what} has malformed labels: ${(err as Error).message}`);
+  }
 }
 
 /** A single-platform image for another platform is refused when a platform was asked for explicitly, like Docker. */

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { CapsaConfig } from '../config';
+import { checkSize, checkStringMap, exceeded, LimitExceededError, LIMITS, readCapped, readPrefix, type Limit } from '../limits';
 import {
   CancelledError,
   DigestMismatchError,
@@ -35,7 +36,6 @@ import {
 
 /** Docker Hub's API endpoint for the `docker.io` name. */
 const DOCKER_HUB_ENDPOINT = 'https://registry-1.docker.io';
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_REDIRECTS = 5;
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 const RETRYABLE_CODES = new Set([
@@ -152,11 +152,14 @@ export function retryAfterMs(value: string | undefined, now = Date.now()): numbe
   return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
 }
 
-/** Registry error body (`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`). */
+/**
+ * Registry error body (`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`):
+ * only its first LIMITS.errorBody bytes are read, the rest goes with the connection.
+ */
 async function readErrorBody(body: Response['body']): Promise<{ codes: string[]; message: string | undefined }> {
   let text = '';
   try {
-    text = (await body.text()).slice(0, 64 * 1024);
+    text = (await readPrefix(body, LIMITS.errorBody)).toString('utf8');
   } catch {
     return { codes: [], message: undefined };
   }
@@ -171,6 +174,16 @@ async function readErrorBody(body: Response['body']): Promise<{ codes: string[];
     const line = text.split('\n')[0].trim().slice(0, 200);
     return { codes: [], message: line ? printable(line) : undefined };
   }
+}
+
+/**
+ * Drops a response body unread, closing its connection. undici's body
+ * emits an 'error' (RequestAbortedError) when destroyed, which with no
+ * listener would end the process.
+ */
+function discard(body: Response['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
 }
 
 function isRetryableError(err: unknown): boolean {
@@ -189,7 +202,8 @@ export class RegistryClient {
   private readonly tokens = new TokenCache();
   /** Origin → the auth scheme it challenged with last, so later requests authenticate up front. */
   private readonly challenges = new Map<string, { scheme: string; params: Record<string, string> }>();
-  private readonly credentials: CredentialLookup;
+  /** Capsa's own credentials, then Docker's config.json, read once on first use, asynchronously and bounded. */
+  private credentialsLoaded: Promise<CredentialLookup> | undefined;
   private readonly attempts: number;
   private readonly backoffMs: number;
   private readonly maxRetryAfterMs: number;
@@ -198,12 +212,22 @@ export class RegistryClient {
   constructor(private readonly opts: RegistryClientOptions) {
     this.ownsDispatcher = !opts.dispatcher;
     this.dispatcher = opts.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, connections: 16 });
-    const docker = opts.dockerConfig === false ? undefined : dockerConfigCredentials(opts.dockerConfig);
-    this.credentials = credentialLookup(opts.credentials, docker);
     this.attempts = Math.max(1, opts.attempts ?? 5);
     this.backoffMs = opts.backoffMs ?? 250;
     this.maxRetryAfterMs = opts.maxRetryAfterMs ?? 60_000;
     this.userAgent = opts.userAgent ?? 'capsa';
+  }
+
+  private async credentials(host: string): Promise<Credentials | undefined> {
+    this.credentialsLoaded ??= (async () => {
+      const docker = this.opts.dockerConfig === false ? undefined : await dockerConfigCredentials(this.opts.dockerConfig);
+      return credentialLookup(this.opts.credentials, docker);
+    })().catch((err: unknown) => {
+      // A config.json over its limit fails this pull; the next one reads the file again.
+      this.credentialsLoaded = undefined;
+      throw err;
+    });
+    return (await this.credentialsLoaded)(host);
   }
 
   async close(): Promise<void> {
@@ -234,22 +258,16 @@ export class RegistryClient {
     });
     const what = formatReference(ref.digest && want === ref.digest ? ref : { ...ref, ...(want.startsWith('sha256:') ? { tag: undefined, digest: want } : { tag: want, digest: undefined }) });
     if (res.status !== 200) throw await this.statusError(ep, res, `manifest ${what}`, what);
+    const contentType = (header(res, 'content-type') ?? '').split(';')[0].trim();
+    const limit = INDEX_MEDIA_TYPES.includes(contentType) ? LIMITS.index : LIMITS.manifest;
+    const where = `${limit === LIMITS.index ? 'index' : 'manifest'} of ${what} in registry ${ep.host}`;
     const declaredLength = Number(header(res, 'content-length') ?? '0');
-    if (declaredLength > MAX_MANIFEST_BYTES) {
-      await res.body.dump();
-      throw new UnsupportedManifestError(`manifest of ${what} in registry ${ep.host} is ${declaredLength} bytes, more than the ${MAX_MANIFEST_BYTES} allowed`);
+    if (declaredLength > limit.bytes) {
+      discard(res.body);
+      throw exceeded(limit, where, declaredLength);
     }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const c of res.body) {
-      total += (c as Buffer).length;
-      if (total > MAX_MANIFEST_BYTES) {
-        res.body.destroy();
-        throw new UnsupportedManifestError(`manifest of ${what} in registry ${ep.host} is more than ${MAX_MANIFEST_BYTES} bytes`);
-      }
-      chunks.push(c as Buffer);
-    }
-    const bytes = Buffer.concat(chunks);
+    // Read with the cap as the bytes arrive: a body without a length (chunked) never gets past it either.
+    const bytes = await readCapped(res.body, limit, where);
     const digest = 'sha256:' + createHash('sha256').update(bytes).digest('hex');
     if (want.startsWith('sha256:') && digest !== want) {
       throw new DigestMismatchError(`manifest ${what} from registry ${ep.host}`, want, digest);
@@ -258,13 +276,17 @@ export class RegistryClient {
     if (headerDigest?.startsWith('sha256:') && headerDigest !== digest) {
       throw new DigestMismatchError(`manifest ${what} from registry ${ep.host} (Docker-Content-Digest)`, headerDigest, digest);
     }
-    const contentType = (header(res, 'content-type') ?? '').split(';')[0].trim();
     const { mediaType, parsed } = parseManifest(bytes, contentType, `${what} in registry ${ep.host}`);
     return { mediaType, digest, bytes, parsed, endpoint: ep };
   }
 
-  /** Fetches a small blob (an image config) whole, verifying digest and size. */
-  async getBlob(ref: ImageReference, desc: Descriptor, signal?: AbortSignal, prefer?: Endpoint): Promise<Buffer> {
+  /**
+   * Fetches a small blob (an image config) whole, verifying digest and size.
+   * A descriptor that declares more than `limit` is refused before any
+   * request; the stream never yields more than the declared size.
+   */
+  async getBlob(ref: ImageReference, desc: Descriptor, signal?: AbortSignal, prefer?: Endpoint, limit: Limit = LIMITS.config): Promise<Buffer> {
+    checkSize(limit, `${limit.name} blob ${desc.digest} of ${formatReference(ref)}`, desc.size);
     const chunks: Buffer[] = [];
     for await (const c of this.blobStream(ref, desc, { signal, prefer })) chunks.push(c);
     const bytes = Buffer.concat(chunks);
@@ -327,7 +349,7 @@ export class RegistryClient {
               if (chunk.length === 0) continue;
             }
             if (offset + chunk.length > desc.size) {
-              res.body.destroy();
+              discard(res.body);
               throw new SizeMismatchError(`blob ${desc.digest} from registry ${ep.host}`, desc.size, offset + chunk.length);
             }
             offset += chunk.length;
@@ -369,7 +391,7 @@ export class RegistryClient {
     }
     // A mirror that knows the image is missing says more than an unreachable upstream.
     const rank = (e: unknown) =>
-      e instanceof DigestMismatchError || e instanceof UnsupportedManifestError ? 0 : e instanceof ImageNotFoundError ? 1 : e instanceof RegistryAuthError ? 2 : 3;
+      e instanceof DigestMismatchError || e instanceof UnsupportedManifestError || e instanceof LimitExceededError ? 0 : e instanceof ImageNotFoundError ? 1 : e instanceof RegistryAuthError ? 2 : 3;
     errors.sort((a, b) => rank(a) - rank(b));
     throw errors[0];
   }
@@ -396,11 +418,26 @@ export class RegistryClient {
   private async send(ep: Endpoint, url: string, opts: RequestOptions): Promise<Response> {
     let failures = 0;
     let authTried = false;
+    let reprobed = false;
     for (;;) {
       if (opts.signal?.aborted) throw new CancelledError(`request to registry ${ep.host}`);
+      let authorization: string | undefined;
+      try {
+        authorization = await this.authorizationFor(ep, opts.scope, opts.signal);
+      } catch (err) {
+        // A challenge remembered from an earlier request is only a guess
+        // about the registry today: it may have stopped requiring auth, or
+        // moved its token server. When the token cannot be had (refused,
+        // unreachable, oversized), ask the registry again (once) instead of
+        // trusting the old challenge; a registry that still challenges gets
+        // the fresh challenge's token, or its failure.
+        if (err instanceof CancelledError || reprobed || authTried) throw err;
+        reprobed = true;
+        this.challenges.delete(new URL(ep.url).origin);
+        continue;
+      }
       let res: Response;
       try {
-        const authorization = await this.authorizationFor(ep, opts.scope, opts.signal);
         res = await this.follow(url, { ...opts.headers, ...(authorization ? { authorization } : {}) }, opts.signal);
       } catch (err) {
         if (err instanceof CancelledError || err instanceof RegistryError) throw err;
@@ -416,9 +453,9 @@ export class RegistryClient {
         await res.body.dump();
         if (challenge && (challenge.scheme === 'bearer' || challenge.scheme === 'basic')) {
           authTried = true;
-          this.challenges.set(new URL(ep.url).origin, challenge);
           // Drop any token we had for this scope: the registry just refused it.
-          this.forgetToken(ep, opts.scope);
+          await this.forgetToken(ep, opts.scope);
+          this.challenges.set(new URL(ep.url).origin, challenge);
           continue;
         }
         throw new RegistryAuthError(`registry ${ep.host} requires authentication (${challenge?.scheme ?? 'no challenge'}) that is not supported`, { status: 401 });
@@ -460,10 +497,10 @@ export class RegistryClient {
     throw new RegistryError('E_REGISTRY', `too many redirects fetching ${new URL(url).pathname}`);
   }
 
-  private forgetToken(ep: Endpoint, scope: string): void {
+  private async forgetToken(ep: Endpoint, scope: string): Promise<void> {
     const ch = this.challenges.get(new URL(ep.url).origin);
     if (ch?.scheme !== 'bearer') return;
-    const creds = this.credentials(ep.host);
+    const creds = await this.credentials(ep.host);
     this.tokens.delete(TokenCache.key(ch.params.realm ?? '', ch.params.service ?? '', scope, creds?.username));
   }
 
@@ -471,7 +508,7 @@ export class RegistryClient {
   private async authorizationFor(ep: Endpoint, scope: string, signal?: AbortSignal): Promise<string | undefined> {
     const ch = this.challenges.get(new URL(ep.url).origin);
     if (!ch) return undefined;
-    const creds = this.credentials(ep.host);
+    const creds = await this.credentials(ep.host);
     if (ch.scheme === 'basic') {
       if (!creds) throw new RegistryAuthError(`registry ${ep.host} requires a username and password, and none is configured for it`, { status: 401 });
       return basicAuthorization(creds);
@@ -501,10 +538,24 @@ export class RegistryClient {
         { status: res.status, registryCodes: codes },
       );
     }
-    const body = (await res.body.json().catch(() => ({}))) as { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
-    const token = body.token ?? body.access_token;
+    const where = `answer of token server ${u.host} for registry ${ep.host}`;
+    const declared = Number(header(res, 'content-length') ?? '0');
+    if (declared > LIMITS.tokenResponse.bytes) {
+      discard(res.body);
+      throw exceeded(LIMITS.tokenResponse, where, declared);
+    }
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown } = {};
+    try {
+      body = JSON.parse((await readCapped(res.body, LIMITS.tokenResponse, where)).toString('utf8')) ?? {};
+    } catch (err) {
+      if (err instanceof LimitExceededError) throw err;
+      if (signal?.aborted) throw new CancelledError(`token request to ${u.host}`);
+    }
+    const token = typeof body.token === 'string' && body.token ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
     if (!token) throw new RegistryAuthError(`token server ${u.host} for registry ${ep.host} answered without a token`);
-    this.tokens.set(key, token, body.expires_in, body.issued_at);
+    // It goes back in a header: one too large would come back as HTTP 431, far from its cause.
+    checkSize(LIMITS.bearerToken, `token from ${u.host} for registry ${ep.host}`, Buffer.byteLength(token));
+    this.tokens.set(key, token, typeof body.expires_in === 'number' ? body.expires_in : undefined, typeof body.issued_at === 'string' ? body.issued_at : undefined);
     return `Bearer ${token}`;
   }
 }
@@ -534,12 +585,14 @@ export function parseManifest(bytes: Buffer, contentType: string, what: string):
   }
   if (INDEX_MEDIA_TYPES.includes(mediaType)) {
     if (!Array.isArray(parsed.manifests)) throw new UnsupportedManifestError(`index of ${what} has no manifests list`, mediaType);
+    checkAnnotations(parsed.annotations, `index of ${what}`);
     for (const d of (parsed as Index).manifests) checkDescriptor(d, what);
     return { mediaType, parsed };
   }
   if (MANIFEST_MEDIA_TYPES.includes(mediaType)) {
     const m = parsed as Manifest;
     if (!m.config || !Array.isArray(m.layers)) throw new UnsupportedManifestError(`manifest of ${what} lacks config or layers`, mediaType);
+    checkAnnotations(m.annotations, `manifest of ${what}`);
     checkDescriptor(m.config, what);
     for (const l of m.layers) checkDescriptor(l, what);
     return { mediaType, parsed };
@@ -558,5 +611,16 @@ function checkDescriptor(d: Descriptor, what: string): void {
     d.size < 0
   ) {
     throw new UnsupportedManifestError(`manifest of ${what} has a malformed or non-sha256 descriptor ${JSON.stringify(d).slice(0, 200)}`);
+  }
+  checkAnnotations(d.annotations, `annotations of descriptor ${d.digest} in ${what}`);
+}
+
+/** Annotations within LIMITS.annotations; a malformed map is a malformed manifest. */
+export function checkAnnotations(map: unknown, what: string): void {
+  try {
+    checkStringMap(LIMITS.annotations, what.startsWith('annotations') ? what : `annotations of ${what}`, map);
+  } catch (err) {
+    if (err instanceof LimitExceededError) throw err;
+    throw new UnsupportedManifestError(`${what} has malformed annotations: ${(err as Error).message}`);
   }
 }

@@ -21,6 +21,7 @@ import { setTopDir } from './libc';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { writeFileAtomic } from '../util/atomic';
+import { checkSize, LIMITS, readCapped, type Limit } from '../limits';
 import {
   AmbiguousImageError,
   DigestMismatchError,
@@ -343,12 +344,23 @@ export class ImageStore {
     }
   }
 
-  async readBlob(digest: string): Promise<Buffer> {
+  /**
+   * A small blob (a config, a manifest) whole. `limit` bounds it: a manifest
+   * may name a large layer's digest as its config, and that blob may be here.
+   */
+  async readBlob(digest: string, limit: Limit = LIMITS.config): Promise<Buffer> {
+    let fh: fs.FileHandle;
     try {
-      return await fs.readFile(this.blobPath(digest));
+      fh = await fs.open(this.blobPath(digest), 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ImageNotFoundError(`blob ${digest} is not in the store`);
       throw err;
+    }
+    try {
+      checkSize(limit, `${limit.name} blob ${digest}`, (await fh.stat()).size);
+      return await readCapped(fh.createReadStream({ autoClose: false }), limit, `${limit.name} blob ${digest}`);
+    } finally {
+      await fh.close().catch(() => undefined);
     }
   }
 

@@ -75,7 +75,7 @@ test('WWW-Authenticate challenges parse', () => {
   assert.deepEqual(parseChallenge('Bearer realm=http://x/token, service=reg'), { scheme: 'bearer', params: { realm: 'http://x/token', service: 'reg' } });
 });
 
-test('docker config.json auths are read, docker.io under its old index URL', (t) => {
+test('docker config.json auths are read, docker.io under its old index URL', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-test-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'config.json');
@@ -91,12 +91,12 @@ test('docker config.json auths are read, docker.io under its old index URL', (t)
       },
     }),
   );
-  const creds = dockerConfigCredentials(file);
+  const creds = await dockerConfigCredentials(file);
   assert.deepEqual(creds.get('docker.io'), { username: 'hubuser', password: 'hub:pw' });
   assert.deepEqual(creds.get('127.0.0.1:5000'), { username: 'a', password: 'b' });
   assert.deepEqual(creds.get('reg.example.com'), { username: 'u', password: 'p' });
   assert.equal(creds.get('broken'), undefined);
-  assert.equal(dockerConfigCredentials(path.join(dir, 'none.json')).size, 0);
+  assert.equal((await dockerConfigCredentials(path.join(dir, 'none.json'))).size, 0);
   const lookup = credentialLookup({ '127.0.0.1:5000': { username: 'own', password: 'x' } }, creds);
   assert.equal(lookup('127.0.0.1:5000')?.username, 'own', "Capsa's own credentials win");
   assert.equal(lookup('index.docker.io')?.username, 'hubuser');

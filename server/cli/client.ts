@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
+import { ConnectionError, ConnectionErrors, createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import type { CapsaConfig } from '../config';
 import { CapsaError } from '../errors';
 
@@ -71,4 +71,39 @@ export async function connect(config: CapsaConfig, opts: { autoStart: boolean } 
   connection.onDispose(() => socket.destroy());
   connection.listen();
   return connection;
+}
+
+/** The helper closed the connection while a call was in flight: it exited, crashed or was killed. */
+export class HelperLostError extends CapsaError {
+  constructor(socket: string, verb: string) {
+    super('E_HELPER_LOST', `lost the connection to the capsa helper at ${socket} during '${verb}': the helper stopped or was killed before it answered`);
+  }
+}
+
+/**
+ * Watches a call's connection: `lost` rejects with HelperLostError once
+ * the helper closes it. A request pending when the connection closes is
+ * never settled by vscode-jsonrpc, so without this a command would wait on
+ * it until Node finds nothing left to do and exits 0, as if it had worked.
+ */
+export function watchHelper(verb: string): {
+  lost: Promise<never>;
+  watch(connection: MessageConnection, socket: string): void;
+  /** The HelperLostError that `err` is or stands for (a request on a connection that had closed already), else undefined. */
+  lostError(err: unknown): HelperLostError | undefined;
+} {
+  let fail!: (err: Error) => void;
+  const lost = new Promise<never>((_, reject) => (fail = reject));
+  lost.catch(() => undefined); // settled on purpose after a call that already ended
+  let socket = '';
+  return {
+    lost,
+    watch: (connection, at) => {
+      socket = at;
+      connection.onClose(() => fail(new HelperLostError(socket, verb)));
+    },
+    // a connection opened ahead (the warm CLI's) may have closed before this call used it
+    lostError: (err) =>
+      err instanceof HelperLostError ? err : err instanceof ConnectionError && (err.code === ConnectionErrors.Closed || err.code === ConnectionErrors.Disposed) ? new HelperLostError(socket, verb) : undefined,
+  };
 }

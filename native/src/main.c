@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -395,6 +396,18 @@ int main(int argc, char **argv) {
   if (!fd_is_open(PLAN_FD)) {
     struct shim_error err;
     shim_fail(&err, "plan", "fd 3", EBADF, "no plan on fd 3");
+    return report_error(&err);
+  }
+  /* Before anything joins or makes the container's namespaces: a process
+   * of the container must get no handle on this host binary through
+   * /proc/<pid>/exe (CVE-2019-5736), which ptrace access rules guard only
+   * for a non-dumpable process. Inherited by every fork and clone; execve
+   * of the container's command (a readable, non-setuid file) makes that
+   * process dumpable again, as it would be under runc. An --init PID 1
+   * never execs and stays non-dumpable for good. */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+    struct shim_error err;
+    shim_fail(&err, "dumpable", "prctl", errno, NULL);
     return report_error(&err);
   }
   return run(!strcmp(argv[1], "exec"), &mo);

@@ -4,11 +4,12 @@
  */
 import * as net from 'node:net';
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, mkdirSync } from 'node:fs';
+import { constants, existsSync, openSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConnectionError, ConnectionErrors, createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import type { CapsaConfig } from '../config';
 import { CapsaError } from '../errors';
+import { checkTrustedDirectory } from '../util/trusteddir';
 
 function connectSocket(socketPath: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -23,8 +24,13 @@ function connectSocket(socketPath: string): Promise<net.Socket> {
 
 /** Starts the helper detached (its own session, so a Ctrl-C in this terminal does not reach it), logging to <root>/helper.log. */
 function startHelper(config: CapsaConfig): void {
+  // the helper refuses these too, but its log is opened here, first
+  checkTrustedDirectory(config.root, 'capsa root');
+  checkTrustedDirectory(path.dirname(config.socket), 'socket directory');
   mkdirSync(config.root, { recursive: true, mode: 0o700 });
-  const logFd = openSync(path.join(config.root, 'helper.log'), 'a', 0o600);
+  checkTrustedDirectory(config.root, 'capsa root');
+  // never through a link planted in its place
+  const logFd = openSync(path.join(config.root, 'helper.log'), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   // dist/cli.js sits next to dist/server.js in the packaged extension; out/server/cli/ is under out/server/
   const main = existsSync(path.join(__dirname, 'server.js')) ? path.join(__dirname, 'server.js') : path.join(__dirname, '..', 'main.js');
   const child = spawn(process.execPath, [main, '--socket', config.socket, '--root', config.root], {

@@ -38,6 +38,14 @@ const RACER = String.raw`#define _GNU_SOURCE
 #include <time.h>
 #include <unistd.h>
 static char *copy; static off_t copy_len;
+static long copies;
+/* the shim's sealed memfd copy (what it runs from): no handle on the host's binary, and no one can write it */
+static int sealed_copy(int fd) {
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || !(seals & F_SEAL_WRITE)) return 0;
+  copies++;
+  return 1;
+}
 static int same_bytes(int fd, off_t len) {
   if (len != copy_len) return 0;
   char buf[65536]; off_t off = 0;
@@ -63,11 +71,14 @@ int main(int argc, char **argv) {
         if (fd < 0) continue;
         opened++;
         struct stat st;
-        int hit = fstat(fd, &st) == 0 && ((st.st_dev == dev && st.st_ino == ino) || (modes[m].flags != O_PATH && modes[m].flags != O_WRONLY && same_bytes(fd, st.st_size)));
+        int hit = fstat(fd, &st) == 0 && ((st.st_dev == dev && st.st_ino == ino) || (modes[m].flags == O_RDONLY && same_bytes(fd, st.st_size) && !sealed_copy(fd)));
         if (!hit && modes[m].flags == O_PATH) {
           char q[64]; snprintf(q, sizeof q, "/proc/self/fd/%d", fd);
-          int r = open(q, O_RDONLY | O_CLOEXEC);
-          if (r >= 0) { hit = same_bytes(r, st.st_size); close(r); }
+          int shim = 0, r = open(q, O_RDONLY | O_CLOEXEC);
+          if (r >= 0) { shim = same_bytes(r, st.st_size); hit = shim && !sealed_copy(r); close(r); }
+          /* CVE-2019-5736's next step: reopen the handle for writing (the same first byte back: changes nothing) */
+          int w = shim ? open(q, O_WRONLY | O_CLOEXEC) : -1;
+          if (w >= 0) { if (pwrite(w, copy, 1, 0) == 1) { hit = 1; printf("written pid %s\n", e->d_name); } close(w); }
         }
         if (hit) { hits++; printf("hit pid %s %s\n", e->d_name, modes[m].name); fflush(stdout); }
         close(fd);
@@ -76,7 +87,7 @@ int main(int argc, char **argv) {
     closedir(d); scans++;
     if (once || access("/tmp/stop", F_OK) == 0 || time(0) > deadline) break;
   }
-  printf("scans %ld hits %ld opened %ld\n", scans, hits, opened);
+  printf("scans %ld hits %ld opened %ld copies %ld\n", scans, hits, opened, copies);
   return 0;
 }
 `;
@@ -116,7 +127,7 @@ test('a process in the container racing 200 capsa exec calls never gets a descri
   await ok(h, ['exec', 'racer', 'touch', '/tmp/stop']);
   assert.equal((await ok(h, ['wait', 'racer'])).trim(), '0');
   const out = await ok(h, ['logs', 'racer']);
-  const m = /^scans (\d+) hits (\d+) opened (\d+)$/m.exec(out);
+  const m = /^scans (\d+) hits (\d+) opened (\d+) copies (\d+)$/m.exec(out);
   assert.ok(m, `the racer reported: ${out}`);
   assert.ok(Number(m[1]) > 100, `the racer scanned /proc while the execs ran: ${out}`);
   assert.doesNotMatch(out, /^hit /m, `the container got a descriptor of the host's shim:\n${out}`);
@@ -125,7 +136,27 @@ test('a process in the container racing 200 capsa exec calls never gets a descri
   await assertSameHelper(h);
 });
 
-test("an --init container's PID 1 is the host shim, and its /proc/1/exe cannot be opened from inside (read, write or O_PATH)", async (t) => {
+test('with CAP_SYS_PTRACE (which passes the dumpable check) a racing container reaches only the sealed copy the shim runs from, never the host binary, and cannot write it', { timeout: 180_000 }, async (t) => {
+  const h = await testHelper(t, registry.url);
+  const shimBefore = await fs.readFile(SHIM);
+  await ok(h, ['run', '-d', '--name', 'racer', '--cap-add', 'SYS_PTRACE', ...racerArgs(), 'busybox', '/racer', ...shimId(), '120']);
+  for (let round = 0; round < 50; round++) {
+    const calls = await Promise.all(Array.from({ length: 4 }, () => h.cli(['exec', 'racer', 'true'])));
+    for (const c of calls) assert.equal(c.code, 0, c.stderr);
+  }
+  await ok(h, ['exec', 'racer', 'touch', '/tmp/stop']);
+  assert.equal((await ok(h, ['wait', 'racer'])).trim(), '0');
+  const out = await ok(h, ['logs', 'racer']);
+  const m = /^scans (\d+) hits (\d+) opened (\d+) copies (\d+)$/m.exec(out);
+  assert.ok(m, `the racer reported: ${out}`);
+  assert.doesNotMatch(out, /^(hit|written) /m, `the container got a descriptor of the host's shim:\n${out}`);
+  assert.equal(m[2], '0');
+  assert.ok(Number(m[4]) > 0, `the racer reached the shims (as their sealed copies): ${out}`);
+  assert.deepEqual(await fs.readFile(SHIM), shimBefore, 'the host shim is unchanged');
+  await assertSameHelper(h);
+});
+
+test("an --init container's PID 1, which is the shim, gives no handle on the host binary through /proc/1/exe (read, write or O_PATH)", async (t) => {
   const h = await testHelper(t, registry.url);
   const r = await h.cli(['run', '--rm', '--init', ...racerArgs(), 'busybox', '/racer', ...shimId(), '10', 'once']);
   assert.equal(r.code, 0, r.stderr);

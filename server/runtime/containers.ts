@@ -910,10 +910,10 @@ function streamEnd(s: NodeJS.ReadableStream | null | undefined): Promise<void> {
   });
 }
 
-/** Docker's convention: 127 for a command not found, 126 for one that cannot be run, 125 for the runtime. */
 /** Exit status recorded for a start that a dying helper left unfinished: an error of Capsa's, as Docker's 125. */
 const INTERRUPTED_START_EXIT = 125;
 
+/** Docker's convention: 127 for a command not found, 126 for one that cannot be run, 125 for the runtime. */
 function exitCodeForSetupError(err: unknown): number {
   const e = err as { step?: string; errno?: number };
   if (e.step === 'exec') return e.errno === 2 ? 127 : 126;

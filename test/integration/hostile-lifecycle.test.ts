@@ -86,7 +86,7 @@ for (const warm of [false, true]) {
     test(`helper SIGKILLed during ${c.verb}: ${through} exits 125 naming the lost helper; the next helper serves`, { timeout: 120_000 }, async (t) => {
       const proxy = c.slow ? await startFaultProxy(registry, { bytesPerSecond: 2000 }) : undefined;
       t.after(() => proxy?.stop());
-      const h = await testHelper(t, proxy?.url ?? registry.url, { checkMounts: false });
+      const h = await testHelper(t, proxy?.url ?? registry.url);
       if (!warm) {
         // a helper without warm CLI processes: the client runs the Node CLI
         await h.crash();
@@ -112,7 +112,7 @@ for (const warm of [false, true]) {
 }
 
 test('a start interrupted by the helper dying is recorded as exited with an error, not as created nor as its earlier exit 0', async (t) => {
-  const h = await testHelper(t, registry.url, { checkMounts: false });
+  const h = await testHelper(t, registry.url);
   await ok(h, ['create', '--name', 'fresh', 'busybox', 'sh', '-c', 'exit 0']);
   await ok(h, ['run', '--name', 'again', 'busybox', 'sh', '-c', 'exit 0']);
   await ok(h, ['create', '--name', 'never', 'busybox', 'true']);

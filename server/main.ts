@@ -23,6 +23,12 @@ import { NetworkManager } from './runtime/network/manager';
 import { VERSION } from './version';
 import { printable } from './util/text';
 import { WarmCliPool } from './warmcli';
+import { checkTrustedDirectory } from './util/trusteddir';
+
+/** Root keeps its state only where no other user can change it (server/util/trusteddir.ts); other uids are tests' helpers. */
+function checkOwnDirectory(dir: string, what: string): void {
+  if (process.getuid?.() === 0) checkTrustedDirectory(dir, what);
+}
 
 interface Args {
   stdio: boolean;
@@ -74,7 +80,10 @@ export class Helper {
   }
 
   async init(): Promise<void> {
+    checkOwnDirectory(this.config.root, 'capsa root');
     await fs.mkdir(this.config.root, { recursive: true, mode: 0o700 });
+    // again: a parent another user could change was refused, but the directory may have appeared between the check and mkdir
+    checkOwnDirectory(this.config.root, 'capsa root');
     await this.images.init();
     await this.containers.load();
   }
@@ -111,7 +120,9 @@ export class Helper {
 
   /** Listens on the unix socket, root-only, replacing a stale socket file but never a live helper's. */
   async listen(socketPath: string): Promise<void> {
+    checkOwnDirectory(path.dirname(socketPath), 'socket directory');
     await fs.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+    checkOwnDirectory(path.dirname(socketPath), 'socket directory');
     if (await socketAlive(socketPath)) throw new Error(`another helper is already listening on ${socketPath}`);
     await fs.rm(socketPath, { force: true });
     const server = net.createServer((socket) => {
@@ -192,6 +203,9 @@ async function main(): Promise<void> {
   if (process.getuid && process.getuid() !== 0) {
     throw new Error('the helper must run as root: it mounts filesystems and creates namespaces');
   }
+  // both before anything is made in either
+  checkOwnDirectory(config.root, 'capsa root');
+  if (!args.stdio) checkOwnDirectory(path.dirname(config.socket), 'socket directory');
   const helper = new Helper(config);
   await helper.init();
   if (args.stdio) {

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cloned.h"
 #include "devices.h"
 #include "error.h"
 #include "idmap.h"
@@ -367,7 +369,16 @@ static void default_signals(void) {
       syscall(SYS_rt_sigaction, sig, dfl, NULL, 8);
 }
 
+extern char **environ;
+
 int main(int argc, char **argv) {
+  /* first of all: the re-exec keeps fds 3-5 open (they are not close-on-exec yet) */
+  struct shim_error cerr = {0};
+  if (run_from_sealed_copy(argv, environ, &cerr) < 0) {
+    if (fd_is_open(STATUS_FD))
+      status_fd = STATUS_FD;
+    return report_error(&cerr);
+  }
   struct monitor_opts mo = {0};
   int bad = argc < 2 || (strcmp(argv[1], "run") && strcmp(argv[1], "exec"));
   for (int i = 2; !bad && i < argc; i++) {
@@ -395,6 +406,20 @@ int main(int argc, char **argv) {
   if (!fd_is_open(PLAN_FD)) {
     struct shim_error err;
     shim_fail(&err, "plan", "fd 3", EBADF, "no plan on fd 3");
+    return report_error(&err);
+  }
+  /* Before anything joins or makes the container's namespaces: a process
+   * of the container must get no handle on this host binary through
+   * /proc/<pid>/exe (CVE-2019-5736), which ptrace access rules guard only
+   * for a non-dumpable process. Inherited by every fork and clone; execve
+   * of the container's command (a readable, non-setuid file) makes that
+   * process dumpable again, as it would be under runc. An --init PID 1
+   * never execs and stays non-dumpable for good. A container that holds
+   * CAP_SYS_PTRACE passes that check: it then reaches the sealed copy the
+   * shim runs from (cloned.h), not the host's binary. */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+    struct shim_error err;
+    shim_fail(&err, "dumpable", "prctl", errno, NULL);
     return report_error(&err);
   }
   return run(!strcmp(argv[1], "exec"), &mo);

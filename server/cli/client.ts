@@ -4,11 +4,12 @@
  */
 import * as net from 'node:net';
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, mkdirSync } from 'node:fs';
+import { constants, existsSync, openSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
+import { ConnectionError, ConnectionErrors, createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import type { CapsaConfig } from '../config';
 import { CapsaError } from '../errors';
+import { checkTrustedDirectory } from '../util/trusteddir';
 
 function connectSocket(socketPath: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -23,8 +24,13 @@ function connectSocket(socketPath: string): Promise<net.Socket> {
 
 /** Starts the helper detached (its own session, so a Ctrl-C in this terminal does not reach it), logging to <root>/helper.log. */
 function startHelper(config: CapsaConfig): void {
+  // the helper refuses these too, but its log is opened here, first
+  checkTrustedDirectory(config.root, 'capsa root');
+  checkTrustedDirectory(path.dirname(config.socket), 'socket directory');
   mkdirSync(config.root, { recursive: true, mode: 0o700 });
-  const logFd = openSync(path.join(config.root, 'helper.log'), 'a', 0o600);
+  checkTrustedDirectory(config.root, 'capsa root');
+  // never through a link planted in its place
+  const logFd = openSync(path.join(config.root, 'helper.log'), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   // dist/cli.js sits next to dist/server.js in the packaged extension; out/server/cli/ is under out/server/
   const main = existsSync(path.join(__dirname, 'server.js')) ? path.join(__dirname, 'server.js') : path.join(__dirname, '..', 'main.js');
   const child = spawn(process.execPath, [main, '--socket', config.socket, '--root', config.root], {
@@ -71,4 +77,39 @@ export async function connect(config: CapsaConfig, opts: { autoStart: boolean } 
   connection.onDispose(() => socket.destroy());
   connection.listen();
   return connection;
+}
+
+/** The helper closed the connection while a call was in flight: it exited, crashed or was killed. */
+export class HelperLostError extends CapsaError {
+  constructor(socket: string, verb: string) {
+    super('E_HELPER_LOST', `lost the connection to the capsa helper at ${socket} during '${verb}': the helper stopped or was killed before it answered`);
+  }
+}
+
+/**
+ * Watches a call's connection: `lost` rejects with HelperLostError once
+ * the helper closes it. A request pending when the connection closes is
+ * never settled by vscode-jsonrpc, so without this a command would wait on
+ * it until Node finds nothing left to do and exits 0, as if it had worked.
+ */
+export function watchHelper(verb: string): {
+  lost: Promise<never>;
+  watch(connection: MessageConnection, socket: string): void;
+  /** The HelperLostError that `err` is or stands for (a request on a connection that had closed already), else undefined. */
+  lostError(err: unknown): HelperLostError | undefined;
+} {
+  let fail!: (err: Error) => void;
+  const lost = new Promise<never>((_, reject) => (fail = reject));
+  lost.catch(() => undefined); // settled on purpose after a call that already ended
+  let socket = '';
+  return {
+    lost,
+    watch: (connection, at) => {
+      socket = at;
+      connection.onClose(() => fail(new HelperLostError(socket, verb)));
+    },
+    // a connection opened ahead (the warm CLI's) may have closed before this call used it
+    lostError: (err) =>
+      err instanceof HelperLostError ? err : err instanceof ConnectionError && (err.code === ConnectionErrors.Closed || err.code === ConnectionErrors.Disposed) ? new HelperLostError(socket, verb) : undefined,
+  };
 }

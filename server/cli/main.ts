@@ -40,7 +40,7 @@ import {
   type RunOptions,
 } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { connect } from './client';
+import { connect, watchHelper } from './client';
 import { formatAge, formatBytes, json, printable, printableLines, table } from './format';
 import { ProgressDisplay } from './progress';
 import { network, port } from './network';
@@ -180,10 +180,6 @@ function attachStreams(
     if (p.attachId !== attachId) return;
     if (p.error) process.stderr.write(`capsa: ${printableLines(p.error)}\n`);
     resolveDone(p.exitCode);
-  });
-  c.onClose(() => {
-    process.stderr.write('capsa: lost the connection to the helper\n');
-    resolveDone(EXIT_CAPSA);
   });
   const start = (): void => {
     if (opts.tty && process.stdin.isTTY) enterRawMode();
@@ -793,12 +789,22 @@ export async function main(argv: string[], opts: { connection?: MessageConnectio
     return EXIT_CAPSA;
   }
   let connection: MessageConnection | undefined = opts.connection;
-  const conn = async (): Promise<MessageConnection> => (connection ??= await connect(loadConfig()));
+  // every verb ends when the helper goes away under it, with 125 and the reason (the catch below)
+  const helper = watchHelper([verb, ...(sub ? [rest[0]] : [])].join(' '));
+  let watched: MessageConnection | undefined;
+  const conn = async (): Promise<MessageConnection> => {
+    if (watched) return watched;
+    const config = loadConfig();
+    connection ??= await connect(config);
+    helper.watch(connection, config.socket);
+    return (watched = connection);
+  };
   try {
-    return await entry[0](args, conn);
+    return await Promise.race([entry[0](args, conn), helper.lost]);
   } catch (err) {
     restoreTerminal();
-    process.stderr.write(`capsa: error: ${errorMessage(err)}\n`);
+    process.stderr.write(`capsa: error: ${errorMessage(helper.lostError(err) ?? err)}\n`);
+    if (helper.lostError(err)) return EXIT_CAPSA;
     const data = err instanceof ResponseError ? (err.data as { exitCode?: unknown } | undefined) : undefined;
     return typeof data?.exitCode === 'number' ? data.exitCode : EXIT_CAPSA;
   } finally {

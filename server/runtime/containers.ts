@@ -97,6 +97,11 @@ interface ContainerStateFile {
   error?: string;
   /** The kernel's OOM killer killed a process of the container. */
   oomKilled?: boolean;
+  /**
+   * Set from just before a start launches the monitor until it is recorded
+   * running (or failed): a helper that finds it set died during that start.
+   */
+  startingAt?: string;
 }
 
 interface Live {
@@ -174,10 +179,19 @@ export class ContainerService extends EventEmitter {
       return undefined;
     }
     const entry: Entry = { record, state, busy: Promise.resolve() };
-    if (state.state === 'created') {
+    if (state.state === 'created' || state.startingAt) {
       // a helper killed between launching the monitor and recording `running`
       const monitor = await MonitorClient.connect(cdir);
-      if (!monitor) return entry;
+      if (!monitor) {
+        if (!state.startingAt) return entry; // created, never started
+        const exit = await readExitFile(cdir);
+        // it started, and ended while no helper ran; or it never got as far as a monitor that lasted
+        entry.state = exit
+          ? { state: 'exited', exitCode: exit.exitCode, startedAt: state.startingAt, finishedAt: exit.finishedAt }
+          : { state: 'exited', exitCode: INTERRUPTED_START_EXIT, finishedAt: new Date().toISOString(), error: 'the helper stopped while the container was starting: the start did not complete' };
+        await this.saveState(entry);
+        return entry;
+      }
       const found = findMonitor(cdir);
       entry.state = {
         state: 'running',
@@ -447,6 +461,9 @@ export class ContainerService extends EventEmitter {
     const cdir = path.join(this.dir, record.id);
     // a previous run's status must not be read as this run's
     await fs.rm(path.join(cdir, EXIT_FILE), { force: true });
+    // a helper that dies before this start is recorded leaves this mark for the next one (load)
+    entry.state = { ...entry.state, startingAt: new Date().toISOString() };
+    await this.saveState(entry);
     const { client, started } = launchMonitor(record.plan, cdir, { stdin: !!record.options.interactive });
     // onExit waits for this: a container that ends at once is still started, then ended
     let startDone!: () => void;
@@ -892,6 +909,9 @@ function streamEnd(s: NodeJS.ReadableStream | null | undefined): Promise<void> {
     s.once('error', () => resolve());
   });
 }
+
+/** Exit status recorded for a start that a dying helper left unfinished: an error of Capsa's, as Docker's 125. */
+const INTERRUPTED_START_EXIT = 125;
 
 /** Docker's convention: 127 for a command not found, 126 for one that cannot be run, 125 for the runtime. */
 function exitCodeForSetupError(err: unknown): number {

@@ -18,6 +18,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'vscode-jsonrpc';
 import { createConnection as createCommonConnection, type WatchDog } from 'vscode-languageserver/lib/common/server';
 import { createProtocolConnection, StreamMessageReader, StreamMessageWriter, type Connection } from 'vscode-languageserver/node';
+import { FrameGuard } from './util/frameguard';
 
 export function openConnection(input: Readable, output: Writable, onEnd: () => void, log: (message: string) => void): Connection {
   let ended = false;
@@ -35,6 +36,14 @@ export function openConnection(input: Readable, output: Writable, onEnd: () => v
       output.destroy();
     },
   };
+  // The reader buffers each message whole, so sizes are checked on the way in (server/limits.ts).
+  const guarded = new FrameGuard();
+  guarded.on('error', (err) => {
+    log(`connection closed: ${err.message}`);
+    input.destroy();
+    end();
+  });
+  input.pipe(guarded);
   const connection = createCommonConnection(
     () => {
       const logger: Logger = {
@@ -43,7 +52,7 @@ export function openConnection(input: Readable, output: Writable, onEnd: () => v
         info: () => undefined,
         log: () => undefined,
       };
-      const pc = createProtocolConnection(new StreamMessageReader(input), new StreamMessageWriter(output), logger);
+      const pc = createProtocolConnection(new StreamMessageReader(guarded), new StreamMessageWriter(output), logger);
       pc.onClose(end);
       return pc;
     },

@@ -70,6 +70,15 @@ export const LIMITS = {
   labels: { name: 'labels', bytes: 256 * KiB, entries: 4096 },
   /** Annotations of a manifest, an index or one of their descriptors: entries, and bytes of keys plus values. */
   annotations: { name: 'annotations', bytes: 256 * KiB, entries: 4096 },
+  /**
+   * One protocol message from a client (its JSON body). The largest a client
+   * has cause to send is a run with a command line and environment near the
+   * kernel's ARG_MAX (2 MiB), or a chunk of stream input; the JSON-RPC reader
+   * would otherwise buffer whatever length a header announces.
+   */
+  protocolMessage: { name: 'protocol message', bytes: 16 * MiB },
+  /** The header block of one protocol message (`Content-Length: …\r\n\r\n`); real ones are under 100 bytes. */
+  protocolHeader: { name: 'protocol message header', bytes: 8 * KiB },
 } as const satisfies Record<string, Limit>;
 
 /** `4 MiB`, `64 KiB`, `100 bytes`: how a ceiling is shown. */

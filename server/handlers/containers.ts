@@ -32,6 +32,7 @@ import {
 import { ClientGoneError, InvalidArgumentError } from '../errors';
 import type { ContainerService, ExecSession, StreamSink } from '../runtime/containers';
 import { handled } from './errors';
+import { checkStringMap, LIMITS } from '../limits';
 import { pullProgress } from './progress';
 
 /** A run, exec or follow session of this connection, addressed by the client's attachId. */
@@ -73,6 +74,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   connection.onRequest(
     ContainerRunRequest.type,
     handled(async (params: ContainerRunParams) => {
+      checkStringMap(LIMITS.labels, 'labels', params.labels);
       const attachId = claim(params.attachId);
       const { attachId: _a, workDoneToken, ...opts } = params;
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
@@ -181,6 +183,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   connection.onRequest(
     ContainerCreateRequest.type,
     handled(async (raw: ContainerCreateParams) => {
+      checkStringMap(LIMITS.labels, 'labels', raw.labels);
       const { workDoneToken, ...opts } = raw;
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
       try {

@@ -13,6 +13,7 @@ import {
 } from '../protocol';
 import type { ContainerService } from '../runtime/containers';
 import type { VolumeInfo, VolumeStore } from '../runtime/volumes';
+import { checkStringMap, LIMITS } from '../limits';
 import { handled } from './errors';
 
 /** Volume name → names of the containers (any state) that mount it. */
@@ -43,6 +44,7 @@ export function registerVolumeHandlers(connection: Connection, volumes: VolumeSt
   connection.onRequest(
     VolumeCreateRequest.type,
     handled(async (raw: VolumeCreateParams) => {
+      checkStringMap(LIMITS.labels, 'labels', raw.labels);
       const v = await volumes.create(raw.name ?? randomBytes(32).toString('hex'), raw.labels);
       return summary(v, usage(containers));
     }),

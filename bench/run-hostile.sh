@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17's figures: the helper's peak and settled RSS across oversized
+# The helper's memory under hostile input: peak and settled RSS across oversized
 # inputs, each beside its limit (server/limits.ts), and image/list's answer
 # time while 6 clients load FIFOs that never write (bench/hostile-memory.js).
 # Environment: BENCH_OUT (results directory, default /tmp/capsa-bench).

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from './errors';
-import { formatSubnet, parseSubnet } from './runtime/network/subnet';
+import { formatSubnet, parseSubnet } from './util/subnet';
 
 /** Where a registry host's requests really go, and how. */
 export interface RegistrySettings {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { formatIPv4, gatewayOf, overlaps, parseIPv4, parseSubnet } from '../../server/runtime/network/subnet';
+import { formatIPv4, gatewayOf, overlaps, parseIPv4, parseSubnet } from '../../server/util/subnet';
 import { Ipam, pickAddress } from '../../server/runtime/network/ipam';
 import { formatMapping, parsePublish, checkDistinct } from '../../server/runtime/network/ports';
 import { applyIptables, applyRuleset, FirewallError, iptablesRestoreText, rulesetText, selectBackend, type FirewallPort } from '../../server/runtime/network/firewall';

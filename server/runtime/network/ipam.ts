@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError } from '../../errors';
 import { replaceFile } from './state';
-import { broadcastOf, formatIPv4, formatSubnet, gatewayOf, parseIPv4, type Subnet } from './subnet';
+import { broadcastOf, formatIPv4, formatSubnet, gatewayOf, parseIPv4, type Subnet } from '../../util/subnet';
 
 /** address (dotted) → container id */
 export type Allocations = Record<string, string>;

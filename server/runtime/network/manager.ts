@@ -30,7 +30,7 @@ import { Netlink, NetlinkError, IFF_UP } from './netlink';
 import { createNetns, removeNetns } from './netns';
 import { containerResolvConf, hostsFile, type HostEntry } from './names';
 import { checkDistinct, formatMapping, parsePublish, startForwarder, type Forwarder, type PortMapping } from './ports';
-import { broadcastOf, contains, formatIPv4, formatSubnet, gatewayOf, overlaps, parseIPv4, parseSubnet, type Subnet } from './subnet';
+import { broadcastOf, contains, formatIPv4, formatSubnet, gatewayOf, overlaps, parseIPv4, parseSubnet, type Subnet } from '../../util/subnet';
 
 export class NetworkNotFoundError extends NotFoundError {
   constructor(name: string) {

@@ -24,7 +24,7 @@
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { ConflictError, InvalidArgumentError } from '../../errors';
-import { parseIPv4 } from './subnet';
+import { parseIPv4 } from '../../util/subnet';
 
 export interface PortMapping {
   /** Address the host side listens on; default 127.0.0.1. */

@@ -1,7 +1,7 @@
 /**
  * IPv4 subnets as plain numbers: parsing, membership, overlap. Pure.
  */
-import { InvalidArgumentError } from '../../errors';
+import { InvalidArgumentError } from '../errors';
 
 export interface Subnet {
   /** Network address as an unsigned 32-bit number. */

@@ -1,5 +1,6 @@
 /* capsa-shim: creates (run) or joins (exec) a container and carries out the
- * helper's plan. Must stay single-threaded: see ARCHITECTURE.md.
+ * helper's plan. Must stay single-threaded: see docs/ARCHITECTURE.md,
+ * "Why a native shim".
  *
  *   fd 3  in   the plan, until EOF (server/runtime/plan.ts)
  *   fd 4  out  status: `started <pid>`, `error <step>\t<path>\t<errno>\t<msg>`, `exit <code>`

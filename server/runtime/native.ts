@@ -2,7 +2,7 @@
  * The bridge to the native shim (native/): spawns `capsa-shim run|exec`,
  * hands it the plan on fd 3, reads its status lines from fd 4 and sends
  * control lines on fd 5. The shim is single-threaded on purpose; see
- * ARCHITECTURE.md, "Why a native shim".
+ * docs/ARCHITECTURE.md, "Why a native shim".
  */
 import type * as net from 'node:net';
 import { existsSync } from 'node:fs';

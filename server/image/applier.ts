@@ -15,7 +15,8 @@ import * as path from 'node:path';
 import { InvalidLayerError, UnsafeLayerError } from './errors';
 import { lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from './libc';
 import { classifyWhiteout, OVERLAY_OPAQUE_XATTR } from './whiteout';
-import { fileWriter, type SmallFile, type WriteOp } from './filewriter';
+import type { SmallFile } from './filewriter';
+import { WriteQueue } from './writequeue';
 import type { TarEntry, TarHeader } from './tar';
 
 /**
@@ -57,20 +58,12 @@ function currentUmask(): number | undefined {
 
 /** Regular files up to this size are written in the background, several at once. */
 const SMALL_FILE = 256 * 1024;
-/** Background file writes in flight at most. */
-const MAX_PENDING = 128;
-/** Operations per message to the file writer, and bytes. */
-const BATCH_OPS = 64;
-/** File contents queued for the file writer at most. */
-const MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
-const BATCH_BYTES = 1024 * 1024;
-
 /**
  * Applies tar entries to a layer directory in archive order. Every entry
  * costs a few syscalls, so directories, symlinks, directory attributes and
  * times, and small regular files are handed in batches to the file writer's
  * thread (filewriter.ts), which runs them in the order queued, up to
- * MAX_PENDING at once, while the archive moves on. The rare rest (large
+ * a bounded number at once (writequeue.ts), while the archive moves on. The rare rest (large
  * files, hard links, devices, fifos, whiteouts, xattrs) is done here once
  * the directory it goes into is made. Any later entry that touches a path
  * with an operation in flight (replacing it, hard-linking to it, whiting it
@@ -82,15 +75,7 @@ export class Applier {
   private readonly dirs = new Set<string>(['']);
   /** Every path this unpack created: the layer directory starts empty, so nothing else can exist. */
   private readonly created = new Set<string>(['']);
-  /** Background writes by relative path. */
-  private readonly pending = new Map<string, Promise<void>>();
-  /** Small files queued for the file writer, not sent yet. */
-  private batch: Array<{ op: WriteOp; resolve: () => void; reject: (err: unknown) => void }> = [];
-  private batchBytes = 0;
-  /** File contents queued or being written by the file writer. */
-  private bytesInFlight = 0;
-  private flushScheduled = false;
-  private backgroundError: unknown;
+  private readonly writes = new WriteQueue();
   private readonly deferred = new Map<string, DeferredDir>();
   /** Directories (relative) whose setgid bit is set: files created in them take their group. */
   private readonly setgidDirs = new Set<string>();
@@ -111,7 +96,7 @@ export class Applier {
   }
 
   async apply(entry: TarEntry): Promise<void> {
-    if (this.backgroundError) throw this.backgroundError;
+    if (this.writes.error) throw this.writes.error;
     const h = entry.header;
     this.current = h.name;
     this.entries++;
@@ -130,7 +115,7 @@ export class Applier {
       if (wh.kind === 'meta') return;
       const dir = await this.resolveDir(h.name, wh.dir, true);
       // made here, not by the writer: it must exist first
-      await this.settled(wh.dir);
+      await this.writes.settled(wh.dir);
       if (wh.kind === 'opaque') {
         lsetxattr(dir, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
         return;
@@ -156,10 +141,10 @@ export class Applier {
     switch (type) {
       case 'directory': {
         if (!this.dirs.has(name)) {
-          await this.settled(name);
+          await this.writes.settled(name);
           const existing = this.created.has(name) ? await lstatOrUndefined(target) : undefined;
           if (existing && !existing.isDirectory()) await this.clear(name, target);
-          if (!existing || !existing.isDirectory()) await this.enqueue(name, { kind: 'mkdir', path: target, createMode: 0o700 });
+          if (!existing || !existing.isDirectory()) await this.writes.enqueue(name, { kind: 'mkdir', path: target, createMode: 0o700 });
         }
         this.dirs.add(name);
         this.created.add(name);
@@ -183,9 +168,9 @@ export class Applier {
           const inheritsGroup = this.setgidDirs.has(parentRel);
           const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
           if (hasXattrs(h)) {
-            await this.settled(parentRel);
-            await this.background(name, () => this.writeSmallFile(target, data, h, inheritsGroup));
-          } else await this.enqueue(name, this.smallFile(target, data, h, inheritsGroup));
+            await this.writes.settled(parentRel);
+            await this.writes.background(name, () => this.writeSmallFile(target, data, h, inheritsGroup));
+          } else await this.writes.enqueue(name, this.smallFile(target, data, h, inheritsGroup));
           return;
         }
         // Larger files stream through the writer too, piece by piece, so that
@@ -193,24 +178,24 @@ export class Applier {
         // creating inodes side by side contend in ext4's allocator.
         const id = nextOpenFileId++;
         const attrs = this.smallFile(target, EMPTY, h, this.setgidDirs.has(parentRel));
-        await this.enqueue(name, { kind: 'open', id, path: target, mode: attrs.mode });
+        await this.writes.enqueue(name, { kind: 'open', id, path: target, mode: attrs.mode });
         let written = 0;
         let closed = false;
         try {
           for await (const chunk of entry.body()) {
             written += (chunk as Buffer).length;
-            await this.enqueue(name, { kind: 'append', id, data: chunk as Buffer });
+            await this.writes.enqueue(name, { kind: 'append', id, data: chunk as Buffer });
           }
           if (written !== size) throw new InvalidLayerError(`${this.label}: truncated tar archive in entry ${JSON.stringify(h.name)}`);
-          await this.enqueue(name, { kind: 'close', id, owner: attrs.owner, chmod: attrs.chmod, mode: attrs.mode, atime: attrs.atime, mtime: attrs.mtime });
+          await this.writes.enqueue(name, { kind: 'close', id, owner: attrs.owner, chmod: attrs.chmod, mode: attrs.mode, atime: attrs.atime, mtime: attrs.mtime });
           closed = true;
         } finally {
-          if (!closed) await this.enqueue(name, { kind: 'close', id, discard: true });
+          if (!closed) await this.writes.enqueue(name, { kind: 'close', id, discard: true });
         }
         this.created.add(name);
         this.fileBytes += size;
         if (hasXattrs(h)) {
-          await this.settled(name);
+          await this.writes.settled(name);
           this.setXattrs(target, h);
         }
         return;
@@ -222,7 +207,7 @@ export class Applier {
         const { atime, mtime } = times(h);
         const chown = this.setgidDirs.has(parentRel) || uid !== OWN_IDS.uid || gid !== OWN_IDS.gid;
         // The target is stored as is: it is resolved inside the container's root at run time.
-        await this.enqueue(name, {
+        await this.writes.enqueue(name, {
           kind: 'symlink',
           path: target,
           target: h.linkname,
@@ -232,7 +217,7 @@ export class Applier {
         });
         this.created.add(name);
         if (hasXattrs(h)) {
-          await this.settled(name);
+          await this.writes.settled(name);
           this.setXattrs(target, h);
         }
         return;
@@ -249,13 +234,13 @@ export class Applier {
         const ls = linkRel.lastIndexOf('/');
         const linkParent = await this.resolveDir(h.name, ls < 0 ? '' : linkRel.slice(0, ls), false, h.linkname);
         const linkAbs = path.join(linkParent, linkRel.slice(ls + 1));
-        await this.settled(linkRel);
+        await this.writes.settled(linkRel);
         const st = await lstatOrUndefined(linkAbs);
         if (!st) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} does not exist in this layer`);
         if (st.isDirectory()) throw this.unsafe(h.name, `hard link target ${JSON.stringify(h.linkname)} is a directory`);
         if (linkAbs === target) return;
         await this.clear(name, target);
-        await this.settled(parentRel);
+        await this.writes.settled(parentRel);
         // link(2) does not follow a symlink target: the new name is the same inode.
         await fs.link(linkAbs, target);
         this.created.add(name);
@@ -265,13 +250,13 @@ export class Applier {
       case 'character-device':
       case 'block-device':
         await this.clear(name, target);
-        await this.settled(parentRel);
+        await this.writes.settled(parentRel);
         mknod(target, type === 'block-device' ? S_IFBLK : S_IFCHR, 0o600, h.devmajor, h.devminor);
         this.created.add(name);
         break;
       case 'fifo':
         await this.clear(name, target);
-        await this.settled(parentRel);
+        await this.writes.settled(parentRel);
         mknod(target, S_IFIFO, 0o600);
         this.created.add(name);
         break;
@@ -298,13 +283,13 @@ export class Applier {
       cur = path.join(cur, part);
       curRel = curRel === '' ? part : `${curRel}/${part}`;
       if (this.dirs.has(curRel)) continue;
-      await this.settled(curRel);
+      await this.writes.settled(curRel);
       const st = this.created.has(curRel) ? await lstatOrUndefined(cur) : undefined;
       const what = linkTarget !== undefined ? `hard link target ${JSON.stringify(linkTarget)}: ` : '';
       if (!st) {
         if (!create) throw this.unsafe(entry, `${what}${JSON.stringify(curRel)} does not exist in this layer`);
         this.created.add(curRel);
-        await this.enqueue(curRel, { kind: 'mkdir', path: cur, createMode: 0o755 });
+        await this.writes.enqueue(curRel, { kind: 'mkdir', path: cur, createMode: 0o755 });
       } else if (st.isSymbolicLink()) {
         throw this.unsafe(entry, `${what}path goes through symlink ${JSON.stringify(curRel)}`);
       } else if (!st.isDirectory()) {
@@ -318,7 +303,7 @@ export class Applier {
   /** Removes whatever is at `abs` (never following it), so a new entry can take its place. */
   private async clear(rel: string, abs: string): Promise<void> {
     if (!this.created.has(rel)) return;
-    await this.settled(rel);
+    await this.writes.settled(rel);
     const st = await lstatOrUndefined(abs);
     this.created.delete(rel);
     if (!st) return;
@@ -343,46 +328,6 @@ export class Applier {
     return { uid, gid };
   }
 
-  /** Runs `task` in the background for `rel`, after at most MAX_PENDING others. */
-  private async background(rel: string, task: () => Promise<void>): Promise<void> {
-    while (this.pending.size >= MAX_PENDING || this.bytesInFlight >= MAX_BYTES_IN_FLIGHT) {
-      this.flushSmallFiles();
-      await Promise.race(this.pending.values());
-    }
-    // A path may have several operations queued (mkdir, then its owner and mode): the writer
-    // runs them in order, so waiting for the last one is waiting for all.
-    const done = (): void => {
-      if (this.pending.get(rel) === p) this.pending.delete(rel);
-    };
-    const p: Promise<void> = task().then(done, (err: unknown) => {
-      done();
-      this.backgroundError ??= err;
-    });
-    this.pending.set(rel, p);
-  }
-
-  /** Queues `op` on `rel` for the file writer, in archive order. */
-  private enqueue(rel: string, op: WriteOp): Promise<void> {
-    return this.background(rel, () => this.queueOp(op));
-  }
-
-  /** Waits for a background write to `rel`, if there is one. */
-  private async settled(rel: string): Promise<void> {
-    const p = this.pending.get(rel);
-    if (!p) return;
-    this.flushSmallFiles();
-    await p;
-  }
-
-  /** Waits for every background write; rethrows the first failure. */
-  async drain(): Promise<void> {
-    while (this.pending.size) {
-      this.flushSmallFiles();
-      await Promise.all(this.pending.values());
-    }
-    if (this.backgroundError) throw this.backgroundError;
-  }
-
   /** What the file writer needs to create a small file (see writeSmallFile for the owner and mode rules). */
   private smallFile(abs: string, data: Buffer, h: TarHeader, inheritsGroup: boolean): SmallFile {
     const { uid, gid } = this.checkOwner(h);
@@ -393,35 +338,9 @@ export class Applier {
     return { kind: 'file', path: abs, data, mode, owner: chown ? { uid, gid } : undefined, chmod, atime: atime.getTime() / 1000, mtime: mtime.getTime() / 1000 };
   }
 
-  /** Queues `op` for the file writer; resolves when it is done (or rejects with why not). */
-  private queueOp(op: WriteOp): Promise<void> {
-    const bytes = 'data' in op ? op.data.length : 0;
-    this.bytesInFlight += bytes;
-    const done = new Promise<void>((resolve, reject) => {
-      this.batch.push({ op, resolve, reject });
-      this.batchBytes += bytes;
-      if (this.batch.length >= BATCH_OPS || this.batchBytes >= BATCH_BYTES) this.flushSmallFiles();
-      else if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        // Whatever is queued goes as soon as the archive waits for input.
-        setImmediate(() => this.flushSmallFiles());
-      }
-    });
-    return done.finally(() => (this.bytesInFlight -= bytes));
-  }
-
-  private flushSmallFiles(): void {
-    this.flushScheduled = false;
-    if (this.batch.length === 0) return;
-    const batch = this.batch;
-    this.batch = [];
-    this.batchBytes = 0;
-    fileWriter()
-      .write(batch.map((b) => b.op))
-      .then(
-        (errors) => batch.forEach((b, i) => (errors[i] ? b.reject(errors[i]) : b.resolve())),
-        (err: unknown) => batch.forEach((b) => b.reject(err)),
-      );
+  /** Waits for every background write; rethrows the first failure. */
+  drain(): Promise<void> {
+    return this.writes.drain();
   }
 
   /**
@@ -462,9 +381,9 @@ export class Applier {
     if (setgid) this.setgidDirs.add(rel);
     else this.setgidDirs.delete(rel);
     // chmod after chown: chown clears setuid/setgid bits.
-    await this.enqueue(rel, { kind: 'attrs', path: abs, owner: this.checkOwner(h), mode: h.mode & 0o7777 });
+    await this.writes.enqueue(rel, { kind: 'attrs', path: abs, owner: this.checkOwner(h), mode: h.mode & 0o7777 });
     if (hasXattrs(h)) {
-      await this.settled(rel);
+      await this.writes.settled(rel);
       this.setXattrs(abs, h);
     }
   }
@@ -499,7 +418,7 @@ export class Applier {
   /** Sets directory times last, deepest first, since creating entries in a directory changes its mtime. */
   async finish(): Promise<void> {
     const dirs = [...this.deferred.entries()].sort((a, b) => depth(b[0]) - depth(a[0]));
-    for (const [rel, d] of dirs) await this.enqueue(rel, { kind: 'utimes', path: d.abs, atime: d.atime.getTime() / 1000, mtime: d.mtime.getTime() / 1000 });
+    for (const [rel, d] of dirs) await this.writes.enqueue(rel, { kind: 'utimes', path: d.abs, atime: d.atime.getTime() / 1000, mtime: d.mtime.getTime() / 1000 });
     await this.drain();
   }
 }

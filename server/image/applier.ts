@@ -83,7 +83,6 @@ export class Applier {
   private readonly umask = currentUmask();
   fileBytes = 0;
   entries = 0;
-  current: string | undefined;
 
   constructor(
     private readonly root: string,
@@ -98,7 +97,6 @@ export class Applier {
   async apply(entry: TarEntry): Promise<void> {
     if (this.writes.error) throw this.writes.error;
     const h = entry.header;
-    this.current = h.name;
     this.entries++;
     // What the handler does not read of the body, the reader skips.
     await this.applyHeader(h, entry);

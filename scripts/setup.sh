@@ -14,7 +14,7 @@ PACKAGES=(
   # a real registry and test image material
   docker-registry busybox-static apache2-utils openssl zstd curl ca-certificates
   # kernel plumbing the runtime and its tests use
-  iproute2 iptables nftables procps util-linux
+  iproute2 iptables nftables procps util-linux libcap2-bin
   # reference implementations and oracles for tests and benchmarks
   podman crun runc skopeo umoci hyperfine debootstrap
   # UI tests: code-server in Debian's Chromium

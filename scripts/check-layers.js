@@ -106,6 +106,7 @@ const EXCEPTIONS = [
   { from: 'server/cli/images.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/limits.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/network.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/validate.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/volumes.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/warmwire.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/client.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },

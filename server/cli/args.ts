@@ -6,6 +6,12 @@
  */
 import { InvalidArgumentError } from '../errors';
 
+/** A name the user typed, safe to print: control characters escaped, long ones cut. */
+function safe(text: string): string {
+  const cut = text.length > 64 ? `${text.slice(0, 64)}…` : text;
+  return cut.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 export interface FlagSpec {
   /** Long name without dashes, e.g. `env`. */
   name: string;
@@ -40,12 +46,12 @@ export function parseFlags(argv: string[], specs: FlagSpec[], opts: { stopAtPosi
       const eq = a.indexOf('=');
       const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
       const spec = byLong.get(name);
-      if (!spec) throw new InvalidArgumentError(`unknown flag: --${name} (see 'capsa ${opts.verb} --help')`);
+      if (!spec) throw new InvalidArgumentError(`unknown flag: --${safe(name)} (see 'capsa ${opts.verb} --help')`);
       if (spec.kind === 'bool') {
         if (eq < 0) set(spec, true);
         else {
           const v = a.slice(eq + 1);
-          if (v !== 'true' && v !== 'false') throw new InvalidArgumentError(`invalid value ${JSON.stringify(v)} for --${name}: expected true or false`);
+          if (v !== 'true' && v !== 'false') throw new InvalidArgumentError(`invalid value ${JSON.stringify(safe(v))} for --${name}: expected true or false`);
           set(spec, v === 'true');
         }
       } else if (eq >= 0) set(spec, a.slice(eq + 1));
@@ -59,7 +65,7 @@ export function parseFlags(argv: string[], specs: FlagSpec[], opts: { stopAtPosi
       // -abc: a run of boolean short flags, the last of which may take a value (`-ePATH=x`, `-e X`).
       for (let j = 1; j < a.length; j++) {
         const spec = byShort.get(a[j]);
-        if (!spec) throw new InvalidArgumentError(`unknown shorthand flag: '${a[j]}' in ${a} (see 'capsa ${opts.verb} --help')`);
+        if (!spec) throw new InvalidArgumentError(`unknown shorthand flag: '${safe(a[j])}' in ${safe(a)} (see 'capsa ${opts.verb} --help')`);
         if (spec.kind === 'bool') {
           set(spec, true);
           continue;

@@ -8,6 +8,7 @@ import { InvalidArgumentError } from '../errors';
 import { ImageLoadRequest, ImagePruneRequest, ImageSaveRequest, SystemDfRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { formatBytes, printable, table } from './format';
+import * as check from './validate';
 
 type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
@@ -110,7 +111,8 @@ function percent(part: number, whole: number): string {
 }
 
 export const systemDf: Command = async (argv, conn) => {
-  const { flags } = parseFlags(argv, [{ name: 'help', kind: 'bool', help: 'Print usage' }], { stopAtPositional: false, verb: 'system df' });
+  const { flags, positionals } = parseFlags(argv, [{ name: 'help', kind: 'bool', help: 'Print usage' }], { stopAtPositional: false, verb: 'system df' });
+  check.noArguments('system df', positionals);
   if (flags.help) {
     process.stdout.write('Usage: capsa system df\n\nShow disk used by images, layers, blobs and containers.\n');
     return 0;
@@ -130,6 +132,8 @@ export const systemDf: Command = async (argv, conn) => {
 export const system: Command = async (argv, conn) => {
   const [sub, ...rest] = argv;
   if (sub === 'df') return systemDf(rest, conn);
-  process.stdout.write('Usage: capsa system COMMAND\n\nCommands:\n  df         Show disk usage\n');
-  return sub ? 125 : 0;
+  const help = 'Usage: capsa system COMMAND\n\nCommands:\n  df         Show disk usage\n';
+  if (sub) return check.unknownSubcommand('system', sub, help);
+  process.stdout.write(help);
+  return 0;
 };

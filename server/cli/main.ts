@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { parseCpus, parseIntFlag, parseMemorySize } from './limits';
+import { MIN_MEMORY, parseCpus, parseIntFlag, parseMemorySize } from './limits';
 import { CancellationTokenSource, ProgressType, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
 import { InvalidArgumentError } from '../errors';
@@ -48,6 +48,7 @@ import { volume } from './volumes';
 import { imagePrune, load, save, system } from './images';
 import { report as reportWarm, serveWarm } from './warm';
 import { DEFAULT_DETACH_KEYS, DetachKeys, parseDetachKeys } from './detachkeys';
+import * as check from './validate';
 
 /** Exit status for errors of Capsa itself, as Docker uses 125. */
 const EXIT_CAPSA = 125;
@@ -271,20 +272,24 @@ async function readEnvFiles(files: string[]): Promise<string[]> {
 async function confinementOptions(flags: Record<string, string | boolean | string[] | undefined>): Promise<Partial<RunOptions>> {
   const o: Partial<RunOptions> = {};
   const v = (name: string): string | undefined => str(flags[name]);
-  if (v('memory') !== undefined) o.memory = parseMemorySize('memory', v('memory')!);
-  if (v('memory-swap') !== undefined) o.memorySwap = v('memory-swap') === '-1' ? -1 : parseMemorySize('memory-swap', v('memory-swap')!);
+  if (v('memory') !== undefined) o.memory = parseMemorySize('memory', v('memory')!, MIN_MEMORY);
+  if (v('memory-swap') !== undefined) o.memorySwap = v('memory-swap') === '-1' ? -1 : parseMemorySize('memory-swap', v('memory-swap')!, MIN_MEMORY);
+  if (o.memorySwap !== undefined && o.memory === undefined) throw new InvalidArgumentError('--memory-swap needs --memory as well');
+  if (o.memorySwap !== undefined && o.memory !== undefined && o.memorySwap !== -1 && o.memorySwap < o.memory) {
+    throw new InvalidArgumentError(`invalid value ${JSON.stringify(v('memory-swap'))} for --memory-swap: must be at least --memory (${v('memory')}), or -1`);
+  }
   if (v('cpus') !== undefined) o.cpus = parseCpus(v('cpus')!);
-  if (v('cpu-shares') !== undefined) o.cpuShares = parseIntFlag('cpu-shares', v('cpu-shares')!);
-  if (v('pids-limit') !== undefined) o.pidsLimit = parseIntFlag('pids-limit', v('pids-limit')!);
+  if (v('cpu-shares') !== undefined) o.cpuShares = parseIntFlag('cpu-shares', v('cpu-shares')!, 2, 262144);
+  if (v('pids-limit') !== undefined) o.pidsLimit = parseIntFlag('pids-limit', v('pids-limit')!, -1);
   if (flags['cap-add']) o.capAdd = flags['cap-add'] as string[];
   if (flags['cap-drop']) o.capDrop = flags['cap-drop'] as string[];
   if (flags.privileged) o.privileged = true;
   if (flags.init) o.init = true;
   if (flags['read-only']) o.readOnly = true;
-  if (flags.mount) o.mounts = flags.mount as string[];
-  if (flags.tmpfs) o.tmpfs = flags.tmpfs as string[];
-  if (flags.ulimit) o.ulimits = flags.ulimit as string[];
-  if (flags['group-add']) o.groupAdd = flags['group-add'] as string[];
+  if (flags.mount) o.mounts = (flags.mount as string[]).map(check.checkMount);
+  if (flags.tmpfs) o.tmpfs = (flags.tmpfs as string[]).map(check.checkTmpfs);
+  if (flags.ulimit) o.ulimits = (flags.ulimit as string[]).map(check.checkUlimit);
+  if (flags['group-add']) o.groupAdd = (flags['group-add'] as string[]).map((g) => check.checkGroup('group-add', g));
   for (const ns of ['pid', 'ipc'] as const) {
     const val = v(ns);
     if (val === undefined) continue;
@@ -329,34 +334,34 @@ const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
   const detach = !!flags.detach;
   const pull = str(flags.pull);
   if (pull !== undefined && !['always', 'missing', 'never'].includes(pull)) throw new InvalidArgumentError(`invalid pull policy ${JSON.stringify(pull)}: expected always, missing or never`);
-  const labels: Record<string, string> = {};
-  for (const l of (flags.label as string[] | undefined) ?? []) {
-    const eq = l.indexOf('=');
-    labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? '' : l.slice(eq + 1);
-  }
+  const labels = check.checkLabels('label', (flags.label as string[] | undefined) ?? []);
+  // every value is checked before anything is sent: a bad one creates nothing
+  const detachKeys = detachKeysOf(flags);
+  const given = (name: string, fn: (value: string) => string): string | undefined => (str(flags[name]) === undefined ? undefined : fn(str(flags[name])!));
+  const network = str(flags.network) ?? str(flags.net);
   const opts: RunOptions = {
     image,
     cmd: cmd.length ? cmd : undefined,
     entrypoint: flags.entrypoint !== undefined ? (str(flags.entrypoint) === '' ? [] : [str(flags.entrypoint)!]) : undefined,
-    env: resolveEnv(flags.env as string[] | undefined),
-    name: str(flags.name),
-    hostname: str(flags.hostname),
-    workdir: str(flags.workdir),
-    user: str(flags.user),
+    env: flags.env ? resolveEnv(check.checkEnv('env', flags.env as string[])) : undefined,
+    name: given('name', check.checkName),
+    hostname: given('hostname', check.checkHostname),
+    workdir: given('workdir', (w) => check.checkWorkdir('workdir', w)),
+    user: given('user', (u) => check.checkUser('user', u)),
     tty,
     interactive,
     rm: !!flags.rm,
     pull: pull as RunOptions['pull'],
-    platform: checkedPlatform(flags.platform),
-    volumes: (flags.volume as string[] | undefined)?.map(resolveBindSource),
-    network: str(flags.network) ?? str(flags.net),
-    publish: flags.publish as string[] | undefined,
-    dns: flags.dns as string[] | undefined,
+    platform: given('platform', check.checkPlatform),
+    volumes: (flags.volume as string[] | undefined)?.map((v) => resolveBindSource(check.checkVolume(v))),
+    network: network === undefined ? undefined : check.checkNetwork(network),
+    publish: (flags.publish as string[] | undefined)?.map(check.checkPublish),
+    dns: (flags.dns as string[] | undefined)?.map(check.checkDns),
     labels: Object.keys(labels).length ? labels : undefined,
     size: tty ? terminalSize() : undefined,
     ...(await confinementOptions(flags)),
   };
-  if (flags['env-file']) opts.env = [...(await readEnvFiles(flags['env-file'] as string[])), ...(opts.env ?? [])];
+  if (flags['env-file']) opts.env = check.checkEnv('env-file', [...(await readEnvFiles(flags['env-file'] as string[])), ...(opts.env ?? [])]);
   const c = await conn();
   if (verb === 'create') {
     const token = newId('pull');
@@ -368,7 +373,7 @@ const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) => {
   const attachId = detach ? undefined : newId('run');
   const token = newId('pull');
   trackPull(c, token);
-  const streams = attachId ? attachStreams(c, attachId, { tty, interactive, detachKeys: detachKeysOf(flags) }) : undefined;
+  const streams = attachId ? attachStreams(c, attachId, { tty, interactive, detachKeys }) : undefined;
   const result = await c.sendRequest(ContainerRunRequest.type, { ...opts, attachId, workDoneToken: token });
   if (detach || !streams) {
     process.stdout.write(`${result.id}\n`);
@@ -396,15 +401,19 @@ const exec: Command = async (argv, conn) => {
   if (!container || cmd.length === 0) throw new InvalidArgumentError("'capsa exec' requires at least 2 arguments: CONTAINER COMMAND");
   const tty = !!flags.tty;
   const interactive = !!flags.interactive;
+  const detachKeys = detachKeysOf(flags);
+  const env = flags.env ? resolveEnv(check.checkEnv('env', flags.env as string[])) : undefined;
+  const workdir = str(flags.workdir) === undefined ? undefined : check.checkWorkdir('workdir', str(flags.workdir)!);
+  const user = str(flags.user) === undefined ? undefined : check.checkUser('user', str(flags.user)!);
   const c = await conn();
   const attachId = newId('exec');
-  const streams = attachStreams(c, attachId, { tty, interactive, detachKeys: detachKeysOf(flags) });
+  const streams = attachStreams(c, attachId, { tty, interactive, detachKeys });
   await c.sendRequest(ContainerExecRequest.type, {
     container,
     cmd,
-    env: resolveEnv(flags.env as string[] | undefined),
-    workdir: str(flags.workdir),
-    user: str(flags.user),
+    env,
+    workdir,
+    user,
     tty,
     interactive,
     size: tty ? terminalSize() : undefined,
@@ -428,6 +437,7 @@ function checkedPlatform(flag: unknown): string | undefined {
 const pull: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, [{ name: 'platform', kind: 'value', help: 'os/arch[/variant]' }, { name: 'quiet', short: 'q', kind: 'bool', help: 'Print only the reference' }], { stopAtPositional: false, verb: 'pull' });
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa pull' requires exactly 1 argument: IMAGE");
+  if (str(flags.platform) !== undefined) check.checkPlatform(str(flags.platform)!);
   const c = await conn();
   const token = newId('pull');
   // Progress goes to stdout, as Docker's does, and only when it is a terminal.
@@ -461,7 +471,8 @@ const pull: Command = async (argv, conn) => {
 };
 
 const images: Command = async (argv, conn) => {
-  const { flags } = parseFlags(argv, [{ name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }, { name: 'digests', kind: 'bool', help: 'Show digests' }], { stopAtPositional: false, verb: 'images' });
+  const { flags, positionals } = parseFlags(argv, [{ name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }, { name: 'digests', kind: 'bool', help: 'Show digests' }], { stopAtPositional: false, verb: 'images' });
+  if (positionals.length > 1) throw new InvalidArgumentError("'capsa images' takes at most 1 argument: REPOSITORY");
   const c = await conn();
   const list = await c.sendRequest(ImageListRequest.type);
   if (flags.quiet) {
@@ -505,7 +516,8 @@ const rmi: Command = async (argv, conn) => {
 };
 
 const ps: Command = async (argv, conn) => {
-  const { flags } = parseFlags(argv, [{ name: 'all', short: 'a', kind: 'bool', help: 'Show all containers' }, { name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }], { stopAtPositional: false, verb: 'ps' });
+  const { flags, positionals } = parseFlags(argv, [{ name: 'all', short: 'a', kind: 'bool', help: 'Show all containers' }, { name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }], { stopAtPositional: false, verb: 'ps' });
+  check.noArguments('ps', positionals);
   const c = await conn();
   const list = await c.sendRequest(ContainerListRequest.type, { all: !!flags.all });
   if (flags.quiet) {
@@ -545,8 +557,7 @@ const rm: Command = async (argv, conn) => {
 const stop: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, [{ name: 'time', short: 't', kind: 'value', help: 'Seconds to wait before killing' }], { stopAtPositional: false, verb: 'stop' });
   if (positionals.length === 0) throw new InvalidArgumentError("'capsa stop' requires at least 1 argument: CONTAINER");
-  const timeout = flags.time !== undefined ? Number(flags.time) : undefined;
-  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout >= 0)) throw new InvalidArgumentError(`invalid --time ${JSON.stringify(flags.time)}: expected seconds >= 0`);
+  const timeout = str(flags.time) !== undefined ? check.checkSeconds('time', str(flags.time)!) : undefined;
   const c = await conn();
   for (const container of positionals) {
     await c.sendRequest(ContainerStopRequest.type, { container, timeout });
@@ -558,6 +569,7 @@ const stop: Command = async (argv, conn) => {
 const kill: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, [{ name: 'signal', short: 's', kind: 'value', help: 'Signal to send (default KILL)' }], { stopAtPositional: false, verb: 'kill' });
   if (positionals.length === 0) throw new InvalidArgumentError("'capsa kill' requires at least 1 argument: CONTAINER");
+  if (str(flags.signal) !== undefined) check.checkSignal(str(flags.signal)!);
   const c = await conn();
   for (const container of positionals) {
     await c.sendRequest(ContainerKillRequest.type, { container, signal: str(flags.signal) });
@@ -577,8 +589,7 @@ const logs: Command = async (argv, conn) => {
     { stopAtPositional: false, verb: 'logs' },
   );
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa logs' requires exactly 1 argument: CONTAINER");
-  const tail = flags.tail !== undefined && flags.tail !== 'all' ? Number(flags.tail) : undefined;
-  if (tail !== undefined && !(Number.isInteger(tail) && tail >= 0)) throw new InvalidArgumentError(`invalid --tail ${JSON.stringify(flags.tail)}`);
+  const tail = str(flags.tail) !== undefined ? check.checkTail(str(flags.tail)!) : undefined;
   const c = await conn();
   const followAttachId = flags.follow ? newId('logs') : undefined;
   const streams = followAttachId ? attachStreams(c, followAttachId, { tty: false, interactive: false, timestamps: !!flags.timestamps }) : undefined;
@@ -606,13 +617,14 @@ const start: Command = async (argv, conn) => {
     { stopAtPositional: false, verb: 'start' },
   );
   if (positionals.length === 0) throw new InvalidArgumentError("'capsa start' requires at least 1 argument: CONTAINER");
+  const detachKeys = detachKeysOf(flags);
   const c = await conn();
   if (flags.attach || flags.interactive) {
     if (positionals.length !== 1) throw new InvalidArgumentError('you cannot start and attach multiple containers at once');
     const info = await c.sendRequest(ContainerInspectRequest.type, { container: positionals[0] });
     const attachId = newId('start');
     const tty = !!info.config.tty;
-    const streams = attachStreams(c, attachId, { tty, interactive: !!flags.interactive && !!info.config.interactive, detachKeys: detachKeysOf(flags) });
+    const streams = attachStreams(c, attachId, { tty, interactive: !!flags.interactive && !!info.config.interactive, detachKeys });
     await c.sendRequest(ContainerStartRequest.type, { container: positionals[0], attachId });
     streams.start();
     const code = await streams.done;
@@ -635,8 +647,7 @@ const start: Command = async (argv, conn) => {
 const restart: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, [{ name: 'time', short: 't', kind: 'value', help: 'Seconds to wait before killing' }], { stopAtPositional: false, verb: 'restart' });
   if (positionals.length === 0) throw new InvalidArgumentError("'capsa restart' requires at least 1 argument: CONTAINER");
-  const timeout = flags.time !== undefined ? Number(flags.time) : undefined;
-  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout >= 0)) throw new InvalidArgumentError(`invalid --time ${JSON.stringify(flags.time)}: expected seconds >= 0`);
+  const timeout = str(flags.time) !== undefined ? check.checkSeconds('time', str(flags.time)!) : undefined;
   const c = await conn();
   for (const container of positionals) {
     await c.sendRequest(ContainerRestartRequest.type, { container, timeout });
@@ -648,12 +659,13 @@ const restart: Command = async (argv, conn) => {
 const attach: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, [{ name: 'no-stdin', kind: 'bool', help: 'Do not attach STDIN' }, DETACH_KEYS_FLAG], { stopAtPositional: false, verb: 'attach' });
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa attach' requires exactly 1 argument: CONTAINER");
+  const detachKeys = detachKeysOf(flags);
   const c = await conn();
   const info = await c.sendRequest(ContainerInspectRequest.type, { container: positionals[0] });
   if (info.state !== 'running') throw new InvalidArgumentError('you cannot attach to a stopped container, start it first');
   const attachId = newId('attach');
   const tty = !!info.config.tty;
-  const streams = attachStreams(c, attachId, { tty, interactive: !flags['no-stdin'] && !!info.config.interactive, detachKeys: detachKeysOf(flags) });
+  const streams = attachStreams(c, attachId, { tty, interactive: !flags['no-stdin'] && !!info.config.interactive, detachKeys });
   await c.sendRequest(ContainerAttachRequest.type, { container: positionals[0], attachId });
   const size = tty ? terminalSize() : undefined;
   if (size) void c.sendNotification(StreamResizeNotification.type, { attachId, ...size });
@@ -664,15 +676,17 @@ const attach: Command = async (argv, conn) => {
 };
 
 const top: Command = async (argv, conn) => {
-  if (argv.length < 1) throw new InvalidArgumentError("'capsa top' requires at least 1 argument: CONTAINER");
+  const { positionals } = parseFlags(argv, [], { stopAtPositional: true, verb: 'top' });
+  if (positionals.length < 1) throw new InvalidArgumentError("'capsa top' requires at least 1 argument: CONTAINER");
   const c = await conn();
-  const r = await c.sendRequest(ContainerTopRequest.type, { container: argv[0] });
+  const r = await c.sendRequest(ContainerTopRequest.type, { container: positionals[0] });
   process.stdout.write(table(r.titles, r.processes));
   return 0;
 };
 
 const containerPrune: Command = async (argv, conn) => {
-  parseFlags(argv, [{ name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' }], { stopAtPositional: false, verb: 'container prune' });
+  const { positionals } = parseFlags(argv, [{ name: 'force', short: 'f', kind: 'bool', help: 'Do not prompt for confirmation' }], { stopAtPositional: false, verb: 'container prune' });
+  check.noArguments('container prune', positionals);
   const c = await conn();
   const r = await c.sendRequest(ContainerPruneRequest.type, {});
   if (r.deleted.length) process.stdout.write(`Deleted Containers:\n${r.deleted.map((id) => `${id}\n`).join('')}\n`);
@@ -681,26 +695,30 @@ const containerPrune: Command = async (argv, conn) => {
 };
 
 const wait: Command = async (argv, conn) => {
+  const { positionals } = parseFlags(argv, [], { stopAtPositional: false, verb: 'wait' });
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa wait' requires at least 1 argument: CONTAINER");
   const c = await conn();
   let last = 0;
-  for (const container of argv) {
+  for (const container of positionals) {
     const r = await c.sendRequest(ContainerWaitRequest.type, { container });
     process.stdout.write(`${r.exitCode}\n`);
     last = r.exitCode;
   }
-  return argv.length ? last : 0;
+  return last;
 };
 
 const inspect: Command = async (argv, conn) => {
-  if (argv.length === 0) throw new InvalidArgumentError("'capsa inspect' requires at least 1 argument");
+  const { positionals } = parseFlags(argv, [], { stopAtPositional: false, verb: 'inspect' });
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa inspect' requires at least 1 argument");
   const c = await conn();
   const out = [];
-  for (const container of argv) out.push(await c.sendRequest(ContainerInspectRequest.type, { container }));
+  for (const container of positionals) out.push(await c.sendRequest(ContainerInspectRequest.type, { container }));
   process.stdout.write(json(out) + '\n');
   return 0;
 };
 
-const version: Command = async (_argv, conn) => {
+const version: Command = async (argv, conn) => {
+  check.noArguments('version', parseFlags(argv, [], { stopAtPositional: false, verb: 'version' }).positionals);
   const c = await conn();
   const v = await c.sendRequest(VersionRequest.type);
   process.stdout.write(`capsa helper ${v.version} (protocol ${v.protocol}), root ${v.root}, pid ${v.pid}\n`);

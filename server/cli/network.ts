@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../errors';
 import { ContainerInspectRequest, NetworkCreateRequest, NetworkInspectRequest, NetworkListRequest, NetworkRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { json, printable, table } from './format';
+import * as check from './validate';
 
 type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
@@ -21,8 +22,10 @@ const SUBCOMMANDS = ['create', 'ls', 'list', 'rm', 'remove', 'inspect'];
 export const network: Command = async (argv, conn) => {
   const [sub, ...rest] = argv;
   if (!sub || !SUBCOMMANDS.includes(sub)) {
-    process.stdout.write('Usage: capsa network COMMAND\n\nCommands:\n  create     Create a network\n  ls         List networks\n  rm         Remove one or more networks\n  inspect    Show details of networks\n');
-    return sub ? 125 : 0;
+    const help = 'Usage: capsa network COMMAND\n\nCommands:\n  create     Create a network\n  ls         List networks\n  rm         Remove one or more networks\n  inspect    Show details of networks\n';
+    if (sub) return check.unknownSubcommand('network', sub, help);
+    process.stdout.write(help);
+    return 0;
   }
   if (sub === 'create') {
     const { flags, positionals } = parseFlags(rest, CREATE_FLAGS, { stopAtPositional: false, verb: 'network create' });
@@ -31,14 +34,18 @@ export const network: Command = async (argv, conn) => {
       return 0;
     }
     if (positionals.length !== 1) throw new InvalidArgumentError("'capsa network create' requires exactly 1 argument: NETWORK");
-    if (flags.driver !== undefined && flags.driver !== 'bridge') throw new InvalidArgumentError(`network driver ${JSON.stringify(flags.driver)} is not supported: only bridge`);
+    if (flags.driver !== undefined && flags.driver !== 'bridge') throw new InvalidArgumentError(`network driver ${check.shown(String(flags.driver))} is not supported: only bridge`);
+    check.checkObjectName('network', positionals[0]);
+    if (typeof flags.subnet === 'string') check.checkSubnet(flags.subnet);
+    if (typeof flags.gateway === 'string') check.checkGateway(flags.gateway);
     const c = await conn();
     const n = await c.sendRequest(NetworkCreateRequest.type, { name: positionals[0], subnet: flags.subnet as string | undefined, gateway: flags.gateway as string | undefined });
     process.stdout.write(`${n.id}\n`);
     return 0;
   }
   if (sub === 'ls' || sub === 'list') {
-    const { flags } = parseFlags(rest, [{ name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }], { stopAtPositional: false, verb: 'network ls' });
+    const { flags, positionals } = parseFlags(rest, [{ name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }], { stopAtPositional: false, verb: 'network ls' });
+    check.noArguments('network ls', positionals);
     const c = await conn();
     const list = await c.sendRequest(NetworkListRequest.type);
     if (flags.quiet) process.stdout.write(list.map((n) => n.id.slice(0, 12) + '\n').join(''));
@@ -70,6 +77,9 @@ export const network: Command = async (argv, conn) => {
 export const port: Command = async (argv, conn) => {
   const [container, filter] = argv;
   if (!container || argv.length > 2) throw new InvalidArgumentError("'capsa port' requires 1 or 2 arguments: CONTAINER [PRIVATE_PORT[/PROTO]]");
+  if (filter !== undefined && !/^([1-9]\d{0,4})(\/(tcp|udp))?$/.test(filter) || Number(filter?.split('/')[0]) > 65535) {
+    throw new InvalidArgumentError(`invalid port ${check.shown(filter!)}: expected PRIVATE_PORT[/tcp|udp] with a port from 1 to 65535`);
+  }
   const c = await conn();
   const info = await c.sendRequest(ContainerInspectRequest.type, { container });
   const ports = Object.entries(info.networkSettings?.ports ?? {});

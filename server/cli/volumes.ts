@@ -7,6 +7,7 @@ import { InvalidArgumentError } from '../errors';
 import { VolumeCreateRequest, VolumeInspectRequest, VolumeListRequest, VolumePruneRequest, VolumeRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { formatBytes, json, printableLines, table } from './format';
+import * as check from './validate';
 import { confirm } from './images';
 
 type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
@@ -29,8 +30,9 @@ export const volume: Command = async (argv, conn) => {
   const [given, ...rest] = argv;
   const sub = given === undefined ? undefined : (ALIASES[given] ?? given);
   if (sub === undefined || !(sub in FLAGS)) {
+    if (given !== undefined && given !== '--help') return check.unknownSubcommand('volume', given, HELP);
     process.stdout.write(HELP);
-    return given === undefined || given === '--help' ? 0 : 125;
+    return 0;
   }
   const specs = [...FLAGS[sub], { name: 'help', kind: 'bool', help: 'Print usage' } as FlagSpec];
   const { flags, positionals } = parseFlags(rest, specs, { stopAtPositional: false, verb: `volume ${sub}` });
@@ -42,12 +44,9 @@ export const volume: Command = async (argv, conn) => {
   switch (sub) {
     case 'create': {
       if (positionals.length > 1) throw new InvalidArgumentError("'capsa volume create' takes at most 1 argument: VOLUME");
-      if (flags.driver !== undefined && flags.driver !== 'local') throw new InvalidArgumentError(`volume driver ${JSON.stringify(flags.driver)} is not supported: only local`);
-      const labels: Record<string, string> = {};
-      for (const l of (flags.label as string[] | undefined) ?? []) {
-        const eq = l.indexOf('=');
-        labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? '' : l.slice(eq + 1);
-      }
+      if (flags.driver !== undefined && flags.driver !== 'local') throw new InvalidArgumentError(`volume driver ${check.shown(String(flags.driver))} is not supported: only local`);
+      if (positionals.length) check.checkObjectName('volume', positionals[0]);
+      const labels = check.checkLabels('label', (flags.label as string[] | undefined) ?? []);
       const c = await conn();
       const v = await c.sendRequest(VolumeCreateRequest.type, { name: positionals[0], ...(Object.keys(labels).length ? { labels } : {}) });
       process.stdout.write(`${v.name}\n`);

@@ -154,6 +154,7 @@ export class ContainerService extends EventEmitter {
    */
   async load(): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.sweepRemoved();
     const ids = (await fs.readdir(this.dir)).filter((id) => /^[0-9a-f]{64}$/.test(id));
     const found = await Promise.all(ids.map((id) => this.loadOne(id)));
     for (const e of found) if (e) this.entries.set(e.record.id, e);
@@ -164,6 +165,13 @@ export class ContainerService extends EventEmitter {
     await this.network?.reconcile(new Set(this.entries.keys()), new Set(running));
     await this.cgroups.reconcile(new Set(this.entries.keys()), new Set(ids)).catch(() => undefined);
     await this.userns.reconcile(new Set(this.entries.keys()));
+  }
+
+  /** Finishes removals a crash interrupted (removeEntry renames a container's directory before deleting it). */
+  private async sweepRemoved(): Promise<void> {
+    for (const name of await fs.readdir(this.dir)) {
+      if (name.startsWith('.removing-')) await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
+    }
   }
 
   private async loadOne(id: string): Promise<Entry | undefined> {
@@ -613,7 +621,12 @@ export class ContainerService extends EventEmitter {
       (r) => r.status === 'rejected',
     );
     if (undone) throw (undone as PromiseRejectedResult).reason;
-    await fs.rm(path.join(this.dir, e.record.id), { recursive: true, force: true });
+    // out of the namespace in one step, so a crash mid-delete leaves no half container under its id (sweepRemoved)
+    const doomed = path.join(this.dir, `.removing-${e.record.id}`);
+    await fs.rename(path.join(this.dir, e.record.id), doomed).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    await fs.rm(doomed, { recursive: true, force: true });
     await this.userns.release(e.record.id);
     this.emitEvent('destroy', e);
   }

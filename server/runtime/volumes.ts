@@ -3,6 +3,7 @@
  * and named volumes, kept under `<root>/volumes/<name>/_data` with their
  * metadata beside (`volume.json`).
  */
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../errors';
@@ -145,6 +146,25 @@ export class VolumeStore {
 
   constructor(root: string) {
     this.dir = path.join(root, 'volumes');
+    // what a removal interrupted by a crash left (removeTree); its name is no volume's
+    void this.sweepRemoved().catch(() => undefined);
+  }
+
+  /**
+   * Removes a volume's directory so that no crash leaves half of it under
+   * its name: it is renamed out of the namespace first (one atomic step),
+   * then deleted. A volume created again under that name starts empty.
+   */
+  private async removeTree(dir: string): Promise<void> {
+    const doomed = path.join(this.dir, `.removing-${randomBytes(8).toString('hex')}`);
+    await fs.rename(dir, doomed);
+    await fs.rm(doomed, { recursive: true, force: true });
+  }
+
+  private async sweepRemoved(): Promise<void> {
+    for (const n of await fs.readdir(this.dir).catch(() => [] as string[])) {
+      if (n.startsWith('.removing-')) await fs.rm(path.join(this.dir, n), { recursive: true, force: true });
+    }
   }
 
   private paths(name: string): { dir: string; data: string; meta: string } {
@@ -189,7 +209,7 @@ export class VolumeStore {
   async remove(name: string, usedBy: string[], force = false): Promise<void> {
     await this.read(name);
     if (usedBy.length && !force) throw new ConflictError(`volume ${name} is in use by container ${usedBy.join(', ')}`);
-    await fs.rm(this.paths(name).dir, { recursive: true, force: true });
+    await this.removeTree(this.paths(name).dir);
   }
 
   /** Removes every volume whose name `inUse` does not hold; returns their names and the bytes their data took. */
@@ -200,7 +220,7 @@ export class VolumeStore {
       if (inUse.has(v.name)) continue;
       const dir = this.paths(v.name).dir;
       reclaimed += await diskBytes(dir);
-      await fs.rm(dir, { recursive: true, force: true });
+      await this.removeTree(dir);
       deleted.push(v.name);
     }
     return { deleted, reclaimed };

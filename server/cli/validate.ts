@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import * as path from 'node:path';
 import { constants } from 'node:os';
 import { InvalidArgumentError } from '../errors';
+import { platformProblem } from '../protocol';
 
 /** Longest single env entry or label (bytes): far below the kernel's 128 KiB per execve string. */
 export const MAX_ENTRY_BYTES = 64 * 1024;
@@ -201,7 +202,9 @@ export function checkGroup(flag: string, value: string): string {
 
 /** `--platform os/arch[/variant]`, the OCI spec's lower-case values. */
 export function checkPlatform(value: string): string {
-  if (!/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_]+)?$/.test(value)) throw invalid('platform', value, 'expected os/arch[/variant], e.g. linux/amd64');
+  // the protocol's own vocabulary (case ignored, containerd's aliases), so the CLI and the helper agree
+  const problem = platformProblem(value);
+  if (problem !== undefined) throw invalid('platform', value, `expected os/arch[/variant], e.g. linux/amd64 (${problem})`);
   return value;
 }
 

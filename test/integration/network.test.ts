@@ -175,7 +175,10 @@ async function logsOf(h: TestHelper, name: string): Promise<string> {
  */
 async function exchange(h: TestHelper, net: string[], target: (srv: string, ip: string) => string, tag: string): Promise<void> {
   const udp = ['-v', `${path.join(fixtures, 'udp')}:/udp:ro`];
-  const ip = await server(h, `srv-${tag}`, [...net, ...udp], ['sh', '-c', 'nc -l -p 5000 & /udp serve 5001; wait']);
+  // the TCP server's stdin stays open: busybox nc shuts its sending side at
+  // stdin EOF, and a client that sees that EOF before it reads its own stdin
+  // leaves without sending (a rare loss seen on loaded machines)
+  const ip = await server(h, `srv-${tag}`, [...net, ...udp], ['sh', '-c', 'sleep 600 | nc -l -p 5000 & /udp serve 5001; wait']);
   const host = target(`srv-${tag}`, ip);
   // busybox resolves names from /etc/hosts; the UDP tool takes a numeric address
   const script = [
@@ -185,10 +188,15 @@ async function exchange(h: TestHelper, net: string[], target: (srv: string, ip: 
   ].join('; ');
   const c = await h.cli(['run', '--rm', ...net, ...udp, 'busybox', 'sh', '-c', script]);
   assert.equal(c.code, 0, c.stdout + c.stderr);
-  const wait = await h.cli(['wait', `srv-${tag}`]);
-  assert.equal(wait.stdout.trim(), '0');
-  const lines = (await logsOf(h, `srv-${tag}`)).trim().split('\n').sort();
+  let lines: string[] = [];
+  for (let i = 0; i < 75; i++) {
+    lines = (await logsOf(h, `srv-${tag}`)).trim().split('\n').sort();
+    if (lines.length >= 2) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
   assert.deepEqual(lines, [`tcp-${tag}`, `udp-${tag}`]);
+  assert.equal((await h.cli(['kill', `srv-${tag}`])).code, 0);
+  assert.equal((await h.cli(['wait', `srv-${tag}`])).stdout.trim(), '137');
 }
 
 test('two containers on the default network exchange TCP and UDP by address', async (t) => {

@@ -10,7 +10,8 @@ import type { Connection } from 'vscode-languageserver/node';
 import { DEFAULT_WARM_CLI, loadConfig, warmCliSocketPath, type CapsaConfig } from './config';
 import { openConnection } from './connection';
 import { ContainerEventNotification, ImageEventNotification } from './protocol';
-import { ContainerService } from './runtime/containers';
+import { ContainerService, type ContainerChange } from './runtime/container';
+import { containerEvent } from './views/containers';
 import { ImageService } from './services/images';
 import { registerContainerHandlers } from './handlers/containers';
 import { registerImageHandlers } from './handlers/images';
@@ -75,7 +76,7 @@ export class Helper {
     this.images = new ImageService(config);
     this.networks = new NetworkManager(config.root, { bridgeName: config.network?.bridge, subnet: config.network?.subnet, log });
     this.containers = new ContainerService(config.root, this.images, this.networks);
-    this.containers.on('event', (e) => this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, e)));
+    this.containers.on('event', (e: ContainerChange) => this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, containerEvent(e))));
     this.images.on('event', (e) => this.broadcast((c) => c.sendNotification(ImageEventNotification.type, e)));
   }
 

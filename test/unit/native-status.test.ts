@@ -107,3 +107,9 @@ test('the shim path points at native/build in the package root', () => {
   assert.ok(p.endsWith(path.join('native', 'build', 'capsa-shim')));
   assert.ok(existsSync(path.join(path.dirname(path.dirname(path.dirname(p))), 'package.json')));
 });
+
+test('a monitor line names the monitor a run forked; a bad pid is not one', () => {
+  assert.deepEqual(parseStatusLine('monitor 77'), { kind: 'monitor', pid: 77 });
+  assert.equal(parseStatusLine('monitor 0'), undefined);
+  assert.equal(parseStatusLine('monitor x'), undefined);
+});

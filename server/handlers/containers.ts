@@ -50,6 +50,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   const notify = <P>(type: { method: string }, params: P): void => {
     if (closed) return;
     try {
+      // a send that fails asynchronously means the client went away: there is nobody to tell
       void (connection.sendNotification(type as never, params as never) as unknown as Promise<void>).catch(() => undefined);
     } catch {
       closed = true;

@@ -125,6 +125,7 @@ function parseExit(text: string): ExitInfo | undefined {
 
 /** DIR/exit.json, or undefined while the container runs (or never ran). */
 export async function readExitFile(dir: string): Promise<ExitInfo | undefined> {
+  // no exit.json is the answer "no exit recorded"; one that cannot be read says no more than that
   const text = await fs.readFile(path.join(dir, EXIT_FILE), 'utf8').catch(() => undefined);
   return text === undefined ? undefined : parseExit(text);
 }

@@ -1,6 +1,6 @@
 /** The container lifecycle over a recording fake of the shim: no root, no kernel, no shim. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -237,5 +237,74 @@ test('exec launches through the launcher and reports its exit; its setup error i
     await assert.rejects(t.service.exec({ container: id, cmd: ['x'] }, sink().sink), (e: unknown) => e instanceof ShimError);
   } finally {
     t.done();
+  }
+});
+
+test('restart stops a running container and launches its monitor again with the same plan', async () => {
+  const t = setup();
+  try {
+    await t.service.load();
+    const { id } = await t.service.run(opts());
+    await t.service.restart(id, 5);
+    const launches = t.launcher.calls.filter((c) => c.kind === 'monitor');
+    assert.equal(launches.length, 2);
+    assert.deepEqual(launches[1], launches[0]);
+    assert.deepEqual(t.launcher.monitors[0].signals, [15]);
+    assert.equal(t.service.list(false).length, 1, 'running again');
+    assert.deepEqual(t.events.map((e) => e.action), ['create', 'start', 'die', 'start']);
+  } finally {
+    t.done();
+  }
+});
+
+test('start of a running container with a sink attaches it instead of launching', async () => {
+  const t = setup();
+  try {
+    await t.service.load();
+    const { id } = await t.service.run(opts());
+    const s = sink();
+    await t.service.startContainer(id, s.sink);
+    assert.equal(t.launcher.calls.filter((c) => c.kind === 'monitor').length, 1);
+    t.launcher.monitors[0].output('stderr', 'late\n');
+    t.service.input(id, Buffer.from('in'), true);
+    t.service.resize(id, 24, 80);
+    assert.throws(() => t.service.resize(id, 0, 80), /invalid terminal size/);
+    t.launcher.monitors[0].exit(0);
+    assert.deepEqual(await s.exit, { code: 0, error: undefined });
+    assert.deepEqual(s.out, ['late\n']);
+    assert.deepEqual(t.launcher.monitors[0].inputs, [{ data: 'in', eof: true }]);
+    assert.deepEqual(t.launcher.monitors[0].resizes, [[24, 80]]);
+  } finally {
+    t.done();
+  }
+});
+
+test('a monitor that goes away without an exit records 255 and the reason', async () => {
+  const t = setup();
+  try {
+    await t.service.load();
+    const s = sink();
+    const { id } = await t.service.run(opts(), s.sink);
+    t.launcher.monitors[0].lose();
+    assert.equal(await t.service.wait(id), 255);
+    assert.match((await s.exit).error ?? '', /monitor ended unexpectedly/);
+  } finally {
+    t.done();
+  }
+});
+
+test('a container of a newer record version is left on disk, unlisted', async () => {
+  const first = setup();
+  try {
+    await first.service.load();
+    const { id } = await first.service.createContainer(opts());
+    const file = path.join(first.root, 'containers', id, 'config.json');
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), version: 99 }));
+    const next = setup(first.root);
+    await next.service.load();
+    assert.deepEqual(next.service.list(true), []);
+    assert.ok(existsSync(file), 'its directory is kept');
+  } finally {
+    first.done();
   }
 });

@@ -182,6 +182,21 @@ export class Lifecycle {
     }
   }
 
+  /** Starts a created or exited container; `start -a` of a running one attaches, as docker's does. */
+  async startOrAttach(e: Entry, sink?: StreamSink): Promise<void> {
+    if (e.live) {
+      if (sink) e.live.sinks.add(sink);
+      return;
+    }
+    await this.start(e, sink);
+  }
+
+  /** Stops the container (if it runs) and starts it again, with its plan and its upper layer kept. */
+  async restart(e: Entry, timeoutSeconds?: number): Promise<void> {
+    await this.stop(e, timeoutSeconds);
+    await this.startOrAttach(e);
+  }
+
   /** Follows a monitor: its output to the sinks, its end to onExit. */
   follow(entry: Entry, monitor: MonitorConnection, sink?: StreamSink): void {
     const sinks = new Set<StreamSink>(sink ? [sink] : []);

@@ -20,7 +20,13 @@ export async function loadContainers(d: LifecycleDeps, life: Lifecycle): Promise
   await store.sweepRemoved();
   const ids = await store.ids();
   const found = await Promise.all(ids.map((id) => loadOne(d, life, id)));
-  for (const e of found) if (e) table.set(e);
+  /** Containers of a newer helper: not loaded, and none of their resources taken from them. */
+  const foreign = new Set<string>();
+  for (const [i, e] of found.entries()) {
+    if (e === FOREIGN) foreign.add(ids[i]);
+    else if (e) table.set(e);
+  }
+  const known = new Set([...table.ids(), ...foreign]);
   await Promise.all(
     table
       .all()
@@ -30,20 +36,22 @@ export async function loadContainers(d: LifecycleDeps, life: Lifecycle): Promise
       .map((e) => life.removeEntry(e).catch(() => undefined)),
   );
   const running = table.all().filter((e) => e.state.state === 'running').map((e) => e.record.id);
-  await d.network?.reconcile(table.ids(), new Set(running));
+  await d.network?.reconcile(known, new Set(running));
   // Only clean-up of cgroups no container owns: one left behind costs nothing until the next load retries it.
-  await d.cgroups.reconcile(table.ids(), new Set(ids)).catch(() => undefined);
-  await d.userns.reconcile(table.ids());
+  await d.cgroups.reconcile(known, new Set(ids)).catch(() => undefined);
+  await d.userns.reconcile(known);
 }
 
-async function loadOne(d: LifecycleDeps, life: Lifecycle, id: string): Promise<Entry | undefined> {
+const FOREIGN = Symbol('a container of a newer helper');
+
+async function loadOne(d: LifecycleDeps, life: Lifecycle, id: string): Promise<Entry | typeof FOREIGN | undefined> {
   const cdir = d.store.pathOf(id);
   let entry: Entry;
   try {
     entry = await d.store.read(id);
   } catch (err) {
     // a newer helper's container: left as it is, for that helper
-    if (err instanceof ContainerRecordVersionError) return undefined;
+    if (err instanceof ContainerRecordVersionError) return FOREIGN;
     // A directory without a complete config is a create that died half-way: nothing else refers to it.
     await fs.rm(cdir, { recursive: true, force: true });
     return undefined;

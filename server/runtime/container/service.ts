@@ -129,19 +129,12 @@ export class ContainerService extends EventEmitter {
   }
 
   /** Starts a created or exited container again, with its original plan and its upper layer kept (`capsa start`). */
-  async startContainer(ref: string, sink?: StreamSink): Promise<void> {
-    const e = this.table.find(ref);
-    if (e.live) {
-      // `start -a` of a running container attaches, as docker's does
-      if (sink) e.live.sinks.add(sink);
-      return;
-    }
-    await this.life.start(e, sink);
+  startContainer(ref: string, sink?: StreamSink): Promise<void> {
+    return this.life.startOrAttach(this.table.find(ref), sink);
   }
 
-  async restart(ref: string, timeoutSeconds?: number): Promise<void> {
-    await this.stop(ref, timeoutSeconds);
-    await this.startContainer(ref);
+  restart(ref: string, timeoutSeconds?: number): Promise<void> {
+    return this.life.restart(this.table.find(ref), timeoutSeconds);
   }
 
   /** Attaches a sink to a running container's output (used by `logs -f` and attach). */

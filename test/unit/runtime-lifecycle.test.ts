@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { test } from 'node:test';
 import type { CgroupManager } from '../../server/runtime/cgroups';
 import { ContainerService, type ContainerChange, type ImageSource, type StreamSink } from '../../server/runtime/container';
@@ -31,7 +32,8 @@ function setup(root = mkdtempSync(path.join(tmpdir(), 'capsa-life-'))) {
   const service = new ContainerService(root, images, undefined, cgroups, launcher);
   const events: ContainerChange[] = [];
   service.on('event', (e: ContainerChange) => events.push(e));
-  return { root, launcher, service, events, done: () => rmSync(root, { recursive: true, force: true }) };
+  return { root, launcher, service, events, // a state write of a container that just ended may still be landing: retried, as rm -rf races it
+    done: () => rm(root, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 }) };
 }
 
 function sink() {
@@ -68,7 +70,7 @@ test('a setup failure at exec with ENOENT records the container exited 127 and e
     assert.equal(stateOnDisk(t.root, c.record.id).exitCode, 127);
     assert.equal(t.launcher.calls.filter((x) => x.kind === 'monitor').length, 1);
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -91,7 +93,7 @@ test('a command that cannot be run is 126, any other setup step and a shim that 
     const shimFailed = (await t.service.run(opts()).then(() => undefined, (e: unknown) => e)) as ContainerStartError | undefined;
     assert.equal(shimFailed, undefined, 'the next launch (unscripted) starts');
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -104,7 +106,7 @@ test('a failed start of an --rm container removes it', async () => {
     assert.deepEqual(t.service.list(true), []);
     assert.deepEqual(t.events.map((e) => e.action), ['create', 'die', 'destroy']);
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -127,7 +129,7 @@ test('wait resolves at the exit, and the run sink and a die event report it', as
     assert.deepEqual(t.events.map((e) => e.action), ['create', 'start', 'die']);
     assert.equal(stateOnDisk(t.root, id).state, 'exited');
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -143,7 +145,7 @@ test('stop sends the stop signal to a running container and waits; stop of a sto
     assert.deepEqual(t.launcher.monitors[0].signals, [15], 'no signal for a stopped container');
     await assert.rejects(t.service.kill(id, 'TERM'), /is not running/);
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -157,7 +159,7 @@ test('stop escalates to SIGKILL once the timeout passes', async () => {
     assert.deepEqual(t.launcher.monitors[0].signals, [15, 9]);
     assert.equal(await t.service.wait(id), 137);
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -178,7 +180,7 @@ test('a start a helper died in is recorded exited 125 by the next helper', async
     assert.equal(c.state.exitCode, 125);
     assert.match(c.state.error ?? '', /the helper stopped while the container was starting/);
   } finally {
-    first.done();
+    await first.done();
   }
 });
 
@@ -193,8 +195,9 @@ test('a restarted helper follows a container whose monitor still listens', async
     assert.equal(next.service.list(false).length, 1, 'running again');
     first.launcher.monitors[0].exit(0);
     assert.equal(await next.service.wait(id), 0);
+    assert.equal(await first.service.wait(id), 0, 'the first helper saw the same end');
   } finally {
-    first.done();
+    await first.done();
   }
 });
 
@@ -215,7 +218,7 @@ test('a container whose config.json has no version (written before versions) sti
     assert.equal(c.record.version, 1);
     assert.equal(c.state.state, 'created');
   } finally {
-    first.done();
+    await first.done();
   }
 });
 
@@ -236,7 +239,7 @@ test('exec launches through the launcher and reports its exit; its setup error i
     t.launcher.script.push({ kind: 'shim-error' });
     await assert.rejects(t.service.exec({ container: id, cmd: ['x'] }, sink().sink), (e: unknown) => e instanceof ShimError);
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -253,7 +256,7 @@ test('restart stops a running container and launches its monitor again with the 
     assert.equal(t.service.list(false).length, 1, 'running again');
     assert.deepEqual(t.events.map((e) => e.action), ['create', 'start', 'die', 'start']);
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -275,7 +278,7 @@ test('start of a running container with a sink attaches it instead of launching'
     assert.deepEqual(t.launcher.monitors[0].inputs, [{ data: 'in', eof: true }]);
     assert.deepEqual(t.launcher.monitors[0].resizes, [[24, 80]]);
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -289,7 +292,7 @@ test('a monitor that goes away without an exit records 255 and the reason', asyn
     assert.equal(await t.service.wait(id), 255);
     assert.match((await s.exit).error ?? '', /monitor ended unexpectedly/);
   } finally {
-    t.done();
+    await t.done();
   }
 });
 
@@ -305,6 +308,6 @@ test('a container of a newer record version is left on disk, unlisted', async ()
     assert.deepEqual(next.service.list(true), []);
     assert.ok(existsSync(file), 'its directory is kept');
   } finally {
-    first.done();
+    await first.done();
   }
 });

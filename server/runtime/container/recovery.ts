@@ -26,15 +26,18 @@ export async function loadContainers(d: LifecycleDeps, life: Lifecycle): Promise
     if (e === FOREIGN) foreign.add(ids[i]);
     else if (e) table.set(e);
   }
-  const known = new Set([...table.ids(), ...foreign]);
   await Promise.all(
     table
       .all()
       .filter((e) => e.state.state === 'exited' && e.record.options.rm)
-      // an --rm container that ended while no helper ran: one that cannot be
-      // removed now stays listed as exited, and the next load tries again
+      // an --rm container that ended while no helper ran. A removal that fails
+      // part-way has already taken it out of the table: the reconciles below
+      // clean up its network and cgroup, and its directory is found again by
+      // the next load
       .map((e) => life.removeEntry(e).catch(() => undefined)),
   );
+  // after the removals above: what they took out of the table is for the reconciles to clean up
+  const known = new Set([...table.ids(), ...foreign]);
   const running = table.all().filter((e) => e.state.state === 'running').map((e) => e.record.id);
   await d.network?.reconcile(known, new Set(running));
   // Only clean-up of cgroups no container owns: one left behind costs nothing until the next load retries it.

@@ -8,15 +8,37 @@
  * collection until the record names them, and the tag moves last.
  */
 import type { CapsaConfig } from '../config';
-import type { PullPolicy, PullProgress, PullResult } from '../protocol/types';
 import { DiffIdMismatchError, ImageNotFoundError, LayerDiffIdMismatchError } from './errors';
-import { fetchImage, recordImage, type FetchedImage } from './importer';
+import { fetchImage, recordImage, type FetchedImage, type LayerStatus } from './importer';
 import { hostPlatform, parsePlatform } from './platform';
 import { formatReference, parseReference } from './reference';
 import { RegistryClient } from './registry';
 import { RegistrySource } from './registrysource';
 import type { ImageRecord, ImageStore } from './store';
 import type { Descriptor } from './types';
+
+// The image side's own words for a pull: the protocol declares the same
+// shapes for clients, and the edge (services/, handlers/) passes these on.
+
+/** Docker's `--pull`: `missing` uses a local image, `always` pulls, `never` never does. */
+export type PullPolicy = 'always' | 'missing' | 'never';
+
+/** What a pull did. */
+export interface PullResult {
+  /** Normalised reference, e.g. `docker.io/library/busybox:latest`. */
+  reference: string;
+  /** Digest of the manifest that was selected for the platform. */
+  manifestDigest: string;
+  /** Image id: the digest of the image config. */
+  id: string;
+  /** True when nothing had to be fetched. */
+  upToDate: boolean;
+}
+
+/** A pull's progress: per layer, keyed by compressed digest. */
+export interface PullProgress {
+  layers: Array<{ digest: string; size: number; done: number; status: LayerStatus }>;
+}
 
 export interface PullOptions {
   store: ImageStore;

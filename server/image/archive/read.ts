@@ -160,6 +160,7 @@ export async function stage(fh: fs.FileHandle, total: number, dir: string, label
     fail(err);
     if (first instanceof CancelledError || first instanceof InvalidArchiveError) throw first;
     const msg = first instanceof Error ? first.message : String(first);
+    // tar-stream's errors carry no code: its wording is the only sign of an archive that ends early.
     if (/Unexpected end of data/i.test(msg)) throw new InvalidArchiveError(`${label}: truncated archive (in or after entry ${JSON.stringify(current)})`, { cause: first });
     throw new InvalidArchiveError(`${label}: not a readable tar archive: ${msg.toLowerCase().replace(/\.$/, '')}`, { cause: first });
   } finally {

@@ -3,6 +3,11 @@
  * manifests by tag or digest, blobs with resumable ranged GETs, Bearer and
  * Basic auth, mirrors, redirects, retries with backoff. One keep-alive agent
  * is shared by every request of a client.
+ *
+ * This file is the client and its request loop (auth retry, redirects,
+ * backoff) and manifest fetch; ./authorizer holds the challenge and token
+ * flow, ./blobs the blob stream that resumes with Range requests, ./http the
+ * response shape, retry rules and endpoints (mirrors, plain HTTP on loopback).
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';

@@ -1,0 +1,91 @@
+#define _GNU_SOURCE
+#include "setup/devices.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "setup/inroot.h"
+#include "common/utils.h"
+
+/* Splits an in-container path into its parent directory (created inside the
+ * root when missing, returned as an fd) and its last component. */
+static int open_parent(int rootfd, const char *path, const char **base, struct shim_error *err, const char *step) {
+  char parent[PATH_MAX];
+  if (snprintf(parent, sizeof parent, "%s", path) >= (int)sizeof parent)
+    return shim_fail(err, step, path, ENAMETOOLONG, NULL);
+  char *slash = strrchr(parent, '/');
+  *base = slash ? path + (slash - parent) + 1 : path;
+  if (!**base)
+    return shim_fail(err, step, path, EINVAL, "path has no file name");
+  if (slash)
+    *slash = '\0';
+  return mkdir_in_root(rootfd, slash && parent[0] ? parent : "/", err, step);
+}
+
+/* Without the right to mknod (a user namespace), the host's node is bound instead. */
+static int bind_host_device(int rootfd, const struct plan_device *d, struct shim_error *err) {
+  cleanup_close int fd = open_mountpoint(rootfd, d->path, 1, err, "device");
+  if (fd < 0)
+    return -1;
+  char path[FD_PATH_LEN];
+  fd_path(fd, path);
+  if (mount(d->path, path, NULL, MS_BIND, NULL) < 0)
+    return shim_fail(err, "device", d->path, errno, NULL);
+  return 0;
+}
+
+int do_devices(const struct plan *plan, struct shim_error *err) {
+  if (!plan->n_devices)
+    return 0;
+  cleanup_close int rootfd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    return shim_fail(err, "device", plan->rootfs, errno, NULL);
+  for (size_t i = 0; i < plan->n_devices; i++) {
+    const struct plan_device *d = &plan->devices[i];
+    const char *base;
+    cleanup_close int dirfd = open_parent(rootfd, d->path, &base, err, "device");
+    if (dirfd < 0)
+      return -1;
+    mode_t type = d->type == 'b' ? S_IFBLK : S_IFCHR;
+    if (mknodat(dirfd, base, type | d->mode, makedev(d->major, d->minor)) < 0) {
+      if (errno == EPERM) {
+        if (bind_host_device(rootfd, d, err) < 0)
+          return -1;
+        continue;
+      }
+      if (errno != EEXIST)
+        return shim_fail(err, "device", d->path, errno, NULL);
+      continue; /* an existing entry may be a symlink: never chmod through it */
+    }
+    /* the mode passed to mknod went through the umask; set it exactly */
+    if (fchmodat(dirfd, base, d->mode, 0) < 0)
+      return shim_fail(err, "device", d->path, errno, NULL);
+    if (fchownat(dirfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+      return shim_fail(err, "device", d->path, errno, NULL);
+  }
+  return 0;
+}
+
+int do_symlinks(const struct plan *plan, struct shim_error *err) {
+  if (!plan->n_symlinks)
+    return 0;
+  cleanup_close int rootfd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    return shim_fail(err, "symlink", plan->rootfs, errno, NULL);
+  for (size_t i = 0; i < plan->n_symlinks; i++) {
+    const struct plan_symlink *s = &plan->symlinks[i];
+    const char *base;
+    cleanup_close int dirfd = open_parent(rootfd, s->path, &base, err, "symlink");
+    if (dirfd < 0)
+      return -1;
+    if (symlinkat(s->target, dirfd, base) < 0 && errno != EEXIST)
+      return shim_fail(err, "symlink", s->path, errno, NULL);
+  }
+  return 0;
+}

@@ -47,9 +47,8 @@ static int parse_ns(struct plan *plan, char *list) {
   static const struct {
     const char *name;
     int flag;
-  } kinds[] = {{"mount", CLONE_NEWNS}, {"pid", CLONE_NEWPID}, {"uts", CLONE_NEWUTS},
-               {"ipc", CLONE_NEWIPC},  {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP},
-               {"user", CLONE_NEWUSER}};
+  } kinds[] = {{"mount", CLONE_NEWNS}, {"pid", CLONE_NEWPID},       {"uts", CLONE_NEWUTS},  {"ipc", CLONE_NEWIPC},
+               {"net", CLONE_NEWNET},  {"cgroup", CLONE_NEWCGROUP}, {"user", CLONE_NEWUSER}};
   char *save = NULL;
   for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     size_t i;
@@ -68,12 +67,12 @@ static const struct {
   const char *tag;
   int fields;
 } records[] = {
-    {"ns", 1},   {"rootfs", 1}, {"mount", 5},    {"device", 7}, {"symlink", 2}, {"mask", 1},
-    {"readonly", 1}, {"hostname", 1}, {"cwd", 1}, {"env", 1},    {"arg", 1},     {"user", 2},
-    {"group", 1}, {"tty", 1},   {"winsize", 2}, {"lo", 1},     {"cgroup", 1},  {"join", 1},
-    {"rlimit", 3}, {"caps", 5}, {"nonewprivs", 1}, {"seccomp", 1}, {"init", 1},
-    {"netns", 1}, {"idmap", 5}, {"userns", 3}, {"idlower", 2}, {"umask", 1}, {"steps", 1},
-    {"signals", 1}, {"searchpath", 1},
+    {"ns", 1},         {"rootfs", 1},   {"mount", 5},      {"device", 7},  {"symlink", 2}, {"mask", 1},
+    {"readonly", 1},   {"hostname", 1}, {"cwd", 1},        {"env", 1},     {"arg", 1},     {"user", 2},
+    {"group", 1},      {"tty", 1},      {"winsize", 2},    {"lo", 1},      {"cgroup", 1},  {"join", 1},
+    {"rlimit", 3},     {"caps", 5},     {"nonewprivs", 1}, {"seccomp", 1}, {"init", 1},    {"netns", 1},
+    {"idmap", 5},      {"userns", 3},   {"idlower", 2},    {"umask", 1},   {"steps", 1},   {"signals", 1},
+    {"searchpath", 1},
 };
 
 static int parse_limit(const char *s, unsigned long long *out) {
@@ -112,17 +111,26 @@ static int parse_hex(char *s, size_t *len) {
   return 0;
 }
 
+static const char *const step_names[PLAN_STEP_COUNT] = {
+    [PLAN_STEP_RLIMITS] = "rlimits",
+    [PLAN_STEP_TTY] = "tty",
+    [PLAN_STEP_SECCOMP] = "seccomp",
+    [PLAN_STEP_USER] = "user",
+    [PLAN_STEP_CWD] = "cwd",
+    [PLAN_STEP_UMASK] = "umask",
+    [PLAN_STEP_NONEWPRIVS] = "nonewprivs",
+};
+
+const char *plan_step_name(enum plan_step step) {
+  return step >= 0 && step < PLAN_STEP_COUNT ? step_names[step] : "unknown";
+}
+
 static int parse_steps(struct plan *plan, char *list, struct shim_error *err) {
-  static const char *const names[PLAN_STEP_COUNT] = {
-      [PLAN_STEP_RLIMITS] = "rlimits", [PLAN_STEP_TTY] = "tty",   [PLAN_STEP_SECCOMP] = "seccomp",
-      [PLAN_STEP_USER] = "user",       [PLAN_STEP_CWD] = "cwd",   [PLAN_STEP_UMASK] = "umask",
-      [PLAN_STEP_NONEWPRIVS] = "nonewprivs",
-  };
   unsigned seen = 0;
   char *save = NULL;
   for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     int step = 0;
-    while (step < PLAN_STEP_COUNT && strcmp(tok, names[step]))
+    while (step < PLAN_STEP_COUNT && strcmp(tok, step_names[step]))
       step++;
     if (step == PLAN_STEP_COUNT)
       return shim_fail(err, "plan", "steps", EINVAL, "unknown step %s", tok);
@@ -158,9 +166,9 @@ static int parse_signals(struct plan *plan, char *list, struct shim_error *err) 
 static int record(struct plan *plan, const char *tag, char **f, struct shim_error *err) {
   unsigned long a, b, c, d, e;
   void *slot;
-#define NUM(s, max, out)                                                                   \
-  do {                                                                                     \
-    if (parse_num((s), (max), &(out)) < 0)                                                 \
+#define NUM(s, max, out)                                                                    \
+  do {                                                                                      \
+    if (parse_num((s), (max), &(out)) < 0)                                                  \
       return shim_fail(err, "plan", tag, EINVAL, "invalid number %s in %s record", s, tag); \
   } while (0)
 #define OOM() shim_fail(err, "plan", tag, ENOMEM, NULL)
@@ -348,7 +356,8 @@ int plan_read(int fd, struct plan *plan, struct shim_error *err) {
   if (!plan->join_pid && (!plan->rootfs || plan->rootfs[0] != '/'))
     return shim_fail(err, "plan", "rootfs", EINVAL, "plan needs an absolute rootfs path");
   if (plan->netns && (plan->ns_flags & CLONE_NEWNET))
-    return shim_fail(err, "plan", "netns", EINVAL, "a plan joins an existing network namespace or creates one, not both");
+    return shim_fail(err, "plan", "netns", EINVAL,
+                     "a plan joins an existing network namespace or creates one, not both");
   if (plan->n_args == 0)
     return shim_fail(err, "plan", "arg", EINVAL, "plan has no command");
   /* the helper decides these; the shim has no defaults of its own */

@@ -102,11 +102,14 @@ struct plan {
   PLAN_LIST(struct plan_idlower, idlowers);
   mode_t umask; /* the command's */
   int has_umask;
-  PLAN_LIST(enum plan_step, steps);     /* each once, in the order they run */
-  PLAN_LIST(int, signals);              /* what the shim forwards to the container */
-  const char *search_path;              /* where a command without a slash is looked up */
+  PLAN_LIST(enum plan_step, steps); /* each once, in the order they run */
+  PLAN_LIST(int, signals);          /* what the shim forwards to the container */
+  const char *search_path;          /* where a command without a slash is looked up */
   char *buf;
 };
+
+/* The step's name in the `steps` record. */
+const char *plan_step_name(enum plan_step step);
 
 /* Reads and validates a whole plan from fd. */
 int plan_read(int fd, struct plan *plan, struct shim_error *err);

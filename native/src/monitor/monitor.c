@@ -167,7 +167,8 @@ int monitor_run(struct monitor *m, struct container *c, int stdin_open) {
       fds[i_err = n++] = (struct pollfd){.fd = err, .events = POLLIN};
     int in_waiting = in->len > in->off;
     if (master >= 0 && (!paused || in_waiting))
-      fds[i_master = n++] = (struct pollfd){.fd = master, .events = (short)((paused ? 0 : POLLIN) | (in_waiting ? POLLOUT : 0))};
+      fds[i_master = n++] =
+          (struct pollfd){.fd = master, .events = (short)((paused ? 0 : POLLIN) | (in_waiting ? POLLOUT : 0))};
     if (l.in_fd >= 0 && l.in_fd != master && in_waiting)
       fds[i_in = n++] = (struct pollfd){.fd = l.in_fd, .events = POLLOUT};
     int first_client = n;

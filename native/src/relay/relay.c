@@ -159,4 +159,3 @@ int relay_run(struct relay *r) {
   }
   return wait_status_code(status);
 }
-

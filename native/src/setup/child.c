@@ -34,8 +34,7 @@ static int open_console(const struct plan *plan, struct pty *pty, int sock, stru
 /* The container's filesystem, made in its new mount namespace: only run mode makes one. */
 static int make_rootfs(const struct plan *plan, const struct child_fds *fds, struct shim_error *err) {
   if (make_private(err) < 0 || do_idlowers(plan, fds->userns, err) < 0 || do_mounts(plan, err) < 0 ||
-      do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 || do_symlinks(plan, err) < 0 ||
-      pivot_into(plan, err) < 0)
+      do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 || do_symlinks(plan, err) < 0 || pivot_into(plan, err) < 0)
     return -1;
   if (plan->tty && open_console(plan, fds->pty, fds->ptysock, err) < 0)
     return -1;
@@ -98,14 +97,13 @@ static int setup_child(const struct setup_request *req, struct child_fds *fds, s
    * namespace's, so root inside holds its capabilities over its own ids only */
   if (fds->userns >= 0 && userns_enter(fds->userns, err) < 0)
     return -1;
-  if (plan->init && !req->exec_mode &&
-      become_init(&req->title, fds->errpipe, fds->pty->slave, fds->ptysock, err) < 0)
+  if (plan->init && !req->exec_mode && become_init(&req->title, fds->errpipe, fds->pty->slave, fds->ptysock, err) < 0)
     return -1;
   sigprocmask(SIG_SETMASK, fds->oldmask, NULL);
 
   for (size_t i = 0; i < plan->n_steps; i++)
     if (run_step(plan->steps[i], plan, fds->pty, err) < 0)
-      return -1;
+      return shim_error_wrap(err, "in the plan's %s step", plan_step_name(plan->steps[i]));
   return exec_command(plan, err);
 }
 
@@ -125,8 +123,7 @@ static int enter_own_cgroups(const struct setup_request *req, struct child_fds *
 static int take_stdio(const struct setup_request *req, const struct child_fds *fds, struct shim_error *err) {
   if (!req->pipe_stdio || req->plan->tty)
     return 0;
-  if ((fds->stdin_r >= 0 && dup2(fds->stdin_r, 0) < 0) || dup2(fds->stdout_w, 1) < 0 ||
-      dup2(fds->stderr_w, 2) < 0)
+  if ((fds->stdin_r >= 0 && dup2(fds->stdin_r, 0) < 0) || dup2(fds->stdout_w, 1) < 0 || dup2(fds->stderr_w, 2) < 0)
     return shim_fail(err, "monitor", "stdio", errno, NULL);
   return 0;
 }

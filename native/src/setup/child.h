@@ -10,13 +10,13 @@
 
 /* What the parent made for the child before the clone. */
 struct child_fds {
-  int *cgroups;     /* one cgroup.procs fd per plan->cgroups entry */
-  int userns;       /* the container's user namespace (--userns auto), or -1 */
-  int ptysock;      /* run mode with a tty: where the master goes back, or -1 */
-  int errpipe;      /* write end of the close-on-exec error pipe */
-  int parent_ends[5]; /* the parent's ends of the pipes and sockets above, closed here (-1 skipped) */
+  int *cgroups;                    /* one cgroup.procs fd per plan->cgroups entry */
+  int userns;                      /* the container's user namespace (--userns auto), or -1 */
+  int ptysock;                     /* run mode with a tty: where the master goes back, or -1 */
+  int errpipe;                     /* write end of the close-on-exec error pipe */
+  int parent_ends[5];              /* the parent's ends of the pipes and sockets above, closed here (-1 skipped) */
   int stdin_r, stdout_w, stderr_w; /* pipe_stdio: the command's ends, or -1 */
-  struct pty *pty;  /* exec mode: the pty the parent opened; run mode: filled here */
+  struct pty *pty;                 /* exec mode: the pty the parent opened; run mode: filled here */
   const sigset_t *oldmask;
 };
 

@@ -10,8 +10,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "setup/inroot.h"
 #include "common/utils.h"
+#include "setup/inroot.h"
 
 /* Splits an in-container path into its parent directory (created inside the
  * root when missing, returned as an fd) and its last component. */
@@ -51,12 +51,12 @@ int do_devices(const struct plan *plan, struct shim_error *err) {
     const char *base;
     cleanup_close int dirfd = open_parent(rootfd, d->path, &base, err, "device");
     if (dirfd < 0)
-      return -1;
+      return shim_error_wrap(err, "while creating the directory of %s", d->path);
     mode_t type = d->type == 'b' ? S_IFBLK : S_IFCHR;
     if (mknodat(dirfd, base, type | d->mode, makedev(d->major, d->minor)) < 0) {
       if (errno == EPERM) {
         if (bind_host_device(rootfd, d, err) < 0)
-          return -1;
+          return shim_error_wrap(err, "while binding the host's %s, mknod being refused", d->path);
         continue;
       }
       if (errno != EEXIST)
@@ -83,7 +83,7 @@ int do_symlinks(const struct plan *plan, struct shim_error *err) {
     const char *base;
     cleanup_close int dirfd = open_parent(rootfd, s->path, &base, err, "symlink");
     if (dirfd < 0)
-      return -1;
+      return shim_error_wrap(err, "while creating the directory of %s", s->path);
     if (symlinkat(s->target, dirfd, base) < 0 && errno != EEXIST)
       return shim_fail(err, "symlink", s->path, errno, NULL);
   }

@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "setup/inroot.h"
 #include "common/utils.h"
+#include "setup/inroot.h"
 
 static int write_file(const char *path, const char *text) {
   cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -132,7 +132,8 @@ int userns_create(const struct plan *plan, struct shim_error *err) {
   snprintf(map, sizeof map, "0 %u %u\n", (unsigned)plan->userns.uid, (unsigned)plan->userns.size);
   char gmap[96];
   snprintf(gmap, sizeof gmap, "0 %u %u\n", (unsigned)plan->userns.gid, (unsigned)plan->userns.size);
-  return idmap_userns(map, gmap, "userns", err);
+  int fd = idmap_userns(map, gmap, "userns", err);
+  return fd < 0 ? shim_error_wrap(err, "while creating the container's user namespace") : fd;
 }
 
 int do_idlowers(const struct plan *plan, int userns, struct shim_error *err) {
@@ -145,7 +146,7 @@ int do_idlowers(const struct plan *plan, int userns, struct shim_error *err) {
     if (to < 0)
       return shim_fail(err, "idmap", l->target, errno, NULL);
     if (idmap_clone(from, to, userns, l->source, err) < 0)
-      return -1;
+      return shim_error_wrap(err, "while attaching an idmapped copy of layer %s", l->source);
   }
   return 0;
 }
@@ -168,6 +169,6 @@ int do_idmaps(const struct plan *plan, struct shim_error *err) {
     return shim_fail(err, "rootfs", plan->rootfs, errno, NULL);
   for (size_t i = 0; i < plan->n_idmaps; i++)
     if (idmap_one(rootfd, &plan->idmaps[i], err) < 0)
-      return -1;
+      return shim_error_wrap(err, "while idmapping the mount at %s", plan->idmaps[i].path);
   return 0;
 }

@@ -103,7 +103,8 @@ int resolve_in_root(int rootfd, const char *path, char out[PATH_MAX], struct shi
       return shim_fail(err, step, path, ENAMETOOLONG, NULL);
     if (missing || strlen(out) <= before)
       continue; /* below a missing component nothing exists to follow; `.` and `..` are lexical */
-    struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
     cleanup_close int fd = -1;
     do
       fd = (int)syscall(SYS_openat2, rootfd, out, &how, sizeof how);

@@ -83,8 +83,8 @@ int join_namespaces(const struct plan *plan, struct shim_error *err) {
   static const struct {
     int flag;
     const char *name;
-  } order[] = {{CLONE_NEWCGROUP, "cgroup"}, {CLONE_NEWIPC, "ipc"}, {CLONE_NEWUTS, "uts"}, {CLONE_NEWNET, "net"},
-               {CLONE_NEWPID, "pid"},       {CLONE_NEWNS, "mnt"}, {CLONE_NEWUSER, "user"}};
+  } order[] = {{CLONE_NEWCGROUP, "cgroup"}, {CLONE_NEWIPC, "ipc"}, {CLONE_NEWUTS, "uts"},  {CLONE_NEWNET, "net"},
+               {CLONE_NEWPID, "pid"},       {CLONE_NEWNS, "mnt"},  {CLONE_NEWUSER, "user"}};
   enum { N = sizeof order / sizeof *order };
   int fds[N];
   int rc = 0;

@@ -4,8 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -39,7 +39,10 @@ static int bind_attrs(int rootfd, const char *target, unsigned long flags, int r
   static const struct {
     unsigned long ms;
     unsigned long long attr;
-  } map[] = {{MS_RDONLY, MOUNT_ATTR_RDONLY}, {MS_NOSUID, MOUNT_ATTR_NOSUID}, {MS_NODEV, MOUNT_ATTR_NODEV}, {MS_NOEXEC, MOUNT_ATTR_NOEXEC}};
+  } map[] = {{MS_RDONLY, MOUNT_ATTR_RDONLY},
+             {MS_NOSUID, MOUNT_ATTR_NOSUID},
+             {MS_NODEV, MOUNT_ATTR_NODEV},
+             {MS_NOEXEC, MOUNT_ATTR_NOEXEC}};
   struct mount_attr attr = {0};
   for (size_t i = 0; i < sizeof map / sizeof *map; i++)
     if (flags & map[i].ms) {
@@ -54,8 +57,8 @@ static int bind_attrs(int rootfd, const char *target, unsigned long flags, int r
   if (mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0) {
     int e = errno;
     return shim_fail(err, "mount", target, e, "making the bind mount and its submounts %s: mount_setattr: %s%s",
-                     (attr.attr_set & MOUNT_ATTR_RDONLY) ? "read-only" : "restricted", shim_strerror(e, (char[128]){0}, 128),
-                     e == ENOSYS ? " (needs linux 5.12 or later)" : "");
+                     (attr.attr_set & MOUNT_ATTR_RDONLY) ? "read-only" : "restricted",
+                     shim_strerror(e, (char[128]){0}, 128), e == ENOSYS ? " (needs linux 5.12 or later)" : "");
   }
   return 0;
 }
@@ -90,7 +93,8 @@ static int mount_overlay(const char *dst, const struct plan_mount *m, unsigned l
     for (char *dir = strtok_r(opt + 9, ":", &dsave); dir; dir = strtok_r(NULL, ":", &dsave)) {
       int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
       if (fd < 0) {
-        shim_fail(err, "mount", m->target, errno, "lower directory %s: %s", dir, shim_strerror(errno, (char[128]){0}, 128));
+        shim_fail(err, "mount", m->target, errno, "lower directory %s: %s", dir,
+                  shim_strerror(errno, (char[128]){0}, 128));
         goto out;
       }
       fds[nfds++] = fd;
@@ -184,7 +188,7 @@ int do_mounts(const struct plan *plan, struct shim_error *err) {
     return -1;
   for (size_t i = 0; i < plan->n_mounts; i++)
     if (mount_one(&rootfd, plan, &plan->mounts[i], err) < 0)
-      return -1;
+      return shim_error_wrap(err, "while mounting %s on %s", plan->mounts[i].source, plan->mounts[i].target);
   return 0;
 }
 
@@ -222,7 +226,7 @@ int pivot_into(const struct plan *plan, struct shim_error *err) {
   return 0;
 }
 
-int do_masks(const struct plan *plan, struct shim_error *err) {
+static int mask_all(const struct plan *plan, struct shim_error *err) {
   cleanup_close int rootfd = -1;
   if (plan->n_masks && (rootfd = open_in_root(AT_FDCWD, "/", O_PATH | O_DIRECTORY, err, "mask")) < 0)
     return -1;
@@ -245,7 +249,7 @@ int do_masks(const struct plan *plan, struct shim_error *err) {
   return 0;
 }
 
-int do_readonly(const struct plan *plan, struct shim_error *err) {
+static int readonly_all(const struct plan *plan, struct shim_error *err) {
   cleanup_close int rootfd = -1;
   if (plan->n_readonly && (rootfd = open_in_root(AT_FDCWD, "/", O_PATH | O_DIRECTORY, err, "readonly")) < 0)
     return -1;
@@ -285,4 +289,12 @@ int do_readonly(const struct plan *plan, struct shim_error *err) {
       return shim_fail(err, "readonly", p, errno, NULL);
   }
   return 0;
+}
+
+int do_masks(const struct plan *plan, struct shim_error *err) {
+  return mask_all(plan, err) < 0 ? shim_error_wrap(err, "while masking the plan's paths") : 0;
+}
+
+int do_readonly(const struct plan *plan, struct shim_error *err) {
+  return readonly_all(plan, err) < 0 ? shim_error_wrap(err, "while making the plan's paths read-only") : 0;
 }

@@ -39,7 +39,7 @@ static void release_state(const struct plan *plan, struct setup_state *s) {
     close_cgroups(plan, s->cgfds);
   free(s->cgfds);
   s->cgfds = NULL;
-  int *fds[] = {&s->userns,      &s->ptysock[0],  &s->ptysock[1], &s->in_pipe[0], &s->in_pipe[1],
+  int *fds[] = {&s->userns,      &s->ptysock[0],  &s->ptysock[1],  &s->in_pipe[0],  &s->in_pipe[1],
                 &s->out_pipe[0], &s->out_pipe[1], &s->err_pipe[0], &s->err_pipe[1], &s->errpipe[0],
                 &s->errpipe[1],  &s->pty.master,  &s->pty.slave};
   for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)

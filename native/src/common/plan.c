@@ -172,6 +172,12 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
       return shim_fail(err, "plan", tag, EINVAL, "invalid number %s in %s record", s, tag); \
   } while (0)
 #define OOM() shim_fail(err, "plan", tag, ENOMEM, NULL)
+#define APPEND(list, type, ...)    \
+  do {                             \
+    if (!PUSH(plan, list, slot))   \
+      return OOM();                \
+    *(type *)slot = (__VA_ARGS__); \
+  } while (0)
 
   if (!strcmp(tag, "ns")) {
     if (parse_ns(plan, f[0]) < 0)
@@ -180,9 +186,7 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     plan->rootfs = f[0];
   } else if (!strcmp(tag, "mount")) {
     NUM(f[3], ULONG_MAX, a);
-    if (!PUSH(plan, mounts, slot))
-      return OOM();
-    *(struct plan_mount *)slot = (struct plan_mount){f[0], f[1], f[2], f[4], a};
+    APPEND(mounts, struct plan_mount, (struct plan_mount){f[0], f[1], f[2], f[4], a});
   } else if (!strcmp(tag, "device")) {
     if (strcmp(f[1], "c") && strcmp(f[1], "b"))
       return shim_fail(err, "plan", f[0], EINVAL, "device type must be c or b, not %s", f[1]);
@@ -191,34 +195,22 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     NUM(f[4], 07777, c);
     NUM(f[5], UINT32_MAX, d);
     NUM(f[6], UINT32_MAX, e);
-    if (!PUSH(plan, devices, slot))
-      return OOM();
-    *(struct plan_device *)slot =
-        (struct plan_device){f[0], f[1][0], (unsigned)a, (unsigned)b, (mode_t)c, (uid_t)d, (gid_t)e};
+    APPEND(devices, struct plan_device,
+           (struct plan_device){f[0], f[1][0], (unsigned)a, (unsigned)b, (mode_t)c, (uid_t)d, (gid_t)e});
   } else if (!strcmp(tag, "symlink")) {
-    if (!PUSH(plan, symlinks, slot))
-      return OOM();
-    *(struct plan_symlink *)slot = (struct plan_symlink){f[0], f[1]};
+    APPEND(symlinks, struct plan_symlink, (struct plan_symlink){f[0], f[1]});
   } else if (!strcmp(tag, "mask")) {
-    if (!PUSH(plan, masks, slot))
-      return OOM();
-    *(const char **)slot = f[0];
+    APPEND(masks, const char *, f[0]);
   } else if (!strcmp(tag, "readonly")) {
-    if (!PUSH(plan, readonly, slot))
-      return OOM();
-    *(const char **)slot = f[0];
+    APPEND(readonly, const char *, f[0]);
   } else if (!strcmp(tag, "hostname")) {
     plan->hostname = f[0];
   } else if (!strcmp(tag, "cwd")) {
     plan->cwd = f[0];
   } else if (!strcmp(tag, "env")) {
-    if (!PUSH(plan, env, slot))
-      return OOM();
-    *(char **)slot = f[0];
+    APPEND(env, char *, f[0]);
   } else if (!strcmp(tag, "arg")) {
-    if (!PUSH(plan, args, slot))
-      return OOM();
-    *(char **)slot = f[0];
+    APPEND(args, char *, f[0]);
   } else if (!strcmp(tag, "user")) {
     NUM(f[0], UINT32_MAX - 1, a);
     NUM(f[1], UINT32_MAX - 1, b);
@@ -226,9 +218,7 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     plan->gid = (gid_t)b;
   } else if (!strcmp(tag, "group")) {
     NUM(f[0], UINT32_MAX - 1, a);
-    if (!PUSH(plan, groups, slot))
-      return OOM();
-    *(gid_t *)slot = (gid_t)a;
+    APPEND(groups, gid_t, (gid_t)a);
   } else if (!strcmp(tag, "tty")) {
     NUM(f[0], 1, a);
     plan->tty = (int)a;
@@ -241,9 +231,7 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     NUM(f[0], 1, a);
     plan->loopback = (int)a;
   } else if (!strcmp(tag, "cgroup")) {
-    if (!PUSH(plan, cgroups, slot))
-      return OOM();
-    *(const char **)slot = f[0];
+    APPEND(cgroups, const char *, f[0]);
   } else if (!strcmp(tag, "join")) {
     NUM(f[0], INT32_MAX, a);
     if (a == 0)
@@ -254,9 +242,7 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     unsigned long long soft, hard;
     if (parse_limit(f[1], &soft) < 0 || parse_limit(f[2], &hard) < 0)
       return shim_fail(err, "plan", tag, EINVAL, "invalid rlimit %s %s", f[1], f[2]);
-    if (!PUSH(plan, rlimits, slot))
-      return OOM();
-    *(struct plan_rlimit *)slot = (struct plan_rlimit){(int)a, soft, hard};
+    APPEND(rlimits, struct plan_rlimit, (struct plan_rlimit){(int)a, soft, hard});
   } else if (!strcmp(tag, "caps")) {
     if (parse_mask(f[0], &plan->cap_bounding) < 0 || parse_mask(f[1], &plan->cap_effective) < 0 ||
         parse_mask(f[2], &plan->cap_permitted) < 0 || parse_mask(f[3], &plan->cap_inheritable) < 0 ||
@@ -284,9 +270,7 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     NUM(f[2], UINT32_MAX - 1, b);
     NUM(f[3], UINT32_MAX - 1, c);
     NUM(f[4], UINT32_MAX - 1, d);
-    if (!PUSH(plan, idmaps, slot))
-      return OOM();
-    *(struct plan_idmap *)slot = (struct plan_idmap){f[0], (uid_t)a, (uid_t)b, (gid_t)c, (gid_t)d};
+    APPEND(idmaps, struct plan_idmap, (struct plan_idmap){f[0], (uid_t)a, (uid_t)b, (gid_t)c, (gid_t)d});
   } else if (!strcmp(tag, "userns")) {
     NUM(f[0], UINT32_MAX - 1, a);
     NUM(f[1], UINT32_MAX - 1, b);
@@ -299,9 +283,7 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
   } else if (!strcmp(tag, "idlower")) {
     if (f[0][0] != '/' || f[1][0] != '/')
       return shim_fail(err, "plan", f[0], EINVAL, "idlower needs absolute paths");
-    if (!PUSH(plan, idlowers, slot))
-      return OOM();
-    *(struct plan_idlower *)slot = (struct plan_idlower){f[0], f[1]};
+    APPEND(idlowers, struct plan_idlower, (struct plan_idlower){f[0], f[1]});
   } else if (!strcmp(tag, "umask")) {
     NUM(f[0], 0777, a);
     plan->umask = (mode_t)a;
@@ -318,6 +300,7 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
   return 0;
 #undef NUM
 #undef OOM
+#undef APPEND
 }
 
 int plan_read(int fd, struct plan *plan, struct shim_error *err) {

@@ -5,13 +5,8 @@
 #define CAPSA_COMMON_SIGNALS_H
 
 #include <signal.h>
-#include <sys/types.h>
 
-/* The container's process: its host pid and, when the kernel has them, a pidfd. */
-struct container_proc {
-  pid_t pid;
-  int pidfd; /* -1 when unavailable: signals then go by kill(2) */
-};
+#include "common/container.h"
 
 /* Sends sig to the process, by pidfd when there is one. */
 int signal_process(const struct container_proc *proc, int sig);

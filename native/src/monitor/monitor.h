@@ -10,9 +10,9 @@
 
 #include <stddef.h>
 
+#include "common/container.h"
 #include "common/error.h"
 #include "monitor/attach.h"
-#include "setup/setup.h"
 
 struct monitor {
   int dirfd; /* DIR */

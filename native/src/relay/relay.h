@@ -6,7 +6,7 @@
 #ifndef CAPSA_RELAY_RELAY_H
 #define CAPSA_RELAY_RELAY_H
 
-#include "setup/setup.h"
+#include "common/container.h"
 
 struct relay {
   struct container *c;

@@ -34,7 +34,7 @@ static int open_console(const struct plan *plan, struct pty *pty, int sock, stru
 /* The container's filesystem, made in its new mount namespace: only run mode makes one. */
 static int make_rootfs(const struct plan *plan, const struct child_fds *fds, struct shim_error *err) {
   if (make_private(err) < 0 || do_idlowers(plan, fds->userns, err) < 0 || do_mounts(plan, err) < 0 ||
-      do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 || do_symlinks(plan, err) < 0 || pivot_into(plan, err) < 0)
+      do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 || pivot_into(plan, err) < 0)
     return -1;
   if (plan->tty && open_console(plan, fds->pty, fds->ptysock, err) < 0)
     return -1;

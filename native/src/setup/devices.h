@@ -5,7 +5,9 @@
 #include "common/error.h"
 #include "common/plan.h"
 
+/* The plan's device nodes, then its symlinks, inside plan->rootfs (before
+ * pivot_root). A node the kernel refuses to make (EPERM: a user namespace)
+ * is the host's, bound; an existing entry is left as it is. */
 int do_devices(const struct plan *plan, struct shim_error *err);
-int do_symlinks(const struct plan *plan, struct shim_error *err);
 
 #endif

@@ -226,75 +226,76 @@ int pivot_into(const struct plan *plan, struct shim_error *err) {
   return 0;
 }
 
-static int mask_all(const struct plan *plan, struct shim_error *err) {
-  cleanup_close int rootfd = -1;
-  if (plan->n_masks && (rootfd = open_in_root(AT_FDCWD, "/", O_PATH | O_DIRECTORY, err, "mask")) < 0)
+typedef int (*path_fn)(int rootfd, int fd, const char *path, struct shim_error *err);
+
+/* After pivot_root: calls fn with an O_PATH fd of each path that exists
+ * inside the container ("/" now), resolved there. */
+static int each_existing(const char *const *paths, size_t n, const char *step, path_fn fn, struct shim_error *err) {
+  if (!n)
+    return 0;
+  cleanup_close int rootfd = open_in_root(AT_FDCWD, "/", O_PATH | O_DIRECTORY, err, step);
+  if (rootfd < 0)
     return -1;
-  for (size_t i = 0; i < plan->n_masks; i++) {
-    cleanup_close int fd = open_in_root(rootfd, plan->masks[i], O_PATH, err, "mask");
+  for (size_t i = 0; i < n; i++) {
+    cleanup_close int fd = open_in_root(rootfd, paths[i], O_PATH, err, step);
     if (fd < 0 && err->errnum == ENOENT)
-      continue; /* nothing to hide */
-    if (fd < 0)
+      continue; /* nothing to hide or to protect */
+    if (fd < 0 || fn(rootfd, fd, paths[i], err) < 0)
       return -1;
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-      return shim_fail(err, "mask", plan->masks[i], errno, NULL);
-    char path[FD_PATH_LEN];
-    fd_path(fd, path);
-    int r = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
-                                : mount("/dev/null", path, NULL, MS_BIND, NULL);
-    if (r < 0)
-      return shim_fail(err, "mask", plan->masks[i], errno, NULL);
   }
   return 0;
 }
 
-static int readonly_all(const struct plan *plan, struct shim_error *err) {
-  cleanup_close int rootfd = -1;
-  if (plan->n_readonly && (rootfd = open_in_root(AT_FDCWD, "/", O_PATH | O_DIRECTORY, err, "readonly")) < 0)
-    return -1;
-  for (size_t i = 0; i < plan->n_readonly; i++) {
-    const char *p = plan->readonly[i];
-    if (!strcmp(p, "/")) {
-      /* the root is already a mount of its own (pivot_root needed that):
-       * remount it in place, a bind would duplicate every submount */
-      struct statvfs sv;
-      if (statvfs("/", &sv) < 0)
-        return shim_fail(err, "readonly", "/", errno, NULL);
-      unsigned long keep = sv.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_NODIRATIME | ST_RELATIME);
-      if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) < 0)
-        return shim_fail(err, "readonly", "/", errno, NULL);
-      continue;
-    }
-    cleanup_close int fd = open_in_root(rootfd, p, O_PATH, err, "readonly");
-    if (fd < 0 && err->errnum == ENOENT)
-      continue;
-    if (fd < 0)
-      return -1;
-    char path[FD_PATH_LEN];
-    fd_path(fd, path);
-    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
-      return shim_fail(err, "readonly", p, errno, NULL);
-    cleanup_close int bound = open_in_root(rootfd, p, O_PATH, err, "readonly");
-    if (bound < 0)
-      return -1;
-    fd_path(bound, path);
-    /* a bind remount must repeat the flags the mount already has, or the
-     * kernel refuses to clear locked ones (nosuid, nodev, noexec) */
-    struct statvfs sv;
-    if (fstatvfs(bound, &sv) < 0)
-      return shim_fail(err, "readonly", p, errno, NULL);
-    unsigned long keep = sv.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_NODIRATIME | ST_RELATIME);
-    if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) < 0)
-      return shim_fail(err, "readonly", p, errno, NULL);
-  }
+static int mask_one(int rootfd, int fd, const char *p, struct shim_error *err) {
+  (void)rootfd;
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return shim_fail(err, "mask", p, errno, NULL);
+  char path[FD_PATH_LEN];
+  fd_path(fd, path);
+  int r = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
+                              : mount("/dev/null", path, NULL, MS_BIND, NULL);
+  if (r < 0)
+    return shim_fail(err, "mask", p, errno, NULL);
   return 0;
+}
+
+/* A bind remount must repeat the flags the mount (fd's) already has, or
+ * the kernel refuses to clear locked ones (nosuid, nodev, noexec). */
+static int remount_readonly(int fd, const char *target, const char *p, struct shim_error *err) {
+  struct statvfs sv;
+  if (fstatvfs(fd, &sv) < 0)
+    return shim_fail(err, "readonly", p, errno, NULL);
+  unsigned long keep = sv.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC | ST_NOATIME | ST_NODIRATIME | ST_RELATIME);
+  if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) < 0)
+    return shim_fail(err, "readonly", p, errno, NULL);
+  return 0;
+}
+
+static int readonly_one(int rootfd, int fd, const char *p, struct shim_error *err) {
+  /* the root is already a mount of its own (pivot_root needed that):
+   * remount it in place, a bind would duplicate every submount */
+  if (!strcmp(p, "/"))
+    return remount_readonly(fd, "/", p, err);
+  char path[FD_PATH_LEN];
+  fd_path(fd, path);
+  if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
+    return shim_fail(err, "readonly", p, errno, NULL);
+  cleanup_close int bound = open_in_root(rootfd, p, O_PATH, err, "readonly");
+  if (bound < 0)
+    return -1;
+  fd_path(bound, path);
+  return remount_readonly(bound, path, p, err);
 }
 
 int do_masks(const struct plan *plan, struct shim_error *err) {
-  return mask_all(plan, err) < 0 ? shim_error_wrap(err, "while masking the plan's paths") : 0;
+  if (each_existing(plan->masks, plan->n_masks, "mask", mask_one, err) < 0)
+    return shim_error_wrap(err, "while masking the plan's paths");
+  return 0;
 }
 
 int do_readonly(const struct plan *plan, struct shim_error *err) {
-  return readonly_all(plan, err) < 0 ? shim_error_wrap(err, "while making the plan's paths read-only") : 0;
+  if (each_existing(plan->readonly, plan->n_readonly, "readonly", readonly_one, err) < 0)
+    return shim_error_wrap(err, "while making the plan's paths read-only");
+  return 0;
 }

@@ -9,9 +9,9 @@
 
 #include <stddef.h>
 
+#include "common/container.h"
 #include "common/error.h"
 #include "common/plan.h"
-#include "common/signals.h"
 #include "setup/init.h"
 
 struct setup_request {
@@ -26,16 +26,6 @@ struct setup_request {
   const int *child_close;
   size_t n_child_close;
   struct init_title title;
-};
-
-/* The container's process, once its command runs. */
-struct container {
-  struct container_proc proc;
-  int sigfd;  /* signalfd of the plan's forwarded signals and SIGCHLD, blocked since before the clone */
-  int master; /* the pty master (non-blocking), or -1 without a terminal */
-  int out;    /* with pipe_stdio: read end of the command's stdout, else -1 */
-  int err;    /* with pipe_stdio: read end of its stderr, else -1 */
-  int in;     /* with pipe_stdio and stdin_pipe: write end of its stdin, else -1 */
 };
 
 /* Returns 0 once the command was exec'd, or -1 with err filled (the child,

@@ -274,6 +274,14 @@ export function encodePlan(plan: Plan): Buffer {
   rec('cwd', plan.cwd);
   for (const e of plan.env) rec('env', e);
   for (const a of plan.args) rec('arg', a);
+  const before = RECORDED_BEFORE_POLICY;
+  const umask = plan.umask ?? before.umask;
+  if (!Number.isInteger(umask) || umask < 0 || umask > 0o777) throw new Error(`umask must be an integer from 0 to 0o777, not ${umask}`);
+  rec('umask', `0${umask.toString(8)}`);
+  rec('steps', (plan.steps ?? before.steps(plan.noNewPrivileges)).join(','));
+  const signals = plan.forwardSignals ?? before.signals.map((name) => osConstants.signals[name]);
+  rec('signals', signals.join(','));
+  rec('searchpath', plan.searchPath ?? envValue(plan.env, 'PATH') ?? before.searchPath);
   rec('user', plan.uid, plan.gid);
   for (const g of plan.additionalGids) rec('group', g);
   rec('tty', plan.terminal ? 1 : 0);
@@ -308,14 +316,6 @@ export function encodePlan(plan: Plan): Buffer {
     rec('userns', plan.userns.uid, plan.userns.gid, plan.userns.size);
     for (const l of plan.userns.lowers) rec('idlower', l.source, l.target);
   }
-  const before = RECORDED_BEFORE_POLICY;
-  const umask = plan.umask ?? before.umask;
-  if (!Number.isInteger(umask) || umask < 0 || umask > 0o777) throw new Error(`umask must be an integer from 0 to 0o777, not ${umask}`);
-  rec('umask', `0${umask.toString(8)}`);
-  rec('steps', (plan.steps ?? before.steps(plan.noNewPrivileges)).join(','));
-  const signals = plan.forwardSignals ?? before.signals.map((name) => osConstants.signals[name]);
-  rec('signals', signals.join(','));
-  rec('searchpath', plan.searchPath ?? envValue(plan.env, 'PATH') ?? before.searchPath);
   rec('end');
   for (const p of parts) {
     if (p.includes('\0')) throw new Error(`plan field contains a NUL byte: ${JSON.stringify(p)}`);

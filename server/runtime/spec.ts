@@ -150,7 +150,7 @@ export function processPolicy(env: string[], noNewPrivileges: boolean): Pick<Pla
  *
  * The string may pass mount(2)'s one-page limit (about 40 store paths fill
  * it): the shim opens each lower directory and hands the kernel short fd
- * names instead (native/src/rootfs.c), so only overlayfs's own bound on the
+ * names instead (native/src/setup/rootfs.c), so only overlayfs's own bound on the
  * number of lower layers applies, checked here before anything is set up.
  */
 export function overlayData(layerDirs: string[], upper: string, work: string): string {

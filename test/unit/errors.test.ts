@@ -175,3 +175,13 @@ test('the CLI prints the message, then the causes of Capsa\'s own that it does n
 test('the CLI escapes control characters in the message and in causes', () => {
   assert.equal(errorLine(wire('E_REGISTRY', { causes: [{ code: 'E_REGISTRY', message: 'bad\u001b[2Jcause' }] }, 'registry said \u001b[31mred')), 'registry said \\x1b[31mred: bad\\x1b[2Jcause');
 });
+
+// ---- absence versus failure
+
+test('ifMissing turns only ENOENT and ENOTDIR into the fallback, and rethrows any other failure', async () => {
+  const { ifMissing } = await import('../../server/util/missing');
+  const sys = (code: string) => Object.assign(new Error(code), { code });
+  assert.equal(await Promise.reject(sys('ENOENT')).catch(ifMissing('none')), 'none');
+  assert.equal(await Promise.reject(sys('ENOTDIR')).catch(ifMissing('none')), 'none');
+  await assert.rejects(Promise.reject(sys('EACCES')).catch(ifMissing('none')), /EACCES/);
+});

@@ -29,7 +29,7 @@ export function toResponseError(err: unknown): ResponseError<CapsaErrorData> {
   const more = causes.length > 0 ? { causes } : {};
   if (err instanceof CapsaError) {
     const exitCode = (err as { exitCode?: unknown }).exitCode;
-    const fields = err.fields ?? (err instanceof ContainerSetupError ? { step: err.step, path: err.path, errno: err.errno } : undefined);
+    const fields = err.fields;
     return new ResponseError(ErrorCodes.CapsaError, err.message, {
       code: wireCode(err),
       ...(fields ? { fields } : {}),

@@ -31,7 +31,7 @@ export class ContainerSetupError extends CapsaError {
   readonly errnoName: string | undefined;
 
   constructor(status: { step: string; path: string; errno: number; message: string }) {
-    super('E_CONTAINER_SETUP', formatSetupError(status));
+    super('E_CONTAINER_SETUP', formatSetupError(status), { fields: { step: status.step, path: status.path, errno: status.errno } });
     this.step = status.step;
     this.path = status.path;
     this.errno = status.errno;

@@ -28,7 +28,7 @@ export class CgroupError extends CapsaError {
     readonly path: string,
     options?: { cause?: unknown },
   ) {
-    super('E_CGROUP', message, options);
+    super('E_CGROUP', message, { ...options, fields: { path } });
   }
 }
 

@@ -147,8 +147,8 @@ export class VolumeStore {
 
   constructor(root: string) {
     this.dir = path.join(root, 'volumes');
-    // what a removal interrupted by a crash left (removeTree); its name is no volume's
-    // best effort: a leftover that cannot be removed now is swept at the next start, and holds no volume's name
+    // what a removal interrupted by a crash left (removeTree); its name is no volume's, so one that
+    // cannot be removed now harms nothing and waits for the next start's sweep
     void this.sweepRemoved().catch(() => undefined);
   }
 

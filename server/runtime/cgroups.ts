@@ -20,6 +20,7 @@
 import { existsSync, mkdirSync, promises as fs, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CapsaError, InvalidArgumentError } from '../errors';
+import { ifMissing } from '../util/missing';
 
 export class CgroupError extends CapsaError {
   constructor(
@@ -27,7 +28,7 @@ export class CgroupError extends CapsaError {
     readonly path: string,
     options?: { cause?: unknown },
   ) {
-    super('E_CGROUP', message, options);
+    super('E_CGROUP', message, { ...options, fields: { path } });
   }
 }
 
@@ -295,8 +296,9 @@ export class CgroupManager {
    */
   async reconcile(knownIds: Set<string>, ownIds: Set<string>): Promise<void> {
     for (const h of this.layout().hierarchies) {
-      const names = await fs.readdir(h.base).catch(() => [] as string[]);
+      const names = await fs.readdir(h.base).catch(ifMissing([] as string[]));
       const stale = names.filter((n) => ownIds.has(n) && !knownIds.has(n)).map((n) => path.posix.join(h.base, n));
+      // best effort after a crash: a cgroup still busy stays, and the next start tries again
       await removeDirs(stale).catch(() => undefined);
     }
   }
@@ -305,7 +307,7 @@ export class CgroupManager {
   async list(): Promise<string[]> {
     const out: string[] = [];
     for (const h of this.layout().hierarchies) {
-      for (const n of await fs.readdir(h.base).catch(() => [] as string[])) if (/^[0-9a-f]{64}$/.test(n)) out.push(path.posix.join(h.base, n));
+      for (const n of await fs.readdir(h.base).catch(ifMissing([] as string[]))) if (/^[0-9a-f]{64}$/.test(n)) out.push(path.posix.join(h.base, n));
     }
     return out;
   }
@@ -315,6 +317,7 @@ async function readRecord(containerDir: string): Promise<ContainerCgroup | undef
   try {
     return JSON.parse(readFileSync(path.join(containerDir, 'cgroup.json'), 'utf8')) as ContainerCgroup;
   } catch {
+    // no record (the container never got a cgroup) or one cut short: there is nothing of ours to act on
     return undefined;
   }
 }
@@ -324,6 +327,7 @@ function readCg(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch {
+    // the cgroup went away or the controller lacks the file: nothing to report
     return '';
   }
 }

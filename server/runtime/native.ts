@@ -33,7 +33,7 @@ export class ContainerSetupError extends CapsaError {
   readonly context: string[];
 
   constructor(status: { step: string; path: string; errno: number; message: string; context?: string[] }) {
-    super('E_CONTAINER_SETUP', formatSetupError(status));
+    super('E_CONTAINER_SETUP', formatSetupError(status), { fields: { step: status.step, path: status.path, errno: status.errno } });
     this.step = status.step;
     this.path = status.path;
     this.errno = status.errno;

@@ -13,6 +13,7 @@ import { runNamespaces, type BindMount, type SpecInput } from './spec';
 import type { Namespace } from './plan';
 import { resolveImageUser, readImageFile, parseGroup, type ResolvedUser } from './users';
 import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore } from './volumes';
+import { ifMissing } from '../util/missing';
 
 export interface RunSetup {
   binds: BindMount[];
@@ -63,7 +64,7 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
     if (b.type === 'volume') {
       b.source = (await volumes.create(b.name!)).mountpoint;
     } else if (b.type !== 'tmpfs') {
-      const st = await fs.stat(b.source).catch(() => undefined);
+      const st = await fs.stat(b.source).catch(ifMissing(undefined));
       if (!st) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: bind source path ${b.source} does not exist`);
     }
   }

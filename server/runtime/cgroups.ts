@@ -10,6 +10,13 @@
  * "no internal processes" rule), so there the parent sits next to the
  * helper's cgroup instead of inside it.
  *
+ * Devices: v1 writes the allow-list to `devices.allow`; the unified (v2)
+ * hierarchy has no such file, so there the same list becomes a cgroup device
+ * BPF program (`devicebpf.ts`) attached to the container's v2 directory
+ * before any process joins it. On a v1 host that also mounts a controller-less
+ * cgroup2 (systemd's hybrid `/sys/fs/cgroup/unified`) the container joins a
+ * directory there too and gets the program as well: the kernel checks both.
+ *
  * The shim writes itself into the container's `cgroup.procs` files before it
  * clones (so the container's first process starts inside, and its cgroup
  * namespace is rooted there); once the container runs, the helper moves the
@@ -20,6 +27,7 @@
 import { existsSync, mkdirSync, promises as fs, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CapsaError, InvalidArgumentError } from '../errors';
+import { attachDeviceFilter, formatDeviceRule, parseDeviceRule, type DeviceRule } from './devicebpf';
 
 export class CgroupError extends CapsaError {
   constructor(
@@ -42,6 +50,12 @@ export interface ResourceLimits {
   cpuShares?: number;
   /** Maximum number of tasks (`--pids-limit`); 0 or -1: unlimited. */
   pidsLimit?: number;
+  /**
+   * The device allow-list, decided by the helper (never taken from a
+   * client): undefined is {@link DEFAULT_DEVICE_RULES}; `all` (`--privileged`)
+   * restricts no device, as Docker's `a *:* rwm`.
+   */
+  devices?: DeviceRule[] | 'all';
 }
 
 /** CFS period the quota is expressed in: Docker's and the kernel's default, 100 ms. */
@@ -99,6 +113,9 @@ export const DEVICE_RULES = [
   'c 10:200 rwm', // tun
 ];
 
+/** {@link DEVICE_RULES} as data: what v1 writes and the v2 device program is generated from. */
+export const DEFAULT_DEVICE_RULES: readonly DeviceRule[] = DEVICE_RULES.map((r) => parseDeviceRule(r));
+
 /** v1 controllers a container joins (each a hierarchy of its own or co-mounted). */
 const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'devices', 'freezer', 'blkio', 'cpuset'];
 
@@ -113,7 +130,16 @@ interface Hierarchy {
 
 export interface CgroupLayout {
   version: 1 | 2;
+  /** The hierarchies whose controllers carry the limits. */
   hierarchies: Hierarchy[];
+  /**
+   * The cgroup2 hierarchy the device program is attached in: v2's own
+   * (`hierarchies[0]`), or on v1 a controller-less cgroup2 mounted beside
+   * the controllers; undefined on a v1 host without one.
+   */
+  unified?: Hierarchy;
+  /** A v1 devices controller is mounted, so `devices.allow` confines devices even where no BPF program can be attached. */
+  v1Devices: boolean;
 }
 
 interface MountEntry {
@@ -169,14 +195,28 @@ export function detectLayout(mountinfo: string, selfCgroup: string, parent: stri
       const ownDir = dirIn(m, entry?.[1] ?? '/');
       hierarchies.push({ controllers, own: ownDir, base: path.posix.join(ownDir, parent) });
     }
-    return { version: 1, hierarchies };
+    const v1Devices = hierarchies.some((h) => h.controllers.includes('devices'));
+    const hybrid = mounts.find((m) => m.fstype === 'cgroup2');
+    let unified: Hierarchy | undefined;
+    if (hybrid) {
+      // no controllers there, so no "no internal processes" rule: the parent goes inside the helper's cgroup, as on v1
+      const ownDir = dirIn(hybrid, own.get('') ?? '/');
+      unified = { controllers: [], own: ownDir, base: path.posix.join(ownDir, parent) };
+    }
+    return { version: 1, hierarchies, unified, v1Devices };
   }
   const v2 = mounts.find((m) => m.fstype === 'cgroup2');
   if (!v2) throw new CgroupError('no cgroup hierarchy is mounted: neither v1 controllers nor cgroup2', '/sys/fs/cgroup');
   const ownDir = dirIn(v2, own.get('') ?? '/');
   const mountRoot = v2.mountPoint;
   const baseParent = ownDir === mountRoot ? mountRoot : path.posix.dirname(ownDir);
-  return { version: 2, hierarchies: [{ controllers: ['unified'], own: ownDir, base: path.posix.join(baseParent, parent) }] };
+  const h: Hierarchy = { controllers: ['unified'], own: ownDir, base: path.posix.join(baseParent, parent) };
+  return { version: 2, hierarchies: [h], unified: h, v1Devices: false };
+}
+
+/** Every hierarchy a container has a directory in: the controllers', and a hybrid host's controller-less cgroup2. */
+function joined(layout: CgroupLayout): Hierarchy[] {
+  return layout.unified && !layout.hierarchies.includes(layout.unified) ? [...layout.hierarchies, layout.unified] : layout.hierarchies;
 }
 
 export function checkCgroupParent(parent: string): string {
@@ -196,7 +236,15 @@ export interface ContainerCgroup {
 export class CgroupManager {
   private layoutCache?: CgroupLayout;
 
-  constructor(private readonly opts: { parent?: string; mountinfo?: () => string; selfCgroup?: () => string } = {}) {}
+  constructor(
+    private readonly opts: {
+      parent?: string;
+      mountinfo?: () => string;
+      selfCgroup?: () => string;
+      /** The device program's loader (tests replace it to see a kernel that refuses). */
+      attachDeviceFilter?: (cgroupDir: string, rules: DeviceRule[]) => void;
+    } = {},
+  ) {}
 
   /** The helper's configuration: `CAPSA_CGROUP_PARENT` (default `capsa`). */
   static fromEnv(env: NodeJS.ProcessEnv = process.env): CgroupManager {
@@ -222,19 +270,40 @@ export class CgroupManager {
     const layout = this.layout();
     const made: string[] = [];
     try {
-      for (const h of layout.hierarchies) {
+      for (const h of joined(layout)) {
         const dir = path.posix.join(h.base, id);
-        await this.mkdirs(layout.version, h, dir, made);
+        await this.mkdirs(h === layout.unified ? 2 : layout.version, h, dir, made);
+        if (h === layout.unified) this.confineDevices(layout, dir, limits.devices);
         if (layout.version === 1) await applyV1(h.controllers, dir, limits);
         else await applyV2(dir, limits);
       }
-      const record: ContainerCgroup = { version: layout.version, dirs: layout.hierarchies.map((h) => path.posix.join(h.base, id)) };
+      const record: ContainerCgroup = { version: layout.version, dirs: joined(layout).map((h) => path.posix.join(h.base, id)) };
       // not fsynced: after a power loss, reconcile() finds a container's cgroups by name
       writeFileSync(path.join(containerDir, 'cgroup.json'), JSON.stringify(record), { mode: 0o600 });
       return record.dirs.map((d) => path.posix.join(d, 'cgroup.procs'));
     } catch (err) {
       await removeDirs(made.filter((d) => d.endsWith(id)));
       throw err;
+    }
+  }
+
+  /**
+   * Attaches the device program to the container's fresh v2 directory, before
+   * the shim puts the container's first process in it. A kernel that refuses
+   * fails the run, unless a v1 devices controller confines devices anyway.
+   */
+  private confineDevices(layout: CgroupLayout, dir: string, devices: ResourceLimits['devices']): void {
+    if (devices === 'all') return;
+    try {
+      (this.opts.attachDeviceFilter ?? attachDeviceFilter)(dir, [...(devices ?? DEFAULT_DEVICE_RULES)]);
+    } catch (err) {
+      // the v1 devices.allow written next is the confinement there; the program was a second line
+      if (layout.v1Devices) return;
+      throw new CgroupError(
+        `cannot confine the container's devices: ${(err as Error).message}; this host has no v1 devices controller either, so a container could open any device it makes with mknod, and the run is refused`,
+        dir,
+        { cause: err },
+      );
     }
   }
 
@@ -280,7 +349,7 @@ export class CgroupManager {
 
   /** Moves a process (the container's monitor) back into the helper's own cgroups. */
   async release(pid: number): Promise<void> {
-    for (const h of this.layout().hierarchies) {
+    for (const h of joined(this.layout())) {
       await writeCg(path.posix.join(h.own, 'cgroup.procs'), String(pid)).catch(() => undefined); // gone already: nothing to move
     }
   }
@@ -294,7 +363,7 @@ export class CgroupManager {
    * ones fail to join theirs.
    */
   async reconcile(knownIds: Set<string>, ownIds: Set<string>): Promise<void> {
-    for (const h of this.layout().hierarchies) {
+    for (const h of joined(this.layout())) {
       const names = await fs.readdir(h.base).catch(() => [] as string[]);
       const stale = names.filter((n) => ownIds.has(n) && !knownIds.has(n)).map((n) => path.posix.join(h.base, n));
       await removeDirs(stale).catch(() => undefined);
@@ -304,7 +373,7 @@ export class CgroupManager {
   /** Container cgroup directories under this helper's parent (what tests count). */
   async list(): Promise<string[]> {
     const out: string[] = [];
-    for (const h of this.layout().hierarchies) {
+    for (const h of joined(this.layout())) {
       for (const n of await fs.readdir(h.base).catch(() => [] as string[])) if (/^[0-9a-f]{64}$/.test(n)) out.push(path.posix.join(h.base, n));
     }
     return out;
@@ -363,9 +432,9 @@ async function applyV1(controllers: string[], dir: string, l: ResourceLimits): P
     if (l.cpuShares !== undefined) await set('cpu.shares', l.cpuShares);
   }
   if (controllers.includes('pids') && l.pidsLimit !== undefined && l.pidsLimit > 0) await set('pids.max', l.pidsLimit);
-  if (controllers.includes('devices')) {
+  if (controllers.includes('devices') && l.devices !== 'all') {
     await set('devices.deny', 'a');
-    for (const rule of DEVICE_RULES) await set('devices.allow', rule);
+    for (const rule of l.devices ?? DEFAULT_DEVICE_RULES) await set(rule.allow ? 'devices.allow' : 'devices.deny', formatDeviceRule(rule));
   }
 }
 
@@ -380,7 +449,7 @@ async function applyV2(dir: string, l: ResourceLimits): Promise<void> {
   // v1 shares 2..262144 onto v2 weights 1..10000, the mapping runc uses
   if (l.cpuShares !== undefined) await set('cpu.weight', 1 + Math.floor(((l.cpuShares - 2) * 9999) / 262142));
   if (l.pidsLimit !== undefined && l.pidsLimit > 0) await set('pids.max', l.pidsLimit);
-  // v2 has no devices files: the device allow-list is a BPF program there (not loaded yet)
+  // v2 has no devices files: the device allow-list is the BPF program attached before (confineDevices)
 }
 
 async function enableV2Controllers(parentDir: string): Promise<void> {

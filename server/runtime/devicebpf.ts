@@ -131,9 +131,10 @@ export function deviceProgram(rules: DeviceRule[]): { insns: Insn[]; labels: Map
     ldxw(R5, R1, 8), // r5 = minor
   ];
   const labels = new Map<string, number>();
-  rules.forEach((rule, i) => {
+  for (const [i, rule] of rules.entries()) {
     const next = `rule-${i + 1}`;
     labels.set(`rule-${i}`, insns.length);
+    const start = insns.length;
     if (rule.type !== 'a') insns.push(jne(R2, rule.type === 'b' ? DEV_BLOCK : DEV_CHAR, next));
     let access = 0;
     for (const a of rule.access) access |= ACC[a as keyof typeof ACC] ?? 0;
@@ -141,8 +142,11 @@ export function deviceProgram(rules: DeviceRule[]): { insns: Insn[]; labels: Map
     if (access !== (ACC.m | ACC.r | ACC.w)) insns.push(mov32reg(R1, R3), and32(R1, access), jneReg(R1, R3, next));
     if (rule.major !== undefined) insns.push(jne(R4, rule.major | 0, next));
     if (rule.minor !== undefined) insns.push(jne(R5, rule.minor | 0, next));
+    const unconditional = insns.length === start;
     insns.push(mov32(R0, rule.allow ? 1 : 0), exit());
-  });
+    // a rule that matches everything ends the program: the verifier refuses code it can never reach
+    if (unconditional) return { insns, labels };
+  }
   labels.set(`rule-${rules.length}`, insns.length);
   insns.push(mov32(R0, 0), exit());
   return { insns, labels };

@@ -26,18 +26,11 @@
  */
 import { existsSync, mkdirSync, promises as fs, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { CapsaError, InvalidArgumentError } from '../errors';
+import { InvalidArgumentError } from '../errors';
+import { CgroupError, detectLayout, joined, type CgroupLayout, type Hierarchy } from './cgrouplayout';
 import { attachDeviceFilter, formatDeviceRule, parseDeviceRule, type DeviceRule } from './devicebpf';
 
-export class CgroupError extends CapsaError {
-  constructor(
-    message: string,
-    readonly path: string,
-    options?: { cause?: unknown },
-  ) {
-    super('E_CGROUP', message, options);
-  }
-}
+export { CgroupError, detectLayout, type CgroupLayout } from './cgrouplayout';
 
 export interface ResourceLimits {
   /** Memory limit in bytes (`--memory`). */
@@ -116,109 +109,6 @@ export const DEVICE_RULES = [
 /** {@link DEVICE_RULES} as data: what v1 writes and the v2 device program is generated from. */
 export const DEFAULT_DEVICE_RULES: readonly DeviceRule[] = DEVICE_RULES.map((r) => parseDeviceRule(r));
 
-/** v1 controllers a container joins (each a hierarchy of its own or co-mounted). */
-const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'devices', 'freezer', 'blkio', 'cpuset'];
-
-interface Hierarchy {
-  /** Controllers of this hierarchy that Capsa uses (v1), or `unified` (v2). */
-  controllers: string[];
-  /** The helper's own cgroup directory in this hierarchy. */
-  own: string;
-  /** Where container cgroups go. */
-  base: string;
-}
-
-export interface CgroupLayout {
-  version: 1 | 2;
-  /** The hierarchies whose controllers carry the limits. */
-  hierarchies: Hierarchy[];
-  /**
-   * The cgroup2 hierarchy the device program is attached in: v2's own
-   * (`hierarchies[0]`), or on v1 a controller-less cgroup2 mounted beside
-   * the controllers; undefined on a v1 host without one.
-   */
-  unified?: Hierarchy;
-  /** A v1 devices controller is mounted, so `devices.allow` confines devices even where no BPF program can be attached. */
-  v1Devices: boolean;
-}
-
-interface MountEntry {
-  root: string;
-  mountPoint: string;
-  fstype: string;
-  superOptions: string[];
-}
-
-function parseMountinfo(text: string): MountEntry[] {
-  const out: MountEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const [left, right] = line.split(' - ');
-    if (!right) continue;
-    const f = left.split(' ');
-    const r = right.split(' ');
-    out.push({ root: unescape(f[3]), mountPoint: unescape(f[4]), fstype: r[0], superOptions: (r[2] ?? '').split(',') });
-  }
-  return out;
-}
-
-function unescape(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** Finds the hierarchies from /proc/self/mountinfo and /proc/self/cgroup (pure, for tests). */
-export function detectLayout(mountinfo: string, selfCgroup: string, parent: string): CgroupLayout {
-  const mounts = parseMountinfo(mountinfo);
-  const own = new Map<string, string>(); // controller list (as in /proc/self/cgroup) → path
-  for (const line of selfCgroup.split('\n')) {
-    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
-    if (m) own.set(m[2], m[3]);
-  }
-  const dirIn = (mount: MountEntry, cgPath: string): string => {
-    // a mount may show only part of the hierarchy (its root field)
-    const rel = path.posix.relative(mount.root, cgPath);
-    if (rel.startsWith('..')) throw new CgroupError(`the helper's cgroup ${cgPath} is outside the mounted part ${mount.root} of ${mount.mountPoint}`, mount.mountPoint);
-    return path.posix.join(mount.mountPoint, rel);
-  };
-  const v1 = mounts.filter((m) => m.fstype === 'cgroup');
-  const hasV1Memory = v1.some((m) => m.superOptions.includes('memory'));
-  if (hasV1Memory) {
-    const hierarchies: Hierarchy[] = [];
-    const seen = new Set<string>();
-    for (const m of v1) {
-      const controllers = V1_CONTROLLERS.filter((c) => m.superOptions.includes(c));
-      if (controllers.length === 0) continue;
-      const key = controllers.join(',');
-      if (seen.has(key)) continue; // the same hierarchy mounted twice
-      seen.add(key);
-      const entry = [...own.entries()].find(([k]) => k.split(',').some((c) => controllers.includes(c)));
-      const ownDir = dirIn(m, entry?.[1] ?? '/');
-      hierarchies.push({ controllers, own: ownDir, base: path.posix.join(ownDir, parent) });
-    }
-    const v1Devices = hierarchies.some((h) => h.controllers.includes('devices'));
-    const hybrid = mounts.find((m) => m.fstype === 'cgroup2');
-    let unified: Hierarchy | undefined;
-    if (hybrid) {
-      // no controllers there, so no "no internal processes" rule: the parent goes inside the helper's cgroup, as on v1
-      const ownDir = dirIn(hybrid, own.get('') ?? '/');
-      unified = { controllers: [], own: ownDir, base: path.posix.join(ownDir, parent) };
-    }
-    return { version: 1, hierarchies, unified, v1Devices };
-  }
-  const v2 = mounts.find((m) => m.fstype === 'cgroup2');
-  if (!v2) throw new CgroupError('no cgroup hierarchy is mounted: neither v1 controllers nor cgroup2', '/sys/fs/cgroup');
-  const ownDir = dirIn(v2, own.get('') ?? '/');
-  const mountRoot = v2.mountPoint;
-  const baseParent = ownDir === mountRoot ? mountRoot : path.posix.dirname(ownDir);
-  const h: Hierarchy = { controllers: ['unified'], own: ownDir, base: path.posix.join(baseParent, parent) };
-  return { version: 2, hierarchies: [h], unified: h, v1Devices: false };
-}
-
-/** Every hierarchy a container has a directory in: the controllers', and a hybrid host's controller-less cgroup2. */
-function joined(layout: CgroupLayout): Hierarchy[] {
-  return layout.unified && !layout.hierarchies.includes(layout.unified) ? [...layout.hierarchies, layout.unified] : layout.hierarchies;
-}
-
 export function checkCgroupParent(parent: string): string {
   const parts = parent.split('/').filter(Boolean);
   if (parts.length === 0 || parts.some((p) => p === '.' || p === '..' || !/^[A-Za-z0-9_.-]+$/.test(p))) {
@@ -270,14 +160,22 @@ export class CgroupManager {
     const layout = this.layout();
     const made: string[] = [];
     try {
+      const dirs: string[] = [];
       for (const h of joined(layout)) {
         const dir = path.posix.join(h.base, id);
-        await this.mkdirs(h === layout.unified ? 2 : layout.version, h, dir, made);
+        try {
+          await this.mkdirs(h === layout.unified ? 2 : layout.version, h, dir, made);
+        } catch (err) {
+          // a hybrid host's cgroup2 the helper cannot write is no reason to refuse a run that v1's devices.allow confines
+          if (h === layout.unified && layout.version === 1 && layout.v1Devices) continue;
+          throw err;
+        }
         if (h === layout.unified) this.confineDevices(layout, dir, limits.devices);
         if (layout.version === 1) await applyV1(h.controllers, dir, limits);
         else await applyV2(dir, limits);
+        dirs.push(dir);
       }
-      const record: ContainerCgroup = { version: layout.version, dirs: joined(layout).map((h) => path.posix.join(h.base, id)) };
+      const record: ContainerCgroup = { version: layout.version, dirs };
       // not fsynced: after a power loss, reconcile() finds a container's cgroups by name
       writeFileSync(path.join(containerDir, 'cgroup.json'), JSON.stringify(record), { mode: 0o600 });
       return record.dirs.map((d) => path.posix.join(d, 'cgroup.procs'));

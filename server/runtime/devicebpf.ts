@@ -199,13 +199,15 @@ function bpf(cmd: number, attr: Buffer): number {
   return Number(libc().syscall(bpfSyscallNumber(), 'int', cmd, 'void *', attr, 'unsigned int', attr.length));
 }
 
-/** What the kernel's refusal means for a user, by errno. */
-function refusalHint(e: number): string {
+/** What the kernel's refusal means for a user, by step and errno. */
+function refusalHint(step: 'load' | 'attach', e: number): string {
   switch (errnoName(e)) {
     case 'ENOSYS':
       return 'the kernel has no bpf(2) (CONFIG_BPF_SYSCALL)';
     case 'EINVAL':
-      return 'the kernel does not accept cgroup device programs (CONFIG_CGROUP_BPF)';
+      return step === 'load'
+        ? 'the kernel does not know cgroup device programs (CONFIG_CGROUP_BPF), or its verifier refused this one'
+        : 'the directory is not a cgroup v2 cgroup, or the kernel cannot attach device programs (CONFIG_CGROUP_BPF)';
     case 'EPERM':
       return 'the helper lacks CAP_BPF/CAP_SYS_ADMIN here, or bpf(2) is blocked (seccomp, LSM, a container around the helper)';
     default:
@@ -215,7 +217,7 @@ function refusalHint(e: number): string {
 
 function refused(step: 'load' | 'attach', call: string, where: string, e: number, log = ''): DeviceFilterError {
   const name = errnoName(e) ?? `errno ${e}`;
-  const hint = refusalHint(e);
+  const hint = refusalHint(step, e);
   const verifier = log.replace(/\0[\s\S]*$/, '').trim();
   return new DeviceFilterError(
     `device allow-list for ${where}: bpf(${call}) failed: ${name}${hint ? ` (${hint})` : ''}${verifier ? `; verifier: ${verifier.split('\n').slice(-3).join(' | ')}` : ''}`,

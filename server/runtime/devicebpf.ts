@@ -36,6 +36,13 @@ export interface DeviceRule {
   allow: boolean;
 }
 
+/**
+ * Majors and minors the program compares: a jump's immediate is a signed
+ * 32-bit number, sign-extended against a zero-extended register, so a value
+ * above this would never match (Linux's own are 12 and 20 bits).
+ */
+const MAX_DEVICE_NUMBER = 0x7fffffff;
+
 /** Parses `c 1:3 rwm` (v1 `devices.allow` syntax) into an allowing rule. */
 export function parseDeviceRule(text: string, allow = true): DeviceRule {
   const m = /^([abc]) (\*|\d+):(\*|\d+) ([rwm]{1,3})$/.exec(text);
@@ -43,7 +50,7 @@ export function parseDeviceRule(text: string, allow = true): DeviceRule {
   const num = (s: string): number | undefined => {
     if (s === '*') return undefined;
     const n = Number(s);
-    if (n > 0xffffffff) throw new DeviceFilterError(`invalid device rule ${JSON.stringify(text)}: ${s} is not a 32-bit number`, 'parse');
+    if (n > MAX_DEVICE_NUMBER) throw new DeviceFilterError(`invalid device rule ${JSON.stringify(text)}: ${s} is above ${MAX_DEVICE_NUMBER}`, 'parse');
     return n;
   };
   return { type: m[1] as DeviceRule['type'], major: num(m[2]), minor: num(m[3]), access: m[4], allow };
@@ -132,6 +139,9 @@ export function deviceProgram(rules: DeviceRule[]): { insns: Insn[]; labels: Map
   ];
   const labels = new Map<string, number>();
   for (const [i, rule] of rules.entries()) {
+    for (const n of [rule.major, rule.minor]) {
+      if (n !== undefined && !(Number.isInteger(n) && n >= 0 && n <= MAX_DEVICE_NUMBER)) throw new DeviceFilterError(`device rule ${formatDeviceRule(rule)}: ${n} is not a device number`, 'parse');
+    }
     const next = `rule-${i + 1}`;
     labels.set(`rule-${i}`, insns.length);
     const start = insns.length;
@@ -140,8 +150,8 @@ export function deviceProgram(rules: DeviceRule[]): { insns: Insn[]; labels: Map
     for (const a of rule.access) access |= ACC[a as keyof typeof ACC] ?? 0;
     // only what the rule grants: every bit the kernel asks for must be in the rule (r1 is free once loaded)
     if (access !== (ACC.m | ACC.r | ACC.w)) insns.push(mov32reg(R1, R3), and32(R1, access), jneReg(R1, R3, next));
-    if (rule.major !== undefined) insns.push(jne(R4, rule.major | 0, next));
-    if (rule.minor !== undefined) insns.push(jne(R5, rule.minor | 0, next));
+    if (rule.major !== undefined) insns.push(jne(R4, rule.major, next));
+    if (rule.minor !== undefined) insns.push(jne(R5, rule.minor, next));
     const unconditional = insns.length === start;
     insns.push(mov32(R0, rule.allow ? 1 : 0), exit());
     // a rule that matches everything ends the program: the verifier refuses code it can never reach

@@ -88,9 +88,10 @@ test('the default allow-list reads back as the v1 lines it came from, mknod of a
 });
 
 test('device rules that are not TYPE MAJOR:MINOR ACCESS are refused', () => {
-  for (const bad of ['', 'x 1:3 rwm', 'c 1:3', 'c 1:3 rwx', 'c 1:3 rr', 'c -1:3 r', 'c 4294967296:0 r', 'c 1:3 rwm extra']) {
+  for (const bad of ['', 'x 1:3 rwm', 'c 1:3', 'c 1:3 rwx', 'c 1:3 rr', 'c -1:3 r', 'c 4294967296:0 r', 'c 2147483648:0 r', 'c 1:3 rwm extra']) {
     assert.throws(() => parseDeviceRule(bad), /invalid device rule/, bad);
   }
+  assert.throws(() => deviceProgram([{ type: 'c', major: -1, access: 'r', allow: true }]), /not a device number/);
 });
 
 const HYBRID = [

@@ -106,6 +106,7 @@ export const ERROR_CATALOGUE = {
   E_SHIM: capsa('failed', 'the shim ended without reporting (killed, crashed, not built)'),
   E_SPAWN: capsa('failed', 'a program (the shim, a monitor) could not be started'),
   E_CGROUP: capsa('failed', "a container's cgroup could not be created, configured or removed"),
+  E_DEVICE_FILTER: capsa('failed', "the container's device allow-list could not be loaded as a cgroup device program (bpf)"),
   E_USERNS_EXHAUSTED: capsa('limit', 'no free block of ids is left for a user-namespaced container'),
   E_NETLINK: capsa('failed', 'a netlink request (links, addresses, routes) failed'),
   E_NETNS: capsa('failed', 'a network namespace could not be created, entered or removed'),

@@ -44,6 +44,8 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
   }
   const limits: ResourceLimits = { memory: opts.memory, memorySwap: opts.memorySwap, cpus: opts.cpus, cpuShares: opts.cpuShares, pidsLimit: opts.pidsLimit };
   validateLimits(limits, cpus().length);
+  // as Docker: every device for --privileged, the default allow-list otherwise
+  if (opts.privileged) limits.devices = 'all';
   const security = securitySettings({
     capAdd: list('capAdd', opts.capAdd),
     capDrop: list('capDrop', opts.capDrop),

@@ -129,9 +129,8 @@ const EXCEPTIONS = [
   // The core layers use protocol types as their own (issue: "runtime/ imports
   // protocol types"); the fix is types owned by image/ and runtime/ with the
   // protocol mapping them at the edge.
-  { from: 'server/image/pull.ts', to: 'server/protocol/types', reason: 'PullPolicy, PullProgress and PullResult are declared in the protocol' },
   { from: 'server/image/platform.ts', to: 'server/protocol/platform', reason: 'the platform type and its parser are declared in the protocol' },
-  { from: 'server/runtime/container/options.ts', to: 'server/protocol/types', reason: 'run and exec options and the pull policy are protocol types; this module is the container side\'s one door to them' },
+  { from: 'server/runtime/container/options.ts', to: 'server/protocol/types', reason: 'run and exec options are protocol types; this module is the container side\'s one door to them' },
   { from: 'server/runtime/idmap.ts', to: 'server/protocol/types', reason: 'the id-mapping option is a protocol type' },
   { from: 'server/runtime/runsetup.ts', to: 'server/protocol/types', reason: 'run options are protocol types' },
   { from: 'server/runtime/security.ts', to: 'server/protocol/types', reason: 'security options are protocol types' },

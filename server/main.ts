@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Connection } from 'vscode-languageserver/node';
+import { describeError } from './errors';
 import { DEFAULT_WARM_CLI, loadConfig, warmCliSocketPath, type CapsaConfig } from './config';
 import { openConnection } from './connection';
 import { ContainerEventNotification, ImageEventNotification } from './protocol';
@@ -92,6 +93,7 @@ export class Helper {
   private broadcast(send: (c: Connection) => Promise<void>): void {
     for (const c of this.connections) {
       try {
+        // a client that went away misses an event it no longer needs; the others still get it
         send(c).catch(() => undefined);
       } catch {
         // closed, and not yet out of the set: its close handler removes it
@@ -169,7 +171,7 @@ export class Helper {
       pool.listen();
       this.warmCli = pool;
     } catch (err) {
-      log(`warm CLI off: cannot listen on ${warmCliSocketPath(socketPath)}: ${err instanceof Error ? err.message : String(err)}`);
+      log(`warm CLI off: cannot listen on ${warmCliSocketPath(socketPath)}: ${describeError(err)}`);
     }
   }
 
@@ -235,7 +237,7 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   main().catch((err: unknown) => {
-    log(`fatal: ${err instanceof Error ? err.message : String(err)}`);
+    log(`fatal: ${describeError(err)}`);
     process.exit(1);
   });
 }

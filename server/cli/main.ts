@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { MIN_MEMORY, parseCpus, parseIntFlag, parseMemorySize } from './limits';
-import { CancellationTokenSource, ProgressType, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import { CancellationTokenSource, ProgressType, type MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
 import { InvalidArgumentError } from '../errors';
 import { LIMITS, LimitExceededError } from '../limits';
@@ -41,6 +41,7 @@ import {
 } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { connect, watchHelper } from './client';
+import { errorLine, exitStatus } from './exit';
 import { formatAge, formatBytes, json, printable, printableLines, table } from './format';
 import { ProgressDisplay } from './progress';
 import { network, port } from './network';
@@ -821,10 +822,9 @@ export async function main(argv: string[], opts: { connection?: MessageConnectio
     return await Promise.race([entry[0](args, conn), helper.lost]);
   } catch (err) {
     restoreTerminal();
-    process.stderr.write(`capsa: error: ${errorMessage(helper.lostError(err) ?? err)}\n`);
-    if (helper.lostError(err)) return EXIT_CAPSA;
-    const data = err instanceof ResponseError ? (err.data as { exitCode?: unknown } | undefined) : undefined;
-    return typeof data?.exitCode === 'number' ? data.exitCode : EXIT_CAPSA;
+    const failure = helper.lostError(err) ?? err;
+    process.stderr.write(`capsa: error: ${errorLine(failure)}\n`);
+    return exitStatus(failure);
   } finally {
     connection?.dispose();
   }

@@ -5,8 +5,9 @@ import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
 import { ContainerInspectRequest, NetworkCreateRequest, NetworkInspectRequest, NetworkListRequest, NetworkRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { json, printable, table } from './format';
+import { json, table } from './format';
 import * as check from './validate';
+import { errorLine } from './exit';
 
 type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
@@ -66,7 +67,7 @@ export const network: Command = async (argv, conn) => {
       await c.sendRequest(NetworkRemoveRequest.type, { network: name });
       process.stdout.write(`${name}\n`);
     } catch (err) {
-      process.stderr.write(`capsa: ${printable((err as Error).message)}\n`);
+      process.stderr.write(`capsa: ${errorLine(err)}\n`);
       status = 1;
     }
   }

@@ -6,9 +6,10 @@ import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
 import { VolumeCreateRequest, VolumeInspectRequest, VolumeListRequest, VolumePruneRequest, VolumeRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { formatBytes, json, printableLines, table } from './format';
+import { formatBytes, json, table } from './format';
 import * as check from './validate';
 import { confirm } from './images';
+import { errorLine } from './exit';
 
 type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
@@ -69,7 +70,7 @@ export const volume: Command = async (argv, conn) => {
           const v = await c.sendRequest(VolumeInspectRequest.type, { volume: name });
           out.push({ CreatedAt: v.created, Driver: v.driver, Labels: v.labels ?? null, Mountpoint: v.mountpoint, Name: v.name, Options: null, Scope: 'local', UsedBy: v.usedBy });
         } catch (err) {
-          process.stderr.write(`capsa: error: ${printableLines((err as Error).message)}\n`);
+          process.stderr.write(`capsa: error: ${errorLine(err)}\n`);
           status = 1;
         }
       }
@@ -85,7 +86,7 @@ export const volume: Command = async (argv, conn) => {
           await c.sendRequest(VolumeRemoveRequest.type, { volume: name, force: flags.force === true });
           process.stdout.write(`${name}\n`);
         } catch (err) {
-          process.stderr.write(`capsa: error: ${printableLines((err as Error).message)}\n`);
+          process.stderr.write(`capsa: error: ${errorLine(err)}\n`);
           status = 1;
         }
       }

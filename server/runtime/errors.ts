@@ -36,7 +36,7 @@ export class ContainerStartError extends CapsaError {
   readonly errno: number | undefined;
 
   constructor(code: ContainerStartCode, message: string, fields: { step?: string; path?: string; errno?: number }, cause: unknown) {
-    super(code, message, { cause });
+    super(code, message, { cause, fields: Object.keys(fields).length ? fields : undefined });
     this.exitCode = EXIT_CODES[code];
     this.step = fields.step;
     this.path = fields.path;

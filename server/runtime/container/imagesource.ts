@@ -5,7 +5,7 @@
  * service.
  */
 import type { ImageRunConfig } from '../spec';
-import type { PullPolicy, PullProgress } from './options';
+import type { PullPolicy, PullProgress } from '../../image/pull';
 
 export interface ImageSource {
   resolveForRun(

@@ -1,12 +1,13 @@
 /**
  * The options a container is made from (run, create, exec). They are still
  * the protocol's types: this module is the container side's one door to
- * them, and checks the parts the container side relies on.
+ * them, and checks the parts the container side relies on. (The pull
+ * policy and progress are the image side's own, image/pull.ts.)
  */
 import { InvalidArgumentError, assertSafeName } from '../../errors';
-import type { ExecOptions, PullPolicy, PullProgress, RunOptions } from '../../protocol/types';
+import type { ExecOptions, RunOptions } from '../../protocol/types';
 
-export type { ExecOptions, PullPolicy, PullProgress, RunOptions };
+export type { ExecOptions, RunOptions };
 
 export function validateRunOptions(opts: RunOptions): void {
   if (typeof opts !== 'object' || opts === null) throw new InvalidArgumentError('run options must be an object');

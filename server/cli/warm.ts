@@ -102,8 +102,8 @@ export async function serveWarm(main: CliMain): Promise<void> {
     if (pipe) heedHelper(pipe);
     if (listen & POLLIN) {
       const fd = acceptConnection(LISTEN_FD);
-      if (fd !== undefined && !servesPeer(fd)) continue;
-      if (fd !== undefined) {
+      // one this process does not serve is closed, and the event loop gets its turn as after an idle poll
+      if (fd !== undefined && servesPeer(fd)) {
         const call = await take(fd, helper.connection, config.socket, main, home);
         // main disposed the call's connection; the next call gets a new one, made now rather than during it
         helper.connection.dispose();

@@ -76,7 +76,7 @@ export async function openAsCaller(caller: Caller, file: string, opts: OpenAsCal
   try {
     // queued in the socket before the child starts: it reads it first, while still root
     sendMessage(ours, request);
-    child = spawnProgram(program, [], { fds: [theirs], setsid: false, watch: 'wait' });
+    child = spawnProgram(program, [], { fds: [theirs], setsid: false, watch: 'wait', env: {} });
   } catch (err) {
     closeFd(ours);
     throw err;

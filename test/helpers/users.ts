@@ -19,20 +19,33 @@ export function createUser(t: { after: (fn: () => void) => void }): TestUser {
   const tag = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
   const name = `capsat${tag}`;
   const extraGroup = `capsag${tag}`;
-  execFileSync('groupadd', [extraGroup]);
+  retried(['groupadd', extraGroup]);
   try {
-    execFileSync('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', '--groups', extraGroup, name]);
+    retried(['useradd', '--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', '--groups', extraGroup, name]);
   } catch (err) {
-    execFileSync('groupdel', [extraGroup]);
+    retried(['groupdel', extraGroup]);
     throw err;
   }
   t.after(() => {
-    execFileSync('userdel', [name]);
-    execFileSync('groupdel', [extraGroup]);
+    retried(['userdel', name]);
+    retried(['groupdel', extraGroup]);
   });
   const id = (flag: string, who = name) => Number(execFileSync('id', [flag, who], { encoding: 'utf8' }).trim());
   const extraGid = Number(execFileSync('getent', ['group', extraGroup], { encoding: 'utf8' }).split(':')[2]);
   return { name, uid: id('-u'), gid: id('-g'), extraGroup, extraGid };
+}
+
+/** Runs a shadow tool, again after a moment when it failed: another process may hold /etc/passwd's lock. */
+function retried(argv: string[]): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync(argv[0], argv.slice(1), { stdio: 'pipe' });
+      return;
+    } catch (err) {
+      if (attempt === 5) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200 * attempt);
+    }
+  }
 }
 
 /** argv that runs `argv` as the user with its groups (setpriv --init-groups; Node's spawn with uid/gid would drop them). */

@@ -7,12 +7,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { REPO_ROOT, connectProtocol, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { REPO_ROOT, connectProtocol, fileRegistry, startHelper, until, type TestHelper } from '../helpers/capsa';
 import { asUser, createUser, type TestUser } from '../helpers/users';
-import { ContainerListRequest, VersionRequest } from '../../server/protocol';
+import { ContainerListRequest, ImageEventNotification, ImagePullRequest, VersionRequest } from '../../server/protocol';
 import { warmCliSocketPath } from '../../server/config';
 
 /** A raw JSON-RPC client (no modules: the user may not read node_modules) that sends each request and prints each answer with its pid. */
@@ -34,12 +34,23 @@ s.on('data', (d) => {
     if (end < 0) break;
     const len = Number(/Content-Length: (\\d+)/.exec(buf.subarray(0, end).toString())[1]);
     if (buf.length < end + 4 + len) break;
-    answers.push(JSON.parse(buf.subarray(end + 4, end + 4 + len).toString()));
+    const m = JSON.parse(buf.subarray(end + 4, end + 4 + len).toString());
+    if (m.id === undefined) notifications.push(m.method); else answers.push(m);
     buf = buf.subarray(end + 4 + len);
   }
-  if (answers.length === methods.length) { console.log(JSON.stringify({ pid: process.pid, answers })); s.destroy(); }
+  if (answers.length === methods.length && !done) {
+    done = true;
+    // with LINGER=1, it stays connected until its stdin closes, and reports the notifications it got meanwhile
+    if (process.env.LINGER !== '1') finish();
+    else { process.stdin.resume(); process.stdin.on('end', finish); console.error('answered'); }
+  }
 });
+let done = false;
+const notifications = [];
+const finish = () => { console.log(JSON.stringify({ pid: process.pid, answers: answers.filter((a) => a.id !== undefined), notifications })); s.destroy(); };
 `;
+
+const registry = fileRegistry();
 
 function run(argv: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -52,7 +63,7 @@ function run(argv: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; st
 
 async function setup(t: { after: (fn: () => Promise<void> | void) => void }): Promise<{ user: TestUser; h: TestHelper; log: () => string }> {
   const user = createUser(t);
-  const h = await startHelper({ env: { CAPSA_SOCKET_MODE: '0666' } });
+  const h = await startHelper({ mirror: registry.url, env: { CAPSA_SOCKET_MODE: '0666' } });
   t.after(() => h.stop());
   // the test's directory (0700 from mkdtemp) opened for the user to traverse, as /run/capsa is
   chmodSync(h.dir, 0o711);
@@ -89,6 +100,26 @@ test('a non-root caller on a 0666 socket is identified by the kernel, logged, an
   const conn = await connectProtocol(h.socket);
   t.after(() => conn.dispose());
   assert.deepEqual(await conn.sendRequest(ContainerListRequest.type, { all: true }), [], 'root keeps the whole protocol');
+
+  // root's events (here a pull's) are root's business: a connected caller without access hears none of them
+  const [cmd, ...args] = asUser(user, [process.execPath, path.join(h.dir, 'client.js'), h.socket, VersionRequest.method]);
+  const lingering = spawn(cmd, args, {
+    env: { PATH: process.env.PATH, LINGER: '1' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  lingering.stdout.on('data', (d: Buffer) => (out += d));
+  lingering.stderr.on('data', (d: Buffer) => (err += d));
+  await until('the lingering client to be answered', async () => err.includes('answered') || lingering.exitCode !== null);
+  const events: string[] = [];
+  conn.onNotification(ImageEventNotification.type, (e) => void events.push(e.action));
+  await conn.sendRequest(ImagePullRequest.type, { reference: 'busybox:latest' });
+  await until('root to hear the pull', async () => events.length > 0);
+  await new Promise((r) => setTimeout(r, 200));
+  lingering.stdin.end();
+  await new Promise((r) => lingering.once('close', r));
+  assert.deepEqual((JSON.parse(out) as { notifications: string[] }).notifications, [], `the user's connection got no events (${err})`);
   assert.match(log(), /client connected: uid 0 gid 0 groups [0-9,a-z]+ pid \d+\n/);
   assert.equal((await conn.sendRequest(VersionRequest.type)).pid, h.process.pid, 'the same helper still answers');
 });

@@ -153,6 +153,9 @@ export class Helper {
     if (!socketPath) throw new Error(`the socket passed by systemd (fd ${fd}) has no path: the unit needs ListenStream=/run/capsa/capsa.sock`);
     checkOwnDirectory(path.dirname(socketPath), 'socket directory');
     await this.serveOn({ fd }, socketPath);
+    if ((this.config.socketMode ?? DEFAULT_SOCKET_MODE) !== DEFAULT_SOCKET_MODE || (this.config.socketGroup ?? '0') !== '0') {
+      log(`socketMode and socketGroup do not apply to ${socketPath}: systemd made it, with the unit's SocketMode and SocketGroup`);
+    }
     return socketPath;
   }
 
@@ -167,6 +170,7 @@ export class Helper {
       try {
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
+          // two calls for listen's two overloads (a path, or { fd })
           if (typeof where === 'string') server.listen(where, () => resolve());
           else server.listen(where, () => resolve());
         });

@@ -61,9 +61,9 @@ function run(argv: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; st
   });
 }
 
-async function setup(t: { after: (fn: () => Promise<void> | void) => void }): Promise<{ user: TestUser; h: TestHelper; log: () => string }> {
+async function setup(t: { after: (fn: () => Promise<void> | void) => void }, access: NodeJS.ProcessEnv = { CAPSA_SOCKET_MODE: '0666' }): Promise<{ user: TestUser; h: TestHelper; log: () => string }> {
   const user = createUser(t);
-  const h = await startHelper({ mirror: registry.url, env: { CAPSA_SOCKET_MODE: '0666' } });
+  const h = await startHelper({ mirror: registry.url, env: access });
   t.after(() => h.stop());
   // the test's directory (0700 from mkdtemp) opened for the user to traverse, as /run/capsa is
   chmodSync(h.dir, 0o711);
@@ -76,7 +76,8 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }): Pr
     }
   };
   // the socket is made 0600 and widened just after it listens
-  await until('the socket to take the configured mode', async () => (statSync(h.socket).mode & 0o777) === 0o666);
+  const mode = parseInt(access.CAPSA_SOCKET_MODE ?? '600', 8);
+  await until('the socket to take the configured mode', async () => (statSync(h.socket).mode & 0o777) === mode);
   return { user, h, log };
 }
 
@@ -148,4 +149,21 @@ test("a root warm CLI process does not serve another user's capsa call: its clie
   assert.equal(rootPs.code, 0, rootPs.stderr);
   await until('a warm process to take root\'s call', async () => /warm CLI \d+ took a call from pid/.test(log()));
   assert.equal(h.process.exitCode, null, 'the helper is still running');
+});
+
+test('socketGroup and socketMode 0660 let the group in (through a supplementary group) and no one else', async (t) => {
+  // the group is the first user's own supplementary group, made before the helper starts
+  const member = createUser(t);
+  const { user: outsider, h, log } = await setup(t, { CAPSA_SOCKET_MODE: '0660', CAPSA_SOCKET_GROUP: member.extraGroup });
+  const st = statSync(h.socket);
+  assert.equal(st.gid, member.extraGid, 'the configured group owns the socket');
+  assert.equal(st.uid, 0);
+  const ask = (who: TestUser) => run(asUser(who, [process.execPath, path.join(h.dir, 'client.js'), h.socket, VersionRequest.method, ContainerListRequest.method]), { PATH: process.env.PATH });
+  const inside = JSON.parse((await ask(member)).stdout) as { pid: number; answers: Array<{ id: number; result?: { pid: number }; error?: { data?: { code: string } } }> };
+  assert.equal(inside.answers.find((a) => a.id === 0)?.result?.pid, h.process.pid, 'a member reaches the helper');
+  assert.equal(inside.answers.find((a) => a.id === 1)?.error?.data?.code, 'E_PERMISSION_DENIED', 'and gets the handshake only');
+  await until('the member\'s connect line', async () => log().includes(`client connected: uid ${member.uid} `));
+  const outside = JSON.parse((await ask(outsider)).stdout) as { error?: string };
+  assert.equal(outside.error, 'EACCES', 'a user outside the group cannot connect');
+  assert.equal(h.process.exitCode, null);
 });

@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, closeSync, fstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync, readSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { CallerOpenError, openAsCaller } from '../../server/util/opener';
+import { CallerOpenError, openAsCaller, openerPath } from '../../server/util/opener';
+import { closeFd, receiveMessage, sendMessage, seqpacketPair } from '../../server/util/seqpacket';
+import { spawnProgram } from '../../server/util/spawn';
 import type { Caller } from '../../server/util/peercred';
 import { createUser } from '../helpers/users';
 
@@ -115,4 +117,26 @@ test('create makes a new file owned by the user, never an existing one', async (
   await refused(openAsCaller(caller, file, { how: 'create' }), 'EEXIST');
   await refused(openAsCaller(caller, '/etc/capsa-should-not-exist', { how: 'create' }), 'EACCES');
   await refused(openAsCaller(caller, 'relative/path', { how: 'read' }), 'EINVAL');
+});
+
+test('capsa-open refuses a malformed request naming the step, and opens nothing', async () => {
+  const cases: Array<[string, RegExp]> = [
+    ['garbage', /^error request\t\t22\texpected 7 NUL-terminated fields/],
+    ['1000\0' + '1000\0\0read\0' + '0\0' + '644\0' + 'relative\0', /^error request\trelative\t22\tthe path must be absolute/],
+    ['1000\0' + '1000\0\0write-anything\0' + '0\0' + '644\0' + '/etc/shadow\0', /^error request\t\t22\tunknown open mode/],
+    ['-1\0' + '0\0\0read\0' + '0\0' + '644\0' + '/etc/shadow\0', /^error request\t\t22\tbad uid/],
+    ['1000\0' + '1000\0' + '1,x\0read\0' + '0\0' + '644\0' + '/etc/shadow\0', /^error request\t\t22\tbad group list/],
+  ];
+  for (const [request, want] of cases) {
+    const [ours, theirs] = seqpacketPair();
+    sendMessage(ours, Buffer.from(request));
+    const child = spawnProgram(openerPath(), [], { fds: [theirs], setsid: false, watch: 'wait', env: {} });
+    closeFd(theirs);
+    const exit = await child.exited;
+    const msg = receiveMessage(ours, 8192, 1);
+    closeFd(ours);
+    assert.equal(msg.fds.length, 0, `no descriptor for ${JSON.stringify(request)}`);
+    assert.match(msg.data.toString(), want);
+    assert.equal(exit.code, 1);
+  }
 });

@@ -53,12 +53,31 @@ static int check_plan(const struct plan *plan, int exec_mode, struct shim_error 
   return 0;
 }
 
+/* The bind sources' descriptors (the plan's bindfd records): the shim's
+ * side has no use for them once the container's process runs (its mounts
+ * are made then), and holding them would pin the sources for as long as
+ * the container runs. */
+static void close_bindfds(const struct plan *plan) {
+  for (size_t i = 0; i < plan->n_bindfds; i++)
+    close(plan->bindfds[i]);
+}
+
+/* The highest descriptor the monitor keeps from the helper: the control fd
+ * and the bind sources' descriptors above it. */
+static int inherited_max(const struct plan *plan) {
+  int max = CONTROL_FD;
+  for (size_t i = 0; i < plan->n_bindfds; i++)
+    if (plan->bindfds[i] > max)
+      max = plan->bindfds[i];
+  return max;
+}
+
 /* run --monitor: the monitor detaches, the setup runs in it, then it looks
  * after the container. */
 static int run_monitored(const struct shim_args *args, const struct plan *plan, struct status_channel *st) {
   struct shim_error err = {0};
   struct monitor mon;
-  if (monitor_detach(&mon, args->monitor_dir, CONTROL_FD, CONTROL_FD, &err) < 0) {
+  if (monitor_detach(&mon, args->monitor_dir, inherited_max(plan), CONTROL_FD, &err) < 0) {
     shim_error_wrap(&err, "while starting the monitor in %s", args->monitor_dir);
     monitor_abort(&mon);
     return status_error(st, &err);
@@ -74,7 +93,9 @@ static int run_monitored(const struct shim_args *args, const struct plan *plan, 
       .title = args->title,
   };
   struct container c;
-  if (setup_container(&req, &c, &err) < 0) {
+  int rc = setup_container(&req, &c, &err);
+  close_bindfds(plan);
+  if (rc < 0) {
     monitor_abort(&mon);
     return status_error(st, &err);
   }
@@ -89,7 +110,9 @@ static int run_relayed(const struct shim_args *args, const struct plan *plan, co
   struct shim_error err = {0};
   struct setup_request req = {.plan = plan, .exec_mode = args->exec_mode, .title = args->title};
   struct container c;
-  if (setup_container(&req, &c, &err) < 0)
+  int rc = setup_container(&req, &c, &err);
+  close_bindfds(plan);
+  if (rc < 0)
     return status_error(st, &err);
   status_printf(st, "started %d\n", c.proc.pid);
   struct relay r = {.c = &c, .ctlfd = fd_is_open(CONTROL_FD) ? CONTROL_FD : -1};

@@ -141,9 +141,10 @@ export interface LaunchedMonitor {
  * Launches a monitor for plan in dir. The shim forks the monitor and exits;
  * the monitor reports on fd 4 and takes fd 5 as its first attach client.
  */
-export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; shim?: string }): LaunchedMonitor {
+export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; shim?: string; bindFds?: number[] }): LaunchedMonitor {
   const shim = opts.shim ?? shimPath();
-  const child = spawnShim(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], { fds: ['socket', 'socket', 'socket'], setsid: true });
+  // the bind sources' descriptors become the shim's fds 6, 7, … (the plan's bindfd records name them)
+  const child = spawnShim(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], { fds: ['socket', 'socket', 'socket', ...(opts.bindFds ?? [])], setsid: true });
   if (child instanceof ShimError) {
     const started = Promise.reject(child);
     // the launcher's caller awaits `started`; this only keeps an early rejection from counting as unhandled

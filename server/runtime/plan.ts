@@ -80,6 +80,10 @@
  *                              relay) forwards to the container's process; may be empty
  *   searchpath list            colon separated: where a command without a slash is
  *                              looked up (an empty entry is the working directory)
+ *   bindfd     n               run mode: an O_PATH descriptor (above 5) the shim
+ *                              inherits, a bind source a mount names as
+ *                              /proc/self/fd/n; the monitor keeps it across its
+ *                              detach, and the shim closes it once mounted; repeated
  *   end
  *
  * Records after `join` were added later; an absent one keeps the behaviour
@@ -175,6 +179,12 @@ export interface PlanMount {
   fstype: string;
   flags: number;
   data: string;
+  /**
+   * A host path the request named (a bind's source): each start opens it
+   * with the starting caller's rights and mounts that descriptor
+   * (bindsource.ts). Absent: the helper's own file (hosts, a volume).
+   */
+  callerSource?: boolean;
 }
 
 export interface PlanDevice {
@@ -232,6 +242,8 @@ export interface Plan {
   forwardSignals?: number[];
   /** Where a command without a slash is looked up (colon separated). Absent only in plans recorded before it existed. */
   searchPath?: string;
+  /** The shim's inherited bind-source descriptors (`bindfd` records), set per start by bindsource.ts; never recorded. */
+  bindFds?: number[];
 }
 export interface PlanUserns {
   /** Host uid and gid that container id 0 maps to, and how many ids are mapped. */
@@ -282,6 +294,7 @@ export function encodePlan(plan: Plan): Buffer {
   const signals = plan.forwardSignals ?? before.signals.map((name) => osConstants.signals[name]);
   rec('signals', signals.join(','));
   rec('searchpath', plan.searchPath ?? envValue(plan.env, 'PATH') ?? before.searchPath);
+  for (const fd of plan.bindFds ?? []) rec('bindfd', fd);
   rec('user', plan.uid, plan.gid);
   for (const g of plan.additionalGids) rec('group', g);
   rec('tty', plan.terminal ? 1 : 0);

@@ -3,7 +3,6 @@
  * mounts and volumes, resource limits, capabilities, seccomp, rlimits,
  * namespaces and the user. A bad flag fails here, before any side effect.
  */
-import { promises as fs } from 'node:fs';
 import { cpus } from 'node:os';
 import { InvalidArgumentError } from '../errors';
 import type { RunOptions } from '../protocol/types';
@@ -13,7 +12,9 @@ import { runNamespaces, type BindMount, type SpecInput } from './spec';
 import type { Namespace } from './plan';
 import { resolveImageUser, readImageFile, parseGroup, type ResolvedUser } from './users';
 import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore } from './volumes';
-import { ifMissing } from '../util/missing';
+import type { Caller } from '../util/peercred';
+import { closeFd } from '../util/seqpacket';
+import { openBindSource, ROOT_CALLER } from './bindsource';
 
 export interface RunSetup {
   binds: BindMount[];
@@ -31,7 +32,22 @@ function list(name: string, v: unknown): string[] {
   return v as string[];
 }
 
-export async function prepareRun(opts: RunOptions, root: string): Promise<RunSetup> {
+/**
+ * A bind source must exist and be the caller's to reach: opened (and closed)
+ * here to fail early with the volume named; each start opens it again and
+ * mounts that descriptor (bindsource.ts), so this look proves nothing later.
+ */
+async function checkBindSource(caller: Caller, b: BindMount): Promise<void> {
+  try {
+    closeFd(await openBindSource(caller, b.source));
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** `caller`: who asks; bind sources are checked with their rights. */
+export async function prepareRun(opts: RunOptions, root: string, caller: Caller = ROOT_CALLER): Promise<RunSetup> {
   const binds = [
     ...list('volumes', opts.volumes).map(parseVolume),
     ...list('mounts', opts.mounts).map(parseMountSpec),
@@ -66,8 +82,7 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
     if (b.type === 'volume') {
       b.source = (await volumes.create(b.name!)).mountpoint;
     } else if (b.type !== 'tmpfs') {
-      const st = await fs.stat(b.source).catch(ifMissing(undefined));
-      if (!st) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: bind source path ${b.source} does not exist`);
+      await checkBindSource(caller, b);
     }
   }
   return {

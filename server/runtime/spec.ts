@@ -214,6 +214,8 @@ export function buildRunPlan(input: SpecInput): Plan {
       fstype: 'none',
       flags: MS.BIND | MS.REC | (b.readOnly ? MS.RDONLY : 0),
       data: '',
+      // a volume's mountpoint is the helper's own directory; a bind's source is the caller's to reach
+      ...(b.type === 'bind' ? { callerSource: true } : {}),
     });
   }
   const env = mergeEnv(

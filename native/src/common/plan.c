@@ -72,7 +72,7 @@ static const struct {
     {"group", 1},      {"tty", 1},      {"winsize", 2},    {"lo", 1},      {"cgroup", 1},  {"join", 1},
     {"rlimit", 3},     {"caps", 5},     {"nonewprivs", 1}, {"seccomp", 1}, {"init", 1},    {"netns", 1},
     {"idmap", 5},      {"userns", 3},   {"idlower", 2},    {"umask", 1},   {"steps", 1},   {"signals", 1},
-    {"searchpath", 1},
+    {"searchpath", 1}, {"bindfd", 1},
 };
 
 static int parse_limit(const char *s, unsigned long long *out) {
@@ -199,6 +199,12 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
            (struct plan_device){f[0], f[1][0], (unsigned)a, (unsigned)b, (mode_t)c, (uid_t)d, (gid_t)e});
   } else if (!strcmp(tag, "symlink")) {
     APPEND(symlinks, struct plan_symlink, (struct plan_symlink){f[0], f[1]});
+  } else if (!strcmp(tag, "bindfd")) {
+    /* above the plan, status and control fds (3-5), below any sane limit */
+    NUM(f[0], 1023, a);
+    if (a < 6)
+      return shim_fail(err, "plan", f[0], EINVAL, "bindfd must be a descriptor above 5");
+    APPEND(bindfds, int, (int)a);
   } else if (!strcmp(tag, "mask")) {
     APPEND(masks, const char *, f[0]);
   } else if (!strcmp(tag, "readonly")) {

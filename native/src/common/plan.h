@@ -105,6 +105,7 @@ struct plan {
   PLAN_LIST(enum plan_step, steps); /* each once, in the order they run */
   PLAN_LIST(int, signals);          /* what the shim forwards to the container */
   const char *search_path;          /* where a command without a slash is looked up */
+  PLAN_LIST(int, bindfds);          /* inherited O_PATH fds of bind sources, closed once mounted */
   char *buf;
 };
 

@@ -33,8 +33,13 @@ static int open_console(const struct plan *plan, struct pty *pty, int sock, stru
 
 /* The container's filesystem, made in its new mount namespace: only run mode makes one. */
 static int make_rootfs(const struct plan *plan, const struct child_fds *fds, struct shim_error *err) {
-  if (make_private(err) < 0 || do_idlowers(plan, fds->userns, err) < 0 || do_mounts(plan, err) < 0 ||
-      do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 || pivot_into(plan, err) < 0)
+  if (make_private(err) < 0 || do_idlowers(plan, fds->userns, err) < 0 || do_mounts(plan, err) < 0)
+    return -1;
+  /* mounted: the bind sources' descriptors must not reach the container
+   * (an --init PID 1 never execs, so close-on-exec alone would not do) */
+  for (size_t i = 0; i < plan->n_bindfds; i++)
+    close(plan->bindfds[i]);
+  if (do_idmaps(plan, err) < 0 || do_devices(plan, err) < 0 || pivot_into(plan, err) < 0)
     return -1;
   if (plan->tty && open_console(plan, fds->pty, fds->ptysock, err) < 0)
     return -1;

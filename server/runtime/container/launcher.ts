@@ -45,8 +45,8 @@ export interface ExecProcess {
 }
 
 export interface ShimLauncher {
-  /** Launches the monitor of the container in dir, which runs plan. */
-  launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean }): MonitorLaunch;
+  /** Launches the monitor of the container in dir, which runs plan; `bindFds` become its fds 6, 7, … (the plan's bindFds). */
+  launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; bindFds?: number[] }): MonitorLaunch;
   /** The monitor serving dir, if one still listens there. */
   connectMonitor(dir: string): Promise<MonitorConnection | undefined>;
   /** Runs an exec plan; stdin is a pipe when `stdin`, else /dev/null. */

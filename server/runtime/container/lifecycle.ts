@@ -11,6 +11,8 @@ import { buildRunPlan, type ContainerPaths } from '../spec';
 import { idmapsFor } from '../idmap';
 import { EXIT_FILE, readExitFile, type ExitInfo } from '../monitor';
 import type { Plan } from '../plan';
+import { closeAll, pinBindSources, ROOT_CALLER, type PinnedPlan } from '../bindsource';
+import type { Caller } from '../../util/peercred';
 import type { NetworkManager } from '../network/manager';
 import type { CgroupManager } from '../cgroups';
 import type { RunSetup } from '../runsetup';
@@ -22,7 +24,7 @@ import type { ResolvedImage } from './imagesource';
 import type { MonitorConnection, ShimLauncher } from './launcher';
 import type { RunOptions } from './options';
 import { killSameProcess, processStartTime } from './proc';
-import { RECORD_VERSION, type ContainerStore } from './record';
+import { RECORD_VERSION, type ContainerRecord, type ContainerStore } from './record';
 import { SIGKILL, signalNumber, stopSignalNumber } from './signals';
 import type { StreamSink } from './streams';
 
@@ -39,6 +41,8 @@ export interface LifecycleDeps {
   userns: UsernsAllocator;
   /** Reports a change of e to the service's listeners. */
   emit(action: ContainerAction, e: Entry): void;
+  /** Whose rights a start of record opens its bind sources with; default root (the helper's own). */
+  bindCaller?(record: ContainerRecord): Caller;
 }
 
 export class Lifecycle {
@@ -142,12 +146,24 @@ export class Lifecycle {
   async start(entry: Entry, sink?: StreamSink): Promise<void> {
     const { record } = entry;
     const cdir = this.d.store.pathOf(record.id);
+    // before anything is marked: a bind source the caller cannot reach (or that is gone) fails the start as it is
+    const pinned = await pinBindSources(record.plan, this.d.bindCaller?.(record) ?? ROOT_CALLER);
+    try {
+      await this.launch(entry, pinned, cdir, sink);
+    } finally {
+      // the shim holds its own copies from its spawn on
+      closeAll(pinned.fds);
+    }
+  }
+
+  private async launch(entry: Entry, pinned: PinnedPlan, cdir: string, sink?: StreamSink): Promise<void> {
+    const { record } = entry;
     // a previous run's status must not be read as this run's
     await fs.rm(path.join(cdir, EXIT_FILE), { force: true });
     // a helper that dies before this start is recorded leaves this mark for the next one (load)
     entry.state = { ...entry.state, startingAt: new Date().toISOString() };
     await this.saveState(entry);
-    const { client, started } = this.d.launcher.launchMonitor(record.plan, cdir, { stdin: !!record.options.interactive });
+    const { client, started } = this.d.launcher.launchMonitor(pinned.plan, cdir, { stdin: !!record.options.interactive, bindFds: pinned.fds });
     // onExit waits for this: a container that ends at once is still started, then ended
     let startDone!: () => void;
     entry.starting = new Promise<void>((r) => (startDone = r));

@@ -39,7 +39,7 @@ function list(name: string, v: unknown): string[] {
  */
 async function checkBindSource(caller: Caller, b: BindMount): Promise<void> {
   try {
-    closeFd(await openBindSource(caller, b.source));
+    closeFd(await openBindSource(caller, b.source, { readOnly: b.readOnly }));
   } catch (err) {
     if (err instanceof InvalidArgumentError) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: ${err.message}`, { cause: err });
     throw err;

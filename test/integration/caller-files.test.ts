@@ -1,0 +1,144 @@
+/**
+ * Bind sources are opened with the caller's rights and mounted through that
+ * descriptor (server/runtime/bindsource.ts). The gate still refuses `run`
+ * to a non-root caller, so the hostile table runs against openBindSource
+ * itself with a created user's Caller; root's runs go through the real CLI
+ * and helper, the same code path with root's Caller.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, chownSync, closeSync, fstatSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { openBindSource } from '../../server/runtime/bindsource';
+import { CapsaError } from '../../server/errors';
+import type { Caller } from '../../server/util/peercred';
+import { createUser } from '../helpers/users';
+import { fileRegistry, ok, testHelper } from '../helpers/capsa';
+
+function setup(t: { after: (fn: () => void) => void }) {
+  const user = createUser(t);
+  const caller: Caller = { uid: user.uid, gid: user.gid, groups: [user.gid, user.extraGid], pid: process.pid };
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-binds-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
+  const home = path.join(dir, 'home');
+  mkdirSync(home, { mode: 0o700 });
+  chownSync(home, user.uid, user.gid);
+  const own = path.join(home, 'own');
+  mkdirSync(own, { mode: 0o755 });
+  chownSync(own, user.uid, user.gid);
+  return { user, caller, dir, home, own };
+}
+
+async function refused(p: Promise<number>, code: string, what: RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof CapsaError, String(err));
+    assert.equal(err.code, code, err.message);
+    assert.match(err.message, what);
+    return true;
+  });
+}
+
+test("a user's bind of /etc/shadow, /root or another user's 0700 home is refused with permission denied; their own directory opens", async (t) => {
+  const { caller, dir, home, own } = setup(t);
+  const other = createUser(t);
+  const otherHome = path.join(dir, 'other');
+  mkdirSync(otherHome, { mode: 0o700 });
+  chownSync(otherHome, other.uid, other.gid);
+  await refused(openBindSource(caller, '/etc/shadow', { readOnly: true }), 'E_PERMISSION_DENIED', /bind source path \/etc\/shadow: permission denied for uid \d+/);
+  await refused(openBindSource(caller, '/root', { readOnly: true }), 'E_PERMISSION_DENIED', /\/root: permission denied/);
+  await refused(openBindSource(caller, otherHome), 'E_PERMISSION_DENIED', /permission denied/);
+  // inside another user's home the caller's lookup itself stops
+  await refused(openBindSource(caller, path.join(otherHome, 'x')), 'E_PERMISSION_DENIED', /permission denied/);
+  // a world-readable directory is not the user's to write through a container
+  await refused(openBindSource(caller, '/etc'), 'E_PERMISSION_DENIED', /read and write access needed/);
+  // a symlink in the user's own directory to a place they cannot reach
+  symlinkSync('/root', path.join(home, 'to-root'));
+  await refused(openBindSource(caller, path.join(home, 'to-root')), 'E_PERMISSION_DENIED', /permission denied/);
+  await refused(openBindSource(caller, path.join(home, 'missing')), 'E_INVALID_ARGUMENT', /does not exist/);
+  const fd = await openBindSource(caller, own);
+  try {
+    assert.equal(fstatSync(fd).ino, statSync(own).ino);
+  } finally {
+    closeSync(fd);
+  }
+});
+
+test("a user's bind of /proc/self/fd/N names only the opener's own descriptors (the user's), never the helper's", async (t) => {
+  const { caller } = setup(t);
+  for (const n of [0, 1, 2, 3, 4, 9]) {
+    let fd: number;
+    try {
+      fd = await openBindSource(caller, `/proc/self/fd/${n}`);
+    } catch (err) {
+      assert.ok(err instanceof CapsaError && ['E_PERMISSION_DENIED', 'E_INVALID_ARGUMENT'].includes(err.code), String(err));
+      continue;
+    }
+    const st = fstatSync(fd);
+    closeSync(fd);
+    // capsa-open runs as the user with /dev/null on 0-2 and its socket on 3: nothing of the helper's
+    assert.ok(st.isCharacterDevice() || st.isSocket(), `fd ${n}: mode ${st.mode.toString(8)}`);
+  }
+});
+
+test("a symlink the user swaps between their own directory and /root while it is opened never yields /root", async (t) => {
+  const { user, caller, home, own } = setup(t);
+  const link = path.join(home, 'link');
+  symlinkSync(own, link);
+  chownSync(link, user.uid, user.gid);
+  // the swapper is the user: rename(2) over the link, so it always exists
+  const swapper = spawn('sh', ['-c', `cd ${home} && while :; do ln -sfn /root t1 && mv -T t1 link; ln -sfn ${own} t2 && mv -T t2 link; done`], { uid: user.uid, gid: user.gid, stdio: 'ignore', detached: true });
+  const exited = once(swapper, 'exit');
+  // the whole group (sh and its ln or mv), before the user is removed
+  const stop = async () => {
+    try {
+      process.kill(-swapper.pid!, 'SIGKILL');
+    } catch {
+      // ended already
+    }
+    await exited;
+  };
+  const ownIno = statSync(own).ino;
+  let opened = 0;
+  let denied = 0;
+  for (let i = 0; i < 200; i++) {
+    try {
+      const fd = await openBindSource(caller, link).catch(async (err) => {
+        await stop();
+        throw err;
+      });
+      const ino = fstatSync(fd).ino;
+      closeSync(fd);
+      assert.equal(ino, ownIno, 'the descriptor is of the user own directory');
+      opened++;
+    } catch (err) {
+      assert.ok(err instanceof CapsaError && err.code === 'E_PERMISSION_DENIED', String(err));
+      denied++;
+    }
+  }
+  await stop();
+  assert.equal(opened + denied, 200);
+});
+
+const registry = fileRegistry();
+
+test('root: a bind through a symlink mounts what the link named, and the descriptor reaches neither the command nor an --init PID 1', async (t) => {
+  const h = await testHelper(t, registry.url, { checkMounts: false });
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-binds-root-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const data = path.join(dir, 'data-marker-dir');
+  mkdirSync(data);
+  writeFileSync(path.join(data, 'marker'), 'seen\n');
+  symlinkSync(data, path.join(dir, 'link'));
+  assert.equal(await ok(h, ['run', '--rm', '-v', `${path.join(dir, 'link')}:/data`, 'busybox', 'cat', '/data/marker']), 'seen\n');
+  for (const init of [[], ['--init']]) {
+    const fds = await ok(h, ['run', '--rm', ...init, '-v', `${data}:/data:ro`, 'busybox', 'sh', '-c', 'ls -l /proc/1/fd /proc/self/fd']);
+    assert.doesNotMatch(fds, /data-marker-dir|\/data$/m, fds);
+  }
+  const gone = await h.cli(['run', '--rm', '-v', `${path.join(dir, 'nope')}:/data`, 'busybox', 'true']);
+  assert.equal(gone.code, 125);
+  assert.match(gone.stderr, /bind source path .*nope does not exist/);
+});

@@ -16,6 +16,9 @@
  *         possibly empty; how one of the `modes` below; nofollow 0 or 1;
  *         mode octal, for `create`). Out: `ok` with the descriptor, or
  *         `error <step>\t<path>\t<errno>\t<message>` as the shim reports.
+ *         `rename` takes an eighth field, the new path: path is renamed
+ *         to it (rename(2), the caller's rights on both directories) and
+ *         the answer `ok` carries no descriptor.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -55,6 +58,7 @@ struct request {
   int flags;
   mode_t mode;
   const char *path;
+  const char *to; /* rename: the new path; NULL for an open */
 };
 
 static int reply(const char *text, int fd) {
@@ -96,15 +100,16 @@ static int parse_id(const char *s, unsigned long max, unsigned long *out) {
 
 /* Fields of the request, in place; -1 and err filled when it is malformed. */
 static int parse(char *buf, size_t len, struct request *req, struct shim_error *err) {
-  char *field[7];
+  char *field[8];
   size_t n = 0;
-  for (size_t start = 0, i = 0; i < len && n < 7; i++)
+  for (size_t start = 0, i = 0; i < len && n < 8; i++)
     if (buf[i] == '\0') {
       field[n++] = buf + start;
       start = i + 1;
     }
-  if (n != 7)
-    return shim_fail(err, "request", "", EINVAL, "expected 7 NUL-terminated fields, got %zu", n);
+  int renaming = n >= 4 && strcmp(field[3], "rename") == 0;
+  if (n != (renaming ? 8u : 7u))
+    return shim_fail(err, "request", "", EINVAL, "expected %d NUL-terminated fields, got %zu", renaming ? 8 : 7, n);
   unsigned long v;
   if (parse_id(field[0], (uid_t)-2, &v) < 0)
     return shim_fail(err, "request", "", EINVAL, "bad uid");
@@ -126,7 +131,7 @@ static int parse(char *buf, size_t len, struct request *req, struct shim_error *
       return shim_fail(err, "request", "", EINVAL, "bad group list");
     req->groups[req->ngroups++] = (gid_t)v;
   }
-  req->flags = -1;
+  req->flags = renaming ? 0 : -1;
   for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
     if (strcmp(field[3], modes[i].name) == 0)
       req->flags = modes[i].flags | O_CLOEXEC;
@@ -144,6 +149,11 @@ static int parse(char *buf, size_t len, struct request *req, struct shim_error *
   req->path = field[6];
   if (req->path[0] != '/')
     return shim_fail(err, "request", req->path, EINVAL, "the path must be absolute");
+  if (renaming) {
+    req->to = field[7];
+    if (req->to[0] != '/')
+      return shim_fail(err, "request", req->to, EINVAL, "the new path must be absolute");
+  }
   return 0;
 }
 
@@ -180,6 +190,11 @@ int main(void) {
   struct request req = {0};
   if (parse(buf, (size_t)n, &req, &err) < 0 || become(&req, &err) < 0)
     return report(&err), 1;
+  if (req.to) {
+    if (rename(req.path, req.to) < 0)
+      return shim_fail(&err, "rename", req.to, errno, NULL), report(&err), 1;
+    return reply("ok", -1) < 0 ? 1 : 0;
+  }
   int fd = open(req.path, req.flags, req.mode);
   if (fd < 0)
     return shim_fail(&err, "open", req.path, errno, NULL), report(&err), 1;

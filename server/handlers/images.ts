@@ -19,7 +19,14 @@ import type { ImageService } from '../services/images';
 import type { ContainerService } from '../runtime/container';
 import { containerSummary } from '../views/containers';
 import { handled } from './errors';
+import type { ClientConnection } from './access';
+import type { Caller } from '../util/peercred';
 import { pullProgress, sendProgressSafely } from './progress';
+
+/** The kernel's caller of a connection made by forCaller (access.ts); none for one made otherwise (tests), whose files the helper opens as itself. */
+function callerOf(connection: Connection): Caller | undefined {
+  return (connection as Partial<ClientConnection>).caller;
+}
 
 export function registerImageHandlers(connection: Connection, images: ImageService, containers: ContainerService): () => void {
   // A pull is cancelled by `$/cancelRequest` (the request's token) or by the
@@ -80,7 +87,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
         sendProgressSafely(connection, wd, report);
       };
       try {
-        return await images.load(input, { signal: abort.signal, onProgress });
+        return await images.load(input, { signal: abort.signal, onProgress, caller: callerOf(connection) });
       } finally {
         sub.dispose();
         running.delete(abort);
@@ -99,7 +106,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       const sub = token.onCancellationRequested(() => abort.abort());
       track(abort);
       try {
-        return await images.save(params.images, output, abort.signal);
+        return await images.save(params.images, output, abort.signal, callerOf(connection));
       } finally {
         sub.dispose();
         running.delete(abort);

@@ -20,6 +20,7 @@ import type {
   SystemDfResult,
 } from '../protocol';
 import { loadArchive, saveArchive } from '../image/archive';
+import type { Caller } from '../util/peercred';
 import { ImageStore, type ImageRecord } from '../image/store';
 import { pullImage } from '../image/pull';
 import { familiarReference, normalizeReference } from '../image/reference';
@@ -58,7 +59,8 @@ export class ImageService extends EventEmitter implements ImageSource {
   }
 
   /** Loads the images of the archive at `file` (an absolute path the handler checked). */
-  async load(file: string, opts: { signal?: AbortSignal; onProgress?: (read: number, total: number) => void } = {}): Promise<ImageLoadResult> {
+  /** `opts.caller`: whose rights the archive is opened with (the requesting client's). */
+  async load(file: string, opts: { signal?: AbortSignal; onProgress?: (read: number, total: number) => void; caller?: Caller } = {}): Promise<ImageLoadResult> {
     const loaded = await loadArchive(this.store, file, { ...opts, concurrency: 2 });
     for (const l of loaded) {
       const record = await this.store.resolve(l.id);
@@ -68,8 +70,9 @@ export class ImageService extends EventEmitter implements ImageSource {
     return { images: loaded };
   }
 
-  async save(images: string[], output: string, signal?: AbortSignal): Promise<ImageSaveResult> {
-    return saveArchive(this.store, images, output, { signal });
+  /** `caller`: whose rights the output is created and renamed with (the requesting client's). */
+  async save(images: string[], output: string, signal?: AbortSignal, caller?: Caller): Promise<ImageSaveResult> {
+    return saveArchive(this.store, images, output, { signal, caller });
   }
 
   async prune(all: boolean, inUse: Set<string>): Promise<ImagePruneResult> {

@@ -6,9 +6,12 @@
  * helper. Opening with O_NONBLOCK returns at once whatever the file is, and
  * fstat then says what it is.
  */
-import { constants as fsc, promises as fs, type Stats } from 'node:fs';
+import { constants as fsc, fstatSync, promises as fs, type Stats } from 'node:fs';
 import { exceeded, readCapped, type Limit } from '../limits';
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError, PermissionDeniedError } from '../errors';
+import { CallerOpenError, openAsCaller } from './opener';
+import type { Caller } from './peercred';
+import { closeFd } from './seqpacket';
 
 /** "directory", "FIFO", "character device"…: what a non-regular file is, for messages. */
 export function fileKind(st: Stats): string {
@@ -43,6 +46,34 @@ export async function openRegularFile(file: string, what: string, opts: { nofoll
     // the refusal is the error to report; a close failing on top of it adds nothing
     await fh.close().catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * openRegularFile with `caller`'s rights rather than the helper's: the
+ * caller's own open (capsa-open, non-blocking) decides whether they reach
+ * and may read the file; what it is, is checked on that descriptor. The
+ * FileHandle is a reopen of that descriptor's /proc/self/fd link, read-only:
+ * the same file, no more than the caller's open allows (reading it).
+ */
+export async function openRegularFileAs(caller: Caller, file: string, what: string, opts: { nofollow?: boolean } = {}): Promise<{ fh: fs.FileHandle; st: Stats }> {
+  let fd: number;
+  try {
+    fd = await openAsCaller(caller, file, { how: 'read', noFollow: opts.nofollow });
+  } catch (err) {
+    if (!(err instanceof CallerOpenError) || err.step !== 'open') throw err;
+    if (err.errno === 'ENOENT') throw new InvalidArgumentError(`${what}: no such file`, { cause: err });
+    if (err.errno === 'ELOOP' && opts.nofollow) throw new InvalidArgumentError(`${what}: is a symbolic link; give the path of the file itself`, { cause: err });
+    if (err.errno === 'EACCES' || err.errno === 'EPERM') throw new PermissionDeniedError(`${what}: permission denied for uid ${caller.uid}`);
+    throw err;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new InvalidArgumentError(`${what}: is a ${fileKind(st)}, not a regular file`);
+    const fh = await fs.open(`/proc/self/fd/${fd}`, fsc.O_RDONLY | fsc.O_NONBLOCK);
+    return { fh, st: await fh.stat() };
+  } finally {
+    closeFd(fd);
   }
 }
 

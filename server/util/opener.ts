@@ -67,9 +67,34 @@ export function openerPath(): string {
  * path, the uid and the errno.
  */
 export async function openAsCaller(caller: Caller, file: string, opts: OpenAsCallerOptions, program = openerPath()): Promise<number> {
+  checkPath(caller, file);
+  const fds = await ask(caller, [opts.how, opts.noFollow ? 1 : 0, (opts.mode ?? 0o644).toString(8), file], file, program);
+  if (fds.length === 1) return fds[0];
+  for (const fd of fds) closeFd(fd);
+  throw new CallerOpenError('answer', 'EIO', `cannot open ${file} as uid ${caller.uid}: capsa-open answered without a descriptor`);
+}
+
+/**
+ * Renames `from` to `to` (both absolute) as `caller` would, with rename(2):
+ * the caller's rights on both directories decide (a sticky directory's
+ * rule included), never the helper's. For a file written through a
+ * descriptor openAsCaller created, put in place atomically.
+ */
+export async function renameAsCaller(caller: Caller, from: string, to: string, program = openerPath()): Promise<void> {
+  checkPath(caller, from);
+  checkPath(caller, to);
+  const fds = await ask(caller, ['rename', 0, '644', from, to], to, program);
+  for (const fd of fds) closeFd(fd);
+}
+
+function checkPath(caller: Caller, file: string): void {
   if (!path.isAbsolute(file)) throw new CallerOpenError('request', 'EINVAL', `cannot open ${JSON.stringify(file)} as uid ${caller.uid}: the path must be absolute`);
   if (file.includes('\0')) throw new CallerOpenError('request', 'EINVAL', `cannot open a path with a NUL byte as uid ${caller.uid}`);
-  const fields = [caller.uid, caller.gid, caller.groups.join(','), opts.how, opts.noFollow ? 1 : 0, (opts.mode ?? 0o644).toString(8), file];
+}
+
+/** One request to capsa-open (after the caller's ids: how, nofollow, mode, path[, new path]); the descriptors of its `ok`. */
+async function ask(caller: Caller, rest: Array<string | number>, file: string, program: string): Promise<number[]> {
+  const fields = [caller.uid, caller.gid, caller.groups.join(','), ...rest];
   const request = Buffer.from(fields.map((f) => `${f}\0`).join(''));
   const [ours, theirs] = seqpacketPair();
   let child: ReturnType<typeof spawnProgram>;
@@ -93,7 +118,7 @@ export async function openAsCaller(caller: Caller, file: string, opts: OpenAsCal
     });
     const msg = receiveMessage(ours, MAX_ANSWER, 1);
     const text = msg.data.toString('utf8');
-    if (text === 'ok' && msg.fds.length === 1) return msg.fds[0];
+    if (text === 'ok') return msg.fds;
     for (const fd of msg.fds) closeFd(fd);
     throw answerError(text, file, caller);
   } finally {
@@ -107,6 +132,7 @@ function answerError(text: string, file: string, caller: Caller): CallerOpenErro
   const [step = 'answer', where = '', errnum = '0', message = 'unknown error'] = text.slice(6).split('\t');
   const name = errnoNames.get(Number(errnum)) ?? `errno ${errnum}`;
   if (step === 'open') return new CallerOpenError(step, name, `cannot open ${where || file} as uid ${caller.uid}: ${message} (${name})`);
+  if (step === 'rename') return new CallerOpenError(step, name, `cannot rename to ${where || file} as uid ${caller.uid}: ${message} (${name})`);
   return new CallerOpenError(step, name, `cannot open ${file} as uid ${caller.uid}: capsa-open failed at ${step}: ${message} (${name})`);
 }
 

@@ -15,7 +15,8 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../../errors';
-import { openRegularFile } from '../../util/hostfile';
+import { openRegularFile, openRegularFileAs } from '../../util/hostfile';
+import type { Caller } from '../../util/peercred';
 import { InvalidArchiveError } from '../errors';
 import { fetchImage, recordImage } from '../importer';
 import { formatReference } from '../reference';
@@ -31,6 +32,8 @@ export interface LoadOptions {
   concurrency?: number;
   /** Bytes of the archive read so far, and its size. */
   onProgress?: (read: number, total: number) => void;
+  /** Whose rights the archive is opened with; absent: the helper's own (a file it chose itself). */
+  caller?: Caller;
 }
 
 export interface LoadedImage {
@@ -62,7 +65,7 @@ export async function loadArchive(store: ImageStore, file: string, opts: LoadOpt
   // Never a blocking open: a FIFO, a device or a directory is refused at once
   // (a FIFO without a writer would hold a pool thread, and with it every
   // other client's file operations, for as long as nobody writes).
-  const { fh, st } = await openRegularFile(file, label, { nofollow: true });
+  const { fh, st } = opts.caller ? await openRegularFileAs(opts.caller, file, label, { nofollow: true }) : await openRegularFile(file, label, { nofollow: true });
   try {
     return await store.withLease(`load of ${label}`, async (lease) => {
       const staging = await store.stagingDir(lease);

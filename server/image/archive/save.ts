@@ -7,9 +7,8 @@
  * against its diff-id as it is written. The save holds a lease on the blobs
  * it reads, so a collection meanwhile leaves them.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
-import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
 import * as zlib from 'node:zlib';
@@ -20,9 +19,13 @@ import { familiarReference, formatReference, parseReference } from '../reference
 import type { ImageRecord, ImageStore, Lease } from '../store';
 import { layerCompression, type Descriptor } from '../types';
 import { zstdDecompressor } from '../unpack';
+import type { Caller } from '../../util/peercred';
+import { callerOutput, helperOutput } from './output';
 
 export interface SaveOptions {
   signal?: AbortSignal;
+  /** Whose rights the output is created and renamed with (./output); absent: the helper's own. */
+  caller?: Caller;
 }
 
 export interface SaveResult {
@@ -53,14 +56,8 @@ export async function saveArchive(store: ImageStore, refs: string[], output: str
     }
     if (tag !== undefined && !entry.tags.includes(tag)) entry.tags.push(tag);
   }
-  const dir = path.dirname(output);
-  // No output yet is the usual case; any other trouble with it shows at the open below.
-  const st = await fs.lstat(output).catch(() => undefined);
-  if (st && !st.isFile()) throw new InvalidArgumentError(`cannot write ${output}: it exists and is not a regular file`);
-  const tmp = path.join(dir, `.${path.basename(output)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await fs.open(tmp, 'wx', 0o600).catch((err: NodeJS.ErrnoException) => {
-    throw new InvalidArgumentError(`cannot write ${output}: ${err.code === 'ENOENT' ? 'no such directory' : err.message}`);
-  });
+  const out = opts.caller ? await callerOutput(opts.caller, output) : await helperOutput(output);
+  const fh = out.fh;
   let size = 0;
   const pack = tar.pack();
   const writer = (async () => {
@@ -112,16 +109,14 @@ export async function saveArchive(store: ImageStore, refs: string[], output: str
       pack.finalize();
       await writer;
       await fh.sync();
-      await fh.close();
-      await fs.rename(tmp, output);
+      await out.commit();
       return { size, ids: [...byId.keys()] };
     });
   } catch (err) {
     pack.destroy();
     // `err` is what to report: the writer's and the close's failures follow from it, and the file goes next.
     await writer.catch(() => undefined);
-    await fh.close().catch(() => undefined);
-    await fs.rm(tmp, { force: true });
+    await out.discard();
     throw err;
   }
 }

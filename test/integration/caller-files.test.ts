@@ -1,18 +1,25 @@
 /**
- * Bind sources are opened with the caller's rights and mounted through that
- * descriptor (server/runtime/bindsource.ts). The gate still refuses `run`
- * to a non-root caller, so the hostile table runs against openBindSource
- * itself with a created user's Caller; root's runs go through the real CLI
- * and helper, the same code path with root's Caller.
+ * Files a request names are touched with the caller's rights: bind sources
+ * are opened as the caller and mounted through that descriptor
+ * (server/runtime/bindsource.ts), load's archive is opened and save's output
+ * created and renamed as the caller (util/hostfile.ts, image/archive/output.ts).
+ * The gate still refuses run, load and save to a non-root caller, so the
+ * hostile table runs against those modules with a created user's Caller;
+ * root's runs go through the real CLI and helper, the same code path with
+ * root's Caller.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, closeSync, fstatSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { openBindSource } from '../../server/runtime/bindsource';
+import { loadArchive } from '../../server/image/archive';
+import { callerOutput } from '../../server/image/archive/output';
+import { ImageStore } from '../../server/image/store';
+import { openRegularFileAs } from '../../server/util/hostfile';
 import { CapsaError } from '../../server/errors';
 import type { Caller } from '../../server/util/peercred';
 import { createUser } from '../helpers/users';
@@ -141,4 +148,51 @@ test('root: a bind through a symlink mounts what the link named, and the descrip
   const gone = await h.cli(['run', '--rm', '-v', `${path.join(dir, 'nope')}:/data`, 'busybox', 'true']);
   assert.equal(gone.code, 125);
   assert.match(gone.stderr, /bind source path .*nope does not exist/);
+});
+
+test("load -i /etc/shadow as a user is refused with permission denied, and nothing is staged", async (t) => {
+  const { caller, dir } = setup(t);
+  const root = path.join(dir, 'store');
+  const store = new ImageStore(root);
+  await refused(loadArchive(store, '/etc/shadow', { caller }) as unknown as Promise<number>, 'E_PERMISSION_DENIED', /archive \/etc\/shadow: permission denied for uid \d+/);
+  assert.equal(existsSync(path.join(root, 'tmp')) ? readdirSync(path.join(root, 'tmp')).length : 0, 0);
+  // a FIFO is refused without blocking, a symlink as the last component too
+  const fifo = path.join(dir, 'fifo');
+  execFileSync('mkfifo', ['-m', '0666', fifo]);
+  await refused(openRegularFileAs(caller, fifo, 'archive').then(() => 0), 'E_INVALID_ARGUMENT', /is a FIFO, not a regular file/);
+  symlinkSync('/etc/passwd', path.join(dir, 'link.tar'));
+  await refused(openRegularFileAs(caller, path.join(dir, 'link.tar'), 'archive', { nofollow: true }).then(() => 0), 'E_INVALID_ARGUMENT', /symbolic link/);
+  const { fh } = await openRegularFileAs(caller, '/etc/passwd', 'archive', { nofollow: true });
+  await fh.close();
+});
+
+test("save -o into /etc/cron.d, or over another user's file in sticky /tmp, is refused for a user and leaves nothing there", async (t) => {
+  const { user, caller, own } = setup(t);
+  const cron = '/etc/cron.d/capsa-test-' + process.pid;
+  await refused(callerOutput(caller, cron).then(() => 0), 'E_PERMISSION_DENIED', /cannot write \/etc\/cron\.d\/.*: permission denied for uid \d+/);
+  assert.equal(existsSync(cron), false);
+  assert.deepEqual(readdirSync('/etc/cron.d').filter((n) => n.includes('capsa-test')), []);
+
+  const other = createUser(t);
+  const victim = path.join(tmpdir(), `capsa-victim-${process.pid}`);
+  writeFileSync(victim, 'theirs\n', { mode: 0o644 });
+  chownSync(victim, other.uid, other.gid);
+  t.after(() => rmSync(victim, { force: true }));
+  const out = await callerOutput(caller, victim);
+  await out.fh.write('mine\n');
+  // root would replace it; the user may not (sticky /tmp)
+  await refused(out.commit().then(() => 0), 'E_PERMISSION_DENIED', /permission denied/);
+  await out.discard();
+  assert.equal(readFileSync(victim, 'utf8'), 'theirs\n');
+  assert.deepEqual(readdirSync(tmpdir()).filter((n) => n.startsWith(`.capsa-victim-${process.pid}`)), [], 'the temporary file went');
+
+  // their own directory: the file is theirs, in place only once committed
+  const mine = path.join(own, 'images.tar');
+  const ok = await callerOutput(caller, mine);
+  await ok.fh.write('archive\n');
+  assert.equal(existsSync(mine), false);
+  await ok.commit();
+  assert.equal(readFileSync(mine, 'utf8'), 'archive\n');
+  assert.equal(statSync(mine).uid, user.uid);
+  assert.deepEqual(readdirSync(own), ['images.tar']);
 });

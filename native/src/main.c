@@ -29,6 +29,7 @@
 #include "monitor/monitor.h"
 #include "relay/relay.h"
 #include "setup/cloned.h"
+#include "setup/rootfs.h"
 #include "setup/setup.h"
 
 #define PLAN_FD 3
@@ -93,7 +94,7 @@ static int run_monitored(const struct shim_args *args, const struct plan *plan, 
       .title = args->title,
   };
   struct container c;
-  int rc = setup_container(&req, &c, &err);
+  int rc = clone_bind_trees(plan, &err) < 0 ? -1 : setup_container(&req, &c, &err);
   close_bindfds(plan);
   if (rc < 0) {
     monitor_abort(&mon);
@@ -110,7 +111,7 @@ static int run_relayed(const struct shim_args *args, const struct plan *plan, co
   struct shim_error err = {0};
   struct setup_request req = {.plan = plan, .exec_mode = args->exec_mode, .title = args->title};
   struct container c;
-  int rc = setup_container(&req, &c, &err);
+  int rc = clone_bind_trees(plan, &err) < 0 ? -1 : setup_container(&req, &c, &err);
   close_bindfds(plan);
   if (rc < 0)
     return status_error(st, &err);

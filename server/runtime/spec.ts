@@ -215,7 +215,7 @@ export function buildRunPlan(input: SpecInput): Plan {
       flags: MS.BIND | MS.REC | (b.readOnly ? MS.RDONLY : 0),
       data: '',
       // a volume's mountpoint is the helper's own directory; a bind's source is the caller's to reach
-      ...(b.type === 'bind' ? { callerSource: true } : {}),
+      ...(b.type !== 'volume' ? { callerSource: true } : {}),
     });
   }
   const env = mergeEnv(

@@ -126,6 +126,43 @@ out:
   return rc;
 }
 
+/* The bindfd a mount's source names (`/proc/self/fd/N`, N one of the
+ * plan's bindfds), or -1 for a source that is a path. */
+static int bind_tree_fd(const struct plan *plan, const char *source) {
+  static const char prefix[] = "/proc/self/fd/";
+  if (strncmp(source, prefix, sizeof prefix - 1))
+    return -1;
+  char *end;
+  long n = strtol(source + sizeof prefix - 1, &end, 10);
+  if (*end || end == source + sizeof prefix - 1)
+    return -1;
+  for (size_t i = 0; i < plan->n_bindfds; i++)
+    if (plan->bindfds[i] == n)
+      return (int)n;
+  return -1;
+}
+
+int clone_bind_trees(const struct plan *plan, struct shim_error *err) {
+  for (size_t i = 0; i < plan->n_mounts; i++) {
+    const struct plan_mount *m = &plan->mounts[i];
+    int fd = (m->flags & MS_BIND) ? bind_tree_fd(plan, m->source) : -1;
+    if (fd < 0)
+      continue;
+    int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | ((m->flags & MS_REC) ? AT_RECURSIVE : 0));
+    if (tree < 0) {
+      int e = errno;
+      return shim_fail(err, "mount", m->target, e, "bind source: open_tree: %s%s", shim_strerror(e, (char[128]){0}, 128),
+                       e == ENOSYS ? " (needs linux 5.2 or later)" : "");
+    }
+    int r = dup2(tree, fd);
+    int e = errno;
+    close(tree);
+    if (r < 0)
+      return shim_fail(err, "mount", m->target, e, "bind source: dup2");
+  }
+  return 0;
+}
+
 static int mount_one(int *rootfd, const struct plan *plan, const struct plan_mount *m, struct shim_error *err) {
   int bind = (m->flags & MS_BIND) != 0;
   int as_file = 0;
@@ -144,7 +181,13 @@ static int mount_one(int *rootfd, const struct plan *plan, const struct plan_mou
 
   unsigned long flags = m->flags & ~PROPAGATION;
   const char *data = m->data[0] ? m->data : NULL;
-  if (bind) {
+  int tree = bind ? bind_tree_fd(plan, m->source) : -1;
+  if (tree >= 0) {
+    /* the detached copy clone_bind_trees made: attached here, once */
+    if (move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+      return shim_fail(err, "mount", m->target, errno, "attaching the bind source: move_mount: %s",
+                       shim_strerror(errno, (char[128]){0}, 128));
+  } else if (bind) {
     if (mount(m->source, path, NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
       return shim_fail(err, "mount", m->target, errno, NULL);
   } else if (!strcmp(m->fstype, "overlay")) {

@@ -10,6 +10,15 @@
 /* Makes every mount private so nothing below propagates back to the host. */
 int make_private(struct shim_error *err);
 
+/* In the host's mount namespace, before the clone: replaces each of the
+ * plan's bindfd descriptors (an O_PATH fd of a bind source the helper
+ * opened as the caller) by a detached copy of the mount tree it names
+ * (open_tree OPEN_TREE_CLONE), at the same number. A descriptor of a mount
+ * in another namespace cannot be bind-mounted (EINVAL); a detached tree
+ * can be attached in the container's (move_mount), so the mount is of the
+ * very object the caller's lookup found. */
+int clone_bind_trees(const struct plan *plan, struct shim_error *err);
+
 /* Performs the plan's mount records in order, inside plan->rootfs. */
 int do_mounts(const struct plan *plan, struct shim_error *err);
 

@@ -83,7 +83,10 @@
  *   bindfd     n               run mode: an O_PATH descriptor (above 5) the shim
  *                              inherits, a bind source a mount names as
  *                              /proc/self/fd/n; the monitor keeps it across its
- *                              detach, and the shim closes it once mounted; repeated
+ *                              detach, replaces it before the clone by a detached
+ *                              copy of its mount tree (open_tree), which the child
+ *                              attaches at the mount's target (move_mount); closed
+ *                              once mounted; repeated
  *   end
  *
  * Records after `join` were added later; an absent one keeps the behaviour

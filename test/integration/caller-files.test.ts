@@ -23,6 +23,12 @@ import { openRegularFileAs } from '../../server/util/hostfile';
 import { CapsaError } from '../../server/errors';
 import type { Caller } from '../../server/util/peercred';
 import { createUser } from '../helpers/users';
+import { FakeLauncher } from '../helpers/fakeshim';
+import { ContainerService, type ImageSource } from '../../server/runtime/container';
+import type { LifecycleDeps } from '../../server/runtime/container/lifecycle';
+import type { MonitorLaunch } from '../../server/runtime/container/launcher';
+import type { CgroupManager } from '../../server/runtime/cgroups';
+import type { Plan } from '../../server/runtime/plan';
 import { fileRegistry, ok, testHelper } from '../helpers/capsa';
 
 function setup(t: { after: (fn: () => void) => void }) {
@@ -127,6 +133,7 @@ test("a symlink the user swaps between their own directory and /root while it is
     }
   }
   await stop();
+  t.diagnostic(`${denied} of 200 opens found /root and were refused`);
   assert.equal(opened + denied, 200);
 });
 
@@ -195,4 +202,58 @@ test("save -o into /etc/cron.d, or over another user's file in sticky /tmp, is r
   assert.equal(readFileSync(mine, 'utf8'), 'archive\n');
   assert.equal(statSync(mine).uid, user.uid);
   assert.deepEqual(readdirSync(own), ['images.tar']);
+});
+
+/** Records, at each launch, what each bind descriptor the shim would inherit is (its inode), before the lifecycle closes its copies. */
+class InodeLauncher extends FakeLauncher {
+  readonly inodes: number[][] = [];
+  override launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; bindFds?: number[] }): MonitorLaunch {
+    this.inodes.push((opts.bindFds ?? []).map((fd) => fstatSync(fd).ino));
+    return super.launchMonitor(plan, dir, opts);
+  }
+}
+
+const fakeCgroups = { create: async () => [], remove: async () => undefined, oomKilled: async () => false, reconcile: async () => undefined } as unknown as CgroupManager;
+
+test("a start as a user mounts descriptors of what the user's own lookup found: /root refused with nothing launched, a link swapped to /root 200 times never yields it", async (t) => {
+  const { user, caller, dir, home, own } = setup(t);
+  const layer = path.join(dir, 'layer');
+  mkdirSync(layer);
+  const images: ImageSource = { resolveForRun: async (reference) => ({ id: `sha256:${'a'.repeat(64)}`, reference, config: { Cmd: ['/bin/true'] }, layerDirs: [layer] }) };
+  const launcher = new InodeLauncher();
+  const service = new ContainerService(path.join(dir, 'capsa'), images, undefined, fakeCgroups, launcher);
+  // the start's caller: the seam a container's owner will fill
+  (service as unknown as { deps: LifecycleDeps }).deps.bindCaller = () => caller;
+  await service.load();
+  const run = (volume: string) => service.run({ image: 'busybox', network: 'none', rm: true, volumes: [volume] });
+
+  await refused(run('/root:/r').then(() => 0), 'E_PERMISSION_DENIED', /bind source path \/root: permission denied for uid \d+/);
+  assert.equal(launcher.inodes.length, 0, 'nothing launched');
+  await run(`${own}:/data`);
+  assert.deepEqual(launcher.inodes, [[statSync(own).ino]]);
+  const plan = (launcher.calls[0] as { plan: Plan }).plan;
+  const bind = plan.mounts.find((m) => m.target === '/data')!;
+  assert.equal(bind.source, '/proc/self/fd/6', 'the shim mounts the descriptor, not the path');
+  assert.deepEqual(plan.bindFds, [6]);
+
+  const link = path.join(home, 'link');
+  symlinkSync(own, link);
+  const swapper = spawn('sh', ['-c', `cd ${home} && while :; do ln -sfn /root t1 && mv -T t1 link; ln -sfn ${own} t2 && mv -T t2 link; done`], { uid: user.uid, gid: user.gid, stdio: 'ignore', detached: true });
+  const exited = once(swapper, 'exit');
+  let denied = 0;
+  try {
+    for (let i = 0; i < 200; i++) {
+      await run(`${link}:/data`).catch((err: unknown) => {
+        assert.ok(err instanceof CapsaError && err.code === 'E_PERMISSION_DENIED', String(err));
+        denied++;
+      });
+    }
+  } finally {
+    process.kill(-swapper.pid!, 'SIGKILL');
+    await exited;
+  }
+  t.diagnostic(`${denied} of 200 starts found /root and were refused`);
+  assert.equal(launcher.inodes.length, 1 + 200 - denied);
+  for (const inodes of launcher.inodes) assert.deepEqual(inodes, [statSync(own).ino], 'every launch got the user own directory');
+  await service.killAll();
 });

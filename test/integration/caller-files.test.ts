@@ -29,7 +29,8 @@ import type { LifecycleDeps } from '../../server/runtime/container/lifecycle';
 import type { MonitorLaunch } from '../../server/runtime/container/launcher';
 import type { CgroupManager } from '../../server/runtime/cgroups';
 import type { Plan } from '../../server/runtime/plan';
-import { fileRegistry, ok, testHelper } from '../helpers/capsa';
+import { fileRegistry, ok, processesOf, testHelper } from '../helpers/capsa';
+import { promises as fsp } from 'node:fs';
 
 function setup(t: { after: (fn: () => void) => void }) {
   const user = createUser(t);
@@ -140,7 +141,7 @@ test("a symlink the user swaps between their own directory and /root while it is
 const registry = fileRegistry();
 
 test('root: a bind through a symlink mounts what the link named, and the descriptor reaches neither the command nor an --init PID 1', async (t) => {
-  const h = await testHelper(t, registry.url, { checkMounts: false });
+  const h = await testHelper(t, registry.url);
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-binds-root-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const data = path.join(dir, 'data-marker-dir');
@@ -152,6 +153,18 @@ test('root: a bind through a symlink mounts what the link named, and the descrip
     const fds = await ok(h, ['run', '--rm', ...init, '-v', `${data}:/data:ro`, 'busybox', 'sh', '-c', 'ls -l /proc/1/fd /proc/self/fd']);
     assert.doesNotMatch(fds, /data-marker-dir|\/data$/m, fds);
   }
+  // the monitor let its copies go once the container ran: nothing of the helper's side pins the source
+  const id = (await ok(h, ['run', '-d', '-v', `${data}:/data`, 'busybox', 'sleep', '60'])).trim();
+  for (const p of await processesOf(h)) {
+    const pid = p.split(' ')[0];
+    // stat follows each descriptor to its object, a detached mount tree's root included
+    const want = statSync(data);
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const st = await fsp.stat(`/proc/${pid}/fd/${fd}`).catch(() => undefined);
+      assert.ok(!(st && st.ino === want.ino && st.dev === want.dev), `${p} holds the bind source as fd ${fd}`);
+    }
+  }
+  await ok(h, ['rm', '-f', id]);
   const gone = await h.cli(['run', '--rm', '-v', `${path.join(dir, 'nope')}:/data`, 'busybox', 'true']);
   assert.equal(gone.code, 125);
   assert.match(gone.stderr, /bind source path .*nope does not exist/);

@@ -423,6 +423,8 @@ export interface VolumeSummary {
   labels?: Record<string, string>;
   /** Names of the containers (in any state) that mount it. */
   usedBy: string[];
+  /** The uid that created it (root's for volumes older than owners). A caller other than root sees only its own. */
+  owner?: number;
 }
 
 /** Creates a named volume, or returns the one of that name (`capsa volume create`). */
@@ -439,7 +441,7 @@ export interface VolumeCreateParams {
   labels?: Record<string, string>;
 }
 
-/** Every named volume, sorted by name (`capsa volume ls`). */
+/** Every named volume the caller owns (root: every owner's), sorted by name (`capsa volume ls`). */
 export namespace VolumeListRequest {
   export const method = 'capsa/volume/list' as const;
   export const type = new RequestType0<VolumeSummary[], void>(method);

@@ -12,7 +12,7 @@ import { securitySettings } from './security';
 import { runNamespaces, type BindMount, type SpecInput } from './spec';
 import type { Namespace } from './plan';
 import { resolveImageUser, readImageFile, parseGroup, type ResolvedUser } from './users';
-import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore } from './volumes';
+import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore, type VolumeOwner } from './volumes';
 import { ifMissing } from '../util/missing';
 
 export interface RunSetup {
@@ -31,7 +31,8 @@ function list(name: string, v: unknown): string[] {
   return v as string[];
 }
 
-export async function prepareRun(opts: RunOptions, root: string): Promise<RunSetup> {
+/** `caller`: whose container it is; its named volumes are the ones `-v NAME:` mounts (root's when not given). */
+export async function prepareRun(opts: RunOptions, root: string, caller: VolumeOwner = { uid: 0, gid: 0 }): Promise<RunSetup> {
   const binds = [
     ...list('volumes', opts.volumes).map(parseVolume),
     ...list('mounts', opts.mounts).map(parseMountSpec),
@@ -64,7 +65,7 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
   const volumes = new VolumeStore(root);
   for (const b of binds) {
     if (b.type === 'volume') {
-      b.source = (await volumes.create(b.name!)).mountpoint;
+      b.source = (await volumes.resolveForRun(caller, b.name!)).mountpoint;
     } else if (b.type !== 'tmpfs') {
       const st = await fs.stat(b.source).catch(ifMissing(undefined));
       if (!st) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: bind source path ${b.source} does not exist`);

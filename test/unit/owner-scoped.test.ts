@@ -11,6 +11,22 @@ import * as path from 'node:path';
 import { AmbiguousOwnerError, pickOwned } from '../../server/util/owners';
 import { VolumeNotFoundError, VolumeStore } from '../../server/runtime/volumes';
 import { NetworkManager, NetworkNotFoundError, poolOf } from '../../server/runtime/network/manager';
+import type { Connection } from 'vscode-languageserver/node';
+import { forCaller } from '../../server/handlers/access';
+import { validating } from '../../server/handlers/validated';
+import {
+  ContainerListRequest,
+  NetworkCreateRequest,
+  NetworkInspectRequest,
+  NetworkListRequest,
+  NetworkPruneRequest,
+  NetworkRemoveRequest,
+  VolumeCreateRequest,
+  VolumeInspectRequest,
+  VolumeListRequest,
+  VolumePruneRequest,
+  VolumeRemoveRequest,
+} from '../../server/protocol';
 
 const items = [
   { name: 'data', owner: 1001 },
@@ -152,4 +168,38 @@ test("a subnet clash with another owner's network does not name it", async (t) =
   await m.create({ name: 'secret-name', subnet: '10.95.0.0/24' }, B);
   await assert.rejects(m.create({ name: 'x', subnet: '10.95.0.0/25' }, A), (e: Error) => /another user/.test(e.message) && !e.message.includes('secret-name'));
   await assert.rejects(m.create({ name: 'x', subnet: '10.95.0.0/25' }), /secret-name/);
+});
+
+test('the gate lets a caller other than root reach the volume and network methods, and still refuses container methods', async () => {
+  let request: ((method: string, params: unknown, token: unknown) => unknown) | undefined;
+  const fake = {
+    onRequest(h: typeof request) {
+      request = h;
+      return { dispose() {} };
+    },
+    onNotification() {
+      return { dispose() {} };
+    },
+  };
+  const conn = validating(forCaller(fake as unknown as Connection, { uid: 1000, gid: 1000, groups: [1000], pid: 2 }));
+  const seen: string[] = [];
+  for (const m of [VolumeListRequest, VolumeCreateRequest, VolumeInspectRequest, VolumeRemoveRequest, VolumePruneRequest, NetworkListRequest, NetworkCreateRequest, NetworkInspectRequest, NetworkRemoveRequest, NetworkPruneRequest]) {
+    conn.onRequest(m.method, () => (seen.push(m.method), null));
+  }
+  conn.onRequest(ContainerListRequest.method, () => (seen.push('containers'), []));
+  await request!(VolumeListRequest.method, undefined, {});
+  await request!(VolumeCreateRequest.method, { name: 'data' }, {});
+  await request!(VolumeInspectRequest.method, { volume: 'data' }, {});
+  await request!(VolumeRemoveRequest.method, { volume: 'data' }, {});
+  await request!(VolumePruneRequest.method, undefined, {});
+  await request!(NetworkListRequest.method, undefined, {});
+  await request!(NetworkCreateRequest.method, { name: 'front' }, {});
+  await request!(NetworkInspectRequest.method, { network: 'front' }, {});
+  await request!(NetworkRemoveRequest.method, { network: 'front' }, {});
+  await request!(NetworkPruneRequest.method, undefined, {});
+  assert.equal(seen.length, 10);
+  await assert.rejects(async () => request!(ContainerListRequest.method, {}, {}), (e: { data?: { code: string } }) => e.data?.code === 'E_PERMISSION_DENIED');
+  assert.ok(!seen.includes('containers'));
+  // a message naming an owner is refused by its schema, before any handler
+  await assert.rejects(async () => request!(VolumeInspectRequest.method, { volume: 'data', owner: 0 }, {}), /owner.*is not a known field/);
 });

@@ -416,7 +416,7 @@ export interface VolumeSummary {
   name: string;
   /** Always `local`: the data lives on this host under Capsa's root. */
   driver: 'local';
-  /** The host directory containers see, `<root>/volumes/<name>/_data`. */
+  /** The host directory containers see: `<root>/volumes/<name>/_data` for root's, `<root>/volumes/.uid-<uid>/<name>/_data` for another owner's. */
   mountpoint: string;
   /** ISO 8601 time the volume was created. */
   created: string;

@@ -22,7 +22,7 @@ import { VolumeStore } from './runtime/volumes';
 import { NetworkManager } from './runtime/network/manager';
 import { VERSION } from './version';
 import { printable } from './util/text';
-import { WarmCliPool } from './warmcli';
+import { WarmCliPool } from './warmclipool';
 import { checkTrustedDirectory } from './util/trusteddir';
 
 /** Root keeps its state only where no other user can change it (server/util/trusteddir.ts); other uids are tests' helpers. */
@@ -71,7 +71,11 @@ export class Helper {
   private readonly sockets = new Set<net.Socket>();
   private warmCli?: WarmCliPool;
 
-  constructor(readonly config: CapsaConfig) {
+  /** `warmCliEntry`: the script warm CLI processes run (default: the Node CLI's); a test entry adds verbs this way. */
+  constructor(
+    readonly config: CapsaConfig,
+    private readonly opts: { warmCliEntry?: string } = {},
+  ) {
     this.images = new ImageService(config);
     this.networks = new NetworkManager(config.root, { bridgeName: config.network?.bridge, subnet: config.network?.subnet, log });
     this.containers = new ContainerService(config.root, this.images, this.networks);
@@ -153,7 +157,7 @@ export class Helper {
     this.warmCli?.start();
   }
 
-  /** The warm CLI's socket beside the helper's (server/warmcli.ts), unless configured off; without it every call runs the Node CLI. */
+  /** The warm CLI's socket beside the helper's (server/warmclipool.ts), unless configured off; without it every call runs the Node CLI. */
   private listenWarmCli(socketPath: string): void {
     const size = this.config.warmCli ?? DEFAULT_WARM_CLI;
     if (size === 0) return;
@@ -163,6 +167,7 @@ export class Helper {
       // the processes connect to this helper, and never start one
       env: { ...process.env, CAPSA_SOCKET: socketPath, CAPSA_ROOT: this.config.root, CAPSA_AUTOSTART: '0' },
       log,
+      entry: this.opts.warmCliEntry,
     });
     try {
       pool.listen();
@@ -195,7 +200,8 @@ function socketAlive(socketPath: string): Promise<boolean> {
   });
 }
 
-async function main(): Promise<void> {
+/** The helper's program. `opts` go to the Helper (a test entry point under test/ passes its own warm CLI entry). */
+export async function main(opts: { warmCliEntry?: string } = {}): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const config = loadConfig();
   if (args.root) config.root = args.root;
@@ -206,7 +212,7 @@ async function main(): Promise<void> {
   // both before anything is made in either
   checkOwnDirectory(config.root, 'capsa root');
   if (!args.stdio) checkOwnDirectory(path.dirname(config.socket), 'socket directory');
-  const helper = new Helper(config);
+  const helper = new Helper(config, opts);
   await helper.init();
   if (args.stdio) {
     const c = helper.serve(process.stdin, process.stdout);

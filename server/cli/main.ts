@@ -11,7 +11,7 @@ import { printable } from './format';
 import { network, port } from './network';
 import { volume } from './volumes';
 import { imagePrune, images, load, pull, rmi, save, system } from './images';
-import { report as reportWarm, serveWarm } from './warm';
+import { runWarmEntry } from './warm/process';
 import * as check from './validate';
 import { runLike } from './containers/run';
 import { exec } from './containers/exec';
@@ -123,13 +123,8 @@ export async function main(argv: string[], opts: { connection?: MessageConnectio
 }
 
 if (require.main === module && process.argv[2] === '--warm') {
-  // started by the helper ahead of a call (server/warmcli.ts)
-  serveWarm(main).catch((err: unknown) => {
-    // to the helper while idle; to the client (fd 2 is its stderr by then) while serving one
-    reportWarm(`failed ${errorMessage(err)}`);
-    process.stderr.write(`capsa: error: ${errorMessage(err)}\n`);
-    process.exit(EXIT_CAPSA);
-  });
+  // started by the helper ahead of a call (server/warmclipool.ts)
+  runWarmEntry(main);
 } else if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => {

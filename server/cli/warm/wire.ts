@@ -16,7 +16,7 @@
  *                    'F' reason                  this helper is not the one the client's
  *                                                 configuration names: run the Node CLI
  */
-import { CapsaError } from '../errors';
+import { CapsaError } from '../../errors';
 
 export const WARM_VERSION = 1;
 const MAGIC = Buffer.from('CPSA');

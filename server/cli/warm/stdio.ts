@@ -22,7 +22,10 @@
  *     `reading` and `readStop()`, its `_readableState.reading` mirrors them,
  *     and `_writableState.ended` marks a read-only one;
  *   - tty.WriteStream has `_refreshSize()` (Node calls it on SIGWINCH for
- *     its own stdout).
+ *     its own stdout);
+ *   - handleType (below) sees an fd as Node's guessHandleType does;
+ *   - destroying a stream on fds 0-2 leaves the fd open (libuv never closes
+ *     them): the caller puts /dev/null there.
  *
  * It imports only Node: what it does to fds 0-2 otherwise (putting
  * /dev/null there between calls) is the caller's.
@@ -71,9 +74,10 @@ const placeholder = {
 };
 
 /**
- * Destroys the call's stream objects, closing what they opened on fds 0-2.
- * The caller then puts something on 0-2 (/dev/null), so that no open() can
- * take them.
+ * Destroys the call's stream objects. libuv never closes fds 0-2 (its
+ * uv__stream_close skips them), so the client's descriptors stay there until
+ * the caller puts something else on 0-2 (/dev/null), which also keeps any
+ * open() from taking them.
  */
 export function releaseStdio(): void {
   const { stdin, stdout, stderr } = stdio;
@@ -108,8 +112,8 @@ export async function flushStdio(): Promise<void> {
   }
 }
 
-/** libuv's uv_guess_handle, as Node's guessHandleType sees it. */
-function handleType(fd: number): 'TTY' | 'FILE' | 'PIPE' | 'UNKNOWN' {
+/** libuv's uv_guess_handle, as Node's guessHandleType sees it (exported for its contract test). */
+export function handleType(fd: number): 'TTY' | 'FILE' | 'PIPE' | 'UNKNOWN' {
   let st;
   try {
     st = fstatSync(fd);

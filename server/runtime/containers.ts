@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { ConflictError, InvalidArgumentError, NotFoundError, assertSafeName } from '../errors';
+import { pullPolicyProblem } from '../protocol/runoptions';
 import type { ContainerEvent, ContainerInspect, DockerContainerInspect, ContainerSummary, ExecOptions, PullProgress, PullPolicy, RunOptions } from '../protocol/types';
 import { writeFileAtomic } from '../util/atomic';
 import { generateName, newContainerId } from './names';
@@ -800,9 +801,8 @@ function validateRunOptions(opts: RunOptions): void {
       throw new InvalidArgumentError(`${key} must be a list of strings without NUL bytes`);
     }
   }
-  if (opts.pull !== undefined && !['always', 'missing', 'never'].includes(opts.pull)) {
-    throw new InvalidArgumentError(`invalid pull policy ${JSON.stringify(opts.pull)}: expected always, missing or never`);
-  }
+  const pullRefused = opts.pull === undefined ? undefined : pullPolicyProblem(opts.pull);
+  if (pullRefused !== undefined) throw new InvalidArgumentError(pullRefused);
   // the network manager checks the mode itself: it knows the user-defined networks
   if (opts.network !== undefined && (typeof opts.network !== 'string' || opts.network === '')) {
     throw new InvalidArgumentError('network mode must be a non-empty string: bridge, host, none, container:NAME or a network name');

@@ -3,7 +3,7 @@
  * RunOptions here, so that a typo fails before anything is sent.
  */
 import * as path from 'node:path';
-import { ContainerCreateRequest, ContainerKillRequest, ContainerRunRequest, type RunOptions } from '../../protocol';
+import { ContainerCreateRequest, ContainerKillRequest, ContainerRunRequest, pullPolicyProblem, usernsProblem, type RunOptions } from '../../protocol';
 import { InvalidArgumentError } from '../../errors';
 import { LIMITS, LimitExceededError } from '../../limits';
 import { readUserFile } from '../../util/hostfile';
@@ -131,8 +131,9 @@ async function confinementOptions(flags: Record<string, string | boolean | strin
     o[ns] = 'host';
   }
   if (v('userns') !== undefined) {
-    if (v('userns') !== 'host' && v('userns') !== 'auto') throw new InvalidArgumentError(`invalid --userns ${JSON.stringify(v('userns'))}: expected host or auto`);
-    o.userns = v('userns') as 'host' | 'auto';
+    const problem = usernsProblem(v('userns'));
+    if (problem !== undefined) throw new InvalidArgumentError(problem);
+    o.userns = v('userns') as RunOptions['userns'];
   }
   if (flags['security-opt']) {
     o.securityOpt = [];
@@ -167,7 +168,8 @@ export const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) =
   const interactive = !!flags.interactive;
   const detach = !!flags.detach;
   const pull = str(flags.pull);
-  if (pull !== undefined && !['always', 'missing', 'never'].includes(pull)) throw new InvalidArgumentError(`invalid pull policy ${JSON.stringify(pull)}: expected always, missing or never`);
+  const pullProblem = pull === undefined ? undefined : pullPolicyProblem(pull);
+  if (pullProblem !== undefined) throw new InvalidArgumentError(pullProblem);
   const labels = check.checkLabels('label', (flags.label as string[] | undefined) ?? []);
   // every value is checked before anything is sent: a bad one creates nothing
   const detachKeys = detachKeysOf(flags);

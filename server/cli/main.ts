@@ -1,5 +1,9 @@
 /**
  * `capsa`: Docker's verbs and flags, as a thin client of the helper's protocol.
+ * This file picks the verb (Docker's management forms included), prints the
+ * help and runs the verb against a connection to the helper; the verbs live
+ * in containers/, images.ts, network.ts and volumes.ts. Run with `--warm`
+ * (by the helper), it is a warm CLI process instead (warm/process.ts).
  */
 import { ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';

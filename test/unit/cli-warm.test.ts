@@ -70,3 +70,15 @@ test('replies decode to what was sent', () => {
   assert.deepEqual(parseReply(reply.fallback('other helper')), { tag: 'F', text: 'other helper' });
   assert.equal(parseReply(Buffer.from('Z')), undefined);
 });
+
+test('the product CLI knows no test-only verb: __leave-timer is refused as any unknown command (it lives in test/helpers/test-cli.ts)', async (t) => {
+  const { main } = await import('../../server/cli/main');
+  let err = '';
+  const write = process.stderr.write;
+  t.after(() => (process.stderr.write = write));
+  process.stderr.write = ((chunk: string | Uint8Array) => ((err += String(chunk)), true)) as typeof process.stderr.write;
+  const code = await main(['__leave-timer']);
+  process.stderr.write = write;
+  assert.equal(code, 125);
+  assert.match(err, /'__leave-timer' is not a capsa command/);
+});

@@ -30,6 +30,7 @@ import {
   type StreamOutputParams,
   type VersionResult,
 } from '../server/protocol';
+import { HelperNotConnectedError } from './errors';
 
 export type HelperState = 'starting' | 'connected' | 'notRunning';
 
@@ -88,7 +89,7 @@ export class HelperConnection implements vscode.Disposable {
   /** The client to send requests with; throws a clear error when not connected. */
   get connection(): LanguageClient {
     if (!this.client || this._state !== 'connected') {
-      throw new Error(`Capsa helper is not connected (socket ${this.socketPath()})`);
+      throw new HelperNotConnectedError(this.socketPath());
     }
     return this.client;
   }
@@ -169,6 +170,7 @@ export class HelperConnection implements vscode.Disposable {
     } catch (err) {
       this.output.appendLine(`cannot connect to the helper: ${(err as Error).message}`);
       if (this.client === client) this.client = undefined;
+      // a client that never started has nothing to stop: its dispose failing changes nothing
       void client.dispose().catch(() => undefined);
       this.setState('notRunning');
       this.scheduleRetry();
@@ -189,6 +191,7 @@ export class HelperConnection implements vscode.Disposable {
     this.client = undefined;
     this._version = undefined;
     this.failSessions('the helper connection closed');
+    // the connection is closed already: disposing only frees the client, and a failure there changes nothing
     if (client) void client.dispose().catch(() => undefined);
     if (!this.disposed) {
       this.setState('notRunning');
@@ -336,6 +339,7 @@ export class HelperConnection implements vscode.Disposable {
     this._version = undefined;
     this.clearRetry();
     this.failSessions('disconnected');
+    // stopping: a helper that does not answer the shutdown within 2 s is left; its socket closes with us
     if (client) await client.dispose(2000).catch(() => undefined);
   }
 

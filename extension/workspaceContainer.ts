@@ -16,6 +16,7 @@ import {
   type PullResult,
 } from '../server/protocol';
 import type { HelperConnection } from './client';
+import { isIdmapUnsupported } from './errors';
 import { DevcontainerError, loadDevcontainer, workspaceIdmap, type DevcontainerConfig } from './devcontainer';
 import { describeChanges, isDigestReference, lockPathFor, pinnedReference, readLock, writeLock, type LockFile } from './lockfile';
 import { pullWithProgress } from './progress';
@@ -131,7 +132,7 @@ export class WorkspaceContainers {
     });
     const { id } = await run(idmapMounts).catch((err: Error) => {
       // a workspace on a filesystem without idmapped mounts still runs, with root-owned new files
-      if (!idmapMounts || !/idmap/.test(err.message)) throw err;
+      if (!idmapMounts || !isIdmapUnsupported(err)) throw err;
       this.helper.output.appendLine(`the workspace cannot be idmapped (${err.message}); files the container creates there will belong to root`);
       return run(undefined);
     });

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // Bundles what the packaged extension runs into dist/: the extension, the
 // helper it launches and the CLI. koffi (per-platform .node files) and
-// tar-stream (the unpacker patches one of its modules by path) stay in
-// node_modules; .vscodeignore ships exactly those.
+// tar-stream stay in node_modules; .vscodeignore ships exactly those.
+// tar-stream now only reads and writes image archives (`capsa load` and
+// `capsa save`, server/image/archive/): layers are unpacked by Capsa's own
+// tar reader (server/image/tar.ts), which patches nothing, so tar-stream is
+// external only because the package layout already ships it.
 'use strict';
 const path = require('node:path');
 const esbuild = require('esbuild');

@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Connection } from 'vscode-languageserver/node';
+import { describeError } from './errors';
 import { DEFAULT_WARM_CLI, loadConfig, warmCliSocketPath, type CapsaConfig } from './config';
 import { openConnection } from './connection';
 import { ContainerEventNotification, ImageEventNotification } from './protocol';
@@ -95,6 +96,7 @@ export class Helper {
   private broadcast(send: (c: Connection) => Promise<void>): void {
     for (const c of this.connections) {
       try {
+        // a client that went away misses an event it no longer needs; the others still get it
         send(c).catch(() => undefined);
       } catch {
         // closed, and not yet out of the set: its close handler removes it
@@ -173,7 +175,7 @@ export class Helper {
       pool.listen();
       this.warmCli = pool;
     } catch (err) {
-      log(`warm CLI off: cannot listen on ${warmCliSocketPath(socketPath)}: ${err instanceof Error ? err.message : String(err)}`);
+      log(`warm CLI off: cannot listen on ${warmCliSocketPath(socketPath)}: ${describeError(err)}`);
     }
   }
 
@@ -240,7 +242,7 @@ export async function main(opts: { warmCliEntry?: string } = {}): Promise<void> 
 
 if (require.main === module) {
   main().catch((err: unknown) => {
-    log(`fatal: ${err instanceof Error ? err.message : String(err)}`);
+    log(`fatal: ${describeError(err)}`);
     process.exit(1);
   });
 }

@@ -13,6 +13,7 @@ import {
   type ImageSummary,
 } from '../../server/protocol';
 import type { HelperConnection } from '../client';
+import { failureKind } from '../errors';
 import { InspectDocuments } from '../inspect';
 import { pullWithProgress } from '../progress';
 import { ContainerPty } from '../terminal/ContainerPty';
@@ -49,6 +50,14 @@ export function registerViewCommands(helper: HelperConnection, inventory: Invent
     return vscode.window.showQuickPick(items, { placeHolder: 'Image' });
   };
   const send = () => helper.connection;
+  /** Removes a container; one that is gone already (removed from another window or the CLI) counts as removed. */
+  const removeContainer = async (params: { container: string; force?: boolean }): Promise<void> => {
+    try {
+      await send().sendRequest(ContainerRemoveRequest.type, params);
+    } catch (err) {
+      if (failureKind(err) !== 'not-found') throw err;
+    }
+  };
 
   const commands: Record<string, Handler> = {
     'capsa.refresh': () => inventory.reload(),
@@ -64,7 +73,7 @@ export function registerViewCommands(helper: HelperConnection, inventory: Invent
         'Prune',
       );
       if (pick !== 'Prune') return;
-      for (const c of stopped) await send().sendRequest(ContainerRemoveRequest.type, { container: c.id });
+      for (const c of stopped) await removeContainer({ container: c.id });
       const used = new Set([...inventory.containers.values()].filter((c) => !stopped.includes(c)).map((c) => c.imageId));
       let removed = 0;
       for (const image of [...inventory.images.values()].filter((i) => !used.has(i.id))) {
@@ -97,7 +106,7 @@ export function registerViewCommands(helper: HelperConnection, inventory: Invent
         const ok = await vscode.window.showWarningMessage(`${c.name} is running. Stop and remove it?`, { modal: true }, 'Remove');
         if (ok !== 'Remove') return;
       }
-      await send().sendRequest(ContainerRemoveRequest.type, { container: c.id, force: c.state === 'running' });
+      await removeContainer({ container: c.id, force: c.state === 'running' });
     },
     'capsa.container.openShell': async (node?: unknown) => {
       const c = await pickContainer(node, (c) => c.state === 'running');
@@ -163,6 +172,11 @@ export function registerViewCommands(helper: HelperConnection, inventory: Invent
       try {
         await send().sendRequest(ImageRemoveRequest.type, { image: i.reference });
       } catch (err) {
+        const kind = failureKind(err);
+        // removed meanwhile (another window, the CLI): what the user asked for is done
+        if (kind === 'not-found') return;
+        // only a conflict (the image is in use) is one that forcing resolves
+        if (kind !== 'conflict') throw err;
         const force = await vscode.window.showWarningMessage(`${printable((err as Error).message)}. Remove it anyway?`, { modal: true }, 'Force Remove');
         if (force === 'Force Remove') await send().sendRequest(ImageRemoveRequest.type, { image: i.reference, force: true });
       }

@@ -5,6 +5,7 @@
 import * as vscode from 'vscode';
 import { ContainerListRequest, ImageListRequest, printable, type ContainerSummary, type ImageSummary } from '../../server/protocol';
 import type { HelperConnection } from '../client';
+import { failureKind } from '../errors';
 
 export class Inventory implements vscode.Disposable {
   private readonly _onDidChangeImages = new vscode.EventEmitter<void>();
@@ -56,7 +57,10 @@ export class Inventory implements vscode.Disposable {
     if (this.pendingImageReload) return;
     this.pendingImageReload = setTimeout(() => {
       this.pendingImageReload = undefined;
-      void this.reloadImages().catch(() => undefined);
+      void this.reloadImages().catch((err: unknown) => {
+        // the helper going away is reported by its connection state, and the next (re)connection lists again
+        if (failureKind(err) !== 'unreachable') this.helper.output.appendLine(`listing images failed: ${printable((err as Error).message)}`);
+      });
     }, 100);
   }
 

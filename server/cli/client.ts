@@ -54,10 +54,10 @@ export async function connect(config: CapsaConfig, opts: { autoStart: boolean } 
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (!opts.autoStart || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) {
-      throw new CapsaError('E_HELPER_UNREACHABLE', `cannot reach the capsa helper at ${config.socket}: ${(err as Error).message}`);
+      throw new CapsaError('E_HELPER_UNREACHABLE', `cannot reach the capsa helper at ${config.socket}: ${(err as Error).message}`, { cause: err, fields: { path: config.socket } });
     }
     if (process.getuid && process.getuid() !== 0) {
-      throw new CapsaError('E_HELPER_UNREACHABLE', `the capsa helper is not running at ${config.socket}, and only root can start it: run 'sudo capsa' or start the helper as root`);
+      throw new CapsaError('E_HELPER_UNREACHABLE', `the capsa helper is not running at ${config.socket}, and only root can start it: run 'sudo capsa' or start the helper as root`, { cause: err, fields: { path: config.socket } });
     }
     startHelper(config);
     const deadline = Date.now() + 10_000;
@@ -67,8 +67,9 @@ export async function connect(config: CapsaConfig, opts: { autoStart: boolean } 
         socket = await connectSocket(config.socket);
         break;
       } catch (e) {
+        // not listening yet is what a starting helper looks like: retry until the deadline, then say so with the last refusal
         if (Date.now() > deadline) {
-          throw new CapsaError('E_HELPER_UNREACHABLE', `started the capsa helper, but it did not listen on ${config.socket} within 10 s (see ${path.join(config.root, 'helper.log')})`);
+          throw new CapsaError('E_HELPER_UNREACHABLE', `started the capsa helper, but it did not listen on ${config.socket} within 10 s (see ${path.join(config.root, 'helper.log')})`, { cause: e, fields: { path: config.socket } });
         }
       }
     }
@@ -83,7 +84,7 @@ export async function connect(config: CapsaConfig, opts: { autoStart: boolean } 
 /** The helper closed the connection while a call was in flight: it exited, crashed or was killed. */
 export class HelperLostError extends CapsaError {
   constructor(socket: string, verb: string) {
-    super('E_HELPER_LOST', `lost the connection to the capsa helper at ${socket} during '${verb}': the helper stopped or was killed before it answered`);
+    super('E_HELPER_LOST', `lost the connection to the capsa helper at ${socket} during '${verb}': the helper stopped or was killed before it answered`, { fields: { path: socket } });
   }
 }
 

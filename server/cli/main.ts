@@ -5,12 +5,13 @@
  * in containers/, images.ts, network.ts and volumes.ts. Run with `--warm`
  * (by the helper), it is a warm CLI process instead (warm/process.ts).
  */
-import { ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
 import { VersionRequest } from '../protocol';
 import { parseFlags } from './args';
 import { connect, watchHelper } from './client';
 import { errorMessage, type Command } from './command';
+import { errorLine, exitStatus } from './exit';
 import { printable } from './format';
 import { network, port } from './network';
 import { volume } from './volumes';
@@ -117,10 +118,9 @@ export async function main(argv: string[], opts: { connection?: MessageConnectio
     return await Promise.race([entry[0](args, conn), helper.lost]);
   } catch (err) {
     restoreTerminal();
-    process.stderr.write(`capsa: error: ${errorMessage(helper.lostError(err) ?? err)}\n`);
-    if (helper.lostError(err)) return EXIT_CAPSA;
-    const data = err instanceof ResponseError ? (err.data as { exitCode?: unknown } | undefined) : undefined;
-    return typeof data?.exitCode === 'number' ? data.exitCode : EXIT_CAPSA;
+    const failure = helper.lostError(err) ?? err;
+    process.stderr.write(`capsa: error: ${errorLine(failure)}\n`);
+    return exitStatus(failure);
   } finally {
     connection?.dispose();
   }

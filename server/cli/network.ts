@@ -5,8 +5,9 @@ import { InvalidArgumentError } from '../errors';
 import { ContainerInspectRequest, NetworkCreateRequest, NetworkInspectRequest, NetworkListRequest, NetworkRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import type { Command } from './command';
-import { json, printable, table } from './format';
+import { json, table } from './format';
 import * as check from './validate';
+import { errorLine } from './exit';
 
 const CREATE_FLAGS: FlagSpec[] = [
   { name: 'subnet', kind: 'value', help: 'Subnet in CIDR form, e.g. 10.90.0.0/24 (default: the next free 10.89.N.0/24)' },
@@ -64,7 +65,7 @@ export const network: Command = async (argv, conn) => {
       await c.sendRequest(NetworkRemoveRequest.type, { network: name });
       process.stdout.write(`${name}\n`);
     } catch (err) {
-      process.stderr.write(`capsa: ${printable((err as Error).message)}\n`);
+      process.stderr.write(`capsa: ${errorLine(err)}\n`);
       status = 1;
     }
   }

@@ -6,9 +6,10 @@ import { InvalidArgumentError } from '../errors';
 import { VolumeCreateRequest, VolumeInspectRequest, VolumeListRequest, VolumePruneRequest, VolumeRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import type { Command } from './command';
-import { formatBytes, json, printableLines, table } from './format';
+import { formatBytes, json, table } from './format';
 import * as check from './validate';
 import { confirm } from './images';
+import { errorLine } from './exit';
 
 const HELP = 'Usage: capsa volume COMMAND\n\nCommands:\n  create     Create a volume\n  ls         List volumes\n  rm         Remove one or more volumes\n  inspect    Show details of volumes\n  prune      Remove volumes no container uses\n';
 
@@ -67,7 +68,7 @@ export const volume: Command = async (argv, conn) => {
           const v = await c.sendRequest(VolumeInspectRequest.type, { volume: name });
           out.push({ CreatedAt: v.created, Driver: v.driver, Labels: v.labels ?? null, Mountpoint: v.mountpoint, Name: v.name, Options: null, Scope: 'local', UsedBy: v.usedBy });
         } catch (err) {
-          process.stderr.write(`capsa: error: ${printableLines((err as Error).message)}\n`);
+          process.stderr.write(`capsa: error: ${errorLine(err)}\n`);
           status = 1;
         }
       }
@@ -83,7 +84,7 @@ export const volume: Command = async (argv, conn) => {
           await c.sendRequest(VolumeRemoveRequest.type, { volume: name, force: flags.force === true });
           process.stdout.write(`${name}\n`);
         } catch (err) {
-          process.stderr.write(`capsa: error: ${printableLines((err as Error).message)}\n`);
+          process.stderr.write(`capsa: error: ${errorLine(err)}\n`);
           status = 1;
         }
       }

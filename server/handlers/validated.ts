@@ -27,6 +27,7 @@ export function checkParams(method: string, schema: Schema, params: unknown): vo
     schema.check(value, '');
   } catch (err) {
     if (!(err instanceof ParamsError)) throw err;
+    // no `cause`: the message says all the ParamsError did, escaped, and its raw text (the client's params) must not go back on the wire
     throw new InvalidArgumentError(printable(`${method}: ${err.message}`));
   }
 }

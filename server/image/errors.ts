@@ -57,6 +57,20 @@ export class DigestMismatchError extends CapsaError {
   }
 }
 
+/**
+ * A layer whose uncompressed content is not the diff-id it was to be stored
+ * under: the store's own check (ImageStore.createLayer). A pull reports it to
+ * its caller as DiffIdMismatchError; a load as this digest mismatch.
+ */
+export class LayerDiffIdMismatchError extends DigestMismatchError {
+  /** The layer's compressed digest (its diff-id when it has none). */
+  readonly layer: string;
+  constructor(layer: string, expected: string, actual: string) {
+    super(`layer ${layer}: uncompressed content (diff-id)`, expected, actual);
+    this.layer = layer;
+  }
+}
+
 /** Content with a size other than the descriptor's. */
 export class SizeMismatchError extends CapsaError {
   constructor(what: string, expected: number, actual: number) {

@@ -11,6 +11,7 @@ import { v } from './validate';
 import { attachId, containerRef, execOptionFields, platform, progressToken, runOptionFields, terminalSize } from './schemas';
 
 export * from './types';
+export * from './errors';
 import type {
   ContainerEvent,
   ContainerSummary,
@@ -265,23 +266,6 @@ export namespace ContainerEventNotification {
 export namespace ImageEventNotification {
   export const method = 'capsa/event/image' as const;
   export const type = new NotificationType<ImageEvent>(method);
-}
-
-/** Error codes the helper puts in JSON-RPC error responses (`data.code`). */
-export const ErrorCodes = {
-  /** JSON-RPC error code used for every Capsa domain error; `data` holds the details. */
-  CapsaError: -32050,
-} as const;
-
-/** `data` of a JSON-RPC error response for a Capsa domain error. */
-export interface CapsaErrorData {
-  /** Stable code, e.g. `E_IMAGE_NOT_FOUND`. */
-  code: string;
-  /**
-   * For a run whose process could not start: the exit status Docker gives
-   * (127 command not found, 126 not executable, 125 any other setup failure).
-   */
-  exitCode?: number;
 }
 
 // ---- appended: container lifecycle used by the extension's Containers view --

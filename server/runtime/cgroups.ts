@@ -10,6 +10,13 @@
  * "no internal processes" rule), so there the parent sits next to the
  * helper's cgroup instead of inside it.
  *
+ * Devices: v1 writes the allow-list to `devices.allow`; the unified (v2)
+ * hierarchy has no such file, so there the same list becomes a cgroup device
+ * BPF program (`devicebpf.ts`) attached to the container's v2 directory
+ * before any process joins it. On a v1 host that also mounts a controller-less
+ * cgroup2 (systemd's hybrid `/sys/fs/cgroup/unified`) the container joins a
+ * directory there too and gets the program as well: the kernel checks both.
+ *
  * The shim writes itself into the container's `cgroup.procs` files before it
  * clones (so the container's first process starts inside, and its cgroup
  * namespace is rooted there); once the container runs, the helper moves the
@@ -19,17 +26,12 @@
  */
 import { existsSync, mkdirSync, promises as fs, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { CapsaError, InvalidArgumentError } from '../errors';
+import { InvalidArgumentError } from '../errors';
+import { ifMissing } from '../util/missing';
+import { CgroupError, detectLayout, joined, type CgroupLayout, type Hierarchy } from './cgrouplayout';
+import { attachDeviceFilter, formatDeviceRule, parseDeviceRule, type DeviceRule } from './devicebpf';
 
-export class CgroupError extends CapsaError {
-  constructor(
-    message: string,
-    readonly path: string,
-    options?: { cause?: unknown },
-  ) {
-    super('E_CGROUP', message, options);
-  }
-}
+export { CgroupError, detectLayout, type CgroupLayout } from './cgrouplayout';
 
 export interface ResourceLimits {
   /** Memory limit in bytes (`--memory`). */
@@ -42,6 +44,12 @@ export interface ResourceLimits {
   cpuShares?: number;
   /** Maximum number of tasks (`--pids-limit`); 0 or -1: unlimited. */
   pidsLimit?: number;
+  /**
+   * The device allow-list, decided by the helper (never taken from a
+   * client): undefined is {@link DEFAULT_DEVICE_RULES}; `all` (`--privileged`)
+   * restricts no device, as Docker's `a *:* rwm`.
+   */
+  devices?: DeviceRule[] | 'all';
 }
 
 /** CFS period the quota is expressed in: Docker's and the kernel's default, 100 ms. */
@@ -99,85 +107,8 @@ export const DEVICE_RULES = [
   'c 10:200 rwm', // tun
 ];
 
-/** v1 controllers a container joins (each a hierarchy of its own or co-mounted). */
-const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'devices', 'freezer', 'blkio', 'cpuset'];
-
-interface Hierarchy {
-  /** Controllers of this hierarchy that Capsa uses (v1), or `unified` (v2). */
-  controllers: string[];
-  /** The helper's own cgroup directory in this hierarchy. */
-  own: string;
-  /** Where container cgroups go. */
-  base: string;
-}
-
-export interface CgroupLayout {
-  version: 1 | 2;
-  hierarchies: Hierarchy[];
-}
-
-interface MountEntry {
-  root: string;
-  mountPoint: string;
-  fstype: string;
-  superOptions: string[];
-}
-
-function parseMountinfo(text: string): MountEntry[] {
-  const out: MountEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const [left, right] = line.split(' - ');
-    if (!right) continue;
-    const f = left.split(' ');
-    const r = right.split(' ');
-    out.push({ root: unescape(f[3]), mountPoint: unescape(f[4]), fstype: r[0], superOptions: (r[2] ?? '').split(',') });
-  }
-  return out;
-}
-
-function unescape(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** Finds the hierarchies from /proc/self/mountinfo and /proc/self/cgroup (pure, for tests). */
-export function detectLayout(mountinfo: string, selfCgroup: string, parent: string): CgroupLayout {
-  const mounts = parseMountinfo(mountinfo);
-  const own = new Map<string, string>(); // controller list (as in /proc/self/cgroup) → path
-  for (const line of selfCgroup.split('\n')) {
-    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
-    if (m) own.set(m[2], m[3]);
-  }
-  const dirIn = (mount: MountEntry, cgPath: string): string => {
-    // a mount may show only part of the hierarchy (its root field)
-    const rel = path.posix.relative(mount.root, cgPath);
-    if (rel.startsWith('..')) throw new CgroupError(`the helper's cgroup ${cgPath} is outside the mounted part ${mount.root} of ${mount.mountPoint}`, mount.mountPoint);
-    return path.posix.join(mount.mountPoint, rel);
-  };
-  const v1 = mounts.filter((m) => m.fstype === 'cgroup');
-  const hasV1Memory = v1.some((m) => m.superOptions.includes('memory'));
-  if (hasV1Memory) {
-    const hierarchies: Hierarchy[] = [];
-    const seen = new Set<string>();
-    for (const m of v1) {
-      const controllers = V1_CONTROLLERS.filter((c) => m.superOptions.includes(c));
-      if (controllers.length === 0) continue;
-      const key = controllers.join(',');
-      if (seen.has(key)) continue; // the same hierarchy mounted twice
-      seen.add(key);
-      const entry = [...own.entries()].find(([k]) => k.split(',').some((c) => controllers.includes(c)));
-      const ownDir = dirIn(m, entry?.[1] ?? '/');
-      hierarchies.push({ controllers, own: ownDir, base: path.posix.join(ownDir, parent) });
-    }
-    return { version: 1, hierarchies };
-  }
-  const v2 = mounts.find((m) => m.fstype === 'cgroup2');
-  if (!v2) throw new CgroupError('no cgroup hierarchy is mounted: neither v1 controllers nor cgroup2', '/sys/fs/cgroup');
-  const ownDir = dirIn(v2, own.get('') ?? '/');
-  const mountRoot = v2.mountPoint;
-  const baseParent = ownDir === mountRoot ? mountRoot : path.posix.dirname(ownDir);
-  return { version: 2, hierarchies: [{ controllers: ['unified'], own: ownDir, base: path.posix.join(baseParent, parent) }] };
-}
+/** {@link DEVICE_RULES} as data: what v1 writes and the v2 device program is generated from. */
+export const DEFAULT_DEVICE_RULES: readonly DeviceRule[] = DEVICE_RULES.map((r) => parseDeviceRule(r));
 
 export function checkCgroupParent(parent: string): string {
   const parts = parent.split('/').filter(Boolean);
@@ -196,7 +127,15 @@ export interface ContainerCgroup {
 export class CgroupManager {
   private layoutCache?: CgroupLayout;
 
-  constructor(private readonly opts: { parent?: string; mountinfo?: () => string; selfCgroup?: () => string } = {}) {}
+  constructor(
+    private readonly opts: {
+      parent?: string;
+      mountinfo?: () => string;
+      selfCgroup?: () => string;
+      /** The device program's loader (tests replace it to see a kernel that refuses). */
+      attachDeviceFilter?: (cgroupDir: string, rules: DeviceRule[]) => void;
+    } = {},
+  ) {}
 
   /** The helper's configuration: `CAPSA_CGROUP_PARENT` (default `capsa`). */
   static fromEnv(env: NodeJS.ProcessEnv = process.env): CgroupManager {
@@ -222,19 +161,48 @@ export class CgroupManager {
     const layout = this.layout();
     const made: string[] = [];
     try {
-      for (const h of layout.hierarchies) {
+      const dirs: string[] = [];
+      for (const h of joined(layout)) {
         const dir = path.posix.join(h.base, id);
-        await this.mkdirs(layout.version, h, dir, made);
+        try {
+          await this.mkdirs(h === layout.unified ? 2 : layout.version, h, dir, made);
+        } catch (err) {
+          // a hybrid host's cgroup2 the helper cannot write is no reason to refuse a run that v1's devices.allow confines
+          if (h === layout.unified && layout.version === 1 && layout.v1Devices) continue;
+          throw err;
+        }
+        if (h === layout.unified) this.confineDevices(layout, dir, limits.devices);
         if (layout.version === 1) await applyV1(h.controllers, dir, limits);
         else await applyV2(dir, limits);
+        dirs.push(dir);
       }
-      const record: ContainerCgroup = { version: layout.version, dirs: layout.hierarchies.map((h) => path.posix.join(h.base, id)) };
+      const record: ContainerCgroup = { version: layout.version, dirs };
       // not fsynced: after a power loss, reconcile() finds a container's cgroups by name
       writeFileSync(path.join(containerDir, 'cgroup.json'), JSON.stringify(record), { mode: 0o600 });
       return record.dirs.map((d) => path.posix.join(d, 'cgroup.procs'));
     } catch (err) {
       await removeDirs(made.filter((d) => d.endsWith(id)));
       throw err;
+    }
+  }
+
+  /**
+   * Attaches the device program to the container's fresh v2 directory, before
+   * the shim puts the container's first process in it. A kernel that refuses
+   * fails the run, unless a v1 devices controller confines devices anyway.
+   */
+  private confineDevices(layout: CgroupLayout, dir: string, devices: ResourceLimits['devices']): void {
+    if (devices === 'all') return;
+    try {
+      (this.opts.attachDeviceFilter ?? attachDeviceFilter)(dir, [...(devices ?? DEFAULT_DEVICE_RULES)]);
+    } catch (err) {
+      // the v1 devices.allow written next is the confinement there; the program was a second line
+      if (layout.v1Devices) return;
+      throw new CgroupError(
+        `cannot confine the container's devices: ${(err as Error).message}; this host has no v1 devices controller either, so a container could open any device it makes with mknod, and the run is refused`,
+        dir,
+        { cause: err },
+      );
     }
   }
 
@@ -280,7 +248,7 @@ export class CgroupManager {
 
   /** Moves a process (the container's monitor) back into the helper's own cgroups. */
   async release(pid: number): Promise<void> {
-    for (const h of this.layout().hierarchies) {
+    for (const h of joined(this.layout())) {
       await writeCg(path.posix.join(h.own, 'cgroup.procs'), String(pid)).catch(() => undefined); // gone already: nothing to move
     }
   }
@@ -294,9 +262,10 @@ export class CgroupManager {
    * ones fail to join theirs.
    */
   async reconcile(knownIds: Set<string>, ownIds: Set<string>): Promise<void> {
-    for (const h of this.layout().hierarchies) {
-      const names = await fs.readdir(h.base).catch(() => [] as string[]);
+    for (const h of joined(this.layout())) {
+      const names = await fs.readdir(h.base).catch(ifMissing([] as string[]));
       const stale = names.filter((n) => ownIds.has(n) && !knownIds.has(n)).map((n) => path.posix.join(h.base, n));
+      // best effort after a crash: a cgroup still busy stays, and the next start tries again
       await removeDirs(stale).catch(() => undefined);
     }
   }
@@ -304,8 +273,8 @@ export class CgroupManager {
   /** Container cgroup directories under this helper's parent (what tests count). */
   async list(): Promise<string[]> {
     const out: string[] = [];
-    for (const h of this.layout().hierarchies) {
-      for (const n of await fs.readdir(h.base).catch(() => [] as string[])) if (/^[0-9a-f]{64}$/.test(n)) out.push(path.posix.join(h.base, n));
+    for (const h of joined(this.layout())) {
+      for (const n of await fs.readdir(h.base).catch(ifMissing([] as string[]))) if (/^[0-9a-f]{64}$/.test(n)) out.push(path.posix.join(h.base, n));
     }
     return out;
   }
@@ -315,6 +284,7 @@ async function readRecord(containerDir: string): Promise<ContainerCgroup | undef
   try {
     return JSON.parse(readFileSync(path.join(containerDir, 'cgroup.json'), 'utf8')) as ContainerCgroup;
   } catch {
+    // no record (the container never got a cgroup) or one cut short: there is nothing of ours to act on
     return undefined;
   }
 }
@@ -324,6 +294,7 @@ function readCg(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch {
+    // the cgroup went away or the controller lacks the file: nothing to report
     return '';
   }
 }
@@ -363,9 +334,9 @@ async function applyV1(controllers: string[], dir: string, l: ResourceLimits): P
     if (l.cpuShares !== undefined) await set('cpu.shares', l.cpuShares);
   }
   if (controllers.includes('pids') && l.pidsLimit !== undefined && l.pidsLimit > 0) await set('pids.max', l.pidsLimit);
-  if (controllers.includes('devices')) {
+  if (controllers.includes('devices') && l.devices !== 'all') {
     await set('devices.deny', 'a');
-    for (const rule of DEVICE_RULES) await set('devices.allow', rule);
+    for (const rule of l.devices ?? DEFAULT_DEVICE_RULES) await set(rule.allow ? 'devices.allow' : 'devices.deny', formatDeviceRule(rule));
   }
 }
 
@@ -380,7 +351,7 @@ async function applyV2(dir: string, l: ResourceLimits): Promise<void> {
   // v1 shares 2..262144 onto v2 weights 1..10000, the mapping runc uses
   if (l.cpuShares !== undefined) await set('cpu.weight', 1 + Math.floor(((l.cpuShares - 2) * 9999) / 262142));
   if (l.pidsLimit !== undefined && l.pidsLimit > 0) await set('pids.max', l.pidsLimit);
-  // v2 has no devices files: the device allow-list is a BPF program there (not loaded yet)
+  // v2 has no devices files: the device allow-list is the BPF program attached before (confineDevices)
 }
 
 async function enableV2Controllers(parentDir: string): Promise<void> {

@@ -2,7 +2,7 @@
  * Idmapped bind mounts (RunOptions.idmapMounts → the plan's `idmap` records):
  * the files a container writes in a bind-mounted folder belong to a chosen
  * host user, with nothing chowned. Validated here; the shim carries it out
- * with mount_setattr(MOUNT_ATTR_IDMAP) (native/src/idmap.c).
+ * with mount_setattr(MOUNT_ATTR_IDMAP) (native/src/setup/idmap.c).
  */
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors';

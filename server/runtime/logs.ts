@@ -1,5 +1,5 @@
 /**
- * Reading the container log the monitor writes (native/src/logfile.h): CRI
+ * Reading the container log the monitor writes (native/src/monitor/logfile.h): CRI
  * records, one a line, `TIME STREAM F|P TEXT`, F ending a line of output and
  * P a piece of one that had not ended when it was read.
  */

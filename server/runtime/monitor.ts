@@ -1,6 +1,6 @@
 /**
- * The helper's side of a container's monitor (native/src/monitor.c, `struct
- * supervisor`): `capsa-shim run --monitor DIR` detaches from the helper, owns
+ * The helper's side of a container's monitor (native/src/monitor/monitor.c,
+ * `struct monitor`): `capsa-shim run --monitor DIR` detaches from the helper, owns
  * the container's stdio, writes DIR/container.log and DIR/exit.json and
  * serves DIR/attach.sock. A helper (the one that launched it or a later one)
  * follows the container through that socket; this module speaks its frames.

@@ -15,7 +15,7 @@ import { shimPath } from '../util/layout';
 /** The status the shim writes to fd 4, one line each. */
 export type ShimStatus =
   | { kind: 'started'; pid: number }
-  | { kind: 'error'; step: string; path: string; errno: number; message: string }
+  | { kind: 'error'; step: string; path: string; errno: number; message: string; context?: string[] }
   | { kind: 'exit'; code: number };
 
 /** A container could not be set up: names the step, the path and the errno. */
@@ -28,13 +28,16 @@ export class ContainerSetupError extends CapsaError {
   readonly errno: number;
   /** Symbolic errno, e.g. `EACCES`, when known. */
   readonly errnoName: string | undefined;
+  /** What each layer of the shim was doing when the step failed, outermost first ("while creating the container", …). */
+  readonly context: string[];
 
-  constructor(status: { step: string; path: string; errno: number; message: string }) {
-    super('E_CONTAINER_SETUP', formatSetupError(status));
+  constructor(status: { step: string; path: string; errno: number; message: string; context?: string[] }) {
+    super('E_CONTAINER_SETUP', formatSetupError(status), { fields: { step: status.step, path: status.path, errno: status.errno } });
     this.step = status.step;
     this.path = status.path;
     this.errno = status.errno;
     this.errnoName = errnoName(status.errno);
+    this.context = status.context ?? [];
   }
 }
 
@@ -85,8 +88,9 @@ export function parseStatusLine(line: string): ShimStatus | undefined {
       const [step, p, errno] = fields;
       const n = parseDecimal(errno);
       if (n === undefined) return undefined;
-      // the message is last and may itself contain tabs from older shims
-      return { kind: 'error', step, path: p, errno: n, message: fields.slice(3).join('\t') };
+      // fields after the message: the context chain, outermost first (the shim blanks tabs inside fields)
+      const context = fields.slice(4).filter((c) => c !== '');
+      return { kind: 'error', step, path: p, errno: n, message: fields[3], ...(context.length ? { context } : {}) };
     }
     default:
       return undefined;

@@ -69,11 +69,28 @@
  *   idlower    source target   run mode, with userns: before the mounts, an idmapped
  *                              (through that namespace) copy of layer directory source
  *                              is attached at the empty directory target; repeated
+ *   umask      octal           the command's umask, set by the `umask` step
+ *   steps      list            comma separated, each of rlimits, tty, seccomp, user,
+ *                              cwd, umask, nonewprivs exactly once: the order of the
+ *                              last steps before exec (user: the bounding set, the
+ *                              uid/gid/groups switch keeping capabilities, then the
+ *                              capability sets; tty: the pty slave becomes the
+ *                              controlling terminal and 0, 1, 2)
+ *   signals    list            comma separated signal numbers the shim (its monitor or
+ *                              relay) forwards to the container's process; may be empty
+ *   searchpath list            colon separated: where a command without a slash is
+ *                              looked up (an empty entry is the working directory)
  *   end
  *
  * Records after `join` were added later; an absent one keeps the behaviour
- * the shim had before it existed, so older plans stay valid.
+ * the shim had before it existed, so older plans stay valid. The shim has
+ * no defaults of its own for cwd, umask, steps and searchpath and refuses a
+ * plan without them; {@link encodePlan} writes, for a plan recorded before
+ * those fields existed (a container's config.json), the values the shim then
+ * applied itself ({@link RECORDED_BEFORE_POLICY}).
  */
+
+import { constants as osConstants } from 'node:os';
 
 /** Linux mount flags used in plans (uapi/linux/mount.h). */
 export const MS = {
@@ -87,6 +104,28 @@ export const MS = {
   PRIVATE: 0x40000,
   SLAVE: 0x80000,
   STRICTATIME: 0x1000000,
+} as const;
+
+/** The last steps before exec, whose order the plan decides (the `steps` record). */
+export type PlanStep = 'rlimits' | 'tty' | 'seccomp' | 'user' | 'cwd' | 'umask' | 'nonewprivs';
+
+/**
+ * What the shim did on its own before a plan carried these decisions: a
+ * plan recorded then (a container created by an older helper) is encoded
+ * with them, so it starts as it always did. Not a policy: a record of one.
+ */
+export const RECORDED_BEFORE_POLICY = {
+  umask: 0o022,
+  /** seccomp before the capabilities are dropped without no_new_privs (loading needs CAP_SYS_ADMIN then), last with it. */
+  steps(noNewPrivileges: boolean | undefined): PlanStep[] {
+    return noNewPrivileges
+      ? ['rlimits', 'tty', 'user', 'cwd', 'umask', 'nonewprivs', 'seccomp']
+      : ['rlimits', 'tty', 'seccomp', 'user', 'cwd', 'umask', 'nonewprivs'];
+  },
+  /** SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH by name: numbers differ between architectures. */
+  signals: ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as NodeJS.Signals[],
+  /** the plan's PATH, else this */
+  searchPath: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
 } as const;
 
 /** `user` only in exec plans: a run plan's user namespace is its `userns` record. */
@@ -185,6 +224,14 @@ export interface Plan {
   idmaps?: PlanIdmap[];
   /** Run mode, `--userns auto`: the container's id range and its idmapped layers (`userns` and `idlower` records). */
   userns?: PlanUserns;
+  /** The command's umask. Absent only in plans recorded before it existed. */
+  umask?: number;
+  /** The order of the last steps before exec, each once. Absent only in plans recorded before it existed. */
+  steps?: PlanStep[];
+  /** Signal numbers the shim forwards to the container's process. Absent only in plans recorded before it existed. */
+  forwardSignals?: number[];
+  /** Where a command without a slash is looked up (colon separated). Absent only in plans recorded before it existed. */
+  searchPath?: string;
 }
 export interface PlanUserns {
   /** Host uid and gid that container id 0 maps to, and how many ids are mapped. */
@@ -201,6 +248,13 @@ export interface PlanIdmap {
   /** [inside, outside]. */
   uid: [number, number];
   gid: [number, number];
+}
+
+/** The value of the last `KEY=` entry of env (as a shell reading the list would take it), or undefined. */
+export function envValue(env: string[], key: string): string | undefined {
+  let found: string | undefined;
+  for (const e of env) if (e.startsWith(`${key}=`)) found = e.slice(key.length + 1);
+  return found;
 }
 
 /** Serialises a plan into the shim's wire format. */
@@ -220,6 +274,14 @@ export function encodePlan(plan: Plan): Buffer {
   rec('cwd', plan.cwd);
   for (const e of plan.env) rec('env', e);
   for (const a of plan.args) rec('arg', a);
+  const before = RECORDED_BEFORE_POLICY;
+  const umask = plan.umask ?? before.umask;
+  if (!Number.isInteger(umask) || umask < 0 || umask > 0o777) throw new Error(`umask must be an integer from 0 to 0o777, not ${umask}`);
+  rec('umask', `0${umask.toString(8)}`);
+  rec('steps', (plan.steps ?? before.steps(plan.noNewPrivileges)).join(','));
+  const signals = plan.forwardSignals ?? before.signals.map((name) => osConstants.signals[name]);
+  rec('signals', signals.join(','));
+  rec('searchpath', plan.searchPath ?? envValue(plan.env, 'PATH') ?? before.searchPath);
   rec('user', plan.uid, plan.gid);
   for (const g of plan.additionalGids) rec('group', g);
   rec('tty', plan.terminal ? 1 : 0);

@@ -14,6 +14,7 @@ import { runNamespaces, type BindMount, type SpecInput } from './spec';
 import type { Namespace } from './plan';
 import { resolveImageUser, readImageFile, parseGroup, type ResolvedUser } from './users';
 import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore } from './volumes';
+import { ifMissing } from '../util/missing';
 
 export interface RunSetup {
   binds: BindMount[];
@@ -44,6 +45,8 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
   }
   const limits: ResourceLimits = { memory: opts.memory, memorySwap: opts.memorySwap, cpus: opts.cpus, cpuShares: opts.cpuShares, pidsLimit: opts.pidsLimit };
   validateLimits(limits, cpus().length);
+  // as Docker: every device for --privileged, the default allow-list otherwise
+  if (opts.privileged) limits.devices = 'all';
   const security = securitySettings({
     capAdd: list('capAdd', opts.capAdd),
     capDrop: list('capDrop', opts.capDrop),
@@ -63,7 +66,7 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
     if (b.type === 'volume') {
       b.source = (await volumes.create(b.name!)).mountpoint;
     } else if (b.type !== 'tmpfs') {
-      const st = await fs.stat(b.source).catch(() => undefined);
+      const st = await fs.stat(b.source).catch(ifMissing(undefined));
       if (!st) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: bind source path ${b.source} does not exist`);
     }
   }

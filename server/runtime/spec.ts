@@ -4,11 +4,12 @@
  * devices, masked and read-only paths, environment merging, command
  * resolution). Pure: no I/O, so every decision is unit-testable.
  */
+import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors';
 import { TooManyLayersError } from '../image/errors';
 import { MAX_IMAGE_LAYERS } from '../image/types';
-import { MS, type Plan, type PlanMount, type Namespace } from './plan';
+import { envValue, MS, type Plan, type PlanMount, type PlanStep, type Namespace } from './plan';
 import type { SecuritySettings } from './security';
 
 /** The parts of an OCI image config (`config` object) that a run uses. */
@@ -103,6 +104,44 @@ export const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys'
 
 export const DEFAULT_NAMESPACES: Namespace[] = ['mount', 'pid', 'uts', 'ipc', 'net', 'cgroup'];
 
+/** The umask a container's process starts with: what runc and Docker give it. */
+export const CONTAINER_UMASK = 0o022;
+
+/**
+ * Signals the shim passes on to the container's process when it receives
+ * them (a `docker kill`'s usual ones, the terminal's, and window changes),
+ * by name: the numbers differ between architectures.
+ */
+export const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+
+/**
+ * The order of the last steps before exec. Loading a seccomp filter needs
+ * either no_new_privs or CAP_SYS_ADMIN: without no_new_privs the filter is
+ * loaded while the process still holds every capability, before the user
+ * step drops them (the filter must then allow the remaining setup calls, as
+ * Docker's does); with it, as late as possible, so that every syscall before
+ * exec is the shim's and not subject to the image's filter.
+ */
+export function processSteps(noNewPrivileges: boolean): PlanStep[] {
+  return noNewPrivileges
+    ? ['rlimits', 'tty', 'user', 'cwd', 'umask', 'nonewprivs', 'seccomp']
+    : ['rlimits', 'tty', 'seccomp', 'user', 'cwd', 'umask', 'nonewprivs'];
+}
+
+/**
+ * The process-wide decisions every plan carries: the umask, the step
+ * order, the forwarded signals, and where the command is looked up (the
+ * container's own PATH, as the image or the user set it, else the default).
+ */
+export function processPolicy(env: string[], noNewPrivileges: boolean): Pick<Plan, 'umask' | 'steps' | 'forwardSignals' | 'searchPath'> {
+  return {
+    umask: CONTAINER_UMASK,
+    steps: processSteps(noNewPrivileges),
+    forwardSignals: FORWARDED_SIGNALS.map((name) => osConstants.signals[name]),
+    searchPath: envValue(env, 'PATH') ?? DEFAULT_PATH,
+  };
+}
+
 /**
  * The overlay's mount data. Layer paths go in as given; overlayfs splits
  * lowerdir on ':' and takes ',' as an option separator, and store paths are
@@ -111,7 +150,7 @@ export const DEFAULT_NAMESPACES: Namespace[] = ['mount', 'pid', 'uts', 'ipc', 'n
  *
  * The string may pass mount(2)'s one-page limit (about 40 store paths fill
  * it): the shim opens each lower directory and hands the kernel short fd
- * names instead (native/src/rootfs.c), so only overlayfs's own bound on the
+ * names instead (native/src/setup/rootfs.c), so only overlayfs's own bound on the
  * number of lower layers applies, checked here before anything is set up.
  */
 export function overlayData(layerDirs: string[], upper: string, work: string): string {
@@ -223,6 +262,7 @@ export function buildRunPlan(input: SpecInput): Plan {
         }
       : {}),
     ...(input.init ? { init: true } : {}),
+    ...processPolicy(env, !!input.security?.noNewPrivileges),
   };
 }
 
@@ -284,6 +324,7 @@ export function buildExecPlan(input: {
     loopbackUp: false,
     cgroupProcs: input.cgroupProcs ?? c?.cgroupProcs ?? [],
     joinPid: input.pid,
+    ...processPolicy(input.env, !!c?.noNewPrivileges),
   };
 }
 

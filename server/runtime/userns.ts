@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { CapsaError } from '../errors';
 import { writeFileAtomic } from '../util/atomic';
 import type { Plan } from './plan';
+import { ifMissing } from '../util/missing';
 
 export const USERNS_SIZE = 65536;
 const DEFAULT_START = 100_000_000;
@@ -64,8 +65,8 @@ export class UsernsAllocator {
     const user = this.opts.user ?? process.env.CAPSA_SUBID_USER ?? 'capsa';
     const subuid = this.opts.subuid ?? '/etc/subuid';
     const subgid = this.opts.subgid ?? '/etc/subgid';
-    const uid = subidBlocks(await fs.readFile(subuid, 'utf8').catch(() => ''), user);
-    const gid = subidBlocks(await fs.readFile(subgid, 'utf8').catch(() => ''), user);
+    const uid = subidBlocks(await fs.readFile(subuid, 'utf8').catch(ifMissing('')), user);
+    const gid = subidBlocks(await fs.readFile(subgid, 'utf8').catch(ifMissing('')), user);
     if (uid.length && gid.length) {
       const n = Math.min(uid.length, gid.length);
       this.blocks = { uid: uid.slice(0, n), gid: gid.slice(0, n), source: `${subuid} and ${subgid} for ${user}` };
@@ -78,7 +79,8 @@ export class UsernsAllocator {
 
   private async load(): Promise<Map<string, IdRange>> {
     if (!this.ranges) {
-      const text = await fs.readFile(this.file, 'utf8').catch(() => '{}');
+      // only a missing file is an empty table: an unreadable one must not hand out ranges in use
+      const text = await fs.readFile(this.file, 'utf8').catch(ifMissing('{}'));
       this.ranges = new Map(Object.entries(JSON.parse(text) as Record<string, IdRange>));
     }
     return this.ranges;
@@ -90,6 +92,7 @@ export class UsernsAllocator {
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
+    // the queue goes on after a failed task; its caller gets the failure from `run`
     this.queue = run.catch(() => undefined);
     return run;
   }

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CapsaError, InvalidArgumentError } from '../errors';
+import { ifMissing } from '../util/missing';
 
 export interface ResolvedUser {
   uid: number;
@@ -131,7 +132,7 @@ export async function readImageFile(layerDirs: string[], rel: string): Promise<s
     let blocked = false;
     for (const part of parts.slice(0, -1)) {
       dir = path.join(dir, part);
-      const st = await fs.lstat(dir).catch(() => undefined);
+      const st = await fs.lstat(dir).catch(ifMissing(undefined));
       if (!st) {
         blocked = true;
         break;
@@ -140,7 +141,7 @@ export async function readImageFile(layerDirs: string[], rel: string): Promise<s
     }
     if (blocked) continue;
     const file = path.join(dir, parts[parts.length - 1]);
-    const st = await fs.lstat(file).catch(() => undefined);
+    const st = await fs.lstat(file).catch(ifMissing(undefined));
     if (!st) continue;
     if (st.isCharacterDevice() && st.rdev === 0) return undefined; // whiteout
     if (!st.isFile() || st.size > 4 * 1024 * 1024) return undefined;

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../errors';
 import { writeFileAtomic } from '../util/atomic';
 import type { BindMount } from './spec';
+import { ifMissing } from '../util/missing';
 
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
@@ -127,8 +128,8 @@ export function parseMountSpec(spec: string): BindMount {
 }
 
 export class VolumeNotFoundError extends NotFoundError {
-  constructor(name: string) {
-    super('E_VOLUME_NOT_FOUND', `no such volume: ${name}`);
+  constructor(name: string, options?: { cause?: unknown }) {
+    super('E_VOLUME_NOT_FOUND', `no such volume: ${name}`, { ...options, fields: { volume: name } });
   }
 }
 
@@ -146,7 +147,8 @@ export class VolumeStore {
 
   constructor(root: string) {
     this.dir = path.join(root, 'volumes');
-    // what a removal interrupted by a crash left (removeTree); its name is no volume's
+    // what a removal interrupted by a crash left (removeTree); its name is no volume's, so one that
+    // cannot be removed now harms nothing and waits for the next start's sweep
     void this.sweepRemoved().catch(() => undefined);
   }
 
@@ -162,7 +164,7 @@ export class VolumeStore {
   }
 
   private async sweepRemoved(): Promise<void> {
-    for (const n of await fs.readdir(this.dir).catch(() => [] as string[])) {
+    for (const n of await fs.readdir(this.dir).catch(ifMissing([] as string[]))) {
       if (n.startsWith('.removing-')) await fs.rm(path.join(this.dir, n), { recursive: true, force: true });
     }
   }
@@ -175,7 +177,10 @@ export class VolumeStore {
   /** Creates a volume, or returns the existing one of that name (Docker's behaviour for `volume create` and `-v name:…`). */
   async create(name: string, labels?: Record<string, string>): Promise<VolumeInfo> {
     const p = this.paths(name);
-    const existing = await this.read(name).catch(() => undefined);
+    const existing = await this.read(name).catch((err: unknown) => {
+      if (err instanceof VolumeNotFoundError) return undefined; // not there yet: created below
+      throw err;
+    });
     if (existing) return existing;
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
@@ -189,16 +194,18 @@ export class VolumeStore {
     const p = this.paths(name);
     try {
       return JSON.parse(await fs.readFile(p.meta, 'utf8')) as VolumeInfo;
-    } catch {
-      throw new VolumeNotFoundError(name);
+    } catch (err) {
+      // no record, or one a crash cut short: either way there is no usable volume of that name
+      throw new VolumeNotFoundError(name, { cause: err });
     }
   }
 
   async list(): Promise<VolumeInfo[]> {
-    const names = await fs.readdir(this.dir).catch(() => [] as string[]);
+    const names = await fs.readdir(this.dir).catch(ifMissing([] as string[]));
     const out: VolumeInfo[] = [];
     for (const n of names) {
       if (!VOLUME_NAME.test(n)) continue;
+      // a directory without a readable record is no volume (a removal or creation a crash cut short)
       const v = await this.read(n).catch(() => undefined);
       if (v) out.push(v);
     }
@@ -229,11 +236,12 @@ export class VolumeStore {
 
 /** Bytes a tree takes on disk (allocated blocks), never following symlinks. */
 async function diskBytes(p: string): Promise<number> {
-  const st = await fs.lstat(p).catch(() => undefined);
+  // a file removed while we count takes no space
+  const st = await fs.lstat(p).catch(ifMissing(undefined));
   if (!st) return 0;
   let total = st.blocks * 512;
   if (st.isDirectory()) {
-    for (const n of await fs.readdir(p).catch(() => [] as string[])) total += await diskBytes(path.join(p, n));
+    for (const n of await fs.readdir(p).catch(ifMissing([] as string[]))) total += await diskBytes(path.join(p, n));
   }
   return total;
 }

@@ -156,6 +156,7 @@ async function treeSize(dir: string): Promise<number> {
     for (const e of entries) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) stack.push(p);
+      // A file the container deletes between readdir and lstat counts as nothing.
       else if (e.isFile()) total += (await fs.lstat(p).catch(() => undefined))?.size ?? 0;
     }
   }

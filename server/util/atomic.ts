@@ -16,6 +16,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await fh.writeFile(data);
     await fh.sync();
   } catch (err) {
+    // the write's failure is the one to report; a close failing on top of it adds nothing
     await fh.close().catch(() => undefined);
     await fs.rm(tmp, { force: true });
     throw err;

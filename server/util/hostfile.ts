@@ -40,6 +40,7 @@ export async function openRegularFile(file: string, what: string, opts: { nofoll
     if (!st.isFile()) throw new InvalidArgumentError(`${what}: is a ${fileKind(st)}, not a regular file`);
     return { fh, st };
   } catch (err) {
+    // the refusal is the error to report; a close failing on top of it adds nothing
     await fh.close().catch(() => undefined);
     throw err;
   }
@@ -53,6 +54,7 @@ export async function readRegularFile(file: string, limit: Limit, what: string, 
     // The size may grow under us: the cap holds while reading too.
     return await readCapped(fh.createReadStream({ autoClose: false }), limit, what);
   } finally {
+    // read-only: a failing close loses no data, and the read's own outcome stands
     await fh.close().catch(() => undefined);
   }
 }
@@ -70,6 +72,7 @@ export async function readUserFile(file: string, limit: Limit, what: string): Pr
     if (st.isFile() && st.size > limit.bytes) throw exceeded(limit, what, st.size);
     return await readCapped(fh.createReadStream({ autoClose: false }), limit, what);
   } finally {
+    // read-only: a failing close loses no data, and the read's own outcome stands
     await fh.close().catch(() => undefined);
   }
 }

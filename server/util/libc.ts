@@ -47,3 +47,9 @@ const names = new Map<number, string>(Object.entries(osConstants.errno).map(([n,
 export function errnoName(n: number): string | undefined {
   return names.get(n);
 }
+
+/** The address of a Buffer's bytes, for a pointer inside a struct a system call reads (the Buffer must stay referenced during the call). */
+export function bufferAddress(buf: Buffer): bigint {
+  library();
+  return koffi!.address(buf);
+}

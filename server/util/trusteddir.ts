@@ -13,8 +13,8 @@ import { CapsaError } from '../errors';
 
 /** A state or socket directory, or a parent of it, that a user other than root can change. */
 export class UntrustedDirectoryError extends CapsaError {
-  constructor(message: string) {
-    super('E_UNTRUSTED_DIRECTORY', message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_UNTRUSTED_DIRECTORY', message, options);
   }
 }
 
@@ -42,7 +42,7 @@ function checkChain(target: string, given: string, what: string): void {
     try {
       st = lstatSync(p);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new UntrustedDirectoryError(`cannot check ${what} ${shown}: ${p}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new UntrustedDirectoryError(`cannot check ${what} ${shown}: ${p}: ${(err as Error).message}`, { cause: err });
     }
     if (st) {
       const where = p === target ? `${what} ${shown}` : `${what} ${shown}: its parent ${p}`;
@@ -70,6 +70,7 @@ function resolveExisting(p: string): string {
     try {
       return path.join(realpathSync(at), ...missing.reverse());
     } catch {
+      // not there (yet): resolve the nearest ancestor that is, and keep the rest as written
       if (path.dirname(at) === at) return p;
       missing.push(path.basename(at));
     }

@@ -385,6 +385,9 @@ test('setup failures name the step, the path and the errno', async (t) => {
     assert.ok(err instanceof ContainerSetupError, c.name);
     assert.equal(err.step, c.step, c.name);
     assert.equal(err.message, c.message, c.name);
+    // the layers the failure passed through, outermost first
+    assert.equal(err.context[0], 'while creating the container', c.name);
+    assert.equal(err.context[1], "while setting up the container's first process", c.name);
     assert.equal(await h.exited, 125, c.name);
   }
   assert.deepEqual(mountsMentioning(sb.dir), []);

@@ -107,3 +107,24 @@ test('the shim path points at native/build in the package root', () => {
   assert.ok(p.endsWith(path.join('native', 'build', 'capsa-shim')));
   assert.ok(existsSync(path.join(path.dirname(path.dirname(path.dirname(p))), 'package.json')));
 });
+
+test('fields after the message are the context chain, outermost first, and leave the message as it was', () => {
+  const s = parseStatusLine('error mount\t/etc/hosts\t40\ttoo many levels of symbolic links\twhile creating the container\twhile setting up the container\'s first process\twhile mounting /c/hosts on /etc/hosts');
+  assert.deepEqual(s, {
+    kind: 'error',
+    step: 'mount',
+    path: '/etc/hosts',
+    errno: 40,
+    message: 'too many levels of symbolic links',
+    context: ['while creating the container', "while setting up the container's first process", 'while mounting /c/hosts on /etc/hosts'],
+  });
+  const err = new ContainerSetupError(s as Extract<ShimStatus, { kind: 'error' }>);
+  assert.equal(err.message, 'container setup failed at mount "/etc/hosts": too many levels of symbolic links (ELOOP)');
+  assert.deepEqual(err.context, s && s.kind === 'error' ? s.context : undefined);
+});
+
+test('an error line without context fields gives an empty chain', () => {
+  const s = parseStatusLine('error cwd\t/nowhere\t2\tno such file or directory');
+  assert.ok(s && s.kind === 'error' && s.context === undefined);
+  assert.deepEqual(new ContainerSetupError(s as Extract<ShimStatus, { kind: 'error' }>).context, []);
+});

@@ -43,7 +43,7 @@ test('the child starts with default signal dispositions, an empty mask and /dev/
   }
   assert.match(status, /^SigBlk:\s+0+$/m);
   // none of signals 1-31 ignored (Node ignores SIGPIPE, bit 12); glibc's posix_spawn leaves
-  // its internal 32 and 33 ignored, which the shim resets itself (native/src/main.c)
+  // its internal 32 and 33 ignored, which the shim resets itself (native/src/common/signals.c)
   const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]+)$/m.exec(status)![1]}`);
   assert.equal(ignored & 0x7fffffffn, 0n, `ignored signals: ${ignored.toString(16)}`);
   assert.deepEqual(fds, ['/dev/null', '/dev/null', '/dev/null']);

@@ -1,8 +1,8 @@
 /**
- * A warm CLI process. The helper (server/warmcli.ts) starts it ahead of any
+ * A warm CLI process. The helper (server/warmclipool.ts) starts it ahead of any
  * call, so that Node's start-up, loading the CLI and connecting to the
  * helper are already paid. It waits on the warm CLI socket (its fd 3) for a
- * client (native/src/client.c), takes over that client's stdin, stdout,
+ * client (native/client/client.c), takes over that client's stdin, stdout,
  * stderr, environment, working directory and umask, runs the command as a
  * fresh `capsa` process would and sends the exit status back. Then, if the
  * command returned (rather than calling process.exit) and left nothing

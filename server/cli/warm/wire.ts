@@ -1,5 +1,5 @@
 /**
- * The warm CLI's messages: between the compiled client (native/src/client.c,
+ * The warm CLI's messages: between the compiled client (native/client/client.c,
  * which mirrors this file) and a warm CLI process, one SOCK_SEQPACKET
  * connection on the socket `warmCliSocketPath()` names. Integers are
  * little-endian u32.

@@ -31,6 +31,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { CapsaError, type ErrorOptions } from '../../errors';
 
 export const TABLE = 'capsa';
 export const COMMENT = 'capsa';
@@ -161,6 +162,7 @@ export function forwardingEnabled(): boolean {
   try {
     return readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() === '1';
   } catch {
+    // no /proc/sys/net here (a namespace without it): forwarding counts as off, which the caller reports
     return false;
   }
 }
@@ -191,14 +193,19 @@ function binaryOnPath(bin: string, pathVar = process.env.PATH ?? '/usr/sbin:/usr
   return false;
 }
 
-export class FirewallError extends Error {}
+/** The firewall's rules could not be chosen or applied (the program's own words in the message). */
+export class FirewallError extends CapsaError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('E_FIREWALL', message, options);
+  }
+}
 
 function run(bin: string, args: string[], input?: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => reject(new FirewallError(`cannot run ${bin}: ${err.message}`)));
+    child.on('error', (err) => reject(new FirewallError(`cannot run ${bin}: ${err.message}`, { cause: err })));
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new FirewallError(`${bin} ${args.join(' ')} failed (${code}): ${stderr.trim()}`))));
     if (child.stdin) {
       // a tool that fails before reading its input closes the pipe: EPIPE
@@ -223,6 +230,7 @@ export async function applyIptables(state: FirewallState, iptables = 'iptables')
   const restore = `${iptables}-restore`;
   if (state.networks.length === 0) {
     for (const [table, from, chain] of IPTABLES_CHAINS) {
+      // -D fails once no jump is left: that ends the loop; -F and -X fail only for a chain that is not there, which is the goal
       while (await run(iptables, ['-w', '-t', table, '-D', from, ...iptablesJump(chain)]).then(() => true, () => false));
       await run(iptables, ['-w', '-t', table, '-F', chain]).catch(() => undefined);
       await run(iptables, ['-w', '-t', table, '-X', chain]).catch(() => undefined);

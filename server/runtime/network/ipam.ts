@@ -42,6 +42,7 @@ export class Serial {
   private tail: Promise<unknown> = Promise.resolve();
   run<T>(task: () => Promise<T>): Promise<T> {
     const next = this.tail.then(task, task);
+    // the queue goes on after a failed task; its caller gets the failure from `next`
     this.tail = next.catch(() => undefined);
     return next;
   }

@@ -20,7 +20,7 @@
 import { readFileSync, writeFileSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ConflictError, InvalidArgumentError, NotFoundError, assertSafeName } from '../../errors';
+import { ConflictError, InvalidArgumentError, NotFoundError, assertSafeName, describeError } from '../../errors';
 import { writeFileAtomic } from '../../util/atomic';
 import { replaceFile } from './state';
 import type { ContainerInspect, NetworkSummary, RunOptions } from '../../protocol/types';
@@ -34,7 +34,7 @@ import { broadcastOf, contains, formatIPv4, formatSubnet, gatewayOf, overlaps, p
 
 export class NetworkNotFoundError extends NotFoundError {
   constructor(name: string) {
-    super('E_NETWORK_NOT_FOUND', `no such network: ${name}`);
+    super('E_NETWORK_NOT_FOUND', `no such network: ${name}`, { fields: { network: name } });
   }
 }
 
@@ -177,7 +177,9 @@ export class NetworkManager {
       let s: AttachmentState;
       try {
         s = JSON.parse(await fs.readFile(path.join(this.dir, 'containers', f), 'utf8')) as AttachmentState;
-      } catch {
+      } catch (err) {
+        // a record cut short by a crash: its container is gone with it, so the record goes too
+        this.log(`network: removing the unreadable attachment record ${f}: ${describeError(err)}`);
         await fs.rm(path.join(this.dir, 'containers', f), { force: true });
         continue;
       }
@@ -291,6 +293,7 @@ export class NetworkManager {
         return link.index;
       })();
       this.bridges.set(n.bridge, p);
+      // a bridge that failed is forgotten so that the next setup tries again; the caller gets the failure from p
       p.catch(() => this.bridges.delete(n.bridge));
     }
     return p;
@@ -303,6 +306,7 @@ export class NetworkManager {
    */
   private syncFirewall(): Promise<void> {
     const next = this.firewallQueue.then(() => this.applyFirewall());
+    // the queue goes on after a failed sync; its caller gets the failure from `next`
     this.firewallQueue = next.catch(() => undefined);
     return next;
   }
@@ -416,7 +420,8 @@ export class NetworkManager {
       await this.writeHosts(n);
       return { netnsPath: state.netns, newNetns: false, settings: this.settingsOf(state) };
     } catch (err) {
-      await this.teardown(req.id).catch(() => undefined);
+      // the setup's own failure is what the caller needs; a teardown failure on top is only logged
+      await this.teardown(req.id).catch((e: unknown) => this.log(`network: cleaning up after a failed setup of ${req.id}: ${describeError(e)}`));
       throw err;
     }
   }
@@ -465,7 +470,10 @@ export class NetworkManager {
       members.map((s) => {
         const peers = n.builtin ? [] : members.filter((o) => o !== s).map((o) => entry(o, false));
         // in place (O_TRUNC, same inode): the file is bind-mounted into the running container
-        return fs.writeFile(s.hostsPath, hostsFile(entry(s, true), peers)).catch(() => undefined);
+        // a member removed meanwhile has no hosts file to update; one that cannot be written keeps its old peers
+        return fs.writeFile(s.hostsPath, hostsFile(entry(s, true), peers)).catch((e: unknown) => {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log(`network: cannot update ${s.hostsPath}: ${describeError(e)}`);
+        });
       }),
     );
   }
@@ -528,6 +536,7 @@ function readText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch {
+    // a host without /etc/resolv.conf: the container gets an empty one, as Docker does
     return '';
   }
 }

@@ -36,6 +36,7 @@ export function containerResolvConf(opts: { dns?: string[]; host?: string; readF
     try {
       return readFileSync(p, 'utf8');
     } catch {
+      // no host file to copy from: the caller's defaults stand
       return undefined;
     }
   });

@@ -65,7 +65,7 @@ export class NetlinkError extends CapsaError {
     readonly operation: string,
     readonly errno: number,
   ) {
-    super('E_NETLINK', `${operation} failed: ${errnoName(errno) ?? `errno ${errno}`}`);
+    super('E_NETLINK', `${operation} failed: ${errnoName(errno) ?? `errno ${errno}`}`, { fields: { step: operation, errno } });
   }
 }
 

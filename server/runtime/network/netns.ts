@@ -11,7 +11,7 @@ import { Netlink } from './netlink';
 
 export class NetnsError extends CapsaError {
   constructor(step: string, file: string, errno: number) {
-    super('E_NETNS', `network namespace ${file}: ${step} failed: ${errnoName(errno) ?? `errno ${errno}`}`);
+    super('E_NETNS', `network namespace ${file}: ${step} failed: ${errnoName(errno) ?? `errno ${errno}`}`, { fields: { step, path: file, errno } });
   }
 }
 

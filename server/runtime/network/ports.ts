@@ -65,8 +65,8 @@ export function parsePublish(spec: string): PortMapping {
     hostIp = parts[0] === '' ? DEFAULT_PUBLISH_IP : parts[0];
     try {
       parseIPv4(hostIp);
-    } catch {
-      throw new InvalidArgumentError(`invalid port mapping ${JSON.stringify(spec)}: ${JSON.stringify(hostIp)} is not an IPv4 address`);
+    } catch (err) {
+      throw new InvalidArgumentError(`invalid port mapping ${JSON.stringify(spec)}: ${JSON.stringify(hostIp)} is not an IPv4 address`, { cause: err });
     }
   }
   return { hostIp, hostPort, containerPort, protocol };

@@ -1,0 +1,90 @@
+#define _GNU_SOURCE
+#include "setup/devices.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "common/utils.h"
+#include "setup/inroot.h"
+
+typedef int (*entry_fn)(int rootfd, int dirfd, const char *base, const void *entry, struct shim_error *err);
+
+/* Makes one entry at an in-container path: creates its parent directory
+ * inside the root when missing, then calls fn with an fd of it and the
+ * last component. */
+static int in_parent(int rootfd, const char *path, const char *step, entry_fn fn, const void *entry,
+                     struct shim_error *err) {
+  char parent[PATH_MAX];
+  if (snprintf(parent, sizeof parent, "%s", path) >= (int)sizeof parent)
+    return shim_fail(err, step, path, ENAMETOOLONG, NULL);
+  char *slash = strrchr(parent, '/');
+  const char *base = slash ? path + (slash - parent) + 1 : path;
+  if (!*base)
+    return shim_fail(err, step, path, EINVAL, "path has no file name");
+  if (slash)
+    *slash = '\0';
+  cleanup_close int dirfd = mkdir_in_root(rootfd, slash && parent[0] ? parent : "/", err, step);
+  if (dirfd < 0)
+    return shim_error_wrap(err, "while creating the directory of %s", path);
+  return fn(rootfd, dirfd, base, entry, err);
+}
+
+/* Without the right to mknod (a user namespace), the host's node is bound instead. */
+static int bind_host_device(int rootfd, const struct plan_device *d, struct shim_error *err) {
+  cleanup_close int fd = open_mountpoint(rootfd, d->path, 1, err, "device");
+  if (fd < 0)
+    return -1;
+  char path[FD_PATH_LEN];
+  fd_path(fd, path);
+  if (mount(d->path, path, NULL, MS_BIND, NULL) < 0)
+    return shim_fail(err, "device", d->path, errno, NULL);
+  return 0;
+}
+
+static int make_device(int rootfd, int dirfd, const char *base, const void *entry, struct shim_error *err) {
+  const struct plan_device *d = entry;
+  mode_t type = d->type == 'b' ? S_IFBLK : S_IFCHR;
+  if (mknodat(dirfd, base, type | d->mode, makedev(d->major, d->minor)) < 0) {
+    int e = errno;
+    if (e == EPERM && bind_host_device(rootfd, d, err) < 0)
+      return shim_error_wrap(err, "while binding the host's %s, mknod being refused", d->path);
+    if (e != EPERM && e != EEXIST)
+      return shim_fail(err, "device", d->path, e, NULL);
+    return 0; /* bound; or an existing entry, maybe a symlink: never chmod through it */
+  }
+  /* the mode passed to mknod went through the umask; set it exactly */
+  if (fchmodat(dirfd, base, d->mode, 0) < 0)
+    return shim_fail(err, "device", d->path, errno, NULL);
+  if (fchownat(dirfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+    return shim_fail(err, "device", d->path, errno, NULL);
+  return 0;
+}
+
+static int make_symlink(int rootfd, int dirfd, const char *base, const void *entry, struct shim_error *err) {
+  const struct plan_symlink *s = entry;
+  (void)rootfd;
+  if (symlinkat(s->target, dirfd, base) < 0 && errno != EEXIST)
+    return shim_fail(err, "symlink", s->path, errno, NULL);
+  return 0;
+}
+
+int do_devices(const struct plan *plan, struct shim_error *err) {
+  if (!plan->n_devices && !plan->n_symlinks)
+    return 0;
+  cleanup_close int rootfd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    return shim_fail(err, plan->n_devices ? "device" : "symlink", plan->rootfs, errno, NULL);
+  for (size_t i = 0; i < plan->n_devices; i++)
+    if (in_parent(rootfd, plan->devices[i].path, "device", make_device, &plan->devices[i], err) < 0)
+      return -1;
+  for (size_t i = 0; i < plan->n_symlinks; i++)
+    if (in_parent(rootfd, plan->symlinks[i].path, "symlink", make_symlink, &plan->symlinks[i], err) < 0)
+      return -1;
+  return 0;
+}

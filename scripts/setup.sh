@@ -15,6 +15,8 @@ PACKAGES=(
   docker-registry busybox-static apache2-utils openssl zstd curl ca-certificates
   # kernel plumbing the runtime and its tests use
   iproute2 iptables nftables procps util-linux libcap2-bin
+  # the helper as a service: systemd-socket-activate and systemd-analyze in its tests; useradd (passwd) for tests as another user
+  systemd passwd
   # reference implementations and oracles for tests and benchmarks
   podman crun runc skopeo umoci hyperfine debootstrap
   # UI tests: code-server in Debian's Chromium

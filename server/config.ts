@@ -19,6 +19,28 @@ export interface CapsaConfig {
   root: string;
   /** Unix socket of the helper. Default `/run/capsa/capsa.sock`; env `CAPSA_SOCKET`. */
   socket: string;
+  /**
+   * Permission bits of the helper's socket. Default 0o600: root alone
+   * reaches it; env `CAPSA_SOCKET_MODE` (octal, `0660`), in the file a
+   * number or an octal string. Why root alone: per-user authorisation (each
+   * user acting on their own containers, files opened with their rights)
+   * is not built yet, and a socket open to others before it is would give
+   * every one of them root's reach. So a wider mode is for trying things
+   * out: until then, the helper answers a caller other than root its
+   * handshake only (`initialize`, `capsa/version`) and refuses everything
+   * else with E_PERMISSION_DENIED (server/handlers/access.ts). The warm
+   * CLI's socket stays 0600 whatever this says (its processes run as root
+   * and serve root alone). With socket activation the unit's SocketMode
+   * applies instead. loadConfig always fills it.
+   */
+  socketMode?: number;
+  /**
+   * Group owning the helper's socket: a group name (of /etc/group) or a
+   * numeric gid. Default `0` (root); env `CAPSA_SOCKET_GROUP`. With
+   * socketMode 0o660 the group's members reach the socket; see socketMode
+   * for what they may do there today. loadConfig always fills it.
+   */
+  socketGroup?: string;
   registries: RegistrySettings;
   /** Concurrent layer downloads in one pull. Default 3. */
   maxConcurrentDownloads: number;
@@ -54,6 +76,7 @@ export const DEFAULT_ROOT = '/var/lib/capsa';
 export const DEFAULT_SOCKET = '/run/capsa/capsa.sock';
 export const DEFAULT_CONFIG_FILE = '/etc/capsa/config.json';
 export const DEFAULT_WARM_CLI = 1;
+export const DEFAULT_SOCKET_MODE = 0o600;
 const MAX_WARM_CLI = 8;
 
 /**
@@ -70,7 +93,8 @@ export function warmCliSocketPath(socket: string): string {
  * /etc/capsa/config.json, if present), then environment variables:
  * `CAPSA_ROOT`, `CAPSA_SOCKET`, `CAPSA_BRIDGE`, `CAPSA_BRIDGE_SUBNET`, `CAPSA_REGISTRY_MIRROR` (`docker.io=http://127.0.0.1:5000,…`
  * or a bare URL, which mirrors docker.io), `CAPSA_INSECURE_REGISTRIES` (comma separated),
- * `CAPSA_WARM_CLI` (warm CLI processes, 0 to turn them off).
+ * `CAPSA_WARM_CLI` (warm CLI processes, 0 to turn them off), `CAPSA_SOCKET_MODE` (octal),
+ * `CAPSA_SOCKET_GROUP` (a group name or gid).
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
   const config: CapsaConfig = {
@@ -81,6 +105,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
     credentials: {},
     network: { bridge: 'capsa0', subnet: '10.88.0.0/16' },
     warmCli: DEFAULT_WARM_CLI,
+    socketMode: DEFAULT_SOCKET_MODE,
+    socketGroup: '0',
   };
   const file = env.CAPSA_CONFIG ?? DEFAULT_CONFIG_FILE;
   let text: string | undefined;
@@ -94,6 +120,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
   if (text !== undefined) mergeFile(config, file, text);
   if (env.CAPSA_ROOT) config.root = env.CAPSA_ROOT;
   if (env.CAPSA_SOCKET) config.socket = env.CAPSA_SOCKET;
+  if (env.CAPSA_SOCKET_MODE) config.socketMode = checkSocketMode('CAPSA_SOCKET_MODE', env.CAPSA_SOCKET_MODE);
+  if (env.CAPSA_SOCKET_GROUP) config.socketGroup = checkGroup('CAPSA_SOCKET_GROUP', env.CAPSA_SOCKET_GROUP);
   if (env.CAPSA_BRIDGE) config.network!.bridge = checkBridge('CAPSA_BRIDGE', env.CAPSA_BRIDGE);
   if (env.CAPSA_WARM_CLI !== undefined && env.CAPSA_WARM_CLI !== '') {
     const text = env.CAPSA_WARM_CLI.trim();
@@ -134,6 +162,8 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
     }
     config.maxConcurrentDownloads = n;
   }
+  if (o.socketMode !== undefined) config.socketMode = checkSocketMode(`config ${file}: socketMode`, o.socketMode);
+  if (o.socketGroup !== undefined) config.socketGroup = checkGroup(`config ${file}: socketGroup`, typeof o.socketGroup === 'number' ? String(o.socketGroup) : o.socketGroup);
   if (o.warmCli !== undefined) config.warmCli = checkWarmCli(`config ${file}: warmCli`, o.warmCli);
   if (o.credentials !== undefined) config.credentials = parseCredentials(file, o.credentials);
   if (o.network !== undefined) {
@@ -202,6 +232,40 @@ function checkWarmCli(where: string, n: unknown): number {
     throw new InvalidArgumentError(`${where}: expected a number of warm CLI processes from 0 to ${MAX_WARM_CLI}, got ${JSON.stringify(n)}`);
   }
   return n;
+}
+
+/** Permission bits from 0 to 0o777: a number, or octal digits (`0660`, `660`). */
+function checkSocketMode(where: string, v: unknown): number {
+  const n = typeof v === 'string' && /^[0-7]{1,4}$/.test(v.trim()) ? parseInt(v.trim(), 8) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 0o777) {
+    throw new InvalidArgumentError(`${where}: expected permission bits from 0000 to 0777 (octal), got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+function checkGroup(where: string, v: unknown): string {
+  if (typeof v !== 'string' || !/^([0-9]{1,10}|[a-z_][a-z0-9_.-]{0,31}\$?)$/i.test(v)) {
+    throw new InvalidArgumentError(`${where}: expected a group name or a numeric gid, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** The gid of socketGroup: a number as it is, a name from /etc/group (`/etc/group` text passed in tests). */
+export function socketGroupId(group: string, groupFile?: string): number {
+  if (/^[0-9]+$/.test(group)) return Number(group);
+  let text = groupFile;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/etc/group', 'utf8');
+    } catch (err) {
+      throw new InvalidArgumentError(`socketGroup ${JSON.stringify(group)}: cannot read /etc/group: ${(err as Error).message}`);
+    }
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined && /^[0-9]+$/.test(gid)) return Number(gid);
+  }
+  throw new InvalidArgumentError(`socketGroup ${JSON.stringify(group)}: no such group in /etc/group (give a numeric gid for a group of another directory service)`);
 }
 
 /** An interface name the kernel takes (IFNAMSIZ, no '/', ':' or spaces). */

@@ -64,6 +64,13 @@ export class ConflictError extends CapsaError {
   }
 }
 
+/** The caller (as the kernel identifies it) may not do what it asked. */
+export class PermissionDeniedError extends CapsaError {
+  constructor(message: string) {
+    super('E_PERMISSION_DENIED', message);
+  }
+}
+
 /** The client that made a request closed its connection: the request's work ends, and nobody is answered. */
 export class ClientGoneError extends CapsaError {
   constructor() {

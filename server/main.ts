@@ -8,10 +8,11 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Connection } from 'vscode-languageserver/node';
 import { describeError } from './errors';
-import { DEFAULT_WARM_CLI, loadConfig, warmCliSocketPath, type CapsaConfig } from './config';
+import { DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, loadConfig, socketGroupId, warmCliSocketPath, type CapsaConfig } from './config';
 import { openConnection } from './connection';
 import { ContainerEventNotification, ImageEventNotification } from './protocol';
-import { ContainerService } from './runtime/containers';
+import { ContainerService, type ContainerChange } from './runtime/container';
+import { containerEvent } from './views/containers';
 import { ImageService } from './services/images';
 import { registerContainerHandlers } from './handlers/containers';
 import { registerImageHandlers } from './handlers/images';
@@ -25,6 +26,9 @@ import { VERSION } from './version';
 import { printable } from './util/text';
 import { WarmCliPool } from './warmclipool';
 import { checkTrustedDirectory } from './util/trusteddir';
+import { describeCaller, ownCaller, peerCaller, socketFd, type Caller } from './util/peercred';
+import { forCaller, hasFullAccess } from './handlers/access';
+import { activationSocket, boundPath } from './util/activation';
 
 /** Root keeps its state only where no other user can change it (server/util/trusteddir.ts); other uids are tests' helpers. */
 function checkOwnDirectory(dir: string, what: string): void {
@@ -64,7 +68,8 @@ export function log(message: string): void {
 }
 
 export class Helper {
-  private readonly connections = new Set<Connection>();
+  /** Each open connection, and whether it may see every event (a caller without full access sees none: they are root's containers and images). */
+  private readonly connections = new Map<Connection, boolean>();
   readonly images: ImageService;
   readonly containers: ContainerService;
   readonly networks: NetworkManager;
@@ -80,7 +85,7 @@ export class Helper {
     this.images = new ImageService(config);
     this.networks = new NetworkManager(config.root, { bridgeName: config.network?.bridge, subnet: config.network?.subnet, log });
     this.containers = new ContainerService(config.root, this.images, this.networks);
-    this.containers.on('event', (e) => this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, e)));
+    this.containers.on('event', (e: ContainerChange) => this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, containerEvent(e))));
     this.images.on('event', (e) => this.broadcast((c) => c.sendNotification(ImageEventNotification.type, e)));
   }
 
@@ -94,7 +99,8 @@ export class Helper {
   }
 
   private broadcast(send: (c: Connection) => Promise<void>): void {
-    for (const c of this.connections) {
+    for (const [c, full] of this.connections) {
+      if (!full) continue;
       try {
         // a client that went away misses an event it no longer needs; the others still get it
         send(c).catch(() => undefined);
@@ -104,59 +110,117 @@ export class Helper {
     }
   }
 
-  /** Serves one client on a pair of streams until it goes away. */
-  serve(input: NodeJS.ReadableStream, output: NodeJS.WritableStream): Connection {
+  /** Serves one client on a pair of streams until it goes away, acting as `caller` (what the kernel says of it, never what it says). */
+  serve(input: NodeJS.ReadableStream, output: NodeJS.WritableStream, caller: Caller): Connection {
     const disposers: Array<() => void> = [];
     const connection = openConnection(input as never, output as never, () => {
       this.connections.delete(connection);
       for (const d of disposers) d();
     }, log);
-    // every handler sees only params that fit its message's schema
-    const checked = validating(connection);
+    // every handler sees only params that fit its message's schema, and only messages its caller may send (handlers/access.ts)
+    const checked = validating(forCaller(connection, caller));
     checked.onInitialize(() => ({ capabilities: {}, serverInfo: { name: 'capsa-helper', version: VERSION } }));
     registerSystemHandlers(checked, this.config.root);
     disposers.push(registerImageHandlers(checked, this.images, this.containers));
     disposers.push(registerContainerHandlers(checked, this.containers));
     registerNetworkHandlers(checked, this.networks);
     registerVolumeHandlers(checked, new VolumeStore(this.config.root), this.containers);
-    this.connections.add(connection);
+    this.connections.set(connection, hasFullAccess(caller));
     connection.listen();
     return connection;
   }
 
-  /** Listens on the unix socket, root-only, replacing a stale socket file but never a live helper's. */
+  /**
+   * Listens on the unix socket, replacing a stale socket file but never a
+   * live helper's. It is created 0600 and then given the configured group
+   * and mode (root alone by default: see socketMode in server/config.ts).
+   */
   async listen(socketPath: string): Promise<void> {
     checkOwnDirectory(path.dirname(socketPath), 'socket directory');
     await fs.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 });
     checkOwnDirectory(path.dirname(socketPath), 'socket directory');
     if (await socketAlive(socketPath)) throw new Error(`another helper is already listening on ${socketPath}`);
     await fs.rm(socketPath, { force: true });
-    const server = net.createServer((socket) => {
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
-      this.serve(socket, socket);
-    });
+    await this.serveOn(socketPath, socketPath);
+    try {
+      await this.applySocketAccess(socketPath);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Serves on a listening socket that systemd passed (server/util/activation.ts):
+   * the unit owns its path and mode. Returns its path, which the warm CLI's
+   * socket and processes follow.
+   */
+  async listenActivated(fd: number): Promise<string> {
+    const socketPath = boundPath(fd);
+    if (!socketPath) throw new Error(`the socket passed by systemd (fd ${fd}) has no path: the unit needs ListenStream=/run/capsa/capsa.sock`);
+    checkOwnDirectory(path.dirname(socketPath), 'socket directory');
+    await this.serveOn({ fd }, socketPath);
+    if ((this.config.socketMode ?? DEFAULT_SOCKET_MODE) !== DEFAULT_SOCKET_MODE || (this.config.socketGroup ?? '0') !== '0') {
+      log(`socketMode and socketGroup do not apply to ${socketPath}: systemd made it, with the unit's SocketMode and SocketGroup`);
+    }
+    return socketPath;
+  }
+
+  /** A server on `where` (a path to create, or a listening fd), the warm CLI's socket beside `socketPath`. */
+  private async serveOn(where: string | { fd: number }, socketPath: string): Promise<void> {
+    const server = net.createServer((socket) => this.accept(socket));
     // the warm CLI's socket first: a client that finds this helper's socket finds that one too
     this.listenWarmCli(socketPath);
-    // umask-independent: the socket is created 0600 before any client can connect.
-    const oldMask = process.umask(0o177);
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(socketPath, () => resolve());
-      });
+      // umask-independent: a socket made here is created 0600 before any client can connect, and widened only after
+      const oldMask = process.umask(0o177);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          // two calls for listen's two overloads (a path, or { fd })
+          if (typeof where === 'string') server.listen(where, () => resolve());
+          else server.listen(where, () => resolve());
+        });
+      } finally {
+        process.umask(oldMask);
+      }
     } catch (err) {
       await this.warmCli?.close();
       this.warmCli = undefined;
       throw err;
-    } finally {
-      process.umask(oldMask);
     }
     this.server = server;
     // an accept that fails (EMFILE, say) costs that one client, not the helper
     server.on('error', (err) => log(`accepting a client on ${socketPath} failed: ${err.message}`));
     // its processes connect to this helper's socket, so they start once it listens
     this.warmCli?.start();
+  }
+
+  private accept(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    // identified at accept, by the kernel: what the peer was at connect(2)
+    let caller: Caller;
+    try {
+      caller = peerCaller(socketFd(socket));
+    } catch (err) {
+      log(`client refused: ${err instanceof Error ? err.message : String(err)}`);
+      socket.destroy();
+      return;
+    }
+    log(`client connected: ${describeCaller(caller)}${hasFullAccess(caller) ? '' : ' (per-user access is not enabled: only its handshake is answered)'}`);
+    this.serve(socket, socket, caller);
+  }
+
+  /** The configured group and mode (both root's alone by default, which the socket already has). */
+  private async applySocketAccess(socketPath: string): Promise<void> {
+    const mode = this.config.socketMode ?? DEFAULT_SOCKET_MODE;
+    const gid = socketGroupId(this.config.socketGroup ?? '0');
+    if (gid !== process.getgid?.()) await fs.chown(socketPath, process.getuid?.() ?? 0, gid);
+    if (mode !== DEFAULT_SOCKET_MODE) {
+      await fs.chmod(socketPath, mode);
+      log(`socket ${socketPath} is mode ${mode.toString(8).padStart(4, '0')}, group ${gid}: callers other than root get only the handshake until per-user access exists`);
+    }
   }
 
   /** The warm CLI's socket beside the helper's (server/warmclipool.ts), unless configured off; without it every call runs the Node CLI. */
@@ -183,7 +247,7 @@ export class Helper {
   async close(): Promise<void> {
     const warmClosed = this.warmCli?.close();
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    for (const c of this.connections) c.dispose();
+    for (const c of this.connections.keys()) c.dispose();
     for (const s of this.sockets) s.destroy();
     await closed;
     await warmClosed;
@@ -211,21 +275,26 @@ export async function main(opts: { warmCliEntry?: string } = {}): Promise<void> 
   if (process.getuid && process.getuid() !== 0) {
     throw new Error('the helper must run as root: it mounts filesystems and creates namespaces');
   }
+  // passed by systemd (packaging/systemd/capsa.socket) instead of made here
+  const activated = args.stdio ? undefined : activationSocket();
   // both before anything is made in either
   checkOwnDirectory(config.root, 'capsa root');
-  if (!args.stdio) checkOwnDirectory(path.dirname(config.socket), 'socket directory');
+  if (!args.stdio && activated === undefined) checkOwnDirectory(path.dirname(config.socket), 'socket directory');
   const helper = new Helper(config, opts);
   await helper.init();
   if (args.stdio) {
-    const c = helper.serve(process.stdin, process.stdout);
+    // the client that started this root helper on its stdio could do so as root: it acts as the helper itself
+    const c = helper.serve(process.stdin, process.stdout, ownCaller());
     c.onExit(() => process.exit(0));
     process.stdin.on('end', () => process.exit(0));
   } else {
-    await helper.listen(config.socket);
-    log(`version ${VERSION} listening on ${config.socket}, root ${config.root}`);
+    if (activated !== undefined) config.socket = await helper.listenActivated(activated);
+    else await helper.listen(config.socket);
+    log(`version ${VERSION} listening on ${config.socket}${activated !== undefined ? ' (passed by systemd)' : ''}, root ${config.root}`);
     const stop = (): void => {
       log('stopping');
-      void helper.close().finally(() => fs.rm(config.socket, { force: true }).finally(() => process.exit(0)));
+      // a socket systemd passed stays: it is the unit's, and the next connection starts a helper again
+      void helper.close().finally(() => (activated !== undefined ? Promise.resolve() : fs.rm(config.socket, { force: true })).finally(() => process.exit(0)));
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

@@ -30,7 +30,8 @@ import {
   type ContainerStopParams,
 } from '../protocol';
 import { ClientGoneError, InvalidArgumentError } from '../errors';
-import type { ContainerService, ExecSession, StreamSink } from '../runtime/containers';
+import type { ContainerService, ExecSession, StreamSink } from '../runtime/container';
+import { containerInspect, containerSummary } from '../views/containers';
 import { handled } from './errors';
 import { checkStringMap, LIMITS } from '../limits';
 import { pullProgress } from './progress';
@@ -49,6 +50,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   const notify = <P>(type: { method: string }, params: P): void => {
     if (closed) return;
     try {
+      // a send that fails asynchronously means the client went away: there is nobody to tell
       void (connection.sendNotification(type as never, params as never) as unknown as Promise<void>).catch(() => undefined);
     } catch {
       closed = true;
@@ -152,8 +154,8 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     }
   });
 
-  connection.onRequest(ContainerListRequest.type, handled((p) => containers.list(!!p?.all)));
-  connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containers.inspect(p.container)));
+  connection.onRequest(ContainerListRequest.type, handled((p) => containers.list(!!p?.all).map(containerSummary)));
+  connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containerInspect(containers.inspect(p.container))));
   connection.onRequest(
     ContainerStopRequest.type,
     handled(async (params: ContainerStopParams) => {
@@ -169,7 +171,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   connection.onRequest(ContainerStartRequest.type, handled(async (params: ContainerStartParams) => {
     const attachId = claim(params.attachId);
     if (!attachId) return containers.startContainer(params.container);
-    const id = containers.inspect(params.container).id;
+    const id = containers.idOf(params.container);
     const sink = sinkFor(attachId);
     const session: Session = { kind: 'container', id, detach: () => containers.detachSink(id, sink) };
     sessions.set(attachId, session);
@@ -197,7 +199,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     const attachId = claim(params.attachId);
     if (!attachId) throw new InvalidArgumentError('attach needs an attachId');
     const detach = containers.attach(params.container, sinkFor(attachId));
-    sessions.set(attachId, { kind: 'container', id: containers.inspect(params.container).id, detach });
+    sessions.set(attachId, { kind: 'container', id: containers.idOf(params.container), detach });
   }));
   connection.onRequest(ContainerTopRequest.type, handled((p: { container: string }) => containers.top(p.container)));
   connection.onRequest(ContainerPruneRequest.type, handled(async () => ({ deleted: await containers.prune() })));
@@ -216,7 +218,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     ContainerLogsRequest.type,
     handled(async (params: ContainerLogsParams) => {
       const follow = claim(params.followAttachId);
-      const id = containers.inspect(params.container).id;
+      const id = containers.idOf(params.container);
       const closed = new AbortController();
       if (follow) sessions.set(follow, { kind: 'container', id, detach: () => closed.abort() });
       const sink = follow ? sinkFor(follow) : undefined;

@@ -16,7 +16,8 @@ import {
 import { checkClientPath } from '../image/archive';
 import { formatBytes } from '../util/bytes';
 import type { ImageService } from '../services/images';
-import type { ContainerService } from '../runtime/containers';
+import type { ContainerService } from '../runtime/container';
+import { containerSummary } from '../views/containers';
 import { handled } from './errors';
 import { pullProgress, sendProgressSafely } from './progress';
 
@@ -116,7 +117,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
 
   connection.onRequest(
     SystemDfRequest.type,
-    handled(() => images.diskUsage(containers.list(true), containers.imagesInUse())),
+    handled(() => images.diskUsage(containers.list(true).map(containerSummary), containers.imagesInUse())),
   );
 
   return () => {

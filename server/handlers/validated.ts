@@ -46,7 +46,7 @@ function schemaOf(type: string | { method: string }): { method: string; schema: 
  * into arguments, and none at all for a no-params type); LSP's own handlers
  * (initialize, shutdown) stay registered on the connection and come first.
  */
-export function validating(connection: Connection): Connection {
+export function validating<C extends Connection>(connection: C): C {
   const requests = new Map<string, { schema: Schema; takesParams: boolean; handler: Handler }>();
   const notifications = new Map<string, { schema: Schema; handler: Handler }>();
 

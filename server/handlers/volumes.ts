@@ -11,7 +11,7 @@ import {
   type VolumeRemoveParams,
   type VolumeSummary,
 } from '../protocol';
-import type { ContainerService } from '../runtime/containers';
+import type { ContainerService } from '../runtime/container';
 import type { VolumeInfo, VolumeStore } from '../runtime/volumes';
 import { checkStringMap, LIMITS } from '../limits';
 import { handled } from './errors';
@@ -19,17 +19,11 @@ import { handled } from './errors';
 /** Volume name → names of the containers (any state) that mount it. */
 function usage(containers: ContainerService): Map<string, string[]> {
   const users = new Map<string, string[]>();
-  for (const c of containers.list(true)) {
-    let mounts;
-    try {
-      mounts = containers.inspect(c.id).mounts ?? [];
-    } catch {
-      continue; // removed meanwhile
-    }
-    for (const m of mounts) {
+  for (const { record } of containers.list(true)) {
+    for (const m of record.binds) {
       if (m.type !== 'volume') continue;
       const name = m.source.split('/').at(-2) ?? ''; // <root>/volumes/<name>/_data
-      users.set(name, [...(users.get(name) ?? []), c.name]);
+      users.set(name, [...(users.get(name) ?? []), record.name]);
     }
   }
   return users;

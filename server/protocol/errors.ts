@@ -51,7 +51,7 @@ export interface CapsaErrorData {
  * - `cancelled`: the caller cancelled the request or went away;
  * - `internal`: a bug: an error the helper did not expect.
  */
-export type ErrorKind = 'invalid' | 'not-found' | 'conflict' | 'limit' | 'unreachable' | 'integrity' | 'failed' | 'command' | 'cancelled' | 'internal';
+export type ErrorKind = 'invalid' | 'not-found' | 'conflict' | 'denied' | 'limit' | 'unreachable' | 'integrity' | 'failed' | 'command' | 'cancelled' | 'internal';
 
 export interface ErrorCodeInfo {
   kind: ErrorKind;
@@ -100,9 +100,14 @@ export const ERROR_CATALOGUE = {
   E_UNSAFE_LAYER: capsa('integrity', 'a layer has an entry that would land outside it'),
   E_INVALID_LAYER: capsa('integrity', 'a layer is not a readable tar stream'),
   // running containers
+  E_CONTAINER_RECORD_VERSION: capsa('invalid', "a container's config.json has a version this helper does not read (a newer helper's)"),
   E_CONTAINER_SETUP: capsa('failed', "a container's setup failed (the step, path and errno are in the fields)"),
   E_COMMAND_NOT_FOUND: { kind: 'command', exit: EXIT_NOT_FOUND, meaning: "the container's command was not found" },
   E_COMMAND_NOT_EXECUTABLE: { kind: 'command', exit: EXIT_NOT_EXECUTABLE, meaning: "the container's command exists but cannot be run" },
+  // who is asking
+  E_PERMISSION_DENIED: capsa('denied', 'the caller (as the kernel reports it) may not make this request'),
+  E_PEER_CREDENTIALS: capsa('failed', "a connection's caller could not be read from the kernel (SO_PEERCRED)"),
+  E_SOCKET_ACTIVATION: capsa('failed', 'the socket systemd passed (LISTEN_FDS) is not a listening unix stream socket'),
   E_SHIM: capsa('failed', 'the shim ended without reporting (killed, crashed, not built)'),
   E_SPAWN: capsa('failed', 'a program (the shim, a monitor) could not be started'),
   E_CGROUP: capsa('failed', "a container's cgroup could not be created, configured or removed"),

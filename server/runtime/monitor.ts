@@ -6,12 +6,11 @@
  * follows the container through that socket; this module speaks its frames.
  */
 import { EventEmitter } from 'node:events';
-import { promises as fs, openSync, closeSync, readFileSync } from 'node:fs';
+import { promises as fs, openSync, closeSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { ContainerSetupError, ShimError, parseStatusLine, shimPath } from './native';
+import { ShimError, followShimStatus, shimPath, spawnShim } from './native';
 import { encodePlan, type Plan } from './plan';
-import { spawnProgram, type SpawnedProgram } from '../util/spawn';
 
 /** What the monitor records in exit.json when the container ended. */
 export interface ExitInfo {
@@ -126,38 +125,9 @@ function parseExit(text: string): ExitInfo | undefined {
 
 /** DIR/exit.json, or undefined while the container runs (or never ran). */
 export async function readExitFile(dir: string): Promise<ExitInfo | undefined> {
+  // no exit.json is the answer "no exit recorded"; one that cannot be read says no more than that
   const text = await fs.readFile(path.join(dir, EXIT_FILE), 'utf8').catch(() => undefined);
   return text === undefined ? undefined : parseExit(text);
-}
-
-/**
- * Start time of a process in clock ticks since boot (field 22 of
- * /proc/PID/stat): with the pid, it names a process for good, so a reused
- * pid is never mistaken for the one recorded.
- */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // comm (field 2) may hold spaces and parentheses: count from the last ')'
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether pid still names the process that had startTime. */
-export function sameProcess(pid: number | undefined, startTime: string | undefined): boolean {
-  return !!pid && !!startTime && processStartTime(pid) === startTime;
-}
-
-/** SIGKILL for pid if it still names the process that had startTime; one that ends meanwhile is no error. */
-export function killSameProcess(pid: number | undefined, startTime: string | undefined): void {
-  if (!sameProcess(pid, startTime)) return;
-  try {
-    process.kill(pid!, 'SIGKILL');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-  }
 }
 
 export interface LaunchedMonitor {
@@ -173,12 +143,10 @@ export interface LaunchedMonitor {
  */
 export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; shim?: string }): LaunchedMonitor {
   const shim = opts.shim ?? shimPath();
-  let child: SpawnedProgram;
-  try {
-    child = spawnProgram(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], { fds: ['socket', 'socket', 'socket'], setsid: true });
-  } catch (err) {
-    const e = new ShimError(`cannot start the shim ${shim}: ${(err as Error).message}`, { cause: err });
-    const started = Promise.reject(e);
+  const child = spawnShim(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], { fds: ['socket', 'socket', 'socket'], setsid: true });
+  if (child instanceof ShimError) {
+    const started = Promise.reject(child);
+    // the launcher's caller awaits `started`; this only keeps an early rejection from counting as unhandled
     started.catch(() => undefined);
     const none = new net.Socket();
     none.destroy(); // 'close' settles the client's `exited`, as after a failed start
@@ -186,44 +154,9 @@ export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; s
   }
   const [planFd, statusFd, attachFd] = child.sockets as net.Socket[];
   const client = new MonitorClient(attachFd);
-
-  const started = new Promise<{ pid: number; monitorPid: number }>((resolve, reject) => {
-    let monitorPid = 0;
-    let settled = false;
-    let pending = '';
-    const fail = (err: Error): void => {
-      if (settled) return;
-      settled = true;
-      client.close();
-      reject(err);
-    };
-    statusFd.setEncoding('utf8');
-    statusFd.on('data', (chunk: string) => {
-      pending += chunk;
-      let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        const m = /^monitor (\d+)$/.exec(line);
-        if (m) {
-          monitorPid = Number(m[1]);
-          continue;
-        }
-        const s = parseStatusLine(line);
-        if (s?.kind === 'started' && !settled) {
-          settled = true;
-          resolve({ pid: s.pid, monitorPid });
-        } else if (s?.kind === 'error') fail(new ContainerSetupError(s));
-      }
-    });
-    statusFd.once('close', () => {
-      if (settled) return;
-      void child.exited.then(({ code, signal }) =>
-        fail(new ShimError(`the shim ended without reporting${code !== null ? ` (exit status ${code})` : signal !== null ? ` (signal ${signal})` : ''}`)),
-      );
-    });
-  });
-  started.catch(() => undefined);
+  const { started } = followShimStatus(statusFd, child.exited);
+  // a start that failed has no container to follow: its attach connection goes
+  started.catch(() => client.close());
   planFd.on('error', () => undefined); // EPIPE: the shim died early; the status pipe says why
   planFd.end(encodePlan(plan));
   return { client, started };

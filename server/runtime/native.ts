@@ -15,6 +15,8 @@ import { shimPath } from '../util/layout';
 /** The status the shim writes to fd 4, one line each. */
 export type ShimStatus =
   | { kind: 'started'; pid: number }
+  /** `run --monitor`: the pid of the monitor the shim forked, before `started`. */
+  | { kind: 'monitor'; pid: number }
   | { kind: 'error'; step: string; path: string; errno: number; message: string; context?: string[] }
   | { kind: 'exit'; code: number };
 
@@ -74,9 +76,10 @@ export function parseStatusLine(line: string): ShimStatus | undefined {
   const verb = space < 0 ? line : line.slice(0, space);
   const rest = space < 0 ? '' : line.slice(space + 1);
   switch (verb) {
-    case 'started': {
+    case 'started':
+    case 'monitor': {
       const pid = parseDecimal(rest);
-      return pid !== undefined && pid > 0 ? { kind: 'started', pid } : undefined;
+      return pid !== undefined && pid > 0 ? { kind: verb, pid } : undefined;
     }
     case 'exit': {
       const code = parseDecimal(rest);
@@ -154,6 +157,70 @@ export interface ShimHandle {
   stderr: Readable | null;
 }
 
+/** What the shim's status pipe said, once the shim has ended and the pipe is read to its end. */
+export interface ShimOutcome {
+  /** The `exit` line: the container process's status (exec). */
+  reported?: number;
+  /** The `error` line, if the shim reported one. */
+  setupError?: ContainerSetupError;
+  /** The shim's own end. */
+  code: number | null;
+  signal: number | null;
+}
+
+/**
+ * Follows a shim's status pipe, for run and exec alike: `started` resolves
+ * at `started` (with the monitor's pid when a `monitor` line came first),
+ * rejects with the {@link ContainerSetupError} of an `error` line, or with a
+ * {@link ShimError} once the shim ended without either; `ended` settles when
+ * both the shim has ended and its status pipe is read to the end.
+ */
+export function followShimStatus(
+  statusFd: net.Socket,
+  childExited: Promise<{ code: number | null; signal: number | null }>,
+): { started: Promise<{ pid: number; monitorPid: number }>; ended: Promise<ShimOutcome> } {
+  let resolveStarted!: (v: { pid: number; monitorPid: number }) => void;
+  let rejectStarted!: (err: Error) => void;
+  const started = new Promise<{ pid: number; monitorPid: number }>((res, rej) => {
+    resolveStarted = res;
+    rejectStarted = rej;
+  });
+  // callers that only await `ended` (or `exited`) must not see an unhandled rejection
+  started.catch(() => undefined);
+  let monitorPid = 0;
+  let reported: number | undefined;
+  let setupError: ContainerSetupError | undefined;
+  const reader = new StatusLineReader((s) => {
+    if (s.kind === 'monitor') monitorPid = s.pid;
+    else if (s.kind === 'started') resolveStarted({ pid: s.pid, monitorPid });
+    else if (s.kind === 'error') {
+      setupError ??= new ContainerSetupError(s);
+      rejectStarted(setupError);
+    } else reported = s.code;
+  });
+  statusFd.setEncoding('utf8');
+  statusFd.on('data', (chunk: string) => reader.push(chunk));
+  const statusRead = new Promise<void>((resolve) => statusFd.once('close', () => resolve()));
+  const ended = Promise.all([childExited, statusRead]).then(([{ code, signal }]) => {
+    // a no-op once `started` has settled
+    rejectStarted(new ShimError(`the shim ended without reporting (${signal !== null ? `signal ${signal}` : `exit status ${code}`})`));
+    return { reported, setupError, code, signal };
+  });
+  return { started, ended };
+}
+
+/**
+ * Spawns the shim with args: the one place run and exec start it. A shim
+ * that cannot be started at all comes back as the ShimError to report.
+ */
+export function spawnShim(shim: string, args: string[], options: Parameters<typeof spawnProgram>[2]): SpawnedProgram | ShimError {
+  try {
+    return spawnProgram(shim, args, options);
+  } catch (err) {
+    return new ShimError(`cannot start the shim ${shim}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /**
  * Spawns the shim for plan and follows it until the container process ends.
  * posix_spawn (util/spawn.ts), not child_process: Node's fork of the helper
@@ -166,15 +233,13 @@ export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
   const encoded = encodePlan(plan);
   const shim = opts.shim ?? shimPath();
   const stdio = ([opts.stdin, opts.stdout, opts.stderr] as ShimStdio[]).map((s, i) => (s === 'pipe' ? 'socket' : s === 'ignore' ? 'null' : s === 'inherit' ? i : s));
-  let child: SpawnedProgram;
-  try {
-    // a session of its own: the shim forwards signals itself, and a
-    // terminal's Ctrl-C must not reach it through the helper's process group;
-    // watched through a pidfd, since an exec (a shell) may run for hours
-    child = spawnProgram(shim, [opts.mode], { stdio, fds: ['socket', 'socket', 'socket'], setsid: true, watch: 'pidfd', ref: true });
-  } catch (err) {
-    const e = new ShimError(`cannot start the shim ${shim}: ${(err as Error).message}`, { cause: err });
-    const failed = Promise.reject(e);
+  // a session of its own: the shim forwards signals itself, and a
+  // terminal's Ctrl-C must not reach it through the helper's process group;
+  // watched through a pidfd, since an exec (a shell) may run for hours
+  const child = spawnShim(shim, [opts.mode], { stdio, fds: ['socket', 'socket', 'socket'], setsid: true, watch: 'pidfd', ref: true });
+  if (child instanceof ShimError) {
+    const failed = Promise.reject(child);
+    // the caller sees the error through `started`; `exited` repeats it and need not be awaited
     failed.catch(() => undefined);
     return { pid: 0, kill: () => undefined, started: failed, exited: failed, resize: () => undefined, signal: () => undefined, stdin: null, stdout: null, stderr: null };
   }
@@ -188,53 +253,21 @@ export function startShim(plan: Plan, opts: StartShimOptions): ShimHandle {
   stdoutEnd?.end();
   stderrEnd?.end();
 
-  let resolveStarted!: (pid: number) => void;
-  let rejectStarted!: (err: Error) => void;
-  const started = new Promise<number>((res, rej) => {
-    resolveStarted = res;
-    rejectStarted = rej;
-  });
+  let ended = false;
+  void child.exited.then(() => (ended = true));
+  const status = followShimStatus(statusFd, child.exited);
+  const started = status.started.then((s) => s.pid);
   // callers that only await `exited` must not see an unhandled rejection
   started.catch(() => undefined);
-
-  let reported: number | undefined;
-  let setupError: ContainerSetupError | undefined;
-  const reader = new StatusLineReader((s) => {
-    if (s.kind === 'started') resolveStarted(s.pid);
-    else if (s.kind === 'error') {
-      setupError = new ContainerSetupError(s);
-      rejectStarted(setupError);
-    } else reported = s.code;
+  // decide once both the process has ended and its status pipe is read to
+  // the end (waiting for the other streams too would also wait for the
+  // caller to drain stdout, which it may never do)
+  const exited = status.ended.then(({ reported, setupError, code, signal }) => {
+    if (reported !== undefined) return reported;
+    if (setupError) return code ?? 125;
+    throw new ShimError(`the shim ended without reporting (${signal !== null ? `signal ${signal}` : `exit status ${code}`})`);
   });
-  statusFd.setEncoding('utf8');
-  statusFd.on('data', (chunk: string) => reader.push(chunk));
-
-  let ended = false;
-  const exited = new Promise<number>((resolve, reject) => {
-    // decide once both the process has ended and its status pipe is read to
-    // the end (waiting for the other streams too would also wait for the
-    // caller to drain stdout, which it may never do)
-    let exitInfo: { code: number | null; signal: number | null } | undefined;
-    let statusDone = false;
-    const settle = (): void => {
-      if (!exitInfo || !statusDone) return;
-      const { code, signal } = exitInfo;
-      const fallback = new ShimError(`the shim ended without reporting (${signal ? `signal ${signal}` : `exit status ${code}`})`);
-      rejectStarted(fallback);
-      if (reported !== undefined) resolve(reported);
-      else if (setupError) resolve(code ?? 125);
-      else reject(fallback);
-    };
-    void child.exited.then((info) => {
-      ended = true;
-      exitInfo = info;
-      settle();
-    });
-    statusFd.once('close', () => {
-      statusDone = true;
-      settle();
-    });
-  });
+  // a caller that awaits only `started` learns of a shim that never reported there
   exited.catch(() => undefined);
 
   // EPIPE here means the shim died early, or (stdin) the process closed its

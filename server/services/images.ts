@@ -24,7 +24,7 @@ import { ImageStore, type ImageRecord } from '../image/store';
 import { pullImage } from '../image/pull';
 import { familiarReference, normalizeReference } from '../image/reference';
 import { ImageNotFoundError } from '../image/errors';
-import type { ImageSource, ResolvedImage } from '../runtime/containers';
+import type { ImageSource, ResolvedImage } from '../runtime/container';
 
 export class ImageService extends EventEmitter implements ImageSource {
   readonly store: ImageStore;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { loadConfig } from '../../server/config';
+import { loadConfig, socketGroupId } from '../../server/config';
 
 test('defaults apply when no config file exists', () => {
   const c = loadConfig({ CAPSA_CONFIG: undefined } as NodeJS.ProcessEnv);
@@ -110,4 +110,34 @@ test('network: bridge and subnet of the default network from the file, the env v
     assert.throws(() => loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv), err, JSON.stringify(network));
   }
   assert.throws(() => loadConfig({ CAPSA_CONFIG: undefined, CAPSA_BRIDGE_SUBNET: '10.88.0.0' } as NodeJS.ProcessEnv), /CAPSA_BRIDGE_SUBNET: invalid subnet/);
+});
+
+test('the socket stays root-only by default; socketMode and socketGroup come from the file or the environment', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'c.json');
+  const d = loadConfig({ CAPSA_CONFIG: undefined } as NodeJS.ProcessEnv);
+  assert.equal(d.socketMode, 0o600);
+  assert.equal(d.socketGroup, '0');
+  writeFileSync(file, '{"socketMode": "0660", "socketGroup": "capsa"}');
+  const f = loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv);
+  assert.equal(f.socketMode, 0o660);
+  assert.equal(f.socketGroup, 'capsa');
+  writeFileSync(file, '{"socketMode": 438, "socketGroup": 1234}');
+  assert.equal(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv).socketMode, 0o666);
+  assert.equal(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv).socketGroup, '1234');
+  const e = loadConfig({ CAPSA_CONFIG: file, CAPSA_SOCKET_MODE: '666', CAPSA_SOCKET_GROUP: 'dev' } as NodeJS.ProcessEnv);
+  assert.equal(e.socketMode, 0o666);
+  assert.equal(e.socketGroup, 'dev');
+  for (const bad of ['0888', '1777', 'rw', '-1']) assert.throws(() => loadConfig({ CAPSA_CONFIG: undefined, CAPSA_SOCKET_MODE: bad } as NodeJS.ProcessEnv), /CAPSA_SOCKET_MODE: expected permission bits/);
+  writeFileSync(file, '{"socketGroup": "a b"}');
+  assert.throws(() => loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv), /socketGroup: expected a group name or a numeric gid/);
+});
+
+test('socketGroupId takes a gid as it is and looks a name up in /etc/group', () => {
+  const groups = 'root:x:0:\ndev:x:1234:alice,bob\n';
+  assert.equal(socketGroupId('0', groups), 0);
+  assert.equal(socketGroupId('4321', groups), 4321);
+  assert.equal(socketGroupId('dev', groups), 1234);
+  assert.throws(() => socketGroupId('nobody-here', groups), /no such group in \/etc\/group/);
 });

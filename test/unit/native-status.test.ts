@@ -108,6 +108,12 @@ test('the shim path points at native/build in the package root', () => {
   assert.ok(existsSync(path.join(path.dirname(path.dirname(path.dirname(p))), 'package.json')));
 });
 
+test('a monitor line names the monitor a run forked; a bad pid is not one', () => {
+  assert.deepEqual(parseStatusLine('monitor 77'), { kind: 'monitor', pid: 77 });
+  assert.equal(parseStatusLine('monitor 0'), undefined);
+  assert.equal(parseStatusLine('monitor x'), undefined);
+});
+
 test('fields after the message are the context chain, outermost first, and leave the message as it was', () => {
   const s = parseStatusLine('error mount\t/etc/hosts\t40\ttoo many levels of symbolic links\twhile creating the container\twhile setting up the container\'s first process\twhile mounting /c/hosts on /etc/hosts');
   assert.deepEqual(s, {

@@ -115,7 +115,8 @@ export async function serveWarm(main: CliMain): Promise<void> {
     if (pipe) heedHelper(pipe);
     if (listen & POLLIN) {
       const fd = acceptConnection(LISTEN_FD);
-      if (fd !== undefined) {
+      // one this process does not serve is closed, and the event loop gets its turn as after an idle poll
+      if (fd !== undefined && servesPeer(fd)) {
         const call = await take(fd, helper.connection, config.socket, main, home);
         // main disposed the call's connection; the next call gets a new one, made now rather than during it
         helper.connection.dispose();
@@ -136,6 +137,32 @@ export async function serveWarm(main: CliMain): Promise<void> {
     await new Promise((resolve) => setImmediate(resolve));
     if (helper.gone) process.exit(0);
   }
+}
+
+/**
+ * A user's calls are served by a warm process running as that user, or by
+ * the Node CLI: this process would run another user's command with its own
+ * rights (root's, as the helper starts it). So it serves only its own uid
+ * and closes any other connection before the hello, which makes the client
+ * (native/client/client.c wait_hello) run the Node CLI instead, as that user.
+ * The connection is not a call: this process stays idle for the next one.
+ */
+export function warmRefusal(peerUid: number, ownUid: number): string | undefined {
+  return peerUid === ownUid ? undefined : `uid ${peerUid} is not served by the warm CLI of uid ${ownUid}: its client runs the Node CLI`;
+}
+
+function servesPeer(fd: number): boolean {
+  let uid = -1;
+  try {
+    uid = peerCredentials(fd).uid;
+  } catch {
+    // unidentified: refused as uid -1
+  }
+  const refusal = warmRefusal(uid, process.getuid!());
+  if (!refusal) return true;
+  closeFd(fd);
+  report(`rejected ${refusal}`);
+  return false;
 }
 
 interface Helper {
@@ -268,7 +295,8 @@ async function take(fd: number, connection: MessageConnection, socket: string, m
     process.exit(0);
   };
   const uid = process.getuid!();
-  if (peer.uid !== 0 && peer.uid !== uid) refuse(`uid ${peer.uid} may not use the warm CLI of uid ${uid}`);
+  const refusal = warmRefusal(peer.uid, uid);
+  if (refusal) refuse(refusal);
   try {
     sendMessage(fd, reply.hello());
   } catch (err) {

@@ -1,0 +1,113 @@
+/**
+ * The containers this helper knows, in memory: each one's record, its
+ * state, and while it runs, the connection to its monitor.
+ */
+import { InvalidArgumentError, NotFoundError } from '../../errors';
+import type { ExitInfo } from '../monitor';
+import type { NetworkSettings } from '../network/manager';
+import type { MonitorConnection } from './launcher';
+import type { ContainerRecord, ContainerStateFile } from './record';
+import type { StreamSink } from './streams';
+
+export class ContainerNotFoundError extends NotFoundError {
+  constructor(ref: string) {
+    super('E_CONTAINER_NOT_FOUND', `no such container: ${ref}`);
+  }
+}
+
+export interface Live {
+  monitor: MonitorConnection;
+  sinks: Set<StreamSink>;
+  /** Settles once the monitor reported the end (or went away). */
+  exited: Promise<ExitInfo | undefined>;
+}
+
+export interface Entry {
+  record: ContainerRecord;
+  state: ContainerStateFile;
+  live?: Live;
+  /** The write of the running state, while start() is at it. */
+  starting?: Promise<void>;
+}
+
+/**
+ * One container as the runtime sees it, for those above to render (the
+ * protocol's summaries and Docker's inspect, server/views/containers.ts).
+ * Record and state are replaced, never changed in place: a view stays as it
+ * was taken.
+ */
+export interface ContainerView {
+  record: Readonly<ContainerRecord>;
+  state: Readonly<ContainerStateFile>;
+  /** Published ports, `127.0.0.1:8080->80/tcp`, as the network manager lists them. */
+  ports?: string[];
+}
+
+/** A view with what only inspect shows. */
+export interface ContainerDetails extends ContainerView {
+  /** The container's network, when the network manager has it. */
+  network?: NetworkSettings;
+  /** The container's log file on this host. */
+  logPath: string;
+}
+
+export type ContainerAction = 'create' | 'start' | 'die' | 'destroy' | 'update';
+
+/** What ContainerService emits as `event`. */
+export interface ContainerChange {
+  action: ContainerAction;
+  container: ContainerView;
+}
+
+/** The entries by id, and finding one by id, name or id prefix. */
+export class ContainerTable {
+  private readonly entries = new Map<string, Entry>();
+
+  get(id: string): Entry | undefined {
+    return this.entries.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  set(e: Entry): void {
+    this.entries.set(e.record.id, e);
+  }
+
+  delete(id: string): void {
+    this.entries.delete(id);
+  }
+
+  ids(): Set<string> {
+    return new Set(this.entries.keys());
+  }
+
+  all(): Entry[] {
+    return [...this.entries.values()];
+  }
+
+  /** By full id, name, or unambiguous id prefix. */
+  find(ref: string): Entry {
+    if (typeof ref !== 'string' || ref.length === 0) throw new InvalidArgumentError('a container id or name is required');
+    const byId = this.entries.get(ref);
+    if (byId) return byId;
+    for (const e of this.entries.values()) if (e.record.name === ref) return e;
+    if (/^[0-9a-f]{1,63}$/.test(ref)) {
+      const matches = this.all().filter((e) => e.record.id.startsWith(ref));
+      if (matches.length === 1) return matches[0];
+      if (matches.length > 1) throw new InvalidArgumentError(`container id prefix ${ref} is ambiguous: ${matches.length} containers match`);
+    }
+    throw new ContainerNotFoundError(ref);
+  }
+
+  /** By full id or name only, and no error when there is none. */
+  lookup(ref: string): Entry | undefined {
+    return this.entries.get(ref) ?? this.all().find((x) => x.record.name === ref);
+  }
+
+  nameTaken(name: string): boolean {
+    for (const e of this.entries.values()) if (e.record.name === name) return true;
+    return false;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * The container side's only way to the shim: launching a container's
+ * monitor (run, start), reconnecting to one (a restarted helper), and
+ * launching an exec. The real launcher wraps native.ts and monitor.ts;
+ * unit tests give the lifecycle a fake that scripts the shim's answers.
+ */
+import type { Readable, Writable } from 'node:stream';
+import { MonitorClient, launchMonitor, type ExitInfo } from '../monitor';
+import { startShim } from '../native';
+import type { Plan } from '../plan';
+
+/** A connection to a container's monitor (MonitorClient, or a fake). */
+export interface MonitorConnection {
+  /** `output` (stream, data): every chunk the container writes. */
+  on(event: 'output', listener: (stream: 'stdout' | 'stderr', data: Buffer) => void): unknown;
+  /** The exit the monitor reported, or undefined when it went away without saying. */
+  readonly exited: Promise<ExitInfo | undefined>;
+  input(data: Buffer, eof: boolean): void;
+  resize(rows: number, cols: number): void;
+  signal(n: number): void;
+  close(): void;
+}
+
+export interface MonitorLaunch {
+  /** The launching helper's attach connection: every byte from the first. */
+  client: MonitorConnection;
+  /**
+   * Resolves once the container's command runs; rejects with the shim's
+   * ContainerSetupError, or a ShimError when it could not start or report.
+   */
+  started: Promise<{ pid: number; monitorPid: number }>;
+}
+
+/** A process run in a running container (ShimHandle, or a fake). */
+export interface ExecProcess {
+  /** Host pid of the process, once it runs; rejects as MonitorLaunch.started does. */
+  started: Promise<number>;
+  /** Its exit status (128 + signal when killed). */
+  exited: Promise<number>;
+  resize(rows: number, cols: number): void;
+  signal(n: number): void;
+  stdin: Writable | null;
+  stdout: Readable | null;
+  stderr: Readable | null;
+}
+
+export interface ShimLauncher {
+  /** Launches the monitor of the container in dir, which runs plan. */
+  launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean }): MonitorLaunch;
+  /** The monitor serving dir, if one still listens there. */
+  connectMonitor(dir: string): Promise<MonitorConnection | undefined>;
+  /** Runs an exec plan; stdin is a pipe when `stdin`, else /dev/null. */
+  launchExec(plan: Plan, opts: { stdin: boolean }): ExecProcess;
+}
+
+/** The shim itself (native/build/capsa-shim). */
+export const nativeShimLauncher: ShimLauncher = {
+  launchMonitor: (plan, dir, opts) => launchMonitor(plan, dir, opts),
+  connectMonitor: (dir) => MonitorClient.connect(dir),
+  launchExec: (plan, opts) => startShim(plan, { mode: 'exec', stdin: opts.stdin ? 'pipe' : 'ignore', stdout: 'pipe', stderr: 'pipe' }),
+};

@@ -1,0 +1,297 @@
+/**
+ * A container's life: create (its directory, cgroup, network and plan),
+ * start (its monitor, through the shim launcher), its exit, stop, kill,
+ * wait and removal.
+ */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { ConflictError } from '../../errors';
+import { generateName, newContainerId } from '../names';
+import { buildRunPlan, type ContainerPaths } from '../spec';
+import { idmapsFor } from '../idmap';
+import { EXIT_FILE, readExitFile, type ExitInfo } from '../monitor';
+import type { Plan } from '../plan';
+import type { NetworkManager } from '../network/manager';
+import type { CgroupManager } from '../cgroups';
+import type { RunSetup } from '../runsetup';
+import { useUserns, type UsernsAllocator } from '../userns';
+import { ContainerStartError } from '../errors';
+import type { ContainerAction, ContainerTable, Entry } from './entry';
+import { hostsFile, resolvConf } from './etcfiles';
+import type { ResolvedImage } from './imagesource';
+import type { MonitorConnection, ShimLauncher } from './launcher';
+import type { RunOptions } from './options';
+import { killSameProcess, processStartTime } from './proc';
+import { RECORD_VERSION, type ContainerStore } from './record';
+import { SIGKILL, signalNumber, stopSignalNumber } from './signals';
+import type { StreamSink } from './streams';
+
+/** The exit a container whose monitor went away without reporting one is recorded with. */
+export const MONITOR_LOST_EXIT = 255;
+export const MONITOR_LOST_ERROR = 'the container monitor ended unexpectedly; the container was killed';
+
+export interface LifecycleDeps {
+  table: ContainerTable;
+  store: ContainerStore;
+  launcher: ShimLauncher;
+  cgroups: CgroupManager;
+  network?: NetworkManager;
+  userns: UsernsAllocator;
+  /** Reports a change of e to the service's listeners. */
+  emit(action: ContainerAction, e: Entry): void;
+}
+
+export class Lifecycle {
+  constructor(private readonly d: LifecycleDeps) {}
+
+  async create(opts: RunOptions, image: ResolvedImage, setup: RunSetup): Promise<Entry> {
+    const { table, store, cgroups, network, userns } = this.d;
+    const binds = setup.binds;
+    const id = newContainerId();
+    const name = opts.name ?? generateName((n) => table.nameTaken(n));
+    if (table.nameTaken(name)) throw new ConflictError(`container name "${name}" is already in use`);
+    const hostname = opts.hostname ?? id.slice(0, 12);
+    const cdir = store.pathOf(id);
+    const paths: ContainerPaths = {
+      dir: cdir,
+      rootfs: path.join(cdir, 'rootfs'),
+      upper: path.join(cdir, 'upper'),
+      work: path.join(cdir, 'work'),
+      hostname: path.join(cdir, 'hostname'),
+      hosts: path.join(cdir, 'hosts'),
+      resolvConf: path.join(cdir, 'resolv.conf'),
+    };
+    // Reserve the name before the first await so concurrent runs cannot both take it.
+    const placeholder: Entry = {
+      record: {
+        version: RECORD_VERSION, id, name, image: opts.image, imageRef: image.reference, imageId: image.id, created: new Date().toISOString(), hostname, options: opts,
+        plan: undefined as unknown as Plan, binds, stopSignal: (image.config as { StopSignal?: string }).StopSignal,
+      },
+      state: { state: 'created' },
+    };
+    table.set(placeholder);
+    try {
+      await fs.mkdir(cdir, { mode: 0o700 });
+      await Promise.all([
+        fs.mkdir(paths.rootfs),
+        fs.mkdir(paths.upper, { mode: 0o755 }),
+        fs.mkdir(paths.work, { mode: 0o700 }),
+        fs.writeFile(paths.hostname, `${hostname}\n`, { mode: 0o644 }),
+        fs.writeFile(paths.hosts, hostsFile(hostname, name), { mode: 0o644 }),
+        fs.writeFile(paths.resolvConf, resolvConf(), { mode: 0o644 }),
+      ]);
+      // independent steps, side by side: each is a few ms of waiting on the kernel
+      const settled = await Promise.allSettled([
+        setup.resolveUser(opts.user ?? image.config.User, image.layerDirs),
+        cgroups.create(id, cdir, setup.limits),
+        // before the plan: eth0 must exist when the command starts
+        network
+          ? network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, lookup: (ref) => this.lookupForNetwork(ref) })
+          : Promise.resolve({ newNetns: opts.network !== 'host', netnsPath: undefined }),
+      ] as const);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
+      const [user, cgroupProcs, net] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+        Awaited<ReturnType<RunSetup['resolveUser']>>,
+        string[],
+        { newNetns: boolean; netnsPath?: string },
+      ];
+      const plan = buildRunPlan({
+        ...setup.spec,
+        namespaces: setup.namespaces(net.newNetns),
+        cgroupProcs,
+        layerDirs: image.layerDirs,
+        image: image.config,
+        paths,
+        hostname,
+        cmd: opts.cmd,
+        entrypoint: opts.entrypoint,
+        env: opts.env,
+        workdir: opts.workdir,
+        user,
+        tty: !!opts.tty,
+        winsize: opts.size,
+        binds,
+      });
+      if (net.netnsPath) plan.netnsPath = net.netnsPath;
+      plan.idmaps = idmapsFor(opts.idmapMounts, plan.mounts);
+      if (opts.userns === 'auto') await useUserns(plan, await userns.allocate(id), paths);
+      placeholder.record.plan = plan;
+      await store.writeRecord(placeholder.record);
+      await this.saveState(placeholder);
+    } catch (err) {
+      table.delete(id);
+      // Undoing a create that failed: the create's own error is what the
+      // caller must see. Whatever is left is found again at the next load
+      // (network and cgroup reconcile, userns reconcile drop what no
+      // container owns).
+      await network?.teardown(id).catch(() => undefined);
+      await cgroups.remove(cdir).catch(() => undefined);
+      await fs.rm(cdir, { recursive: true, force: true });
+      await userns.release(id).catch(() => undefined);
+      throw err;
+    }
+    this.d.emit('create', placeholder);
+    return placeholder;
+  }
+
+  /**
+   * Starts entry's monitor. Resolves once its command runs; rejects with a
+   * ContainerStartError (the container is then recorded exited with that
+   * error's status, and `die` is emitted).
+   */
+  async start(entry: Entry, sink?: StreamSink): Promise<void> {
+    const { record } = entry;
+    const cdir = this.d.store.pathOf(record.id);
+    // a previous run's status must not be read as this run's
+    await fs.rm(path.join(cdir, EXIT_FILE), { force: true });
+    // a helper that dies before this start is recorded leaves this mark for the next one (load)
+    entry.state = { ...entry.state, startingAt: new Date().toISOString() };
+    await this.saveState(entry);
+    const { client, started } = this.d.launcher.launchMonitor(record.plan, cdir, { stdin: !!record.options.interactive });
+    // onExit waits for this: a container that ends at once is still started, then ended
+    let startDone!: () => void;
+    entry.starting = new Promise<void>((r) => (startDone = r));
+    this.follow(entry, client, sink);
+    try {
+      let pid: number;
+      let monitorPid: number;
+      try {
+        // the monitor never joined the container's cgroups: only its child did (native/src/process.h)
+        ({ pid, monitorPid } = await started);
+      } catch (cause) {
+        const err = ContainerStartError.from(cause);
+        entry.live = undefined;
+        entry.state = { state: 'exited', exitCode: err.exitCode, finishedAt: new Date().toISOString(), error: err.message };
+        await this.saveState(entry);
+        this.d.emit('die', entry);
+        throw err;
+      }
+      entry.state = {
+        state: 'running',
+        pid,
+        pidStartTime: processStartTime(pid),
+        monitorPid,
+        monitorStartTime: processStartTime(monitorPid),
+        startedAt: new Date().toISOString(),
+      };
+      await this.saveState(entry);
+      this.d.emit('start', entry);
+    } finally {
+      entry.starting = undefined;
+      startDone();
+    }
+  }
+
+  /** Starts a created or exited container; `start -a` of a running one attaches, as docker's does. */
+  async startOrAttach(e: Entry, sink?: StreamSink): Promise<void> {
+    if (e.live) {
+      if (sink) e.live.sinks.add(sink);
+      return;
+    }
+    await this.start(e, sink);
+  }
+
+  /** Stops the container (if it runs) and starts it again, with its plan and its upper layer kept. */
+  async restart(e: Entry, timeoutSeconds?: number): Promise<void> {
+    await this.stop(e, timeoutSeconds);
+    await this.startOrAttach(e);
+  }
+
+  /** Follows a monitor: its output to the sinks, its end to onExit. */
+  follow(entry: Entry, monitor: MonitorConnection, sink?: StreamSink): void {
+    const sinks = new Set<StreamSink>(sink ? [sink] : []);
+    monitor.on('output', (stream, data) => {
+      for (const s of sinks) s.output(stream, data);
+    });
+    const exited = monitor.exited.then(async (info) => info ?? (await readExitFile(this.d.store.pathOf(entry.record.id))));
+    entry.live = { monitor, sinks, exited };
+    void exited.then((info) => this.onExit(entry, sinks, info));
+  }
+
+  private async onExit(entry: Entry, sinks: Set<StreamSink>, info: ExitInfo | undefined): Promise<void> {
+    await entry.starting;
+    if (entry.live?.sinks !== sinks) return; // a setup failure: start() reported it
+    entry.live = undefined;
+    const code = info?.exitCode ?? MONITOR_LOST_EXIT;
+    const error = info ? undefined : MONITOR_LOST_ERROR;
+    // nothing holds its output or can report its end any more
+    if (!info) killSameProcess(entry.state.pid, entry.state.pidStartTime);
+    const oomKilled = await this.d.cgroups.oomKilled(this.d.store.pathOf(entry.record.id));
+    entry.state = { ...entry.state, state: 'exited', pid: undefined, exitCode: code, finishedAt: info?.finishedAt ?? new Date().toISOString(), error, oomKilled };
+    if (entry.record.options.rm) {
+      // as `docker run --rm`: the exit is reported once nothing of the container is left.
+      // A removal that fails part-way leaves the container out of the table and its
+      // directory renamed or in place; the next load sweeps or finds it. The exit is
+      // reported either way: the client waits for it, not for the clean-up.
+      await this.removeEntry(entry).catch(() => undefined);
+      for (const s of sinks) s.exit(code, error);
+      return;
+    }
+    // A state.json that cannot be written (disk full) leaves the on-disk state
+    // `running`: the next load finds exit.json and records the same exit. The
+    // exit is reported now regardless.
+    await this.saveState(entry).catch(() => undefined);
+    this.d.emit('die', entry);
+    for (const s of sinks) s.exit(code, error);
+  }
+
+  async wait(e: Entry): Promise<number> {
+    if (e.live) await e.live.exited;
+    // onExit runs after `exited` settles; wait for the state it writes.
+    while (e.state.state === 'running') await new Promise((r) => setTimeout(r, 2));
+    return e.state.exitCode ?? 0;
+  }
+
+  kill(e: Entry, signal = 'SIGKILL'): void {
+    const n = signalNumber(signal);
+    if (!e.live) throw new ConflictError(`container ${e.record.name} is not running`);
+    e.live.monitor.signal(n);
+  }
+
+  /** SIGTERM (or the image's StopSignal), then SIGKILL once timeoutSeconds passed; nothing for a container that is not running. */
+  async stop(e: Entry, timeoutSeconds = 10): Promise<void> {
+    if (!e.live) return;
+    const live = e.live;
+    live.monitor.signal(stopSignalNumber(e.record.stopSignal));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), Math.max(0, timeoutSeconds) * 1000)));
+    if ((await Promise.race([live.exited, timeout])) === 'timeout') live.monitor.signal(SIGKILL);
+    clearTimeout(timer);
+    await this.wait(e);
+  }
+
+  async remove(e: Entry, force = false): Promise<void> {
+    if (e.live) {
+      if (!force) throw new ConflictError(`cannot remove container ${e.record.name}: it is running (stop it first, or use force)`);
+      e.live.monitor.signal(SIGKILL);
+      await this.wait(e);
+      if (e.record.options.rm) return; // removed by its own exit
+    }
+    await this.removeEntry(e);
+  }
+
+  async removeEntry(e: Entry): Promise<void> {
+    const { table, store } = this.d;
+    if (!table.has(e.record.id)) return;
+    table.delete(e.record.id);
+    e.state = { ...e.state, state: 'removing' };
+    // independent of each other; the directory goes last, as it holds the cgroup record
+    const undone = (await Promise.allSettled([this.d.network?.teardown(e.record.id), this.d.cgroups.remove(store.pathOf(e.record.id))])).find(
+      (r) => r.status === 'rejected',
+    );
+    if (undone) throw (undone as PromiseRejectedResult).reason;
+    await store.removeDir(e.record.id);
+    await this.d.userns.release(e.record.id);
+    this.d.emit('destroy', e);
+  }
+
+  saveState(e: Entry): Promise<void> {
+    return this.d.store.writeState(e.record.id, e.state);
+  }
+
+  /** `container:NAME`: the container whose network namespace another joins. */
+  private lookupForNetwork(ref: string): { id: string; name: string; pid?: number } {
+    const e = this.d.table.find(ref);
+    return { id: e.record.id, name: e.record.name, pid: e.live ? e.state.pid : undefined };
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * Containers: creation from an image and options, their life (start, exit,
+ * stop, kill, remove), streams, logs, exec, and state kept on disk under
+ * `<root>/containers/<id>/`. This class is the container side's face; each
+ * concern is a module of this folder (docs/ARCHITECTURE.md, runtime/container/).
+ *
+ * The container's rootfs overlay is mounted by the shim inside the
+ * container's own mount namespace, so the host never holds a container
+ * mount: when the container's last process ends, the kernel drops every one
+ * of its mounts, and a crashed helper leaves nothing mounted behind.
+ *
+ * Each running container has its own monitor process (monitor.ts), detached
+ * from the helper: it holds the container's stdio, writes its log and its
+ * exit status, and serves an attach socket. The helper follows containers
+ * through those, so they outlive it, and a restarted helper finds each one
+ * again (load()).
+ */
+import { EventEmitter } from 'node:events';
+import * as path from 'node:path';
+import { ConflictError } from '../../errors';
+import { LOG_FILE } from '../monitor';
+import type { LogRecord } from '../logs';
+import type { NetworkManager } from '../network/manager';
+import { CgroupManager } from '../cgroups';
+import { prepareRun } from '../runsetup';
+import { UsernsAllocator } from '../userns';
+import { ContainerTable, type ContainerAction, type ContainerChange, type ContainerDetails, type ContainerView, type Entry } from './entry';
+import { execIn, type ExecSession } from './exec';
+import type { ImageSource } from './imagesource';
+import { nativeShimLauncher, type ShimLauncher } from './launcher';
+import { Lifecycle, type LifecycleDeps } from './lifecycle';
+import { readLogs } from './logs';
+import type { PullProgress } from '../../image/pull';
+import { validateRunOptions, type ExecOptions, type RunOptions } from './options';
+import { processesInPidNamespace } from './proc';
+import { ContainerStore } from './record';
+import { loadContainers } from './recovery';
+import { attachSink, detachSink, resizeTerminal, sendInput, type StreamSink } from './streams';
+
+/** Emits `event` ({@link ContainerChange}) on every create, start, die and destroy. */
+export class ContainerService extends EventEmitter {
+  private readonly table = new ContainerTable();
+  private readonly store: ContainerStore;
+  private readonly deps: LifecycleDeps;
+  private readonly life: Lifecycle;
+
+  /** `launcher`: the shim (a fake in unit tests). */
+  constructor(
+    root: string,
+    private readonly images: ImageSource,
+    private readonly network?: NetworkManager,
+    cgroups: CgroupManager = CgroupManager.fromEnv(),
+    launcher: ShimLauncher = nativeShimLauncher,
+  ) {
+    super();
+    this.store = new ContainerStore(path.join(root, 'containers'));
+    this.deps = {
+      table: this.table,
+      store: this.store,
+      launcher,
+      cgroups,
+      network,
+      userns: new UsernsAllocator(root),
+      emit: (action, e) => this.emitChange(action, e),
+    };
+    this.life = new Lifecycle(this.deps);
+  }
+
+  /** Loads containers from disk and finds each one's true state (recovery.ts). */
+  load(): Promise<void> {
+    return loadContainers(this.deps, this.life);
+  }
+
+  list(all: boolean): ContainerView[] {
+    const out: ContainerView[] = [];
+    for (const e of this.table.all()) if (all || e.state.state === 'running') out.push(this.view(e));
+    return out.sort((a, b) => b.record.created.localeCompare(a.record.created));
+  }
+
+  /** Ids of images that containers (in any state) use. */
+  imagesInUse(): Set<string> {
+    return new Set(this.table.all().map((e) => e.record.imageId));
+  }
+
+  /** The full id of the container ref names. */
+  idOf(ref: string): string {
+    return this.table.find(ref).record.id;
+  }
+
+  inspect(ref: string): ContainerDetails {
+    const e = this.table.find(ref);
+    return { ...this.view(e), network: this.network?.settings(e.record.id), logPath: path.join(this.store.pathOf(e.record.id), LOG_FILE) };
+  }
+
+  /** The processes of a running container, as `ps -ef` shows them (`capsa top`). */
+  async top(ref: string): Promise<{ titles: string[]; processes: string[][] }> {
+    const e = this.table.find(ref);
+    if (!e.live || !e.state.pid) throw new ConflictError(`container ${e.record.name} is not running`);
+    return { titles: ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'], processes: await processesInPidNamespace(e.state.pid) };
+  }
+
+  /**
+   * Creates and starts a container. Resolves once its process runs (or
+   * rejects with the ContainerStartError); its exit is reported to `sink` and as an event.
+   */
+  async run(opts: RunOptions, sink?: StreamSink, onProgress?: (p: PullProgress) => void): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress);
+    try {
+      await this.life.start(entry, sink);
+    } catch (err) {
+      if (opts.rm) await this.life.removeEntry(entry);
+      throw err;
+    }
+    return { id: entry.record.id, name: entry.record.name };
+  }
+
+  /** Creates a container without starting it (`capsa create`). */
+  async createContainer(opts: RunOptions, onProgress?: (p: PullProgress) => void): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress);
+    return { id: entry.record.id, name: entry.record.name };
+  }
+
+  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void): Promise<Entry> {
+    validateRunOptions(opts);
+    // early, so a clash is not found only after a pull; create() checks again, atomically
+    if (opts.name !== undefined && this.table.nameTaken(opts.name)) throw new ConflictError(`container name "${opts.name}" is already in use`);
+    const setup = await prepareRun(opts, path.dirname(this.store.dir));
+    const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress });
+    return this.life.create(opts, image, setup);
+  }
+
+  /** Starts a created or exited container again, with its original plan and its upper layer kept (`capsa start`). */
+  startContainer(ref: string, sink?: StreamSink): Promise<void> {
+    return this.life.startOrAttach(this.table.find(ref), sink);
+  }
+
+  restart(ref: string, timeoutSeconds?: number): Promise<void> {
+    return this.life.restart(this.table.find(ref), timeoutSeconds);
+  }
+
+  /** Attaches a sink to a running container's output (used by `logs -f` and attach). */
+  attach(ref: string, sink: StreamSink): () => void {
+    return attachSink(this.table.find(ref), sink);
+  }
+
+  /** Stops sending a container's output to `sink`, whose client went away; the container goes on. */
+  detachSink(ref: string, sink: StreamSink): void {
+    detachSink(this.table.lookup(ref), sink);
+  }
+
+  input(ref: string, data: Buffer, eof: boolean): void {
+    sendInput(this.table.find(ref), data, eof);
+  }
+
+  resize(ref: string, rows: number, cols: number): void {
+    resizeTerminal(this.table.find(ref), rows, cols);
+  }
+
+  wait(ref: string): Promise<number> {
+    return this.life.wait(this.table.find(ref));
+  }
+
+  async kill(ref: string, signal?: string): Promise<void> {
+    this.life.kill(this.table.find(ref), signal);
+  }
+
+  /** SIGTERM (or the image's StopSignal), then SIGKILL once timeoutSeconds passed. */
+  stop(ref: string, timeoutSeconds?: number): Promise<void> {
+    return this.life.stop(this.table.find(ref), timeoutSeconds);
+  }
+
+  remove(ref: string, force = false): Promise<void> {
+    return this.life.remove(this.table.find(ref), force);
+  }
+
+  /** Removes every container that is not running (`capsa container prune`); returns their ids. */
+  async prune(): Promise<string[]> {
+    const gone = this.table.all().filter((e) => !e.live && e.state.state !== 'running');
+    await Promise.all(gone.map((e) => this.life.removeEntry(e)));
+    return gone.map((e) => e.record.id);
+  }
+
+  /** The container's log (logs.ts); `follow` gets what is written from then on, until the container ends. */
+  logs(ref: string, opts: { tail?: number; follow?: StreamSink; signal?: AbortSignal } = {}): Promise<LogRecord[]> {
+    const e = this.table.find(ref);
+    return readLogs(e, path.join(this.store.pathOf(e.record.id), LOG_FILE), opts);
+  }
+
+  /** Runs a process inside a running container's namespaces. */
+  exec(opts: ExecOptions, sink: StreamSink, execId?: string): Promise<ExecSession> {
+    return execIn(this.table.find(opts.container), this.deps.launcher, opts, sink, execId);
+  }
+
+  /** Kills every running container (helper shutdown in tests). */
+  async killAll(): Promise<void> {
+    const ids = this.table.all().filter((e) => e.live).map((e) => e.record.id);
+    // best effort at shutdown: a container already gone (or one that cannot be removed) must not stop the others
+    await Promise.all(ids.map((id) => this.remove(id, true).catch(() => undefined)));
+  }
+
+  private view(e: Entry): ContainerView {
+    return { record: e.record, state: e.state, ports: this.network?.ports(e.record.id) };
+  }
+
+  private emitChange(action: ContainerAction, e: Entry): void {
+    this.emit('event', { action, container: this.view(e) } satisfies ContainerChange);
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * A real user of the machine for a test, made with useradd and removed after
+ * it: its own primary group and one supplementary group, no home directory,
+ * no login shell.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+export interface TestUser {
+  name: string;
+  uid: number;
+  gid: number;
+  /** A supplementary group of the user's alone. */
+  extraGroup: string;
+  extraGid: number;
+}
+
+export function createUser(t: { after: (fn: () => void) => void }): TestUser {
+  const tag = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
+  const name = `capsat${tag}`;
+  const extraGroup = `capsag${tag}`;
+  retried(['groupadd', extraGroup]);
+  try {
+    retried(['useradd', '--no-create-home', '--shell', '/usr/sbin/nologin', '--user-group', '--groups', extraGroup, name]);
+  } catch (err) {
+    retried(['groupdel', extraGroup]);
+    throw err;
+  }
+  t.after(() => {
+    retried(['userdel', name]);
+    retried(['groupdel', extraGroup]);
+  });
+  const id = (flag: string, who = name) => Number(execFileSync('id', [flag, who], { encoding: 'utf8' }).trim());
+  const extraGid = Number(execFileSync('getent', ['group', extraGroup], { encoding: 'utf8' }).split(':')[2]);
+  return { name, uid: id('-u'), gid: id('-g'), extraGroup, extraGid };
+}
+
+/** Runs a shadow tool, again after a moment when it failed: another process may hold /etc/passwd's lock. */
+function retried(argv: string[]): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync(argv[0], argv.slice(1), { stdio: 'pipe' });
+      return;
+    } catch (err) {
+      if (attempt === 5) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200 * attempt);
+    }
+  }
+}
+
+/** argv that runs `argv` as the user with its groups (setpriv --init-groups; Node's spawn with uid/gid would drop them). */
+export function asUser(user: TestUser, argv: string[]): string[] {
+  return ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', ...argv];
+}

@@ -3,17 +3,29 @@
  * the Caller the kernel gave at accept (server/util/peercred.ts); handlers
  * read it as `connection.caller`, never from a message.
  *
- * Per-user authorisation (each user acting on their own containers, volumes,
- * networks and images, files opened with their own rights) is not built yet,
- * so until it is, a caller other than root is refused every request but the
- * handshake (`initialize`, `capsa/version`): with a socket an administrator
- * widened (socketMode, socketGroup), any other answer would hand that user
- * root's reach. Root keeps the whole protocol.
+ * A caller other than root may send the handshake (`initialize`,
+ * `capsa/version`) and the methods of USER_METHODS, each of which its
+ * handler scopes to the caller's own objects; every other request is refused
+ * (with a socket an administrator widened, socketMode and socketGroup, any
+ * other answer would hand that user root's reach). Root keeps the whole
+ * protocol.
  */
 import type { CancellationToken, Disposable } from 'vscode-jsonrpc';
 import type { Connection } from 'vscode-languageserver/node';
 import { PermissionDeniedError } from '../errors';
-import { VersionRequest } from '../protocol';
+import {
+  NetworkCreateRequest,
+  NetworkInspectRequest,
+  NetworkListRequest,
+  NetworkPruneRequest,
+  NetworkRemoveRequest,
+  VersionRequest,
+  VolumeCreateRequest,
+  VolumeInspectRequest,
+  VolumeListRequest,
+  VolumePruneRequest,
+  VolumeRemoveRequest,
+} from '../protocol';
 import type { Caller } from '../util/peercred';
 import { printable } from '../util/text';
 import { toResponseError } from './errors';
@@ -25,6 +37,23 @@ export interface ClientConnection extends Connection {
 
 /** What any caller may ask (LSP's initialize and shutdown are handled by the connection itself, and always answered). */
 const HANDSHAKE: ReadonlySet<string> = new Set([VersionRequest.method]);
+
+/**
+ * What a caller other than root may send beyond the handshake, each because
+ * its handler acts only on the caller's own objects.
+ */
+const USER_METHODS: ReadonlySet<string> = new Set([
+  VolumeCreateRequest.method, // creates a volume owned by the caller (handlers/volumes.ts, runtime/volumes.ts)
+  VolumeListRequest.method, // lists the caller's own volumes
+  VolumeInspectRequest.method, // the caller's own volume; another's is not found
+  VolumeRemoveRequest.method, // the caller's own volume; another's is not found
+  VolumePruneRequest.method, // the caller's own unused volumes
+  NetworkCreateRequest.method, // creates a network owned by the caller (handlers/networks.ts, runtime/network/manager.ts)
+  NetworkListRequest.method, // the built-in network and the caller's own
+  NetworkInspectRequest.method, // the caller's own network (members: its own containers); another's is not found
+  NetworkRemoveRequest.method, // the caller's own network; another's is not found
+  NetworkPruneRequest.method, // the caller's own unused networks
+]);
 
 /** Whether `caller` may use the whole protocol: root alone, until per-user authorisation exists. */
 export function hasFullAccess(caller: Caller): boolean {
@@ -48,7 +77,7 @@ type Handler = (...args: unknown[]) => unknown;
  */
 export function forCaller(connection: Connection, caller: Caller): ClientConnection {
   const full = hasFullAccess(caller);
-  const allowed = (method: string): boolean => full || HANDSHAKE.has(method);
+  const allowed = (method: string): boolean => full || HANDSHAKE.has(method) || USER_METHODS.has(method);
 
   const onRequest = (first: string | { method: string } | Handler, second?: Handler): Disposable => {
     if (typeof first === 'function') {

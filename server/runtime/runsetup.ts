@@ -5,13 +5,14 @@
  */
 import { cpus } from 'node:os';
 import { InvalidArgumentError } from '../errors';
+import { usernsProblem } from '../protocol/runoptions';
 import type { RunOptions } from '../protocol/types';
 import { validateLimits, type ResourceLimits } from './cgroups';
 import { securitySettings } from './security';
 import { runNamespaces, type BindMount, type SpecInput } from './spec';
 import type { Namespace } from './plan';
 import { resolveImageUser, readImageFile, parseGroup, type ResolvedUser } from './users';
-import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore } from './volumes';
+import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore, type VolumeOwner } from './volumes';
 import type { Caller } from '../util/peercred';
 import { closeFd } from '../util/seqpacket';
 import { openBindSource, ROOT_CALLER } from './bindsource';
@@ -46,8 +47,17 @@ async function checkBindSource(caller: Caller, b: BindMount): Promise<void> {
   }
 }
 
-/** `caller`: who asks; bind sources are checked with their rights. */
-export async function prepareRun(opts: RunOptions, root: string, caller: Caller = ROOT_CALLER): Promise<RunSetup> {
+/** Whose rights bind sources are checked with: the caller's own, groups included when known (fewer groups is the safe side). */
+function binder(caller: VolumeOwner & Partial<Caller>): Caller {
+  if (caller.uid === 0) return ROOT_CALLER;
+  return { uid: caller.uid, gid: caller.gid, groups: caller.groups ?? [caller.gid], pid: caller.pid ?? process.pid };
+}
+
+/**
+ * `caller`: whose container it is; its named volumes are the ones `-v NAME:`
+ * mounts (root's when not given), and bind sources are checked with its rights.
+ */
+export async function prepareRun(opts: RunOptions, root: string, caller: VolumeOwner & Partial<Caller> = { uid: 0, gid: 0 }): Promise<RunSetup> {
   const binds = [
     ...list('volumes', opts.volumes).map(parseVolume),
     ...list('mounts', opts.mounts).map(parseMountSpec),
@@ -70,9 +80,8 @@ export async function prepareRun(opts: RunOptions, root: string, caller: Caller 
     ulimits: list('ulimits', opts.ulimits),
   });
   const groupAdd = list('groupAdd', opts.groupAdd);
-  if (opts.userns !== undefined && opts.userns !== 'host' && opts.userns !== 'auto') {
-    throw new InvalidArgumentError(`invalid --userns ${JSON.stringify(opts.userns)}: expected host or auto`);
-  }
+  const usernsRefused = opts.userns === undefined ? undefined : usernsProblem(opts.userns);
+  if (usernsRefused !== undefined) throw new InvalidArgumentError(usernsRefused);
   // as Docker: a privileged container is root on the host by definition
   if (opts.userns === 'auto' && opts.privileged) throw new InvalidArgumentError('--privileged cannot be combined with --userns auto');
   runNamespaces(opts, false); // checks --pid and --ipc
@@ -80,9 +89,9 @@ export async function prepareRun(opts: RunOptions, root: string, caller: Caller 
   const volumes = new VolumeStore(root);
   for (const b of binds) {
     if (b.type === 'volume') {
-      b.source = (await volumes.create(b.name!)).mountpoint;
+      b.source = (await volumes.resolveForRun(caller, b.name!)).mountpoint;
     } else if (b.type !== 'tmpfs') {
-      await checkBindSource(caller, b);
+      await checkBindSource(binder(caller), b);
     }
   }
   return {

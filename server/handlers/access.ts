@@ -3,17 +3,37 @@
  * the Caller the kernel gave at accept (server/util/peercred.ts); handlers
  * read it as `connection.caller`, never from a message.
  *
- * Per-user authorisation (each user acting on their own containers, volumes,
- * networks and images, files opened with their own rights) is not built yet,
- * so until it is, a caller other than root is refused every request but the
- * handshake (`initialize`, `capsa/version`): with a socket an administrator
- * widened (socketMode, socketGroup), any other answer would hand that user
- * root's reach. Root keeps the whole protocol.
+ * A caller other than root gets the handshake (`initialize`,
+ * `capsa/version`) and the methods of USER_METHODS, each of which its
+ * handler scopes to that caller (its own containers); every other request is
+ * refused until per-user authorisation covers it too: with a socket an
+ * administrator widened (socketMode, socketGroup), any other answer would
+ * hand that user root's reach. Root keeps the whole protocol.
  */
 import type { CancellationToken, Disposable } from 'vscode-jsonrpc';
 import type { Connection } from 'vscode-languageserver/node';
 import { PermissionDeniedError } from '../errors';
-import { VersionRequest } from '../protocol';
+import {
+  ContainerAttachRequest,
+  ContainerCreateRequest,
+  ContainerExecRequest,
+  ContainerInspectRequest,
+  ContainerKillRequest,
+  ContainerListRequest,
+  ContainerLogsRequest,
+  ContainerPruneRequest,
+  ContainerRemoveRequest,
+  ContainerRestartRequest,
+  ContainerRunRequest,
+  ContainerStartRequest,
+  ContainerStopRequest,
+  ContainerTopRequest,
+  ContainerWaitRequest,
+  StreamCloseNotification,
+  StreamInputNotification,
+  StreamResizeNotification,
+  VersionRequest,
+} from '../protocol';
 import type { Caller } from '../util/peercred';
 import { printable } from '../util/text';
 import { toResponseError } from './errors';
@@ -25,6 +45,34 @@ export interface ClientConnection extends Connection {
 
 /** What any caller may ask (LSP's initialize and shutdown are handled by the connection itself, and always answered). */
 const HANDSHAKE: ReadonlySet<string> = new Set([VersionRequest.method]);
+
+/**
+ * What a caller other than root may send besides the handshake, each scoped
+ * to that caller by its handler.
+ */
+const USER_METHODS: ReadonlySet<string> = new Set([
+  // containers: each names one of the caller's own (handlers/containers.ts, idOf with the caller's uid), or lists or prunes only its own;
+  // run and create make one owned by the caller, unprivileged by construction (runtime/container/unprivileged.ts)
+  ContainerRunRequest.method,
+  ContainerCreateRequest.method,
+  ContainerListRequest.method,
+  ContainerInspectRequest.method,
+  ContainerLogsRequest.method,
+  ContainerAttachRequest.method,
+  ContainerExecRequest.method,
+  ContainerStartRequest.method,
+  ContainerStopRequest.method,
+  ContainerRestartRequest.method,
+  ContainerKillRequest.method,
+  ContainerRemoveRequest.method,
+  ContainerWaitRequest.method,
+  ContainerTopRequest.method,
+  ContainerPruneRequest.method,
+  // stream notifications: they reach only the sessions this connection opened, each on one of its caller's containers
+  StreamInputNotification.method,
+  StreamResizeNotification.method,
+  StreamCloseNotification.method,
+]);
 
 /** Whether `caller` may use the whole protocol: root alone, until per-user authorisation exists. */
 export function hasFullAccess(caller: Caller): boolean {
@@ -48,7 +96,7 @@ type Handler = (...args: unknown[]) => unknown;
  */
 export function forCaller(connection: Connection, caller: Caller): ClientConnection {
   const full = hasFullAccess(caller);
-  const allowed = (method: string): boolean => full || HANDSHAKE.has(method);
+  const allowed = (method: string): boolean => full || HANDSHAKE.has(method) || USER_METHODS.has(method);
 
   const onRequest = (first: string | { method: string } | Handler, second?: Handler): Disposable => {
     if (typeof first === 'function') {

@@ -3,9 +3,11 @@
  * mounts and volumes, resource limits, capabilities, seccomp, rlimits,
  * namespaces and the user. A bad flag fails here, before any side effect.
  */
-import { promises as fs } from 'node:fs';
+import { closeSync, promises as fs } from 'node:fs';
 import { cpus } from 'node:os';
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError, PermissionDeniedError } from '../errors';
+import { CallerOpenError, openAsCaller } from '../util/opener';
+import type { Caller } from '../util/peercred';
 import type { RunOptions } from '../protocol/types';
 import { validateLimits, type ResourceLimits } from './cgroups';
 import { securitySettings } from './security';
@@ -31,7 +33,30 @@ function list(name: string, v: unknown): string[] {
   return v as string[];
 }
 
-export async function prepareRun(opts: RunOptions, root: string): Promise<RunSetup> {
+/**
+ * A bind source as `caller` (not root) may reach it: opened with the
+ * caller's own uid and groups (capsa-open), so a path the caller could not
+ * open is refused, and one it cannot see is reported as missing, as to that
+ * caller it is. The shim still mounts the path itself.
+ */
+async function checkBindAsCaller(caller: Caller, source: string, target: string): Promise<void> {
+  let fd: number;
+  try {
+    fd = await openAsCaller(caller, source, { how: 'path' });
+  } catch (err) {
+    if (err instanceof CallerOpenError && err.errno === 'ENOENT') {
+      throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${source}:${target}`)}: bind source path ${source} does not exist`);
+    }
+    if (err instanceof CallerOpenError && err.code === 'E_PERMISSION_DENIED') {
+      throw new PermissionDeniedError(`invalid volume ${JSON.stringify(`${source}:${target}`)}: uid ${caller.uid} may not open bind source path ${source}`);
+    }
+    throw err;
+  }
+  closeSync(fd);
+}
+
+/** `caller`: who asked, when it is not root (whose binds are checked as the helper). */
+export async function prepareRun(opts: RunOptions, root: string, caller?: Caller): Promise<RunSetup> {
   const binds = [
     ...list('volumes', opts.volumes).map(parseVolume),
     ...list('mounts', opts.mounts).map(parseMountSpec),
@@ -65,6 +90,8 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
   for (const b of binds) {
     if (b.type === 'volume') {
       b.source = (await volumes.create(b.name!)).mountpoint;
+    } else if (b.type !== 'tmpfs' && caller && caller.uid !== 0) {
+      await checkBindAsCaller(caller, b.source, b.target);
     } else if (b.type !== 'tmpfs') {
       const st = await fs.stat(b.source).catch(ifMissing(undefined));
       if (!st) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: bind source path ${b.source} does not exist`);

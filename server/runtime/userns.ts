@@ -9,6 +9,12 @@
  *   ten blocks; uid and gid blocks are paired in order;
  * - otherwise 100000000 upwards (as systemd's and Podman's automatic ranges
  *   keep clear of ids a host's accounts use), 1000 blocks.
+ *
+ * A container of a user other than root always has one (container/unprivileged.ts),
+ * taken from that user's own `/etc/subuid` and `/etc/subgid` entries when
+ * they have some (ids the administrator gave that user already), else from
+ * the blocks above. Every block is in the one record either way, so none is
+ * handed out twice.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -49,7 +55,8 @@ export function subidBlocks(text: string, name: string): number[] {
 export class UsernsAllocator {
   private readonly file: string;
   private ranges?: Map<string, IdRange>;
-  private blocks?: { uid: number[]; gid: number[]; source: string };
+  /** The blocks of each source: `''` for the default, else a user's name. */
+  private readonly blocks = new Map<string, { uid: number[]; gid: number[]; source: string }>();
   /** Serialises allocations and releases: each reads and rewrites the record. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -60,21 +67,27 @@ export class UsernsAllocator {
     this.file = path.join(root, 'userns.json');
   }
 
-  private async available(): Promise<{ uid: number[]; gid: number[]; source: string }> {
-    if (this.blocks) return this.blocks;
-    const user = this.opts.user ?? process.env.CAPSA_SUBID_USER ?? 'capsa';
+  /** The blocks for a container of `owner` (a user's name; none for root's `--userns auto`). */
+  private async available(owner?: string): Promise<{ uid: number[]; gid: number[]; source: string }> {
+    const known = this.blocks.get(owner ?? '');
+    if (known) return known;
     const subuid = this.opts.subuid ?? '/etc/subuid';
     const subgid = this.opts.subgid ?? '/etc/subgid';
-    const uid = subidBlocks(await fs.readFile(subuid, 'utf8').catch(ifMissing('')), user);
-    const gid = subidBlocks(await fs.readFile(subgid, 'utf8').catch(ifMissing('')), user);
-    if (uid.length && gid.length) {
+    const [uidText, gidText] = await Promise.all([fs.readFile(subuid, 'utf8').catch(ifMissing('')), fs.readFile(subgid, 'utf8').catch(ifMissing(''))]);
+    const entries = (user: string): { uid: number[]; gid: number[]; source: string } | undefined => {
+      const uid = subidBlocks(uidText, user);
+      const gid = subidBlocks(gidText, user);
       const n = Math.min(uid.length, gid.length);
-      this.blocks = { uid: uid.slice(0, n), gid: gid.slice(0, n), source: `${subuid} and ${subgid} for ${user}` };
-    } else {
+      return n ? { uid: uid.slice(0, n), gid: gid.slice(0, n), source: `${subuid} and ${subgid} for ${user}` } : undefined;
+    };
+    let blocks = owner !== undefined ? entries(owner) : undefined;
+    if (!blocks) {
       const all = Array.from({ length: DEFAULT_BLOCKS }, (_, i) => DEFAULT_START + i * USERNS_SIZE);
-      this.blocks = { uid: all, gid: all, source: `the default range from ${DEFAULT_START}` };
+      blocks = entries(this.opts.user ?? process.env.CAPSA_SUBID_USER ?? 'capsa') ?? { uid: all, gid: all, source: `the default range from ${DEFAULT_START}` };
     }
-    return this.blocks;
+    // a user's entries are read once per helper, as the default's are: a change to /etc/subuid is seen after a restart
+    this.blocks.set(owner ?? '', blocks);
+    return blocks;
   }
 
   private async load(): Promise<Map<string, IdRange>> {
@@ -97,13 +110,16 @@ export class UsernsAllocator {
     return run;
   }
 
-  /** The block recorded for `id`, or a free one, recorded before it is returned. */
-  allocate(id: string): Promise<IdRange> {
+  /**
+   * The block recorded for `id`, or a free one, recorded before it is
+   * returned; `owner`: the name of the user (not root) whose container it is.
+   */
+  allocate(id: string, owner?: string): Promise<IdRange> {
     return this.serial(async () => {
       const ranges = await this.load();
       const mine = ranges.get(id);
       if (mine) return mine;
-      const blocks = await this.available();
+      const blocks = await this.available(owner);
       const usedUid = new Set([...ranges.values()].map((r) => r.uid));
       const usedGid = new Set([...ranges.values()].map((r) => r.gid));
       const i = blocks.uid.findIndex((u, k) => !usedUid.has(u) && !usedGid.has(blocks.gid[k]));

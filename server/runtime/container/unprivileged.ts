@@ -1,0 +1,114 @@
+/**
+ * What a container of a caller other than root is: unprivileged by
+ * construction. It always has a user namespace (its ids 0..65535 on a host
+ * block of that user's, userns.ts), so even its root holds no capability
+ * over the host; and every option that would reach past that namespace is
+ * refused here, before anything is pulled or created, naming the flag:
+ *
+ * - `--privileged`, `--userns host`, `--pid host`, `--ipc host`,
+ *   `--network host`: each shares or drops a host boundary;
+ * - `--security-opt seccomp=unconfined`: the filter is what keeps the
+ *   kernel's rarely-used, exploit-prone calls out of reach;
+ * - `--cap-add` of anything outside Docker's default set
+ *   ({@link UNPRIVILEGED_CAPABILITIES}): those are harmless inside a user
+ *   namespace (they act on what the namespace owns: its files by its ids,
+ *   its own processes, its own network namespace's low ports). Every other
+ *   capability (SYS_ADMIN, NET_ADMIN, SYS_PTRACE, SYS_MODULE …) either means
+ *   nothing there or opens kernel surface (mounts, netfilter, ptrace) that
+ *   the classic user-namespace escapes went through, so it is refused, not
+ *   silently dropped;
+ * - `idmapMounts`: they name host ids to write as, which only root may pick;
+ *   the caller's binds are idmapped to the caller itself instead
+ *   ({@link ownerIdmaps});
+ * - a published host port below `net.ipv4.ip_unprivileged_port_start`,
+ *   which the user could not bind themselves.
+ *
+ * Capsa has no `--device` or `--cgroup-parent` option at all, so there is
+ * nothing of theirs to refuse.
+ */
+import { readFileSync } from 'node:fs';
+import { PermissionDeniedError } from '../../errors';
+import type { RunOptions } from './options';
+import { DEFAULT_CAPABILITIES, normalizeCapability } from '../capabilities';
+import { parsePublish } from '../network/ports';
+import type { PlanIdmap } from '../plan';
+import { parseSecurityOpts } from '../security';
+import type { BindMount } from '../spec';
+import type { IdRange } from '../userns';
+
+/** What `--cap-add` may name for a caller other than root: Docker's default set, which such a container has already. */
+export const UNPRIVILEGED_CAPABILITIES: ReadonlySet<string> = new Set(DEFAULT_CAPABILITIES);
+
+/** `net.ipv4.ip_unprivileged_port_start` (1024 where it cannot be read: the kernel's default). */
+export function unprivilegedPortStart(file = '/proc/sys/net/ipv4/ip_unprivileged_port_start'): number {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n >= 0 ? n : 1024;
+  } catch {
+    // no procfs entry (an old kernel): the kernel's own fixed boundary then is 1024
+    return 1024;
+  }
+}
+
+function refused(flag: string, uid: number, why: string): PermissionDeniedError {
+  return new PermissionDeniedError(`${flag} refused for uid ${uid}: ${why}; only root may use it`);
+}
+
+/**
+ * Throws PermissionDeniedError, naming the flag, for the first option of
+ * `opts` that a container of `uid` (not root) may not have.
+ */
+export function refuseUnprivileged(opts: RunOptions, uid: number, portStart = unprivilegedPortStart()): void {
+  if (opts.privileged) throw refused('--privileged', uid, 'a privileged container is root on the host');
+  if (opts.userns === 'host') throw refused('--userns host', uid, "a container of a user other than root always has its own user namespace");
+  if (opts.pid === 'host') throw refused('--pid host', uid, "it shares the host's processes");
+  if (opts.ipc === 'host') throw refused('--ipc host', uid, "it shares the host's IPC namespace");
+  if (opts.network === 'host') throw refused('--network host', uid, "it shares the host's network namespace");
+  if (opts.idmapMounts !== undefined && (!Array.isArray(opts.idmapMounts) || opts.idmapMounts.length > 0)) {
+    throw refused('idmapMounts', uid, 'it names the host ids a container writes as (your binds are already written as you)');
+  }
+  if (Array.isArray(opts.securityOpt) && parseSecurityOpts(opts.securityOpt).seccomp === 'unconfined') {
+    throw refused('--security-opt seccomp=unconfined', uid, 'the seccomp filter stays on');
+  }
+  for (const name of Array.isArray(opts.capAdd) ? opts.capAdd : []) {
+    const cap = normalizeCapability(name);
+    if (!UNPRIVILEGED_CAPABILITIES.has(cap)) {
+      throw refused(`--cap-add ${cap}`, uid, `only capabilities harmless inside a user namespace may be added (${[...UNPRIVILEGED_CAPABILITIES].join(', ')})`);
+    }
+  }
+  for (const spec of Array.isArray(opts.publish) ? opts.publish : []) {
+    const p = parsePublish(spec);
+    if (p.hostPort !== 0 && p.hostPort < portStart) {
+      throw refused(`--publish ${spec}`, uid, `host port ${p.hostPort} is below net.ipv4.ip_unprivileged_port_start (${portStart})`);
+    }
+  }
+}
+
+/**
+ * Idmaps for a caller's host binds: what the container's root (host id
+ * `range.uid`/`range.gid`) writes there belongs on disk to the caller, and
+ * the caller's own files appear as the container root's; files of other
+ * owners appear as the overflow id (nobody). Volumes and tmpfs are not
+ * host paths of the caller's and are left as they are.
+ */
+export function ownerIdmaps(binds: BindMount[], range: IdRange, caller: { uid: number; gid: number }): PlanIdmap[] {
+  return binds
+    .filter((b) => (b.type ?? 'bind') === 'bind')
+    .map((b) => ({ path: b.target, uid: [range.uid, caller.uid], gid: [range.gid, caller.gid] }));
+}
+
+/** The name /etc/passwd gives `uid` (to find its /etc/subuid entries), if any. */
+export function userName(uid: number, passwd = '/etc/passwd'): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(passwd, 'utf8');
+  } catch {
+    // no passwd file: the user has no entries to find, and gets a block of the default range
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f.length >= 3 && f[2] === String(uid)) return f[0];
+  }
+  return undefined;
+}

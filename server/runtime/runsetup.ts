@@ -35,14 +35,19 @@ function list(name: string, v: unknown): string[] {
 
 /**
  * A bind source as `caller` (not root) may reach it: opened with the
- * caller's own uid and groups (capsa-open), so a path the caller could not
- * open is refused, and one it cannot see is reported as missing, as to that
- * caller it is. The shim still mounts the path itself.
+ * caller's own uid and groups (capsa-open), once as O_PATH and once for
+ * reading, so a path the caller could not read is refused, and one it
+ * cannot see is reported as missing, as to that caller it is. The shim
+ * still mounts the path itself (by name: a later step opens it as the
+ * caller and mounts what was opened).
  */
 async function checkBindAsCaller(caller: Caller, source: string, target: string): Promise<void> {
-  let fd: number;
+  const fds: number[] = [];
   try {
-    fd = await openAsCaller(caller, source, { how: 'path' });
+    // reached along its path as the caller (a missing or hidden path is missing to it), then readable by it:
+    // O_PATH alone needs no permission on the source itself
+    fds.push(await openAsCaller(caller, source, { how: 'path' }));
+    fds.push(await openAsCaller(caller, source, { how: 'read' }));
   } catch (err) {
     if (err instanceof CallerOpenError && err.errno === 'ENOENT') {
       throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${source}:${target}`)}: bind source path ${source} does not exist`);
@@ -51,8 +56,9 @@ async function checkBindAsCaller(caller: Caller, source: string, target: string)
       throw new PermissionDeniedError(`invalid volume ${JSON.stringify(`${source}:${target}`)}: uid ${caller.uid} may not open bind source path ${source}`);
     }
     throw err;
+  } finally {
+    for (const fd of fds) closeSync(fd);
   }
-  closeSync(fd);
 }
 
 /** `caller`: who asked, when it is not root (whose binds are checked as the helper). */

@@ -12,9 +12,11 @@
  *
  * A container of a user other than root always has one (container/unprivileged.ts),
  * taken from that user's own `/etc/subuid` and `/etc/subgid` entries when
- * they have some (ids the administrator gave that user already), else from
- * the blocks above. Every block is in the one record either way, so none is
- * handed out twice.
+ * they have some (ids the administrator gave that user already), and from
+ * the blocks above when they have none or all of theirs are in use (useradd
+ * gives each user one block, enough for one container). Every block is in
+ * the one record, and a block overlapping a recorded one is never handed
+ * out.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -80,11 +82,11 @@ export class UsernsAllocator {
       const n = Math.min(uid.length, gid.length);
       return n ? { uid: uid.slice(0, n), gid: gid.slice(0, n), source: `${subuid} and ${subgid} for ${user}` } : undefined;
     };
-    let blocks = owner !== undefined ? entries(owner) : undefined;
-    if (!blocks) {
-      const all = Array.from({ length: DEFAULT_BLOCKS }, (_, i) => DEFAULT_START + i * USERNS_SIZE);
-      blocks = entries(this.opts.user ?? process.env.CAPSA_SUBID_USER ?? 'capsa') ?? { uid: all, gid: all, source: `the default range from ${DEFAULT_START}` };
-    }
+    const all = Array.from({ length: DEFAULT_BLOCKS }, (_, i) => DEFAULT_START + i * USERNS_SIZE);
+    const fallback = entries(this.opts.user ?? process.env.CAPSA_SUBID_USER ?? 'capsa') ?? { uid: all, gid: all, source: `the default range from ${DEFAULT_START}` };
+    const own = owner !== undefined ? entries(owner) : undefined;
+    // a user's own entries first; once they are all in use (useradd gives one block), the helper's
+    const blocks = own ? { uid: [...own.uid, ...fallback.uid], gid: [...own.gid, ...fallback.gid], source: `${own.source}, then ${fallback.source}` } : fallback;
     // a user's entries are read once per helper, as the default's are: a change to /etc/subuid is seen after a restart
     this.blocks.set(owner ?? '', blocks);
     return blocks;
@@ -120,9 +122,10 @@ export class UsernsAllocator {
       const mine = ranges.get(id);
       if (mine) return mine;
       const blocks = await this.available(owner);
-      const usedUid = new Set([...ranges.values()].map((r) => r.uid));
-      const usedGid = new Set([...ranges.values()].map((r) => r.gid));
-      const i = blocks.uid.findIndex((u, k) => !usedUid.has(u) && !usedGid.has(blocks.gid[k]));
+      // by overlap, not by start: a user's entries need not be aligned with the helper's blocks
+      const taken = [...ranges.values()];
+      const overlaps = (start: number, key: 'uid' | 'gid'): boolean => taken.some((r) => start < r[key] + r.size && r[key] < start + USERNS_SIZE);
+      const i = blocks.uid.findIndex((u, k) => !overlaps(u, 'uid') && !overlaps(blocks.gid[k], 'gid'));
       if (i < 0) throw new UsernsExhaustedError(blocks.source);
       const range = { uid: blocks.uid[i], gid: blocks.gid[i], size: USERNS_SIZE };
       ranges.set(id, range);

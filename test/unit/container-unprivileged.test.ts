@@ -1,0 +1,98 @@
+/** What a container of a caller other than root may not have, and how its binds are written (runtime/container/unprivileged.ts). */
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { PermissionDeniedError } from '../../server/errors';
+import type { RunOptions } from '../../server/runtime/container/options';
+import { ownerIdmaps, refuseUnprivileged, unprivilegedPortStart, userName, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
+import { UsernsAllocator } from '../../server/runtime/userns';
+
+const base: RunOptions = { image: 'busybox' };
+
+function refusedWith(o: Partial<RunOptions>, flag: string): void {
+  assert.throws(() => refuseUnprivileged({ ...base, ...o }, 1000, 1024), (e: unknown) => {
+    assert.ok(e instanceof PermissionDeniedError, String(e));
+    assert.equal(e.code, 'E_PERMISSION_DENIED');
+    assert.ok(e.message.startsWith(`${flag} refused for uid 1000: `), e.message);
+    return true;
+  });
+}
+
+test('each option that reaches past the user namespace is refused, naming its flag', () => {
+  refusedWith({ privileged: true }, '--privileged');
+  refusedWith({ userns: 'host' }, '--userns host');
+  refusedWith({ pid: 'host' }, '--pid host');
+  refusedWith({ ipc: 'host' }, '--ipc host');
+  refusedWith({ network: 'host' }, '--network host');
+  refusedWith({ securityOpt: ['seccomp=unconfined'] }, '--security-opt seccomp=unconfined');
+  refusedWith({ securityOpt: ['seccomp:unconfined'] }, '--security-opt seccomp=unconfined');
+  refusedWith({ capAdd: ['SYS_ADMIN'] }, '--cap-add SYS_ADMIN');
+  refusedWith({ capAdd: ['cap_net_admin'] }, '--cap-add NET_ADMIN');
+  refusedWith({ capAdd: ['ALL'] }, '--cap-add ALL');
+  refusedWith({ publish: ['80:80'] }, '--publish 80:80');
+  refusedWith({ publish: ['127.0.0.1:1023:80/udp'] }, '--publish 127.0.0.1:1023:80/udp');
+  refusedWith({ idmapMounts: [{ target: '/w', uid: 0, gid: 0 }] }, 'idmapMounts');
+});
+
+test("what stays inside the user namespace is allowed: default capabilities, high and random ports, no-new-privileges, userns auto", () => {
+  refuseUnprivileged({ ...base, capAdd: ['chown', 'CAP_NET_BIND_SERVICE'], publish: ['1024:80', '80', '127.0.0.1::80'], securityOpt: ['no-new-privileges'], userns: 'auto', network: 'bridge' }, 1000, 1024);
+  refuseUnprivileged({ ...base, publish: ['80:80'] }, 1000, 0);
+  assert.ok(UNPRIVILEGED_CAPABILITIES.has('NET_BIND_SERVICE'));
+  assert.ok(!UNPRIVILEGED_CAPABILITIES.has('SYS_ADMIN'));
+});
+
+test('the unprivileged port boundary is read from procfs, 1024 when it cannot be', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  writeFileSync(path.join(dir, 'p'), '80\n');
+  assert.equal(unprivilegedPortStart(path.join(dir, 'p')), 80);
+  assert.equal(unprivilegedPortStart(path.join(dir, 'missing')), 1024);
+});
+
+test("a user's host binds are idmapped to that user from the container root's host ids; volumes and tmpfs are not", () => {
+  const maps = ownerIdmaps(
+    [
+      { source: '/home/u/w', target: '/w', readOnly: false },
+      { type: 'bind', source: '/home/u/x', target: '/x', readOnly: true },
+      { type: 'volume', source: '/var/lib/capsa/volumes/v/_data', target: '/v', readOnly: false, name: 'v' },
+      { type: 'tmpfs', source: 'tmpfs', target: '/t', readOnly: false },
+    ],
+    { uid: 100_000_000, gid: 100_065_536, size: 65536 },
+    { uid: 1000, gid: 1001 },
+  );
+  assert.deepEqual(maps, [
+    { path: '/w', uid: [100_000_000, 1000], gid: [100_065_536, 1001] },
+    { path: '/x', uid: [100_000_000, 1000], gid: [100_065_536, 1001] },
+  ]);
+});
+
+test('a uid is named from a passwd file; an unknown one has no name', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  writeFileSync(path.join(dir, 'passwd'), 'root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n');
+  assert.equal(userName(1000, path.join(dir, 'passwd')), 'alice');
+  assert.equal(userName(1001, path.join(dir, 'passwd')), undefined);
+  assert.equal(userName(0, path.join(dir, 'missing')), undefined);
+});
+
+test("a user's container takes a block of that user's subuid entries, then the default's; no block is handed out twice", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  writeFileSync(path.join(dir, 'subuid'), 'capsa:300000:65536\nalice:500000:65536\n');
+  writeFileSync(path.join(dir, 'subgid'), 'capsa:300000:65536\nalice:600000:65536\n');
+  const a = new UsernsAllocator(dir, { subuid: path.join(dir, 'subuid'), subgid: path.join(dir, 'subgid'), user: 'capsa' });
+  assert.deepEqual(await a.allocate('c1', 'alice'), { uid: 500000, gid: 600000, size: 65536 });
+  assert.deepEqual(await a.allocate('c2', 'alice'), { uid: 300000, gid: 300000, size: 65536 }, "alice's own block is in use: the default source's");
+  await assert.rejects(a.allocate('c3', 'bob'), /no free block of 65536 ids left in .*subuid and .*subgid for capsa/, 'bob has no entries: the default source, now full');
+  await a.release('c2');
+  assert.deepEqual(await a.allocate('c3', 'bob'), { uid: 300000, gid: 300000, size: 65536 });
+  await assert.rejects(a.allocate('c4'), /for capsa/, "root's --userns auto shares the default blocks, and none is free");
+});
+
+test('a block overlapping a recorded one is not handed out, though it starts elsewhere', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  writeFileSync(path.join(dir, 'subuid'), 'capsa:300000:196608\nalice:330000:65536\n');
+  writeFileSync(path.join(dir, 'subgid'), 'capsa:300000:196608\nalice:330000:65536\n');
+  const a = new UsernsAllocator(dir, { subuid: path.join(dir, 'subuid'), subgid: path.join(dir, 'subgid'), user: 'capsa' });
+  assert.equal((await a.allocate('c1', 'alice')).uid, 330000);
+  assert.equal((await a.allocate('c2')).uid, 431072, "capsa's first two blocks overlap alice's 330000-395535");
+});

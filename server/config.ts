@@ -62,6 +62,13 @@ export interface CapsaConfig {
    * `CAPSA_WARM_CLI`; at most 8. loadConfig always fills it.
    */
   warmCli?: number;
+  /**
+   * Ceilings for each user other than root (root has none): `containers`,
+   * how many containers (in any state) one user may have at once; `memory`
+   * (bytes) and `pidsLimit`, the most one container of theirs may have, and
+   * what one that asks for none gets. In the file only; default none.
+   */
+  userLimits?: UserLimits;
 }
 
 /** The default `bridge` network. */
@@ -142,6 +149,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
   return config;
 }
 
+/** See {@link CapsaConfig.userLimits}. */
+export interface UserLimits {
+  containers?: number;
+  memory?: number;
+  pidsLimit?: number;
+}
+
+function parseUserLimits(file: string, v: unknown): UserLimits {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`config ${file}: userLimits must be an object`);
+  const out: UserLimits = {};
+  for (const [k, n] of Object.entries(v as Record<string, unknown>)) {
+    if (k !== 'containers' && k !== 'memory' && k !== 'pidsLimit') throw new InvalidArgumentError(`config ${file}: userLimits.${k} is not a known ceiling (containers, memory, pidsLimit)`);
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`config ${file}: userLimits.${k} must be a whole number of at least 1`);
+    out[k] = n;
+  }
+  return out;
+}
+
 function mergeFile(config: CapsaConfig, file: string, text: string): void {
   let raw: unknown;
   try {
@@ -166,6 +191,7 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
   if (o.socketGroup !== undefined) config.socketGroup = checkGroup(`config ${file}: socketGroup`, typeof o.socketGroup === 'number' ? String(o.socketGroup) : o.socketGroup);
   if (o.warmCli !== undefined) config.warmCli = checkWarmCli(`config ${file}: warmCli`, o.warmCli);
   if (o.credentials !== undefined) config.credentials = parseCredentials(file, o.credentials);
+  if (o.userLimits !== undefined) config.userLimits = parseUserLimits(file, o.userLimits);
   if (o.network !== undefined) {
     const n = o.network as Record<string, unknown>;
     if (typeof n !== 'object' || n === null || Array.isArray(n)) throw new InvalidArgumentError(`config ${file}: network must be an object with bridge and/or subnet`);

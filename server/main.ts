@@ -81,6 +81,7 @@ export class Helper {
     this.images = new ImageService(config);
     this.networks = new NetworkManager(config.root, { bridgeName: config.network?.bridge, subnet: config.network?.subnet, log });
     this.containers = new ContainerService(config.root, this.images, this.networks);
+    this.containers.userCeilings = config.userLimits ?? {};
     // a container's events reach root and its owner only
     this.containers.on('event', (e: ContainerChange) =>
       this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, containerEvent(e)), e.container.record.owner),

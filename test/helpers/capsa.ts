@@ -36,11 +36,12 @@ export interface TestHelper {
 }
 
 /**
+ * `config`: the config file's content (default `{}`).
  * `netns`: a named network namespace (`ip netns add NAME`, made by the test)
  * that the helper and the CLI run in (nsenter --net): the bridge,
  * the veths and every packet then stay inside it.
  */
-export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv; netns?: string } = {}): Promise<TestHelper> {
+export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv; netns?: string; config?: Record<string, unknown> } = {}): Promise<TestHelper> {
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
   const root = path.join(dir, 'root');
   const socket = path.join(dir, 'capsa.sock');
@@ -55,7 +56,7 @@ export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessE
     ...opts.env,
     ...(opts.netns ? { CAPSA_TEST_NETNS: opts.netns } : {}),
   };
-  await fs.writeFile(env.CAPSA_CONFIG!, '{}');
+  await fs.writeFile(env.CAPSA_CONFIG!, JSON.stringify(opts.config ?? {}));
   const child = spawnHelper(env, dir);
   await waitForSocket(socket, child, dir);
   const helper: TestHelper = {

@@ -28,10 +28,10 @@ interface World {
   sleeper(user: TestUser | undefined, name: string): Promise<string>;
 }
 
-async function world(t: { after: (fn: () => Promise<void> | void) => void }): Promise<World> {
+async function world(t: { after: (fn: () => Promise<void> | void) => void }, config?: Record<string, unknown>): Promise<World> {
   const a = createUser(t);
   const b = createUser(t);
-  const h = await startHelper({ mirror: registry.url, env: { CAPSA_SOCKET_MODE: '0666' } });
+  const h = await startHelper({ mirror: registry.url, env: { CAPSA_SOCKET_MODE: '0666' }, config });
   t.after(() => h.stop());
   chmodSync(h.dir, 0o711);
   const client = writeRawClient(h.dir);
@@ -160,6 +160,15 @@ test("a user's container has its own user namespace, and what its root writes in
   assert.deepEqual([made.uid, made.gid], [w.a.uid, w.a.gid], 'a file the container root made is the user\'s on the host');
   const config = (await w.req('capsa/container/inspect', { container: 'ns' }, w.a)).result.config;
   assert.equal(config.userns, 'auto', 'inspect shows the user namespace');
+  // exec in the user's own container runs in that namespace too
+  await w.sleeper(w.a, 'live');
+  const session = await rawSession(w.client, w.h.socket, [
+    { method: 'capsa/container/exec', params: { container: 'live', cmd: ['cat', '/proc/self/uid_map'], attachId: 'e1' } },
+    { waitMs: 2000 },
+  ], w.a);
+  assert.equal(session.answers[0].result?.execId, 'e1', JSON.stringify(session.answers[0]));
+  const out = session.notifications.filter((n) => n.method === 'capsa/stream/output' && n.params.attachId === 'e1').map((n) => Buffer.from(n.params.data, 'base64').toString()).join('');
+  assert.deepEqual(out.trim().split(/\s+/).map(Number), map, 'the exec sees the container\'s map');
 });
 
 test('every option that reaches past the user namespace is refused for a user, naming the flag, and nothing is created', async (t) => {
@@ -189,6 +198,12 @@ test('every option that reaches past the user namespace is refused for a user, n
     assert.equal(r.error?.data?.code, 'E_PERMISSION_DENIED', `${JSON.stringify(o)}: ${JSON.stringify(r)}`);
     assert.match(r.error!.message, re, JSON.stringify(o));
   });
+  // an owner is the kernel's word, never a message's
+  const forged = await rawSession(w.client, w.h.socket, [
+    { method: 'capsa/container/run', params: { image: 'busybox', network: 'none', cmd: ['true'], owner: 0 } },
+    { method: 'capsa/container/list', params: { all: true, owner: 0 } },
+  ], w.a);
+  for (const r of forged.answers) assert.match(r.error?.message ?? '', /owner: is not a known field/, JSON.stringify(r));
   assert.deepEqual((await w.req('capsa/container/list', { all: true })).result, [], 'nothing was created');
   assert.deepEqual(readdirOrEmpty(path.join(w.h.root, 'containers')), before);
 });
@@ -204,6 +219,22 @@ test("root's runs are as before: no user namespace, a bind written as root, and 
   assert.deepEqual([st.uid, st.gid], [0, 0]);
   const p = await w.h.cli(['run', '--rm', '--network', 'none', '--privileged', 'busybox', 'true']);
   assert.equal(p.code, 0, p.stderr);
+});
+
+test("the config's userLimits cap each user's containers, memory and pids; root has none", async (t) => {
+  const w = await world(t, { userLimits: { containers: 1, memory: 64 << 20, pidsLimit: 64 } });
+  await w.sleeper(w.a, 'one');
+  const got = (await w.req('capsa/container/inspect', { container: 'one' }, w.a)).result.config;
+  assert.deepEqual([got.memory, got.pidsLimit], [64 << 20, 64], 'a container that asked for no limit gets the ceilings');
+  const second = await w.req('capsa/container/run', { image: 'busybox', network: 'none', cmd: ['true'] }, w.a);
+  assert.equal(second.error?.data?.code, 'E_PERMISSION_DENIED', JSON.stringify(second));
+  assert.match(second.error!.message, /it has 1 containers, this helper's ceiling for users/);
+  const big = await w.req('capsa/container/run', { image: 'busybox', network: 'none', cmd: ['true'], memory: 128 << 20 }, w.b);
+  assert.match(big.error?.message ?? '', /^--memory 134217728 refused for uid \d+: above this helper's ceiling/);
+  await w.sleeper(w.b, 'other');
+  assert.equal((await w.req('capsa/container/list', { all: true }, w.b)).result.length, 1, "each user's count is its own");
+  const r = await w.h.cli(['run', '--rm', '--network', 'none', '--memory', '256m', 'busybox', 'true']);
+  assert.equal(r.code, 0, `root is not capped: ${r.stderr}`);
 });
 
 function readdirOrEmpty(dir: string): string[] {

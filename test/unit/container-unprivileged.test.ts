@@ -6,8 +6,9 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { PermissionDeniedError } from '../../server/errors';
 import type { RunOptions } from '../../server/runtime/container/options';
-import { ownerIdmaps, refuseUnprivileged, unprivilegedPortStart, userName, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
+import { ownerIdmaps, refuseUnprivileged, withinCeilings, unprivilegedPortStart, userName, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
 import { UsernsAllocator } from '../../server/runtime/userns';
+import { loadConfig } from '../../server/config';
 
 const base: RunOptions = { image: 'busybox' };
 
@@ -95,4 +96,28 @@ test('a block overlapping a recorded one is not handed out, though it starts els
   const a = new UsernsAllocator(dir, { subuid: path.join(dir, 'subuid'), subgid: path.join(dir, 'subgid'), user: 'capsa' });
   assert.equal((await a.allocate('c1', 'alice')).uid, 330000);
   assert.equal((await a.allocate('c2')).uid, 431072, "capsa's first two blocks overlap alice's 330000-395535");
+});
+
+test("a user's ceilings: no limit asked gets the ceiling, more than it is refused naming the flag, less is kept", () => {
+  const c = { memory: 64 << 20, pidsLimit: 100 };
+  assert.deepEqual(withinCeilings(base, 1000, c), { ...base, memory: 64 << 20, pidsLimit: 100 });
+  assert.deepEqual(withinCeilings({ ...base, memory: 1 << 20, pidsLimit: 10 }, 1000, c), { ...base, memory: 1 << 20, pidsLimit: 10 });
+  assert.equal(withinCeilings({ ...base, pidsLimit: -1 }, 1000, c).pidsLimit, 100, 'unlimited is the ceiling');
+  assert.throws(() => withinCeilings({ ...base, memory: 128 << 20 }, 1000, c), /^PermissionDeniedError: --memory 134217728 refused for uid 1000: above this helper's ceiling/);
+  assert.throws(() => withinCeilings({ ...base, pidsLimit: 101 }, 1000, c), /--pids-limit 101 refused for uid 1000/);
+  assert.deepEqual(withinCeilings(base, 1000, {}), base, 'no ceilings, nothing changed');
+});
+
+test('userLimits in the config file: whole numbers of known ceilings, anything else refused naming the field', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  const file = path.join(dir, 'config.json');
+  const load = (o: unknown) => {
+    writeFileSync(file, JSON.stringify(o));
+    return loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv);
+  };
+  assert.deepEqual(load({ userLimits: { containers: 5, memory: 1 << 30, pidsLimit: 200 } }).userLimits, { containers: 5, memory: 1 << 30, pidsLimit: 200 });
+  assert.equal(load({}).userLimits, undefined);
+  assert.throws(() => load({ userLimits: { cpus: 1 } }), /userLimits\.cpus is not a known ceiling/);
+  assert.throws(() => load({ userLimits: { containers: 0 } }), /userLimits\.containers must be a whole number of at least 1/);
+  assert.throws(() => load({ userLimits: [] }), /userLimits must be an object/);
 });

@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { ConflictError } from '../../errors';
+import { ConflictError, PermissionDeniedError } from '../../errors';
 import { generateName, newContainerId } from '../names';
 import { buildRunPlan, type ContainerPaths } from '../spec';
 import { idmapsFor } from '../idmap';
@@ -36,6 +36,8 @@ export interface ContainerOwner {
   uid: number;
   gid: number;
   name?: string;
+  /** The most containers this owner may have at once (a user's ceiling). */
+  maxContainers?: number;
 }
 
 export const ROOT_OWNER: ContainerOwner = { uid: 0, gid: 0 };
@@ -66,6 +68,10 @@ export class Lifecycle {
     const id = newContainerId();
     const name = opts.name ?? generateName((n) => table.nameTaken(n, owner.uid));
     if (table.nameTaken(name, owner.uid)) throw new ConflictError(`container name "${name}" is already in use`);
+    // before the first await, as the name: two creates at once cannot both take the last place
+    if (owner.maxContainers !== undefined && table.all().filter((e) => e.record.owner === owner.uid).length >= owner.maxContainers) {
+      throw new PermissionDeniedError(`container refused for uid ${owner.uid}: it has ${owner.maxContainers} containers, this helper's ceiling for users (remove one first)`);
+    }
     const hostname = opts.hostname ?? id.slice(0, 12);
     const cdir = store.pathOf(id);
     const paths: ContainerPaths = {

@@ -29,7 +29,7 @@ import { execIn, type ExecSession } from './exec';
 import type { ImageSource } from './imagesource';
 import { nativeShimLauncher, type ShimLauncher } from './launcher';
 import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from './lifecycle';
-import { refuseUnprivileged, userName } from './unprivileged';
+import { refuseUnprivileged, userName, withinCeilings, type UserCeilings } from './unprivileged';
 import type { Caller } from '../../util/peercred';
 import { readLogs } from './logs';
 import type { PullProgress } from '../../image/pull';
@@ -45,6 +45,8 @@ export class ContainerService extends EventEmitter {
   private readonly store: ContainerStore;
   private readonly deps: LifecycleDeps;
   private readonly life: Lifecycle;
+  /** What each user other than root may have at most (the config's userLimits); none by default. */
+  userCeilings: UserCeilings = {};
 
   /** `launcher`: the shim (a fake in unit tests). */
   constructor(
@@ -134,9 +136,9 @@ export class ContainerService extends EventEmitter {
     let owner: ContainerOwner = ROOT_OWNER;
     if (caller && caller.uid !== 0) {
       refuseUnprivileged(opts, caller.uid);
-      // recorded as it is: inspect shows the user namespace the container has
-      opts = { ...opts, userns: 'auto' };
-      owner = { uid: caller.uid, gid: caller.gid, name: userName(caller.uid) };
+      // recorded as it is: inspect shows the user namespace the container has, and the limits it got
+      opts = { ...withinCeilings(opts, caller.uid, this.userCeilings), userns: 'auto' };
+      owner = { uid: caller.uid, gid: caller.gid, name: userName(caller.uid), maxContainers: this.userCeilings.containers };
     }
     // early, so a clash is not found only after a pull; create() checks again, atomically
     if (opts.name !== undefined && this.table.nameTaken(opts.name, owner.uid)) throw new ConflictError(`container name "${opts.name}" is already in use`);

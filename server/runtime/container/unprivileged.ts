@@ -97,6 +97,32 @@ export function ownerIdmaps(binds: BindMount[], range: IdRange, caller: { uid: n
     .map((b) => ({ path: b.target, uid: [range.uid, caller.uid], gid: [range.gid, caller.gid] }));
 }
 
+/** A user's ceilings (server/config.ts `userLimits`), as the runtime takes them. */
+export interface UserCeilings {
+  containers?: number;
+  memory?: number;
+  pidsLimit?: number;
+}
+
+/**
+ * `opts` within a user's ceilings: a container that asks for no memory or
+ * pids limit gets the ceiling; one that asks for more is refused, naming
+ * the flag. (The count of containers is checked where they are made,
+ * lifecycle.ts, so two runs at once cannot both take the last place.)
+ */
+export function withinCeilings(opts: RunOptions, uid: number, c: UserCeilings): RunOptions {
+  const out = { ...opts };
+  if (c.memory !== undefined) {
+    if (opts.memory === undefined) out.memory = c.memory;
+    else if (opts.memory > c.memory) throw new PermissionDeniedError(`--memory ${opts.memory} refused for uid ${uid}: above this helper's ceiling for users (${c.memory} bytes)`);
+  }
+  if (c.pidsLimit !== undefined) {
+    if (opts.pidsLimit === undefined || opts.pidsLimit <= 0) out.pidsLimit = c.pidsLimit;
+    else if (opts.pidsLimit > c.pidsLimit) throw new PermissionDeniedError(`--pids-limit ${opts.pidsLimit} refused for uid ${uid}: above this helper's ceiling for users (${c.pidsLimit})`);
+  }
+  return out;
+}
+
 /** The name /etc/passwd gives `uid` (to find its /etc/subuid entries), if any. */
 export function userName(uid: number, passwd = '/etc/passwd'): string | undefined {
   let text: string;

@@ -22,13 +22,12 @@ export interface CapsaConfig {
   /**
    * Permission bits of the helper's socket. Default 0o600: root alone
    * reaches it; env `CAPSA_SOCKET_MODE` (octal, `0660`), in the file a
-   * number or an octal string. Why root alone: per-user authorisation (each
-   * user acting on their own containers, files opened with their rights)
-   * is not built yet, and a socket open to others before it is would give
-   * every one of them root's reach. So a wider mode is for trying things
-   * out: until then, the helper answers a caller other than root its
-   * handshake only (`initialize`, `capsa/version`) and refuses everything
-   * else with E_PERMISSION_DENIED (server/handlers/access.ts). The warm
+   * number or an octal string. Why root alone: per-user authorisation
+   * covers containers so far (each user acting on its own), not yet images,
+   * volumes, networks or every file a request names. A caller other than
+   * root gets the handshake (`initialize`, `capsa/version`) and the methods
+   * access.ts opens to users, and E_PERMISSION_DENIED for everything else
+   * (server/handlers/access.ts). The warm
    * CLI's socket stays 0600 whatever this says (its processes run as root
    * and serve root alone). With socket activation the unit's SocketMode
    * applies instead. loadConfig always fills it.

@@ -160,6 +160,17 @@ test("a user's container has its own user namespace, and what its root writes in
   assert.deepEqual([made.uid, made.gid], [w.a.uid, w.a.gid], 'a file the container root made is the user\'s on the host');
   const config = (await w.req('capsa/container/inspect', { container: 'ns' }, w.a)).result.config;
   assert.equal(config.userns, 'auto', 'inspect shows the user namespace');
+  // an idmapMount of the user's own picks the container user that writes as the user (a dev container's non-root user)
+  const asDev = await w.req('capsa/container/run', {
+    image: 'busybox', name: 'dev', network: 'none', user: '1000:1000', volumes: [`${ws}:/w`],
+    idmapMounts: [{ target: '/w', uid: w.a.uid, gid: w.a.gid, containerUid: 1000, containerGid: 1000 }],
+    cmd: ['sh', '-c', 'stat -c %u /w > /w/dev-sees; touch /w/dev-made'],
+  }, w.a);
+  assert.ok(asDev.result?.id, JSON.stringify(asDev));
+  assert.equal((await w.req('capsa/container/wait', { container: 'dev' }, w.a)).result?.exitCode, 0);
+  assert.equal(readFileSync(path.join(ws, 'dev-sees'), 'utf8').trim(), '1000', "the user's directory is the container user's");
+  const devMade = statSync(path.join(ws, 'dev-made'));
+  assert.deepEqual([devMade.uid, devMade.gid], [w.a.uid, w.a.gid]);
   // exec in the user's own container runs in that namespace too
   await w.sleeper(w.a, 'live');
   const session = await rawSession(w.client, w.h.socket, [
@@ -188,7 +199,7 @@ test('every option that reaches past the user namespace is refused for a user, n
     [{ capAdd: ['SYS_ADMIN'] }, /^--cap-add SYS_ADMIN refused/],
     [{ capAdd: ['NET_ADMIN'] }, /^--cap-add NET_ADMIN refused/],
     [{ publish: ['80:80'] }, /^--publish 80:80 refused .*ip_unprivileged_port_start/],
-    [{ idmapMounts: [{ target: '/w', uid: 0, gid: 0 }], volumes: ['/tmp:/w'] }, /^idmapMounts refused/],
+    [{ idmapMounts: [{ target: '/w', uid: 0, gid: 0 }], volumes: ['/tmp:/w'] }, /^idmapMounts 0:0 refused/],
     [{ volumes: ['/root:/r'] }, /bind source path \/root/],
     [{ volumes: [`${ws}:/w`] }, /may not open bind source path/],
   ];

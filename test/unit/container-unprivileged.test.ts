@@ -11,9 +11,10 @@ import { UsernsAllocator } from '../../server/runtime/userns';
 import { loadConfig } from '../../server/config';
 
 const base: RunOptions = { image: 'busybox' };
+const U = { uid: 1000, gid: 1000, groups: [1000, 1500] };
 
 function refusedWith(o: Partial<RunOptions>, flag: string): void {
-  assert.throws(() => refuseUnprivileged({ ...base, ...o }, 1000, 1024), (e: unknown) => {
+  assert.throws(() => refuseUnprivileged({ ...base, ...o }, U, 1024), (e: unknown) => {
     assert.ok(e instanceof PermissionDeniedError, String(e));
     assert.equal(e.code, 'E_PERMISSION_DENIED');
     assert.ok(e.message.startsWith(`${flag} refused for uid 1000: `), e.message);
@@ -34,14 +35,34 @@ test('each option that reaches past the user namespace is refused, naming its fl
   refusedWith({ capAdd: ['ALL'] }, '--cap-add ALL');
   refusedWith({ publish: ['80:80'] }, '--publish 80:80');
   refusedWith({ publish: ['127.0.0.1:1023:80/udp'] }, '--publish 127.0.0.1:1023:80/udp');
-  refusedWith({ idmapMounts: [{ target: '/w', uid: 0, gid: 0 }] }, 'idmapMounts');
+  refusedWith({ idmapMounts: [{ target: '/w', uid: 0, gid: 0 }] }, 'idmapMounts 0:0');
+  refusedWith({ idmapMounts: [{ target: '/w', uid: 1000, gid: 0 }] }, 'idmapMounts 1000:0');
+  refusedWith({ idmapMounts: [{ target: '/w', uid: 1000, gid: 1000, containerUid: 65536 }] }, 'idmapMounts containerUid 65536');
 });
 
 test("what stays inside the user namespace is allowed: default capabilities, high and random ports, no-new-privileges, userns auto", () => {
-  refuseUnprivileged({ ...base, capAdd: ['chown', 'CAP_NET_BIND_SERVICE'], publish: ['1024:80', '80', '127.0.0.1::80'], securityOpt: ['no-new-privileges'], userns: 'auto', network: 'bridge' }, 1000, 1024);
-  refuseUnprivileged({ ...base, publish: ['80:80'] }, 1000, 0);
+  refuseUnprivileged({ ...base, capAdd: ['chown', 'CAP_NET_BIND_SERVICE'], publish: ['1024:80', '80', '127.0.0.1::80'], securityOpt: ['no-new-privileges'], userns: 'auto', network: 'bridge' }, U, 1024);
+  refuseUnprivileged({ ...base, publish: ['80:80'] }, U, 0);
+  refuseUnprivileged({ ...base, idmapMounts: [{ target: '/w', uid: 1000, gid: 1500, containerUid: 1000, containerGid: 65535 }] }, U, 1024);
   assert.ok(UNPRIVILEGED_CAPABILITIES.has('NET_BIND_SERVICE'));
   assert.ok(!UNPRIVILEGED_CAPABILITIES.has('SYS_ADMIN'));
+});
+
+test("an idmapMount of the user's own maps the container user it names, by its host id in the block; the other binds map root", () => {
+  const range = { uid: 100_000_000, gid: 200_000_000, size: 65536 };
+  const maps = ownerIdmaps(
+    [
+      { source: '/home/u/w', target: '/w', readOnly: false },
+      { source: '/home/u/x', target: '/x', readOnly: false },
+    ],
+    range,
+    { uid: 1000, gid: 1000 },
+    [{ path: '/w/', uid: [1000, 1000], gid: [1000, 1500] }],
+  );
+  assert.deepEqual(maps, [
+    { path: '/w/', uid: [100_001_000, 1000], gid: [200_001_000, 1500] },
+    { path: '/x', uid: [100_000_000, 1000], gid: [200_000_000, 1000] },
+  ]);
 });
 
 test('the unprivileged port boundary is read from procfs, 1024 when it cannot be', () => {

@@ -139,7 +139,7 @@ export class Lifecycle {
       if (owner.uid !== 0) {
         const range = await userns.allocate(id, owner.name);
         await useUserns(plan, range, paths);
-        plan.idmaps = [...(plan.idmaps ?? []), ...ownerIdmaps(binds, range, owner)];
+        plan.idmaps = ownerIdmaps(binds, range, owner, plan.idmaps);
       } else if (opts.userns === 'auto') {
         await useUserns(plan, await userns.allocate(id), paths);
       }

@@ -135,7 +135,7 @@ export class ContainerService extends EventEmitter {
     validateRunOptions(opts);
     let owner: ContainerOwner = ROOT_OWNER;
     if (caller && caller.uid !== 0) {
-      refuseUnprivileged(opts, caller.uid);
+      refuseUnprivileged(opts, caller);
       // recorded as it is: inspect shows the user namespace the container has, and the limits it got
       opts = { ...withinCeilings(opts, caller.uid, this.userCeilings), userns: 'auto' };
       owner = { uid: caller.uid, gid: caller.gid, name: userName(caller.uid), maxContainers: this.userCeilings.containers };

@@ -17,9 +17,11 @@
  *   nothing there or opens kernel surface (mounts, netfilter, ptrace) that
  *   the classic user-namespace escapes went through, so it is refused, not
  *   silently dropped;
- * - `idmapMounts`: they name host ids to write as, which only root may pick;
- *   the caller's binds are idmapped to the caller itself instead
- *   ({@link ownerIdmaps});
+ * - `idmapMounts` naming host ids other than the caller's own uid and one
+ *   of its groups: which host ids a container writes as only root may pick.
+ *   The caller's binds are idmapped to the caller itself anyway
+ *   ({@link ownerIdmaps}); an idmapMount of its own picks which container
+ *   user that is (e.g. a dev container's non-root user);
  * - a published host port below `net.ipv4.ip_unprivileged_port_start`,
  *   which the user could not bind themselves.
  *
@@ -27,6 +29,7 @@
  * nothing of theirs to refuse.
  */
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { PermissionDeniedError } from '../../errors';
 import type { RunOptions } from './options';
 import { DEFAULT_CAPABILITIES, normalizeCapability } from '../capabilities';
@@ -34,7 +37,7 @@ import { parsePublish } from '../network/ports';
 import type { PlanIdmap } from '../plan';
 import { parseSecurityOpts } from '../security';
 import type { BindMount } from '../spec';
-import type { IdRange } from '../userns';
+import { USERNS_SIZE, type IdRange } from '../userns';
 
 /** What `--cap-add` may name for a caller other than root: Docker's default set, which such a container has already. */
 export const UNPRIVILEGED_CAPABILITIES: ReadonlySet<string> = new Set(DEFAULT_CAPABILITIES);
@@ -56,16 +59,25 @@ function refused(flag: string, uid: number, why: string): PermissionDeniedError 
 
 /**
  * Throws PermissionDeniedError, naming the flag, for the first option of
- * `opts` that a container of `uid` (not root) may not have.
+ * `opts` that a container of `caller` (not root) may not have.
  */
-export function refuseUnprivileged(opts: RunOptions, uid: number, portStart = unprivilegedPortStart()): void {
+export function refuseUnprivileged(opts: RunOptions, caller: { uid: number; gid: number; groups: readonly number[] }, portStart = unprivilegedPortStart()): void {
+  const uid = caller.uid;
+  const groups = [caller.gid, ...caller.groups];
   if (opts.privileged) throw refused('--privileged', uid, 'a privileged container is root on the host');
   if (opts.userns === 'host') throw refused('--userns host', uid, "a container of a user other than root always has its own user namespace");
   if (opts.pid === 'host') throw refused('--pid host', uid, "it shares the host's processes");
   if (opts.ipc === 'host') throw refused('--ipc host', uid, "it shares the host's IPC namespace");
   if (opts.network === 'host') throw refused('--network host', uid, "it shares the host's network namespace");
-  if (opts.idmapMounts !== undefined && (!Array.isArray(opts.idmapMounts) || opts.idmapMounts.length > 0)) {
-    throw refused('idmapMounts', uid, 'it names the host ids a container writes as (your binds are already written as you)');
+  for (const m of Array.isArray(opts.idmapMounts) ? opts.idmapMounts : []) {
+    if (m?.uid !== uid || !groups.includes(m?.gid)) {
+      throw refused(`idmapMounts ${m?.uid}:${m?.gid}`, uid, 'a container of yours writes your binds as you only (your uid, one of your groups)');
+    }
+    for (const [what, id] of [['containerUid', m.containerUid], ['containerGid', m.containerGid]] as const) {
+      if (id !== undefined && (!Number.isInteger(id) || id < 0 || id >= USERNS_SIZE)) {
+        throw refused(`idmapMounts ${what} ${id}`, uid, `your container's ids are 0 to ${USERNS_SIZE - 1}`);
+      }
+    }
   }
   if (Array.isArray(opts.securityOpt) && parseSecurityOpts(opts.securityOpt).seccomp === 'unconfined') {
     throw refused('--security-opt seccomp=unconfined', uid, 'the seccomp filter stays on');
@@ -88,13 +100,23 @@ export function refuseUnprivileged(opts: RunOptions, uid: number, portStart = un
  * Idmaps for a caller's host binds: what the container's root (host id
  * `range.uid`/`range.gid`) writes there belongs on disk to the caller, and
  * the caller's own files appear as the container root's; files of other
- * owners appear as the overflow id (nobody). Volumes and tmpfs are not
- * host paths of the caller's and are left as they are.
+ * owners appear as the overflow id (nobody). A bind of `requested` (the
+ * checked idmapMounts, by container ids) maps that container user instead.
+ * Volumes and tmpfs are not host paths of the caller's and are left as
+ * they are.
  */
-export function ownerIdmaps(binds: BindMount[], range: IdRange, caller: { uid: number; gid: number }): PlanIdmap[] {
-  return binds
-    .filter((b) => (b.type ?? 'bind') === 'bind')
+export function ownerIdmaps(binds: BindMount[], range: IdRange, caller: { uid: number; gid: number }, requested: PlanIdmap[] = []): PlanIdmap[] {
+  // a requested idmap names a container id: in the user namespace, its host (kernel) id is the block's start plus it
+  const explicit: PlanIdmap[] = requested.map((m) => ({ path: m.path, uid: [range.uid + m.uid[0], m.uid[1]], gid: [range.gid + m.gid[0], m.gid[1]] }));
+  const covered = new Set(explicit.map((m) => norm(m.path)));
+  const rest: PlanIdmap[] = binds
+    .filter((b) => (b.type ?? 'bind') === 'bind' && !covered.has(norm(b.target)))
     .map((b) => ({ path: b.target, uid: [range.uid, caller.uid], gid: [range.gid, caller.gid] }));
+  return [...explicit, ...rest];
+}
+
+function norm(p: string): string {
+  return path.posix.normalize(p).replace(/(.)\/$/, '$1');
 }
 
 /** A user's ceilings (server/config.ts `userLimits`), as the runtime takes them. */

@@ -137,6 +137,27 @@ test("one user's container events do not reach another user; root hears them; a 
   assert.ok(of(rootHeard).has(theirs.result.id), "root hears b's");
 });
 
+test("a stream id is its connection's own: another user's input and close with it reach nothing", async (t) => {
+  const w = await world(t);
+  const b64 = (text: string): string => Buffer.from(text).toString('base64');
+  const owner = rawSession(w.client, w.h.socket, [
+    { method: 'capsa/container/run', params: { image: 'busybox', name: 'reader', network: 'none', interactive: true, attachId: 's1', cmd: ['sh', '-c', 'read x; echo got:$x'] } },
+    { waitMs: 3000 },
+    { notify: 'capsa/stream/input', params: { attachId: 's1', data: b64('mine\n') } },
+    { waitMs: 2000 },
+  ], w.a);
+  await new Promise((r) => setTimeout(r, 1500));
+  await rawSession(w.client, w.h.socket, [
+    { notify: 'capsa/stream/input', params: { attachId: 's1', data: b64('pwned\n') } },
+    { notify: 'capsa/stream/close', params: { attachId: 's1' } },
+    { method: 'capsa/container/list', params: {} },
+  ], w.b);
+  const { answers, notifications } = await owner;
+  assert.ok(answers[0].result?.id, JSON.stringify(answers[0]));
+  const out = notifications.filter((n) => n.method === 'capsa/stream/output' && n.params.attachId === 's1').map((n) => Buffer.from(n.params.data, 'base64').toString()).join('');
+  assert.equal(out.trim(), 'got:mine', 'only the owner\'s input reached the container');
+});
+
 test("a user's container has its own user namespace, and what its root writes in the user's bind belongs to the user on the host", async (t) => {
   const w = await world(t);
   const ws = path.join(w.h.dir, 'ws');

@@ -22,7 +22,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CapsaError } from '../errors';
 import { writeFileAtomic } from '../util/atomic';
-import type { Plan } from './plan';
+import type { Plan, PlanIdmap } from './plan';
 import { ifMissing } from '../util/missing';
 
 export const USERNS_SIZE = 65536;
@@ -170,6 +170,15 @@ export async function useUserns(plan: Plan, range: IdRange, paths: { dir: string
   await Promise.all([fs.chown(paths.upper, range.uid, range.gid), fs.chown(paths.work, range.uid, range.gid)]);
   overlay.data = overlay.data.replace(m[0], `${m[1]}lowerdir=${lowers.map((l) => l.target).join(':')}`);
   plan.userns = { uid: range.uid, gid: range.gid, size: range.size, lowers };
+}
+
+/**
+ * A plan's idmaps (by container ids, idmap.ts) for a container with a user
+ * namespace: the kernel sees the container's id N as the block's host id
+ * start+N, so that is the id an idmapped mount must map.
+ */
+export function idmapsInBlock(maps: PlanIdmap[] | undefined, range: IdRange): PlanIdmap[] | undefined {
+  return maps?.map((m) => ({ path: m.path, uid: [range.uid + m.uid[0], m.uid[1]], gid: [range.gid + m.gid[0], m.gid[1]] }));
 }
 
 /** The image's layer directories of a plan, whether or not it has a user namespace. */

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { PermissionDeniedError } from '../../server/errors';
 import type { RunOptions } from '../../server/runtime/container/options';
 import { ownerIdmaps, refuseUnprivileged, withinCeilings, unprivilegedPortStart, userName, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
-import { UsernsAllocator } from '../../server/runtime/userns';
+import { idmapsInBlock, UsernsAllocator } from '../../server/runtime/userns';
 import { loadConfig } from '../../server/config';
 
 const base: RunOptions = { image: 'busybox' };
@@ -141,4 +141,11 @@ test('userLimits in the config file: whole numbers of known ceilings, anything e
   assert.throws(() => load({ userLimits: { cpus: 1 } }), /userLimits\.cpus is not a known ceiling/);
   assert.throws(() => load({ userLimits: { containers: 0 } }), /userLimits\.containers must be a whole number of at least 1/);
   assert.throws(() => load({ userLimits: [] }), /userLimits must be an object/);
+});
+
+test("a plan's idmaps in a user namespace map the block's host ids of the container ids they name", () => {
+  assert.deepEqual(idmapsInBlock([{ path: '/b', uid: [0, 4242], gid: [10, 4343] }], { uid: 300000, gid: 400000, size: 65536 }), [
+    { path: '/b', uid: [300000, 4242], gid: [400010, 4343] },
+  ]);
+  assert.equal(idmapsInBlock(undefined, { uid: 1, gid: 1, size: 65536 }), undefined);
 });

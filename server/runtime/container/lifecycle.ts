@@ -14,7 +14,7 @@ import type { Plan } from '../plan';
 import type { NetworkManager } from '../network/manager';
 import type { CgroupManager } from '../cgroups';
 import type { RunSetup } from '../runsetup';
-import { useUserns, type UsernsAllocator } from '../userns';
+import { idmapsInBlock, useUserns, type UsernsAllocator } from '../userns';
 import { ownerIdmaps } from './unprivileged';
 import { ContainerStartError } from '../errors';
 import type { ContainerAction, ContainerTable, Entry } from './entry';
@@ -141,7 +141,9 @@ export class Lifecycle {
         await useUserns(plan, range, paths);
         plan.idmaps = ownerIdmaps(binds, range, owner, plan.idmaps);
       } else if (opts.userns === 'auto') {
-        await useUserns(plan, await userns.allocate(id), paths);
+        const range = await userns.allocate(id);
+        await useUserns(plan, range, paths);
+        plan.idmaps = idmapsInBlock(plan.idmaps, range);
       }
       placeholder.record.plan = plan;
       await store.writeRecord(placeholder.record);

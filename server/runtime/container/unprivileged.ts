@@ -37,7 +37,7 @@ import { parsePublish } from '../network/ports';
 import type { PlanIdmap } from '../plan';
 import { parseSecurityOpts } from '../security';
 import type { BindMount } from '../spec';
-import { USERNS_SIZE, type IdRange } from '../userns';
+import { idmapsInBlock, USERNS_SIZE, type IdRange } from '../userns';
 
 /** What `--cap-add` may name for a caller other than root: Docker's default set, which such a container has already. */
 export const UNPRIVILEGED_CAPABILITIES: ReadonlySet<string> = new Set(DEFAULT_CAPABILITIES);
@@ -107,7 +107,7 @@ export function refuseUnprivileged(opts: RunOptions, caller: { uid: number; gid:
  */
 export function ownerIdmaps(binds: BindMount[], range: IdRange, caller: { uid: number; gid: number }, requested: PlanIdmap[] = []): PlanIdmap[] {
   // a requested idmap names a container id: in the user namespace, its host (kernel) id is the block's start plus it
-  const explicit: PlanIdmap[] = requested.map((m) => ({ path: m.path, uid: [range.uid + m.uid[0], m.uid[1]], gid: [range.gid + m.gid[0], m.gid[1]] }));
+  const explicit = idmapsInBlock(requested, range) ?? [];
   const covered = new Set(explicit.map((m) => norm(m.path)));
   const rest: PlanIdmap[] = binds
     .filter((b) => (b.type ?? 'bind') === 'bind' && !covered.has(norm(b.target)))

@@ -3,12 +3,12 @@
  * the Caller the kernel gave at accept (server/util/peercred.ts); handlers
  * read it as `connection.caller`, never from a message.
  *
- * A caller other than root gets the handshake (`initialize`,
+ * A caller other than root may send the handshake (`initialize`,
  * `capsa/version`) and the methods of USER_METHODS, each of which its
- * handler scopes to that caller (its own containers); every other request is
- * refused until per-user authorisation covers it too: with a socket an
- * administrator widened (socketMode, socketGroup), any other answer would
- * hand that user root's reach. Root keeps the whole protocol.
+ * handler scopes to the caller's own objects; every other request is refused
+ * (with a socket an administrator widened, socketMode and socketGroup, any
+ * other answer would hand that user root's reach). Root keeps the whole
+ * protocol.
  */
 import type { CancellationToken, Disposable } from 'vscode-jsonrpc';
 import type { Connection } from 'vscode-languageserver/node';
@@ -29,10 +29,20 @@ import {
   ContainerStopRequest,
   ContainerTopRequest,
   ContainerWaitRequest,
+  NetworkCreateRequest,
+  NetworkInspectRequest,
+  NetworkListRequest,
+  NetworkPruneRequest,
+  NetworkRemoveRequest,
   StreamCloseNotification,
   StreamInputNotification,
   StreamResizeNotification,
   VersionRequest,
+  VolumeCreateRequest,
+  VolumeInspectRequest,
+  VolumeListRequest,
+  VolumePruneRequest,
+  VolumeRemoveRequest,
 } from '../protocol';
 import type { Caller } from '../util/peercred';
 import { printable } from '../util/text';
@@ -47,10 +57,20 @@ export interface ClientConnection extends Connection {
 const HANDSHAKE: ReadonlySet<string> = new Set([VersionRequest.method]);
 
 /**
- * What a caller other than root may send besides the handshake, each scoped
- * to that caller by its handler.
+ * What a caller other than root may send beyond the handshake, each because
+ * its handler acts only on the caller's own objects.
  */
 const USER_METHODS: ReadonlySet<string> = new Set([
+  VolumeCreateRequest.method, // creates a volume owned by the caller (handlers/volumes.ts, runtime/volumes.ts)
+  VolumeListRequest.method, // lists the caller's own volumes
+  VolumeInspectRequest.method, // the caller's own volume; another's is not found
+  VolumeRemoveRequest.method, // the caller's own volume; another's is not found
+  VolumePruneRequest.method, // the caller's own unused volumes
+  NetworkCreateRequest.method, // creates a network owned by the caller (handlers/networks.ts, runtime/network/manager.ts)
+  NetworkListRequest.method, // the built-in network and the caller's own
+  NetworkInspectRequest.method, // the caller's own network (members: its own containers); another's is not found
+  NetworkRemoveRequest.method, // the caller's own network; another's is not found
+  NetworkPruneRequest.method, // the caller's own unused networks
   // containers: each names one of the caller's own (handlers/containers.ts, idOf with the caller's uid), or lists or prunes only its own;
   // run and create make one owned by the caller, unprivileged by construction (runtime/container/unprivileged.ts)
   ContainerRunRequest.method,

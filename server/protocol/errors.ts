@@ -87,6 +87,8 @@ export const ERROR_CATALOGUE = {
   E_PLATFORM_NOT_FOUND: capsa('not-found', 'the image has no manifest for the requested platform'),
   E_NETWORK_NOT_FOUND: capsa('not-found', 'no network has that name or id'),
   E_VOLUME_NOT_FOUND: capsa('not-found', 'no volume has that name'),
+  E_VOLUME_AMBIGUOUS: capsa('conflict', 'root named a volume that several other users own, and none of its own'),
+  E_NETWORK_AMBIGUOUS: capsa('conflict', 'root named a network that several other users own, and none of its own'),
   E_USER_NOT_FOUND: capsa('not-found', "the user or group is not in the image's passwd or group file"),
   // registries and content
   E_REGISTRY: capsa('failed', 'the registry answered with an error (status and registry codes in the message)'),

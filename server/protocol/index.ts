@@ -416,13 +416,15 @@ export interface VolumeSummary {
   name: string;
   /** Always `local`: the data lives on this host under Capsa's root. */
   driver: 'local';
-  /** The host directory containers see, `<root>/volumes/<name>/_data`. */
+  /** The host directory containers see: `<root>/volumes/<name>/_data` for root's, `<root>/volumes/.uid-<uid>/<name>/_data` for another owner's. */
   mountpoint: string;
   /** ISO 8601 time the volume was created. */
   created: string;
   labels?: Record<string, string>;
   /** Names of the containers (in any state) that mount it. */
   usedBy: string[];
+  /** The uid that created it (root's for volumes older than owners). A caller other than root sees only its own. */
+  owner?: number;
 }
 
 /** Creates a named volume, or returns the one of that name (`capsa volume create`). */
@@ -439,7 +441,7 @@ export interface VolumeCreateParams {
   labels?: Record<string, string>;
 }
 
-/** Every named volume, sorted by name (`capsa volume ls`). */
+/** Every named volume the caller owns (root: every owner's), sorted by name (`capsa volume ls`). */
 export namespace VolumeListRequest {
   export const method = 'capsa/volume/list' as const;
   export const type = new RequestType0<VolumeSummary[], void>(method);
@@ -489,5 +491,6 @@ export interface VolumePruneResult {
 
 // ---- checking params, and printing what others wrote ---------------------
 export { v, ParamsError, describe, type Schema, type Infer } from './validate';
+export { PULL_POLICIES, USERNS_MODES, pullPolicyProblem, usernsProblem } from './runoptions';
 export { OS_VALUES, ARCH_VALUES, platformProblem, normalizePlatform as normalizePlatformParts, type PlatformParts } from './platform';
 export { printable, printableLines, listed, clip } from '../util/text';

@@ -1,4 +1,4 @@
-/** Network requests: `capsa network create|ls|rm|inspect`. */
+/** Network requests: `capsa network create|ls|rm|inspect|prune`. A caller other than root names and sees only its own networks and the built-in `bridge`. */
 import { RequestType, RequestType0 } from 'vscode-jsonrpc';
 import { v } from './validate';
 import type { NetworkInspect, NetworkSummary } from './types';
@@ -38,4 +38,16 @@ export namespace NetworkRemoveRequest {
   export const type = new RequestType<{ network: string }, void, void>(method);
   /** What the params must be; checked before any handler runs (./validate.ts). */
   export const params = v.object({ network: v.string({ min: 1 }) });
+}
+
+/** Removes the caller's own user-defined networks that no container is attached to. */
+export namespace NetworkPruneRequest {
+  export const method = 'capsa/network/prune' as const;
+  export const type = new RequestType0<NetworkPruneResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.none();
+}
+export interface NetworkPruneResult {
+  /** Names of the networks removed. */
+  deleted: string[];
 }

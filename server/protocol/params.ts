@@ -43,6 +43,7 @@ const messages = [
   P.NetworkListRequest,
   P.NetworkInspectRequest,
   P.NetworkRemoveRequest,
+  P.NetworkPruneRequest,
 ];
 
 /** The params schema of each client → helper message, by method. */

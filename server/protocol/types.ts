@@ -222,8 +222,10 @@ export interface NetworkSummary {
   subnet: string;
   gateway: string;
   created: string;
-  /** The built-in default network. */
+  /** The built-in default network (everyone's). */
   builtin?: boolean;
+  /** The uid that created a user-defined network (absent: root's). A caller other than root sees only its own and the built-in one. */
+  owner?: number;
 }
 
 export interface NetworkInspect extends NetworkSummary {

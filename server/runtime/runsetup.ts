@@ -6,6 +6,7 @@
 import { closeSync, promises as fs } from 'node:fs';
 import { cpus } from 'node:os';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors';
+import { usernsProblem } from '../protocol/runoptions';
 import { CallerOpenError, openAsCaller } from '../util/opener';
 import type { Caller } from '../util/peercred';
 import type { RunOptions } from '../protocol/types';
@@ -14,7 +15,7 @@ import { securitySettings } from './security';
 import { runNamespaces, type BindMount, type SpecInput } from './spec';
 import type { Namespace } from './plan';
 import { resolveImageUser, readImageFile, parseGroup, type ResolvedUser } from './users';
-import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore } from './volumes';
+import { parseMountSpec, parseTmpfs, parseVolume, VolumeStore, type VolumeOwner } from './volumes';
 import { ifMissing } from '../util/missing';
 
 export interface RunSetup {
@@ -61,8 +62,13 @@ async function checkBindAsCaller(caller: Caller, source: string, target: string)
   }
 }
 
-/** `caller`: who asked, when it is not root (whose binds are checked as the helper). */
+/**
+ * `caller`: who asked, when it is not root: its binds are checked with its
+ * rights (root's as the helper), and its named volumes are the ones
+ * `-v NAME:` mounts (root's when not given).
+ */
 export async function prepareRun(opts: RunOptions, root: string, caller?: Caller): Promise<RunSetup> {
+  const volumeOwner: VolumeOwner = caller ?? { uid: 0, gid: 0 };
   const binds = [
     ...list('volumes', opts.volumes).map(parseVolume),
     ...list('mounts', opts.mounts).map(parseMountSpec),
@@ -85,9 +91,8 @@ export async function prepareRun(opts: RunOptions, root: string, caller?: Caller
     ulimits: list('ulimits', opts.ulimits),
   });
   const groupAdd = list('groupAdd', opts.groupAdd);
-  if (opts.userns !== undefined && opts.userns !== 'host' && opts.userns !== 'auto') {
-    throw new InvalidArgumentError(`invalid --userns ${JSON.stringify(opts.userns)}: expected host or auto`);
-  }
+  const usernsRefused = opts.userns === undefined ? undefined : usernsProblem(opts.userns);
+  if (usernsRefused !== undefined) throw new InvalidArgumentError(usernsRefused);
   // as Docker: a privileged container is root on the host by definition
   if (opts.userns === 'auto' && opts.privileged) throw new InvalidArgumentError('--privileged cannot be combined with --userns auto');
   runNamespaces(opts, false); // checks --pid and --ipc
@@ -95,7 +100,7 @@ export async function prepareRun(opts: RunOptions, root: string, caller?: Caller
   const volumes = new VolumeStore(root);
   for (const b of binds) {
     if (b.type === 'volume') {
-      b.source = (await volumes.create(b.name!)).mountpoint;
+      b.source = (await volumes.resolveForRun(volumeOwner, b.name!)).mountpoint;
     } else if (b.type !== 'tmpfs' && caller && caller.uid !== 0) {
       await checkBindAsCaller(caller, b.source, b.target);
     } else if (b.type !== 'tmpfs') {

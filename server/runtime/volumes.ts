@@ -10,6 +10,7 @@ import { ConflictError, InvalidArgumentError, NotFoundError } from '../errors';
 import { writeFileAtomic } from '../util/atomic';
 import type { BindMount } from './spec';
 import { ifMissing } from '../util/missing';
+import { AmbiguousOwnerError, pickOwned, ROOT_UID, type Asker } from '../util/owners';
 
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
@@ -135,18 +136,49 @@ export class VolumeNotFoundError extends NotFoundError {
 
 export interface VolumeInfo {
   name: string;
-  /** The directory containers see, `<root>/volumes/<name>/_data`. */
+  /** The directory containers see: `<root>/volumes/<name>/_data` for root's, `<root>/volumes/.uid-<uid>/<name>/_data` for another owner's. */
   mountpoint: string;
   created: string;
   labels?: Record<string, string>;
+  /** The uid that created it; absent in records written before owners existed, which are root's. */
+  owner?: number;
 }
 
-/** Named volumes: a directory each under Capsa's root. */
+/** Whom a volume's data belongs to on the host, for the containers of an owner. */
+export type DataOwner = (owner: VolumeOwner) => { uid: number; gid: number };
+
+/** The creator of a volume: its uid and, for its data's group, its gid. */
+export interface VolumeOwner extends Asker {
+  readonly gid: number;
+}
+
+const ROOT: VolumeOwner = { uid: ROOT_UID, gid: 0 };
+
+/** A volume's owner: root for records older than owners. */
+export function ownerOf(v: VolumeInfo): number {
+  return v.owner ?? ROOT_UID;
+}
+
+/** Per-owner folders beside root's volumes: a dot name is no volume name, so root's listing never mistakes one for a volume. */
+const OWNER_DIR = /^\.uid-(\d+)$/;
+
+/**
+ * Named volumes: a directory each under Capsa's root, names per owner
+ * (server/util/owners.ts). Root's live where they always have; another
+ * owner's in a folder of that uid's, so two users' `data` never meet.
+ *
+ * The data of a non-root owner's volume belongs on the host to `dataOwner`
+ * (by default the owner's own uid and gid): its containers run in a user
+ * namespace, and their root reaches it through the idmapped mount that maps
+ * the owner's uid to the container's root, as a bind-mounted workspace is.
+ */
 export class VolumeStore {
   private readonly dir: string;
+  private readonly dataOwner: DataOwner;
 
-  constructor(root: string) {
+  constructor(root: string, opts: { dataOwner?: DataOwner } = {}) {
     this.dir = path.join(root, 'volumes');
+    this.dataOwner = opts.dataOwner ?? ((o) => ({ uid: o.uid, gid: o.gid }));
     // what a removal interrupted by a crash left (removeTree); its name is no volume's, so one that
     // cannot be removed now harms nothing and waits for the next start's sweep
     void this.sweepRemoved().catch(() => undefined);
@@ -169,63 +201,132 @@ export class VolumeStore {
     }
   }
 
-  private paths(name: string): { dir: string; data: string; meta: string } {
-    const dir = path.join(this.dir, checkVolumeName(name));
+  /** The folder holding `uid`'s volumes. */
+  private ownerDir(uid: number): string {
+    if (!Number.isSafeInteger(uid) || uid < 0) throw new InvalidArgumentError(`invalid volume owner uid ${uid}`);
+    return uid === ROOT_UID ? this.dir : path.join(this.dir, `.uid-${uid}`);
+  }
+
+  private paths(name: string, uid: number): { dir: string; data: string; meta: string } {
+    const dir = path.join(this.ownerDir(uid), checkVolumeName(name));
     return { dir, data: path.join(dir, '_data'), meta: path.join(dir, 'volume.json') };
   }
 
-  /** Creates a volume, or returns the existing one of that name (Docker's behaviour for `volume create` and `-v name:…`). */
-  async create(name: string, labels?: Record<string, string>): Promise<VolumeInfo> {
-    const p = this.paths(name);
-    const existing = await this.read(name).catch((err: unknown) => {
+  /**
+   * Creates `owner`'s volume `name`, or returns its existing one of that
+   * name (Docker's behaviour for `volume create` and `-v name:…`). Another
+   * owner's volume of the same name is another volume.
+   */
+  async create(name: string, labels?: Record<string, string>, owner: VolumeOwner = ROOT): Promise<VolumeInfo> {
+    const p = this.paths(name, owner.uid);
+    const existing = await this.read(name, owner).catch((err: unknown) => {
       if (err instanceof VolumeNotFoundError) return undefined; // not there yet: created below
       throw err;
     });
     if (existing) return existing;
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await fs.mkdir(this.ownerDir(owner.uid), { recursive: true, mode: 0o700 });
     await fs.mkdir(p.dir, { recursive: true, mode: 0o700 });
     await fs.mkdir(p.data, { recursive: true, mode: 0o755 });
-    const info: VolumeInfo = { name, mountpoint: p.data, created: new Date().toISOString(), ...(labels ? { labels } : {}) };
+    if (owner.uid !== ROOT_UID) {
+      const to = this.dataOwner(owner);
+      await fs.chown(p.data, to.uid, to.gid);
+    }
+    const info: VolumeInfo = { name, mountpoint: p.data, created: new Date().toISOString(), ...(labels ? { labels } : {}), ...(owner.uid !== ROOT_UID ? { owner: owner.uid } : {}) };
     await writeFileAtomic(p.meta, JSON.stringify(info));
     return info;
   }
 
-  async read(name: string): Promise<VolumeInfo> {
-    const p = this.paths(name);
+  /** `owner`'s volume `name` (root's by default). */
+  async read(name: string, owner: Asker = ROOT): Promise<VolumeInfo> {
+    const p = this.paths(name, owner.uid);
     try {
-      return JSON.parse(await fs.readFile(p.meta, 'utf8')) as VolumeInfo;
+      const info = JSON.parse(await fs.readFile(p.meta, 'utf8')) as VolumeInfo;
+      // the record's place says whose it is, whatever it says of itself
+      return { ...info, name, mountpoint: p.data, ...(owner.uid !== ROOT_UID ? { owner: owner.uid } : { owner: undefined }) };
     } catch (err) {
       // no record, or one a crash cut short: either way there is no usable volume of that name
       throw new VolumeNotFoundError(name, { cause: err });
     }
   }
 
-  async list(): Promise<VolumeInfo[]> {
-    const names = await fs.readdir(this.dir).catch(ifMissing([] as string[]));
-    const out: VolumeInfo[] = [];
-    for (const n of names) {
-      if (!VOLUME_NAME.test(n)) continue;
-      // a directory without a readable record is no volume (a removal or creation a crash cut short)
-      const v = await this.read(n).catch(() => undefined);
-      if (v) out.push(v);
+  /**
+   * The volume `ref` names for `asker`: its own for a non-root asker
+   * (another owner's is not found, with the message a missing one gets);
+   * for root, its own, else the only owner's of that name.
+   */
+  async find(asker: Asker, ref: string): Promise<VolumeInfo> {
+    checkVolumeName(ref);
+    const own = await this.read(ref, asker).catch((err: unknown) => {
+      if (err instanceof VolumeNotFoundError) return undefined; // none of its own: root looks at the others' below
+      throw err;
+    });
+    if (own || asker.uid !== ROOT_UID) {
+      if (!own) throw new VolumeNotFoundError(ref);
+      return own;
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    const candidates = await this.list(asker);
+    const hit = pickOwned(asker, candidates, ownerOf, (v) => v.name === ref, (owners) =>
+      new AmbiguousOwnerError('E_VOLUME_AMBIGUOUS', 'volume', ref, owners, 'root names its own volumes by name; remove or rename the others as their owners'),
+    );
+    if (!hit) throw new VolumeNotFoundError(ref);
+    return hit;
   }
 
-  /** Removes a volume and its data; refused while `usedBy` names containers (unless force). */
-  async remove(name: string, usedBy: string[], force = false): Promise<void> {
-    await this.read(name);
-    if (usedBy.length && !force) throw new ConflictError(`volume ${name} is in use by container ${usedBy.join(', ')}`);
-    await this.removeTree(this.paths(name).dir);
+  /**
+   * The volume `-v NAME:/path` or `--mount type=volume,source=NAME` of a
+   * container run by `caller` mounts: the caller's own of that name, created
+   * (owned by the caller) when it has none, as Docker creates a missing named
+   * volume. Never another owner's, root's runs included.
+   */
+  resolveForRun(caller: VolumeOwner, name: string): Promise<VolumeInfo> {
+    return this.create(name, undefined, caller);
   }
 
-  /** Removes every volume whose name `inUse` does not hold; returns their names and the bytes their data took. */
-  async prune(inUse: Set<string>): Promise<{ deleted: string[]; reclaimed: number }> {
+  /** The volumes `asker` sees, sorted by name (then owner): its own, or every owner's for root. */
+  async list(asker: Asker = ROOT): Promise<VolumeInfo[]> {
+    const uids = asker.uid === ROOT_UID ? [ROOT_UID, ...(await this.owners())] : [asker.uid];
+    const out: VolumeInfo[] = [];
+    for (const uid of uids) {
+      for (const n of await fs.readdir(this.ownerDir(uid)).catch(ifMissing([] as string[]))) {
+        if (!VOLUME_NAME.test(n)) continue;
+        // a directory without a readable record is no volume (a removal or creation a crash cut short)
+        const v = await this.read(n, { uid }).catch(() => undefined);
+        if (v) out.push(v);
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name) || ownerOf(a) - ownerOf(b));
+  }
+
+  /** Uids other than root's that have a folder of volumes. */
+  private async owners(): Promise<number[]> {
+    const uids: number[] = [];
+    for (const n of await fs.readdir(this.dir).catch(ifMissing([] as string[]))) {
+      const m = OWNER_DIR.exec(n);
+      if (m && Number.isSafeInteger(Number(m[1])) && Number(m[1]) !== ROOT_UID) uids.push(Number(m[1]));
+    }
+    return uids.sort((a, b) => a - b);
+  }
+
+  /** Removes a volume (as find() returned it) and its data; refused while `usedBy` names containers (unless force). */
+  async remove(v: VolumeInfo, usedBy: string[], force = false): Promise<void> {
+    await this.read(v.name, { uid: ownerOf(v) });
+    if (usedBy.length && !force) throw new ConflictError(`volume ${v.name} is in use by container ${usedBy.join(', ')}`);
+    await this.removeTree(this.paths(v.name, ownerOf(v)).dir);
+  }
+
+  /**
+   * Removes every volume `asker` owns whose mountpoint `inUse` does not
+   * hold; returns their names and the bytes their data took. Root's prune
+   * too removes only root's own: another user's data is that user's to
+   * throw away (root can still `volume rm` it by name).
+   */
+  async prune(asker: Asker, inUse: Set<string>): Promise<{ deleted: string[]; reclaimed: number }> {
     const deleted: string[] = [];
     let reclaimed = 0;
-    for (const v of await this.list()) {
-      if (inUse.has(v.name)) continue;
-      const dir = this.paths(v.name).dir;
+    for (const v of await this.list(asker)) {
+      if (ownerOf(v) !== asker.uid || inUse.has(v.mountpoint)) continue;
+      const dir = this.paths(v.name, ownerOf(v)).dir;
       reclaimed += await diskBytes(dir);
       await this.removeTree(dir);
       deleted.push(v.name);

@@ -59,9 +59,12 @@ test('two users each run a container named web side by side; each lists only its
   assert.equal('owner' in mine, false, 'a user is not told owners: every container it sees is its own');
   const all = (await w.req('capsa/container/list', { all: true })).result as Array<{ id: string; name: string; owner: number }>;
   assert.deepEqual(all.map((c) => [c.id, c.name, c.owner]).sort(), [[ida, 'web', w.a.uid], [idb, 'web', w.b.uid]].sort());
+  assert.deepEqual(ids(await w.req('capsa/container/list', { all: true }, w.a)), [ida], "still a's own only");
   assert.equal((await w.req('capsa/container/inspect', { container: ida })).result.owner, w.a.uid, 'root inspects with the owner');
   const ambiguous = await w.req('capsa/container/inspect', { container: 'web' });
-  assert.match(ambiguous.error!.message, new RegExp(`container name web is used by 2 owners: name one by id: .*${ida.slice(0, 12)}.*${idb.slice(0, 12)}|${idb.slice(0, 12)}.*${ida.slice(0, 12)}`));
+  assert.match(ambiguous.error!.message, new RegExp(`container name web is used by 2 owners, none of them root: name one by id: .*(${ida.slice(0, 12)}.*${idb.slice(0, 12)}|${idb.slice(0, 12)}.*${ida.slice(0, 12)})`));
+  const rootWeb = await w.sleeper(undefined, 'web');
+  assert.equal((await w.req('capsa/container/inspect', { container: 'web' })).result.id, rootWeb, "root's own web first: a user taking the name changes nothing for root");
   assert.equal((await w.req('capsa/container/inspect', { container: 'web' }, w.a)).result.id, ida, "a user's name is its own");
   const dup = await w.req('capsa/container/run', { image: 'busybox', name: 'web', network: 'none', cmd: ['true'] }, w.a);
   assert.match(dup.error!.message, /container name "web" is already in use/, 'names are unique per owner');

@@ -50,12 +50,14 @@ test("an id prefix shared by the viewer's container and another owner's is the v
   assert.equal(t.find('a', 2000).record.name, 'cache', "user 2000 has one container starting a: the others' do not count");
 });
 
-test('root finds every owner\'s container; a name several owners use is refused listing the ids and owners', () => {
+test("root finds every owner's container; a name is root's own first, else the only owner's; one several others use is refused listing the ids", () => {
   const t = table();
   assert.equal(t.find('cache', 0).record.owner, 2000);
   assert.equal(t.find('ac1'.padEnd(64, '0'), 0).record.name, 'web');
-  assert.throws(() => t.find('web', 0), (e: unknown) => {
-    assert.match((e as Error).message, /container name web is used by 2 owners: name one by id: ab1000000000 \(uid 0\), ac1000000000 \(uid 1000\)/);
+  assert.equal(t.find('web', 0).record.owner, 0, "root's own web, though user 1000 has one too");
+  t.set(entry('af1', 'db', 2000));
+  assert.throws(() => t.find('db', 0), (e: unknown) => {
+    assert.match((e as Error).message, /container name db is used by 2 owners, none of them root: name one by id: ad1000000000 \(uid 1000\), af1000000000 \(uid 2000\)/);
     return true;
   });
 });

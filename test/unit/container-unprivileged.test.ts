@@ -72,7 +72,7 @@ test('the unprivileged port boundary is read from procfs, 1024 when it cannot be
   assert.equal(unprivilegedPortStart(path.join(dir, 'missing')), 1024);
 });
 
-test("a user's host binds are idmapped to that user from the container root's host ids; volumes and tmpfs are not", () => {
+test("a user's host binds and volumes are idmapped to that user from the container root's host ids; tmpfs is not", () => {
   const maps = ownerIdmaps(
     [
       { source: '/home/u/w', target: '/w', readOnly: false },
@@ -86,6 +86,7 @@ test("a user's host binds are idmapped to that user from the container root's ho
   assert.deepEqual(maps, [
     { path: '/w', uid: [100_000_000, 1000], gid: [100_065_536, 1001] },
     { path: '/x', uid: [100_000_000, 1000], gid: [100_065_536, 1001] },
+    { path: '/v', uid: [100_000_000, 1000], gid: [100_065_536, 1001] },
   ]);
 });
 

@@ -94,8 +94,9 @@ export class ContainerTable {
    * container is not there at all for a viewer other than root, so naming
    * it by name, id or prefix fails exactly as naming a missing one does, and
    * a prefix it shares with one of the viewer's own is the viewer's.
-   * Names are unique per owner only: root naming a name that several owners
-   * use is told the ids, to name one by id.
+   * Names are unique per owner only: a name root gives is root's own
+   * container first, else the only owner's who uses it; one that several
+   * other owners use is refused with the ids, to name one by id.
    */
   find(ref: string, viewer = 0): Entry {
     if (typeof ref !== 'string' || ref.length === 0) throw new InvalidArgumentError('a container id or name is required');
@@ -105,9 +106,12 @@ export class ContainerTable {
     const seen = this.all().filter(visible);
     const named = seen.filter((e) => e.record.name === ref);
     if (named.length === 1) return named[0];
+    // root's own first: a user taking a name must not change what root's scripts act on
+    const rootOwn = viewer === 0 ? named.find((e) => e.record.owner === 0) : undefined;
+    if (rootOwn) return rootOwn;
     if (named.length > 1) {
       const ids = named.map((e) => `${e.record.id.slice(0, 12)} (uid ${e.record.owner})`).join(', ');
-      throw new InvalidArgumentError(`container name ${ref} is used by ${named.length} owners: name one by id: ${ids}`);
+      throw new InvalidArgumentError(`container name ${ref} is used by ${named.length} owners, none of them root: name one by id: ${ids}`);
     }
     if (/^[0-9a-f]{1,63}$/.test(ref)) {
       const matches = seen.filter((e) => e.record.id.startsWith(ref));

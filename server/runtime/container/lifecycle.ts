@@ -108,7 +108,7 @@ export class Lifecycle {
         cgroups.create(id, cdir, setup.limits),
         // before the plan: eth0 must exist when the command starts
         network
-          ? network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, lookup: (ref) => this.lookupForNetwork(ref, owner.uid) })
+          ? network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, caller: { uid: owner.uid }, lookup: (ref) => this.lookupForNetwork(ref, owner.uid) })
           : Promise.resolve({ newNetns: opts.network !== 'host', netnsPath: undefined }),
       ] as const);
       for (const r of settled) if (r.status === 'rejected') throw r.reason;

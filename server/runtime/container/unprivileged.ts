@@ -102,15 +102,15 @@ export function refuseUnprivileged(opts: RunOptions, caller: { uid: number; gid:
  * the caller's own files appear as the container root's; files of other
  * owners appear as the overflow id (nobody). A bind of `requested` (the
  * checked idmapMounts, by container ids) maps that container user instead.
- * Volumes and tmpfs are not host paths of the caller's and are left as
- * they are.
+ * The user's named volumes likewise (their data is the user's,
+ * runtime/volumes.ts); tmpfs is the container's own.
  */
 export function ownerIdmaps(binds: BindMount[], range: IdRange, caller: { uid: number; gid: number }, requested: PlanIdmap[] = []): PlanIdmap[] {
   // a requested idmap names a container id: in the user namespace, its host (kernel) id is the block's start plus it
   const explicit = idmapsInBlock(requested, range) ?? [];
   const covered = new Set(explicit.map((m) => norm(m.path)));
   const rest: PlanIdmap[] = binds
-    .filter((b) => (b.type ?? 'bind') === 'bind' && !covered.has(norm(b.target)))
+    .filter((b) => b.type !== 'tmpfs' && !covered.has(norm(b.target)))
     .map((b) => ({ path: b.target, uid: [range.uid, caller.uid], gid: [range.gid, caller.gid] }));
   return [...explicit, ...rest];
 }

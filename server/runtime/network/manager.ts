@@ -30,6 +30,7 @@ import { Netlink, NetlinkError, IFF_UP } from './netlink';
 import { createNetns, removeNetns } from './netns';
 import { containerResolvConf, hostsFile, type HostEntry } from './names';
 import { checkDistinct, formatMapping, parsePublish, startForwarder, type Forwarder, type PortMapping } from './ports';
+import { AmbiguousOwnerError, pickOwned, ROOT_UID, visibleTo, type Asker } from '../../util/owners';
 import { broadcastOf, contains, formatIPv4, formatSubnet, gatewayOf, overlaps, parseIPv4, parseSubnet, type Subnet } from '../../util/subnet';
 
 export class NetworkNotFoundError extends NotFoundError {
@@ -51,8 +52,30 @@ export const DEFAULT_BRIDGE = 'capsa0';
 export const DEFAULT_SUBNET = '10.88.0.0/16';
 export const DEFAULT_NETWORK = 'bridge';
 
-/** A network as the helper keeps it: exactly what clients are shown. The built-in `bridge` network cannot be removed and gives no name resolution between members (as Docker's). */
+/**
+ * A network as the helper keeps it: exactly what clients are shown. The
+ * built-in `bridge` network cannot be removed, gives no name resolution
+ * between members (as Docker's) and is everyone's. A user-defined one belongs
+ * to its `owner` (absent: root's, as every record older than owners), and
+ * names are per owner (server/util/owners.ts).
+ */
 export type NetworkRecord = NetworkSummary;
+
+/** A user-defined network's owner: root for records older than owners. */
+export function networkOwner(n: NetworkRecord): number {
+  return n.owner ?? ROOT_UID;
+}
+
+/**
+ * The name of a network's address pool (its ipam file): root's networks keep
+ * their name, as before owners; another owner's use the id, which no other
+ * owner's network of the same name shares.
+ */
+export function poolOf(n: NetworkRecord): string {
+  return n.builtin || networkOwner(n) === ROOT_UID ? n.name : n.id;
+}
+
+const ROOT: Asker = { uid: ROOT_UID };
 
 /** A container's network as `inspect` shows it. */
 export type NetworkSettings = NonNullable<ContainerInspect['networkSettings']>;
@@ -64,6 +87,8 @@ export interface NetworkRequest {
   options: Pick<RunOptions, 'network' | 'publish' | 'dns'>;
   hostsPath: string;
   resolvConfPath: string;
+  /** Whose container it is: `--network NAME` names one of its networks (root's when not given). */
+  caller?: Asker;
   /** Finds a container for `container:NAME`: its id and, while it runs, its pid. */
   lookup(ref: string): { id: string; name: string; pid?: number };
 }
@@ -89,6 +114,12 @@ interface AttachmentState {
   mac?: string;
   ports: PortMapping[];
   hostsPath: string;
+  /** The network's id (records older than owners have only the name, of root's network). */
+  networkId?: string;
+  /** The address pool the address came from (absent: the network's name). */
+  pool?: string;
+  /** Whose container it is (absent: root's). */
+  owner?: number;
 }
 
 /** `veth` + 8 hex digits of the id: within IFNAMSIZ, and derivable from the id when cleaning up. */
@@ -119,6 +150,7 @@ export class NetworkManager {
   private readonly ipam: Ipam;
   private readonly attachments = new Map<string, AttachmentState>();
   private readonly forwarders = new Map<string, Forwarder[]>();
+  /** User-defined networks by id (names are per owner, ids are unique). */
   private readonly user = new Map<string, NetworkRecord>();
   private readonly builtin: NetworkRecord;
   private readonly bridges = new Map<string, Promise<number>>();
@@ -168,7 +200,7 @@ export class NetworkManager {
     await fs.mkdir(this.netnsDir, { recursive: true, mode: 0o700 });
     try {
       const list = JSON.parse(await fs.readFile(this.networksFile(), 'utf8')) as NetworkRecord[];
-      for (const n of list) this.user.set(n.name, n);
+      for (const n of list) this.user.set(n.id, n);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
@@ -193,7 +225,7 @@ export class NetworkManager {
       if (!this.attachments.has(f)) removeNetns(path.join(this.netnsDir, f));
     }
     for (const n of this.networks()) {
-      const dropped = await this.ipam.retain(n.name, (owner) => this.attachments.has(owner));
+      const dropped = await this.ipam.retain(poolOf(n), (owner) => this.attachments.has(owner));
       if (dropped.length) this.log(`network: released ${dropped.join(', ')} on ${n.name}`);
     }
     // rules for bridges that survived the previous helper
@@ -205,32 +237,84 @@ export class NetworkManager {
     }
   }
 
-  networks(): NetworkRecord[] {
-    return [this.builtin, ...[...this.user.values()].sort((a, b) => a.name.localeCompare(b.name))];
+  /** The networks `asker` sees: the built-in one and its own, or every owner's for root (the default). */
+  networks(asker: Asker = ROOT): NetworkRecord[] {
+    const mine = [...this.user.values()].filter((n) => visibleTo(asker, networkOwner(n)));
+    return [this.builtin, ...mine.sort((a, b) => a.name.localeCompare(b.name) || networkOwner(a) - networkOwner(b))];
   }
 
-  network(ref: string): NetworkRecord {
-    for (const n of this.networks()) if (n.name === ref || (ref.length >= 6 && n.id.startsWith(ref))) return n;
+  /**
+   * The network `ref` (a name, or an id prefix of at least 6 digits) names
+   * for `asker`: the built-in one, else its own of that name (root: its own,
+   * else the only owner's; several owners' → AmbiguousOwnerError), else one
+   * it sees by id prefix. Another owner's network is not found, with the
+   * message a missing one gets.
+   */
+  network(ref: string, asker: Asker = ROOT): NetworkRecord {
+    const b = this.builtin;
+    if (b.name === ref || (ref.length >= 6 && b.id.startsWith(ref))) return b;
+    const visible = this.networks(asker).filter((n) => !n.builtin);
+    const named = pickOwned(asker, visible, networkOwner, (n) => n.name === ref, (owners) =>
+      new AmbiguousOwnerError('E_NETWORK_AMBIGUOUS', 'network', ref, owners, 'name it by its id'),
+    );
+    if (named) return named;
+    if (ref.length >= 6) for (const n of visible) if (n.id.startsWith(ref)) return n;
     throw new NetworkNotFoundError(ref);
   }
 
-  /** Members of a network, for `network inspect`. */
-  members(name: string): Array<{ id: string; name: string; ipAddress: string; macAddress?: string }> {
-    return [...this.attachments.values()].filter((s) => s.network === name).map((s) => ({ id: s.id, name: s.name, ipAddress: `${s.address}/${s.prefix}`, macAddress: s.mac }));
+  /**
+   * The network `--network NAME` of a container run by `caller` joins: the
+   * built-in `bridge` (everyone's), or one of the caller's own by name or id
+   * prefix. Never another owner's, root's runs included: root's containers
+   * join root's networks, as before owners existed.
+   */
+  resolveForRun(caller: Asker, ref: string): NetworkRecord {
+    const b = this.builtin;
+    if (b.name === ref || (ref.length >= 6 && b.id.startsWith(ref))) return b;
+    const own = [...this.user.values()].filter((n) => networkOwner(n) === caller.uid);
+    const n = own.find((x) => x.name === ref) ?? (ref.length >= 6 ? own.find((x) => x.id.startsWith(ref)) : undefined);
+    if (!n) throw new NetworkNotFoundError(ref);
+    return n;
   }
 
-  /** `capsa network create`: a user-defined bridge network with its own subnet (default: the next free 10.89.N.0/24). */
-  create(opts: { name: string; subnet?: string; gateway?: string }): Promise<NetworkRecord> {
+  /** Whether an attachment is to `n` (records older than owners name root's network by name). */
+  private attachedTo(s: AttachmentState, n: NetworkRecord): boolean {
+    if (s.networkId !== undefined) return s.networkId === n.id;
+    return s.network === n.name && (n.builtin === true || networkOwner(n) === ROOT_UID);
+  }
+
+  /** The network an attachment is on, if it still exists. */
+  private recordOf(s: AttachmentState): NetworkRecord | undefined {
+    return this.networks().find((n) => this.attachedTo(s, n));
+  }
+
+  /**
+   * Members of a network, for `network inspect` by `asker` (every member for
+   * root, the default): on the built-in network, everyone's, another user
+   * sees only its own containers.
+   */
+  members(n: NetworkRecord, asker: Asker = ROOT): Array<{ id: string; name: string; ipAddress: string; macAddress?: string }> {
+    return [...this.attachments.values()].filter((s) => this.attachedTo(s, n) && visibleTo(asker, s.owner ?? ROOT_UID)).map((s) => ({ id: s.id, name: s.name, ipAddress: `${s.address}/${s.prefix}`, macAddress: s.mac }));
+  }
+
+  /**
+   * `capsa network create`: a user-defined bridge network of `owner` with its
+   * own subnet (default: the next free 10.89.N.0/24). Names clash only with
+   * the same owner's; subnets with every network's (they share the host's
+   * routing), and a clash with another owner's network does not name it.
+   */
+  create(opts: { name: string; subnet?: string; gateway?: string }, owner: Asker = ROOT): Promise<NetworkRecord> {
     return this.serial.run(async () => {
       assertSafeName('network name', opts.name);
       if (['bridge', 'host', 'none'].includes(opts.name) || opts.name.startsWith('container')) throw new InvalidArgumentError(`network name ${JSON.stringify(opts.name)} is reserved`);
-      if (this.networks().some((n) => n.name === opts.name)) throw new ConflictError(`network with name ${opts.name} already exists`);
+      if (this.networks().some((n) => n.name === opts.name && !n.builtin && networkOwner(n) === owner.uid)) throw new ConflictError(`network with name ${opts.name} already exists`);
       const taken = this.networks().map((n) => parseSubnet(n.subnet));
       let subnet: Subnet;
       if (opts.subnet) {
         subnet = parseSubnet(opts.subnet);
         const clash = this.networks().find((n) => overlaps(parseSubnet(n.subnet), subnet));
-        if (clash) throw new ConflictError(`subnet ${opts.subnet} overlaps with network ${clash.name} (${clash.subnet})`);
+        if (clash && (clash.builtin || visibleTo(owner, networkOwner(clash)))) throw new ConflictError(`subnet ${opts.subnet} overlaps with network ${clash.name} (${clash.subnet})`);
+        if (clash) throw new ConflictError(`subnet ${opts.subnet} overlaps with a network of another user`);
       } else {
         const free = Array.from({ length: 256 }, (_, i) => parseSubnet(`10.89.${i}.0/24`)).find((s) => !taken.some((t) => overlaps(t, s)));
         if (!free) throw new ConflictError('no free subnet left in 10.89.0.0/16: give one with --subnet');
@@ -239,29 +323,50 @@ export class NetworkManager {
       const gateway = opts.gateway ? parseIPv4(opts.gateway) : gatewayOf(subnet);
       if (!contains(subnet, gateway) || gateway === subnet.base || gateway === broadcastOf(subnet)) throw new InvalidArgumentError(`gateway ${formatIPv4(gateway)} is not a host address of ${formatSubnet(subnet)}`);
       const id = randomBytes(32).toString('hex');
-      const record: NetworkRecord = { name: opts.name, id, bridge: `capsa-${id.slice(0, 8)}`, subnet: formatSubnet(subnet), gateway: formatIPv4(gateway), created: new Date().toISOString() };
-      this.user.set(record.name, record);
+      const record: NetworkRecord = {
+        name: opts.name, id, bridge: `capsa-${id.slice(0, 8)}`, subnet: formatSubnet(subnet), gateway: formatIPv4(gateway), created: new Date().toISOString(),
+        ...(owner.uid !== ROOT_UID ? { owner: owner.uid } : {}),
+      };
+      this.user.set(record.id, record);
       await this.saveNetworks();
       return record;
     });
   }
 
-  /** `capsa network rm`: refuses while containers are attached; removes the bridge and its rules. */
-  remove(ref: string): Promise<NetworkRecord> {
+  /** `capsa network rm` of what `ref` names for `asker`: refuses while containers are attached; removes the bridge and its rules. */
+  remove(ref: string, asker: Asker = ROOT): Promise<NetworkRecord> {
     return this.serial.run(async () => {
-      const n = this.network(ref);
+      const n = this.network(ref, asker);
       if (n.builtin) throw new ConflictError(`network ${n.name} is built in and cannot be removed`);
-      const users = this.members(n.name);
+      const users = this.members(n);
       if (users.length) throw new ConflictError(`network ${n.name} has active endpoints: ${users.map((u) => u.name).join(', ')}`);
-      this.user.delete(n.name);
-      await this.saveNetworks();
-      this.bridges.delete(n.bridge);
-      this.bridgesUp.delete(n.bridge);
-      this.host().deleteLink(n.bridge);
-      await this.syncFirewall();
-      await this.ipam.remove(n.name);
+      await this.drop(n);
       return n;
     });
+  }
+
+  /**
+   * `capsa network prune`: removes `asker`'s own user-defined networks that
+   * no container is attached to (root: root's own; another owner's are that
+   * owner's to prune). Returns their names.
+   */
+  prune(asker: Asker = ROOT): Promise<string[]> {
+    return this.serial.run(async () => {
+      const unused = [...this.user.values()].filter((n) => networkOwner(n) === asker.uid && this.members(n).length === 0);
+      for (const n of unused) await this.drop(n);
+      return unused.map((n) => n.name).sort();
+    });
+  }
+
+  /** Forgets a network and removes its bridge, rules and address pool (inside the serial queue). */
+  private async drop(n: NetworkRecord): Promise<void> {
+    this.user.delete(n.id);
+    await this.saveNetworks();
+    this.bridges.delete(n.bridge);
+    this.bridgesUp.delete(n.bridge);
+    this.host().deleteLink(n.bridge);
+    await this.syncFirewall();
+    await this.ipam.remove(poolOf(n));
   }
 
   private async saveNetworks(): Promise<void> {
@@ -316,7 +421,7 @@ export class NetworkManager {
     const ports: FirewallPort[] = [];
     for (const [id, fwd] of this.forwarders) {
       const s = this.attachments.get(id);
-      const n = s && this.networks().find((x) => x.name === s.network);
+      const n = s && this.recordOf(s);
       if (!s || !n) continue;
       for (const f of fwd) ports.push({ bridge: n.bridge, hostIp: f.mapping.hostIp, hostPort: f.mapping.hostPort, protocol: f.mapping.protocol, address: s.address, containerPort: f.mapping.containerPort });
     }
@@ -375,11 +480,12 @@ export class NetworkManager {
       const s = this.attachments.get(target.id);
       return { netnsPath: `/proc/${target.pid}/ns/net`, newNetns: false, settings: { ...(s ? this.settingsOf(s) : {}), network: mode } };
     }
-    const n = this.network(mode);
+    const n = this.resolveForRun(req.caller ?? ROOT, mode);
     const ports = publish.map(parsePublish);
     checkDistinct(ports);
     const subnet = parseSubnet(n.subnet);
-    const address = await this.ipam.allocate(n.name, subnet, req.id);
+    const pool = poolOf(n);
+    const address = await this.ipam.allocate(pool, subnet, req.id);
     const state: AttachmentState = {
       id: req.id,
       name: req.name,
@@ -393,6 +499,9 @@ export class NetworkManager {
       mac: macFor(parseIPv4(address)),
       ports,
       hostsPath: req.hostsPath,
+      networkId: n.id,
+      pool,
+      ...(req.caller && req.caller.uid !== ROOT_UID ? { owner: req.caller.uid } : {}),
     };
     this.attachments.set(req.id, state);
     try {
@@ -455,16 +564,16 @@ export class NetworkManager {
     // unregister_netdevice, paid synchronously on every `rm` (and `run --rm`);
     // the namespace's cleanup batches that work off the caller's path.
     removeNetns(s.netns);
-    await this.ipam.release(s.network, id);
+    await this.ipam.release(s.pool ?? s.network, id);
     this.attachments.delete(id);
     await fs.rm(this.stateFile(id), { force: true });
-    const n = this.user.get(s.network);
-    if (n) await this.writeHosts(n);
+    const n = this.recordOf(s);
+    if (n && !n.builtin) await this.writeHosts(n);
   }
 
   /** /etc/hosts of every member: itself and, on user-defined networks, its peers by name. */
   private async writeHosts(n: NetworkRecord): Promise<void> {
-    const members = [...this.attachments.values()].filter((s) => s.network === n.name);
+    const members = [...this.attachments.values()].filter((s) => this.attachedTo(s, n));
     const entry = (s: AttachmentState, self: boolean): HostEntry => ({ address: s.address, names: self ? [s.hostname, s.name, s.id.slice(0, 12)] : [s.name, s.id.slice(0, 12)] });
     await Promise.all(
       members.map((s) => {

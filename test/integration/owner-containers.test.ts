@@ -195,6 +195,13 @@ test("a user's container has its own user namespace, and what its root writes in
   assert.equal(readFileSync(path.join(ws, 'dev-sees'), 'utf8').trim(), '1000', "the user's directory is the container user's");
   const devMade = statSync(path.join(ws, 'dev-made'));
   assert.deepEqual([devMade.uid, devMade.gid], [w.a.uid, w.a.gid]);
+  // a named volume of the user's is written as the user too
+  const vol = await w.req('capsa/container/run', { image: 'busybox', name: 'vol', network: 'none', volumes: ['data:/d'], cmd: ['sh', '-c', 'touch /d/made && stat -c %u /d'] }, w.a);
+  assert.ok(vol.result?.id, JSON.stringify(vol));
+  assert.equal((await w.req('capsa/container/wait', { container: 'vol' }, w.a)).result?.exitCode, 0, 'the container root writes its volume');
+  const volMount = (await w.req('capsa/container/inspect', { container: 'vol' }, w.a)).result.mounts.find((m: { destination: string }) => m.destination === '/d').source as string;
+  const volMade = statSync(path.join(volMount, 'made'));
+  assert.deepEqual([volMade.uid, volMade.gid], [w.a.uid, w.a.gid]);
   // exec in the user's own container runs in that namespace too
   await w.sleeper(w.a, 'live');
   const session = await rawSession(w.client, w.h.socket, [

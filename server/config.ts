@@ -22,13 +22,12 @@ export interface CapsaConfig {
   /**
    * Permission bits of the helper's socket. Default 0o600: root alone
    * reaches it; env `CAPSA_SOCKET_MODE` (octal, `0660`), in the file a
-   * number or an octal string. Why root alone: per-user authorisation (each
-   * user acting on their own containers, files opened with their rights)
-   * is not built yet, and a socket open to others before it is would give
-   * every one of them root's reach. So a wider mode is for trying things
-   * out: until then, the helper answers a caller other than root its
-   * handshake only (`initialize`, `capsa/version`) and refuses everything
-   * else with E_PERMISSION_DENIED (server/handlers/access.ts). The warm
+   * number or an octal string. Why root alone: per-user authorisation
+   * covers containers so far (each user acting on its own), not yet images,
+   * volumes, networks or every file a request names. A caller other than
+   * root gets the handshake (`initialize`, `capsa/version`) and the methods
+   * access.ts opens to users, and E_PERMISSION_DENIED for everything else
+   * (server/handlers/access.ts). The warm
    * CLI's socket stays 0600 whatever this says (its processes run as root
    * and serve root alone). With socket activation the unit's SocketMode
    * applies instead. loadConfig always fills it.
@@ -62,6 +61,13 @@ export interface CapsaConfig {
    * `CAPSA_WARM_CLI`; at most 8. loadConfig always fills it.
    */
   warmCli?: number;
+  /**
+   * Ceilings for each user other than root (root has none): `containers`,
+   * how many containers (in any state) one user may have at once; `memory`
+   * (bytes) and `pidsLimit`, the most one container of theirs may have, and
+   * what one that asks for none gets. In the file only; default none.
+   */
+  userLimits?: UserLimits;
 }
 
 /** The default `bridge` network. */
@@ -142,6 +148,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
   return config;
 }
 
+/** See {@link CapsaConfig.userLimits}. */
+export interface UserLimits {
+  containers?: number;
+  memory?: number;
+  pidsLimit?: number;
+}
+
+function parseUserLimits(file: string, v: unknown): UserLimits {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`config ${file}: userLimits must be an object`);
+  const out: UserLimits = {};
+  for (const [k, n] of Object.entries(v as Record<string, unknown>)) {
+    if (k !== 'containers' && k !== 'memory' && k !== 'pidsLimit') throw new InvalidArgumentError(`config ${file}: userLimits.${k} is not a known ceiling (containers, memory, pidsLimit)`);
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`config ${file}: userLimits.${k} must be a whole number of at least 1`);
+    out[k] = n;
+  }
+  return out;
+}
+
 function mergeFile(config: CapsaConfig, file: string, text: string): void {
   let raw: unknown;
   try {
@@ -166,6 +190,7 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
   if (o.socketGroup !== undefined) config.socketGroup = checkGroup(`config ${file}: socketGroup`, typeof o.socketGroup === 'number' ? String(o.socketGroup) : o.socketGroup);
   if (o.warmCli !== undefined) config.warmCli = checkWarmCli(`config ${file}: warmCli`, o.warmCli);
   if (o.credentials !== undefined) config.credentials = parseCredentials(file, o.credentials);
+  if (o.userLimits !== undefined) config.userLimits = parseUserLimits(file, o.userLimits);
   if (o.network !== undefined) {
     const n = o.network as Record<string, unknown>;
     if (typeof n !== 'object' || n === null || Array.isArray(n)) throw new InvalidArgumentError(`config ${file}: network must be an object with bridge and/or subnet`);

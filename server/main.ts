@@ -68,8 +68,8 @@ export function log(message: string): void {
 }
 
 export class Helper {
-  /** Each open connection, and whether it may see every event (a caller without full access sees none: they are root's containers and images). */
-  private readonly connections = new Map<Connection, boolean>();
+  /** Each open connection, and its caller's uid: root sees every event, another caller only its own containers'. */
+  private readonly connections = new Map<Connection, number>();
   readonly images: ImageService;
   readonly containers: ContainerService;
   readonly networks: NetworkManager;
@@ -85,7 +85,11 @@ export class Helper {
     this.images = new ImageService(config);
     this.networks = new NetworkManager(config.root, { bridgeName: config.network?.bridge, subnet: config.network?.subnet, log });
     this.containers = new ContainerService(config.root, this.images, this.networks);
-    this.containers.on('event', (e: ContainerChange) => this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, containerEvent(e))));
+    this.containers.userCeilings = config.userLimits ?? {};
+    // a container's events reach root and its owner only
+    this.containers.on('event', (e: ContainerChange) =>
+      this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, containerEvent(e)), e.container.record.owner),
+    );
     this.images.on('event', (e) => this.broadcast((c) => c.sendNotification(ImageEventNotification.type, e)));
   }
 
@@ -98,9 +102,10 @@ export class Helper {
     await this.containers.load();
   }
 
-  private broadcast(send: (c: Connection) => Promise<void>): void {
-    for (const [c, full] of this.connections) {
-      if (!full) continue;
+  /** Sends to root's connections, and to `owner`'s when an event is of an object of that uid's. */
+  private broadcast(send: (c: Connection) => Promise<void>, owner?: number): void {
+    for (const [c, uid] of this.connections) {
+      if (uid !== 0 && uid !== owner) continue;
       try {
         // a client that went away misses an event it no longer needs; the others still get it
         send(c).catch(() => undefined);
@@ -125,7 +130,7 @@ export class Helper {
     disposers.push(registerContainerHandlers(checked, this.containers));
     registerNetworkHandlers(checked, this.networks);
     registerVolumeHandlers(checked, new VolumeStore(this.config.root), this.containers);
-    this.connections.set(connection, hasFullAccess(caller));
+    this.connections.set(connection, caller.uid);
     connection.listen();
     return connection;
   }
@@ -208,7 +213,7 @@ export class Helper {
       socket.destroy();
       return;
     }
-    log(`client connected: ${describeCaller(caller)}${hasFullAccess(caller) ? '' : ' (per-user access is not enabled: only its handshake is answered)'}`);
+    log(`client connected: ${describeCaller(caller)}${hasFullAccess(caller) ? '' : ' (a user: its own containers, the handshake, nothing else)'}`);
     this.serve(socket, socket, caller);
   }
 

@@ -14,11 +14,29 @@ import type { CancellationToken, Disposable } from 'vscode-jsonrpc';
 import type { Connection } from 'vscode-languageserver/node';
 import { PermissionDeniedError } from '../errors';
 import {
+  ContainerAttachRequest,
+  ContainerCreateRequest,
+  ContainerExecRequest,
+  ContainerInspectRequest,
+  ContainerKillRequest,
+  ContainerListRequest,
+  ContainerLogsRequest,
+  ContainerPruneRequest,
+  ContainerRemoveRequest,
+  ContainerRestartRequest,
+  ContainerRunRequest,
+  ContainerStartRequest,
+  ContainerStopRequest,
+  ContainerTopRequest,
+  ContainerWaitRequest,
   NetworkCreateRequest,
   NetworkInspectRequest,
   NetworkListRequest,
   NetworkPruneRequest,
   NetworkRemoveRequest,
+  StreamCloseNotification,
+  StreamInputNotification,
+  StreamResizeNotification,
   VersionRequest,
   VolumeCreateRequest,
   VolumeInspectRequest,
@@ -53,6 +71,27 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   NetworkInspectRequest.method, // the caller's own network (members: its own containers); another's is not found
   NetworkRemoveRequest.method, // the caller's own network; another's is not found
   NetworkPruneRequest.method, // the caller's own unused networks
+  // containers: each names one of the caller's own (handlers/containers.ts, idOf with the caller's uid), or lists or prunes only its own;
+  // run and create make one owned by the caller, unprivileged by construction (runtime/container/unprivileged.ts)
+  ContainerRunRequest.method,
+  ContainerCreateRequest.method,
+  ContainerListRequest.method,
+  ContainerInspectRequest.method,
+  ContainerLogsRequest.method,
+  ContainerAttachRequest.method,
+  ContainerExecRequest.method,
+  ContainerStartRequest.method,
+  ContainerStopRequest.method,
+  ContainerRestartRequest.method,
+  ContainerKillRequest.method,
+  ContainerRemoveRequest.method,
+  ContainerWaitRequest.method,
+  ContainerTopRequest.method,
+  ContainerPruneRequest.method,
+  // stream notifications: they reach only the sessions this connection opened, each on one of its caller's containers
+  StreamInputNotification.method,
+  StreamResizeNotification.method,
+  StreamCloseNotification.method,
 ]);
 
 /** Whether `caller` may use the whole protocol: root alone, until per-user authorisation exists. */

@@ -1,4 +1,3 @@
-import type { Connection } from 'vscode-languageserver/node';
 import {
   ContainerAttachRequest,
   ContainerCreateRequest,
@@ -31,16 +30,30 @@ import {
 } from '../protocol';
 import { ClientGoneError, InvalidArgumentError } from '../errors';
 import type { ContainerService, ExecSession, StreamSink } from '../runtime/container';
-import { containerInspect, containerSummary } from '../views/containers';
+import { containerInspect, containerRow } from '../views/containers';
 import { handled } from './errors';
 import { checkStringMap, LIMITS } from '../limits';
 import { pullProgress } from './progress';
+import type { ClientConnection } from './access';
 
 /** A run, exec or follow session of this connection, addressed by the client's attachId. */
 type Session = { kind: 'container'; id: string; detach?: () => void } | { kind: 'exec'; exec?: ExecSession; pending: Array<[Buffer, boolean]>; hungUp?: boolean };
 
-export function registerContainerHandlers(connection: Connection, containers: ContainerService): () => void {
+/**
+ * The container methods, for the connection's caller: a caller other than
+ * root sees and acts on its own containers only. Each request names its
+ * container through `idOf(ref, uid)` first, where another owner's container
+ * is not found, exactly as a missing one; the runtime then gets the full id.
+ * Stream sessions are this connection's own, each opened after that lookup,
+ * so no attach id reaches another's container.
+ */
+export function registerContainerHandlers(connection: ClientConnection, containers: ContainerService): () => void {
   const sessions = new Map<string, Session>();
+  const caller = connection.caller;
+  const uid = caller.uid;
+  const root = uid === 0;
+  /** The full id of the container `ref` names, among the caller's. */
+  const own = (ref: string): string => containers.idOf(ref, uid);
 
   /** Set once the connection is gone: a container's output then has nowhere to go. */
   let closed = false;
@@ -83,7 +96,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
       if (attachId) sessions.set(attachId, { kind: 'container', id: '' });
       try {
         const sink = attachId ? sinkFor(attachId) : undefined;
-        const result = await containers.run(opts, sink, (p) => progress.report(p));
+        const result = await containers.run(opts, sink, (p) => progress.report(p), caller);
         const s = attachId ? sessions.get(attachId) : undefined;
         if (s?.kind === 'container') {
           s.id = result.id;
@@ -107,7 +120,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
       const session: Session = { kind: 'exec', pending: [] };
       sessions.set(attachId, session);
       try {
-        const exec = await containers.exec(params, sinkFor(attachId), attachId);
+        const exec = await containers.exec({ ...params, container: own(params.container) }, sinkFor(attachId), attachId);
         session.exec = exec;
         for (const [data, eof] of session.pending) exec.input(data, eof);
         session.pending = [];
@@ -154,29 +167,29 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     }
   });
 
-  connection.onRequest(ContainerListRequest.type, handled((p) => containers.list(!!p?.all).map(containerSummary)));
-  connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containerInspect(containers.inspect(p.container))));
+  connection.onRequest(ContainerListRequest.type, handled((p) => containers.list(!!p?.all, uid).map((v) => containerRow(v, root))));
+  connection.onRequest(ContainerInspectRequest.type, handled((p: { container: string }) => containerInspect(containers.inspect(own(p.container)), root)));
   connection.onRequest(
     ContainerStopRequest.type,
     handled(async (params: ContainerStopParams) => {
-      await containers.stop(params.container, params.timeout);
+      await containers.stop(own(params.container), params.timeout);
     }),
   );
   connection.onRequest(ContainerKillRequest.type, handled(async (params: { container: string; signal?: string }) => {
-    await containers.kill(params.container, params.signal);
+    await containers.kill(own(params.container), params.signal);
   }));
   connection.onRequest(ContainerRemoveRequest.type, handled(async (params: ContainerRemoveParams) => {
-    await containers.remove(params.container, !!params.force);
+    await containers.remove(own(params.container), !!params.force);
   }));
   connection.onRequest(ContainerStartRequest.type, handled(async (params: ContainerStartParams) => {
     const attachId = claim(params.attachId);
-    if (!attachId) return containers.startContainer(params.container);
-    const id = containers.idOf(params.container);
+    const id = own(params.container);
+    if (!attachId) return containers.startContainer(id);
     const sink = sinkFor(attachId);
     const session: Session = { kind: 'container', id, detach: () => containers.detachSink(id, sink) };
     sessions.set(attachId, session);
     try {
-      await containers.startContainer(params.container, sink);
+      await containers.startContainer(id, sink);
     } catch (err) {
       sessions.delete(attachId);
       throw err;
@@ -189,7 +202,7 @@ export function registerContainerHandlers(connection: Connection, containers: Co
       const { workDoneToken, ...opts } = raw;
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
       try {
-        return await containers.createContainer(opts, (p) => progress.report(p));
+        return await containers.createContainer(opts, (p) => progress.report(p), caller);
       } finally {
         progress.end();
       }
@@ -198,18 +211,19 @@ export function registerContainerHandlers(connection: Connection, containers: Co
   connection.onRequest(ContainerAttachRequest.type, handled(async (params: ContainerAttachParams) => {
     const attachId = claim(params.attachId);
     if (!attachId) throw new InvalidArgumentError('attach needs an attachId');
-    const detach = containers.attach(params.container, sinkFor(attachId));
-    sessions.set(attachId, { kind: 'container', id: containers.idOf(params.container), detach });
+    const id = own(params.container);
+    const detach = containers.attach(id, sinkFor(attachId));
+    sessions.set(attachId, { kind: 'container', id, detach });
   }));
-  connection.onRequest(ContainerTopRequest.type, handled((p: { container: string }) => containers.top(p.container)));
-  connection.onRequest(ContainerPruneRequest.type, handled(async () => ({ deleted: await containers.prune() })));
+  connection.onRequest(ContainerTopRequest.type, handled((p: { container: string }) => containers.top(own(p.container))));
+  connection.onRequest(ContainerPruneRequest.type, handled(async () => ({ deleted: await containers.prune(uid) })));
   connection.onRequest(ContainerRestartRequest.type, handled(async (params: { container: string; timeout?: number }) => {
-    await containers.restart(params.container, params.timeout);
+    await containers.restart(own(params.container), params.timeout);
   }));
   connection.onRequest(
     ContainerWaitRequest.type,
     handled(async (p: { container: string }) => {
-      const exitCode = containers.wait(p.container);
+      const exitCode = containers.wait(own(p.container));
       // A wait of a client that went away holds nothing once the connection is gone: nobody is told.
       return { exitCode: await untilGone(exitCode, gone.signal) };
     }),
@@ -218,11 +232,11 @@ export function registerContainerHandlers(connection: Connection, containers: Co
     ContainerLogsRequest.type,
     handled(async (params: ContainerLogsParams) => {
       const follow = claim(params.followAttachId);
-      const id = containers.idOf(params.container);
+      const id = own(params.container);
       const closed = new AbortController();
       if (follow) sessions.set(follow, { kind: 'container', id, detach: () => closed.abort() });
       const sink = follow ? sinkFor(follow) : undefined;
-      const entries = await containers.logs(params.container, {
+      const entries = await containers.logs(id, {
         tail: params.tail,
         follow: sink && { output: (...a) => !closed.signal.aborted && sink.output(...a), exit: (...a) => !closed.signal.aborted && sink.exit(...a) },
         signal: closed.signal,

@@ -172,6 +172,9 @@ export type ContainerState = 'created' | 'running' | 'exited' | 'paused' | 'remo
 
 export interface ContainerSummary {
   id: string;
+  /** The uid that created it: given to root only (every other caller sees only its own containers). */
+  owner?: number;
+  /** Unique among its owner's containers. */
   name: string;
   /** Reference as the user gave it. */
   image: string;

@@ -4,7 +4,7 @@
  * namespaces and the user. A bad flag fails here, before any side effect.
  */
 import { cpus } from 'node:os';
-import { InvalidArgumentError } from '../errors';
+import { InvalidArgumentError, PermissionDeniedError } from '../errors';
 import { usernsProblem } from '../protocol/runoptions';
 import type { RunOptions } from '../protocol/types';
 import { validateLimits, type ResourceLimits } from './cgroups';
@@ -42,7 +42,11 @@ async function checkBindSource(caller: Caller, b: BindMount): Promise<void> {
   try {
     closeFd(await openBindSource(caller, b.source, { readOnly: b.readOnly }));
   } catch (err) {
-    if (err instanceof InvalidArgumentError) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(`${b.source}:${b.target}`)}: ${err.message}`, { cause: err });
+    const volume = JSON.stringify(`${b.source}:${b.target}`);
+    if (err instanceof InvalidArgumentError) throw new InvalidArgumentError(`invalid volume ${volume}: ${err.message}`, { cause: err });
+    if (err instanceof PermissionDeniedError) {
+      throw new PermissionDeniedError(`invalid volume ${volume}: uid ${caller.uid} may not open bind source path ${b.source} (${err.message.replace(/^bind source path [^:]*: /, '')})`);
+    }
     throw err;
   }
 }

@@ -9,12 +9,20 @@
  *   ten blocks; uid and gid blocks are paired in order;
  * - otherwise 100000000 upwards (as systemd's and Podman's automatic ranges
  *   keep clear of ids a host's accounts use), 1000 blocks.
+ *
+ * A container of a user other than root always has one (container/unprivileged.ts),
+ * taken from that user's own `/etc/subuid` and `/etc/subgid` entries when
+ * they have some (ids the administrator gave that user already), and from
+ * the blocks above when they have none or all of theirs are in use (useradd
+ * gives each user one block, enough for one container). Every block is in
+ * the one record, and a block overlapping a recorded one is never handed
+ * out.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CapsaError } from '../errors';
 import { writeFileAtomic } from '../util/atomic';
-import type { Plan } from './plan';
+import type { Plan, PlanIdmap } from './plan';
 import { ifMissing } from '../util/missing';
 
 export const USERNS_SIZE = 65536;
@@ -49,7 +57,8 @@ export function subidBlocks(text: string, name: string): number[] {
 export class UsernsAllocator {
   private readonly file: string;
   private ranges?: Map<string, IdRange>;
-  private blocks?: { uid: number[]; gid: number[]; source: string };
+  /** The blocks of each source: `''` for the default, else a user's name. */
+  private readonly blocks = new Map<string, { uid: number[]; gid: number[]; source: string }>();
   /** Serialises allocations and releases: each reads and rewrites the record. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -60,21 +69,27 @@ export class UsernsAllocator {
     this.file = path.join(root, 'userns.json');
   }
 
-  private async available(): Promise<{ uid: number[]; gid: number[]; source: string }> {
-    if (this.blocks) return this.blocks;
-    const user = this.opts.user ?? process.env.CAPSA_SUBID_USER ?? 'capsa';
+  /** The blocks for a container of `owner` (a user's name; none for root's `--userns auto`). */
+  private async available(owner?: string): Promise<{ uid: number[]; gid: number[]; source: string }> {
+    const known = this.blocks.get(owner ?? '');
+    if (known) return known;
     const subuid = this.opts.subuid ?? '/etc/subuid';
     const subgid = this.opts.subgid ?? '/etc/subgid';
-    const uid = subidBlocks(await fs.readFile(subuid, 'utf8').catch(ifMissing('')), user);
-    const gid = subidBlocks(await fs.readFile(subgid, 'utf8').catch(ifMissing('')), user);
-    if (uid.length && gid.length) {
+    const [uidText, gidText] = await Promise.all([fs.readFile(subuid, 'utf8').catch(ifMissing('')), fs.readFile(subgid, 'utf8').catch(ifMissing(''))]);
+    const entries = (user: string): { uid: number[]; gid: number[]; source: string } | undefined => {
+      const uid = subidBlocks(uidText, user);
+      const gid = subidBlocks(gidText, user);
       const n = Math.min(uid.length, gid.length);
-      this.blocks = { uid: uid.slice(0, n), gid: gid.slice(0, n), source: `${subuid} and ${subgid} for ${user}` };
-    } else {
-      const all = Array.from({ length: DEFAULT_BLOCKS }, (_, i) => DEFAULT_START + i * USERNS_SIZE);
-      this.blocks = { uid: all, gid: all, source: `the default range from ${DEFAULT_START}` };
-    }
-    return this.blocks;
+      return n ? { uid: uid.slice(0, n), gid: gid.slice(0, n), source: `${subuid} and ${subgid} for ${user}` } : undefined;
+    };
+    const all = Array.from({ length: DEFAULT_BLOCKS }, (_, i) => DEFAULT_START + i * USERNS_SIZE);
+    const fallback = entries(this.opts.user ?? process.env.CAPSA_SUBID_USER ?? 'capsa') ?? { uid: all, gid: all, source: `the default range from ${DEFAULT_START}` };
+    const own = owner !== undefined ? entries(owner) : undefined;
+    // a user's own entries first; once they are all in use (useradd gives one block), the helper's
+    const blocks = own ? { uid: [...own.uid, ...fallback.uid], gid: [...own.gid, ...fallback.gid], source: `${own.source}, then ${fallback.source}` } : fallback;
+    // a user's entries are read once per helper, as the default's are: a change to /etc/subuid is seen after a restart
+    this.blocks.set(owner ?? '', blocks);
+    return blocks;
   }
 
   private async load(): Promise<Map<string, IdRange>> {
@@ -97,16 +112,20 @@ export class UsernsAllocator {
     return run;
   }
 
-  /** The block recorded for `id`, or a free one, recorded before it is returned. */
-  allocate(id: string): Promise<IdRange> {
+  /**
+   * The block recorded for `id`, or a free one, recorded before it is
+   * returned; `owner`: the name of the user (not root) whose container it is.
+   */
+  allocate(id: string, owner?: string): Promise<IdRange> {
     return this.serial(async () => {
       const ranges = await this.load();
       const mine = ranges.get(id);
       if (mine) return mine;
-      const blocks = await this.available();
-      const usedUid = new Set([...ranges.values()].map((r) => r.uid));
-      const usedGid = new Set([...ranges.values()].map((r) => r.gid));
-      const i = blocks.uid.findIndex((u, k) => !usedUid.has(u) && !usedGid.has(blocks.gid[k]));
+      const blocks = await this.available(owner);
+      // by overlap, not by start: a user's entries need not be aligned with the helper's blocks
+      const taken = [...ranges.values()];
+      const overlaps = (start: number, key: 'uid' | 'gid'): boolean => taken.some((r) => start < r[key] + r.size && r[key] < start + USERNS_SIZE);
+      const i = blocks.uid.findIndex((u, k) => !overlaps(u, 'uid') && !overlaps(blocks.gid[k], 'gid'));
       if (i < 0) throw new UsernsExhaustedError(blocks.source);
       const range = { uid: blocks.uid[i], gid: blocks.gid[i], size: USERNS_SIZE };
       ranges.set(id, range);
@@ -151,6 +170,15 @@ export async function useUserns(plan: Plan, range: IdRange, paths: { dir: string
   await Promise.all([fs.chown(paths.upper, range.uid, range.gid), fs.chown(paths.work, range.uid, range.gid)]);
   overlay.data = overlay.data.replace(m[0], `${m[1]}lowerdir=${lowers.map((l) => l.target).join(':')}`);
   plan.userns = { uid: range.uid, gid: range.gid, size: range.size, lowers };
+}
+
+/**
+ * A plan's idmaps (by container ids, idmap.ts) for a container with a user
+ * namespace: the kernel sees the container's id N as the block's host id
+ * start+N, so that is the id an idmapped mount must map.
+ */
+export function idmapsInBlock(maps: PlanIdmap[] | undefined, range: IdRange): PlanIdmap[] | undefined {
+  return maps?.map((m) => ({ path: m.path, uid: [range.uid + m.uid[0], m.uid[1]], gid: [range.gid + m.gid[0], m.gid[1]] }));
 }
 
 /** The image's layer directories of a plan, whether or not it has a user namespace. */

@@ -7,7 +7,12 @@
 import type { ContainerChange, ContainerDetails, ContainerView } from '../runtime/container';
 import type { ContainerEvent, ContainerInspect, ContainerSummary, DockerContainerInspect } from '../protocol/types';
 
-/** A row of `capsa ps` (container/list). */
+/** A row of `capsa ps` (container/list); `withOwner` (for root, who sees every user's) adds the owner's uid. */
+export function containerRow(v: ContainerView, withOwner: boolean): ContainerSummary {
+  return withOwner ? { ...containerSummary(v), owner: v.record.owner } : containerSummary(v);
+}
+
+/** A container's summary, without its owner. */
 export function containerSummary(v: ContainerView): ContainerSummary {
   const { record, state } = v;
   return {
@@ -32,12 +37,12 @@ export function containerEvent(c: ContainerChange): ContainerEvent {
   return { action: c.action, container: containerSummary(c.container) };
 }
 
-/** What `capsa inspect` shows: Docker's fields, the summary, and Capsa's own. */
-export function containerInspect(d: ContainerDetails): ContainerInspect {
+/** What `capsa inspect` shows: Docker's fields, the summary, and Capsa's own; `withOwner` as for the summary. */
+export function containerInspect(d: ContainerDetails, withOwner = false): ContainerInspect {
   const { record, state } = d;
   return {
     ...dockerInspect(d),
-    ...containerSummary(d),
+    ...containerRow(d, withOwner),
     config: record.options,
     hostname: record.hostname,
     rootfs: record.plan.rootfs,

@@ -38,12 +38,13 @@ export interface TestHelper {
 }
 
 /**
+ * `config`: the config file's content (default `{}`).
  * `netns`: a named network namespace (`ip netns add NAME`, made by the test)
  * that the helper and the CLI run in (nsenter --net): the bridge,
  * the veths and every packet then stay inside it. `testVerbs`: its warm CLI
  * processes serve the test-only verbs of test/helpers/test-cli.ts too.
  */
-export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv; netns?: string; testVerbs?: boolean } = {}): Promise<TestHelper> {
+export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv; netns?: string; testVerbs?: boolean; config?: Record<string, unknown> } = {}): Promise<TestHelper> {
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
   const root = path.join(dir, 'root');
   const socket = path.join(dir, 'capsa.sock');
@@ -58,7 +59,7 @@ export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessE
     ...opts.env,
     ...(opts.netns ? { CAPSA_TEST_NETNS: opts.netns } : {}),
   };
-  await fs.writeFile(env.CAPSA_CONFIG!, '{}');
+  await fs.writeFile(env.CAPSA_CONFIG!, JSON.stringify(opts.config ?? {}));
   const child = spawnHelper(env, dir, opts.testVerbs ? TEST_HELPER_MAIN : HELPER_MAIN);
   await waitForSocket(socket, child, dir);
   const helper: TestHelper = {

@@ -1,9 +1,9 @@
 /**
  * The helper knows each client from the kernel (SO_PEERCRED, SO_PEERGROUPS),
- * and until per-user access exists it answers a caller other than root its
- * handshake only, even on a socket an administrator opened to everyone; a
- * root warm CLI process hands such a caller's `capsa` call to the Node CLI.
- * Root keeps the whole protocol.
+ * and answers a caller other than root its handshake and the methods opened
+ * to users (its own containers: owner-containers.test.ts) only, even on a
+ * socket an administrator opened to everyone; a root warm CLI process hands
+ * such a caller's `capsa` call to the Node CLI. Root keeps the whole protocol.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,16 +81,18 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, acc
   return { user, h, log };
 }
 
-test('a non-root caller on a 0666 socket is identified by the kernel, logged, and refused all but its version; root is served', async (t) => {
+test('a non-root caller on a 0666 socket is identified by the kernel, logged, answered its version and its own containers, and refused the rest; root is served', async (t) => {
   const { user, h, log } = await setup(t);
-  const r = await run(asUser(user, [process.execPath, path.join(h.dir, 'client.js'), h.socket, VersionRequest.method, ContainerListRequest.method]), { PATH: process.env.PATH });
+  const r = await run(asUser(user, [process.execPath, path.join(h.dir, 'client.js'), h.socket, VersionRequest.method, ImagePullRequest.method, ContainerListRequest.method]), { PATH: process.env.PATH });
   assert.equal(r.code, 0, r.stderr);
   const { pid, answers } = JSON.parse(r.stdout) as { pid: number; answers: Array<{ id: number; result?: { pid: number }; error?: { message: string; data?: { code: string } } }> };
   const version = answers.find((a) => a.id === 0)!;
-  const list = answers.find((a) => a.id === 1)!;
+  const pull = answers.find((a) => a.id === 1)!;
+  const list = answers.find((a) => a.id === 2)!;
   assert.equal(version.result?.pid, h.process.pid, 'the handshake is answered');
-  assert.equal(list.error?.data?.code, 'E_PERMISSION_DENIED', JSON.stringify(list));
-  assert.match(list.error!.message, /per-user access is not enabled on this helper/);
+  assert.equal(pull.error?.data?.code, 'E_PERMISSION_DENIED', JSON.stringify(pull));
+  assert.match(pull.error!.message, /capsa\/image\/pull refused for uid \d+: per-user access is not enabled on this helper/);
+  assert.deepEqual(list.result, [], 'its own containers (none) are listed');
   // the identity the kernel gave: uid, primary gid, both groups (setpriv --init-groups), the client's pid
   await until('the connect line in the log', async () => log().includes(`pid ${pid}`));
   const line = log().split('\n').find((l) => l.includes(`client connected: uid ${user.uid} gid ${user.gid} groups`) && l.includes(`pid ${pid}`));
@@ -125,7 +127,7 @@ test('a non-root caller on a 0666 socket is identified by the kernel, logged, an
   assert.equal((await conn.sendRequest(VersionRequest.type)).pid, h.process.pid, 'the same helper still answers');
 });
 
-test("a root warm CLI process does not serve another user's capsa call: its client runs the Node CLI, which gets the refusal", async (t) => {
+test("a root warm CLI process does not serve another user's capsa call: its client runs the Node CLI, served as that user", async (t) => {
   const { user, h, log } = await setup(t);
   const warm = warmCliSocketPath(h.socket);
   await until('the warm CLI to be ready', async () => log().includes('warm CLI') && statSync(warm, { throwIfNoEntry: false }) !== undefined);
@@ -142,8 +144,10 @@ test("a root warm CLI process does not serve another user's capsa call: its clie
   const refuser = Number(new RegExp(`warm CLI (\\d+) refused its call: uid ${user.uid}`).exec(log())![1]);
   assert.doesNotThrow(() => process.kill(refuser, 0), `warm CLI ${refuser} still runs`);
   const ps = await run(asUser(user, [client, 'ps']), env);
-  assert.notEqual(ps.code, 0);
-  assert.match(ps.stderr, /per-user access is not enabled on this helper/);
+  assert.equal(ps.code, 0, `the Node CLI lists the user's own containers: ${ps.stderr}`);
+  const images = await run(asUser(user, [client, 'images']), env);
+  assert.notEqual(images.code, 0);
+  assert.match(images.stderr, /per-user access is not enabled on this helper/);
   // root's calls still go through the warm CLI
   const rootPs = await run([client, 'ps'], { ...h.env });
   assert.equal(rootPs.code, 0, rootPs.stderr);
@@ -158,10 +162,10 @@ test('socketGroup and socketMode 0660 let the group in (through a supplementary 
   const st = statSync(h.socket);
   assert.equal(st.gid, member.extraGid, 'the configured group owns the socket');
   assert.equal(st.uid, 0);
-  const ask = (who: TestUser) => run(asUser(who, [process.execPath, path.join(h.dir, 'client.js'), h.socket, VersionRequest.method, ContainerListRequest.method]), { PATH: process.env.PATH });
+  const ask = (who: TestUser) => run(asUser(who, [process.execPath, path.join(h.dir, 'client.js'), h.socket, VersionRequest.method, ImagePullRequest.method]), { PATH: process.env.PATH });
   const inside = JSON.parse((await ask(member)).stdout) as { pid: number; answers: Array<{ id: number; result?: { pid: number }; error?: { data?: { code: string } } }> };
   assert.equal(inside.answers.find((a) => a.id === 0)?.result?.pid, h.process.pid, 'a member reaches the helper');
-  assert.equal(inside.answers.find((a) => a.id === 1)?.error?.data?.code, 'E_PERMISSION_DENIED', 'and gets the handshake only');
+  assert.equal(inside.answers.find((a) => a.id === 1)?.error?.data?.code, 'E_PERMISSION_DENIED', 'and gets no more than a user gets');
   await until('the member\'s connect line', async () => log().includes(`client connected: uid ${member.uid} `));
   const outside = JSON.parse((await ask(outsider)).stdout) as { error?: string };
   assert.equal(outside.error, 'EACCES', 'a user outside the group cannot connect');

@@ -10,7 +10,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { busyboxLayer, pushImage, seedBusybox, tarLayer } from '../helpers/oci';
-import { restartHelper, type TestHelper, ok, testHelper } from '../helpers/capsa';
+import { connectProtocol, restartHelper, type TestHelper, ok, testHelper } from '../helpers/capsa';
+import { ContainerRunRequest, ContainerWaitRequest } from '../../server/protocol';
 
 const START = 100_000_000;
 const SIZE = 65536;
@@ -50,6 +51,24 @@ test('root inside is a mapped host id; the image files appear owned as in the im
   const st = await fs.stat(path.join(dir, 'made'));
   assert.deepEqual([st.uid, st.gid], [START, START], 'a file root made on a bind belongs to the mapped host id');
   assert.deepEqual(await records(h), {}, 'the block goes back once the --rm container is gone');
+});
+
+test('with a user namespace, an idmapped bind maps the container user it names (by its id in the block) to the host user', async (t) => {
+  const h = await helperFor(t);
+  const dir = path.join(h.dir, 'idbind');
+  await fs.mkdir(dir);
+  await fs.chown(dir, 4242, 4343);
+  const conn = await connectProtocol(h.socket);
+  t.after(() => conn.dispose());
+  const { id } = await conn.sendRequest(ContainerRunRequest.type, {
+    image: 'busybox', network: 'none', userns: 'auto', volumes: [`${dir}:/b`],
+    idmapMounts: [{ target: '/b', uid: 4242, gid: 4343 }],
+    cmd: ['sh', '-c', 'stat -c %u:%g /b > /b/seen; touch /b/made'],
+  });
+  assert.equal((await conn.sendRequest(ContainerWaitRequest.type, { container: id })).exitCode, 0);
+  assert.equal((await fs.readFile(path.join(dir, 'seen'), 'utf8')).trim(), '0:0', "the host user's directory is the container root's");
+  const st = await fs.stat(path.join(dir, 'made'));
+  assert.deepEqual([st.uid, st.gid], [4242, 4343], 'what the container root writes there is the host user\'s');
 });
 
 test('a container with a user namespace cannot mount, load modules or act as host root', async (t) => {

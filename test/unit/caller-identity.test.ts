@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import type { Connection } from 'vscode-languageserver/node';
 import { forCaller, hasFullAccess } from '../../server/handlers/access';
 import { validating } from '../../server/handlers/validated';
-import { ContainerListRequest, VersionRequest } from '../../server/protocol';
+import { ContainerListRequest, ImagePullRequest, VersionRequest } from '../../server/protocol';
 import { describeCaller, groupsFromProc, ownCaller, peerCaller, socketFd, type Caller } from '../../server/util/peercred';
 import { warmRefusal } from '../../server/cli/warm/process';
 
@@ -101,23 +101,30 @@ function gated(caller: Caller) {
   const seen: string[] = [];
   conn.onRequest(VersionRequest.type, () => (seen.push('version'), { version: 'x' }));
   conn.onRequest(ContainerListRequest.type, () => (seen.push('list'), []));
+  conn.onRequest(ImagePullRequest.type, () => (seen.push('pull'), { id: 'x' }) as never);
   conn.onNotification('capsa/stream/input', () => void seen.push('input'));
   return { fake, conn, seen };
 }
 
-test('a caller other than root gets its version and E_PERMISSION_DENIED for everything else, before its params are checked', async () => {
+test('a caller other than root gets its version and E_PERMISSION_DENIED for a method not opened to users, before its params are checked', async () => {
   const { fake, seen } = gated(user);
   assert.deepEqual(await fake.request!(VersionRequest.method, undefined, {}), { version: 'x' });
   await assert.rejects(
-    async () => fake.request!(ContainerListRequest.method, { all: 'not a boolean' }, {}),
+    async () => fake.request!(ImagePullRequest.method, { reference: 42 }, {}),
     (err: { message: string; data?: { code: string } }) => {
       assert.equal(err.data?.code, 'E_PERMISSION_DENIED');
-      assert.match(err.message, /capsa\/container\/list refused for uid 1000: per-user access is not enabled on this helper/);
+      assert.match(err.message, /capsa\/image\/pull refused for uid 1000: per-user access is not enabled on this helper/);
       return true;
     },
   );
+  assert.deepEqual(seen, ['version'], 'the pull handler was never reached');
+});
+
+test('a caller other than root reaches the container methods and stream notifications (each scoped to it by its handler)', async () => {
+  const { fake, seen } = gated(user);
+  assert.deepEqual(await fake.request!(ContainerListRequest.method, { all: true }, {}), []);
   fake.notification!('capsa/stream/input', { attachId: 'a', data: '' });
-  assert.deepEqual(seen, ['version'], 'the list handler and the notification were never reached');
+  assert.deepEqual(seen, ['list', 'input']);
 });
 
 test('root reaches every handler, and handlers read the caller from the connection', async () => {

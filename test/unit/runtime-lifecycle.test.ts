@@ -208,14 +208,16 @@ test('a container whose config.json has no version (written before versions) sti
     const { id } = await first.service.createContainer(opts({ name: 'old' }));
     const file = path.join(first.root, 'containers', id, 'config.json');
     const record = JSON.parse(readFileSync(file, 'utf8'));
-    assert.equal(record.version, 1, 'a new record is written with its version');
+    assert.equal(record.version, 2, 'a new record is written with its version');
+    assert.equal(record.owner, 0, 'and its owner');
     delete record.version;
+    delete record.owner;
     writeFileSync(file, JSON.stringify(record));
     const next = setup(first.root);
     await next.service.load();
     const [c] = next.service.list(true);
     assert.equal(c.record.name, 'old');
-    assert.equal(c.record.version, 1);
+    assert.equal(c.record.owner, 0, 'a record from before owners is root\'s');
     assert.equal(c.state.state, 'created');
   } finally {
     await first.done();

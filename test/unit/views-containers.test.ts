@@ -2,11 +2,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ContainerDetails } from '../../server/runtime/container';
-import { containerEvent, containerInspect, containerSummary } from '../../server/views/containers';
+import { containerEvent, containerInspect, containerRow, containerSummary } from '../../server/views/containers';
 
 const details = (): ContainerDetails => ({
   record: {
-    version: 1, id: 'c'.repeat(64), name: 'web', image: 'busybox', imageRef: 'docker.io/library/busybox:latest', imageId: 'sha256:i', created: '2026-01-01T00:00:00Z',
+    version: 2, id: 'c'.repeat(64), owner: 1000, name: 'web', image: 'busybox', imageRef: 'docker.io/library/busybox:latest', imageId: 'sha256:i', created: '2026-01-01T00:00:00Z',
     hostname: 'cccc', options: { image: 'busybox', labels: { a: 'b' }, cmd: ['sh'] }, stopSignal: 'SIGQUIT',
     plan: { args: ['/bin/sh', '-c', 'x'], env: ['A=1'], cwd: '/w', rootfs: '/r/containers/c/rootfs' } as never,
     binds: [{ source: '/v/data/_data', target: '/data', readOnly: true, type: 'volume' } as never],
@@ -55,4 +55,13 @@ test('inspect of a container without network settings names its mode, and Docker
 test('an event is the action and the summary', () => {
   const d = details();
   assert.deepEqual(containerEvent({ action: 'die', container: d }), { action: 'die', container: containerSummary(d) });
+});
+
+test('the owner is in a summary and an inspect result only when asked for (root\'s)', () => {
+  const d = details();
+  assert.equal('owner' in containerSummary(d), false);
+  assert.equal('owner' in containerRow(d, false), false);
+  assert.equal(containerRow(d, true).owner, 1000);
+  assert.equal('owner' in containerInspect(d), false);
+  assert.equal(containerInspect(d, true).owner, 1000);
 });

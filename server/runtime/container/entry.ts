@@ -35,6 +35,7 @@ export interface Entry {
  * protocol's summaries and Docker's inspect, server/views/containers.ts).
  * Record and state are replaced, never changed in place: a view stays as it
  * was taken.
+ * `record.owner` is the uid that created it.
  */
 export interface ContainerView {
   record: Readonly<ContainerRecord>;
@@ -87,14 +88,33 @@ export class ContainerTable {
     return [...this.entries.values()];
   }
 
-  /** By full id, name, or unambiguous id prefix. */
-  find(ref: string): Entry {
+  /**
+   * By full id, name, or unambiguous id prefix, among the containers `viewer`
+   * (a uid) may see: its own, or every one for root (0). Another owner's
+   * container is not there at all for a viewer other than root, so naming
+   * it by name, id or prefix fails exactly as naming a missing one does, and
+   * a prefix it shares with one of the viewer's own is the viewer's.
+   * Names are unique per owner only: a name root gives is root's own
+   * container first, else the only owner's who uses it; one that several
+   * other owners use is refused with the ids, to name one by id.
+   */
+  find(ref: string, viewer = 0): Entry {
     if (typeof ref !== 'string' || ref.length === 0) throw new InvalidArgumentError('a container id or name is required');
+    const visible = (e: Entry): boolean => viewer === 0 || e.record.owner === viewer;
     const byId = this.entries.get(ref);
-    if (byId) return byId;
-    for (const e of this.entries.values()) if (e.record.name === ref) return e;
+    if (byId && visible(byId)) return byId;
+    const seen = this.all().filter(visible);
+    const named = seen.filter((e) => e.record.name === ref);
+    if (named.length === 1) return named[0];
+    // root's own first: a user taking a name must not change what root's scripts act on
+    const rootOwn = viewer === 0 ? named.find((e) => e.record.owner === 0) : undefined;
+    if (rootOwn) return rootOwn;
+    if (named.length > 1) {
+      const ids = named.map((e) => `${e.record.id.slice(0, 12)} (uid ${e.record.owner})`).join(', ');
+      throw new InvalidArgumentError(`container name ${ref} is used by ${named.length} owners, none of them root: name one by id: ${ids}`);
+    }
     if (/^[0-9a-f]{1,63}$/.test(ref)) {
-      const matches = this.all().filter((e) => e.record.id.startsWith(ref));
+      const matches = seen.filter((e) => e.record.id.startsWith(ref));
       if (matches.length === 1) return matches[0];
       if (matches.length > 1) throw new InvalidArgumentError(`container id prefix ${ref} is ambiguous: ${matches.length} containers match`);
     }
@@ -106,8 +126,9 @@ export class ContainerTable {
     return this.entries.get(ref) ?? this.all().find((x) => x.record.name === ref);
   }
 
-  nameTaken(name: string): boolean {
-    for (const e of this.entries.values()) if (e.record.name === name) return true;
+  /** Whether `owner` has a container named `name` (names are per owner). */
+  nameTaken(name: string, owner = 0): boolean {
+    for (const e of this.entries.values()) if (e.record.name === name && e.record.owner === owner) return true;
     return false;
   }
 }

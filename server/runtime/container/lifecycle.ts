@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { ConflictError } from '../../errors';
+import { ConflictError, PermissionDeniedError } from '../../errors';
 import { generateName, newContainerId } from '../names';
 import { buildRunPlan, type ContainerPaths } from '../spec';
 import { idmapsFor } from '../idmap';
@@ -16,7 +16,8 @@ import type { Caller } from '../../util/peercred';
 import type { NetworkManager } from '../network/manager';
 import type { CgroupManager } from '../cgroups';
 import type { RunSetup } from '../runsetup';
-import { useUserns, type UsernsAllocator } from '../userns';
+import { idmapsInBlock, useUserns, type UsernsAllocator } from '../userns';
+import { ownerIdmaps } from './unprivileged';
 import { ContainerStartError } from '../errors';
 import type { ContainerAction, ContainerTable, Entry } from './entry';
 import { hostsFile, resolvConf } from './etcfiles';
@@ -31,6 +32,17 @@ import type { StreamSink } from './streams';
 /** The exit a container whose monitor went away without reporting one is recorded with. */
 export const MONITOR_LOST_EXIT = 255;
 export const MONITOR_LOST_ERROR = 'the container monitor ended unexpectedly; the container was killed';
+
+/** Who a container is created for: the caller's uid and primary gid, and for a user other than root, their name (for /etc/subuid). */
+export interface ContainerOwner {
+  uid: number;
+  gid: number;
+  name?: string;
+  /** The most containers this owner may have at once (a user's ceiling). */
+  maxContainers?: number;
+}
+
+export const ROOT_OWNER: ContainerOwner = { uid: 0, gid: 0 };
 
 export interface LifecycleDeps {
   table: ContainerTable;
@@ -48,12 +60,22 @@ export interface LifecycleDeps {
 export class Lifecycle {
   constructor(private readonly d: LifecycleDeps) {}
 
-  async create(opts: RunOptions, image: ResolvedImage, setup: RunSetup): Promise<Entry> {
+  /**
+   * `owner`: who asked (root, uid 0, unless a user did). A user's container
+   * always has its own user namespace, from that user's block, and its host
+   * binds are idmapped to the user (unprivileged.ts); the service refused
+   * what such a container may not have before this.
+   */
+  async create(opts: RunOptions, image: ResolvedImage, setup: RunSetup, owner: ContainerOwner = ROOT_OWNER): Promise<Entry> {
     const { table, store, cgroups, network, userns } = this.d;
     const binds = setup.binds;
     const id = newContainerId();
-    const name = opts.name ?? generateName((n) => table.nameTaken(n));
-    if (table.nameTaken(name)) throw new ConflictError(`container name "${name}" is already in use`);
+    const name = opts.name ?? generateName((n) => table.nameTaken(n, owner.uid));
+    if (table.nameTaken(name, owner.uid)) throw new ConflictError(`container name "${name}" is already in use`);
+    // before the first await, as the name: two creates at once cannot both take the last place
+    if (owner.maxContainers !== undefined && table.all().filter((e) => e.record.owner === owner.uid).length >= owner.maxContainers) {
+      throw new PermissionDeniedError(`container refused for uid ${owner.uid}: it has ${owner.maxContainers} containers, this helper's ceiling for users (remove one first)`);
+    }
     const hostname = opts.hostname ?? id.slice(0, 12);
     const cdir = store.pathOf(id);
     const paths: ContainerPaths = {
@@ -68,7 +90,7 @@ export class Lifecycle {
     // Reserve the name before the first await so concurrent runs cannot both take it.
     const placeholder: Entry = {
       record: {
-        version: RECORD_VERSION, id, name, image: opts.image, imageRef: image.reference, imageId: image.id, created: new Date().toISOString(), hostname, options: opts,
+        version: RECORD_VERSION, id, owner: owner.uid, name, image: opts.image, imageRef: image.reference, imageId: image.id, created: new Date().toISOString(), hostname, options: opts,
         plan: undefined as unknown as Plan, binds, stopSignal: (image.config as { StopSignal?: string }).StopSignal,
       },
       state: { state: 'created' },
@@ -90,7 +112,7 @@ export class Lifecycle {
         cgroups.create(id, cdir, setup.limits),
         // before the plan: eth0 must exist when the command starts
         network
-          ? network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, lookup: (ref) => this.lookupForNetwork(ref) })
+          ? network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, caller: { uid: owner.uid }, lookup: (ref) => this.lookupForNetwork(ref, owner.uid) })
           : Promise.resolve({ newNetns: opts.network !== 'host', netnsPath: undefined }),
       ] as const);
       for (const r of settled) if (r.status === 'rejected') throw r.reason;
@@ -118,7 +140,15 @@ export class Lifecycle {
       });
       if (net.netnsPath) plan.netnsPath = net.netnsPath;
       plan.idmaps = idmapsFor(opts.idmapMounts, plan.mounts);
-      if (opts.userns === 'auto') await useUserns(plan, await userns.allocate(id), paths);
+      if (owner.uid !== 0) {
+        const range = await userns.allocate(id, owner.name);
+        await useUserns(plan, range, paths);
+        plan.idmaps = ownerIdmaps(binds, range, owner, plan.idmaps);
+      } else if (opts.userns === 'auto') {
+        const range = await userns.allocate(id);
+        await useUserns(plan, range, paths);
+        plan.idmaps = idmapsInBlock(plan.idmaps, range);
+      }
       placeholder.record.plan = plan;
       await store.writeRecord(placeholder.record);
       await this.saveState(placeholder);
@@ -305,9 +335,9 @@ export class Lifecycle {
     return this.d.store.writeState(e.record.id, e.state);
   }
 
-  /** `container:NAME`: the container whose network namespace another joins. */
-  private lookupForNetwork(ref: string): { id: string; name: string; pid?: number } {
-    const e = this.d.table.find(ref);
+  /** `container:NAME`: the container whose network namespace another joins, among those `viewer` may see. */
+  private lookupForNetwork(ref: string, viewer: number): { id: string; name: string; pid?: number } {
+    const e = this.d.table.find(ref, viewer);
     return { id: e.record.id, name: e.record.name, pid: e.live ? e.state.pid : undefined };
   }
 }

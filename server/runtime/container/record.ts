@@ -2,7 +2,9 @@
  * A container on disk, `<root>/containers/<id>/`: config.json, the record
  * written once at create, and state.json, the state rewritten on every
  * change. config.json carries a version; records written before it had one
- * are version 1.
+ * are version 1. Version 2 added `owner`, the uid that created the
+ * container: a version 1 record (every container made before containers
+ * had owners, all by root) reads as owned by root.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
@@ -14,12 +16,15 @@ import type { Plan } from '../plan';
 import type { RunOptions } from './options';
 
 /** The version of config.json this helper writes. */
-export const RECORD_VERSION = 1;
+export const RECORD_VERSION = 2;
 
 /** Persisted description of a container (config.json). Never changes after create. */
 export interface ContainerRecord {
   version: typeof RECORD_VERSION;
   id: string;
+  /** The uid that created the container (the kernel's word for its connection): it alone, and root, see and act on it. */
+  owner: number;
+  /** Unique among its owner's containers only: two users may each have a `web`. */
   name: string;
   image: string;
   imageRef: string;
@@ -66,14 +71,17 @@ export class ContainerRecordVersionError extends CapsaError {
 
 /**
  * Reads config.json's text as a record. A record without a version (written
- * before records had one) is version 1, which has the same fields.
+ * before records had one) is version 1; version 1 has every field of 2 but
+ * `owner`, and reads as owned by root (uid 0), who made every container then.
  */
 export function parseRecord(text: string, file = 'config.json'): ContainerRecord {
-  const raw = JSON.parse(text) as Omit<ContainerRecord, 'version'> & { version?: unknown };
+  const raw = JSON.parse(text) as Omit<ContainerRecord, 'version' | 'owner'> & { version?: unknown; owner?: unknown };
   if (typeof raw !== 'object' || raw === null) throw new SyntaxError(`${file} does not hold an object`);
   const version = raw.version ?? 1;
+  if (version === 1) return { ...raw, version: RECORD_VERSION, owner: 0 };
   if (version !== RECORD_VERSION) throw new ContainerRecordVersionError(file, version);
-  return { ...raw, version };
+  if (typeof raw.owner !== 'number' || !Number.isInteger(raw.owner) || raw.owner < 0) throw new SyntaxError(`${file}: owner ${JSON.stringify(raw.owner)} is not a uid`);
+  return { ...raw, version, owner: raw.owner };
 }
 
 /** The files of each container, under one directory. */

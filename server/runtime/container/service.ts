@@ -28,7 +28,9 @@ import { ContainerTable, type ContainerAction, type ContainerChange, type Contai
 import { execIn, type ExecSession } from './exec';
 import type { ImageSource } from './imagesource';
 import { nativeShimLauncher, type ShimLauncher } from './launcher';
-import { Lifecycle, type LifecycleDeps } from './lifecycle';
+import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from './lifecycle';
+import { ownerCaller, refuseUnprivileged, userName, withinCeilings, type UserCeilings } from './unprivileged';
+import type { Caller } from '../../util/peercred';
 import { readLogs } from './logs';
 import type { PullProgress } from '../../image/pull';
 import { validateRunOptions, type ExecOptions, type RunOptions } from './options';
@@ -43,6 +45,8 @@ export class ContainerService extends EventEmitter {
   private readonly store: ContainerStore;
   private readonly deps: LifecycleDeps;
   private readonly life: Lifecycle;
+  /** What each user other than root may have at most (the config's userLimits); none by default. */
+  userCeilings: UserCeilings = {};
 
   /** `launcher`: the shim (a fake in unit tests). */
   constructor(
@@ -62,6 +66,8 @@ export class ContainerService extends EventEmitter {
       network,
       userns: new UsernsAllocator(root),
       emit: (action, e) => this.emitChange(action, e),
+      // each start opens the binds again, with the rights of whoever owns the container
+      bindCaller: (record) => ownerCaller(record.owner),
     };
     this.life = new Lifecycle(this.deps);
   }
@@ -71,9 +77,15 @@ export class ContainerService extends EventEmitter {
     return loadContainers(this.deps, this.life);
   }
 
-  list(all: boolean): ContainerView[] {
+  /**
+   * Containers `viewer` (a uid) may see: its own, or every one for root (0).
+   * Every method that names a container takes it by id (from idOf for a
+   * caller other than root): idOf is where another owner's container is
+   * not found.
+   */
+  list(all: boolean, viewer = 0): ContainerView[] {
     const out: ContainerView[] = [];
-    for (const e of this.table.all()) if (all || e.state.state === 'running') out.push(this.view(e));
+    for (const e of this.table.all()) if ((all || e.state.state === 'running') && (viewer === 0 || e.record.owner === viewer)) out.push(this.view(e));
     return out.sort((a, b) => b.record.created.localeCompare(a.record.created));
   }
 
@@ -82,9 +94,9 @@ export class ContainerService extends EventEmitter {
     return new Set(this.table.all().map((e) => e.record.imageId));
   }
 
-  /** The full id of the container ref names. */
-  idOf(ref: string): string {
-    return this.table.find(ref).record.id;
+  /** The full id of the container ref names among those `viewer` may see (entry.ts, find). */
+  idOf(ref: string, viewer = 0): string {
+    return this.table.find(ref, viewer).record.id;
   }
 
   inspect(ref: string): ContainerDetails {
@@ -103,8 +115,8 @@ export class ContainerService extends EventEmitter {
    * Creates and starts a container. Resolves once its process runs (or
    * rejects with the ContainerStartError); its exit is reported to `sink` and as an event.
    */
-  async run(opts: RunOptions, sink?: StreamSink, onProgress?: (p: PullProgress) => void): Promise<{ id: string; name: string }> {
-    const entry = await this.prepareAndCreate(opts, onProgress);
+  async run(opts: RunOptions, sink?: StreamSink, onProgress?: (p: PullProgress) => void, caller?: Caller): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress, caller);
     try {
       await this.life.start(entry, sink);
     } catch (err) {
@@ -115,18 +127,26 @@ export class ContainerService extends EventEmitter {
   }
 
   /** Creates a container without starting it (`capsa create`). */
-  async createContainer(opts: RunOptions, onProgress?: (p: PullProgress) => void): Promise<{ id: string; name: string }> {
-    const entry = await this.prepareAndCreate(opts, onProgress);
+  async createContainer(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress, caller);
     return { id: entry.record.id, name: entry.record.name };
   }
 
-  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void): Promise<Entry> {
+  /** `caller`: who asked; root's when absent. A caller other than root gets an unprivileged container (unprivileged.ts). */
+  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller): Promise<Entry> {
     validateRunOptions(opts);
+    let owner: ContainerOwner = ROOT_OWNER;
+    if (caller && caller.uid !== 0) {
+      refuseUnprivileged(opts, caller);
+      // recorded as it is: inspect shows the user namespace the container has, and the limits it got
+      opts = { ...withinCeilings(opts, caller.uid, this.userCeilings), userns: 'auto' };
+      owner = { uid: caller.uid, gid: caller.gid, name: userName(caller.uid), maxContainers: this.userCeilings.containers };
+    }
     // early, so a clash is not found only after a pull; create() checks again, atomically
-    if (opts.name !== undefined && this.table.nameTaken(opts.name)) throw new ConflictError(`container name "${opts.name}" is already in use`);
-    const setup = await prepareRun(opts, path.dirname(this.store.dir));
+    if (opts.name !== undefined && this.table.nameTaken(opts.name, owner.uid)) throw new ConflictError(`container name "${opts.name}" is already in use`);
+    const setup = await prepareRun(opts, path.dirname(this.store.dir), owner.uid !== 0 ? caller : undefined);
     const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress });
-    return this.life.create(opts, image, setup);
+    return this.life.create(opts, image, setup, owner);
   }
 
   /** Starts a created or exited container again, with its original plan and its upper layer kept (`capsa start`). */
@@ -173,9 +193,9 @@ export class ContainerService extends EventEmitter {
     return this.life.remove(this.table.find(ref), force);
   }
 
-  /** Removes every container that is not running (`capsa container prune`); returns their ids. */
-  async prune(): Promise<string[]> {
-    const gone = this.table.all().filter((e) => !e.live && e.state.state !== 'running');
+  /** Removes every container of `viewer`'s (every one's, for root) that is not running (`capsa container prune`); returns their ids. */
+  async prune(viewer = 0): Promise<string[]> {
+    const gone = this.table.all().filter((e) => !e.live && e.state.state !== 'running' && (viewer === 0 || e.record.owner === viewer));
     await Promise.all(gone.map((e) => this.life.removeEntry(e)));
     return gone.map((e) => e.record.id);
   }

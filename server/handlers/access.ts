@@ -3,17 +3,25 @@
  * the Caller the kernel gave at accept (server/util/peercred.ts); handlers
  * read it as `connection.caller`, never from a message.
  *
- * Per-user authorisation (each user acting on their own containers, volumes,
- * networks and images, files opened with their own rights) is not built yet,
- * so until it is, a caller other than root is refused every request but the
- * handshake (`initialize`, `capsa/version`): with a socket an administrator
- * widened (socketMode, socketGroup), any other answer would hand that user
- * root's reach. Root keeps the whole protocol.
+ * Per-user authorisation is built one area at a time: a caller other than
+ * root may send the handshake (`initialize`, `capsa/version`) and the
+ * methods in USER_METHODS, each scoped to the caller by its handlers; every
+ * other request is refused: with a socket an administrator widened
+ * (socketMode, socketGroup), any other answer would hand that user root's
+ * reach. Root keeps the whole protocol.
  */
 import type { CancellationToken, Disposable } from 'vscode-jsonrpc';
 import type { Connection } from 'vscode-languageserver/node';
 import { PermissionDeniedError } from '../errors';
-import { VersionRequest } from '../protocol';
+import {
+  ImageListRequest,
+  ImagePruneRequest,
+  ImagePullRequest,
+  ImageRemoveRequest,
+  SystemDfRequest,
+  VersionRequest,
+} from '../protocol';
+import { WorkDoneProgressCancelNotification } from 'vscode-languageserver/node';
 import type { Caller } from '../util/peercred';
 import { printable } from '../util/text';
 import { toResponseError } from './errors';
@@ -25,6 +33,16 @@ export interface ClientConnection extends Connection {
 
 /** What any caller may ask (LSP's initialize and shutdown are handled by the connection itself, and always answered). */
 const HANDSHAKE: ReadonlySet<string> = new Set([VersionRequest.method]);
+
+/** What a caller other than root may send besides the handshake, each scoped to that caller where it is handled. */
+const USER_METHODS: ReadonlySet<string> = new Set([
+  ImageListRequest.method, // the caller's own namespace of image names (services/images.ts)
+  ImagePullRequest.method, // lands in the caller's namespace; pulled without root's stored credentials
+  ImageRemoveRequest.method, // the caller's names only; shared content goes only when nothing holds it
+  ImagePruneRequest.method, // the caller's namespace only
+  SystemDfRequest.method, // the caller's images and what they reference
+  WorkDoneProgressCancelNotification.method, // cancels only progress this connection started (handlers/images.ts)
+]);
 
 /** Whether `caller` may use the whole protocol: root alone, until per-user authorisation exists. */
 export function hasFullAccess(caller: Caller): boolean {
@@ -48,7 +66,7 @@ type Handler = (...args: unknown[]) => unknown;
  */
 export function forCaller(connection: Connection, caller: Caller): ClientConnection {
   const full = hasFullAccess(caller);
-  const allowed = (method: string): boolean => full || HANDSHAKE.has(method);
+  const allowed = (method: string): boolean => full || HANDSHAKE.has(method) || USER_METHODS.has(method);
 
   const onRequest = (first: string | { method: string } | Handler, second?: Handler): Disposable => {
     if (typeof first === 'function') {

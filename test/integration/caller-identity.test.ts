@@ -1,7 +1,8 @@
 /**
  * The helper knows each client from the kernel (SO_PEERCRED, SO_PEERGROUPS),
- * and until per-user access exists it answers a caller other than root its
- * handshake only, even on a socket an administrator opened to everyone; a
+ * and it answers a caller other than root its handshake and only the
+ * requests scoped to that caller (the image methods: owner-images.test.ts),
+ * even on a socket an administrator opened to everyone; a
  * root warm CLI process hands such a caller's `capsa` call to the Node CLI.
  * Root keeps the whole protocol.
  */

@@ -1,7 +1,8 @@
 /**
- * Garbage collection: deletes the blobs and layers no image record (of any
- * namespace) uses and no lease holds, and (with `tmp`) the temporary files no lease holds. It
- * never skips because a pull or a load runs: their work in progress is
+ * Garbage collection: deletes the blobs and layers no image record uses
+ * (records are shared by every namespace of names) and no lease holds, and
+ * (with `tmp`) the temporary files no lease holds. It never skips because a
+ * pull or a load runs: their work in progress is
  * leased (./leases), so collection deletes exactly what nobody needs and
  * reports what it kept only because a lease held it.
  *

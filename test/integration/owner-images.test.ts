@@ -205,3 +205,31 @@ test("an archive a user loads under root's trusted name gives that user the tag;
   await images.remove(alice, 'busybox', false, new Set());
   assert.equal((await images.resolveForRun('busybox', { pull: 'never', caller: rootCaller })).id, trusted.id);
 });
+
+test("a user's pull sends none of root's stored credentials, even for an image root already pulled with them", async (t) => {
+  const creds = { user: 'capsa', password: 'root-s3cret' };
+  const reg = await startRegistry({ htpasswd: creds });
+  t.after(() => reg.stop());
+  const pushed = await seedBusybox({ url: reg.url, auth: creds });
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({ root: path.join(dir, 'root'), credentials: { [reg.host]: { username: creds.user, password: creds.password } } }));
+  const saved = process.env.DOCKER_CONFIG;
+  process.env.DOCKER_CONFIG = dir; // no config.json there: only the config file's credentials, which are root's
+  t.after(() => (saved === undefined ? delete process.env.DOCKER_CONFIG : (process.env.DOCKER_CONFIG = saved)));
+  const images = new ImageService(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv));
+  await images.init();
+  const rootCaller: Caller = { uid: 0, gid: 0, groups: [0], pid: process.pid };
+  const alice: Caller = { uid: 4243, gid: 4243, groups: [4243], pid: process.pid };
+  const ref = `${reg.host}/library/busybox:latest`;
+  assert.equal((await images.pull(ref, { caller: rootCaller })).id, pushed.configDigest, "root's pull uses root's credentials");
+  for (const r of [ref, `${reg.host}/library/busybox@${pushed.manifestDigest}`]) {
+    await assert.rejects(images.pull(r, { caller: alice }), (e: { code?: string; message: string }) => {
+      assert.equal(e.code, 'E_REGISTRY_AUTH', e.message);
+      assert.doesNotMatch(e.message, /root-s3cret/);
+      return true;
+    }, `alice's pull of ${r} is not authorised by root's login`);
+  }
+  assert.deepEqual(await images.list(alice), [], 'and alice got no name');
+});

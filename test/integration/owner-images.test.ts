@@ -58,7 +58,7 @@ function result<T>(answer: RawAnswer): T {
 const list = async (user: TestUser, client: string, socket: string): Promise<ImageSummary[]> =>
   result<ImageSummary[]>((await askAs(user, client, socket, [{ method: ImageListRequest.method }]))[0]);
 
-test("a user's pull is in that user's list alone; a second user's pull of it downloads no blob again; root sees both with owners", async (t) => {
+test("a user's pull is in that user's list alone; a second user's pull of it downloads no blob again; root sees both with owners, and root's run resolves root's names alone", async (t) => {
   const { h, proxy, busybox, client, a, b } = await setup(t);
   const root = await connectProtocol(h.socket);
   t.after(() => root.dispose());
@@ -99,6 +99,16 @@ test("a user's pull is in that user's list alone; a second user's pull of it dow
   const aDf = result<SystemDfResult>((await askAs(a, client, h.socket, [{ method: SystemDfRequest.method }]))[0]);
   assert.equal(aDf.images.count, 1);
   assert.equal(aDf.owners, undefined, "a user's df names no other owner");
+
+  // root's run resolves root's names alone: the users' busybox is not root's
+  const never = await h.cli(['run', '--rm', '--pull', 'never', 'busybox', 'true']);
+  assert.notEqual(never.code, 0);
+  assert.match(never.stderr, /not present locally/);
+  const ran = await h.cli(['run', '--rm', 'busybox', 'echo', 'ran']);
+  assert.equal(ran.code, 0, ran.stderr);
+  assert.match(ran.stdout, /ran/);
+  assert.equal(layerGets(), busybox.layers.length, "root's own pull of it downloaded no layer again either");
+  assert.deepEqual((await root.sendRequest(ImageListRequest.type)).filter((i) => i.owner === 0).map((i) => i.id), [busybox.configDigest]);
 });
 
 test("a user's rmi and prune remove only that user's names; the shared blobs another user needs stay", async (t) => {

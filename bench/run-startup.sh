@@ -103,7 +103,7 @@ fi
 # --- the whole CLI process again, with calls half a second apart, as a person
 # or a script that does something between calls makes them. The table above
 # runs calls back to back: each capsa call there waits for the helper's next
-# warm CLI process (native/src/client.c, server/warmcli.ts) to finish its
+# warm CLI process (native/client/client.c, server/warmclipool.ts) to finish its
 # Node start-up (~130 ms of CPU), begun when the previous call came in.
 SPACED=()
 [[ " ${BENCH_LABELS[*]} " == *" capsa run --rm "* ]] && SPACED+=(--command-name "capsa run --rm, 0.5 s apart" "./bin/capsa run --rm busybox true")

@@ -49,7 +49,7 @@ const TOP_FILES = {
   config: 'config', // the helper's settings, read once at start
   main: 'helper', // the composition root: wires handlers, listens
   connection: 'helper', // the JSON-RPC connection over a socket
-  warmcli: 'helper', // the helper's side of the warm CLI
+  warmclipool: 'helper', // the helper's side of the warm CLI: its pool of processes
 };
 
 /**
@@ -110,18 +110,22 @@ const EXCEPTIONS = [
   { from: 'server/cli/network.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/validate.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/volumes.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
-  { from: 'server/cli/warmwire.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/warm/wire.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/client.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
-  { from: 'server/cli/main.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
-  { from: 'server/cli/warm.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/containers/exec.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/containers/lifecycle.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/containers/ps.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/containers/run.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/warm/process.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/client.ts', to: 'server/config', reason: 'the CLI finds the helper\'s socket from the helper\'s config; one install-layout module is to own this' },
   { from: 'server/cli/main.ts', to: 'server/config', reason: 'as client.ts: socket and root from the helper\'s config' },
-  { from: 'server/cli/warm.ts', to: 'server/config', reason: 'as client.ts: socket from the helper\'s config' },
-  { from: 'server/cli/main.ts', to: 'server/limits', reason: 'the CLI bounds what it reads (env files, labels) by the helper\'s ceilings table' },
-  { from: 'server/cli/main.ts', to: 'server/util/hostfile', reason: 'the CLI opens --env-file files non-blocking with the helper\'s bounded reader' },
+  { from: 'server/cli/warm/process.ts', to: 'server/config', reason: 'as client.ts: socket from the helper\'s config' },
+  { from: 'server/cli/containers/run.ts', to: 'server/limits', reason: 'the CLI bounds what it reads (env files, labels) by the helper\'s ceilings table' },
+  { from: 'server/cli/containers/run.ts', to: 'server/util/hostfile', reason: 'the CLI opens --env-file files non-blocking with the helper\'s bounded reader' },
   { from: 'server/cli/client.ts', to: 'server/util/trusteddir', reason: 'the CLI refuses a socket in a directory root does not own, with the helper\'s check' },
   { from: 'server/cli/format.ts', to: 'server/util/bytes', reason: 'sizes printed by the CLI use the helper\'s byte formatter' },
-  { from: 'server/cli/warm.ts', to: 'server/util/seqpacket', reason: 'the warm CLI\'s socket is the helper\'s seqpacket wrapper (the warm CLI is being re-homed)' },
+  { from: 'server/cli/warm/process.ts', to: 'server/util/seqpacket', reason: 'the warm CLI\'s socket (SOCK_SEQPACKET, SCM_RIGHTS, peer credentials) goes through the one koffi binding of it, util/seqpacket' },
+  { from: 'server/cli/client.ts', to: 'server/util/layout', reason: 'the install layout is one leaf module (it imports only node:) that the CLI, the helper and the runtime all ask for where the helper and the shim are' },
   // protocol/ re-exports the text sanitisers so that clients reach them
   // through the protocol; util/text imports nothing, so no helper state
   // comes with it.
@@ -133,6 +137,8 @@ const EXCEPTIONS = [
   { from: 'server/runtime/container/options.ts', to: 'server/protocol/types', reason: 'run and exec options are protocol types; this module is the container side\'s one door to them' },
   { from: 'server/runtime/idmap.ts', to: 'server/protocol/types', reason: 'the id-mapping option is a protocol type' },
   { from: 'server/runtime/runsetup.ts', to: 'server/protocol/types', reason: 'run options are protocol types' },
+  { from: 'server/runtime/runsetup.ts', to: 'server/protocol/runoptions', reason: 'the --userns check is declared once with the run options, for the CLI and the helper' },
+  { from: 'server/runtime/container/options.ts', to: 'server/protocol/runoptions', reason: 'the pull-policy check is declared once with the run options, for the CLI and the helper' },
   { from: 'server/runtime/security.ts', to: 'server/protocol/types', reason: 'security options are protocol types' },
   { from: 'server/runtime/network/manager.ts', to: 'server/protocol/types', reason: 'network summaries are protocol types' },
   { from: 'server/services/images.ts', to: 'server/protocol', reason: 'the image service returns protocol shapes (image summaries, pull results)' },

@@ -55,7 +55,7 @@ export interface CapsaConfig {
   network?: NetworkConfig;
   /**
    * Warm CLI processes the helper keeps started and idle, each ready to take
-   * over one `capsa` call from the compiled client (native/src/client.c) so
+   * over one `capsa` call from the compiled client (native/client/client.c) so
    * that the call does not pay Node's start-up. Their socket is
    * `warmCliSocketPath(socket)`. 0 turns the feature off: no socket, no
    * processes, and every call runs the Node CLI. Default 1; env
@@ -81,7 +81,7 @@ const MAX_WARM_CLI = 8;
 
 /**
  * The warm CLI's socket, next to the helper's: `capsa.sock` → `capsa-cli.sock`,
- * any other name gets `.cli` appended. native/src/client.c derives it the
+ * any other name gets `.cli` appended. native/client/client.c derives it the
  * same way (keep the two in step).
  */
 export function warmCliSocketPath(socket: string): string {

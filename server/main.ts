@@ -24,7 +24,7 @@ import { VolumeStore } from './runtime/volumes';
 import { NetworkManager } from './runtime/network/manager';
 import { VERSION } from './version';
 import { printable } from './util/text';
-import { WarmCliPool } from './warmcli';
+import { WarmCliPool } from './warmclipool';
 import { checkTrustedDirectory } from './util/trusteddir';
 import { describeCaller, ownCaller, peerCaller, socketFd, type Caller } from './util/peercred';
 import { forCaller, hasFullAccess } from './handlers/access';
@@ -77,7 +77,11 @@ export class Helper {
   private readonly sockets = new Set<net.Socket>();
   private warmCli?: WarmCliPool;
 
-  constructor(readonly config: CapsaConfig) {
+  /** `warmCliEntry`: the script warm CLI processes run (default: the Node CLI's); a test entry adds verbs this way. */
+  constructor(
+    readonly config: CapsaConfig,
+    private readonly opts: { warmCliEntry?: string } = {},
+  ) {
     this.images = new ImageService(config);
     this.networks = new NetworkManager(config.root, { bridgeName: config.network?.bridge, subnet: config.network?.subnet, log });
     this.containers = new ContainerService(config.root, this.images, this.networks);
@@ -219,7 +223,7 @@ export class Helper {
     }
   }
 
-  /** The warm CLI's socket beside the helper's (server/warmcli.ts), unless configured off; without it every call runs the Node CLI. */
+  /** The warm CLI's socket beside the helper's (server/warmclipool.ts), unless configured off; without it every call runs the Node CLI. */
   private listenWarmCli(socketPath: string): void {
     const size = this.config.warmCli ?? DEFAULT_WARM_CLI;
     if (size === 0) return;
@@ -229,6 +233,7 @@ export class Helper {
       // the processes connect to this helper, and never start one
       env: { ...process.env, CAPSA_SOCKET: socketPath, CAPSA_ROOT: this.config.root, CAPSA_AUTOSTART: '0' },
       log,
+      entry: this.opts.warmCliEntry,
     });
     try {
       pool.listen();
@@ -261,7 +266,8 @@ function socketAlive(socketPath: string): Promise<boolean> {
   });
 }
 
-async function main(): Promise<void> {
+/** The helper's program. `opts` go to the Helper (a test entry point under test/ passes its own warm CLI entry). */
+export async function main(opts: { warmCliEntry?: string } = {}): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const config = loadConfig();
   if (args.root) config.root = args.root;
@@ -274,7 +280,7 @@ async function main(): Promise<void> {
   // both before anything is made in either
   checkOwnDirectory(config.root, 'capsa root');
   if (!args.stdio && activated === undefined) checkOwnDirectory(path.dirname(config.socket), 'socket directory');
-  const helper = new Helper(config);
+  const helper = new Helper(config, opts);
   await helper.init();
   if (args.stdio) {
     // the client that started this root helper on its stdio could do so as root: it acts as the helper itself

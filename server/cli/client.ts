@@ -4,11 +4,12 @@
  */
 import * as net from 'node:net';
 import { spawn } from 'node:child_process';
-import { constants, existsSync, openSync, mkdirSync } from 'node:fs';
+import { constants, openSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConnectionError, ConnectionErrors, createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import type { CapsaConfig } from '../config';
 import { CapsaError } from '../errors';
+import { helperEntry } from '../util/layout';
 import { checkTrustedDirectory } from '../util/trusteddir';
 
 function connectSocket(socketPath: string): Promise<net.Socket> {
@@ -31,8 +32,8 @@ function startHelper(config: CapsaConfig): void {
   checkTrustedDirectory(config.root, 'capsa root');
   // never through a link planted in its place
   const logFd = openSync(path.join(config.root, 'helper.log'), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
-  // dist/cli.js sits next to dist/server.js in the packaged extension; out/server/cli/ is under out/server/
-  const main = existsSync(path.join(__dirname, 'server.js')) ? path.join(__dirname, 'server.js') : path.join(__dirname, '..', 'main.js');
+  // the helper of this CLI's own build: dist/server.js beside dist/cli.js, or out/server/main.js
+  const main = helperEntry();
   const child = spawn(process.execPath, [main, '--socket', config.socket, '--root', config.root], {
     detached: true,
     stdio: ['ignore', logFd, logFd],

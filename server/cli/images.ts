@@ -1,16 +1,17 @@
 /**
- * `capsa load`, `capsa save`, `capsa image prune` and `capsa system df`.
+ * The image verbs: `capsa pull`, `images`, `rmi`, `load`, `save`,
+ * `image prune` and `system df`.
  */
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import type { MessageConnection } from 'vscode-jsonrpc/node';
+import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
-import { ImageLoadRequest, ImagePruneRequest, ImageSaveRequest, SystemDfRequest } from '../protocol';
+import { ImageListRequest, ImageLoadRequest, ImagePruneRequest, ImagePullRequest, ImageRemoveRequest, ImageSaveRequest, SystemDfRequest, platformProblem } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { formatBytes, printable, table } from './format';
+import { errorMessage, newId, str, type Command } from './command';
+import { formatAge, formatBytes, printable, table } from './format';
+import { trackPull } from './progress';
 import * as check from './validate';
-
-type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
 /** Docker prints familiar names: `docker.io/library/busybox:latest` → `busybox:latest`. */
 function familiar(ref: string): string {
@@ -137,3 +138,98 @@ export const system: Command = async (argv, conn) => {
   process.stdout.write(help);
   return 0;
 };
+
+/** `--platform`, refused here as the helper would refuse it (server/protocol/platform.ts), before anything is sent. */
+function checkedPlatform(flag: unknown): string | undefined {
+  const p = str(flag);
+  if (p === undefined) return undefined;
+  const problem = platformProblem(p);
+  if (problem !== undefined) throw new InvalidArgumentError(`invalid --platform ${printable(JSON.stringify(p))}: ${problem}`);
+  return p;
+}
+
+
+export const pull: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'platform', kind: 'value', help: 'os/arch[/variant]' }, { name: 'quiet', short: 'q', kind: 'bool', help: 'Print only the reference' }], { stopAtPositional: false, verb: 'pull' });
+  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa pull' requires exactly 1 argument: IMAGE");
+  if (str(flags.platform) !== undefined) check.checkPlatform(str(flags.platform)!);
+  const c = await conn();
+  const token = newId('pull');
+  // Progress goes to stdout, as Docker's does, and only when it is a terminal.
+  if (!flags.quiet) trackPull(c, token, process.stdout);
+  // Ctrl-C cancels the pull in the helper ($/cancelRequest), which stops
+  // cleanly and keeps what it verified; a second Ctrl-C leaves at once.
+  const cancel = new CancellationTokenSource();
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    cancel.cancel();
+  };
+  process.on('SIGINT', onSigint);
+  let r;
+  try {
+    r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: checkedPlatform(flags.platform), workDoneToken: token }, cancel.token);
+  } catch (err) {
+    if (!interrupted) throw err;
+    process.stderr.write(`capsa: pull of ${positionals[0]} cancelled\n`);
+    return 130;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  if (!flags.quiet) {
+    process.stdout.write(`Digest: ${r.manifestDigest}\n`);
+    process.stdout.write(`Status: ${r.upToDate ? 'Image is up to date' : 'Downloaded newer image'} for ${r.reference}\n`);
+  }
+  process.stdout.write(`${r.reference}\n`);
+  return 0;
+};
+
+export const images: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }, { name: 'digests', kind: 'bool', help: 'Show digests' }], { stopAtPositional: false, verb: 'images' });
+  if (positionals.length > 1) throw new InvalidArgumentError("'capsa images' takes at most 1 argument: REPOSITORY");
+  const c = await conn();
+  const list = await c.sendRequest(ImageListRequest.type);
+  if (flags.quiet) {
+    process.stdout.write(list.map((i) => shortId(i.id) + '\n').join(''));
+    return 0;
+  }
+  const rows: string[][] = [];
+  for (const img of list) {
+    const names = img.names.length ? img.names : ['<none>:<none>'];
+    for (const n of names) {
+      const at = n.lastIndexOf(':');
+      const repo = at > 0 && !n.slice(at).includes('/') ? n.slice(0, at) : n;
+      const tag = at > 0 && !n.slice(at).includes('/') ? n.slice(at + 1) : '<none>';
+      const row = [repo, tag];
+      if (flags.digests) row.push(img.manifestDigest);
+      row.push(shortId(img.id), formatAge(img.created), formatBytes(img.size));
+      rows.push(row);
+    }
+  }
+  const header = ['REPOSITORY', 'TAG', ...(flags.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
+  process.stdout.write(table(header, rows));
+  return 0;
+};
+
+export const rmi: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, [{ name: 'force', short: 'f', kind: 'bool', help: 'Remove even if containers use it' }], { stopAtPositional: false, verb: 'rmi' });
+  if (positionals.length === 0) throw new InvalidArgumentError("'capsa rmi' requires at least 1 argument: IMAGE");
+  const c = await conn();
+  let status = 0;
+  for (const image of positionals) {
+    try {
+      const r = await c.sendRequest(ImageRemoveRequest.type, { image, force: !!flags.force });
+      for (const u of r.untagged) process.stdout.write(`Untagged: ${u}\n`);
+      for (const d of r.deleted) process.stdout.write(`Deleted: ${d}\n`);
+    } catch (err) {
+      process.stderr.write(`capsa: ${errorMessage(err)}\n`);
+      status = 1;
+    }
+  }
+  return status;
+};
+
+function shortId(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12);
+}

@@ -1,15 +1,13 @@
 /**
  * `capsa network create|ls|rm|inspect` and `capsa port`.
  */
-import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
 import { ContainerInspectRequest, NetworkCreateRequest, NetworkInspectRequest, NetworkListRequest, NetworkRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
+import type { Command } from './command';
 import { json, table } from './format';
 import * as check from './validate';
 import { errorLine } from './exit';
-
-type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
 const CREATE_FLAGS: FlagSpec[] = [
   { name: 'subnet', kind: 'value', help: 'Subnet in CIDR form, e.g. 10.90.0.0/24 (default: the next free 10.89.N.0/24)' },

@@ -1,7 +1,9 @@
 /**
  * Pull progress as a terminal user knows it from Docker: one line per layer
  * (short digest, status, bytes), redrawn in place. Silent when stderr is not a TTY.
+ * trackPull feeds it a pull's work-done progress.
  */
+import { ProgressType, type MessageConnection } from 'vscode-jsonrpc/node';
 import type { PullProgress } from '../protocol';
 import { formatBytes } from './format';
 
@@ -39,4 +41,19 @@ export class ProgressDisplay {
     this.drawn = lines.length;
     this.out.write(s);
   }
+}
+
+/**
+ * LSP's `$/progress` work-done values, as far as the CLI reads them. Declared
+ * here rather than imported from vscode-languageserver-protocol, whose load
+ * alone would add tens of milliseconds to every CLI command.
+ */
+const WorkDoneProgressType = new ProgressType<{ kind: 'begin' | 'report' | 'end'; layers?: PullProgress['layers'] }>();
+
+export function trackPull(c: MessageConnection, token: string, out: NodeJS.WriteStream = process.stderr): ProgressDisplay {
+  const display = new ProgressDisplay(out);
+  c.onProgress(WorkDoneProgressType, token, (v) => {
+    if (v.kind === 'report' && v.layers) display.update({ layers: v.layers });
+  });
+  return display;
 }

@@ -2,16 +2,14 @@
  * `capsa volume create|ls|rm|inspect|prune`: named volumes, as Docker's
  * `docker volume` verbs print them.
  */
-import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
 import { VolumeCreateRequest, VolumeInspectRequest, VolumeListRequest, VolumePruneRequest, VolumeRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
+import type { Command } from './command';
 import { formatBytes, json, table } from './format';
 import * as check from './validate';
 import { confirm } from './images';
 import { errorLine } from './exit';
-
-type Command = (argv: string[], conn: () => Promise<MessageConnection>) => Promise<number>;
 
 const HELP = 'Usage: capsa volume COMMAND\n\nCommands:\n  create     Create a volume\n  ls         List volumes\n  rm         Remove one or more volumes\n  inspect    Show details of volumes\n  prune      Remove volumes no container uses\n';
 

@@ -241,18 +241,8 @@ export function readTar(source: AsyncIterable<Uint8Array>): TarReader {
   return new TarReader(source);
 }
 
-interface RawHeader {
-  name: string;
-  linkname: string | undefined;
-  type: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  devmajor: number;
-  devminor: number;
-}
+/** What one header block says, before PAX and GNU long names apply. */
+type RawHeader = Pick<TarHeader, 'name' | 'linkname' | 'type' | 'mode' | 'uid' | 'gid' | 'size' | 'mtime' | 'devmajor' | 'devminor'>;
 
 function isZero(block: Buffer): boolean {
   for (let i = 0; i < BLOCK; i++) if (block[i] !== 0) return false;

@@ -495,5 +495,6 @@ export interface VolumePruneResult {
 
 // ---- checking params, and printing what others wrote ---------------------
 export { v, ParamsError, describe, type Schema, type Infer } from './validate';
+export { PULL_POLICIES, USERNS_MODES, pullPolicyProblem, usernsProblem } from './runoptions';
 export { OS_VALUES, ARCH_VALUES, platformProblem, normalizePlatform as normalizePlatformParts, type PlatformParts } from './platform';
 export { printable, printableLines, listed, clip } from '../util/text';

@@ -5,13 +5,12 @@
  * docs/ARCHITECTURE.md, "Why a native shim".
  */
 import type * as net from 'node:net';
-import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { CapsaError } from '../errors';
 import { encodePlan, Plan } from './plan';
 import { spawnProgram, type SpawnedProgram } from '../util/spawn';
+import { shimPath } from '../util/layout';
 
 /** The status the shim writes to fd 4, one line each. */
 export type ShimStatus =
@@ -125,19 +124,8 @@ export class StatusLineReader {
   }
 }
 
-/** Absolute path of the shim binary: `<package root>/native/build/capsa-shim`. */
-export function shimPath(): string {
-  // __dirname is server/runtime in a ts-node run and out/server/runtime once
-  // compiled: walk up to the first directory that holds package.json
-  let dir = __dirname;
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'native', 'build', 'capsa-shim');
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return path.resolve(__dirname, '..', '..', '..', 'native', 'build', 'capsa-shim');
-}
+/** Absolute path of the shim binary: `<package root>/native/build/capsa-shim` (server/util/layout.ts). */
+export { shimPath };
 
 export type ShimStdio = 'pipe' | 'ignore' | 'inherit' | number;
 

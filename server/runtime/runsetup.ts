@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { cpus } from 'node:os';
 import { InvalidArgumentError } from '../errors';
+import { usernsProblem } from '../protocol/runoptions';
 import type { RunOptions } from '../protocol/types';
 import { validateLimits, type ResourceLimits } from './cgroups';
 import { securitySettings } from './security';
@@ -54,9 +55,8 @@ export async function prepareRun(opts: RunOptions, root: string): Promise<RunSet
     ulimits: list('ulimits', opts.ulimits),
   });
   const groupAdd = list('groupAdd', opts.groupAdd);
-  if (opts.userns !== undefined && opts.userns !== 'host' && opts.userns !== 'auto') {
-    throw new InvalidArgumentError(`invalid --userns ${JSON.stringify(opts.userns)}: expected host or auto`);
-  }
+  const usernsRefused = opts.userns === undefined ? undefined : usernsProblem(opts.userns);
+  if (usernsRefused !== undefined) throw new InvalidArgumentError(usernsRefused);
   // as Docker: a privileged container is root on the host by definition
   if (opts.userns === 'auto' && opts.privileged) throw new InvalidArgumentError('--privileged cannot be combined with --userns auto');
   runNamespaces(opts, false); // checks --pid and --ipc

@@ -21,6 +21,8 @@ import { startRegistry, type TestRegistry } from './registry';
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const CLI = path.join(REPO_ROOT, 'bin', 'capsa');
 export const HELPER_MAIN = path.join(REPO_ROOT, 'out', 'server', 'main.js');
+/** The helper with test-only CLI verbs (test/helpers/test-helper.ts). */
+const TEST_HELPER_MAIN = path.join(__dirname, 'test-helper.js');
 
 export interface TestHelper {
   dir: string;
@@ -38,9 +40,10 @@ export interface TestHelper {
 /**
  * `netns`: a named network namespace (`ip netns add NAME`, made by the test)
  * that the helper and the CLI run in (nsenter --net): the bridge,
- * the veths and every packet then stay inside it.
+ * the veths and every packet then stay inside it. `testVerbs`: its warm CLI
+ * processes serve the test-only verbs of test/helpers/test-cli.ts too.
  */
-export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv; netns?: string } = {}): Promise<TestHelper> {
+export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessEnv; netns?: string; testVerbs?: boolean } = {}): Promise<TestHelper> {
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
   const root = path.join(dir, 'root');
   const socket = path.join(dir, 'capsa.sock');
@@ -56,7 +59,7 @@ export async function startHelper(opts: { mirror?: string; env?: NodeJS.ProcessE
     ...(opts.netns ? { CAPSA_TEST_NETNS: opts.netns } : {}),
   };
   await fs.writeFile(env.CAPSA_CONFIG!, '{}');
-  const child = spawnHelper(env, dir);
+  const child = spawnHelper(env, dir, opts.testVerbs ? TEST_HELPER_MAIN : HELPER_MAIN);
   await waitForSocket(socket, child, dir);
   const helper: TestHelper = {
     dir,
@@ -110,13 +113,13 @@ async function removeAllContainers(h: TestHelper): Promise<void> {
 
 /** Starts another helper on the same root and socket (after a crash). */
 export async function restartHelper(h: TestHelper): Promise<void> {
-  h.process = spawnHelper(h.env, h.dir);
+  h.process = spawnHelper(h.env, h.dir, HELPER_MAIN);
   await waitForSocket(h.socket, h.process, h.dir);
 }
 
-function spawnHelper(env: NodeJS.ProcessEnv, dir: string): ChildProcess {
+function spawnHelper(env: NodeJS.ProcessEnv, dir: string, entry: string): ChildProcess {
   const logFile = path.join(dir, 'helper.log');
-  const child = spawn(...inNetns(env, [process.execPath, HELPER_MAIN]), { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(...inNetns(env, [process.execPath, entry]), { env, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', (d: Buffer) => void fs.appendFile(logFile, d).catch(() => undefined));
   return child;
 }

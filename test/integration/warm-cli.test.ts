@@ -1,6 +1,6 @@
 /**
  * The warm CLI: `bin/capsa` run as a program is the compiled client
- * (native/src/client.c), which hands its call — arguments, environment,
+ * (native/client/client.c), which hands its call — arguments, environment,
  * working directory and its stdin, stdout and stderr — to a Node CLI process
  * the helper started ahead of time, forwards signals to it and exits with
  * its status; with no warm CLI to talk to, it runs the Node CLI. Real helper,
@@ -13,7 +13,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { warmCliSocketPath } from '../../server/config';
-import { encodeRequest, parseReply, type Reply } from '../../server/cli/warmwire';
+import { encodeRequest, parseReply, type Reply } from '../../server/cli/warm/wire';
 import { closeFd, connectSeqpacket, pollFds, POLLIN, receiveMessage, sendMessage, setSendBuffer } from '../../server/util/seqpacket';
 import { REPO_ROOT, startHelper, until, type TestHelper, fileRegistry } from '../helpers/capsa';
 
@@ -26,8 +26,8 @@ interface Ctx {
   after: (fn: () => unknown) => void;
 }
 
-async function helper(t: Ctx, env: NodeJS.ProcessEnv = {}): Promise<TestHelper> {
-  const h = await startHelper({ mirror: registry.url, env });
+async function helper(t: Ctx, env: NodeJS.ProcessEnv = {}, opts: { testVerbs?: boolean } = {}): Promise<TestHelper> {
+  const h = await startHelper({ mirror: registry.url, env, testVerbs: opts.testVerbs });
   t.after(() => h.stop());
   // the helper makes the warm socket before its own: a client never finds the one without the other
   if (env.CAPSA_WARM_CLI !== '0') assert.ok(existsSync(warmCliSocketPath(h.socket)), 'the warm CLI socket exists once the helper accepts');
@@ -149,8 +149,9 @@ test('calls with stdout on a pipe, then on a file, then on a pty, then on a pipe
 });
 
 test('a call that leaves a timer running is not followed by another in the same process: the next call gets a new one', async (t) => {
-  const h = await helper(t);
-  const leaver = call(h, ['__leave-timer'], { env: { CAPSA_TEST_HOOKS: '1' } });
+  // __leave-timer is a verb of the test CLI entry (test/helpers/test-cli.ts) that this helper's warm processes run
+  const h = await helper(t, {}, { testVerbs: true });
+  const leaver = call(h, ['__leave-timer']);
   const r = await leaver.done;
   assert.equal(r.code, 0, r.stderr);
   const first = await servedBy(h, leaver.pid);

@@ -15,7 +15,7 @@ import { forCaller, hasFullAccess } from '../../server/handlers/access';
 import { validating } from '../../server/handlers/validated';
 import { ContainerListRequest, VersionRequest } from '../../server/protocol';
 import { describeCaller, groupsFromProc, ownCaller, peerCaller, socketFd, type Caller } from '../../server/util/peercred';
-import { warmRefusal } from '../../server/cli/warm';
+import { warmRefusal } from '../../server/cli/warm/process';
 
 const sorted = (a: readonly number[]) => [...a].sort((x, y) => x - y);
 /** This process's supplementary groups as the kernel lists them (process.getgroups() adds the egid). */

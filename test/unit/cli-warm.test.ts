@@ -4,12 +4,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { loadConfig, warmCliSocketPath } from '../../server/config';
-import { encodeRequest, MAX_REQUEST, parseReply, parseRequest, reply } from '../../server/cli/warmwire';
-import { warmCliEntry } from '../../server/warmcli';
+import { encodeRequest, MAX_REQUEST, parseReply, parseRequest, reply } from '../../server/cli/warm/wire';
 
 test('the warm CLI socket sits next to the helper socket', () => {
   assert.equal(warmCliSocketPath('/run/capsa/capsa.sock'), '/run/capsa/capsa-cli.sock');
@@ -72,16 +71,14 @@ test('replies decode to what was sent', () => {
   assert.equal(parseReply(Buffer.from('Z')), undefined);
 });
 
-test('the warm CLI runs the bundle beside the bundled helper, else the newer of dist/cli.js and out/', (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const dist = path.join(dir, 'dist');
-  const outServer = path.join(dir, 'out', 'server');
-  for (const d of [dist, path.join(outServer, 'cli')]) mkdirSync(d, { recursive: true });
-  writeFileSync(path.join(outServer, 'cli', 'main.js'), '');
-  assert.equal(warmCliEntry(outServer), path.join(outServer, 'cli', 'main.js'), 'no bundle: out/');
-  writeFileSync(path.join(dist, 'cli.js'), '');
-  assert.equal(warmCliEntry(outServer), path.join(outServer, '..', '..', 'dist', 'cli.js'), 'a bundle as new as out/');
-  writeFileSync(path.join(dist, 'server.js'), '');
-  assert.equal(warmCliEntry(dist), path.join(dist, 'cli.js'), 'the bundled helper');
+test('the product CLI knows no test-only verb: __leave-timer is refused as any unknown command (it lives in test/helpers/test-cli.ts)', async (t) => {
+  const { main } = await import('../../server/cli/main');
+  let err = '';
+  const write = process.stderr.write;
+  t.after(() => (process.stderr.write = write));
+  process.stderr.write = ((chunk: string | Uint8Array) => ((err += String(chunk)), true)) as typeof process.stderr.write;
+  const code = await main(['__leave-timer']);
+  process.stderr.write = write;
+  assert.equal(code, 125);
+  assert.match(err, /'__leave-timer' is not a capsa command/);
 });

@@ -4,9 +4,8 @@
  * launching an exec. The real launcher wraps native.ts and monitor.ts;
  * unit tests give the lifecycle a fake that scripts the shim's answers.
  */
-import type { Readable, Writable } from 'node:stream';
 import { MonitorClient, launchMonitor, type ExitInfo } from '../monitor';
-import { startShim } from '../native';
+import { startShim, type ShimHandle } from '../native';
 import type { Plan } from '../plan';
 
 /** A connection to a container's monitor (MonitorClient, or a fake). */
@@ -32,17 +31,8 @@ export interface MonitorLaunch {
 }
 
 /** A process run in a running container (ShimHandle, or a fake). */
-export interface ExecProcess {
-  /** Host pid of the process, once it runs; rejects as MonitorLaunch.started does. */
-  started: Promise<number>;
-  /** Its exit status (128 + signal when killed). */
-  exited: Promise<number>;
-  resize(rows: number, cols: number): void;
-  signal(n: number): void;
-  stdin: Writable | null;
-  stdout: Readable | null;
-  stderr: Readable | null;
-}
+/** An exec's process: the shim's handle, as for a foreground run (see ShimHandle in ../native). */
+export type ExecProcess = Omit<ShimHandle, 'pid' | 'kill'>;
 
 export interface ShimLauncher {
   /** Launches the monitor of the container in dir, which runs plan. */

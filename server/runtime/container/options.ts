@@ -5,6 +5,7 @@
  * policy and progress are the image side's own, image/pull.ts.)
  */
 import { InvalidArgumentError, assertSafeName } from '../../errors';
+import { pullPolicyProblem } from '../../protocol/runoptions';
 import type { ExecOptions, RunOptions } from '../../protocol/types';
 
 export type { ExecOptions, RunOptions };
@@ -21,9 +22,8 @@ export function validateRunOptions(opts: RunOptions): void {
       throw new InvalidArgumentError(`${key} must be a list of strings without NUL bytes`);
     }
   }
-  if (opts.pull !== undefined && !['always', 'missing', 'never'].includes(opts.pull)) {
-    throw new InvalidArgumentError(`invalid pull policy ${JSON.stringify(opts.pull)}: expected always, missing or never`);
-  }
+  const pullRefused = opts.pull === undefined ? undefined : pullPolicyProblem(opts.pull);
+  if (pullRefused !== undefined) throw new InvalidArgumentError(pullRefused);
   // the network manager checks the mode itself: it knows the user-defined networks
   if (opts.network !== undefined && (typeof opts.network !== 'string' || opts.network === '')) {
     throw new InvalidArgumentError('network mode must be a non-empty string: bridge, host, none, container:NAME or a network name');

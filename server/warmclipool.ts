@@ -1,12 +1,12 @@
 /**
  * The warm CLI: processes of the Node CLI that the helper starts ahead of
  * any call and keeps idle, each waiting to take over one `capsa` call from
- * the compiled client (native/src/client.c), which then costs no Node
+ * the compiled client (native/client/client.c), which then costs no Node
  * start-up (about 100 ms on a small machine; the whole call should cost
  * little more than the request itself).
  *
  * The helper creates the listening socket but never accepts on it: it hands
- * the descriptor to each warm process as fd 3 (server/cli/warm.ts), and the
+ * the descriptor to each warm process as fd 3 (server/cli/warm/process.ts), and the
  * kernel gives each connection to one of them. A process reports over its
  * fd 4 when it took a call and when it is back, idle, after it; it serves
  * call after call, and exits after one that may have left something behind.
@@ -19,12 +19,12 @@
  * row the warm CLI turns itself off (the socket goes, clients run the Node
  * CLI).
  */
-import { chmodSync, existsSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { constants as osConstants, getPriority, setPriority } from 'node:os';
-import * as path from 'node:path';
 import { describeError } from './errors';
 import { closeFd, listenSeqpacket } from './util/seqpacket';
+import { cliEntry } from './util/layout';
 import { koffiNode } from './util/libc';
 import { spawnProgram } from './util/spawn';
 
@@ -36,7 +36,7 @@ export interface WarmCliOptions {
   /** The processes' environment: it must name this helper (CAPSA_SOCKET). */
   env: NodeJS.ProcessEnv;
   log: (message: string) => void;
-  /** The CLI script run with `--warm`. Default: warmCliEntry(). */
+  /** The CLI script run with `--warm`. Default: the Node CLI's (server/util/layout.ts cliEntry). */
   entry?: string;
 }
 
@@ -46,26 +46,6 @@ const IDLE_NICENESS = 10;
 const FIRST_BACKOFF_MS = 250;
 /** A busy process not back from its call after this long gets a replacement started. */
 const LATE_MS = 150;
-
-/**
- * The CLI script: dist/cli.js beside the bundled helper (dist/server.js);
- * from out/server/, dist/cli.js unless out/ is newer (after a bare tsc),
- * the rule bin/capsa.js follows.
- */
-export function warmCliEntry(dir = __dirname): string {
-  const beside = path.join(dir, 'cli.js');
-  if (existsSync(beside)) return beside;
-  const bundle = path.join(dir, '..', '..', 'dist', 'cli.js');
-  const compiled = path.join(dir, 'cli', 'main.js');
-  const mtime = (f: string): number => {
-    try {
-      return statSync(f).mtimeMs;
-    } catch {
-      return -1;
-    }
-  };
-  return mtime(bundle) >= mtime(compiled) ? bundle : compiled;
-}
 
 export class WarmCliPool {
   private listenFd = -1;
@@ -85,7 +65,7 @@ export class WarmCliPool {
 
   constructor(private readonly opts: WarmCliOptions) {
     if (!Number.isInteger(opts.size) || opts.size < 1) throw new RangeError(`warm CLI pool size ${opts.size} must be a positive integer`);
-    this.entry = opts.entry ?? warmCliEntry();
+    this.entry = opts.entry ?? cliEntry();
   }
 
   /**
@@ -318,7 +298,7 @@ function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: numbe
   const spawned = spawnProgram(process.execPath, [entry, '--warm'], { fds: [listenFd, 'socket'], setsid: true, env, watch: 'pidfd' });
   const child = spawned.pid;
   // While it loads it must not slow the call it replaces (2 cores are common): it takes
-  // the helper's priority back when it takes a call (server/cli/warm.ts), or when a client waits for it
+  // the helper's priority back when it takes a call (server/cli/warm/process.ts), or when a client waits for it
   const priority = getPriority();
   try {
     setPriority(child, Math.min(19, priority + IDLE_NICENESS));

@@ -1,5 +1,5 @@
 /**
- * The warm CLI's messages: between the compiled client (native/src/client.c,
+ * The warm CLI's messages: between the compiled client (native/client/client.c,
  * which mirrors this file) and a warm CLI process, one SOCK_SEQPACKET
  * connection on the socket `warmCliSocketPath()` names. Integers are
  * little-endian u32.
@@ -16,7 +16,7 @@
  *                    'F' reason                  this helper is not the one the client's
  *                                                 configuration names: run the Node CLI
  */
-import { CapsaError } from '../errors';
+import { CapsaError } from '../../errors';
 
 export const WARM_VERSION = 1;
 const MAGIC = Buffer.from('CPSA');

@@ -2,14 +2,14 @@
  * capsa: the command users run (bin/capsa execs it).
  *
  * Node needs about 100 ms just to start on a small machine, so the helper
- * keeps a warm CLI process started and waiting (server/warmcli.ts,
- * server/cli/warm.ts). This client connects to it, hands over its command
+ * keeps a warm CLI process started and waiting (server/warmclipool.ts,
+ * server/cli/warm/process.ts). This client connects to it, hands over its command
  * line, environment, working directory, umask and its stdin, stdout and
  * stderr (SCM_RIGHTS), forwards signals to it while it runs and exits with
  * its status. When no warm CLI answers, it runs the Node CLI
  * (`node bin/capsa.js`) instead, which also starts the helper when none runs.
  *
- * The messages are described in server/cli/warmwire.ts. Plain libc, one
+ * The messages are described in server/cli/warm/wire.ts. Plain libc, one
  * file, no state beyond what a signal handler needs.
  */
 #define _GNU_SOURCE
@@ -116,7 +116,8 @@ finish (int status)
 
 /* The Node CLI, found from this binary: bin/capsa.js beside a copy in bin/,
    or from native/build/ (the build's output) the repository's bin/capsa.js,
-   else the packaged extension's bundle, dist/cli.js. */
+   else the packaged extension's bundle, dist/cli.js. This mirrors the install
+   layout that server/util/layout.ts describes: a change there is made here. */
 static void __attribute__ ((noreturn))
 run_node_cli (char **argv)
 {

@@ -1,8 +1,8 @@
 /**
- * A warm CLI process. The helper (server/warmcli.ts) starts it ahead of any
+ * A warm CLI process. The helper (server/warmclipool.ts) starts it ahead of any
  * call, so that Node's start-up, loading the CLI and connecting to the
  * helper are already paid. It waits on the warm CLI socket (its fd 3) for a
- * client (native/src/client.c), takes over that client's stdin, stdout,
+ * client (native/client/client.c), takes over that client's stdin, stdout,
  * stderr, environment, working directory and umask, runs the command as a
  * fresh `capsa` process would and sends the exit status back. Then, if the
  * command returned (rather than calling process.exit) and left nothing
@@ -18,18 +18,17 @@
  * its call), `rejected REASON`, `failed REASON`; it writes `exit` there to
  * end an idle one.
  */
-import { createReadStream, fstatSync, openSync, readSync, writeSync } from 'node:fs';
-import * as net from 'node:net';
-import { Readable, Writable } from 'node:stream';
-import * as tty from 'node:tty';
+import { fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import type { MessageConnection } from 'vscode-jsonrpc/node';
-import { loadConfig } from '../config';
-import { describeError } from '../errors';
-import { VersionRequest } from '../protocol';
-import { acceptConnection, closeFd, dupTo, peerCredentials, pollFds, POLLIN, receiveMessage, sendMessage, seqpacketPair, setCloseOnExec, setReceiveTimeout, SysError } from '../util/seqpacket';
-import { connect } from './client';
-import { encodeRequest, MAX_REQUEST, parseRequest, reply, WarmRequestError, type WarmRequest } from './warmwire';
+import { loadConfig } from '../../config';
+import { describeError } from '../../errors';
+import { VersionRequest } from '../../protocol';
+import { acceptConnection, closeFd, dupTo, peerCredentials, pollFds, POLLIN, receiveMessage, sendMessage, seqpacketPair, setCloseOnExec, setReceiveTimeout, SysError } from '../../util/seqpacket';
+import { connect } from '../client';
+import { errorMessage } from '../command';
+import { flushStdio, installStdio, releaseStdio, usedRawMode } from './stdio';
+import { encodeRequest, MAX_REQUEST, parseRequest, reply, WarmRequestError, type WarmRequest } from './wire';
 
 const LISTEN_FD = 3;
 const REPORT_FD = 4;
@@ -51,6 +50,20 @@ export function report(line: string): void {
   } catch {
     // the helper is gone
   }
+}
+
+/**
+ * The `--warm` entry: serves calls with `main` (the CLI's, or a test
+ * entry's that adds verbs) until this process ends. Started by the helper
+ * (server/warmclipool.ts), never by a user.
+ */
+export function runWarmEntry(main: CliMain): void {
+  serveWarm(main).catch((err: unknown) => {
+    // to the helper while idle; to the client (fd 2 is its stderr by then) while serving one
+    report(`failed ${errorMessage(err)}`);
+    process.stderr.write(`capsa: error: ${errorMessage(err)}\n`);
+    process.exit(EXIT_CAPSA);
+  });
 }
 
 /**
@@ -131,7 +144,7 @@ export async function serveWarm(main: CliMain): Promise<void> {
  * the Node CLI: this process would run another user's command with its own
  * rights (root's, as the helper starts it). So it serves only its own uid
  * and closes any other connection before the hello, which makes the client
- * (native/src/client.c wait_hello) run the Node CLI instead, as that user.
+ * (native/client/client.c wait_hello) run the Node CLI instead, as that user.
  * The connection is not a call: this process stays idle for the next one.
  */
 export function warmRefusal(peerUid: number, ownUid: number): string | undefined {
@@ -250,12 +263,6 @@ function sendStatus(code: number): void {
   }
 }
 
-/** A test-only verb (CAPSA_TEST_HOOKS=1): a call that returns and leaves a timer running. */
-const leaveTimer: CliMain = async () => {
-  setInterval(() => undefined, 60_000);
-  return 0;
-};
-
 /**
  * Serves the accepted client `fd`. A refused request ends this process, as
  * does a call that exits it. Otherwise, once main returned: the status is
@@ -347,7 +354,8 @@ async function take(fd: number, connection: MessageConnection, socket: string, m
   process.umask(req!.umask);
   setEnv(req!.env);
   // stream objects made since the last call (there should be none) go; the getters make new ones on this call's fds
-  releaseStdio(home.devNull);
+  releaseStdio();
+  putDevNull(home.devNull);
   installStdio();
   fds.forEach((f, i) => {
     dupTo(f, i);
@@ -362,7 +370,6 @@ async function take(fd: number, connection: MessageConnection, socket: string, m
   const listeners = listenerSnapshot();
   const resources = activeResources();
   client = fd;
-  rawModeUsed = false;
   // A client killed outright (SIGKILL) cannot forward that: end as a Node CLI killed with it would, and leave the terminal alone.
   const watch = setInterval(() => {
     if (pollFds([{ fd, events: POLLRDHUP }], 0)[0] & (POLLHUP | POLLERR | POLLRDHUP)) {
@@ -371,11 +378,10 @@ async function take(fd: number, connection: MessageConnection, socket: string, m
     }
   }, 250);
   watch.unref();
-  const run = req!.argv[0] === '__leave-timer' && req!.env.CAPSA_TEST_HOOKS === '1' ? leaveTimer : main;
   let code: number;
   let leftover: string | undefined;
   try {
-    code = await run(req!.argv, { connection });
+    code = await main(req!.argv, { connection });
   } catch (err) {
     process.stderr.write(`capsa: error: ${describeError(err)}\n`);
     code = EXIT_CAPSA;
@@ -384,11 +390,12 @@ async function take(fd: number, connection: MessageConnection, socket: string, m
   clearInterval(watch);
   // Exit only once our own output is flushed: a pipe reader must see every byte.
   await flushStdio();
-  if (rawModeUsed) leftover ??= 'it put its terminal in raw mode';
+  if (usedRawMode()) leftover ??= 'it put its terminal in raw mode';
   const listenersLeft = removeAddedListeners(listeners);
   if (listenersLeft) leftover ??= listenersLeft;
   // the client's fds leave this process before it hears the status: a reader of its stdout sees the end now
-  releaseStdio(home.devNull);
+  releaseStdio();
+  putDevNull(home.devNull);
   sendStatus(code);
   closeFd(fd);
   process.exitCode = undefined;
@@ -426,202 +433,7 @@ function removeAddedListeners(before: Listeners): string | undefined {
   return undefined;
 }
 
-// ---- stdio -----------------------------------------------------------------
-// Node makes process.stdin/stdout/stderr once, on first use, for whatever fds
-// 0-2 are then, and keeps them. Here each call gets its own, made lazily by
-// getters that follow Node's rules (lib/internal/bootstrap/switches/
-// is_main_thread.js), and destroyed after the call.
-
-type AnyStream = (Readable | Writable) & Record<string | symbol, unknown>;
-let stdio: { stdin?: AnyStream; stdout?: AnyStream; stderr?: AnyStream } = {};
-/** The call put its terminal in raw mode (libuv then keeps that terminal's mode to restore at exit: this process does not serve again). */
-let rawModeUsed = false;
-const kNodeDestroy = Symbol('nodeDestroy');
-
-function installStdio(): void {
-  const makers = { stdin: makeStdin, stdout: () => makeWritable(1), stderr: () => makeWritable(2) };
-  for (const name of ['stdin', 'stdout', 'stderr'] as const) {
-    Object.defineProperty(process, name, { configurable: true, enumerable: true, get: () => (releasing ? placeholder[name] : (stdio[name] ??= makers[name]())) });
-  }
-  // the global console keeps the streams it first wrote to: it takes this call's from now on
-  const c = console as unknown as Record<string, unknown>;
-  c._stdout = undefined;
-  c._stderr = undefined;
-}
-
-/** While releaseStdio destroys streams (net.Socket's destroy looks at process.stderr), the getters make none on the call's fds. */
-let releasing = false;
-const placeholder = {
-  get stdin() {
-    return emptyReadable();
-  },
-  get stdout() {
-    return blackHole() as unknown as AnyStream;
-  },
-  get stderr() {
-    return blackHole() as unknown as AnyStream;
-  },
-};
-
-/** Destroys the call's stream objects (closing what they opened on fds 0-2), then puts /dev/null on 0-2, so no open() can take them. */
-function releaseStdio(devNull: number): void {
-  const { stdin, stdout, stderr } = stdio;
-  stdio = {};
-  releasing = true;
-  try {
-    if (stdin) {
-      const t = stdin as unknown as tty.ReadStream;
-      if (t.isTTY && t.isRaw) t.setRawMode(false);
-      stdin.destroy();
-    }
-  } catch {
-    // destroyed already
-  }
-  for (const s of [stdout, stderr]) {
-    if (!s) continue;
-    try {
-      (s as Record<string, unknown>)._destroy = s[kNodeDestroy];
-      s.destroy();
-    } catch {
-      // destroyed already
-    }
-  }
-  releasing = false;
+/** /dev/null on fds 0-2 between calls, so that no open() takes them. */
+function putDevNull(devNull: number): void {
   for (let fd = 0; fd < 3; fd++) dupTo(devNull, fd);
 }
-
-async function flushStdio(): Promise<void> {
-  for (const s of [stdio.stdout, stdio.stderr]) {
-    const w = s as Writable | undefined;
-    if (w && w.writable && !w.destroyed) await new Promise<void>((resolve) => w.write('', () => resolve()));
-  }
-}
-
-/** libuv's uv_guess_handle, as Node's guessHandleType sees it. */
-function handleType(fd: number): 'TTY' | 'FILE' | 'PIPE' | 'UNKNOWN' {
-  let st;
-  try {
-    st = fstatSync(fd);
-  } catch {
-    return 'UNKNOWN';
-  }
-  if (tty.isatty(fd)) return 'TTY';
-  if (st.isFile() || st.isCharacterDevice()) return 'FILE';
-  if (st.isFIFO() || st.isSocket()) return 'PIPE';
-  return 'UNKNOWN';
-}
-
-/** Node's internal SyncWriteStream: stdout or stderr on a file, written synchronously. */
-class SyncWriteStream extends Writable {
-  constructor(readonly fd: number) {
-    super();
-  }
-  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
-    try {
-      writeSync(this.fd, chunk);
-    } catch (err) {
-      cb(err as Error);
-      return;
-    }
-    cb();
-  }
-}
-
-function blackHole(): Writable {
-  return new Writable({ write: (_chunk, _encoding, cb) => cb() });
-}
-
-function dummyDestroy(this: AnyStream, err: Error | null, cb: (err: Error | null) => void): void {
-  cb(err);
-  (this as unknown as { _undestroy(): void })._undestroy();
-  if (!(this._writableState as { emitClose: boolean }).emitClose) process.nextTick(() => this.emit('close'));
-}
-
-function makeWritable(fd: number): AnyStream {
-  let stream: AnyStream;
-  switch (handleType(fd)) {
-    case 'TTY':
-      stream = new tty.WriteStream(fd) as unknown as AnyStream;
-      stream._type = 'tty';
-      break;
-    case 'FILE':
-      stream = new SyncWriteStream(fd) as unknown as AnyStream;
-      stream._type = 'fs';
-      break;
-    case 'PIPE':
-      try {
-        stream = new net.Socket({ fd, readable: false, writable: true }) as unknown as AnyStream;
-        stream._type = 'pipe';
-      } catch {
-        stream = blackHole() as unknown as AnyStream;
-      }
-      break;
-    default:
-      stream = blackHole() as unknown as AnyStream;
-  }
-  stream.fd = fd;
-  stream._isStdio = true;
-  stream.destroySoon = stream.destroy;
-  // as Node's: destroying stdout or stderr does not close the fd (releaseStdio puts the real one back)
-  stream[kNodeDestroy] = stream._destroy;
-  stream._destroy = dummyDestroy;
-  if ((stream as unknown as tty.WriteStream).isTTY) process.on('SIGWINCH', () => (stream as unknown as { _refreshSize(): void })._refreshSize());
-  return stream;
-}
-
-function emptyReadable(): AnyStream {
-  const r = new Readable({ read() {} });
-  r.push(null);
-  return r as unknown as AnyStream;
-}
-
-function makeStdin(): AnyStream {
-  let stdin: AnyStream;
-  switch (handleType(0)) {
-    case 'TTY': {
-      const t = new tty.ReadStream(0);
-      const setRawMode = t.setRawMode.bind(t);
-      t.setRawMode = (mode: boolean) => {
-        if (mode) rawModeUsed = true;
-        return setRawMode(mode);
-      };
-      stdin = t as unknown as AnyStream;
-      break;
-    }
-    case 'FILE':
-      stdin = createReadStream(null as unknown as string, { fd: 0, autoClose: false }) as unknown as AnyStream;
-      break;
-    case 'PIPE':
-      try {
-        stdin = new net.Socket({ fd: 0, readable: true, writable: false, manualStart: true } as net.SocketConstructorOpts) as unknown as AnyStream;
-        (stdin._writableState as { ended: boolean }).ended = true;
-      } catch {
-        stdin = emptyReadable();
-      }
-      break;
-    default:
-      stdin = emptyReadable();
-  }
-  stdin.fd = 0;
-  // it starts paused, which Node's stream does not know yet
-  const handle = stdin._handle as { readStop?: () => void; reading?: boolean } | undefined;
-  const state = stdin._readableState as { reading: boolean };
-  if (handle?.readStop) {
-    handle.reading = false;
-    state.reading = false;
-    handle.readStop();
-  }
-  // once paused, stop reading, so that the call can end
-  stdin.on('pause', () =>
-    process.nextTick(() => {
-      const h = stdin._handle as { readStop(): void; reading: boolean } | undefined;
-      if (h?.reading && !(stdin as unknown as Readable).readableFlowing) {
-        state.reading = false;
-        h.reading = false;
-        h.readStop();
-      }
-    }),
-  );
-  return stdin;
-}
-

@@ -10,7 +10,7 @@ import type { Connection } from 'vscode-languageserver/node';
 import { describeError } from './errors';
 import { DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, loadConfig, socketGroupId, warmCliSocketPath, type CapsaConfig } from './config';
 import { openConnection } from './connection';
-import { ContainerEventNotification, ImageEventNotification } from './protocol';
+import { ContainerEventNotification } from './protocol';
 import { ContainerService, type ContainerChange } from './runtime/container';
 import { containerEvent } from './views/containers';
 import { ImageService } from './services/images';
@@ -90,7 +90,7 @@ export class Helper {
     this.containers.on('event', (e: ContainerChange) =>
       this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, containerEvent(e)), e.container.record.owner),
     );
-    this.images.on('event', (e) => this.broadcast((c) => c.sendNotification(ImageEventNotification.type, e)));
+    // image events go to their owner's connections and root's: handlers/images.ts
   }
 
   async init(): Promise<void> {

@@ -29,6 +29,12 @@ import {
   ContainerStopRequest,
   ContainerTopRequest,
   ContainerWaitRequest,
+  ImageListRequest,
+  ImageLoadRequest,
+  ImagePruneRequest,
+  ImagePullRequest,
+  ImageRemoveRequest,
+  ImageSaveRequest,
   NetworkCreateRequest,
   NetworkInspectRequest,
   NetworkListRequest,
@@ -37,6 +43,7 @@ import {
   StreamCloseNotification,
   StreamInputNotification,
   StreamResizeNotification,
+  SystemDfRequest,
   VersionRequest,
   VolumeCreateRequest,
   VolumeInspectRequest,
@@ -44,6 +51,7 @@ import {
   VolumePruneRequest,
   VolumeRemoveRequest,
 } from '../protocol';
+import { WorkDoneProgressCancelNotification } from 'vscode-languageserver/node';
 import type { Caller } from '../util/peercred';
 import { printable } from '../util/text';
 import { toResponseError } from './errors';
@@ -92,9 +100,18 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   StreamInputNotification.method,
   StreamResizeNotification.method,
   StreamCloseNotification.method,
+  // images: names are per caller (services/images.ts, image/store/names.ts); blobs and layers shared, content-addressed
+  ImageListRequest.method, // the caller's own namespace of image names
+  ImagePullRequest.method, // lands in the caller's namespace; pulled without root's stored credentials
+  ImageRemoveRequest.method, // the caller's names only; shared content goes only when nothing holds it
+  ImagePruneRequest.method, // the caller's namespace only
+  ImageLoadRequest.method, // the archive opened with the caller's rights (util/hostfile.ts openRegularFileAs); its names land in the caller's namespace
+  ImageSaveRequest.method, // the caller's own images; the output created and renamed with the caller's rights (image/archive/output.ts)
+  SystemDfRequest.method, // the caller's images and what they reference
+  WorkDoneProgressCancelNotification.method, // cancels only progress this connection started (handlers/images.ts)
 ]);
 
-/** Whether `caller` may use the whole protocol: root alone, until per-user authorisation exists. */
+/** Whether `caller` may use the whole protocol, and sees every user's objects: root alone. */
 export function hasFullAccess(caller: Caller): boolean {
   return caller.uid === 0;
 }
@@ -102,7 +119,7 @@ export function hasFullAccess(caller: Caller): boolean {
 /** The refusal a caller without full access gets for `method`. */
 export function notEnabled(method: string, caller: Caller): PermissionDeniedError {
   return new PermissionDeniedError(
-    `${printable(method.slice(0, 200))} refused for uid ${caller.uid}: per-user access is not enabled on this helper, only root may use it (see the README's "Security model and limits")`,
+    `${printable(method.slice(0, 200))} refused for uid ${caller.uid}: not open to users other than root (see the README's "Security model and limits")`,
   );
 }
 

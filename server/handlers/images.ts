@@ -1,5 +1,11 @@
-import { WorkDoneProgressCancelNotification, type Connection, type WorkDoneProgressReport } from 'vscode-languageserver/node';
+/**
+ * The image requests, each acting for the connection's caller (its uid's
+ * namespace of names: services/images.ts), and the image events, each sent
+ * only to its owner's connections and root's.
+ */
+import { WorkDoneProgressCancelNotification, type WorkDoneProgressReport } from 'vscode-languageserver/node';
 import {
+  ImageEventNotification,
   ImageListRequest,
   ImageLoadRequest,
   ImagePruneRequest,
@@ -11,24 +17,42 @@ import {
   type ImagePruneParams,
   type ImagePullParams,
   type ImageRemoveParams,
+  type ImageEvent,
   type ImageSaveParams,
 } from '../protocol';
 import { checkClientPath } from '../image/archive';
 import { formatBytes } from '../util/bytes';
 import type { ImageService } from '../services/images';
 import type { ContainerService } from '../runtime/container';
-import { containerSummary } from '../views/containers';
-import { handled } from './errors';
-import type { ClientConnection } from './access';
 import type { Caller } from '../util/peercred';
+import { containerSummary } from '../views/containers';
+import { hasFullAccess, type ClientConnection } from './access';
+import { handled } from './errors';
 import { pullProgress, sendProgressSafely } from './progress';
 
-/** The kernel's caller of a connection made by forCaller (access.ts); none for one made otherwise (tests), whose files the helper opens as itself. */
-function callerOf(connection: Connection): Caller | undefined {
-  return (connection as Partial<ClientConnection>).caller;
+/**
+ * The images the caller's own containers use (root's: every container's), so
+ * that a user's rmi or prune is refused, or told anything, only because of
+ * its own containers; `needed` (every container's images) still keeps the
+ * content any container runs on.
+ */
+function ownImagesInUse(caller: Caller, containers: ContainerService): Set<string> {
+  return hasFullAccess(caller) ? containers.imagesInUse() : containers.imagesInUse(caller.uid);
 }
 
-export function registerImageHandlers(connection: Connection, images: ImageService, containers: ContainerService): () => void {
+export function registerImageHandlers(connection: ClientConnection, images: ImageService, containers: ContainerService): () => void {
+  const { caller } = connection;
+  const full = hasFullAccess(caller);
+  // the caller's own image events (root: everyone's); a client that went away misses one it no longer needs
+  const onEvent = (e: ImageEvent): void => {
+    if (!full && e.owner !== caller.uid) return;
+    try {
+      connection.sendNotification(ImageEventNotification.type, e).catch(() => undefined);
+    } catch {
+      // closed, and its dispose below not yet run
+    }
+  };
+  images.on('event', onEvent);
   // A pull is cancelled by `$/cancelRequest` (the request's token) or by the
   // client cancelling its work-done progress (VS Code's notification button).
   const byProgressToken = new Map<string | number, AbortController>();
@@ -50,7 +74,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       if (params.workDoneToken !== undefined) byProgressToken.set(params.workDoneToken, abort);
       const progress = pullProgress(connection, params.workDoneToken, `Pulling ${params.reference}`);
       try {
-        return await images.pull(params.reference, { platform: params.platform, signal: abort.signal, onProgress: (p) => progress.report(p) });
+        return await images.pull(params.reference, { caller, platform: params.platform, signal: abort.signal, onProgress: (p) => progress.report(p) });
       } finally {
         sub.dispose();
         running.delete(abort);
@@ -60,11 +84,11 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
     })(undefined);
   });
 
-  connection.onRequest(ImageListRequest.type, handled(() => images.list()));
+  connection.onRequest(ImageListRequest.type, handled(() => images.list(caller)));
   connection.onRequest(
     ImageRemoveRequest.type,
     handled(async (params: ImageRemoveParams) => {
-      return images.remove(params.image, !!params.force, containers.imagesInUse());
+      return images.remove(caller, params.image, !!params.force, ownImagesInUse(caller, containers), containers.imagesInUse());
     }),
   );
   connection.onRequest(ImageLoadRequest.type, async (params: ImageLoadParams, token) => {
@@ -87,7 +111,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
         sendProgressSafely(connection, wd, report);
       };
       try {
-        return await images.load(input, { signal: abort.signal, onProgress, caller: callerOf(connection) });
+        return await images.load(caller, input, { signal: abort.signal, onProgress });
       } finally {
         sub.dispose();
         running.delete(abort);
@@ -106,7 +130,7 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
       const sub = token.onCancellationRequested(() => abort.abort());
       track(abort);
       try {
-        return await images.save(params.images, output, abort.signal, callerOf(connection));
+        return await images.save(caller, params.images, output, abort.signal);
       } finally {
         sub.dispose();
         running.delete(abort);
@@ -118,17 +142,19 @@ export function registerImageHandlers(connection: Connection, images: ImageServi
     ImagePruneRequest.type,
     handled(async (raw: ImagePruneParams | undefined) => {
       const params = raw ?? {};
-      return images.prune(!!params.all, containers.imagesInUse());
+      return images.prune(caller, !!params.all, ownImagesInUse(caller, containers), containers.imagesInUse());
     }),
   );
 
   connection.onRequest(
     SystemDfRequest.type,
-    handled(() => images.diskUsage(containers.list(true).map(containerSummary), containers.imagesInUse())),
+    // root's view: every container; a user's: its own
+    handled(() => images.diskUsage(caller, containers.list(true, full ? 0 : caller.uid).map(containerSummary), ownImagesInUse(caller, containers))),
   );
 
   return () => {
     gone = true;
+    images.off('event', onEvent);
     for (const a of running) a.abort();
   };
 }

@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { CancelledError, DigestMismatchError, InvalidLayerError, SizeMismatchError, UnsafeLayerError } from './errors';
 import { formatReference } from './reference';
 import type { LayerSource, ImageSource, SourceConfig, SourceManifest } from './source';
-import type { ImageRecord, ImageStore, Lease } from './store';
+import { ROOT_OWNER, type ImageRecord, type ImageStore, type Lease, type Owner } from './store';
 import type { Descriptor } from './types';
 import { unpackLayer } from './unpack';
 
@@ -77,7 +77,8 @@ export async function fetchImage(store: ImageStore, source: ImageSource, opts: I
 }
 
 /** Stores the manifest (and what came with it) and the config, then records the image and points its tags at it. */
-export async function recordImage(store: ImageStore, image: FetchedImage): Promise<ImageRecord> {
+/** Records `image` in `owner`'s namespace (root's by default): its tags are that owner's names. */
+export async function recordImage(store: ImageStore, image: FetchedImage, owner: Owner = ROOT_OWNER): Promise<ImageRecord> {
   const { source, manifest, config, lease } = image;
   const configDigest = manifest.parsed.config.digest;
   await lease.blob(manifest.digest);
@@ -95,8 +96,8 @@ export async function recordImage(store: ImageStore, image: FetchedImage): Promi
     configDigest,
     config: config.config,
     layers: manifest.parsed.layers,
-  });
-  for (const t of more) record = await store.tag(record.id, formatReference(t));
+  }, owner);
+  for (const t of more) record = await store.tag(record.id, formatReference(t), owner);
   return record;
 }
 

@@ -14,7 +14,7 @@ import { hostPlatform, parsePlatform } from './platform';
 import { formatReference, parseReference } from './reference';
 import { RegistryClient } from './registry';
 import { RegistrySource } from './registrysource';
-import type { ImageRecord, ImageStore } from './store';
+import { ROOT_OWNER, type ImageRecord, type ImageStore, type Owner } from './store';
 import type { Descriptor } from './types';
 
 // The image side's own words for a pull: the protocol declares the same
@@ -51,6 +51,8 @@ export interface PullOptions {
   progressIntervalMs?: number;
   /** Client to use; default one shared per config (keep-alive connections and tokens reused). */
   client?: RegistryClient;
+  /** The namespace the pulled name lands in (default root's); content is shared whoever pulls. */
+  owner?: Owner;
 }
 
 export type PullOutcome = PullResult & { image: ImageRecord };
@@ -63,6 +65,23 @@ export function clientFor(config: CapsaConfig): RegistryClient {
   if (!c) {
     c = new RegistryClient({ config, credentials: config.credentials });
     clients.set(config, c);
+  }
+  return c;
+}
+
+const anonymousClients = new WeakMap<object, RegistryClient>();
+
+/**
+ * The registry client shared by pulls made for callers other than root: it
+ * sends no stored credentials. The config's `credentials` and the Docker
+ * config.json the helper reads are root's, and a user's pull must not
+ * borrow them; a registry that needs a login answers such a pull 401.
+ */
+export function anonymousClientFor(config: CapsaConfig): RegistryClient {
+  let c = anonymousClients.get(config);
+  if (!c) {
+    c = new RegistryClient({ config, dockerConfig: false });
+    anonymousClients.set(config, c);
   }
   return c;
 }
@@ -159,8 +178,9 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullOut
       if (progress.started) progress.emit();
       progress.stop();
     }
-    const alreadyRecorded = await store.resolve(parsed.digest ? name : formatReference({ ...parsed, digest: undefined }));
-    const image = await recordImage(store, fetched);
+    const owner = opts.owner ?? ROOT_OWNER;
+    const alreadyRecorded = await store.resolve(parsed.digest ? name : formatReference({ ...parsed, digest: undefined }), owner);
+    const image = await recordImage(store, fetched, owner);
     const manifestDigest = fetched.manifest.digest;
     const upToDate = !fetched.fetched && alreadyRecorded?.id === image.id && alreadyRecorded.manifestDigest === manifestDigest;
     return { reference: name, manifestDigest, id: image.id, upToDate, image };
@@ -178,7 +198,7 @@ export async function resolveOrPull(
   opts: PullOptions,
 ): Promise<{ image: ImageRecord; pulled?: PullResult }> {
   if (policy !== 'always') {
-    const local = await opts.store.resolve(ref);
+    const local = await opts.store.resolve(ref, opts.owner ?? ROOT_OWNER);
     if (local) return { image: local };
     if (policy === 'never') {
       throw new ImageNotFoundError(`image ${JSON.stringify(ref)} is not present locally and the pull policy is "never"`);

@@ -383,6 +383,12 @@ export interface SystemDfResult {
   layers: { count: number; size: number };
   /** Compressed blobs: layers as downloaded, manifests, configs. */
   blobs: { count: number; size: number };
+  /**
+   * Root's answer only: each namespace's images (count, and bytes of the
+   * unpacked layers they use, shared layers counted in each). A user's
+   * answer counts only their own images and what those reference.
+   */
+  owners?: Array<{ owner: number; images: number; size: number }>;
   containers: {
     count: number;
     running: number;

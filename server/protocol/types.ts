@@ -166,6 +166,8 @@ export interface ImageSummary {
   size: number;
   os: string;
   architecture: string;
+  /** The uid whose names these are (images are named per user; root's list has every user's, each with its owner). */
+  owner?: number;
 }
 
 export type ContainerState = 'created' | 'running' | 'exited' | 'paused' | 'removing' | 'dead';
@@ -241,6 +243,8 @@ export interface ImageEvent {
   action: 'pull' | 'tag' | 'untag' | 'delete';
   image?: ImageSummary;
   id: string;
+  /** The uid in whose names it happened; sent to that uid's connections and root's. */
+  owner?: number;
 }
 
 // ---- appended: `docker inspect`'s shape, for tools and people that read it --

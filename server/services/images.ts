@@ -1,6 +1,14 @@
 /**
  * The helper's image service: the store plus the puller, behind the
  * operations clients ask for, with change events for the editor's view.
+ *
+ * Every operation acts for a caller (the kernel's word on the connection),
+ * in that caller's namespace of names (its uid): a tag one user pulls or
+ * loads is theirs alone, and looking a name up (run, rmi, save) searches
+ * only the caller's names, so nobody can make another uid run their bytes
+ * under a trusted name. Blobs and layers are content-addressed and shared.
+ * Root's namespace is the store's names from before there were several;
+ * root's list and disk use show every namespace with its owner.
  */
 import { EventEmitter } from 'node:events';
 import { promises as fs } from 'node:fs';
@@ -20,9 +28,10 @@ import type {
   SystemDfResult,
 } from '../protocol';
 import { loadArchive, saveArchive } from '../image/archive';
+import { ImageStore, ROOT_OWNER, type ImageRecord, type Owner } from '../image/store';
+import { anonymousClientFor, clientFor, pullImage } from '../image/pull';
+import type { RegistryClient } from '../image/registry';
 import type { Caller } from '../util/peercred';
-import { ImageStore, type ImageRecord } from '../image/store';
-import { pullImage } from '../image/pull';
 import { familiarReference, normalizeReference } from '../image/reference';
 import { ImageNotFoundError } from '../image/errors';
 import type { ImageSource, ResolvedImage } from '../runtime/container';
@@ -33,6 +42,8 @@ export class ImageService extends EventEmitter implements ImageSource {
   constructor(private readonly config: CapsaConfig) {
     super();
     this.store = new ImageStore(config.root);
+    // one listener per connection (handlers/images.ts), each passing on its caller's events
+    this.setMaxListeners(0);
   }
 
   /** Clears what a crash left half-done (temporary layer dirs, unfinished index writes); partial downloads stay to be resumed. */
@@ -40,50 +51,82 @@ export class ImageService extends EventEmitter implements ImageSource {
     await this.store.recover();
   }
 
-  async pull(reference: string, opts: { platform?: string; signal?: AbortSignal; onProgress?: (p: PullProgress) => void }): Promise<PullResult> {
-    const r = await pullImage(reference, { store: this.store, config: this.config, platform: opts.platform, signal: opts.signal, onProgress: opts.onProgress });
+  async pull(
+    reference: string,
+    opts: { caller: Caller; platform?: string; signal?: AbortSignal; onProgress?: (p: PullProgress) => void },
+  ): Promise<PullResult> {
+    const owner = ownerOf(opts.caller);
+    const r = await pullImage(reference, { store: this.store, config: this.config, owner, client: this.client(owner), platform: opts.platform, signal: opts.signal, onProgress: opts.onProgress });
     this.emitEvent('pull', r.image);
     return { reference: r.reference, manifestDigest: r.manifestDigest, id: r.id, upToDate: r.upToDate };
   }
 
-  async list(): Promise<ImageSummary[]> {
-    return (await this.store.list()).map(summary);
+  /** The caller's images; root's answer has every namespace's, each row with its owner. */
+  async list(caller: Caller): Promise<ImageSummary[]> {
+    const owner = ownerOf(caller);
+    return (owner === ROOT_OWNER ? await this.store.listAll() : await this.store.list(owner)).map(summary);
   }
 
-  async remove(image: string, force: boolean, inUse: Set<string>): Promise<ImageRemoveResult> {
+  /**
+   * `rmi` in the caller's namespace. `inUse`: the images the caller's own
+   * containers use (refused without force); `needed`: those any container
+   * uses, whose content stays whoever's name goes.
+   */
+  async remove(caller: Caller, image: string, force: boolean, inUse: Set<string>, needed: Set<string> = inUse): Promise<ImageRemoveResult> {
+    const owner = ownerOf(caller);
     // Events carry the image id, as every other image event does, not the reference the user typed.
-    const id = (await this.store.resolve(image))?.id ?? image;
-    const r = await this.store.remove(image, { force, inUse: (x) => inUse.has(x) });
-    this.emit('event', { action: r.deleted.length ? 'delete' : 'untag', id } satisfies ImageEvent);
+    const id = (await this.store.resolve(image, owner))?.id ?? image;
+    const r = await this.store.remove(image, { force, inUse: (x) => inUse.has(x), needed: (x) => needed.has(x) }, owner);
+    this.emit('event', { action: r.deleted.length ? 'delete' : 'untag', id, owner } satisfies ImageEvent);
     return r;
   }
 
-  /** Loads the images of the archive at `file` (an absolute path the handler checked). */
-  /** `opts.caller`: whose rights the archive is opened with (the requesting client's). */
-  async load(file: string, opts: { signal?: AbortSignal; onProgress?: (read: number, total: number) => void; caller?: Caller } = {}): Promise<ImageLoadResult> {
-    const loaded = await loadArchive(this.store, file, { ...opts, concurrency: 2 });
+  /** Loads the images of the archive at `file` (an absolute path the handler checked), opened with the caller's rights; its tags become the caller's names. */
+  async load(caller: Caller, file: string, opts: { signal?: AbortSignal; onProgress?: (read: number, total: number) => void } = {}): Promise<ImageLoadResult> {
+    const owner = ownerOf(caller);
+    const loaded = await loadArchive(this.store, file, { ...opts, concurrency: 2, owner, caller });
     for (const l of loaded) {
-      const record = await this.store.resolve(l.id);
+      const record = await this.store.resolve(l.id, owner);
       // The protocol's image events have no 'load'; a loaded image is one that got its tags.
       if (record) this.emitEvent('tag', record);
     }
     return { images: loaded };
   }
 
-  /** `caller`: whose rights the output is created and renamed with (the requesting client's). */
-  async save(images: string[], output: string, signal?: AbortSignal, caller?: Caller): Promise<ImageSaveResult> {
-    return saveArchive(this.store, images, output, { signal, caller });
+  /** The caller's own images, to `output` created and renamed with the caller's rights. */
+  async save(caller: Caller, images: string[], output: string, signal?: AbortSignal): Promise<ImageSaveResult> {
+    return saveArchive(this.store, images, output, { signal, owner: ownerOf(caller), caller });
   }
 
-  async prune(all: boolean, inUse: Set<string>): Promise<ImagePruneResult> {
-    const r = await this.store.prune({ all, inUse: (id) => inUse.has(id) });
-    for (const id of r.deleted.filter((d) => d.startsWith('sha256:'))) this.emit('event', { action: 'delete', id } satisfies ImageEvent);
+  /** `image prune` in the caller's namespace (`inUse`, `needed`: as for remove). */
+  async prune(caller: Caller, all: boolean, inUse: Set<string>, needed: Set<string> = inUse): Promise<ImagePruneResult> {
+    const owner = ownerOf(caller);
+    const r = await this.store.prune({ all, inUse: (id) => inUse.has(id), needed: (id) => needed.has(id) }, owner);
+    for (const id of r.deleted.filter((d) => d.startsWith('sha256:'))) this.emit('event', { action: 'delete', id, owner } satisfies ImageEvent);
     return r;
   }
 
-  /** `docker system df`: the store's usage plus the containers' upper directories. */
-  async diskUsage(containers: ContainerSummary[], inUse: Set<string>): Promise<SystemDfResult> {
-    const du = await this.store.diskUsage((id) => inUse.has(id));
+  /**
+   * `docker system df`: the store's usage plus the containers' upper
+   * directories. Root's covers the whole store, with each namespace's share
+   * in `owners`; a user's, only their images and what those reference.
+   */
+  async diskUsage(caller: Caller, containers: ContainerSummary[], inUse: Set<string>): Promise<SystemDfResult> {
+    const owner = ownerOf(caller);
+    const du = await this.store.diskUsage((id) => inUse.has(id), owner === ROOT_OWNER ? undefined : owner);
+    let owners: SystemDfResult['owners'];
+    if (owner === ROOT_OWNER) {
+      const byOwner = new Map<number, { owner: number; images: number; layers: Map<string, number> }>();
+      for (const r of await this.store.listAll()) {
+        const o = byOwner.get(r.owner) ?? { owner: r.owner, images: 0, layers: new Map<string, number>() };
+        byOwner.set(r.owner, o);
+        o.images++;
+        for (const d of r.diffIds) o.layers.set(d, (await this.store.layerInfo(d))?.size ?? 0);
+      }
+      owners = [...byOwner.values()]
+        .sort((a, b) => a.owner - b.owner)
+        .map((o) => ({ owner: o.owner, images: o.images, size: [...o.layers.values()].reduce((x, y) => x + y, 0) }));
+    }
     let size = 0;
     let reclaimable = 0;
     for (const c of containers) {
@@ -93,18 +136,35 @@ export class ImageService extends EventEmitter implements ImageSource {
     }
     return {
       ...du,
+      ...(owners ? { owners } : {}),
       containers: { count: containers.length, running: containers.filter((c) => c.state === 'running').length, size, reclaimable },
     };
   }
 
-  /** Docker's `--pull` semantics: `missing` uses a local image without contacting any registry. */
-  async resolveForRun(reference: string, options: { pull: PullPolicy; platform?: string; onProgress?: (p: PullProgress) => void; signal?: AbortSignal }): Promise<ResolvedImage> {
-    let record: ImageRecord | undefined = options.pull === 'always' ? undefined : await this.store.resolve(reference);
+  /**
+   * Docker's `--pull` semantics: `missing` uses a local image without
+   * contacting any registry. The name is looked up, and a pull recorded, in
+   * the caller's namespace (root's when no caller is given).
+   */
+  async resolveForRun(
+    reference: string,
+    options: { pull: PullPolicy; platform?: string; onProgress?: (p: PullProgress) => void; signal?: AbortSignal; caller?: Caller },
+  ): Promise<ResolvedImage> {
+    const owner = options.caller ? ownerOf(options.caller) : ROOT_OWNER;
+    let record: ImageRecord | undefined = options.pull === 'always' ? undefined : await this.store.resolve(reference, owner);
     if (!record) {
       if (options.pull === 'never') {
         throw new ImageNotFoundError(`image ${JSON.stringify(reference)} is not present locally and the pull policy is "never"`);
       }
-      const r = await pullImage(reference, { store: this.store, config: this.config, platform: options.platform, signal: options.signal, onProgress: options.onProgress });
+      const r = await pullImage(reference, {
+        store: this.store,
+        config: this.config,
+        owner,
+        client: this.client(owner),
+        platform: options.platform,
+        signal: options.signal,
+        onProgress: options.onProgress,
+      });
       this.emitEvent('pull', r.image);
       record = r.image;
     }
@@ -117,9 +177,19 @@ export class ImageService extends EventEmitter implements ImageSource {
     };
   }
 
-  private emitEvent(action: ImageEvent['action'], image: ImageRecord): void {
-    this.emit('event', { action, id: image.id, image: summary(image) } satisfies ImageEvent);
+  /** Root's pulls use the stored credentials (root's); anyone else's are anonymous (see anonymousClientFor). */
+  private client(owner: Owner): RegistryClient {
+    return owner === ROOT_OWNER ? clientFor(this.config) : anonymousClientFor(this.config);
   }
+
+  private emitEvent(action: ImageEvent['action'], image: ImageRecord): void {
+    this.emit('event', { action, id: image.id, image: summary(image), owner: image.owner } satisfies ImageEvent);
+  }
+}
+
+/** The namespace a caller's names live in: its uid, as the kernel gave it. */
+function ownerOf(caller: Caller): Owner {
+  return caller.uid;
 }
 
 function safeNormalize(reference: string): string {
@@ -141,6 +211,7 @@ export function summary(r: ImageRecord): ImageSummary {
     size: r.size,
     os: r.os,
     architecture: r.architecture,
+    owner: r.owner,
   };
 }
 

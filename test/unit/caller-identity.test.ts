@@ -106,18 +106,18 @@ function gated(caller: Caller) {
   return { fake, conn, seen };
 }
 
-test('a caller other than root gets its version and E_PERMISSION_DENIED for a method not opened to users, before its params are checked', async () => {
+test('a caller other than root gets its version and E_PERMISSION_DENIED for a method not opened to users (the gate denies what it does not list), before its params are checked', async () => {
   const { fake, seen } = gated(user);
   assert.deepEqual(await fake.request!(VersionRequest.method, undefined, {}), { version: 'x' });
   await assert.rejects(
-    async () => fake.request!(ImagePullRequest.method, { reference: 42 }, {}),
+    async () => fake.request!('capsa/unlisted/method', { reference: 42 }, {}),
     (err: { message: string; data?: { code: string } }) => {
       assert.equal(err.data?.code, 'E_PERMISSION_DENIED');
-      assert.match(err.message, /capsa\/image\/pull refused for uid 1000: per-user access is not enabled on this helper/);
+      assert.match(err.message, /capsa\/unlisted\/method refused for uid 1000: not open to users other than root/);
       return true;
     },
   );
-  assert.deepEqual(seen, ['version'], 'the pull handler was never reached');
+  assert.deepEqual(seen, ['version'], 'the unlisted handler was never reached');
 });
 
 test('a caller other than root reaches the container methods and stream notifications (each scoped to it by its handler)', async () => {

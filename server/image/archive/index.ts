@@ -20,7 +20,7 @@ import type { Caller } from '../../util/peercred';
 import { InvalidArchiveError } from '../errors';
 import { fetchImage, recordImage } from '../importer';
 import { formatReference } from '../reference';
-import type { ImageStore } from '../store';
+import { ROOT_OWNER, type ImageStore, type Owner } from '../store';
 import { stage } from './read';
 import { archiveSources } from './source';
 
@@ -34,6 +34,8 @@ export interface LoadOptions {
   onProgress?: (read: number, total: number) => void;
   /** Whose rights the archive is opened with; absent: the helper's own (a file it chose itself). */
   caller?: Caller;
+  /** The namespace the archive's tags land in (default root's): whatever names an archive claims, they are its loader's. */
+  owner?: Owner;
 }
 
 export interface LoadedImage {
@@ -76,7 +78,7 @@ export async function loadArchive(store: ImageStore, file: string, opts: LoadOpt
         const loaded: LoadedImage[] = [];
         for (const source of sources) {
           const fetched = await fetchImage(store, source, { lease, concurrency: opts.concurrency ?? 2, signal: opts.signal, operation: `load of ${source.name}` });
-          const image = await recordImage(store, fetched);
+          const image = await recordImage(store, fetched, opts.owner ?? ROOT_OWNER);
           loaded.push({ id: image.id, references: source.tags.map((t) => formatReference(t)) });
         }
         return loaded;

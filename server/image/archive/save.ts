@@ -16,7 +16,7 @@ import * as tar from 'tar-stream';
 import { InvalidArgumentError } from '../../errors';
 import { CancelledError, DigestMismatchError, InvalidArchiveError } from '../errors';
 import { familiarReference, formatReference, parseReference } from '../reference';
-import type { ImageRecord, ImageStore, Lease } from '../store';
+import { ROOT_OWNER, type ImageRecord, type ImageStore, type Lease, type Owner } from '../store';
 import { layerCompression, type Descriptor } from '../types';
 import { zstdDecompressor } from '../unpack';
 import type { Caller } from '../../util/peercred';
@@ -26,6 +26,8 @@ export interface SaveOptions {
   signal?: AbortSignal;
   /** Whose rights the output is created and renamed with (./output); absent: the helper's own. */
   caller?: Caller;
+  /** The namespace the images are named in (default root's). */
+  owner?: Owner;
 }
 
 export interface SaveResult {
@@ -44,7 +46,7 @@ export async function saveArchive(store: ImageStore, refs: string[], output: str
   if (refs.length === 0) throw new InvalidArgumentError('nothing to save: name at least one image');
   const byId = new Map<string, { record: ImageRecord; tags: string[] }>();
   for (const ref of refs) {
-    const record = await store.get(ref);
+    const record = await store.get(ref, opts.owner ?? ROOT_OWNER);
     const entry = byId.get(record.id) ?? { record, tags: [] };
     byId.set(record.id, entry);
     let tag: string | undefined;

@@ -1,7 +1,8 @@
 /**
- * Garbage collection: deletes the blobs and layers no image record uses and
- * no lease holds, and (with `tmp`) the temporary files no lease holds. It
- * never skips because a pull or a load runs: their work in progress is
+ * Garbage collection: deletes the blobs and layers no image record uses
+ * (records are shared by every namespace of names) and no lease holds, and
+ * (with `tmp`) the temporary files no lease holds. It never skips because a
+ * pull or a load runs: their work in progress is
  * leased (./leases), so collection deletes exactly what nobody needs and
  * reports what it kept only because a lease held it.
  *
@@ -33,12 +34,15 @@ export async function collectGarbage(layout: StoreLayout, names: Names, leases: 
   const doomed = await names.exclusive(async (index) => {
     const keepBlobs = new Set<string>();
     const keepLayers = new Set<string>();
+    // the roots are every shared record, whichever namespaces hold it: content is shared, names are not
     for (const r of Object.values(index.images)) {
       keepBlobs.add(r.id);
       for (const m of r.manifestDigests) keepBlobs.add(m);
-      for (const d of r.repoDigests) keepBlobs.add(d.slice(d.lastIndexOf('@') + 1));
       for (const l of r.layers) keepBlobs.add(l.digest);
       for (const d of r.diffIds) keepLayers.add(d);
+    }
+    for (const ns of Object.values(index.namespaces)) {
+      for (const held of Object.values(ns.images)) for (const d of held.repoDigests) keepBlobs.add(d.slice(d.lastIndexOf('@') + 1));
     }
     for (const hex of await fs.readdir(layout.blobDir)) {
       const digest = `sha256:${hex}`;

@@ -13,6 +13,10 @@
  * This class is the store's one face: it composes those parts and adds the
  * operations that span several (recording an image checks blobs and layers,
  * removing one collects garbage).
+ *
+ * Names are per owner (a uid): every operation on names takes the namespace
+ * it acts in, root's when none is given (the store's one namespace before
+ * there were several). Content is shared across namespaces.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -27,13 +31,13 @@ import { Ingests, type BlobWriter } from './ingest';
 import { StoreLayout } from './layout';
 import { Leases, type Lease } from './leases';
 import { Layers, type LayerFill, type LayerInfo } from './layers';
-import { Names, type ImageRecord, type NewImage, type RemoveOptions, type RemoveResult } from './names';
+import { Names, ROOT_OWNER, type ImageRecord, type NewImage, type Owner, type RemoveOptions, type RemoveResult } from './names';
 import { diskUsage, type DiskUsage } from './usage';
 
 export { BlobWriter } from './ingest';
 export { Lease, Leases } from './leases';
 export { removeTree, type LayerFill, type LayerInfo } from './layers';
-export { shortId, type ImageRecord, type NewImage, type RemoveOptions, type RemoveResult } from './names';
+export { ROOT_OWNER, shortId, type ImageRecord, type NewImage, type Owner, type RemoveOptions, type RemoveResult } from './names';
 export type { DiskUsage } from './usage';
 export type { GcResult } from './gc';
 
@@ -155,11 +159,12 @@ export class ImageStore {
   // ---- images ----
 
   /**
-   * Records a pulled image whose blobs and layers are all present, and points
-   * `image.reference` (if a tag) at its manifest. A tag that pointed elsewhere
-   * moves, as in Docker; the old image stays, untagged.
+   * Records a pulled image whose blobs and layers are all present in
+   * `owner`'s namespace, and points `image.reference` (if a tag) there at its
+   * manifest. A tag that pointed elsewhere moves, as in Docker; the old image
+   * stays, untagged.
    */
-  async addImage(image: NewImage): Promise<ImageRecord> {
+  async addImage(image: NewImage, owner: Owner = ROOT_OWNER): Promise<ImageRecord> {
     for (const d of [image.manifestDigest, image.configDigest]) {
       if (!(await this.hasBlob(d))) throw new Error(`cannot record image: blob ${d} is not in the store`);
     }
@@ -169,27 +174,32 @@ export class ImageStore {
       if (!info) throw new Error(`cannot record image: layer ${diffId} is not in the store`);
       size += info.size;
     }
-    return this.names.add(image, size);
+    return this.names.add(owner, image, size);
   }
 
-  /** All images, newest pull first. */
-  list(): Promise<ImageRecord[]> {
-    return this.names.list();
+  /** The images `owner` holds, newest pull first. */
+  list(owner: Owner = ROOT_OWNER): Promise<ImageRecord[]> {
+    return this.names.list(owner);
+  }
+
+  /** Every namespace's images, each with its owner (one row per namespace holding an image), newest first. */
+  listAll(): Promise<ImageRecord[]> {
+    return this.names.listAll();
   }
 
   /**
    * Finds a local image the way `docker image inspect` does: a full id
    * (`sha256:…`), then a reference (tag, or `repo@digest`), then a unique id
-   * prefix. Undefined if nothing matches; AmbiguousImageError for a prefix
-   * matching several.
+   * prefix, all in `owner`'s namespace alone. Undefined if nothing matches;
+   * AmbiguousImageError for a prefix matching several.
    */
-  resolve(refOrId: string): Promise<ImageRecord | undefined> {
-    return this.names.resolve(refOrId);
+  resolve(refOrId: string, owner: Owner = ROOT_OWNER): Promise<ImageRecord | undefined> {
+    return this.names.resolve(owner, refOrId);
   }
 
   /** Like `resolve`, but throws ImageNotFoundError naming the reference. */
-  async get(refOrId: string): Promise<ImageRecord> {
-    const r = await this.resolve(refOrId);
+  async get(refOrId: string, owner: Owner = ROOT_OWNER): Promise<ImageRecord> {
+    const r = await this.resolve(refOrId, owner);
     if (!r) throw new ImageNotFoundError(`no such image: ${refOrId}`);
     return r;
   }
@@ -216,9 +226,9 @@ export class ImageStore {
     return dirs;
   }
 
-  /** Points `target` (a tag reference) at the image `source` names. */
-  tag(source: string, target: string): Promise<ImageRecord> {
-    return this.names.tag(source, target);
+  /** Points `target` (a tag reference) at the image `source` names, both in `owner`'s namespace. */
+  tag(source: string, target: string, owner: Owner = ROOT_OWNER): Promise<ImageRecord> {
+    return this.names.tag(owner, source, target);
   }
 
   /**
@@ -226,18 +236,32 @@ export class ImageStore {
    * untags; the last reference, or an id, deletes the image and whatever
    * blobs and layers no other image uses. Refused without `force` while a
    * container uses the image (force then only untags, as Docker does) or
-   * when an id names an image with several references.
+   * when an id names an image with several references. Acts in `owner`'s
+   * namespace: its names go; the content goes only when no namespace holds
+   * the image and no container needs it (`opts.needed`).
    */
-  async remove(refOrId: string, opts: RemoveOptions = {}): Promise<RemoveResult> {
-    const result = await this.names.remove(refOrId, opts);
+  async remove(refOrId: string, opts: RemoveOptions = {}, owner: Owner = ROOT_OWNER): Promise<RemoveResult> {
+    const result = await this.names.remove(owner, refOrId, opts);
     if (result.deleted.length > 0) result.deleted.push(...(await this.collectGarbage()).deleted);
     return result;
   }
 
-  /** `docker image prune`: deletes untagged images (all unused images with `all`) that no container uses. */
-  async prune(opts: { all?: boolean; inUse?: (id: string) => boolean } = {}): Promise<{ deleted: string[]; reclaimed: number }> {
+  /**
+   * `docker image prune` in `owner`'s namespace: lets go of its untagged
+   * images (all unused ones with `all`) that no container of the owner uses
+   * (`inUse`); content goes once no namespace holds it and no container at
+   * all needs it (`needed`, default `inUse`). Records a container kept after
+   * their last name went are swept here too.
+   */
+  async prune(
+    opts: { all?: boolean; inUse?: (id: string) => boolean; needed?: (id: string) => boolean } = {},
+    owner: Owner = ROOT_OWNER,
+  ): Promise<{ deleted: string[]; reclaimed: number }> {
     const before = await this.diskUsage();
-    const deleted = await this.names.prune(!!opts.all, opts.inUse ?? (() => false));
+    const inUse = opts.inUse ?? (() => false);
+    const needed = opts.needed ?? inUse;
+    const deleted = await this.names.prune(owner, !!opts.all, inUse, needed);
+    deleted.push(...(await this.names.sweep(needed)));
     deleted.push(...(await this.collectGarbage({ tmp: true })).deleted);
     const after = await this.diskUsage();
     const reclaimed = Math.max(0, before.layers.size + before.blobs.size - after.layers.size - after.blobs.size);
@@ -263,8 +287,14 @@ export class ImageStore {
     return recover(this.layout, this.leases);
   }
 
-  /** `docker system df` for images: sizes of records, unpacked layers and blobs. */
-  async diskUsage(inUse: (id: string) => boolean = () => false): Promise<DiskUsage> {
-    return diskUsage(this.layout, this.layers, await this.list(), inUse);
+  /**
+   * `docker system df` for images: sizes of records, unpacked layers and
+   * blobs. With `owner`, only that namespace's images and the layers and
+   * blobs they reference; without, the whole store.
+   */
+  async diskUsage(inUse: (id: string) => boolean = () => false, owner?: Owner): Promise<DiskUsage> {
+    if (owner !== undefined) return diskUsage(this.layout, this.layers, await this.list(owner), inUse, { onlyReferenced: true });
+    const byId = new Map((await this.listAll()).map((r) => [r.id, r]));
+    return diskUsage(this.layout, this.layers, [...byId.values()], inUse);
   }
 }

@@ -6,11 +6,17 @@
  */
 import type { ImageRunConfig } from '../spec';
 import type { PullPolicy, PullProgress } from '../../image/pull';
+import type { Caller } from '../../util/peercred';
 
 export interface ImageSource {
+  /**
+   * The image `reference` names for `caller` (root when absent): looked up,
+   * and pulled when the policy says so, in that caller's namespace of names
+   * alone, so a container runs only what its owner's names point at.
+   */
   resolveForRun(
     reference: string,
-    options: { pull: PullPolicy; platform?: string; onProgress?: (p: PullProgress) => void; signal?: AbortSignal },
+    options: { pull: PullPolicy; platform?: string; onProgress?: (p: PullProgress) => void; signal?: AbortSignal; caller?: Caller },
   ): Promise<ResolvedImage>;
 }
 

@@ -89,9 +89,9 @@ export class ContainerService extends EventEmitter {
     return out.sort((a, b) => b.record.created.localeCompare(a.record.created));
   }
 
-  /** Ids of images that containers (in any state) use. */
-  imagesInUse(): Set<string> {
-    return new Set(this.table.all().map((e) => e.record.imageId));
+  /** Ids of images that containers (in any state) use: every container's, or `owner`'s alone. */
+  imagesInUse(owner?: number): Set<string> {
+    return new Set(this.table.all().filter((e) => owner === undefined || e.record.owner === owner).map((e) => e.record.imageId));
   }
 
   /** The full id of the container ref names among those `viewer` may see (entry.ts, find). */
@@ -145,7 +145,8 @@ export class ContainerService extends EventEmitter {
     // early, so a clash is not found only after a pull; create() checks again, atomically
     if (opts.name !== undefined && this.table.nameTaken(opts.name, owner.uid)) throw new ConflictError(`container name "${opts.name}" is already in use`);
     const setup = await prepareRun(opts, path.dirname(this.store.dir), owner.uid !== 0 ? caller : undefined);
-    const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress });
+    // in the owner's namespace of image names: a user's run never takes root's (or another user's) name for its bytes
+    const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress, caller: owner.uid !== 0 ? caller : undefined });
     return this.life.create(opts, image, setup, owner);
   }
 

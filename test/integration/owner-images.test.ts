@@ -149,12 +149,12 @@ test("a user's rmi and prune remove only that user's names; the shared blobs ano
   assert.deepEqual(readdirSync(path.join(h.root, 'blobs', 'sha256')), []);
 });
 
-test('a message that names an owner is refused, and load stays root-only until files are opened with the caller\'s rights', async (t) => {
+test("a message that names an owner is refused, and a user's load of a file it cannot read is refused with permission denied", async (t) => {
   const { h, client, a } = await setup(t);
   const answers = await askAs(a, client, h.socket, [
     { method: ImagePullRequest.method, params: { reference: 'busybox:latest', owner: 0 } },
     { method: ImageRemoveRequest.method, params: { image: 'busybox', uid: 0 } },
-    { method: ImageLoadRequest.method, params: { input: '/etc/passwd' } },
+    { method: ImageLoadRequest.method, params: { input: '/etc/shadow' } },
   ]);
   assert.equal(answers[0].error?.data?.code, 'E_INVALID_ARGUMENT', JSON.stringify(answers[0]));
   assert.equal(answers[1].error?.data?.code, 'E_INVALID_ARGUMENT', JSON.stringify(answers[1]));
@@ -165,7 +165,7 @@ test('a message that names an owner is refused, and load stays root-only until f
 });
 
 test("an archive a user loads under root's trusted name gives that user the tag; root's busybox still runs root's bytes", async (t) => {
-  // in process: load is root-only on the socket until files are opened with the caller's rights
+  // in process, with a caller of a uid no account has: the archive is readable by everyone, so only the names are at stake
   const registry = await startRegistry();
   t.after(() => registry.stop());
   const busybox = await seedBusybox(registry);
@@ -186,6 +186,7 @@ test("an archive a user loads under root's trusted name gives that user the tag;
   const cfg = Buffer.from(JSON.stringify({ architecture: busybox.platform.architecture, os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layer)] } }));
   const manifest = Buffer.from(JSON.stringify([{ Config: 'config.json', RepoTags: ['docker.io/library/busybox:latest'], Layers: ['l0/layer.tar'] }]));
   const archive = path.join(dir, 'poison.tar');
+  chmodSync(dir, 0o755); // the archive is opened with the caller's rights (it must reach and read it)
   writeFileSync(
     archive,
     await tarLayer([

@@ -1,14 +1,21 @@
 /** What a container of a caller other than root may not have, and how its binds are written (runtime/container/unprivileged.ts). */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { PermissionDeniedError } from '../../server/errors';
 import type { RunOptions } from '../../server/runtime/container/options';
 import { ownerIdmaps, refuseUnprivileged, withinCeilings, unprivilegedPortStart, userName, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
 import { idmapsInBlock, UsernsAllocator } from '../../server/runtime/userns';
 import { loadConfig } from '../../server/config';
+
+/** A scratch directory, removed when the file's tests end. */
+function scratch(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 const base: RunOptions = { image: 'busybox' };
 const U = { uid: 1000, gid: 1000, groups: [1000, 1500] };
@@ -66,7 +73,7 @@ test("an idmapMount of the user's own maps the container user it names, by its h
 });
 
 test('the unprivileged port boundary is read from procfs, 1024 when it cannot be', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  const dir = scratch();
   writeFileSync(path.join(dir, 'p'), '80\n');
   assert.equal(unprivilegedPortStart(path.join(dir, 'p')), 80);
   assert.equal(unprivilegedPortStart(path.join(dir, 'missing')), 1024);
@@ -91,7 +98,7 @@ test("a user's host binds and volumes are idmapped to that user from the contain
 });
 
 test('a uid is named from a passwd file; an unknown one has no name', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  const dir = scratch();
   writeFileSync(path.join(dir, 'passwd'), 'root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n');
   assert.equal(userName(1000, path.join(dir, 'passwd')), 'alice');
   assert.equal(userName(1001, path.join(dir, 'passwd')), undefined);
@@ -99,7 +106,7 @@ test('a uid is named from a passwd file; an unknown one has no name', () => {
 });
 
 test("a user's container takes a block of that user's subuid entries, then the default's; no block is handed out twice", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  const dir = scratch();
   writeFileSync(path.join(dir, 'subuid'), 'capsa:300000:65536\nalice:500000:65536\n');
   writeFileSync(path.join(dir, 'subgid'), 'capsa:300000:65536\nalice:600000:65536\n');
   const a = new UsernsAllocator(dir, { subuid: path.join(dir, 'subuid'), subgid: path.join(dir, 'subgid'), user: 'capsa' });
@@ -112,7 +119,7 @@ test("a user's container takes a block of that user's subuid entries, then the d
 });
 
 test('a block overlapping a recorded one is not handed out, though it starts elsewhere', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  const dir = scratch();
   writeFileSync(path.join(dir, 'subuid'), 'capsa:300000:196608\nalice:330000:65536\n');
   writeFileSync(path.join(dir, 'subgid'), 'capsa:300000:196608\nalice:330000:65536\n');
   const a = new UsernsAllocator(dir, { subuid: path.join(dir, 'subuid'), subgid: path.join(dir, 'subgid'), user: 'capsa' });
@@ -131,7 +138,7 @@ test("a user's ceilings: no limit asked gets the ceiling, more than it is refuse
 });
 
 test('userLimits in the config file: whole numbers of known ceilings, anything else refused naming the field', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-unpriv-'));
+  const dir = scratch();
   const file = path.join(dir, 'config.json');
   const load = (o: unknown) => {
     writeFileSync(file, JSON.stringify(o));

@@ -3,6 +3,9 @@
  * one script with no modules (a created user may not read the checkout's
  * node_modules). It sends its steps one after another, each request once the
  * previous one is answered, and prints every answer and every notification.
+ * With LINGER=1 in its environment it says `answered` on stderr after the
+ * last step and stays connected until its stdin closes, so that a test can
+ * act meanwhile and see what reached this connection.
  */
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -19,13 +22,20 @@ const answers = [];
 const notifications = [];
 let pending;
 const next = (i) => {
-  if (i === steps.length) { console.log(JSON.stringify({ answers, notifications })); s.destroy(); return; }
+  if (i === steps.length) return done();
   const step = steps[i];
   if (step.waitMs !== undefined) return setTimeout(() => next(i + 1), step.waitMs);
   if (step.notify) { const body = JSON.stringify({ jsonrpc: '2.0', method: step.notify, params: step.params }); s.write('Content-Length: ' + Buffer.byteLength(body) + '\\r\\n\\r\\n' + body); return next(i + 1); }
   pending = () => next(i + 1);
   const body = JSON.stringify({ jsonrpc: '2.0', id: i, method: step.method, params: step.params });
   s.write('Content-Length: ' + Buffer.byteLength(body) + '\\r\\n\\r\\n' + body);
+};
+const finish = () => { console.log(JSON.stringify({ answers, notifications })); s.destroy(); };
+const done = () => {
+  if (process.env.LINGER !== '1') return finish();
+  process.stdin.resume();
+  process.stdin.on('end', finish);
+  console.error('answered');
 };
 s.on('connect', () => next(0));
 s.on('error', (e) => { console.log(JSON.stringify({ error: e.code, answers, notifications })); process.exit(0); });

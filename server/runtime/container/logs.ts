@@ -28,10 +28,18 @@ export async function readLogs(e: Entry, file: string, opts: { tail?: number; fo
     detach = () => live.sinks.delete(sink);
     opts.signal?.addEventListener('abort', detach, { once: true });
   }
-  const head = await readFrom(file, 0);
-  const end = head.lastIndexOf(0x0a) + 1;
-  offset = end;
-  const records = parseLog(head.subarray(0, end));
+  // the head is the first read of the same chain: a pump the sink starts
+  // before it ends waits for it, so the follower neither repeats the head
+  // nor reads past what the head left off
+  let records: LogRecord[] = [];
+  const headRead = reading.then(async () => {
+    const head = await readFrom(file, 0);
+    const end = head.lastIndexOf(0x0a) + 1;
+    offset = end;
+    records = parseLog(head.subarray(0, end));
+  });
+  reading = headRead;
+  await headRead;
   if (live) void pump();
   else if (opts.follow) {
     const follow = opts.follow;

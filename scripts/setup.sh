@@ -19,6 +19,8 @@ PACKAGES=(
   systemd passwd
   # reference implementations and oracles for tests and benchmarks
   podman crun runc skopeo umoci hyperfine debootstrap
+  # rootless podman, the multi-user benchmark's reference: newuidmap and its userland network
+  uidmap slirp4netns
   # UI tests: code-server in Debian's Chromium
   chromium ripgrep
   # scripts

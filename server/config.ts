@@ -20,24 +20,24 @@ export interface CapsaConfig {
   /** Unix socket of the helper. Default `/run/capsa/capsa.sock`; env `CAPSA_SOCKET`. */
   socket: string;
   /**
-   * Permission bits of the helper's socket. Default 0o600: root alone
-   * reaches it; env `CAPSA_SOCKET_MODE` (octal, `0660`), in the file a
-   * number or an octal string. Why root alone: per-user authorisation
-   * covers containers so far (each user acting on its own), not yet images,
-   * volumes, networks or every file a request names. A caller other than
-   * root gets the handshake (`initialize`, `capsa/version`) and the methods
-   * access.ts opens to users, and E_PERMISSION_DENIED for everything else
-   * (server/handlers/access.ts). The warm
-   * CLI's socket stays 0600 whatever this says (its processes run as root
-   * and serve root alone). With socket activation the unit's SocketMode
-   * applies instead. loadConfig always fills it.
+   * Permission bits of the helper's socket. Default 0o666: every local user
+   * reaches it, and each connection acts as the uid the kernel reports for
+   * it (SO_PEERCRED, server/handlers/access.ts): root has the whole
+   * protocol, any other user the methods of USER_METHODS, each scoped to
+   * that user's own containers, volumes, networks and image names, with
+   * files opened with that user's rights. 0o660 with socketGroup limits it
+   * to a group's members, 0o600 to root. Env `CAPSA_SOCKET_MODE` (octal,
+   * `0660`), in the file a number or an octal string. The warm CLI's sockets
+   * are the helper's own business: root's is 0600, each user's is that
+   * user's alone (server/warmclipool.ts). With socket activation the unit's
+   * SocketMode applies instead. loadConfig always fills it.
    */
   socketMode?: number;
   /**
    * Group owning the helper's socket: a group name (of /etc/group) or a
    * numeric gid. Default `0` (root); env `CAPSA_SOCKET_GROUP`. With
-   * socketMode 0o660 the group's members reach the socket; see socketMode
-   * for what they may do there today. loadConfig always fills it.
+   * socketMode 0o660 the group's members reach the socket, and no one else
+   * but root. loadConfig always fills it.
    */
   socketGroup?: string;
   registries: RegistrySettings;
@@ -82,7 +82,9 @@ export const DEFAULT_ROOT = '/var/lib/capsa';
 export const DEFAULT_SOCKET = '/run/capsa/capsa.sock';
 export const DEFAULT_CONFIG_FILE = '/etc/capsa/config.json';
 export const DEFAULT_WARM_CLI = 1;
-export const DEFAULT_SOCKET_MODE = 0o600;
+export const DEFAULT_SOCKET_MODE = 0o666;
+/** The mode the helper creates its socket with, before any client can connect; it is widened to socketMode once it listens. */
+export const CREATED_SOCKET_MODE = 0o600;
 const MAX_WARM_CLI = 8;
 
 /**

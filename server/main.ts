@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Connection } from 'vscode-languageserver/node';
 import { describeError } from './errors';
-import { DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, loadConfig, socketGroupId, warmCliSocketPath, type CapsaConfig } from './config';
+import { CREATED_SOCKET_MODE, DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, loadConfig, socketGroupId, warmCliSocketPath, type CapsaConfig } from './config';
 import { openConnection } from './connection';
 import { ContainerEventNotification } from './protocol';
 import { ContainerService, type ContainerChange } from './runtime/container';
@@ -138,7 +138,7 @@ export class Helper {
   /**
    * Listens on the unix socket, replacing a stale socket file but never a
    * live helper's. It is created 0600 and then given the configured group
-   * and mode (root alone by default: see socketMode in server/config.ts).
+   * and mode (every local user by default: see socketMode in server/config.ts).
    */
   async listen(socketPath: string): Promise<void> {
     checkOwnDirectory(path.dirname(socketPath), 'socket directory');
@@ -217,15 +217,17 @@ export class Helper {
     this.serve(socket, socket, caller);
   }
 
-  /** The configured group and mode (both root's alone by default, which the socket already has). */
+  /**
+   * The configured group and mode (default: every local user, each acting as
+   * itself), set only once the socket listens: it was created 0600, so no
+   * client could connect before its group was right.
+   */
   private async applySocketAccess(socketPath: string): Promise<void> {
     const mode = this.config.socketMode ?? DEFAULT_SOCKET_MODE;
     const gid = socketGroupId(this.config.socketGroup ?? '0');
     if (gid !== process.getgid?.()) await fs.chown(socketPath, process.getuid?.() ?? 0, gid);
-    if (mode !== DEFAULT_SOCKET_MODE) {
-      await fs.chmod(socketPath, mode);
-      log(`socket ${socketPath} is mode ${mode.toString(8).padStart(4, '0')}, group ${gid}: callers other than root get only the handshake until per-user access exists`);
-    }
+    if (mode !== CREATED_SOCKET_MODE) await fs.chmod(socketPath, mode);
+    log(`socket ${socketPath} is mode ${mode.toString(8).padStart(4, '0')}, group ${gid}: root has the whole protocol, every other caller its own objects (handlers/access.ts)`);
   }
 
   /** The warm CLI's socket beside the helper's (server/warmclipool.ts), unless configured off; without it every call runs the Node CLI. */

@@ -77,7 +77,7 @@ async function setup(t: { after: (fn: () => Promise<void> | void) => void }, acc
     }
   };
   // the socket is made 0600 and widened just after it listens
-  const mode = parseInt(access.CAPSA_SOCKET_MODE ?? '600', 8);
+  const mode = parseInt(access.CAPSA_SOCKET_MODE ?? '666', 8);
   await until('the socket to take the configured mode', async () => (statSync(h.socket).mode & 0o777) === mode);
   return { user, h, log };
 }
@@ -157,6 +157,19 @@ test("a root warm CLI process does not serve another user's capsa call: its clie
   assert.equal(rootPs.code, 0, rootPs.stderr);
   await until('a warm process to take root\'s call', async () => /warm CLI \d+ took a call from pid/.test(log()));
   assert.equal(h.process.exitCode, null, 'the helper is still running');
+});
+
+test('by default the socket is open to every local user (0666, group root), and each is still only itself', async (t) => {
+  const { user, h } = await setup(t, {});
+  const st = statSync(h.socket);
+  assert.equal(st.mode & 0o777, 0o666, 'no configuration: every local user reaches the socket');
+  assert.equal(st.uid, 0);
+  assert.equal(st.gid, 0);
+  const r = await run(asUser(user, [process.execPath, path.join(h.dir, 'client.js'), h.socket, VersionRequest.method, UNLISTED]), { PATH: process.env.PATH });
+  assert.equal(r.code, 0, r.stderr);
+  const { answers } = JSON.parse(r.stdout) as { answers: Array<{ id: number; result?: { pid: number }; error?: { data?: { code: string } } }> };
+  assert.equal(answers.find((a) => a.id === 0)?.result?.pid, h.process.pid, 'a user with no group of its own reaches the helper');
+  assert.equal(answers.find((a) => a.id === 1)?.error?.data?.code, 'E_PERMISSION_DENIED', 'and gets no more than a user gets');
 });
 
 test('socketGroup and socketMode 0660 let the group in (through a supplementary group) and no one else', async (t) => {

@@ -73,6 +73,8 @@ test('the shipped units, as install-service.sh writes them, pass systemd-analyze
   const service = readFileSync(path.join(dest, 'capsa.service'), 'utf8');
   assert.match(service, new RegExp(`^ExecStart=${process.execPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} /\\S+/(out/server/main|dist/server)\\.js$`, 'm'));
   assert.doesNotMatch(service, /@[A-Z]+@/, 'every placeholder filled');
+  // every local user reaches the socket, as the helper's own default (server/config.ts DEFAULT_SOCKET_MODE): each acts as itself
+  assert.match(readFileSync(path.join(dest, 'capsa.socket'), 'utf8'), /^SocketMode=0666$/m);
   let out = '';
   try {
     out = execFileSync('systemd-analyze', ['verify', path.join(dest, 'capsa.socket'), path.join(dest, 'capsa.service')], { encoding: 'utf8', stdio: 'pipe' });

@@ -112,22 +112,22 @@ test('network: bridge and subnet of the default network from the file, the env v
   assert.throws(() => loadConfig({ CAPSA_CONFIG: undefined, CAPSA_BRIDGE_SUBNET: '10.88.0.0' } as NodeJS.ProcessEnv), /CAPSA_BRIDGE_SUBNET: invalid subnet/);
 });
 
-test('the socket stays root-only by default; socketMode and socketGroup come from the file or the environment', (t) => {
+test('the socket is open to every local user by default (0666, group root); socketMode and socketGroup come from the file or the environment', (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'capsa-test-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'c.json');
   const d = loadConfig({ CAPSA_CONFIG: undefined } as NodeJS.ProcessEnv);
-  assert.equal(d.socketMode, 0o600);
+  assert.equal(d.socketMode, 0o666);
   assert.equal(d.socketGroup, '0');
   writeFileSync(file, '{"socketMode": "0660", "socketGroup": "capsa"}');
   const f = loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv);
   assert.equal(f.socketMode, 0o660);
   assert.equal(f.socketGroup, 'capsa');
-  writeFileSync(file, '{"socketMode": 438, "socketGroup": 1234}');
-  assert.equal(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv).socketMode, 0o666);
+  writeFileSync(file, '{"socketMode": 384, "socketGroup": 1234}');
+  assert.equal(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv).socketMode, 0o600);
   assert.equal(loadConfig({ CAPSA_CONFIG: file } as NodeJS.ProcessEnv).socketGroup, '1234');
-  const e = loadConfig({ CAPSA_CONFIG: file, CAPSA_SOCKET_MODE: '666', CAPSA_SOCKET_GROUP: 'dev' } as NodeJS.ProcessEnv);
-  assert.equal(e.socketMode, 0o666);
+  const e = loadConfig({ CAPSA_CONFIG: file, CAPSA_SOCKET_MODE: '640', CAPSA_SOCKET_GROUP: 'dev' } as NodeJS.ProcessEnv);
+  assert.equal(e.socketMode, 0o640);
   assert.equal(e.socketGroup, 'dev');
   for (const bad of ['0888', '1777', 'rw', '-1']) assert.throws(() => loadConfig({ CAPSA_CONFIG: undefined, CAPSA_SOCKET_MODE: bad } as NodeJS.ProcessEnv), /CAPSA_SOCKET_MODE: expected permission bits/);
   writeFileSync(file, '{"socketGroup": "a b"}');

@@ -38,3 +38,15 @@ export function table(header: string[], rows: string[][]): string {
 export function json(value: unknown): string {
   return JSON.stringify(value, null, 4).replace(/[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+/**
+ * Root's lists hold every user's objects, each with its owner's uid. When
+ * any row is another user's, an OWNER column (the uid) is added last, so
+ * root can tell whose a container, image, volume or network is; a list of
+ * root's own objects prints exactly as Docker's does, and a user's list
+ * (its own objects alone, with no owner field) never gets the column.
+ */
+export function ownerColumn(header: string[], rows: string[][], owners: ReadonlyArray<number | undefined>): { header: string[]; rows: string[][] } {
+  if (!owners.some((o) => o !== undefined && o !== 0)) return { header, rows };
+  return { header: [...header, 'OWNER'], rows: rows.map((r, i) => [...r, owners[i] === undefined ? '' : String(owners[i])]) };
+}

@@ -9,7 +9,7 @@ import { InvalidArgumentError } from '../errors';
 import { ImageListRequest, ImageLoadRequest, ImagePruneRequest, ImagePullRequest, ImageRemoveRequest, ImageSaveRequest, SystemDfRequest, platformProblem } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { errorMessage, newId, str, type Command } from './command';
-import { formatAge, formatBytes, printable, table } from './format';
+import { formatAge, formatBytes, ownerColumn, printable, table } from './format';
 import { trackPull } from './progress';
 import * as check from './validate';
 
@@ -195,6 +195,7 @@ export const images: Command = async (argv, conn) => {
     return 0;
   }
   const rows: string[][] = [];
+  const owners: Array<number | undefined> = [];
   for (const img of list) {
     const names = img.names.length ? img.names : ['<none>:<none>'];
     for (const n of names) {
@@ -205,10 +206,11 @@ export const images: Command = async (argv, conn) => {
       if (flags.digests) row.push(img.manifestDigest);
       row.push(shortId(img.id), formatAge(img.created), formatBytes(img.size));
       rows.push(row);
+      owners.push(img.owner);
     }
   }
-  const header = ['REPOSITORY', 'TAG', ...(flags.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
-  process.stdout.write(table(header, rows));
+  const t = ownerColumn(['REPOSITORY', 'TAG', ...(flags.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'], rows, owners);
+  process.stdout.write(table(t.header, t.rows));
   return 0;
 };
 

@@ -5,7 +5,7 @@ import { InvalidArgumentError } from '../errors';
 import { ContainerInspectRequest, NetworkCreateRequest, NetworkInspectRequest, NetworkListRequest, NetworkRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import type { Command } from './command';
-import { json, table } from './format';
+import { json, ownerColumn, table } from './format';
 import * as check from './validate';
 import { errorLine } from './exit';
 
@@ -48,7 +48,10 @@ export const network: Command = async (argv, conn) => {
     const c = await conn();
     const list = await c.sendRequest(NetworkListRequest.type);
     if (flags.quiet) process.stdout.write(list.map((n) => n.id.slice(0, 12) + '\n').join(''));
-    else process.stdout.write(table(['NETWORK ID', 'NAME', 'DRIVER', 'SUBNET', 'GATEWAY', 'BRIDGE'], list.map((n) => [n.id.slice(0, 12), n.name, 'bridge', n.subnet, n.gateway, n.bridge])));
+    else {
+      const t = ownerColumn(['NETWORK ID', 'NAME', 'DRIVER', 'SUBNET', 'GATEWAY', 'BRIDGE'], list.map((n) => [n.id.slice(0, 12), n.name, 'bridge', n.subnet, n.gateway, n.bridge]), list.map((n) => n.owner));
+      process.stdout.write(table(t.header, t.rows));
+    }
     return 0;
   }
   if (rest.length === 0) throw new InvalidArgumentError(`'capsa network ${sub}' requires at least 1 argument: NETWORK`);

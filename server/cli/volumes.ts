@@ -6,7 +6,7 @@ import { InvalidArgumentError } from '../errors';
 import { VolumeCreateRequest, VolumeInspectRequest, VolumeListRequest, VolumePruneRequest, VolumeRemoveRequest } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import type { Command } from './command';
-import { formatBytes, json, table } from './format';
+import { formatBytes, json, ownerColumn, table } from './format';
 import * as check from './validate';
 import { confirm } from './images';
 import { errorLine } from './exit';
@@ -55,7 +55,10 @@ export const volume: Command = async (argv, conn) => {
       if (positionals.length) throw new InvalidArgumentError("'capsa volume ls' takes no arguments");
       const list = await (await conn()).sendRequest(VolumeListRequest.type);
       if (flags.quiet) process.stdout.write(list.map((v) => `${v.name}\n`).join(''));
-      else process.stdout.write(table(['DRIVER', 'VOLUME NAME'], list.map((v) => [v.driver, v.name])));
+      else {
+        const t = ownerColumn(['DRIVER', 'VOLUME NAME'], list.map((v) => [v.driver, v.name]), list.map((v) => v.owner));
+        process.stdout.write(table(t.header, t.rows));
+      }
       return 0;
     }
     case 'inspect': {

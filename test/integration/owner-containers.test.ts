@@ -65,6 +65,13 @@ test('two users each run a container named web side by side; each lists only its
   assert.match(ambiguous.error!.message, new RegExp(`container name web is used by 2 owners, none of them root: name one by id: .*(${ida.slice(0, 12)}.*${idb.slice(0, 12)}|${idb.slice(0, 12)}.*${ida.slice(0, 12)})`));
   const rootWeb = await w.sleeper(undefined, 'web');
   assert.equal((await w.req('capsa/container/inspect', { container: 'web' })).result.id, rootWeb, "root's own web first: a user taking the name changes nothing for root");
+  // root's CLI labels each row with its owner's uid, root's own 0
+  const ps = await w.h.cli(['ps', '-a']);
+  assert.equal(ps.code, 0, ps.stderr);
+  const [head, ...lines] = ps.stdout.trimEnd().split('\n');
+  assert.match(head, /NAMES\s+OWNER$/);
+  const owners = lines.map((l) => /\s(\d+)$/.exec(l)?.[1]).sort();
+  assert.deepEqual(owners, [String(w.a.uid), String(w.b.uid), '0'].sort(), ps.stdout);
   assert.equal((await w.req('capsa/container/inspect', { container: 'web' }, w.a)).result.id, ida, "a user's name is its own");
   const dup = await w.req('capsa/container/run', { image: 'busybox', name: 'web', network: 'none', cmd: ['true'] }, w.a);
   assert.match(dup.error!.message, /container name "web" is already in use/, 'names are unique per owner');

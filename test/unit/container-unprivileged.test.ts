@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { PermissionDeniedError } from '../../server/errors';
 import type { RunOptions } from '../../server/runtime/container/options';
-import { ownerIdmaps, refuseUnprivileged, withinCeilings, unprivilegedPortStart, userName, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
+import { ownerIdmaps, refuseUnprivileged, withinCeilings, unprivilegedPortStart, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
+import { userName } from '../../server/util/passwd';
 import { idmapsInBlock, UsernsAllocator } from '../../server/runtime/userns';
 import { loadConfig } from '../../server/config';
 

@@ -5,7 +5,7 @@ import { ContainerInspectRequest, ContainerListRequest, ContainerLogsRequest, Co
 import { InvalidArgumentError } from '../../errors';
 import { parseFlags } from '../args';
 import { newId, str, type Command } from '../command';
-import { formatAge, json, table } from '../format';
+import { formatAge, json, ownerColumn, table } from '../format';
 import * as check from '../validate';
 import { attachStreams } from './streams';
 
@@ -27,7 +27,8 @@ export const ps: Command = async (argv, conn) => {
     (x.ports ?? []).join(', '),
     x.name,
   ]);
-  process.stdout.write(table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], rows));
+  const t = ownerColumn(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'], rows, list.map((x) => x.owner));
+  process.stdout.write(table(t.header, t.rows));
   return 0;
 };
 

@@ -31,6 +31,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PermissionDeniedError } from '../../errors';
+import { passwdField } from '../../util/passwd';
 import type { Caller } from '../../util/peercred';
 import { ROOT_CALLER } from '../bindsource';
 import type { RunOptions } from './options';
@@ -160,22 +161,3 @@ export function ownerCaller(uid: number, passwd = '/etc/passwd'): Caller {
   return { uid, gid: g, groups: [g], pid: process.pid };
 }
 
-/** The name /etc/passwd gives `uid` (to find its /etc/subuid entries), if any. */
-export function userName(uid: number, passwd = '/etc/passwd'): string | undefined {
-  return passwdField(uid, 0, passwd);
-}
-
-function passwdField(uid: number, field: number, passwd: string): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(passwd, 'utf8');
-  } catch {
-    // no passwd file: the user has no entries to find, and gets a block of the default range
-    return undefined;
-  }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f.length >= 4 && f[2] === String(uid)) return f[field];
-  }
-  return undefined;
-}

@@ -142,13 +142,17 @@ run_node_cli (char **argv)
           int argc = 0;
           while (argv[argc])
             argc++;
-          char **args = calloc ((size_t) argc + 2, sizeof *args);
+          char **args = calloc ((size_t) argc + 3, sizeof *args);
           if (args)
             {
+              /* "--" first: Node 20 reads an --env-file anywhere in its
+                 argv, the script's own arguments included (capsa run
+                 --env-file F would be Node's), unless "--" ends its own. */
               args[0] = (char *) "node";
-              args[1] = script;
+              args[1] = (char *) "--";
+              args[2] = script;
               for (int i = 1; i < argc; i++)
-                args[i + 1] = argv[i];
+                args[i + 2] = argv[i];
               execvp ("node", args);
               failure = "cannot run node";
             }

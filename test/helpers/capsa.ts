@@ -151,7 +151,8 @@ async function waitForSocket(socket: string, child: ChildProcess, dir: string): 
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv, opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(...inNetns(env, [process.execPath, CLI, ...args]), { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // `--`: Node 20 would take a `capsa run --env-file F` for its own option (bin/capsa says why)
+    const child = spawn(...inNetns(env, [process.execPath, '--', CLI, ...args]), { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -3,10 +3,11 @@
  * are opened as the caller and mounted through that descriptor
  * (server/runtime/bindsource.ts), load's archive is opened and save's output
  * created and renamed as the caller (util/hostfile.ts, image/archive/output.ts).
- * The gate still refuses run, load and save to a non-root caller, so the
- * hostile table runs against those modules with a created user's Caller;
- * root's runs go through the real CLI and helper, the same code path with
- * root's Caller.
+ * These cases drive those modules with a created user's Caller, so that
+ * each can be checked at the descriptor (which inode was opened, what was
+ * launched); hostile-users.test.ts runs the same table end to end, as the
+ * user, through the real CLI and helper. Root's runs here go through the
+ * real CLI and helper, the same code path with root's Caller.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

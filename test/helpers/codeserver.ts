@@ -220,11 +220,24 @@ export async function openWorkbench(page: Page, url: string, workspace: string):
   await activity.click();
 }
 
+/**
+ * Runs `title` from the command palette. A palette opened while the
+ * workbench moves focus (a terminal closing, a view re-rendering) can close
+ * again at once: it is then opened again, up to three times.
+ */
 export async function runCommand(page: Page, title: string, rowText: string = title.replace(/^[^:]+: /, '')): Promise<void> {
-  await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
-  await input.fill(`>${title}`);
+  for (let attempt = 1; ; attempt++) {
+    await page.keyboard.press('F1');
+    try {
+      await input.waitFor({ state: 'visible', timeout: 10_000 });
+      await input.fill(`>${title}`, { timeout: 5_000 });
+      break;
+    } catch (err) {
+      if (attempt === 3) throw err;
+      await page.keyboard.press('Escape');
+    }
+  }
   // Fuzzy matching also lists similar commands: pick the row that has this title.
   const row = page.locator('.quick-input-list .monaco-list-row', { hasText: rowText }).first();
   await row.waitFor({ timeout: 10_000 });

@@ -18,6 +18,7 @@ import { newCgroupParent, REPO_ROOT, removeCgroupParent, startHelper, until, typ
 import { createUser, type TestUser } from '../helpers/users';
 import {
   bundleExtension,
+  closeFinishedTerminal,
   launchChromium,
   openFile,
   openProfileTerminal,
@@ -131,9 +132,7 @@ test('as users other than root: Containers view, Run in Container and the contai
     assert.equal(inspected.owner, a.uid, "the workspace container is A's");
 
     // The finished run's terminal closes on a key press.
-    await pageA.locator('.terminal-wrapper.active .xterm').first().click();
-    await pageA.keyboard.press('Enter');
-    await pageA.waitForTimeout(500);
+    await closeFinishedTerminal(pageA);
 
     // 3. The container shell profile as A: root in the container, a file written in the workspace.
     await pageA.locator('.tab', { hasText: 'hello.sh' }).first().click();

@@ -14,6 +14,7 @@ import { startRegistry } from '../helpers/registry';
 import { REPO_ROOT, restartHelper, startHelper } from '../helpers/capsa';
 import {
   bundleExtension,
+  closeFinishedTerminal,
   contextMenu,
   findInFiles,
   launchChromium,
@@ -112,9 +113,7 @@ test('Containers view, Run in Container, container shell and context menu in a r
     for (const line of findInFiles(path.join(sandbox, 'code-server'), /Run in Container: first output \d+ ms[^\n]*/g)) t.diagnostic(line);
 
     // The finished run's terminal closes on a key press.
-    await page.locator('.terminal-wrapper.active .xterm').first().click();
-    await page.keyboard.press('Enter');
-    await page.waitForTimeout(500);
+    await closeFinishedTerminal(page);
 
     // 3. The "Capsa: container shell" profile: hostname, uid and the workspace mount.
     await page.locator('.tab', { hasText: 'hello.sh' }).first().click();

@@ -282,6 +282,26 @@ export async function waitForTerminal(page: Page, re: RegExp, timeoutMs = 60_000
   throw new Error(`terminal never showed ${re}; it shows:\n${text}`);
 }
 
+/**
+ * Closes the active terminal, whose run has finished ("Press any key to
+ * close the terminal."), with a key press, and waits until it is gone: a
+ * terminal that lingers takes the focus from the next step. A key pressed
+ * before the terminal had the focus is lost: it is pressed again, twice at most.
+ */
+export async function closeFinishedTerminal(page: Page): Promise<void> {
+  const finished = page.locator('.terminal-wrapper', { hasText: 'Press any key to close the terminal' });
+  for (let attempt = 1; ; attempt++) {
+    await page.locator('.terminal-wrapper.active .xterm').first().click();
+    await page.keyboard.press('Enter');
+    try {
+      await finished.first().waitFor({ state: 'detached', timeout: 5_000 });
+      return;
+    } catch {
+      if (attempt === 3) throw new Error(`the finished terminal did not close on a key press; it shows:\n${await terminalText(page)}`);
+    }
+  }
+}
+
 /** Picks a context menu entry the way a user does with the keyboard: highlight, then Enter. */
 export async function contextMenu(page: Page, label: string): Promise<void> {
   const item = page.locator('.context-view .action-item', { hasText: new RegExp(`^${label}$`) }).first();

@@ -49,6 +49,6 @@ function retried(argv: string[]): void {
 }
 
 /** argv that runs `argv` as the user with its groups (setpriv --init-groups; Node's spawn with uid/gid would drop them). */
-export function asUser(user: TestUser, argv: string[]): string[] {
+export function asUser(user: Pick<TestUser, 'uid' | 'gid'>, argv: string[]): string[] {
   return ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', ...argv];
 }

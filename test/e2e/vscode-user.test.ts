@@ -101,7 +101,7 @@ test('as users other than root: Containers view, Run in Container and the contai
 
   const cgroupParent = newCgroupParent();
   after(() => removeCgroupParent(cgroupParent));
-  const helper = await startHelper({ mirror: registry.url, env: { CAPSA_SOCKET_MODE: '0666', CAPSA_CGROUP_PARENT: cgroupParent } });
+  const helper = await startHelper({ mirror: registry.url, env: { CAPSA_CGROUP_PARENT: cgroupParent } });
   after(() => helper.stop());
   // the socket's directory is the helper's test directory: traversable, not listable
   chmodSync(helper.dir, 0o711);

@@ -41,12 +41,12 @@ export function deviceMapping(spec: unknown): DeviceMapping {
   return m;
 }
 
-/** Linux's dev_t split (glibc's `major`/`minor`: 12 bits of major, 20 of minor). */
+/** Linux's dev_t split, as glibc's `gnu_dev_major`/`gnu_dev_minor` (32 bits each, in the kernel's 12+20 layout below bit 32). */
 export function splitDev(rdev: number | bigint): { major: number; minor: number } {
   const d = BigInt(rdev);
   return {
-    major: Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn)),
-    minor: Number((d & 0xffn) | ((d >> 12n) & ~0xffn)),
+    major: Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n)),
+    minor: Number((d & 0xffn) | ((d >> 12n) & 0xffffff00n)),
   };
 }
 

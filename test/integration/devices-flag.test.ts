@@ -7,9 +7,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileRegistry, inspect, newCgroupParent, ok, processesOf, removeCgroupParent, testHelper, type TestHelper } from '../helpers/capsa';
@@ -56,12 +56,38 @@ test('--device /dev/null:/dev/mynull: the host null device at /dev/mynull, with 
   await ok(h, ['rm', 'dev']);
 });
 
-test('--device in a user namespace (--userns auto), where mknod is refused: the host node is bound at the container path', { skip }, async (t) => {
+test('--device with a user namespace (--userns auto): the node at the container path, read only as asked', { skip }, async (t) => {
   const h = await helperFor(t);
   const out = await run(h, ['--userns', 'auto', '--device', '/dev/zero:/dev/myzero:r'], 'stat -c "%F %t:%T" /dev/myzero; head -c3 /dev/myzero | wc -c; probe /dev/myzero');
   assert.match(out, /^character special file 1:5$/m, out);
   assert.match(out, /^3$/m, out);
   assert.match(out, /^\/dev\/myzero .*Operation not permitted/m, 'read only, as asked');
+});
+
+test('a --device host node swapped for another file after create is not bound at the next start (without m the host node is bound, mknod being refused)', { skip }, async (t) => {
+  const h = await helperFor(t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-devswap-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const node = path.join(dir, 'mynull');
+  // a second null device node of the host's: harmless, and its own path to swap
+  const made = spawnSync('mknod', ['-m', '666', node, 'c', '1', '3']);
+  assert.equal(made.status, 0, made.stderr?.toString());
+  const id = (await ok(h, ['create', '--network', 'none', '--device', `${node}:/dev/n:rw`, 'busybox', 'sh', '-c', 'echo x > /dev/n && echo bound'])).trim();
+  assert.match(await ok(h, ['start', '-a', id]), /^bound$/m);
+  rmSync(node);
+  writeFileSync(node, 'not a device');
+  const r = await h.cli(['start', '-a', id]);
+  assert.notEqual(r.code, 0, r.stdout);
+  assert.match(r.stderr, /no longer the character device 1:3/, r.stderr);
+  rmSync(node);
+  // a symlink to a file of the test's own: were it followed, the write would land there, never in a host file that matters
+  writeFileSync(path.join(dir, 'target'), 'untouched');
+  symlinkSync(path.join(dir, 'target'), node);
+  const l = await h.cli(['start', '-a', id]);
+  assert.notEqual(l.code, 0, l.stdout);
+  assert.match(l.stderr, /no longer the character device 1:3/, l.stderr);
+  assert.equal(readFileSync(path.join(dir, 'target'), 'utf8'), 'untouched');
+  await ok(h, ['rm', '-f', id]);
 });
 
 test('--device /dev/zero:/dev/z:r reads zeros, and a write is refused with EPERM, on the whole container and on v1 and v2 alone', { skip }, async (t) => {
@@ -167,7 +193,7 @@ test('hostile --device values are refused with a clear error, nothing is created
   for (const [what, value, re] of HOSTILE) {
     for (const verb of ['run', 'create']) {
       const r = await h.cli([verb, '--network', 'none', '--device', value, 'busybox', 'true']);
-      assert.notEqual(r.code, 0, `${verb} ${what}`);
+      assert.equal(r.code, 125, `${verb} ${what}: exit ${r.code}`);
       assert.match(r.stderr, re, `${verb} ${what}: ${r.stderr}`);
       assert.ok(r.stderr.length < 1000, `${what}: the message stays short`);
     }

@@ -44,12 +44,25 @@ static int in_parent(int rootfd, const char *path, const char *step, entry_fn fn
  * the host's, as with runc. */
 static int bind_host_device(int rootfd, const struct plan_device *d, struct shim_error *err) {
   const char *host = d->host ? d->host : d->path;
+  /* the node itself, never a symlink put in its place since the helper looked, and the device the plan and the
+   * cgroup rule name: a path swapped for another file must not be bound into the container */
+  cleanup_close int src = open(host, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (src < 0)
+    return shim_fail(err, "device", host, errno, NULL);
+  struct stat st;
+  if (fstat(src, &st) < 0)
+    return shim_fail(err, "device", host, errno, NULL);
+  if ((st.st_mode & S_IFMT) != (d->type == 'b' ? S_IFBLK : S_IFCHR) || major(st.st_rdev) != d->major ||
+      minor(st.st_rdev) != d->minor)
+    return shim_fail(err, "device", host, ENODEV, "the host's node is no longer the %s device %u:%u",
+                     d->type == 'b' ? "block" : "character", d->major, d->minor);
   cleanup_close int fd = open_mountpoint(rootfd, d->path, 1, err, "device");
   if (fd < 0)
     return -1;
-  char path[FD_PATH_LEN];
+  char from[FD_PATH_LEN], path[FD_PATH_LEN];
+  fd_path(src, from);
   fd_path(fd, path);
-  if (mount(host, path, NULL, MS_BIND, NULL) < 0)
+  if (mount(from, path, NULL, MS_BIND, NULL) < 0)
     return shim_fail(err, "device", host, errno, NULL);
   return 0;
 }

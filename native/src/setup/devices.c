@@ -35,10 +35,11 @@ static int in_parent(int rootfd, const char *path, const char *step, entry_fn fn
   return fn(rootfd, dirfd, base, entry, err);
 }
 
-/* Without the right to mknod, the host's node is bound instead: in a user
- * namespace the kernel refuses mknod outright, and a `--device` without `m`
- * has the container's cgroup (which this process is already in) refuse it.
- * A bind needs neither, and the cgroup still decides every open of it. The
+/* Without the right to mknod, the host's node is bound instead: the kernel
+ * refuses mknod to a shim that is itself in a user namespace (the container's
+ * own is entered only after this, child.c), and the container's cgroup, which
+ * this process is already in, refuses it for a `--device` without `m`. A
+ * bind needs neither, and the cgroup still decides every open of it. The
  * node bound is the host's own (d->host for a `--device` whose container
  * path differs), resolved here, before pivot_root; its mode and owner are
  * the host's, as with runc. */
@@ -67,9 +68,10 @@ static int bind_host_device(int rootfd, const struct plan_device *d, struct shim
   return 0;
 }
 
-/* A node of its own, by mknod, where the kernel allows it (root's container
- * without a user namespace): it has exactly the plan's mode and owner (the
- * host node's, for `--device`, as Docker gives them), and it stays the
+/* A node of its own, by mknod, where the kernel allows it (the shim is
+ * still in the host's user namespace here, even for `--userns auto`): it
+ * has exactly the plan's mode and owner (the host node's, for `--device`,
+ * as Docker gives them), and it stays the
  * container's whatever becomes of the host's path later; the tmpfs on /dev
  * is mounted without nodev for it. An entry already there (the image's own
  * file, or a mount) is left as it is, as runc leaves it. */

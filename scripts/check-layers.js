@@ -139,6 +139,7 @@ const EXCEPTIONS = [
   { from: 'server/runtime/runsetup.ts', to: 'server/protocol/types', reason: 'run options are protocol types' },
   { from: 'server/runtime/runsetup.ts', to: 'server/protocol/runoptions', reason: 'the --userns check is declared once with the run options, for the CLI and the helper' },
   { from: 'server/runtime/container/options.ts', to: 'server/protocol/runoptions', reason: 'the pull-policy check is declared once with the run options, for the CLI and the helper' },
+  { from: 'server/runtime/hostdevices.ts', to: 'server/protocol/runoptions', reason: 'the --device syntax is declared once with the run options, for the CLI and the helper' },
   { from: 'server/runtime/security.ts', to: 'server/protocol/types', reason: 'security options are protocol types' },
   { from: 'server/runtime/network/manager.ts', to: 'server/protocol/types', reason: 'network settings and run options are protocol types' },
   { from: 'server/runtime/network/records.ts', to: 'server/protocol/types', reason: 'network summaries are protocol types' },

@@ -22,6 +22,6 @@ export * from './volumes';
 
 // ---- checking params, and printing what others wrote ---------------------
 export { v, ParamsError, describe, type Schema, type Infer } from './validate';
-export { PULL_POLICIES, USERNS_MODES, pullPolicyProblem, usernsProblem } from './runoptions';
+export { MAX_DEVICE_SPEC, PULL_POLICIES, USERNS_MODES, parseDeviceSpec, pullPolicyProblem, usernsProblem, type DeviceMapping } from './runoptions';
 export { OS_VALUES, ARCH_VALUES, platformProblem, normalizePlatform as normalizePlatformParts, type PlatformParts } from './platform';
 export { printable, printableLines, listed, clip } from '../util/text';

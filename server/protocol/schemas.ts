@@ -61,6 +61,7 @@ export const runOptionFields = {
   mounts: v.optional(strings()),
   tmpfs: v.optional(strings()),
   groupAdd: v.optional(strings()),
+  devices: v.optional(strings()),
   pid: v.optional(v.literal('host')),
   ipc: v.optional(v.literal('host')),
   userns: v.optional(v.literal('host', 'auto')),

@@ -75,6 +75,12 @@ export interface RunOptions {
   mounts?: string[];
   /** `--tmpfs PATH[:OPTIONS]`. */
   tmpfs?: string[];
+  /**
+   * Host devices (`--device HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]]`, Docker's syntax,
+   * root's containers only): the node appears at the container path and the
+   * cgroup allows it the permissions (`rwm` by default).
+   */
+  devices?: string[];
   /** Additional groups for the process (`--group-add`), names from the image's /etc/group or numbers. */
   groupAdd?: string[];
   /** `--pid host` shares the host's PID namespace; default a new one. */
@@ -280,6 +286,8 @@ export interface DockerContainerInspect {
     StopSignal?: string;
   };
   Mounts: Array<{ Type: string; Source: string; Destination: string; Mode: string; RW: boolean; Propagation: string }>;
+  /** Docker's HostConfig, of the fields Capsa has: `Devices` from `--device`. */
+  HostConfig: { Devices: Array<{ PathOnHost: string; PathInContainer: string; CgroupPermissions: string }> };
   NetworkSettings: {
     IPAddress: string;
     IPPrefixLen: number;

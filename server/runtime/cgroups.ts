@@ -336,7 +336,9 @@ async function applyV1(controllers: string[], dir: string, l: ResourceLimits): P
   if (controllers.includes('pids') && l.pidsLimit !== undefined && l.pidsLimit > 0) await set('pids.max', l.pidsLimit);
   if (controllers.includes('devices') && l.devices !== 'all') {
     await set('devices.deny', 'a');
-    for (const rule of l.devices ?? DEFAULT_DEVICE_RULES) await set(rule.allow ? 'devices.allow' : 'devices.deny', formatDeviceRule(rule));
+    // the list is read first match first (as the v2 program runs it); each v1 write edits the kernel's list, so a
+    // later write overrides an earlier one: written last rule first, the first rule has the last word
+    for (const rule of [...(l.devices ?? DEFAULT_DEVICE_RULES)].reverse()) await set(rule.allow ? 'devices.allow' : 'devices.deny', formatDeviceRule(rule));
   }
 }
 

@@ -23,6 +23,10 @@
  *                              lowerdir list may be of any length (the shim opens
  *                              each directory and passes short fd names)
  *   device     path type major minor mode uid gid     type is c or b
+ *   hostdevice path type major minor mode uid gid hostpath
+ *                              a device as `device`, where the node the shim binds
+ *                              when mknod is refused is the host's hostpath (a
+ *                              `--device` whose container path differs)
  *   symlink    target path     creates path -> target inside the container
  *   mask       path            hides path (/dev/null over files, read-only tmpfs over dirs)
  *   readonly   path            bind-remounts path read-only
@@ -199,6 +203,8 @@ export interface PlanDevice {
   mode: number;
   uid: number;
   gid: number;
+  /** The host's node of it, when not at `path` (`--device`): what the shim binds when mknod is refused. */
+  hostPath?: string;
 }
 
 export interface Plan {
@@ -281,7 +287,10 @@ export function encodePlan(plan: Plan): Buffer {
   rec('ns', plan.namespaces.join(','));
   rec('rootfs', plan.rootfs);
   for (const m of plan.mounts) rec('mount', m.source, m.target, m.fstype, m.flags, m.data);
-  for (const d of plan.devices) rec('device', d.path, d.type, d.major, d.minor, d.mode, d.uid, d.gid);
+  for (const d of plan.devices) {
+    if (d.hostPath === undefined) rec('device', d.path, d.type, d.major, d.minor, d.mode, d.uid, d.gid);
+    else rec('hostdevice', d.path, d.type, d.major, d.minor, d.mode, d.uid, d.gid, d.hostPath);
+  }
   for (const s of plan.symlinks) rec('symlink', s.target, s.path);
   for (const p of plan.maskedPaths) rec('mask', p);
   for (const p of plan.readonlyPaths) rec('readonly', p);

@@ -7,7 +7,8 @@ import { cpus } from 'node:os';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors';
 import { usernsProblem } from '../protocol/runoptions';
 import type { RunOptions } from '../protocol/types';
-import { validateLimits, type ResourceLimits } from './cgroups';
+import { DEFAULT_DEVICE_RULES, validateLimits, type ResourceLimits } from './cgroups';
+import { resolveHostDevices, withDeviceRules } from './hostdevices';
 import { securitySettings } from './security';
 import { runNamespaces, type BindMount, type SpecInput } from './spec';
 import type { Namespace } from './plan';
@@ -20,8 +21,8 @@ import { openBindSource, ROOT_CALLER } from './bindsource';
 export interface RunSetup {
   binds: BindMount[];
   limits: ResourceLimits;
-  /** Plan inputs decided here (security, init, read-only root). */
-  spec: Pick<SpecInput, 'security' | 'init' | 'readOnly'>;
+  /** Plan inputs decided here (security, init, read-only root, `--device` nodes). */
+  spec: Pick<SpecInput, 'security' | 'init' | 'readOnly' | 'devices'>;
   namespaces(newNetns: boolean): Namespace[];
   /** Resolves the user against the image, adding `--group-add` groups. */
   resolveUser(spec: string | undefined, layerDirs: string[]): Promise<ResolvedUser>;
@@ -74,8 +75,14 @@ export async function prepareRun(opts: RunOptions, root: string, caller: VolumeO
   }
   const limits: ResourceLimits = { memory: opts.memory, memorySwap: opts.memorySwap, cpus: opts.cpus, cpuShares: opts.cpuShares, pidsLimit: opts.pidsLimit };
   validateLimits(limits, cpus().length);
-  // as Docker: every device for --privileged, the default allow-list otherwise
+  // resolved now, so a path that is no device fails the run before anything is made
+  const devices = await resolveHostDevices(list('devices', opts.devices));
+  for (const d of devices) {
+    if (targets.has(d.node.path)) throw new InvalidArgumentError(`--device ${JSON.stringify(d.mapping.PathOnHost)}: container path ${d.node.path} is also a mount point`);
+  }
+  // as Docker: every device for --privileged (its --device nodes are made all the same), the default allow-list otherwise
   if (opts.privileged) limits.devices = 'all';
+  else if (devices.length) limits.devices = withDeviceRules(DEFAULT_DEVICE_RULES, devices);
   const security = securitySettings({
     capAdd: list('capAdd', opts.capAdd),
     capDrop: list('capDrop', opts.capDrop),
@@ -101,7 +108,7 @@ export async function prepareRun(opts: RunOptions, root: string, caller: VolumeO
   return {
     binds,
     limits,
-    spec: { security, init: !!opts.init, readOnly: !!opts.readOnly },
+    spec: { security, init: !!opts.init, readOnly: !!opts.readOnly, devices: devices.map((d) => d.node) },
     namespaces: (newNetns) => runNamespaces(opts, newNetns),
     async resolveUser(spec, layerDirs) {
       const resolved = await resolveImageUser(spec, layerDirs);

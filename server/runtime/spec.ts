@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { InvalidArgumentError } from '../errors';
 import { TooManyLayersError } from '../image/errors';
 import { MAX_IMAGE_LAYERS } from '../image/types';
-import { envValue, MS, type Plan, type PlanMount, type PlanStep, type Namespace } from './plan';
+import { envValue, MS, type Plan, type PlanDevice, type PlanMount, type PlanStep, type Namespace } from './plan';
 import type { SecuritySettings } from './security';
 
 /** The parts of an OCI image config (`config` object) that a run uses. */
@@ -70,6 +70,8 @@ export interface SpecInput {
   init?: boolean;
   /** `--read-only`: the root filesystem is remounted read-only once set up. */
   readOnly?: boolean;
+  /** `--device` nodes (hostdevices.ts); one at a default device's path takes its place, as with runc. */
+  devices?: PlanDevice[];
 }
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -232,7 +234,10 @@ export function buildRunPlan(input: SpecInput): Plan {
     namespaces: input.namespaces ?? DEFAULT_NAMESPACES,
     rootfs: p.rootfs,
     mounts,
-    devices: DEFAULT_DEVICES.map(([devPath, major, minor]) => ({ path: devPath, type: 'c' as const, major, minor, mode: 0o666, uid: 0, gid: 0 })),
+    devices: [
+      ...DEFAULT_DEVICES.filter(([devPath]) => !input.devices?.some((d) => d.path === devPath)).map(([devPath, major, minor]) => ({ path: devPath, type: 'c' as const, major, minor, mode: 0o666, uid: 0, gid: 0 })),
+      ...(input.devices ?? []),
+    ],
     symlinks: [
       { target: 'pts/ptmx', path: '/dev/ptmx' },
       { target: '/proc/self/fd', path: '/dev/fd' },

@@ -5,6 +5,7 @@
  * runtime/ knows nothing of either shape.
  */
 import type { ContainerChange, ContainerDetails, ContainerView } from '../runtime/container';
+import { parseDeviceSpec } from '../protocol/runoptions';
 import type { ContainerEvent, ContainerInspect, ContainerSummary, DockerContainerInspect } from '../protocol/types';
 
 /** A row of `capsa ps` (container/list); `withOwner` (for root, who sees every user's) adds the owner's uid. */
@@ -106,6 +107,8 @@ function dockerInspect(d: ContainerDetails): DockerContainerInspect {
       RW: !b.readOnly,
       Propagation: 'rprivate',
     })),
+    // as Docker's: the mappings as given (the host path before its symlinks were resolved), the container path cleaned
+    HostConfig: { Devices: (record.options.devices ?? []).map(parseDeviceSpec).filter((m) => typeof m !== 'string') },
     NetworkSettings: {
       IPAddress: net?.ipAddress ?? '',
       IPPrefixLen: net?.prefixLength ?? 0,

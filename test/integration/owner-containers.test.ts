@@ -237,6 +237,8 @@ test('every option that reaches past the user namespace is refused for a user, n
     [{ capAdd: ['SYS_ADMIN'] }, /^--cap-add SYS_ADMIN refused/],
     [{ capAdd: ['NET_ADMIN'] }, /^--cap-add NET_ADMIN refused/],
     [{ publish: ['80:80'] }, /^--publish 80:80 refused .*ip_unprivileged_port_start/],
+    [{ devices: ['/dev/null:/dev/mynull'] }, /^--device "\/dev\/null:\/dev\/mynull" refused for uid \d+: .*only root may use it/],
+    [{ devices: ['/dev/zero:/dev/z:r'] }, /^--device "\/dev\/zero:\/dev\/z:r" refused for uid/],
     [{ idmapMounts: [{ target: '/w', uid: 0, gid: 0 }], volumes: ['/tmp:/w'] }, /^idmapMounts 0:0 refused/],
     [{ volumes: ['/root:/r'] }, /bind source path \/root/],
     [{ volumes: [`${ws}:/w`] }, /may not open bind source path/],

@@ -46,6 +46,8 @@ test('each option that reaches past the user namespace is refused, naming its fl
   refusedWith({ idmapMounts: [{ target: '/w', uid: 0, gid: 0 }] }, 'idmapMounts 0:0');
   refusedWith({ idmapMounts: [{ target: '/w', uid: 1000, gid: 0 }] }, 'idmapMounts 1000:0');
   refusedWith({ idmapMounts: [{ target: '/w', uid: 1000, gid: 1000, containerUid: 65536 }] }, 'idmapMounts containerUid 65536');
+  refusedWith({ devices: ['/dev/null'] }, '--device "/dev/null"');
+  refusedWith({ devices: ['/dev/zero:/dev/z:r', '/dev/null'] }, '--device "/dev/zero:/dev/z:r"');
 });
 
 test("what stays inside the user namespace is allowed: default capabilities, high and random ports, no-new-privileges, userns auto", () => {

@@ -72,7 +72,7 @@ static const struct {
     {"group", 1},      {"tty", 1},      {"winsize", 2},    {"lo", 1},      {"cgroup", 1},  {"join", 1},
     {"rlimit", 3},     {"caps", 5},     {"nonewprivs", 1}, {"seccomp", 1}, {"init", 1},    {"netns", 1},
     {"idmap", 5},      {"userns", 3},   {"idlower", 2},    {"umask", 1},   {"steps", 1},   {"signals", 1},
-    {"searchpath", 1}, {"bindfd", 1},
+    {"searchpath", 1}, {"bindfd", 1},   {"hostdevice", 8},
 };
 
 static int parse_limit(const char *s, unsigned long long *out) {
@@ -187,7 +187,7 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
   } else if (!strcmp(tag, "mount")) {
     NUM(f[3], ULONG_MAX, a);
     APPEND(mounts, struct plan_mount, (struct plan_mount){f[0], f[1], f[2], f[4], a});
-  } else if (!strcmp(tag, "device")) {
+  } else if (!strcmp(tag, "device") || !strcmp(tag, "hostdevice")) {
     if (strcmp(f[1], "c") && strcmp(f[1], "b"))
       return shim_fail(err, "plan", f[0], EINVAL, "device type must be c or b, not %s", f[1]);
     NUM(f[2], UINT32_MAX, a);
@@ -196,7 +196,8 @@ static int record(struct plan *plan, const char *tag, char **f, struct shim_erro
     NUM(f[5], UINT32_MAX, d);
     NUM(f[6], UINT32_MAX, e);
     APPEND(devices, struct plan_device,
-           (struct plan_device){f[0], f[1][0], (unsigned)a, (unsigned)b, (mode_t)c, (uid_t)d, (gid_t)e});
+           (struct plan_device){f[0], f[1][0], (unsigned)a, (unsigned)b, (mode_t)c, (uid_t)d, (gid_t)e,
+                                tag[0] == 'h' ? f[7] : NULL});
   } else if (!strcmp(tag, "symlink")) {
     APPEND(symlinks, struct plan_symlink, (struct plan_symlink){f[0], f[1]});
   } else if (!strcmp(tag, "bindfd")) {
@@ -330,7 +331,7 @@ int plan_read(int fd, struct plan *plan, struct shim_error *err) {
         break;
     if (i == sizeof records / sizeof *records)
       return shim_fail(err, "plan", tag, EINVAL, "unknown plan record %s", tag);
-    char *fields[7];
+    char *fields[8]; /* the most any record has: hostdevice */
     for (int k = 0; k < records[i].fields; k++) {
       if (p >= end)
         return shim_fail(err, "plan", tag, EINVAL, "truncated %s record", tag);

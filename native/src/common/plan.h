@@ -23,6 +23,7 @@ struct plan_device {
   mode_t mode;
   uid_t uid;
   gid_t gid;
+  const char *host; /* the host's node bound when mknod is refused; NULL: path itself */
 };
 
 struct plan_rlimit {

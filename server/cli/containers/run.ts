@@ -3,7 +3,7 @@
  * RunOptions here, so that a typo fails before anything is sent.
  */
 import * as path from 'node:path';
-import { ContainerCreateRequest, ContainerKillRequest, ContainerRunRequest, pullPolicyProblem, usernsProblem, type RunOptions } from '../../protocol';
+import { ContainerCreateRequest, ContainerKillRequest, ContainerRunRequest, parseDeviceSpec, pullPolicyProblem, usernsProblem, type RunOptions } from '../../protocol';
 import { InvalidArgumentError } from '../../errors';
 import { LIMITS, LimitExceededError } from '../../limits';
 import { readUserFile } from '../../util/hostfile';
@@ -42,6 +42,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'cpus', kind: 'value', help: 'Number of CPUs (e.g. 0.5)' },
   { name: 'cpu-shares', short: 'c', kind: 'value', help: 'CPU shares (relative weight)' },
   { name: 'pids-limit', kind: 'value', help: 'Process limit (-1 for unlimited)' },
+  { name: 'device', kind: 'multi', help: 'Add a host device: HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]] (permissions of rwm, default rwm; root only)' },
   { name: 'cap-add', kind: 'multi', help: 'Add a Linux capability' },
   { name: 'cap-drop', kind: 'multi', help: 'Drop a Linux capability' },
   { name: 'privileged', kind: 'bool', help: 'Give the container every capability, no seccomp filter, no masked paths' },
@@ -115,6 +116,14 @@ async function confinementOptions(flags: Record<string, string | boolean | strin
   if (v('cpus') !== undefined) o.cpus = parseCpus(v('cpus')!);
   if (v('cpu-shares') !== undefined) o.cpuShares = parseIntFlag('cpu-shares', v('cpu-shares')!, 2, 262144);
   if (v('pids-limit') !== undefined) o.pidsLimit = parseIntFlag('pids-limit', v('pids-limit')!, -1);
+  if (flags.device) {
+    // checked here as the helper checks it again (runoptions.ts); the host path is the helper's to look at
+    o.devices = (flags.device as string[]).map((d) => {
+      const m = parseDeviceSpec(d);
+      if (typeof m === 'string') throw new InvalidArgumentError(m);
+      return d;
+    });
+  }
   if (flags['cap-add']) o.capAdd = flags['cap-add'] as string[];
   if (flags['cap-drop']) o.capDrop = flags['cap-drop'] as string[];
   if (flags.privileged) o.privileged = true;

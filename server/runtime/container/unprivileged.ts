@@ -23,10 +23,14 @@
  *   ({@link ownerIdmaps}); an idmapMount of its own picks which container
  *   user that is (e.g. a dev container's non-root user);
  * - a published host port below `net.ipv4.ip_unprivileged_port_start`,
- *   which the user could not bind themselves.
+ *   which the user could not bind themselves;
+ * - `--device`: a host device node, and a cgroup rule allowing it, given
+ *   past the host's own permissions on it (the helper opens nothing as the
+ *   caller there, and a node's mode is no boundary once it is in another
+ *   user namespace's /dev).
  *
- * Capsa has no `--device` or `--cgroup-parent` option at all, so there is
- * nothing of theirs to refuse.
+ * Capsa has no `--cgroup-parent` option at all, so there is nothing of
+ * theirs to refuse.
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -72,6 +76,7 @@ export function refuseUnprivileged(opts: RunOptions, caller: { uid: number; gid:
   if (opts.pid === 'host') throw refused('--pid host', uid, "it shares the host's processes");
   if (opts.ipc === 'host') throw refused('--ipc host', uid, "it shares the host's IPC namespace");
   if (opts.network === 'host') throw refused('--network host', uid, "it shares the host's network namespace");
+  if (Array.isArray(opts.devices) && opts.devices.length > 0) throw refused(`--device ${JSON.stringify(String(opts.devices[0]).slice(0, 200))}`, uid, "it gives the container a host device and the cgroup's leave to open it");
   for (const m of Array.isArray(opts.idmapMounts) ? opts.idmapMounts : []) {
     if (m?.uid !== uid || !groups.includes(m?.gid)) {
       throw refused(`idmapMounts ${m?.uid}:${m?.gid}`, uid, 'a container of yours writes your binds as you only (your uid, one of your groups)');

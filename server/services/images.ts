@@ -81,7 +81,12 @@ export class ImageService extends EventEmitter implements ImageSource {
 
   /** `capsa login`'s check: `/v2/` of `registry` with these credentials (Basic, or a Bearer token from its realm). Nothing is kept. */
   async login(registry: string, auth: RegistryAuth, signal?: AbortSignal): Promise<{ registry: string }> {
-    const host = registryOf(`${registry}/capsa-login-check`);
+    let host: string;
+    try {
+      host = registryOf(`${registry}/capsa-login-check`);
+    } catch {
+      host = '';
+    }
     if (host !== registry.toLowerCase() && !(host === 'docker.io' && registry === 'docker.io')) {
       throw new InvalidArgumentError(`invalid registry ${JSON.stringify(registry).slice(0, 200)}: give a host[:port] such as registry.example.com:5000`);
     }

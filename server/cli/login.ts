@@ -114,8 +114,9 @@ const FINAL: Partial<Record<PushProgress['layers'][number]['status'], string>> =
 /** One line per blob as its state changes, as docker push prints them (a plain log, terminal or not). */
 function trackPush(c: MessageConnection, token: string): (layers: PushProgress['layers']) => void {
   const said = new Map<string, string>();
-  const show = (layers: PushProgress['layers']): void => {
-    for (const l of layers) {
+  const show = (blobs: PushProgress['layers']): void => {
+    // the last blob is the image config, which docker push does not list either
+    for (const l of blobs.slice(0, -1)) {
       const text = l.status === 'mounted' ? `Mounted from ${printable(l.from ?? '')}` : l.status === 'pushing' ? 'Pushing' : l.status === 'waiting' ? 'Waiting' : FINAL[l.status]!;
       if (said.get(l.digest) === text) continue;
       said.set(l.digest, text);

@@ -186,3 +186,18 @@ test('hostile registries: garbage answers and redirect loops to a push are clear
   await images.store.tag(`${host}/library/busybox:latest`, copy, ROOT.uid);
   assert.deepEqual(statuses(await images.push(copy, { caller: ROOT })), ['pushed', 'pushed']);
 });
+
+test('a push cancelled mid-upload stops with E_CANCELLED and puts no manifest; the next push completes', async (t) => {
+  const target = await startRegistry();
+  t.after(() => target.stop());
+  const { images, busybox, name } = await setup(t, target);
+  const abort = new AbortController();
+  await assert.rejects(
+    images.push(name, { caller: ROOT, chunkSize: 65536, signal: abort.signal, onProgress: (p) => p.layers.some((l) => l.done > 0) && abort.abort() }),
+    (err: Error & { code?: string }) => err.code === 'E_CANCELLED',
+  );
+  const head = await fetch(`${target.url}/v2/library/busybox/manifests/latest`, { method: 'HEAD' });
+  assert.equal(head.status, 404, 'no manifest was put');
+  const r = await images.push(name, { caller: ROOT });
+  assert.equal(r.digest, busybox.manifestDigest);
+});

@@ -117,7 +117,7 @@ function trackPush(c: MessageConnection, token: string): (layers: PushProgress['
   const show = (blobs: PushProgress['layers']): void => {
     // the last blob is the image config, which docker push does not list either
     for (const l of blobs.slice(0, -1)) {
-      const text = l.status === 'mounted' ? `Mounted from ${printable(l.from ?? '')}` : l.status === 'pushing' ? 'Pushing' : l.status === 'waiting' ? 'Waiting' : FINAL[l.status]!;
+      const text = l.status === 'mounted' ? `Mounted from ${printable(l.from ?? '')}` : l.status === 'pushing' ? 'Pushing' : l.status === 'waiting' ? 'Preparing' : FINAL[l.status]!;
       if (said.get(l.digest) === text) continue;
       said.set(l.digest, text);
       process.stdout.write(`${l.digest.replace(/^sha256:/, '').slice(0, 12)}: ${text}\n`);

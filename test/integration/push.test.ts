@@ -201,3 +201,28 @@ test('a push cancelled mid-upload stops with E_CANCELLED and puts no manifest; t
   const r = await images.push(name, { caller: ROOT });
   assert.equal(r.digest, busybox.manifestDigest);
 });
+
+test("an upload Location on another host gets none of the registry's credentials", async (t) => {
+  const seen: Array<string | undefined> = [];
+  const capture = http.createServer((req, res) => {
+    seen.push(req.headers.authorization);
+    req.resume();
+    res.writeHead(500).end();
+  });
+  await new Promise<void>((r) => capture.listen(0, '127.0.0.1', () => r()));
+  t.after(() => new Promise<void>((r) => capture.close(() => r())));
+  const elsewhere = `http://127.0.0.1:${(capture.address() as AddressInfo).port}/upload`;
+  const registry = http.createServer((req, res) => {
+    req.resume();
+    if (!req.headers.authorization) return void res.writeHead(401, { 'www-authenticate': 'Basic realm="x"' }).end();
+    if (req.method === 'HEAD') return void res.writeHead(404).end();
+    res.writeHead(202, { location: elsewhere }).end();
+  });
+  await new Promise<void>((r) => registry.listen(0, '127.0.0.1', () => r()));
+  t.after(() => new Promise<void>((r) => registry.close(() => r())));
+  const host = `127.0.0.1:${(registry.address() as AddressInfo).port}`;
+  const { images } = await setup(t, { host });
+  await assert.rejects(images.push(`${host}/library/busybox:latest`, { caller: ROOT, auth: { username: 'u', password: 'leak-me' } }), /HTTP 500/);
+  assert.ok(seen.length > 0, 'the upload went to the Location');
+  assert.deepEqual(seen.filter((a) => a !== undefined), [], 'no Authorization reached the other host');
+});

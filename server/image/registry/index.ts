@@ -229,7 +229,9 @@ export class RegistryClient implements BlobClient {
       }
       let res: Response;
       try {
-        res = await this.follow(url, { ...opts.headers, ...(authorization ? { authorization } : {}) }, opts.signal, opts.method, opts.body);
+        // A URL the registry named (an upload's Location) on another host gets no credentials of this one.
+        const sameOrigin = new URL(url).origin === new URL(ep.url).origin;
+        res = await this.follow(url, { ...opts.headers, ...(authorization && sameOrigin ? { authorization } : {}) }, opts.signal, opts.method, opts.body);
       } catch (err) {
         if (err instanceof CancelledError || err instanceof RegistryError) throw err;
         if (opts.signal?.aborted) throw new CancelledError(`request to registry ${ep.host}`);

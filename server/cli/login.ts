@@ -104,7 +104,13 @@ export async function credentialsFor(reference: string): Promise<RegistryAuth | 
   } catch {
     return undefined; // the helper refuses the reference with its own words
   }
-  return lookupCredentials(host);
+  try {
+    return await lookupCredentials(host);
+  } catch (err) {
+    // A broken config or a missing credential helper costs the login, not the command: it goes anonymous, and says so.
+    process.stderr.write(`WARNING! no credentials for ${host}: ${printable(err instanceof Error ? err.message : String(err))}\n`);
+    return undefined;
+  }
 }
 
 const PushProgressType = new ProgressType<{ kind: 'begin' | 'report' | 'end'; layers?: PushProgress['layers'] }>();

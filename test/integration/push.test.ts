@@ -226,3 +226,25 @@ test("an upload Location on another host gets none of the registry's credentials
   assert.ok(seen.length > 0, 'the upload went to the Location');
   assert.deepEqual(seen.filter((a) => a !== undefined), [], 'no Authorization reached the other host');
 });
+
+test("token auth: one request's credentials and tokens never serve another caller's request", async (t) => {
+  const creds = { user: 'tokuser', password: 'only-mine' };
+  const target = await startRegistry({ token: { users: [creds] } });
+  t.after(() => target.stop());
+  const { images, name } = await setup(t, target);
+  const auth = { username: creds.user, password: creds.password };
+  await images.push(name, { caller: ROOT, auth });
+  const other: Caller = { uid: 4242, gid: 4242, groups: [], pid: process.pid };
+  const before = target.token.log.length;
+  // straight from the registry (not its mirror), as another uid without credentials
+  const direct = `${target.host}/library/busybox@${(await images.store.resolve(name, 0))!.manifestDigest}`;
+  const cfg = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-push-')), 'config.json');
+  t.after(() => fs.rmSync(path.dirname(cfg), { recursive: true, force: true }));
+  fs.writeFileSync(cfg, JSON.stringify({ root: images.store.root }));
+  const service = new ImageService(loadConfig({ CAPSA_CONFIG: cfg } as NodeJS.ProcessEnv));
+  await assert.rejects(service.pull(direct, { caller: other }), (err: Error & { code?: string }) => err.code === 'E_REGISTRY_AUTH' || /denied|authentication/.test(err.message));
+  const asked = target.token.log.slice(before);
+  assert.ok(asked.length > 0 && asked.every((q) => !q.get('account')), 'the other caller asked for its own, anonymous, token');
+  // the first request's credentials still work for a request that carries them
+  await images.push(name, { caller: ROOT, auth });
+});

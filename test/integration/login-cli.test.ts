@@ -3,7 +3,7 @@
  * helper started as root: credentials are checked by the helper, stored in
  * the user's own Docker config (the user's file, 0600) or credential helper,
  * sent with that user's pulls and pushes only; root's configured
- * credentials never serve a user.
+ * credentials never serve a user. A push ends when its client goes away.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,8 +11,9 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CLI, startHelper, type TestHelper } from '../helpers/capsa';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { CLI, connectProtocol, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { ImagePushRequest } from '../../server/protocol';
+import { startFaultProxy, startRegistry, type TestRegistry } from '../helpers/registry';
 import { seedBusybox, type PushedImage } from '../helpers/oci';
 import { asUser, createUser, type TestUser } from '../helpers/users';
 
@@ -166,4 +167,30 @@ test('a credsStore credential helper gets the secret (store, get, erase) and the
   const out = await capsaAs(a, userEnv, aDir, ['logout', reg.host], undefined, bin);
   assert.equal(out.code, 0, out.stderr);
   assert.equal(fs.existsSync(store), false, 'erased from the helper');
+});
+
+test('a push whose client goes away is cancelled in the helper: nothing more is sent to the registry, and the helper serves the next push', async (t) => {
+  const source = await startRegistry();
+  t.after(() => source.stop());
+  await seedBusybox(source);
+  const target = await startRegistry();
+  t.after(() => target.stop());
+  // the first HEAD of each blob is told to come back in 3 s: the push waits there when its client leaves
+  const proxy = await startFaultProxy(target, { match: /^\/v2\/.+\/blobs\/sha256:[0-9a-f]{64}$/, tooManyRequests: 1, retryAfter: 3 });
+  t.after(() => proxy.stop());
+  const h = await startHelper({ config: { registries: { mirrors: { [proxy.host]: [source.url] } } } });
+  t.after(() => h.stop());
+  const image = `${proxy.host}/library/busybox:latest`;
+  const pulled = await h.cli(['pull', image]);
+  assert.equal(pulled.code, 0, pulled.stderr);
+  const conn = await connectProtocol(h.socket);
+  void conn.sendRequest(ImagePushRequest.type, { reference: image }).catch(() => undefined);
+  await until('the push to reach the registry', async () => proxy.count(/^HEAD /) > 0);
+  conn.dispose();
+  await new Promise((r) => setTimeout(r, 4500));
+  assert.equal(proxy.count(/^(POST|PATCH|PUT) /), 0, 'no upload after the client left');
+  proxy.setFault({ match: /^$/ });
+  const again = await h.cli(['push', image]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /: Pushed\n/);
 });

@@ -43,6 +43,8 @@ export interface CapsaConfig {
   registries: RegistrySettings;
   /** Concurrent layer downloads in one pull. Default 3. */
   maxConcurrentDownloads: number;
+  /** Bytes per PATCH of a push's chunked blob upload (from 64 KiB). Default 16 MiB. */
+  pushChunkSize?: number;
   /**
    * Registry credentials by host (`docker.io`, `ghcr.io`, `127.0.0.1:5000`),
    * tried before the helper user's ~/.docker/config.json. In the file each is
@@ -187,6 +189,13 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
       throw new InvalidArgumentError(`config ${file}: maxConcurrentDownloads must be an integer from 1 to 32`);
     }
     config.maxConcurrentDownloads = n;
+  }
+  if (o.pushChunkSize !== undefined) {
+    const n = o.pushChunkSize;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 65536 || n > 1 << 30) {
+      throw new InvalidArgumentError(`config ${file}: pushChunkSize must be a whole number of bytes from 65536 to 1073741824`);
+    }
+    config.pushChunkSize = n;
   }
   if (o.socketMode !== undefined) config.socketMode = checkSocketMode(`config ${file}: socketMode`, o.socketMode);
   if (o.socketGroup !== undefined) config.socketGroup = checkGroup(`config ${file}: socketGroup`, typeof o.socketGroup === 'number' ? String(o.socketGroup) : o.socketGroup);

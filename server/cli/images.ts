@@ -11,6 +11,7 @@ import { parseFlags, usage, type FlagSpec } from './args';
 import { errorMessage, newId, str, type Command } from './command';
 import { formatAge, formatBytes, ownerColumn, printable, table } from './format';
 import { trackPull } from './progress';
+import { credentialsFor } from './login';
 import * as check from './validate';
 
 /** Docker prints familiar names: `docker.io/library/busybox:latest` → `busybox:latest`. */
@@ -153,6 +154,8 @@ export const pull: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, [{ name: 'platform', kind: 'value', help: 'os/arch[/variant]' }, { name: 'quiet', short: 'q', kind: 'bool', help: 'Print only the reference' }], { stopAtPositional: false, verb: 'pull' });
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa pull' requires exactly 1 argument: IMAGE");
   if (str(flags.platform) !== undefined) check.checkPlatform(str(flags.platform)!);
+  // the user's own login for the image's registry, read here, as the user (./login.ts)
+  const auth = await credentialsFor(positionals[0]);
   const c = await conn();
   const token = newId('pull');
   // Progress goes to stdout, as Docker's does, and only when it is a terminal.
@@ -169,7 +172,7 @@ export const pull: Command = async (argv, conn) => {
   process.on('SIGINT', onSigint);
   let r;
   try {
-    r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: checkedPlatform(flags.platform), workDoneToken: token }, cancel.token);
+    r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: checkedPlatform(flags.platform), workDoneToken: token, ...(auth ? { auth } : {}) }, cancel.token);
   } catch (err) {
     if (!interrupted) throw err;
     process.stderr.write(`capsa: pull of ${positionals[0]} cancelled\n`);

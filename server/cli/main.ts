@@ -17,6 +17,7 @@ import { network, port } from './network';
 import { volume } from './volumes';
 import { imagePrune, images, load, pull, rmi, save, system } from './images';
 import { runWarmEntry } from './warm/process';
+import { login, logout, push } from './login';
 import * as check from './validate';
 import { runLike } from './containers/run';
 import { exec } from './containers/exec';
@@ -47,6 +48,9 @@ const COMMANDS: Record<string, [Command, string]> = {
   ps: [ps, 'List containers'],
   images: [images, 'List images'],
   pull: [pull, 'Download an image from a registry'],
+  push: [push, 'Upload an image to a registry'],
+  login: [login, 'Log in to a registry'],
+  logout: [logout, 'Log out from a registry'],
   rmi: [rmi, 'Remove one or more images'],
   rm: [rm, 'Remove one or more containers'],
   stop: [stop, 'Stop one or more running containers'],
@@ -69,7 +73,7 @@ const MANAGEMENT: Record<string, Record<string, string>> = {
     ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect',
     create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune',
   },
-  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', prune: 'image-prune', load: 'load', save: 'save' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', push: 'push', prune: 'image-prune', load: 'load', save: 'save' },
 };
 
 function help(): string {

@@ -33,6 +33,8 @@ import {
   ImageLoadRequest,
   ImagePruneRequest,
   ImagePullRequest,
+  ImagePushRequest,
+  ImageLoginRequest,
   ImageRemoveRequest,
   ImageSaveRequest,
   NetworkCreateRequest,
@@ -102,7 +104,9 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   StreamCloseNotification.method,
   // images: names are per caller (services/images.ts, image/store/names.ts); blobs and layers shared, content-addressed
   ImageListRequest.method, // the caller's own namespace of image names
-  ImagePullRequest.method, // lands in the caller's namespace; pulled without root's stored credentials
+  ImagePullRequest.method, // lands in the caller's namespace; pulled with the request's credentials or none, never root's stored ones
+  ImagePushRequest.method, // pushes only the caller's own names, with the request's credentials or none
+  ImageLoginRequest.method, // checks the request's credentials against a registry; stores nothing
   ImageRemoveRequest.method, // the caller's names only; shared content goes only when nothing holds it
   ImagePruneRequest.method, // the caller's namespace only
   ImageLoadRequest.method, // the archive opened with the caller's rights (util/hostfile.ts openRegularFileAs); its names land in the caller's namespace

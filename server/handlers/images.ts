@@ -10,12 +10,16 @@ import {
   ImageLoadRequest,
   ImagePruneRequest,
   ImagePullRequest,
+  ImagePushRequest,
+  ImageLoginRequest,
   ImageRemoveRequest,
   ImageSaveRequest,
   SystemDfRequest,
   type ImageLoadParams,
   type ImagePruneParams,
   type ImagePullParams,
+  type ImagePushParams,
+  type ImageLoginParams,
   type ImageRemoveParams,
   type ImageEvent,
   type ImageSaveParams,
@@ -74,12 +78,58 @@ export function registerImageHandlers(connection: ClientConnection, images: Imag
       if (params.workDoneToken !== undefined) byProgressToken.set(params.workDoneToken, abort);
       const progress = pullProgress(connection, params.workDoneToken, `Pulling ${params.reference}`);
       try {
-        return await images.pull(params.reference, { caller, platform: params.platform, signal: abort.signal, onProgress: (p) => progress.report(p) });
+        return await images.pull(params.reference, { caller, platform: params.platform, signal: abort.signal, onProgress: (p) => progress.report(p), auth: params.auth });
       } finally {
         sub.dispose();
         running.delete(abort);
         if (params.workDoneToken !== undefined) byProgressToken.delete(params.workDoneToken);
         progress.end();
+      }
+    })(undefined);
+  });
+
+  // A push, like a pull, is cancelled by $/cancelRequest, its progress token, or the client going away.
+  connection.onRequest(ImagePushRequest.type, async (params: ImagePushParams, token) => {
+    return handled(async () => {
+      const abort = new AbortController();
+      const sub = token.onCancellationRequested(() => abort.abort());
+      track(abort);
+      const wd = params.workDoneToken;
+      if (wd !== undefined) {
+        byProgressToken.set(wd, abort);
+        sendProgressSafely(connection, wd, { kind: 'begin', title: `Pushing ${params.reference}`, cancellable: true });
+      }
+      try {
+        return await images.push(params.reference, {
+          caller,
+          signal: abort.signal,
+          auth: params.auth,
+          // the layers ride along the LSP report, as a pull's do (cli/push.ts prints them)
+          onProgress: (p) => {
+            if (wd !== undefined) sendProgressSafely(connection, wd, { kind: 'report', ...p });
+          },
+        });
+      } finally {
+        sub.dispose();
+        running.delete(abort);
+        if (wd !== undefined) {
+          byProgressToken.delete(wd);
+          sendProgressSafely(connection, wd, { kind: 'end' });
+        }
+      }
+    })(undefined);
+  });
+
+  connection.onRequest(ImageLoginRequest.type, async (params: ImageLoginParams, token) => {
+    return handled(async () => {
+      const abort = new AbortController();
+      const sub = token.onCancellationRequested(() => abort.abort());
+      track(abort);
+      try {
+        return await images.login(params.registry, params.auth, abort.signal);
+      } finally {
+        sub.dispose();
+        running.delete(abort);
       }
     })(undefined);
   });

@@ -8,13 +8,28 @@ import { v } from './validate';
 import { platform, progressToken } from './schemas';
 import type { ImageSummary, PullResult } from './types';
 
+/** A username and password (or identity token as password) for one registry. */
+export interface RegistryAuth {
+  username: string;
+  password: string;
+}
+/** Bounded so a Basic header or token request stays well inside what servers accept (a 1 MiB password is refused here). */
+export const registryAuth = () => v.object({ username: v.string({ min: 1, max: 1024, expected: 'a registry username' }), password: v.string({ max: 16384, expected: 'a registry password' }) });
+
 export namespace ImagePullRequest {
   export const method = 'capsa/image/pull' as const;
   export const type = new RequestType<ImagePullParams, PullResult, void>(method);
   /** What the params must be; checked before any handler runs (./validate.ts). */
-  export const params = v.object({ reference: v.string({ max: 4096, expected: 'an image reference' }), platform: v.optional(platform()), workDoneToken: v.optional(progressToken()) });
+  export const params = v.object({ reference: v.string({ max: 4096, expected: 'an image reference' }), platform: v.optional(platform()), workDoneToken: v.optional(progressToken()), auth: v.optional(registryAuth()) });
 }
 export interface ImagePullParams {
+  /**
+   * Credentials for the reference's registry, read by the client from its
+   * user's own Docker config (as Docker's X-Registry-Auth); used for this
+   * request alone, never stored or logged. Without them root's pulls use the
+   * helper's configured credentials and anyone else's go anonymous.
+   */
+  auth?: RegistryAuth;
   /** Image reference as a user typed it: `busybox`, `ghcr.io/o/r:tag`, `r@sha256:…`. */
   reference: string;
   /** `os/arch[/variant]`; default: the host's platform. */
@@ -107,4 +122,50 @@ export interface ImagePruneResult {
   deleted: string[];
   /** Bytes freed on disk (unpacked layers and blobs). */
   reclaimed: number;
+}
+
+/** Pushes one of the caller's images to the registry its name names (`capsa push NAME[:TAG]`). */
+export namespace ImagePushRequest {
+  export const method = 'capsa/image/push' as const;
+  export const type = new RequestType<ImagePushParams, ImagePushResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ reference: v.string({ min: 1, max: 4096, expected: 'an image reference' }), workDoneToken: v.optional(progressToken()), auth: v.optional(registryAuth()) });
+}
+export interface ImagePushParams {
+  /** `NAME[:TAG]` of the caller's image; `latest` when no tag is given. */
+  reference: string;
+  /** LSP work-done token: per-blob progress (`PushProgress`) is reported under it. */
+  workDoneToken?: string | number;
+  /** As for pull: the client's user's credentials for this registry. */
+  auth?: RegistryAuth;
+}
+/** Per-blob push progress, the config last. */
+export interface PushProgress {
+  layers: Array<{ digest: string; size: number; done: number; status: 'waiting' | 'pushing' | 'pushed' | 'exists' | 'mounted'; from?: string }>;
+}
+export interface ImagePushResult {
+  reference: string;
+  tag: string;
+  /** Manifest digest as the registry has it. */
+  digest: string;
+  /** Manifest size in bytes. */
+  size: number;
+  layers: PushProgress['layers'];
+}
+
+/** Checks credentials against a registry (`capsa login`): its `/v2/` with Basic or a Bearer token. Nothing is stored. */
+export namespace ImageLoginRequest {
+  export const method = 'capsa/image/login' as const;
+  export const type = new RequestType<ImageLoginParams, ImageLoginResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ registry: v.string({ min: 1, max: 512, expected: 'a registry host[:port]' }), auth: registryAuth() });
+}
+export interface ImageLoginParams {
+  /** `host[:port]`, or `docker.io` for Docker Hub. */
+  registry: string;
+  auth: RegistryAuth;
+}
+export interface ImageLoginResult {
+  /** The registry host as normalised (`docker.io`, `127.0.0.1:5000`). */
+  registry: string;
 }

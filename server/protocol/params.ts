@@ -15,6 +15,8 @@ const messages = [
   P.ImageLoadRequest,
   P.ImageSaveRequest,
   P.ImagePruneRequest,
+  P.ImagePushRequest,
+  P.ImageLoginRequest,
   P.SystemDfRequest,
   P.ContainerRunRequest,
   P.ContainerCreateRequest,

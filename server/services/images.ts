@@ -25,8 +25,15 @@ import type {
   PullProgress,
   PullPolicy,
   PullResult,
+  PushProgress,
+  ImagePushResult,
+  RegistryAuth,
   SystemDfResult,
 } from '../protocol';
+import { pushImage } from '../image/push';
+import { RegistryClient as Client, endpointsFor } from '../image/registry';
+import { checkLogin } from '../image/registry/upload';
+import { parseReference } from '../image/reference';
 import { loadArchive, saveArchive } from '../image/archive';
 import { ImageStore, ROOT_OWNER, type ImageRecord, type Owner } from '../image/store';
 import { anonymousClientFor, clientFor, pullImage } from '../image/pull';
@@ -34,6 +41,7 @@ import type { RegistryClient } from '../image/registry';
 import type { Caller } from '../util/peercred';
 import { familiarReference, normalizeReference } from '../image/reference';
 import { ImageNotFoundError } from '../image/errors';
+import { InvalidArgumentError } from '../errors';
 import type { ImageSource, ResolvedImage } from '../runtime/container';
 
 export class ImageService extends EventEmitter implements ImageSource {
@@ -53,12 +61,57 @@ export class ImageService extends EventEmitter implements ImageSource {
 
   async pull(
     reference: string,
-    opts: { caller: Caller; platform?: string; signal?: AbortSignal; onProgress?: (p: PullProgress) => void },
+    opts: { caller: Caller; platform?: string; signal?: AbortSignal; onProgress?: (p: PullProgress) => void; auth?: RegistryAuth },
   ): Promise<PullResult> {
     const owner = ownerOf(opts.caller);
-    const r = await pullImage(reference, { store: this.store, config: this.config, owner, client: this.client(owner), platform: opts.platform, signal: opts.signal, onProgress: opts.onProgress });
-    this.emitEvent('pull', r.image);
-    return { reference: r.reference, manifestDigest: r.manifestDigest, id: r.id, upToDate: r.upToDate };
+    return this.withClient(owner, registryOf(reference), opts.auth, async (client) => {
+      const r = await pullImage(reference, { store: this.store, config: this.config, owner, client, platform: opts.platform, signal: opts.signal, onProgress: opts.onProgress });
+      this.emitEvent('pull', r.image);
+      return { reference: r.reference, manifestDigest: r.manifestDigest, id: r.id, upToDate: r.upToDate };
+    });
+  }
+
+  /** Pushes the caller's image named `reference` (see image/push.ts), with the request's credentials or, for root, the configured ones. */
+  async push(reference: string, opts: { caller: Caller; signal?: AbortSignal; onProgress?: (p: PushProgress) => void; auth?: RegistryAuth; chunkSize?: number }): Promise<ImagePushResult> {
+    const owner = ownerOf(opts.caller);
+    return this.withClient(owner, registryOf(reference), opts.auth, (client) =>
+      pushImage(reference, { store: this.store, config: this.config, client, owner, signal: opts.signal, onProgress: opts.onProgress, chunkSize: opts.chunkSize ?? this.config.pushChunkSize }),
+    );
+  }
+
+  /** `capsa login`'s check: `/v2/` of `registry` with these credentials (Basic, or a Bearer token from its realm). Nothing is kept. */
+  async login(registry: string, auth: RegistryAuth, signal?: AbortSignal): Promise<{ registry: string }> {
+    let host: string;
+    try {
+      host = registryOf(`${registry}/capsa-login-check`);
+    } catch {
+      host = '';
+    }
+    if (host !== registry.toLowerCase() && !(host === 'docker.io' && registry === 'docker.io')) {
+      throw new InvalidArgumentError(`invalid registry ${JSON.stringify(registry).slice(0, 200)}: give a host[:port] such as registry.example.com:5000`);
+    }
+    return this.withClient(ROOT_OWNER, host, auth, async (client) => {
+      const ep = endpointsFor(host, this.config).filter((e) => !e.mirror)[0];
+      await checkLogin(client, ep, signal);
+      return { registry: host };
+    });
+  }
+
+  /**
+   * Runs `fn` with the registry client for this request. Credentials sent
+   * with the request get a client of their own, closed after it: its token
+   * cache dies with it, so no token is ever reused for another request, let
+   * alone another user. Without them root uses the stored credentials and
+   * anyone else none.
+   */
+  private async withClient<T>(owner: Owner, host: string, auth: RegistryAuth | undefined, fn: (client: RegistryClient) => Promise<T>): Promise<T> {
+    if (!auth) return fn(this.client(owner));
+    const client = new Client({ config: this.config, credentials: { [host]: { username: auth.username, password: auth.password } }, dockerConfig: false });
+    try {
+      return await fn(client);
+    } finally {
+      await client.close().catch(() => undefined);
+    }
   }
 
   /** The caller's images; root's answer has every namespace's, each row with its owner. */
@@ -190,6 +243,11 @@ export class ImageService extends EventEmitter implements ImageSource {
 /** The namespace a caller's names live in: its uid, as the kernel gave it. */
 function ownerOf(caller: Caller): Owner {
   return caller.uid;
+}
+
+/** The registry host a reference names (`docker.io` for Docker Hub); parse errors surface as the reference's own. */
+function registryOf(reference: string): string {
+  return parseReference(reference).registry;
 }
 
 function safeNormalize(reference: string): string {

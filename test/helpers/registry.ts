@@ -356,6 +356,16 @@ export interface Fault {
   retryAfter?: number;
   /** Throttle matching response bodies to about this many bytes per second. */
   bytesPerSecond?: number;
+  /**
+   * Cut the connection after this many request body bytes of a blob upload
+   * PATCH (`/v2/…/blobs/uploads/…`), both ways: a push whose connection drops.
+   * 0 drops the request before any of it reaches the registry.
+   */
+  cutUploadAfterBytes?: number;
+  /** Cut only the first K such PATCHes (in all); default 1. */
+  cutUploadTimes?: number;
+  /** Let this many upload PATCHes through before cutting (default 0): a cut mid-upload, after chunks the registry acknowledged. */
+  cutUploadSkip?: number;
 }
 
 export interface FaultProxy extends TestRegistry {
@@ -367,9 +377,12 @@ export interface FaultProxy extends TestRegistry {
   bytesSent: Map<string, number>;
   /** Change the faults for later requests. */
   setFault(fault: Fault): void;
+  /** Upload PATCHes cut so far (cutUploadAfterBytes). */
+  readonly uploadsCut: number;
 }
 
 const BLOB_PATH = /^\/v2\/.+\/blobs\/sha256:[0-9a-f]{64}$/;
+const UPLOAD_PATH = /^\/v2\/.+\/blobs\/uploads\/[^/]+$/;
 
 /** An HTTP proxy on 127.0.0.1 in front of `target`; stop() stops only the proxy. */
 export async function startFaultProxy(target: { url: string; dir?: string }, fault: Fault = {}): Promise<FaultProxy> {
@@ -378,6 +391,8 @@ export async function startFaultProxy(target: { url: string; dir?: string }, fau
   const requests = new Map<string, number>();
   const bytesSent = new Map<string, number>();
   const seen = new Map<string, number>();
+  const seenUploads = new Map<string, number>();
+  let uploadsCut = 0;
 
   const server = http.createServer((req, res) => {
     const pathname = (req.url ?? '/').split('?')[0];
@@ -395,6 +410,15 @@ export async function startFaultProxy(target: { url: string; dir?: string }, fau
       return;
     }
 
+    const uploadCut =
+      f.cutUploadAfterBytes !== undefined && req.method === 'PATCH' && UPLOAD_PATH.test(pathname)
+        ? (() => {
+            const n = (seenUploads.get('') ?? 0) + 1;
+            seenUploads.set('', n);
+            const skip = f.cutUploadSkip ?? 0;
+            return n > skip && n <= skip + (f.cutUploadTimes ?? 1) ? f.cutUploadAfterBytes : undefined;
+          })()
+        : undefined;
     // Host is passed through unchanged so the registry's Location headers point back at the proxy.
     const up = http.request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent: false },
@@ -410,7 +434,35 @@ export async function startFaultProxy(target: { url: string; dir?: string }, fau
       },
     );
     up.on('error', () => res.destroy());
-    req.pipe(up);
+    if (uploadCut === undefined) {
+      req.pipe(up);
+      return;
+    }
+    if (uploadCut === 0) {
+      // dropped before the registry saw anything of it
+      uploadsCut++;
+      up.destroy();
+      req.socket.destroy();
+      return;
+    }
+    let forwarded = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (forwarded >= uploadCut) return;
+      const part = chunk.subarray(0, uploadCut - forwarded);
+      forwarded += part.length;
+      up.write(part);
+      if (forwarded >= uploadCut) {
+        uploadsCut++;
+        // Let the bytes reach the registry before both connections drop.
+        setTimeout(() => {
+          up.destroy();
+          req.socket.destroy();
+        }, 50);
+      }
+    });
+    req.on('end', () => {
+      if (forwarded < uploadCut) up.end();
+    });
   });
 
   async function pump(src: http.IncomingMessage, dst: http.ServerResponse, key: string, cut?: number, flipAt?: number, rate?: number) {
@@ -475,6 +527,10 @@ export async function startFaultProxy(target: { url: string; dir?: string }, fau
     setFault(next) {
       current = next;
       seen.clear();
+      seenUploads.clear();
+    },
+    get uploadsCut() {
+      return uploadsCut;
     },
     stop: () =>
       new Promise<void>((resolve) => {

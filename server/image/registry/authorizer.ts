@@ -75,7 +75,8 @@ export class Authorizer {
     if (cached) return `Bearer ${cached}`;
     const u = new URL(realm);
     if (service) u.searchParams.set('service', service);
-    u.searchParams.set('scope', scope);
+    // a push that mounts a blob asks for two repositories' scopes at once, space-separated
+    for (const s of scope.split(' ').filter(Boolean)) u.searchParams.append('scope', s);
     if (creds) u.searchParams.set('account', creds.username);
     let res: Response;
     try {

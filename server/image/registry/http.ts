@@ -70,7 +70,9 @@ export interface Response {
 }
 
 export interface RequestOptions {
-  method?: 'GET' | 'HEAD';
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Request body (push): a buffer, or a function giving a fresh stream for each attempt. */
+  body?: Buffer | (() => NodeJS.ReadableStream);
   headers?: Record<string, string>;
   signal?: AbortSignal;
   /** Scope asked for in a Bearer token request. */

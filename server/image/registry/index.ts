@@ -229,7 +229,9 @@ export class RegistryClient implements BlobClient {
       }
       let res: Response;
       try {
-        res = await this.follow(url, { ...opts.headers, ...(authorization ? { authorization } : {}) }, opts.signal);
+        // A URL the registry named (an upload's Location) on another host gets no credentials of this one.
+        const sameOrigin = new URL(url).origin === new URL(ep.url).origin;
+        res = await this.follow(url, { ...opts.headers, ...(authorization && sameOrigin ? { authorization } : {}) }, opts.signal, opts.method, opts.body);
       } catch (err) {
         if (err instanceof CancelledError || err instanceof RegistryError) throw err;
         if (opts.signal?.aborted) throw new CancelledError(`request to registry ${ep.host}`);
@@ -262,13 +264,19 @@ export class RegistryClient implements BlobClient {
     }
   }
 
-  /** GET following redirects by hand, so Authorization never leaves the registry's host. */
-  private async follow(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
+  /**
+   * A request following redirects by hand (GET and HEAD only: a body is sent
+   * once, and a push's 3xx goes back to the caller), so Authorization never
+   * leaves the registry's host.
+   */
+  private async follow(url: string, headers: Record<string, string>, signal?: AbortSignal, method: RequestOptions['method'] = 'GET', body?: RequestOptions['body']): Promise<Response> {
     let current = url;
     let hdrs: Record<string, string> = { 'user-agent': this.userAgent, ...headers };
+    const redirects = method === 'GET' || method === 'HEAD';
     for (let i = 0; i <= MAX_REDIRECTS; i++) {
-      const res = await request(current, { method: 'GET', headers: hdrs, signal, dispatcher: this.dispatcher, maxRedirections: 0 } as Parameters<typeof request>[1]);
-      if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304) {
+      const payload = typeof body === 'function' ? body() : body;
+      const res = await request(current, { method, headers: hdrs, body: payload, signal, dispatcher: this.dispatcher, maxRedirections: 0 } as Parameters<typeof request>[1]);
+      if (redirects && res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304) {
         const location = header(res, 'location');
         await res.body.dump();
         if (!location) throw new RegistryError('E_REGISTRY', `registry redirect without a Location from ${new URL(current).host}`, { status: res.statusCode });

@@ -91,12 +91,12 @@ export function registerContainerHandlers(connection: ClientConnection, containe
     handled(async (params: ContainerRunParams) => {
       checkStringMap(LIMITS.labels, 'labels', params.labels);
       const attachId = claim(params.attachId);
-      const { attachId: _a, workDoneToken, ...opts } = params;
+      const { attachId: _a, workDoneToken, auth, ...opts } = params;
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
       if (attachId) sessions.set(attachId, { kind: 'container', id: '' });
       try {
         const sink = attachId ? sinkFor(attachId) : undefined;
-        const result = await containers.run(opts, sink, (p) => progress.report(p), caller);
+        const result = await containers.run(opts, sink, (p) => progress.report(p), caller, auth);
         const s = attachId ? sessions.get(attachId) : undefined;
         if (s?.kind === 'container') {
           s.id = result.id;
@@ -199,10 +199,10 @@ export function registerContainerHandlers(connection: ClientConnection, containe
     ContainerCreateRequest.type,
     handled(async (raw: ContainerCreateParams) => {
       checkStringMap(LIMITS.labels, 'labels', raw.labels);
-      const { workDoneToken, ...opts } = raw;
+      const { workDoneToken, auth, ...opts } = raw;
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
       try {
-        return await containers.createContainer(opts, (p) => progress.report(p), caller);
+        return await containers.createContainer(opts, (p) => progress.report(p), caller, auth);
       } finally {
         progress.end();
       }

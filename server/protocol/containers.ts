@@ -8,12 +8,13 @@ import { RequestType } from 'vscode-jsonrpc';
 import { v } from './validate';
 import { attachId, containerRef, execOptionFields, progressToken, runOptionFields } from './schemas';
 import type { ContainerInspect, ContainerSummary, ExecOptions, RunOptions } from './types';
+import { registryAuth, type RegistryAuth } from './images';
 
 export namespace ContainerRunRequest {
   export const method = 'capsa/container/run' as const;
   export const type = new RequestType<ContainerRunParams, ContainerRunResult, void>(method);
   /** What the params must be; checked before any handler runs (./validate.ts). */
-  export const params = v.object({ ...runOptionFields, attachId: v.optional(attachId()), workDoneToken: v.optional(progressToken()) });
+  export const params = v.object({ ...runOptionFields, attachId: v.optional(attachId()), workDoneToken: v.optional(progressToken()), auth: v.optional(registryAuth()) });
 }
 export interface ContainerRunParams extends RunOptions {
   /**
@@ -24,6 +25,8 @@ export interface ContainerRunParams extends RunOptions {
   attachId?: string;
   /** LSP work-done token for an implicit pull. */
   workDoneToken?: string | number;
+  /** Credentials for an implicit pull (the caller's own, as `capsa/image/pull` takes them); used for that pull alone, never recorded. */
+  auth?: RegistryAuth;
 }
 export interface ContainerRunResult {
   id: string;

@@ -7,17 +7,20 @@ import { RequestType } from 'vscode-jsonrpc';
 import { v } from './validate';
 import { attachId, containerRef, progressToken, runOptionFields } from './schemas';
 import type { RunOptions } from './types';
+import { registryAuth, type RegistryAuth } from './images';
 
 /** Creates a container without starting it (`capsa create`); start it with `capsa/container/start`. */
 export namespace ContainerCreateRequest {
   export const method = 'capsa/container/create' as const;
   export const type = new RequestType<ContainerCreateParams, ContainerCreateResult, void>(method);
   /** What the params must be; checked before any handler runs (./validate.ts). */
-  export const params = v.object({ ...runOptionFields, workDoneToken: v.optional(progressToken()) });
+  export const params = v.object({ ...runOptionFields, workDoneToken: v.optional(progressToken()), auth: v.optional(registryAuth()) });
 }
 export interface ContainerCreateParams extends RunOptions {
   /** LSP work-done token for an implicit pull. */
   workDoneToken?: string | number;
+  /** Credentials for an implicit pull (the caller's own, as `capsa/image/pull` takes them); used for that pull alone, never recorded. */
+  auth?: RegistryAuth;
 }
 export interface ContainerCreateResult {
   id: string;

@@ -201,7 +201,7 @@ export class ImageService extends EventEmitter implements ImageSource {
    */
   async resolveForRun(
     reference: string,
-    options: { pull: PullPolicy; platform?: string; onProgress?: (p: PullProgress) => void; signal?: AbortSignal; caller?: Caller },
+    options: { pull: PullPolicy; platform?: string; onProgress?: (p: PullProgress) => void; signal?: AbortSignal; caller?: Caller; auth?: RegistryAuth },
   ): Promise<ResolvedImage> {
     const owner = options.caller ? ownerOf(options.caller) : ROOT_OWNER;
     let record: ImageRecord | undefined = options.pull === 'always' ? undefined : await this.store.resolve(reference, owner);
@@ -209,15 +209,18 @@ export class ImageService extends EventEmitter implements ImageSource {
       if (options.pull === 'never') {
         throw new ImageNotFoundError(`image ${JSON.stringify(reference)} is not present locally and the pull policy is "never"`);
       }
-      const r = await pullImage(reference, {
-        store: this.store,
-        config: this.config,
-        owner,
-        client: this.client(owner),
-        platform: options.platform,
-        signal: options.signal,
-        onProgress: options.onProgress,
-      });
+      // the request's own credentials for this pull alone, as an explicit pull takes them (withClient)
+      const r = await this.withClient(owner, registryOf(reference), options.auth, (client) =>
+        pullImage(reference, {
+          store: this.store,
+          config: this.config,
+          owner,
+          client,
+          platform: options.platform,
+          signal: options.signal,
+          onProgress: options.onProgress,
+        }),
+      );
       this.emitEvent('pull', r.image);
       record = r.image;
     }

@@ -106,6 +106,10 @@ test("login checks the password at the registry and writes the user's own 0600 c
   assert.equal(Buffer.from(written.auths[reg.host].auth, 'base64').toString(), `${CREDS.user}:${CREDS.password}`);
   assert.deepEqual(fs.readdirSync(aDir).sort(), ['config.json'], 'no temporary file left');
 
+  // a run's implicit pull: refused anonymously, then sent again with the user's own login
+  const ran = await capsaAs(a, userEnv, aDir, ['run', '--rm', '--network', 'none', image, 'echo', 'ran']);
+  assert.equal(ran.code, 0, ran.stderr);
+  assert.equal(ran.stdout.trim(), 'ran');
   const pulled = await capsaAs(a, userEnv, aDir, ['pull', image]);
   assert.equal(pulled.code, 0, pulled.stderr);
   const pushed = await capsaAs(a, userEnv, aDir, ['push', image]);
@@ -117,6 +121,9 @@ test("login checks the password at the registry and writes the user's own 0600 c
   const bPull = await capsaAs(b, userEnv, bDir, ['pull', image]);
   assert.notEqual(bPull.code, 0, bPull.stdout);
   assert.match(bPull.stderr, /authentication required|requires a username and password/);
+  const bRun = await capsaAs(b, userEnv, bDir, ['create', image]);
+  assert.notEqual(bRun.code, 0, bRun.stdout);
+  assert.match(bRun.stderr, /authentication required|requires a username and password/, 'no login, no retry: the refusal as it came');
   const bPush = await capsaAs(b, userEnv, bDir, ['push', image]);
   assert.notEqual(bPush.code, 0);
   assert.match(bPush.stderr, /no image named/, "b has no such name: a's image is a's");

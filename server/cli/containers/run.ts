@@ -3,7 +3,7 @@
  * RunOptions here, so that a typo fails before anything is sent.
  */
 import * as path from 'node:path';
-import { ContainerCreateRequest, ContainerKillRequest, ContainerRunRequest, parseDeviceSpec, pullPolicyProblem, usernsProblem, type RunOptions } from '../../protocol';
+import { ContainerCreateRequest, ContainerKillRequest, ContainerRunRequest, errorCode, parseDeviceSpec, pullPolicyProblem, usernsProblem, type RegistryAuth, type RunOptions } from '../../protocol';
 import { InvalidArgumentError } from '../../errors';
 import { LIMITS, LimitExceededError } from '../../limits';
 import { readUserFile } from '../../util/hostfile';
@@ -13,6 +13,7 @@ import { MIN_MEMORY, parseCpus, parseIntFlag, parseMemorySize } from '../limits'
 import * as check from '../validate';
 import { attachStreams, DETACH_KEYS_FLAG, detachKeysOf, restoreTerminal, terminalSize } from './streams';
 import { trackPull } from '../progress';
+import { credentialsFor } from '../login';
 
 const RUN_FLAGS: FlagSpec[] = [
   { name: 'rm', kind: 'bool', help: 'Remove the container when it exits' },
@@ -211,7 +212,7 @@ export const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) =
   if (verb === 'create') {
     const token = newId('pull');
     trackPull(c, token);
-    const created = await c.sendRequest(ContainerCreateRequest.type, { ...opts, workDoneToken: token });
+    const created = await withLogin(opts.image, (auth) => c.sendRequest(ContainerCreateRequest.type, { ...opts, workDoneToken: token, ...(auth ? { auth } : {}) }));
     process.stdout.write(`${created.id}\n`);
     return 0;
   }
@@ -219,7 +220,7 @@ export const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) =
   const token = newId('pull');
   trackPull(c, token);
   const streams = attachId ? attachStreams(c, attachId, { tty, interactive, detachKeys }) : undefined;
-  const result = await c.sendRequest(ContainerRunRequest.type, { ...opts, attachId, workDoneToken: token });
+  const result = await withLogin(opts.image, (auth) => c.sendRequest(ContainerRunRequest.type, { ...opts, attachId, workDoneToken: token, ...(auth ? { auth } : {}) }));
   if (detach || !streams) {
     process.stdout.write(`${result.id}\n`);
     return 0;
@@ -235,3 +236,23 @@ export const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) =
   restoreTerminal();
   return code;
 };
+
+/**
+ * As Docker's CLI, credentials go only with a pull that needs them: a run or
+ * create whose implicit pull the registry refused is sent once more with the
+ * user's own credentials for that registry (`capsa login`, read by this
+ * process, as the user), when there are any. The refused call created
+ * nothing: the image is resolved before the container is made, and its
+ * attach session was dropped with the error. Reading the config (or running
+ * a credential helper) on every run would cost each run that time.
+ */
+async function withLogin<T>(image: string, send: (auth?: RegistryAuth) => Promise<T>): Promise<T> {
+  try {
+    return await send();
+  } catch (err) {
+    if (errorCode(err) !== 'E_REGISTRY_AUTH') throw err;
+    const auth = await credentialsFor(image);
+    if (!auth) throw err;
+    return send(auth);
+  }
+}

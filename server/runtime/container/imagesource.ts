@@ -16,8 +16,14 @@ export interface ImageSource {
    */
   resolveForRun(
     reference: string,
-    options: { pull: PullPolicy; platform?: string; onProgress?: (p: PullProgress) => void; signal?: AbortSignal; caller?: Caller },
+    options: { pull: PullPolicy; platform?: string; onProgress?: (p: PullProgress) => void; signal?: AbortSignal; caller?: Caller; auth?: PullCredentials },
   ): Promise<ResolvedImage>;
+}
+
+/** Credentials a request brought for its implicit pull: that pull's alone, never kept or recorded with the container. */
+export interface PullCredentials {
+  username: string;
+  password: string;
 }
 
 export interface ResolvedImage {

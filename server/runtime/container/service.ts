@@ -26,7 +26,7 @@ import { prepareRun } from '../runsetup';
 import { UsernsAllocator } from '../userns';
 import { ContainerTable, type ContainerAction, type ContainerChange, type ContainerDetails, type ContainerView, type Entry } from './entry';
 import { execIn, type ExecSession } from './exec';
-import type { ImageSource } from './imagesource';
+import type { ImageSource, PullCredentials } from './imagesource';
 import { nativeShimLauncher, type ShimLauncher } from './launcher';
 import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from './lifecycle';
 import { userName } from '../../util/passwd';
@@ -116,8 +116,8 @@ export class ContainerService extends EventEmitter {
    * Creates and starts a container. Resolves once its process runs (or
    * rejects with the ContainerStartError); its exit is reported to `sink` and as an event.
    */
-  async run(opts: RunOptions, sink?: StreamSink, onProgress?: (p: PullProgress) => void, caller?: Caller): Promise<{ id: string; name: string }> {
-    const entry = await this.prepareAndCreate(opts, onProgress, caller);
+  async run(opts: RunOptions, sink?: StreamSink, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress, caller, auth);
     try {
       await this.life.start(entry, sink);
     } catch (err) {
@@ -128,13 +128,13 @@ export class ContainerService extends EventEmitter {
   }
 
   /** Creates a container without starting it (`capsa create`). */
-  async createContainer(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller): Promise<{ id: string; name: string }> {
-    const entry = await this.prepareAndCreate(opts, onProgress, caller);
+  async createContainer(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress, caller, auth);
     return { id: entry.record.id, name: entry.record.name };
   }
 
   /** `caller`: who asked; root's when absent. A caller other than root gets an unprivileged container (unprivileged.ts). */
-  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller): Promise<Entry> {
+  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials): Promise<Entry> {
     validateRunOptions(opts);
     let owner: ContainerOwner = ROOT_OWNER;
     if (caller && caller.uid !== 0) {
@@ -147,7 +147,7 @@ export class ContainerService extends EventEmitter {
     if (opts.name !== undefined && this.table.nameTaken(opts.name, owner.uid)) throw new ConflictError(`container name "${opts.name}" is already in use`);
     const setup = await prepareRun(opts, path.dirname(this.store.dir), owner.uid !== 0 ? caller : undefined);
     // in the owner's namespace of image names: a user's run never takes root's (or another user's) name for its bytes
-    const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress, caller: owner.uid !== 0 ? caller : undefined });
+    const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress, caller: owner.uid !== 0 ? caller : undefined, auth });
     return this.life.create(opts, image, setup, owner);
   }
 

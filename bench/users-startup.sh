@@ -1,0 +1,76 @@
+# Startup half of bench/run-users.sh (sourced inside its namespace, with its
+# user, helper and AS wrapper): `… run --rm busybox true`, image present.
+
+# --- references: crun on a bundle of the same image, and the floor (as bench/run-startup.sh)
+ROOTFS="$WORK/image/rootfs"
+if skopeo copy -q --src-tls-verify=false "docker://$IMAGE" "oci:$WORK/oci:busybox" >"$WORK/skopeo.log" 2>&1 &&
+   umoci unpack --image "$WORK/oci:busybox" "$WORK/image" >/dev/null 2>&1; then
+  mkdir -p "$WORK/bundle-crun"
+  (cd "$WORK/bundle-crun" && crun spec >/dev/null 2>&1) || true
+  node -e '
+    const fs = require("fs");
+    const [file, rootfs] = process.argv.slice(1);
+    const spec = JSON.parse(fs.readFileSync(file, "utf8"));
+    spec.process.terminal = false;
+    spec.process.args = ["/bin/true"];
+    spec.root = { path: rootfs, readonly: true };
+    fs.writeFileSync(file, JSON.stringify(spec, null, 2));
+  ' "$WORK/bundle-crun/config.json" "$ROOTFS" 2>/dev/null || rm -rf "$WORK/bundle-crun"
+else
+  ROOTFS=""
+fi
+CRUN=(crun)
+if grep -qs . /sys/fs/cgroup/unified/cgroup.controllers; then
+  CRUN=(unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun "$@"' crun)
+fi
+gcc -O2 -o "$WORK/floor" bench/floor.c 2>/dev/null || rm -f "$WORK/floor"
+
+# --- the rows. The first is root's ordinary call: the compiled client, served
+# by the helper's warm CLI process. A user's call today is served by the Node
+# CLI (the warm CLI's socket is root's alone) and its container always has a
+# user namespace: the root rows in between pay each of those alone, and the
+# wrapper row is what setpriv + env cost on the user's rows.
+bench_add "root: capsa run --rm" ./bin/capsa run --rm busybox true
+bench_add "root: capsa run --rm --userns auto" ./bin/capsa run --rm --userns auto busybox true
+bench_add "root: Node CLI (node bin/capsa.js)" node bin/capsa.js run --rm busybox true
+bench_add "root: Node CLI, --userns auto" node bin/capsa.js run --rm --userns auto busybox true
+bench_add "user: capsa run --rm" "${AS[@]}" ./bin/capsa run --rm busybox true
+if [ -n "$HAVE_PODMAN" ]; then
+  bench_add "user: podman run --rm (rootless, slirp4netns)" "${AS[@]}" podman run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" true
+  bench_add "user: podman run --rm --network none" "${AS[@]}" podman run --rm "${PODMAN_FLAGS[@]}" --network none "$IMAGE" true
+fi
+bench_add "user: the wrapper alone (setpriv + env, true)" "${AS[@]}" true
+[ -f "$WORK/bundle-crun/config.json" ] && bench_add "root: crun run" "${CRUN[@]}" run --bundle "$WORK/bundle-crun" "capsa-bench-users-$$"
+[ -x "$WORK/floor" ] && [ -n "$ROOTFS" ] && bench_add "floor (clone+chroot+exec)" "$WORK/floor" "$ROOTFS" /bin/busybox true
+bench_run
+
+# medians (ms) by label, from the hyperfine export
+ms() { jq -r --arg c "$1" '.results[] | select(.command == $c) | .median * 1000 | . * 10 | round / 10' "$BENCH_DIR/results.json"; }
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "–" }'; }
+diff_ms() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a != "" && b != "") printf "%.1f", a - b; else printf "–" }'; }
+S_ROOT=$(ms "root: capsa run --rm")
+S_ROOT_NS=$(ms "root: capsa run --rm --userns auto")
+S_NODE=$(ms "root: Node CLI (node bin/capsa.js)")
+S_NODE_NS=$(ms "root: Node CLI, --userns auto")
+S_WRAP=$(ms "user: the wrapper alone (setpriv + env, true)")
+S_USER=$(diff_ms "$(ms "user: capsa run --rm")" "$S_WRAP")
+S_PODMAN=$(diff_ms "$(ms "user: podman run --rm (rootless, slirp4netns)")" "$S_WRAP")
+S_PODMAN_NONE=$(diff_ms "$(ms "user: podman run --rm --network none")" "$S_WRAP")
+echo
+echo "startup, the user's rows less the wrapper's ${S_WRAP:-?} ms:"
+echo
+echo "| startup | medians | ratio | target |"
+echo "|---|---:|---:|---:|"
+echo "| user ÷ root (capsa run --rm) | ${S_USER} ms ÷ ${S_ROOT} ms | $(ratio "$S_USER" "$S_ROOT") | ≤ 1.1 |"
+echo "| rootless podman ÷ user capsa | ${S_PODMAN} ms ÷ ${S_USER} ms | $(ratio "$S_PODMAN" "$S_USER") | ≥ 10 |"
+echo "| rootless podman --network none ÷ user capsa | ${S_PODMAN_NONE} ms ÷ ${S_USER} ms | $(ratio "$S_PODMAN_NONE" "$S_USER") | |"
+echo "| user ÷ root through the same path (Node CLI, --userns auto) | ${S_USER} ms ÷ ${S_NODE_NS} ms | $(ratio "$S_USER" "$S_NODE_NS") | |"
+echo
+echo "where a user's call spends its time (differences of medians):"
+echo
+echo "| part | ms |"
+echo "|---|---:|"
+echo "| Node CLI instead of the warm CLI process (root: Node CLI − capsa run --rm) | $(diff_ms "$S_NODE" "$S_ROOT") |"
+echo "| user namespace, warm CLI (root: --userns auto − without) | $(diff_ms "$S_ROOT_NS" "$S_ROOT") |"
+echo "| user namespace, Node CLI (root: --userns auto − without) | $(diff_ms "$S_NODE_NS" "$S_NODE") |"
+echo "| the rest: being a user (user − wrapper − root's Node CLI with --userns auto) | $(diff_ms "$S_USER" "$S_NODE_NS") |"

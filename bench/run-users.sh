@@ -114,6 +114,10 @@ TUN_MODE=$(stat -c %a /dev/net/tun)
 # what every command of the user's starts with: its ids and groups, a clean environment
 AS=(setpriv "--reuid=$UID_" "--regid=$GID_" --init-groups -- env -i "PATH=/usr/local/bin:/usr/bin:/bin" "HOME=$HOMEDIR" "USER=$NAME" "LOGNAME=$NAME" "XDG_RUNTIME_DIR=$XDG" "CAPSA_SOCKET=$SOCK" CAPSA_AUTOSTART=0)
 as_user() { "${AS[@]}" "$@"; }
+# root's timed commands get the same clean environment: this script's may
+# carry what slows every Node start (NODE_EXTRA_CA_CERTS parses a CA bundle,
+# some 25 ms here), which a user's `env -i` would leave out
+AS_ROOT=(env -i "PATH=/usr/local/bin:/usr/bin:/bin" HOME=/root USER=root LOGNAME=root "CAPSA_SOCKET=$SOCK" CAPSA_AUTOSTART=0)
 echo "   user $NAME (uid $UID_), subordinate ids $(grep "^$NAME:" /etc/subuid | cut -d: -f2-)"
 
 # --- one helper, as root, its socket open to the user (per-user scoping is the helper's: server/handlers/access.ts)
@@ -138,5 +142,11 @@ else
   echo "skip: rootless podman — $(grep -v level=warn "$WORK/podman-pull.log" | tail -n 1 | cut -c1-160)"
 fi
 
+# BENCH_USERS_ONLY=FILE: source FILE here instead of the two halves, with the
+# user, the helper and AS set up (to look into one figure; cleanup as always)
+if [ -n "${BENCH_USERS_ONLY:-}" ]; then
+  . "$BENCH_USERS_ONLY"
+  exit
+fi
 . bench/users-startup.sh
 . bench/users-network.sh

@@ -57,11 +57,11 @@ if [ -n "$HAVE_PODMAN" ]; then
   sink podman 7203 as_user podman
   [ -n "$SINK_ID" ] && PODMAN_NET=$(as_user podman inspect -f '{{.HostConfig.NetworkMode}}' "$SINK_ID" 2>/dev/null)
   # podman 4.3's slirp4netns publishes ports with rootlesskit's userland proxy unless containers.conf says port_handler=slirp4netns
-  handler=$(grep -h -o '^ *port_handler *= *"[a-z0-9]*"' /etc/containers/containers.conf "$HOMEDIR/.config/containers/containers.conf" 2>/dev/null | tail -n 1 | sed 's/.*"\(.*\)"/\1/')
+  handler=$(grep -h -o '^ *port_handler *= *"[a-z0-9]*"' /etc/containers/containers.conf "$HOMEDIR/.config/containers/containers.conf" 2>/dev/null | tail -n 1 | sed 's/.*"\(.*\)"/\1/' || true)
   PODMAN_NET="${PODMAN_NET:-?}, port handler ${handler:-rootlesskit (default)}"
   echo "   rootless podman's container network: $PODMAN_NET"
 fi
-grep -h -i -E 'userland|proxy' "$WORK/helper.log" | tail -n 3 | sed 's/^/   helper: /'
+{ grep -h -i -E 'userland|proxy' "$WORK/helper.log" || true; } | tail -n 3 | sed 's/^/   helper: /'
 
 measure_all
 kill "$SINK_PID"; SINK_PID=""

@@ -28,49 +28,69 @@ gcc -O2 -o "$WORK/floor" bench/floor.c 2>/dev/null || rm -f "$WORK/floor"
 # --- the rows. The first is root's ordinary call: the compiled client, served
 # by the helper's warm CLI process. A user's call today is served by the Node
 # CLI (the warm CLI's socket is root's alone) and its container always has a
-# user namespace: the root rows in between pay each of those alone, and the
-# wrapper row is what setpriv + env cost on the user's rows.
-bench_add "root: capsa run --rm" ./bin/capsa run --rm busybox true
-bench_add "root: capsa run --rm --userns auto" ./bin/capsa run --rm --userns auto busybox true
-bench_add "root: Node CLI (node bin/capsa.js)" node bin/capsa.js run --rm busybox true
-bench_add "root: Node CLI, --userns auto" node bin/capsa.js run --rm --userns auto busybox true
+# user namespace: the root rows in between pay each of those alone. Every
+# row runs in a clean environment (AS_ROOT, AS); the wrapper rows are what
+# that costs, taken off in the ratios.
+bench_add "root: capsa run --rm" "${AS_ROOT[@]}" ./bin/capsa run --rm busybox true
+bench_add "root: capsa run --rm --userns auto" "${AS_ROOT[@]}" ./bin/capsa run --rm --userns auto busybox true
+bench_add "root: Node CLI (node bin/capsa.js)" "${AS_ROOT[@]}" node bin/capsa.js run --rm busybox true
+bench_add "root: Node CLI, --userns auto" "${AS_ROOT[@]}" node bin/capsa.js run --rm --userns auto busybox true
 bench_add "user: capsa run --rm" "${AS[@]}" ./bin/capsa run --rm busybox true
 if [ -n "$HAVE_PODMAN" ]; then
   bench_add "user: podman run --rm (rootless, slirp4netns)" "${AS[@]}" podman run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" true
   bench_add "user: podman run --rm --network none" "${AS[@]}" podman run --rm "${PODMAN_FLAGS[@]}" --network none "$IMAGE" true
 fi
-bench_add "user: the wrapper alone (setpriv + env, true)" "${AS[@]}" true
-[ -f "$WORK/bundle-crun/config.json" ] && bench_add "root: crun run" "${CRUN[@]}" run --bundle "$WORK/bundle-crun" "capsa-bench-users-$$"
-[ -x "$WORK/floor" ] && [ -n "$ROOTFS" ] && bench_add "floor (clone+chroot+exec)" "$WORK/floor" "$ROOTFS" /bin/busybox true
-bench_run
+[ -f "$WORK/bundle-crun/config.json" ] && bench_add "root: crun run" "${AS_ROOT[@]}" "${CRUN[@]}" run --bundle "$WORK/bundle-crun" "capsa-bench-users-$$"
+[ -x "$WORK/floor" ] && [ -n "$ROOTFS" ] && bench_add "floor (clone+chroot+exec)" "${AS_ROOT[@]}" "$WORK/floor" "$ROOTFS" /bin/busybox true
+bench_add "root: the wrapper alone (env -i, true)" "${AS_ROOT[@]}" true
+bench_add "user: the wrapper alone (setpriv + env -i, true)" "${AS[@]}" true
+# Round-robin by default (bench/interleave.js: each row once per round, so the
+# drifting load of a shared machine hits every row alike, and root's warm CLI
+# process is ready again when its turn comes, as for calls a moment apart);
+# BENCH_MODE=hyperfine runs each row's calls back to back instead.
+if [ "${BENCH_MODE:-rounds}" = hyperfine ]; then
+  bench_run
+else
+  args=()
+  for i in "${!BENCH_CMDS[@]}"; do args+=(--command-name "${BENCH_LABELS[$i]}" "${BENCH_CMDS[$i]}"); done
+  node bench/interleave.js --runs "$BENCH_RUNS" --warmup "$BENCH_WARMUP" --export-json "$BENCH_DIR/results.json" "${args[@]}" \
+    </dev/null 2>"$BENCH_DIR/rounds.log" || { echo "run-users: rounds failed:"; tail -n 5 "$BENCH_DIR/rounds.log"; exit 1; }
+  node bench/table.js "$BENCH_DIR/results.json" "startup, round-robin (each command through sh -c)"
+fi
 
-# medians (ms) by label, from the hyperfine export
+# medians (ms) by label, from the export, less the row's wrapper
 ms() { jq -r --arg c "$1" '.results[] | select(.command == $c) | .median * 1000 | . * 10 | round / 10' "$BENCH_DIR/results.json"; }
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "–" }'; }
 diff_ms() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a != "" && b != "") printf "%.1f", a - b; else printf "–" }'; }
-S_ROOT=$(ms "root: capsa run --rm")
-S_ROOT_NS=$(ms "root: capsa run --rm --userns auto")
-S_NODE=$(ms "root: Node CLI (node bin/capsa.js)")
-S_NODE_NS=$(ms "root: Node CLI, --userns auto")
-S_WRAP=$(ms "user: the wrapper alone (setpriv + env, true)")
-S_USER=$(diff_ms "$(ms "user: capsa run --rm")" "$S_WRAP")
-S_PODMAN=$(diff_ms "$(ms "user: podman run --rm (rootless, slirp4netns)")" "$S_WRAP")
-S_PODMAN_NONE=$(diff_ms "$(ms "user: podman run --rm --network none")" "$S_WRAP")
+W_ROOT=$(ms "root: the wrapper alone (env -i, true)")
+W_USER=$(ms "user: the wrapper alone (setpriv + env -i, true)")
+root_ms() { diff_ms "$(ms "$1")" "$W_ROOT"; }
+user_ms() { diff_ms "$(ms "$1")" "$W_USER"; }
+S_ROOT=$(root_ms "root: capsa run --rm")
+S_ROOT_NS=$(root_ms "root: capsa run --rm --userns auto")
+S_NODE=$(root_ms "root: Node CLI (node bin/capsa.js)")
+S_NODE_NS=$(root_ms "root: Node CLI, --userns auto")
+S_CRUN=$(root_ms "root: crun run")
+S_FLOOR=$(root_ms "floor (clone+chroot+exec)")
+S_USER=$(user_ms "user: capsa run --rm")
+S_PODMAN=$(user_ms "user: podman run --rm (rootless, slirp4netns)")
+S_PODMAN_NONE=$(user_ms "user: podman run --rm --network none")
 echo
-echo "startup, the user's rows less the wrapper's ${S_WRAP:-?} ms:"
+echo "startup, medians less each row's wrapper (root's ${W_ROOT:-?} ms, the user's ${W_USER:-?} ms):"
 echo
 echo "| startup | medians | ratio | target |"
 echo "|---|---:|---:|---:|"
-echo "| user ÷ root (capsa run --rm) | ${S_USER} ms ÷ ${S_ROOT} ms | $(ratio "$S_USER" "$S_ROOT") | ≤ 1.1 |"
+echo "| user ÷ root, capsa run --rm | ${S_USER} ms ÷ ${S_ROOT} ms | $(ratio "$S_USER" "$S_ROOT") | ≤ 1.1 |"
 echo "| rootless podman ÷ user capsa | ${S_PODMAN} ms ÷ ${S_USER} ms | $(ratio "$S_PODMAN" "$S_USER") | ≥ 10 |"
 echo "| rootless podman --network none ÷ user capsa | ${S_PODMAN_NONE} ms ÷ ${S_USER} ms | $(ratio "$S_PODMAN_NONE" "$S_USER") | |"
-echo "| user ÷ root through the same path (Node CLI, --userns auto) | ${S_USER} ms ÷ ${S_NODE_NS} ms | $(ratio "$S_USER" "$S_NODE_NS") | |"
+echo "| user ÷ root on the same path (Node CLI, --userns auto) | ${S_USER} ms ÷ ${S_NODE_NS} ms | $(ratio "$S_USER" "$S_NODE_NS") | |"
+echo "| references: crun run, floor | ${S_CRUN} ms, ${S_FLOOR} ms | | |"
 echo
-echo "where a user's call spends its time (differences of medians):"
+echo "where a user's call spends its time (differences of those medians):"
 echo
 echo "| part | ms |"
 echo "|---|---:|"
 echo "| Node CLI instead of the warm CLI process (root: Node CLI − capsa run --rm) | $(diff_ms "$S_NODE" "$S_ROOT") |"
 echo "| user namespace, warm CLI (root: --userns auto − without) | $(diff_ms "$S_ROOT_NS" "$S_ROOT") |"
 echo "| user namespace, Node CLI (root: --userns auto − without) | $(diff_ms "$S_NODE_NS" "$S_NODE") |"
-echo "| the rest: being a user (user − wrapper − root's Node CLI with --userns auto) | $(diff_ms "$S_USER" "$S_NODE_NS") |"
+echo "| the rest: being a user (user − root's Node CLI with --userns auto) | $(diff_ms "$S_USER" "$S_NODE_NS") |"

@@ -59,6 +59,7 @@ NAME="capsab$$"
 HOMEDIR="$WORK/home"
 XDG="$WORK/xdg"
 SOCK="$WORK/run/capsa.sock"
+CGROUP_PARENT="capsa-bench-users-$$"
 HELPER_PID="" RELAY_PID="" SINK_PID="" TUN_MODE="" MADE_USER=""
 PODMAN_FLAGS=(--runtime runc) # crun 1.8 refuses this machine kind's hybrid cgroups (bench/run-startup.sh)
 
@@ -80,6 +81,10 @@ inside_cleanup() {
     grep -qs "^$NAME:" /etc/subuid /etc/subgid && sed -i "/^$NAME:/d" /etc/subuid /etc/subgid
   fi
   [ -n "$TUN_MODE" ] && chmod "$TUN_MODE" /dev/net/tun
+  # the helper leaves the (empty) cgroup parent it was given
+  for d in /sys/fs/cgroup/*/"$CGROUP_PARENT" /sys/fs/cgroup/unified/"$CGROUP_PARENT"; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
   [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null
   [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null
   # the user's rootless storage holds files of its subordinate ids; the outside removes $WORK
@@ -125,7 +130,7 @@ mkdir -m 755 "$WORK/run"
 echo '{ "network": { "bridge": "capsau0", "subnet": "10.97.0.0/16" } }' >"$WORK/config.json"
 export CAPSA_ROOT="$WORK/root" CAPSA_SOCKET="$SOCK" CAPSA_CONFIG="$WORK/config.json" CAPSA_SOCKET_MODE=0666 \
   CAPSA_REGISTRY_MIRROR="docker.io=http://127.0.0.1:5757" CAPSA_INSECURE_REGISTRIES=127.0.0.1:5757 CAPSA_AUTOSTART=0 \
-  CAPSA_CGROUP_PARENT="capsa-bench-users-$$"
+  CAPSA_CGROUP_PARENT="$CGROUP_PARENT"
 node out/server/main.js --socket "$SOCK" --root "$CAPSA_ROOT" >"$WORK/helper.log" 2>&1 & HELPER_PID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && [ -S "${SOCK%.sock}-cli.sock" ] && break; sleep 0.1; done
 sleep 0.5 # the first warm CLI process loading

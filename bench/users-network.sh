@@ -1,8 +1,8 @@
 # Network half of bench/run-users.sh (sourced inside its namespace): TCP
 # throughput and connection rate from the namespace's host side into a
 # container of each engine, with bench/netperf.c as run-network.sh measures
-# them. netperf is bind-mounted as a directory: a user's bind of a single
-# file fails today (idmapped file mount, ENOTDIR), see bench/README-users.md.
+# them. netperf is bind-mounted as its directory (a user's bind of a single
+# file failed at the idmap step before the shim's fix of this branch).
 mkdir -m 755 "$WORK/np"
 cc -static -O2 -o "$WORK/np/netperf" bench/netperf.c
 NP="$WORK/np/netperf"
@@ -63,6 +63,8 @@ if [ -n "$HAVE_PODMAN" ]; then
 fi
 { grep -h -i -E 'userland|proxy' "$WORK/helper.log" || true; } | tail -n 3 | sed 's/^/   helper: /'
 
+# a user's published port is a DNAT rule in the kernel as root's is (not a proxy): the rules, with their ports
+echo "   nft DNAT rules: $({ nft list table ip capsa 2>/dev/null || true; } | grep -o 'dport 72[0-9]* .*dnat to [0-9.:]*' | sed 's/ counter packets [0-9]* bytes [0-9]*//' | paste -sd ';' -)"
 measure_all
 kill "$SINK_PID"; SINK_PID=""
 

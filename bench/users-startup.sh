@@ -94,3 +94,23 @@ echo "| Node CLI instead of the warm CLI process (root: Node CLI − capsa run -
 echo "| user namespace, warm CLI (root: --userns auto − without) | $(diff_ms "$S_ROOT_NS" "$S_ROOT") |"
 echo "| user namespace, Node CLI (root: --userns auto − without) | $(diff_ms "$S_NODE_NS" "$S_NODE") |"
 echo "| the rest: being a user (user − root's Node CLI with --userns auto) | $(diff_ms "$S_USER" "$S_NODE_NS") |"
+
+# --- the helper's and the kernel's part alone: on a warm connection, request →
+# exit (bench/protocol-run.js, no CLI process at all), root's and the user's,
+# three passes in turn, so that a drifting load hits all three alike
+declare -A PR
+for pass in 1 2 3; do
+  PR[root]+=" $("${AS_ROOT[@]}" node bench/protocol-run.js -n "$BENCH_RUNS" busybox true 2>/dev/null | tail -n 1 | jq .median || echo)"
+  PR[rootns]+=" $("${AS_ROOT[@]}" node bench/protocol-run.js -n "$BENCH_RUNS" --userns auto busybox true 2>/dev/null | tail -n 1 | jq .median || echo)"
+  PR[user]+=" $("${AS[@]}" node bench/protocol-run.js -n "$BENCH_RUNS" busybox true 2>/dev/null | tail -n 1 | jq .median || echo)"
+done
+pmed() { printf '%s\n' $1 | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+P_ROOT=$(pmed "${PR[root]}") P_ROOT_NS=$(pmed "${PR[rootns]}") P_USER=$(pmed "${PR[user]}")
+echo
+echo "through the protocol, request → exit on a warm connection (median of 3 passes' medians of $BENCH_RUNS runs):"
+echo
+echo "| protocol run --rm busybox true | ms | user ÷ this |"
+echo "|---|---:|---:|"
+echo "| root | ${P_ROOT:-–} | $(ratio "$P_USER" "$P_ROOT") |"
+echo "| root, --userns auto | ${P_ROOT_NS:-–} | $(ratio "$P_USER" "$P_ROOT_NS") |"
+echo "| user | ${P_USER:-–} | |"

@@ -19,7 +19,9 @@
 # loopback is reached through bench/relay.js. The user, its files, its
 # processes and the namespace are removed at the end, whatever happens.
 #
-#   sudo bash bench/run-users.sh      BENCH_RUNS (20), BENCH_NET_RUNS (5), BENCH_MB (256), BENCH_CONNS (1000)
+#   sudo bash bench/run-users.sh      BENCH_RUNS (20), BENCH_WARMUP (3), BENCH_NET_RUNS (5), BENCH_MB (256),
+#                                     BENCH_CONNS (1000), BENCH_MODE=hyperfine (back to back, not in rounds)
+# Figures and what they say: bench/README-users.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "run-users: run as root (it creates a user)" >&2; exit 1; }

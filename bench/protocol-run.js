@@ -7,6 +7,7 @@
  *
  *   node bench/protocol-run.js [-n RUNS] IMAGE CMD…      (CAPSA_SOCKET, CAPSA_ROOT as for the CLI)
  *   node bench/protocol-run.js --exec CONTAINER [-n RUNS] CMD…   (capsa/container/exec instead)
+ *   --userns auto: runs with a user namespace, as every container of a user other than root has
  */
 const path = require('node:path');
 const out = path.join(__dirname, '..', 'out', 'server');
@@ -18,10 +19,12 @@ async function main() {
   const argv = process.argv.slice(2);
   let runs = 30;
   let exec;
+  let userns;
   while (argv[0]?.startsWith('-')) {
     const f = argv.shift();
     if (f === '-n') runs = Number(argv.shift());
     else if (f === '--exec') exec = argv.shift();
+    else if (f === '--userns') userns = argv.shift();
     else throw new Error(`unknown flag ${f}`);
   }
   const c = await connect(loadConfig(), { autoStart: false });
@@ -33,7 +36,7 @@ async function main() {
     const done = new Promise((r) => waiting.set(attachId, r));
     const t0 = process.hrtime.bigint();
     if (exec) await c.sendRequest(P.ContainerExecRequest.type, { container: exec, cmd: argv, attachId });
-    else await c.sendRequest(P.ContainerRunRequest.type, { image: argv[0], cmd: argv.slice(1), rm: true, attachId });
+    else await c.sendRequest(P.ContainerRunRequest.type, { image: argv[0], cmd: argv.slice(1), rm: true, attachId, ...(userns ? { userns } : {}) });
     const code = await done;
     if (code !== 0) throw new Error(`exit status ${code}`);
     return Number(process.hrtime.bigint() - t0) / 1e6;
@@ -43,7 +46,7 @@ async function main() {
   for (let i = 0; i < runs; i++) times.push(await once(i));
   times.sort((a, b) => a - b);
   const q = (f) => times[Math.min(times.length - 1, Math.floor(f * times.length))];
-  const label = exec ? `protocol exec ${argv.join(' ')}` : `protocol run --rm ${argv.join(' ')}`;
+  const label = exec ? `protocol exec ${argv.join(' ')}` : `protocol run --rm${userns ? ` --userns ${userns}` : ''} ${argv.join(' ')}`;
   console.log(`${label}: median ${q(0.5).toFixed(1)} ms (q1 ${q(0.25).toFixed(1)}, q3 ${q(0.75).toFixed(1)}, min ${times[0].toFixed(1)}), ${runs} runs`);
   console.log(JSON.stringify({ label, median: q(0.5), q1: q(0.25), q3: q(0.75), min: times[0], runs }));
   c.dispose();

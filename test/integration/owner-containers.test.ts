@@ -223,6 +223,31 @@ test("a user's container has its own user namespace, and what its root writes in
   assert.notEqual(execMap[1], map[1], "'ns' still holds its block: 'live' has another");
 });
 
+test("a user's bind of a single file of theirs is mounted, read-only or read-write, and what the container writes to it stays the user's", async (t) => {
+  const w = await world(t);
+  const ws = path.join(w.h.dir, 'files');
+  mkdirSync(ws, { mode: 0o755 });
+  chownSync(ws, w.a.uid, w.a.gid);
+  const tool = path.join(ws, 'tool');
+  const out = path.join(ws, 'out');
+  writeFileSync(tool, 'from the host\n');
+  writeFileSync(out, '');
+  chownSync(tool, w.a.uid, w.a.gid);
+  chownSync(out, w.a.uid, w.a.gid);
+  // the file's target is idmapped like a directory's: no "not a directory" at setup
+  const run = await w.req('capsa/container/run', {
+    image: 'busybox', name: 'files', network: 'none', volumes: [`${tool}:/tool:ro`, `${out}:/out`],
+    cmd: ['sh', '-c', 'cat /tool > /out; stat -c %u:%g /tool >> /out; echo x >> /tool || echo read-only >> /out'],
+  }, w.a);
+  assert.ok(run.result?.id, JSON.stringify(run));
+  const waited = await w.req('capsa/container/wait', { container: 'files' }, w.a);
+  assert.equal(waited.result?.exitCode, 0, JSON.stringify(waited));
+  assert.equal(readFileSync(out, 'utf8'), 'from the host\n0:0\nread-only\n', "the user's file appears as the container root's, and :ro holds");
+  assert.equal(readFileSync(tool, 'utf8'), 'from the host\n');
+  const st = statSync(out);
+  assert.deepEqual([st.uid, st.gid], [w.a.uid, w.a.gid], 'the file the container wrote is still the user\'s');
+});
+
 test('every option that reaches past the user namespace is refused for a user, naming the flag, and nothing is created', async (t) => {
   const w = await world(t);
   const ws = path.join(w.h.dir, 'ws');

@@ -113,7 +113,9 @@ static int idmap_clone(int from, int to, int userns, const char *what, struct sh
 }
 
 static int idmap_one(int rootfd, const struct plan_idmap *m, struct shim_error *err) {
-  cleanup_close int target = open_in_root(rootfd, m->path, O_PATH | O_DIRECTORY, err, "idmap");
+  /* A bind's target is a directory or, for a bind of one file, a file: open_tree,
+   * mount_setattr and move_mount take either, so no O_DIRECTORY here. */
+  cleanup_close int target = open_in_root(rootfd, m->path, O_PATH, err, "idmap");
   if (target < 0)
     return -1;
   /* A mount idmapping reads an on-disk id as an id inside the namespace and

@@ -155,6 +155,12 @@ export function planBuild(df: Dockerfile, opts: PlanOptions, graph: StageGraph, 
       images: origins.filter((o): o is { kind: 'image'; ref: string } => o.kind === 'image').map((o) => o.ref),
     });
 
+    // A bind mount without `from` binds the build context.
+    const runNeeds = (mounts: RunMount[], origins: SourceOrigin[]): Partial<Step['needs']> => {
+      const n = needsOf(origins);
+      if (mounts.some((m) => m.type === 'bind' && m.from === undefined)) n.context = true;
+      return n;
+    };
     const apply = (ins: Instruction, origins: SourceOrigin[] | undefined, fromOnBuild: boolean): void => {
       const loc = ins.loc;
       switch (ins.kind) {
@@ -246,12 +252,14 @@ export function planBuild(df: Dockerfile, opts: PlanOptions, graph: StageGraph, 
             // One heredoc alone is the script; otherwise the shell reads the heredocs as written.
             argv = only ? [...st.config.shell, ins.heredocs[0].data] : [...st.config.shell, ins.cmd[0] + ins.heredocs.map((h) => `\n${h.data}${h.name}`).join('')];
           } else argv = [...st.config.shell, ...ins.cmd];
-          let mounts: RunMount[] = [];
           let ssh = 0;
-          mounts = ins.mountTexts.map((t) => {
+          let oi = 0;
+          const mounts = ins.mountTexts.map((t): RunMount & { origin?: SourceOrigin } => {
             try {
               const m = parseMount(expand(loc, t), ssh);
               if (m.type === 'ssh') ssh++;
+              // The graph resolved `from` of bind and cache mounts, in the same order.
+              if (m.from !== undefined && (m.type === 'bind' || m.type === 'cache')) return { ...m, origin: origins?.[oi++] ?? { kind: 'image', ref: m.from } };
               return m;
             } catch (err) {
               if (err instanceof DockerfileError) throw err;
@@ -267,7 +275,7 @@ export function planBuild(df: Dockerfile, opts: PlanOptions, graph: StageGraph, 
             kind: 'run', argv, heredocs: ins.heredocs, mounts,
             network: (ins.network ?? 'default') as 'default', security: (ins.security ?? 'sandbox') as 'sandbox',
             env, proxyEnv, workdir: st.config.workdir, user: st.config.user,
-          }, `RUN ${argv.join(' ')}`, needsOf(origins ?? []), fromOnBuild);
+          }, `RUN ${argv.join(' ')}`, runNeeds(mounts, origins ?? []), fromOnBuild);
           return;
         }
         case 'copy':

@@ -57,7 +57,8 @@ export type StepAction =
       argv: string[];
       /** Heredoc bodies the command reads (files a heredoc-fed shell gets), unexpanded: the shell expands them. */
       heredocs: InlineSource[];
-      mounts: RunMount[];
+      /** The mounts, each that names a stage or an image with where it resolved (`origin`). */
+      mounts: (RunMount & { origin?: SourceOrigin })[];
       network: 'default' | 'none' | 'host';
       security: 'sandbox' | 'insecure';
       /** The process environment: the stage's ENV, then its ARGs (ENV wins). Proxy build args are in `proxyEnv`. */

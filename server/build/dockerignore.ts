@@ -22,6 +22,11 @@ export function goClean(p: string): string {
   return c;
 }
 
+/** Go's filepath.Dir: everything before the last `/`, cleaned (`file/` → `file`, `file` → `.`). */
+function goDir(p: string): string {
+  return goClean(p.slice(0, p.lastIndexOf('/') + 1));
+}
+
 /** The patterns of a .dockerignore's text, as ReadAll returns them. */
 export function readDockerignore(text: string | Buffer, what = '.dockerignore'): string[] {
   const size = typeof text === 'string' ? Buffer.byteLength(text) : text.length;
@@ -169,7 +174,7 @@ export class PatternMatcher {
   /** Whether `file` (slash-separated, relative to the context) or one of its parents is excluded. */
   matches(file: string): boolean {
     let matched = false;
-    const parent = path.posix.dirname(file);
+    const parent = goDir(file);
     const dirs = parent.split('/');
     for (const p of this.patterns) {
       if (p.exclusion !== matched) continue;

@@ -18,7 +18,8 @@
  * hashing worker, never a file's content.
  */
 import { createHash } from 'node:crypto';
-import { constants, promises as fsp, type Stats } from 'node:fs';
+import * as fs from 'node:fs';
+import { constants } from 'node:fs';
 import * as path from 'node:path';
 import { readTar } from '../image/tar';
 import { LIMITS, LimitExceededError } from '../limits';
@@ -45,8 +46,6 @@ export type ContextManifest = ContextEntry[];
 export interface ReadContextOptions {
   /** The .dockerignore patterns (readDockerignore). */
   ignore?: readonly string[];
-  /** Hashing workers at once (default 16). */
-  concurrency?: number;
 }
 
 class Budget {
@@ -66,59 +65,68 @@ class Budget {
 
 const byPath = (a: ContextEntry, b: ContextEntry): number => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
 
-async function hashFile(abs: string, dev: number, ino: number, buf: Buffer): Promise<string> {
+function hashFile(abs: string, dev: number, ino: number, buf: Buffer): string {
   // O_NOFOLLOW: the entry was a regular file when listed; if it was swapped for a link since, this fails rather than follow it.
-  const fh = await fsp.open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  const fd = fs.openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
-    const st = await fh.stat();
+    const st = fs.fstatSync(fd);
     if (!st.isFile() || st.dev !== dev || st.ino !== ino) throw new BuildContextError(`build context: ${abs} changed while it was read`, abs);
     const h = createHash('sha256');
     for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
     }
     return 'sha256:' + h.digest('hex');
   } finally {
-    await fh.close();
+    fs.closeSync(fd);
   }
 }
+
+/** Lets the event loop run between batches of synchronous calls. */
+const breathe = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /**
  * Walks `root` with the calling process's rights (run it as the user),
  * lstat only, honouring `ignore`. Devices, FIFOs and sockets are left out,
  * as Docker's client leaves them out of the context it sends.
+ *
+ * The file calls are synchronous, in batches with the event loop let run
+ * between them: a context is mostly small files, and four asynchronous
+ * calls a file through the thread pool cost several times more (100,000
+ * files took 16 s that way, against about 2 s).
  */
 export async function readContextDir(root: string, opts: ReadContextOptions = {}): Promise<ContextManifest> {
   const matcher = new PatternMatcher(opts.ignore ?? []);
   const budget = new Budget();
   const out: ContextEntry[] = [];
-  const files: { entry: ContextEntry; abs: string; dev: number; ino: number }[] = [];
+  const buf = Buffer.allocUnsafe(64 * 1024);
   const stack: string[] = [''];
+  let since = 0;
   while (stack.length > 0) {
     const rel = stack.pop() as string;
     const dirAbs = rel === '' ? root : path.join(root, rel);
     let names: string[];
     try {
-      names = await fsp.readdir(dirAbs);
+      names = fs.readdirSync(dirAbs);
     } catch (err) {
       throw new BuildContextError(`build context: cannot read directory ${rel === '' ? root : rel}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, dirAbs);
     }
-    // lstat in batches: one directory of 100,000 entries must neither wait on each call in turn nor hold them all at once.
-    const stats: (Stats | undefined)[] = [];
-    for (let i = 0; i < names.length; i += 256) {
-      const batch = names.slice(i, i + 256).map((n) => fsp.lstat(path.join(dirAbs, n)).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return undefined;
-        throw new BuildContextError(`build context: cannot stat ${rel === '' ? n : `${rel}/${n}`}: ${err.code ?? err.message}`, path.join(dirAbs, n));
-      }));
-      stats.push(...(await Promise.all(batch)));
-    }
-    for (const [k, name] of names.entries()) {
+    for (const name of names) {
+      if (++since >= 512) {
+        since = 0;
+        await breathe();
+      }
       const p = rel === '' ? name : `${rel}/${name}`;
       const excluded = matcher.matches(p);
-      const abs = path.join(root, p);
-      const st = stats[k];
-      if (!st) continue;
+      const abs = path.join(dirAbs, name);
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(abs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw new BuildContextError(`build context: cannot stat ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, abs);
+      }
       if (excluded && !(st.isDirectory() && matcher.hasExclusions)) continue;
       const base = { path: p, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
       if (st.isDirectory()) {
@@ -129,24 +137,20 @@ export async function readContextDir(root: string, opts: ReadContextOptions = {}
         stack.push(p);
       } else if (st.isSymbolicLink()) {
         budget.add(p);
-        out.push({ ...base, type: 'symlink', size: 0, linkTarget: await fsp.readlink(abs) });
+        out.push({ ...base, type: 'symlink', size: 0, linkTarget: fs.readlinkSync(abs) });
       } else if (st.isFile()) {
         budget.add(p);
-        const entry: ContextEntry = { ...base, type: 'file', size: st.size };
-        out.push(entry);
-        files.push({ entry, abs, dev: st.dev, ino: st.ino });
+        let digest: string;
+        try {
+          digest = hashFile(abs, st.dev, st.ino, buf);
+        } catch (err) {
+          if (err instanceof BuildContextError) throw err;
+          throw new BuildContextError(`build context: cannot read ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, abs);
+        }
+        out.push({ ...base, type: 'file', size: st.size, digest });
       }
     }
   }
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    const buf = Buffer.allocUnsafe(64 * 1024);
-    while (next < files.length) {
-      const f = files[next++];
-      f.entry.digest = await hashFile(f.abs, f.dev, f.ino, buf);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 16) }, worker));
   return out.sort(byPath);
 }
 

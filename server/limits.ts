@@ -84,7 +84,7 @@ export const LIMITS = {
    */
   dockerfile: { name: 'Dockerfile', bytes: 4 * MiB },
   /** A .dockerignore (or FILE.dockerignore) file: its patterns are all held and tried on every path. */
-  dockerignore: { name: '.dockerignore', bytes: 1 * MiB, entries: 10000 },
+  dockerignore: { name: 'dockerignore', bytes: 1 * MiB, entries: 10000 },
   /**
    * One --build-arg (name and value). Build args reach RUN as environment
    * variables, and Linux refuses any one argument or environment string

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { envOf, lex, processWord, processWords, MAX_DEPTH } from '../../server/build/shell/lex';
 
-const ENV = envOf({ PWD: '/home', SHELL: 'bash', KOREAN: '한국어', NULL: '' });
+const ENV = envOf({ PWD: '/home', SHELL: 'bash', KOREAN: '한국어', NULL: '', F: '/a/b/c.tar.gz', STAR: '*x' });
 
 // input → expected (undefined: an error), as envVarTest lists them.
 const WORD_CASES: [string, string | undefined][] = [
@@ -99,6 +99,19 @@ const WORD_CASES: [string, string | undefined][] = [
   // Prefix and suffix removal.
   ['${PWD#/}', 'home'],
   ['${PWD%me}', '/ho'],
+  ['${F##*/}', 'c.tar.gz'],
+  ['${F#*/}', 'a/b/c.tar.gz'],
+  ['${F%/*}', '/a/b'],
+  ['${F%%.*}', '/a/b/c'],
+  ['${F%.*}', '/a/b/c.tar'],
+  ['${F/b/X}', '/a/X/c.tar.gz'],
+  ['${F//a/X}', '/X/b/c.tXr.gz'],
+  ['${F/\\//-}', '-a/b/c.tar.gz'],
+  ['${STAR#\\*}', 'x'],
+  ['${STAR#?}', 'x'],
+  ['${F:#x}', undefined],
+  ['${F#\\q}', undefined],
+  ['${F/a}', undefined],
 ];
 
 for (const [input, want] of WORD_CASES) {

@@ -117,7 +117,7 @@ class Lexer {
   }
 
   /** Reads up to `stop` (consumed) or the end; `stop` EOF means the whole input. */
-  processStopOn(stop: string): { word: string; words: string[] } {
+  processStopOn(stop: string, rawEscapes = this.opts.rawEscapes ?? false): { word: string; words: string[] } {
     let result = '';
     const words = new Words();
     while (this.peek() !== EOF) {
@@ -135,7 +135,7 @@ class Lexer {
       }
       let c = this.next();
       if (c === this.esc) {
-        if (this.opts.rawEscapes) {
+        if (rawEscapes) {
           words.addRawChar(c);
           result += c;
         }
@@ -218,13 +218,13 @@ class Lexer {
   }
 
   /** The word of `${name<op>word}` up to its `}`, itself expanded. */
-  private operand(): string {
+  private operand(stop = '}', rawEscapes = false): string {
     if (++this.depth > MAX_DEPTH) throw new ExpansionError(`variable substitutions nested deeper than ${MAX_DEPTH}`);
     try {
-      return this.processStopOn('}').word;
+      return this.processStopOn(stop, rawEscapes).word;
     } catch (err) {
       if (err instanceof ExpansionError && this.peek() === EOF && !err.message.startsWith('variable substitutions')) {
-        throw new ExpansionError("syntax error: missing '}'");
+        throw new ExpansionError(stop === '}' ? "syntax error: missing '}'" : "syntax error: missing '/' in ${}");
       }
       throw err;
     } finally {
@@ -273,6 +273,7 @@ class Lexer {
       }
       case ':': {
         const mod = this.next();
+        if (mod === '#' || mod === '%') throw new ExpansionError(`unsupported modifier (:${mod}) in substitution`);
         const word = this.operand();
         if (mod === '+' || mod === '-') {
           const raw = unsetRaw(':' + mod, word);
@@ -285,19 +286,32 @@ class Lexer {
           if (value === '') throw new ExpansionError(`${name}: ${word || 'is not allowed to be empty'}`);
           return value;
         }
-        throw new ExpansionError(`unsupported modifier (${mod}) in substitution`);
+        throw new ExpansionError(`unsupported modifier (:${mod}) in substitution`);
       }
       case '#':
       case '%': {
-        let longest = false;
-        if (this.peek() === ch) {
-          this.next();
-          longest = true;
-        }
-        const word = this.operand();
-        const raw = unsetRaw(longest ? ch + ch : ch, word);
+        // The pattern is read with its escapes kept: `\*` is a literal star for the pattern.
+        let word = this.operand('}', true);
+        const raw = unsetRaw(ch, word);
         if (raw !== undefined) return raw;
-        return trimPattern(value ?? '', word, ch === '#', longest);
+        let greedy = false;
+        if (word.startsWith(ch)) {
+          greedy = true;
+          word = word.slice(1);
+        }
+        return ch === '#' ? trimPrefix(word, value ?? '', greedy) : trimSuffix(word, value ?? '', greedy);
+      }
+      case '/': {
+        const all = this.peek() === '/';
+        if (all) this.next();
+        const pattern = this.operand('/', true);
+        const replacement = this.operand('}', true);
+        if (value === undefined && this.opts.skipUnsetEnv) return `\${${name}/${all ? '/' : ''}${pattern}/${replacement}}`;
+        const re = shellPattern(pattern, true, false, all);
+        const v = value ?? '';
+        if (all) return v.replace(re, () => replacement);
+        const m = re.exec(v);
+        return m ? v.slice(0, m.index) + replacement + v.slice(m.index + m[0].length) : v;
       }
       default:
         throw new ExpansionError(`unsupported modifier (${ch === EOF ? 'end of word' : ch}) in substitution`);
@@ -305,51 +319,52 @@ class Lexer {
   }
 }
 
-/** A shell glob (`*`, `?`, `[…]`, `\x`) as an anchored regular expression. */
-function globSource(pattern: string, greedy: boolean): string {
-  let out = '';
+/**
+ * A `${v#p}` / `${v/p/r}` pattern as a regular expression, as BuildKit's
+ * convertShellPatternToRegex: `*` (shortest unless greedy), `?`, and `\`
+ * escaping only `*`, `?` and itself (`\}` and `\/` are the characters);
+ * no bracket expressions.
+ */
+function shellPattern(pattern: string, greedy: boolean, anchored: boolean, global = false): RegExp {
+  let out = anchored ? '^' : '';
   const cs = [...pattern];
   for (let i = 0; i < cs.length; i++) {
     const c = cs[i];
-    if (c === '*') out += greedy ? '[\\s\\S]*' : '[\\s\\S]*?';
-    else if (c === '?') out += '[\\s\\S]';
-    else if (c === '\\' && i + 1 < cs.length) out += escapeRe(cs[++i]);
-    else if (c === '[') {
-      const end = cs.indexOf(']', i + 2);
-      if (end < 0) out += '\\[';
-      else {
-        let body = cs.slice(i + 1, end).join('');
-        if (body.startsWith('!')) body = '^' + body.slice(1);
-        out += '[' + body.replace(/\\/g, '\\\\') + ']';
-        i = end;
-      }
-    } else out += escapeRe(c);
+    if (c === '*') out += greedy ? '[^\\n]*' : '[^\\n]*?';
+    else if (c === '?') out += '[^\\n]';
+    else if (c === '\\') {
+      if (cs[i + 1] === '}' || cs[i + 1] === '/') continue;
+      const n = cs[++i];
+      if (n !== '*' && n !== '?' && n !== '\\') throw new ExpansionError(`invalid pattern (${pattern}) in substitution: invalid escape '\\${n ?? ''}'`);
+      out += '\\' + n;
+    } else out += c.replace(/[[\]{}.+()|^$\/]/g, '\\$&');
   }
-  return out;
+  return new RegExp(out, global ? 'g' : '');
 }
 
-const escapeRe = (c: string): string => c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+function trimPrefix(pattern: string, value: string, greedy: boolean): string {
+  const m = shellPattern(pattern, greedy, true).exec(value);
+  return m ? value.slice(m[0].length) : value;
+}
 
-/** `${v#p}` `${v##p}` (prefix) and `${v%p}` `${v%%p}` (suffix). */
-function trimPattern(value: string, pattern: string, prefix: boolean, longest: boolean): string {
-  let re: RegExp;
-  try {
-    re = prefix ? new RegExp('^' + globSource(pattern, longest), 'u') : new RegExp(globSource(pattern, longest) + '$', 'u');
-  } catch {
-    return value;
+/** Reverses a pattern keeping each escape before its character (`a\*c` → `c\*a`). */
+function reversePattern(p: string): string {
+  const cs = [...p];
+  const out: string[] = [];
+  for (let i = 0; i < cs.length; ) {
+    if (cs[i] === '\\' && i !== cs.length - 1) {
+      out.unshift(cs[i], cs[i + 1]);
+      i += 2;
+    } else out.unshift(cs[i++]);
   }
-  if (prefix) {
-    const m = re.exec(value);
-    return m ? value.slice(m[0].length) : value;
-  }
-  // The shortest suffix: try each start from the end; the longest: from the start.
-  const starts = [...Array(value.length + 1).keys()];
-  if (!longest) starts.reverse();
-  const anchored = new RegExp('^(?:' + globSource(pattern, true) + ')$', 'u');
-  for (const s of starts) {
-    if (anchored.test(value.slice(s))) return value.slice(0, s);
-  }
-  return value;
+  return out.join('');
+}
+
+const reverse = (s: string): string => [...s].reverse().join('');
+
+/** The shortest (or longest) matching suffix removed: a prefix match on the reversed value. */
+function trimSuffix(pattern: string, value: string, greedy: boolean): string {
+  return reverse(trimPrefix(reversePattern(pattern), reverse(value), greedy));
 }
 
 /** Expands `word`: its single-word and its split form. Throws ExpansionError (or LimitExceededError). */

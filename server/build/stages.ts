@@ -38,6 +38,7 @@ export interface Dockerfile {
 /** Parses and types a Dockerfile and cuts it into stages. */
 export function loadDockerfile(input: string | Buffer, file = 'Dockerfile'): Dockerfile {
   const parsed = parseDockerfile(input, file);
+  if (parsed.nodes.length === 0) throw new DockerfileError({ file, line: 1 }, 'file with no instructions');
   const globalArgs: Of<'arg'>[] = [];
   const stages: StageSource[] = [];
   for (const node of parsed.nodes) {

@@ -78,6 +78,11 @@ const CASES: { name: string; src: string; want: Ast[]; escape?: string }[] = [
   { name: 'ONBUILD nests its trigger', src: 'ONBUILD RUN make', want: [{ cmd: 'onbuild', args: ['RUN make'], next: { cmd: 'run', args: ['make'] } }] },
   { name: 'ONBUILD COPY with flags', src: 'ONBUILD COPY --chown=1 . /app', want: [{ cmd: 'onbuild', args: ['COPY --chown=1 . /app'], next: { cmd: 'copy', flags: ['--chown=1'], args: ['.', '/app'] } }] },
   { name: 'a bare -- ends the flags', src: 'COPY --link -- --weird /d', want: [{ cmd: 'copy', flags: ['--link'], args: ['--weird', '/d'] }] },
+  { name: 'an escaped escape token at the end does not continue the line', src: 'RUN echo a\\\\\nRUN b', want: [{ cmd: 'run', args: ['echo a\\\\'] }, { cmd: 'run', args: ['b'] }] },
+  { name: 'a line of only the escape token continues', src: 'RUN a \\\n\\\n b', want: [{ cmd: 'run', args: ['a  b'] }] },
+  { name: 'CRLF heredoc bodies keep their line endings', src: 'RUN <<EOF\r\necho a\r\nEOF\r\n', want: [{ cmd: 'run', args: ['<<EOF'], heredocs: [{ name: 'EOF', content: 'echo a\r\n' }] }] },
+  { name: 'ONBUILD RUN with a heredoc', src: 'ONBUILD RUN <<EOF\nmake\nEOF', want: [{ cmd: 'onbuild', args: ['RUN <<EOF'], heredocs: [{ name: 'EOF', content: 'make\n' }], next: { cmd: 'run', args: ['<<EOF'] } }] },
+  { name: 'heredoc delimiter with $ stays as written', src: 'RUN <<$EOF\nx\n$EOF', want: [{ cmd: 'run', args: ['<<$EOF'], heredocs: [{ name: '$EOF', content: 'x\n' }] }] },
   { name: 'CMD with no arguments', src: 'CMD', want: [{ cmd: 'cmd', args: [] }] },
 ];
 

@@ -164,6 +164,7 @@ const INSTRUCTION_ERRORS: [string, RegExp][] = [
   ['FROM a AS x\nFROM b AS X', /Dockerfile:2: duplicate stage name "x"/],
   ['RUN x', /Dockerfile:1: no build stage in current context: RUN before the first FROM/],
   ['ARG A', /has no FROM/],
+  ['# only a comment\n\n', /Dockerfile:1: file with no instructions/],
   ['FROM a\nCOPY --foo=1 a b', /Dockerfile:2: COPY: unknown flag: foo/],
   ['FROM a\nCOPY --from a b', /COPY: missing a value on flag: from/],
   ['FROM a\nCOPY --link=maybe a b', /expecting boolean value for flag link, not: maybe/],
@@ -205,6 +206,12 @@ test('ONBUILD is recorded as written; a base image\'s triggers run first, at the
     ['COPY . /app', true, 1],
     ['RUN /bin/sh -c mine', false, 2],
   ]);
+});
+
+test('ONBUILD with a heredoc keeps it in the trigger, and a base\'s such trigger runs as the heredoc', () => {
+  assert.deepEqual(plan('FROM a\nONBUILD RUN <<EOF\nmake\nEOF').stages[0].config.onBuild, ['RUN <<EOF\nmake\nEOF']);
+  const q = plan('FROM parent', {}, { parent: { OnBuild: ['RUN <<EOF\nmake\nEOF'] } });
+  assert.deepEqual(runs(q)[0].argv, ['/bin/sh', '-c', 'make\n']);
 });
 
 test('stage graph: the target needs only its dependencies; independent stages share a wave', () => {

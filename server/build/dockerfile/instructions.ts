@@ -181,7 +181,9 @@ export function parseInstruction(n: Node, file = 'Dockerfile'): Instruction {
       if (!t) return fail(n, file, 'ONBUILD requires at least one argument');
       if (t.cmd === 'onbuild') fail(n, file, 'Chaining ONBUILD via `ONBUILD ONBUILD` isn\'t allowed');
       if (t.cmd === 'from' || t.cmd === 'maintainer') fail(n, file, `${t.cmd.toUpperCase()} isn't allowed as an ONBUILD trigger`);
-      return { ...base, kind: 'onbuild', trigger: n.args[0], instruction: parseInstruction(t, file) };
+      // A trigger's heredocs follow it as written, so that the build that runs it parses them again.
+      const trigger = n.args[0] + n.heredocs.map((h) => `\n${h.content}${h.name}`).join('');
+      return { ...base, kind: 'onbuild', trigger, instruction: parseInstruction({ ...t, heredocs: n.heredocs }, file) };
     }
     case 'healthcheck': {
       atLeast(1);

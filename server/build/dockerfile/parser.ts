@@ -154,7 +154,9 @@ function healthConfig(rest: string): Pick<Node, 'args' | 'json'> {
 
 /** `RUN`, `COPY`, `ADD` in shell form may carry heredocs. */
 function canContainHeredoc(n: Node): boolean {
-  return (n.cmd === 'run' || n.cmd === 'copy' || n.cmd === 'add') && !n.json;
+  // ONBUILD's trigger may carry them too; they are then the ONBUILD node's.
+  const t = n.cmd === 'onbuild' && n.next ? n.next : n;
+  return (t.cmd === 'run' || t.cmd === 'copy' || t.cmd === 'add') && !t.json;
 }
 
 /** The heredoc a word opens (`<<EOF`, `<<-"EOF"`, `3<<EOF`), if it is one. */
@@ -179,7 +181,7 @@ export function parseHeredoc(word: string): Omit<Heredoc, 'content'> | undefined
 export function heredocsFromLine(line: string): Omit<Heredoc, 'content'>[] {
   let words: string[];
   try {
-    words = lex(line, () => undefined, { rawQuotes: true, rawEscapes: true }).words;
+    words = lex(line, () => undefined, { rawQuotes: true, rawEscapes: true, skipUnsetEnv: true }).words;
   } catch {
     return [];
   }
@@ -237,11 +239,14 @@ export function parseDockerfile(input: string | Buffer, file = 'Dockerfile'): Pa
     throw new DockerfileError({ file, line }, 'the file holds a NUL byte: it is not a text Dockerfile');
   }
   const lines = text.split('\n');
-  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  // Every line but the last ended in \n; a heredoc keeps each line as it was (a CRLF file's bodies keep their \r).
+  const lastHadNewline = lines.length > 0 && lines[lines.length - 1] === '';
+  if (lastHadNewline) lines.pop();
   const directives: Record<string, string> = {};
   let directivesDone = false;
   let esc = '\\';
-  let continuation = /\\[ \t]*$/;
+  // The escape token last on a line continues it, unless it is itself escaped (`a\\\\` ends the line).
+  let continuation = /([^\\])\\[ \t]*$|^\\[ \t]*$/;
   const warnings: ParseResult['warnings'] = [];
   const nodes: Node[] = [];
 
@@ -262,13 +267,13 @@ export function parseDockerfile(input: string | Buffer, file = 'Dockerfile'): Pa
         throw new DockerfileError({ file, line: lineNo }, `invalid escape token '${m[2]}' does not match \` or \\`);
       }
       esc = m[2];
-      continuation = esc === '`' ? /`[ \t]*$/ : /\\[ \t]*$/;
+      continuation = esc === '`' ? /([^`])`[ \t]*$|^`[ \t]*$/ : /([^\\])\\[ \t]*$|^\\[ \t]*$/;
     }
   };
   /** Strips a continuation token: [text, ended]. */
   const cont = (s: string): [string, boolean] => {
     const m = continuation.exec(s);
-    return m ? [s.slice(0, m.index), false] : [s, true];
+    return m ? [s.slice(0, m.index) + (m[1] ?? ''), false] : [s, true];
   };
 
   let i = 0;
@@ -300,14 +305,15 @@ export function parseDockerfile(input: string | Buffer, file = 'Dockerfile'): Pa
         let content = '';
         let terminated = false;
         while (i < lines.length) {
-          const body = lines[i].endsWith('\r') ? lines[i].slice(0, -1) : lines[i];
+          const body = lines[i];
+          const eol = i < lines.length - 1 || lastHadNewline ? '\n' : '';
           i++;
-          const term = h.chomp ? body.replace(/^\t+/, '') : body;
-          if (trimNewline(term) === h.name) {
+          const term = trimNewline(h.chomp ? body.replace(/^\t+/, '') : body);
+          if (term === h.name) {
             terminated = true;
             break;
           }
-          content += body + '\n';
+          content += body + eol;
         }
         if (!terminated) throw new DockerfileError({ file, line: startLine, endLine: i }, `unterminated heredoc ${h.name}`);
         node.heredocs.push({ ...h, content });

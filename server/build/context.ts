@@ -46,6 +46,8 @@ export type ContextManifest = ContextEntry[];
 export interface ReadContextOptions {
   /** The .dockerignore patterns (readDockerignore). */
   ignore?: readonly string[];
+  /** Hash file contents (default true); the user side that only packs the context for the helper skips it. */
+  hash?: boolean;
 }
 
 class Budget {
@@ -140,14 +142,14 @@ export async function readContextDir(root: string, opts: ReadContextOptions = {}
         out.push({ ...base, type: 'symlink', size: 0, linkTarget: fs.readlinkSync(abs) });
       } else if (st.isFile()) {
         budget.add(p);
-        let digest: string;
+        let digest: string | undefined;
         try {
-          digest = hashFile(abs, st.dev, st.ino, buf);
+          if (opts.hash !== false) digest = hashFile(abs, st.dev, st.ino, buf);
         } catch (err) {
           if (err instanceof BuildContextError) throw err;
           throw new BuildContextError(`build context: cannot read ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, abs);
         }
-        out.push({ ...base, type: 'file', size: st.size, digest });
+        out.push({ ...base, type: 'file', size: st.size, ...(digest !== undefined ? { digest } : {}) });
       }
     }
   }

@@ -116,6 +116,11 @@ export function planBuild(df: Dockerfile, opts: PlanOptions, graph: StageGraph, 
   const esc = df.escapeToken;
   const warnings: BuildWarning[] = df.warnings.map((w) => ({ loc: { file: df.file, line: w.line }, message: w.message }));
   const planned = new Map<number, PlannedStage>();
+  const syntax = df.directives.syntax;
+  // Docker would run the frontend image a syntax directive names; the builder here is its own frontend, so only docker/dockerfile is honoured (as the version it implements).
+  if (syntax !== undefined && !/^(docker\.io\/)?docker\/dockerfile(-upstream)?(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$/.test(syntax)) {
+    warnings.push({ loc: { file: df.file, line: 1 }, message: `the syntax directive names another frontend (${syntax}); this Dockerfile is built with Capsa's own Dockerfile frontend` });
+  }
 
   for (const index of graph.order) {
     const src = df.stages[index];

@@ -14,6 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { readContextDir, readContextTar, resolveInContext, tarPath } from '../../server/build/context';
+import { packContext } from '../../server/build/contextpack';
 import { selectSources } from '../../server/build/cachekey';
 import { BuildContextError } from '../../server/build/errors';
 
@@ -83,6 +84,17 @@ test('context: the tar the user side streams gives the same manifest as the walk
   const fromTar = await readContextTar(tarProc.stdout, { ignore: ['*.log'] });
   const strip = (m: typeof walk): unknown => m.map(({ uid: _u, gid: _g, ...rest }) => (void _u, void _g, rest));
   assert.deepEqual(strip(fromTar), strip(walk));
+});
+
+test('context: the user side packs what it listed (no hashing there), the helper reads it back to the same manifest, ids 0', async (t) => {
+  const root = tmp(t);
+  tree(root, { 'a/b/c.txt': 'hello', 'big': 'y'.repeat(300000), 'x.log': 'no' }, { 'a/l': '/etc/passwd' });
+  fs.chmodSync(path.join(root, 'big'), 0o700);
+  const listed = await readContextDir(root, { ignore: ['*.log'], hash: false });
+  assert.equal(listed.find((e) => e.path === 'big')!.digest, undefined);
+  const helper = await readContextTar(packContext(root, listed));
+  const hashed = await readContextDir(root, { ignore: ['*.log'] });
+  assert.deepEqual(helper, hashed.map((e) => ({ ...e, uid: 0, gid: 0 })));
 });
 
 test('context: tar entries that would leave the context are refused', async () => {

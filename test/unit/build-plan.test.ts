@@ -91,6 +91,11 @@ test('proxy build args reach RUN without an ARG, stay out of env (and keys), and
   assert.deepEqual(p.warnings, []);
 });
 
+test('a syntax directive naming another frontend is warned about; docker/dockerfile is not', () => {
+  assert.deepEqual(plan('# syntax=docker/dockerfile:1.7\nFROM a').warnings, []);
+  assert.match(plan('# syntax=example.com/custom:1\nFROM a').warnings[0].message, /names another frontend \(example.com\/custom:1\)/);
+});
+
 test('a build arg no ARG declares is warned about as Docker words it', () => {
   const p = plan('ARG G\nFROM a\nARG USED\nRUN x', { buildArgs: { USED: '1', G: '2', NOPE: '3', ALSO: '4' } });
   assert.deepEqual(p.warnings.map((w) => w.message), ['[Warning] One or more build-args [ALSO NOPE] were not consumed']);

@@ -158,3 +158,28 @@ test('parser: a line continued 100,000 times is one instruction', () => {
   assert.equal(r.nodes.length, 1);
   assert.equal(r.nodes[0].endLine, 100001);
 });
+
+test('parser and planner: random bytes and random Dockerfile-ish text end in a DockerfileError or a plan, never another failure', async () => {
+  const { loadDockerfile } = await import('../../server/build/stages');
+  const { graphFor, planBuild } = await import('../../server/build/expand');
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const pieces = ['FROM a', 'FROM a AS b', 'RUN x', 'RUN <<EOF', 'EOF', 'COPY --from=b / /', 'ENV A=$B', 'ARG B=${C:-d}', 'LABEL "x"=\'y\'', '\\', '`', '"', "'", '${', '}', '[', ']', '# escape=`', '\r', '\t', ' ', 'ONBUILD', 'HEALTHCHECK', '--mount=type=cache', '\n', '\n', '\n'];
+  const platform = { os: 'linux', architecture: 'amd64' };
+  for (let i = 0; i < 500; i++) {
+    const input = i % 2 === 0
+      ? Buffer.from(Array.from({ length: rnd(300) }, () => rnd(256)))
+      : Array.from({ length: rnd(40) }, () => pieces[rnd(pieces.length)]).join(rnd(2) ? ' ' : '\n');
+    try {
+      const df = loadDockerfile(input);
+      const opts = { platform, buildPlatform: platform };
+      const g = graphFor(df, opts);
+      planBuild(df, opts, g, new Map(g.images.map((r) => [r, { digest: 'sha256:' + '0'.repeat(64), config: {} }])));
+    } catch (err) {
+      assert.ok(err instanceof DockerfileError || (err as { code?: string }).code === 'E_BUILD_CONTEXT', `input ${JSON.stringify(input.toString())}: ${(err as Error).stack}`);
+    }
+  }
+});

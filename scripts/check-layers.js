@@ -39,7 +39,7 @@ function layerOf(rel) {
   return FOLDERS.has(rest) ? rest : TOP_FILES[rest];
 }
 
-const FOLDERS = new Set(['protocol', 'cli', 'handlers', 'views', 'services', 'image', 'runtime', 'util']);
+const FOLDERS = new Set(['protocol', 'cli', 'handlers', 'views', 'services', 'image', 'runtime', 'build', 'util']);
 
 /** server/*.ts, by layer. */
 const TOP_FILES = {
@@ -64,10 +64,11 @@ const ALLOWED = {
   image: ['base', 'util', 'config'],
   network: ['base', 'util', 'config'],
   runtime: ['network', 'image', 'base', 'util', 'config'],
-  services: ['runtime', 'network', 'image', 'base', 'util', 'config'],
+  build: ['runtime', 'network', 'image', 'base', 'util', 'config'],
+  services: ['build', 'runtime', 'network', 'image', 'base', 'util', 'config'],
   views: ['runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
-  handlers: ['views', 'services', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
-  helper: ['handlers', 'views', 'services', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
+  handlers: ['views', 'services', 'build', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
+  helper: ['handlers', 'views', 'services', 'build', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
   cli: ['protocol'],
   extension: ['protocol'],
 };
@@ -81,6 +82,7 @@ const RULES = {
   image: 'server/image/ must not import runtime/, services/, handlers/, protocol/ or cli/',
   network: 'server/runtime/network/ must not import the rest of runtime/, nor anything above it',
   runtime: 'server/runtime/ must not import services/, handlers/, protocol/ or cli/',
+  build: 'server/build/ may import only runtime/, image/, config, util/ and the base files',
   services: 'server/services/ must not import handlers/, protocol/ or cli/',
   views: 'server/views/ may import only runtime/, image/, protocol/ and the layers below them',
   handlers: 'server/handlers/ must not import cli/ or the helper entry points',

@@ -77,6 +77,28 @@ export const LIMITS = {
    * would otherwise buffer whatever length a header announces.
    */
   protocolMessage: { name: 'protocol message', bytes: 16 * MiB },
+  /**
+   * A Dockerfile. Real ones are a few KiB; BuildKit sends the Dockerfile in
+   * one gRPC message (4 MiB by default), so a larger one never builds there
+   * either.
+   */
+  dockerfile: { name: 'Dockerfile', bytes: 4 * MiB },
+  /** A .dockerignore (or FILE.dockerignore) file: its patterns are all held and tried on every path. */
+  dockerignore: { name: 'dockerignore', bytes: 1 * MiB, entries: 10000 },
+  /**
+   * One --build-arg (name and value). Build args reach RUN as environment
+   * variables, and Linux refuses any one argument or environment string
+   * over MAX_ARG_STRLEN (128 KiB), so a larger one could never be used;
+   * `entries` counts the --build-args of one build.
+   */
+  buildArg: { name: 'build arg', bytes: 128 * KiB, entries: 4096 },
+  /**
+   * One word of a Dockerfile after variable expansion (an ENV or LABEL
+   * value, a path). Without it `ENV a=$a$a` repeated doubles memory a line.
+   */
+  buildWord: { name: 'expanded word', bytes: 256 * KiB },
+  /** Files, directories and links a build context may hold, and the bytes of their paths together. */
+  buildContext: { name: 'build context', bytes: 256 * MiB, entries: 1_000_000 },
   /** The header block of one protocol message (`Content-Length: …\r\n\r\n`); real ones are under 100 bytes. */
   protocolHeader: { name: 'protocol message header', bytes: 8 * KiB },
 } as const satisfies Record<string, Limit>;

@@ -76,6 +76,8 @@ export const ERROR_CATALOGUE = {
   E_LIMIT_EXCEEDED: capsa('limit', 'a request, file or stream exceeds one of the size ceilings (server/limits.ts)'),
   E_UNTRUSTED_DIRECTORY: capsa('invalid', "a directory Capsa uses as root is writable by others, so it is refused"),
   E_INVALID_ARCHIVE: capsa('invalid', 'an image archive given to load is malformed'),
+  E_DOCKERFILE: capsa('invalid', 'a Dockerfile cannot be parsed or expanded (the file and line are in the message)'),
+  E_BUILD_CONTEXT: capsa('invalid', 'a build source is outside the build context, or the context cannot be read'),
   E_CONFLICT: capsa('conflict', 'the request conflicts with current state: a name in use, an image in use, a container running'),
   E_CLIENT_GONE: capsa('cancelled', 'the client closed its connection before the request ended'),
   E_CANCELLED: capsa('cancelled', 'the request was cancelled'),

@@ -15,6 +15,8 @@ import type { Connection } from 'vscode-languageserver/node';
 import { PermissionDeniedError } from '../errors';
 import {
   ContainerAttachRequest,
+  ContainerCommitRequest,
+  ContainerDiffRequest,
   ContainerCreateRequest,
   ContainerExecRequest,
   ContainerInspectRequest,
@@ -29,12 +31,14 @@ import {
   ContainerStopRequest,
   ContainerTopRequest,
   ContainerWaitRequest,
+  ImageHistoryRequest,
   ImageListRequest,
   ImageLoadRequest,
   ImagePruneRequest,
   ImagePullRequest,
   ImageRemoveRequest,
   ImageSaveRequest,
+  ImageTagRequest,
   NetworkCreateRequest,
   NetworkInspectRequest,
   NetworkListRequest,
@@ -108,6 +112,12 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   ImageLoadRequest.method, // the archive opened with the caller's rights (util/hostfile.ts openRegularFileAs); its names land in the caller's namespace
   ImageSaveRequest.method, // the caller's own images; the output created and renamed with the caller's rights (image/archive/output.ts)
   SystemDfRequest.method, // the caller's images and what they reference
+  // commit, diff, history, tag (handlers/commit.ts, services/commit.ts): the container is one of the caller's own (idOf with its uid),
+  // the new image and every name land in, and are looked up in, the caller's namespace only
+  ContainerCommitRequest.method, // reads the caller's own container's upper directory; ids recorded as its user namespace sees them
+  ContainerDiffRequest.method, // the caller's own container
+  ImageHistoryRequest.method, // an image of the caller's namespace
+  ImageTagRequest.method, // source looked up, and target written, in the caller's namespace
   WorkDoneProgressCancelNotification.method, // cancels only progress this connection started (handlers/images.ts)
 ]);
 

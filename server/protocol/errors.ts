@@ -101,6 +101,7 @@ export const ERROR_CATALOGUE = {
   E_TOO_MANY_LAYERS: capsa('limit', 'an image has more layers than the overlay filesystem can stack'),
   E_UNSAFE_LAYER: capsa('integrity', 'a layer has an entry that would land outside it'),
   E_INVALID_LAYER: capsa('integrity', 'a layer is not a readable tar stream'),
+  E_LAYER_CAPTURE: capsa('failed', "a container's changes cannot be written as a layer (overlayfs marked a file in a form layers cannot carry)"),
   // running containers
   E_CONTAINER_RECORD_VERSION: capsa('invalid', "a container's config.json has a version this helper does not read (a newer helper's)"),
   E_CONTAINER_SETUP: capsa('failed', "a container's setup failed (the step, path and errno are in the fields)"),

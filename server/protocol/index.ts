@@ -19,6 +19,7 @@ export * from './events';
 export * from './network';
 export * from './lifecycle';
 export * from './volumes';
+export * from './commit';
 
 // ---- checking params, and printing what others wrote ---------------------
 export { v, ParamsError, describe, type Schema, type Infer } from './validate';

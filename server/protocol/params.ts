@@ -44,6 +44,10 @@ const messages = [
   P.NetworkInspectRequest,
   P.NetworkRemoveRequest,
   P.NetworkPruneRequest,
+  P.ContainerCommitRequest,
+  P.ContainerDiffRequest,
+  P.ImageHistoryRequest,
+  P.ImageTagRequest,
 ];
 
 /** The params schema of each client → helper message, by method. */

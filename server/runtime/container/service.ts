@@ -26,6 +26,7 @@ import { prepareRun } from '../runsetup';
 import { UsernsAllocator } from '../userns';
 import { ContainerTable, type ContainerAction, type ContainerChange, type ContainerDetails, type ContainerView, type Entry } from './entry';
 import { execIn, type ExecSession } from './exec';
+import { containerFilesystem, type ContainerFilesystem } from './filesystem';
 import type { ImageSource } from './imagesource';
 import { nativeShimLauncher, type ShimLauncher } from './launcher';
 import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from './lifecycle';
@@ -211,6 +212,12 @@ export class ContainerService extends EventEmitter {
   /** Runs a process inside a running container's namespaces. */
   exec(opts: ExecOptions, sink: StreamSink, execId?: string): Promise<ExecSession> {
     return execIn(this.table.find(opts.container), this.deps.launcher, opts, sink, execId);
+  }
+
+  /** The container's upper directory, layers and freezer, for commit, diff and cp (filesystem.ts). */
+  filesystem(ref: string): ContainerFilesystem {
+    const e = this.table.find(ref);
+    return containerFilesystem(e, this.store.pathOf(e.record.id), this.deps.cgroups);
   }
 
   /** Kills every running container (helper shutdown in tests). */

@@ -1,0 +1,191 @@
+/**
+ * What a container changed, read from its overlay upper directory: every
+ * entry there is an addition or a change, a 0/0 character device is
+ * overlayfs's whiteout (a deletion) and `trusted.overlay.opaque=y` on a
+ * directory hides everything the lower layers had in it
+ * (Documentation/filesystems/overlayfs.rst). The lower layers are the
+ * image's unpacked layers, top-most first, in the same form (whiteout.ts).
+ *
+ * `walkUpper` is what a layer tar is made of (capture.ts), `changesOf` is
+ * `docker diff`: `A`dded, `C`hanged, `D`eleted, sorted by path as Docker
+ * sorts them.
+ */
+import { promises as fs, type BigIntStats } from 'node:fs';
+import * as path from 'node:path';
+import { CapsaError } from '../../errors';
+import { lgetxattr, llistxattr } from '../libc';
+import { OVERLAY_OPAQUE_XATTR } from '../whiteout';
+
+/** An upper directory overlayfs wrote in a form a layer cannot express (a renamed directory's redirect, a metadata-only copy-up). */
+export class LayerCaptureError extends CapsaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_LAYER_CAPTURE', message, options);
+  }
+}
+
+export interface UpperEntry {
+  /** Path relative to the root, `/`-separated, no leading slash. */
+  rel: string;
+  /** Host path of the entry in the upper directory. */
+  abs: string;
+  stat: BigIntStats;
+  /** A 0/0 character device: overlayfs's mark that `rel` was deleted. */
+  whiteout: boolean;
+  /** A directory marked opaque: lower layers' content of it is hidden. */
+  opaque: boolean;
+  /** Extended attributes to keep (overlayfs's own left out), sorted by name. */
+  xattrs: Array<[string, Buffer]>;
+}
+
+/** overlayfs's own attributes: bookkeeping of the mount, never part of the image. */
+const OVERLAY_XATTR = /^(trusted|user)\.overlay\./;
+
+export function isWhiteout(st: BigIntStats | import('node:fs').Stats): boolean {
+  return st.isCharacterDevice() && Number(st.rdev) === 0;
+}
+
+function byName(a: string, b: string): number {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return Buffer.compare(x, y);
+}
+
+/**
+ * The entries of `upper`, depth first, each directory's names in byte order
+ * (so the same tree always comes out the same), the root itself left out.
+ */
+export async function* walkUpper(upper: string): AsyncGenerator<UpperEntry> {
+  const stack: string[] = [''];
+  while (stack.length) {
+    const dirRel = stack.pop()!;
+    const names = (await fs.readdir(path.join(upper, dirRel))).sort(byName);
+    const subdirs: string[] = [];
+    for (const name of names) {
+      const rel = dirRel ? `${dirRel}/${name}` : name;
+      const abs = path.join(upper, rel);
+      let stat: BigIntStats;
+      try {
+        stat = await fs.lstat(abs, { bigint: true });
+      } catch (err) {
+        // a running container removed it between readdir and lstat: it is not a change any more
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
+      }
+      const entry: UpperEntry = { rel, abs, stat, whiteout: isWhiteout(stat), opaque: false, xattrs: [] };
+      if (!entry.whiteout) {
+        for (const x of llistxattr(abs).sort(byName)) {
+          if (x === 'trusted.overlay.redirect' || x === 'trusted.overlay.metacopy') {
+            throw new LayerCaptureError(`cannot capture ${JSON.stringify('/' + rel)}: overlayfs marked it ${x} (a renamed directory or a metadata-only copy); mount with redirect_dir=off and metacopy=off`);
+          }
+          if (x === OVERLAY_OPAQUE_XATTR) entry.opaque = stat.isDirectory() && lgetxattr(abs, x)?.toString() === 'y';
+          if (OVERLAY_XATTR.test(x)) continue;
+          const value = lgetxattr(abs, x);
+          if (value !== undefined) entry.xattrs.push([x, value]);
+        }
+      }
+      yield entry;
+      if (stat.isDirectory()) subdirs.push(rel);
+    }
+    // reversed onto the stack so the first name is walked first
+    for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]);
+  }
+}
+
+async function lstatOrUndefined(p: string): Promise<BigIntStats | undefined> {
+  try {
+    return await fs.lstat(p, { bigint: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Whether `rel` exists in the union of `lowers` (top-most first): the first
+ * layer that has it, or hides it (a whiteout of it or of a parent, an
+ * opaque parent, a parent that is not a directory), decides.
+ */
+export async function existsInLower(lowers: string[], rel: string): Promise<boolean> {
+  for (const layer of lowers) {
+    const st = await lstatOrUndefined(path.join(layer, rel));
+    if (st) return !isWhiteout(st);
+    if (await hides(layer, rel)) return false;
+  }
+  return false;
+}
+
+/** Whether `layer`, which lacks `rel`, hides what layers below have there: a parent is a whiteout, not a directory, or opaque. */
+async function hides(layer: string, rel: string): Promise<boolean> {
+  const parts = rel.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    const a = path.join(layer, ...parts.slice(0, i));
+    const st = await lstatOrUndefined(a);
+    if (!st) continue;
+    if (!st.isDirectory()) return true;
+    if (lgetxattr(a, OVERLAY_OPAQUE_XATTR)?.toString() === 'y') return true;
+  }
+  return false;
+}
+
+/** The names the union of `lowers` has directly in directory `rel`. */
+export async function lowerNames(lowers: string[], rel: string): Promise<string[]> {
+  const names = new Set<string>();
+  const hidden = new Set<string>();
+  for (const layer of lowers) {
+    const dir = path.join(layer, rel);
+    const st = await lstatOrUndefined(dir);
+    if (!st) {
+      if (await hides(layer, rel)) break;
+      continue;
+    }
+    if (!st.isDirectory()) break;
+    for (const name of await fs.readdir(dir)) {
+      if (names.has(name) || hidden.has(name)) continue;
+      const cst = await lstatOrUndefined(path.join(dir, name));
+      if (cst && isWhiteout(cst)) hidden.add(name);
+      else names.add(name);
+    }
+    if (lgetxattr(dir, OVERLAY_OPAQUE_XATTR)?.toString() === 'y') break;
+  }
+  return [...names];
+}
+
+export type ChangeKind = 'A' | 'C' | 'D';
+
+export interface Change {
+  /** Absolute path in the container. */
+  path: string;
+  kind: ChangeKind;
+}
+
+/** Docker's order: by path, byte-wise. */
+export function sortChanges(changes: Change[]): Change[] {
+  return changes.sort((a, b) => byName(a.path, b.path));
+}
+
+/**
+ * `docker diff` of an upper directory over `lowers`: a whiteout is `D`, an
+ * entry the lower layers have is `C` (the parents overlayfs copied up for a
+ * change below them among them), any other `A`. An opaque directory the
+ * lower layers had is `C`, and each name they had in it that the upper
+ * directory does not have again is `D` (what a full-tree comparison, Docker's
+ * naive diff, reports for `rm -rf /etc && mkdir /etc`).
+ */
+export async function changesOf(upper: string, lowers: string[]): Promise<Change[]> {
+  const out: Change[] = [];
+  for await (const e of walkUpper(upper)) {
+    const p = '/' + e.rel;
+    if (e.whiteout) {
+      out.push({ path: p, kind: 'D' });
+      continue;
+    }
+    const inLower = await existsInLower(lowers, e.rel);
+    out.push({ path: p, kind: inLower ? 'C' : 'A' });
+    if (e.opaque && inLower) {
+      const present = new Set(await fs.readdir(e.abs));
+      for (const name of await lowerNames(lowers, e.rel)) if (!present.has(name)) out.push({ path: `${p}/${name}`, kind: 'D' });
+    }
+  }
+  return sortChanges(out);
+}

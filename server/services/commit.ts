@@ -35,7 +35,7 @@ export class CommitService {
   /** `docker diff`: the container's changes over its image. */
   async diff(caller: Caller, ref: string): Promise<ContainerDiffResult> {
     const fs = this.container(caller, ref);
-    return { changes: await changesOf(fs.upper, fs.lowers) };
+    return { changes: await changesOf(fs.upper, { lowers: fs.lowers, mountPoints: fs.mountPoints }) };
   }
 
   /**
@@ -58,7 +58,7 @@ export class CommitService {
       const thaw = p.pause === false ? async () => undefined : await fs.pause();
       let layer: Awaited<ReturnType<typeof commitLayer>>;
       try {
-        layer = await commitLayer(store, lease, fs.upper, { idShift: fs.idShift, sourceDateEpoch: p.sourceDateEpoch, signal });
+        layer = await commitLayer(store, lease, fs.upper, { view: { lowers: fs.lowers, mountPoints: fs.mountPoints }, idShift: fs.idShift, sourceDateEpoch: p.sourceDateEpoch, signal });
       } finally {
         await thaw();
       }

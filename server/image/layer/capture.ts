@@ -25,7 +25,7 @@ import * as zlib from 'node:zlib';
 import type { ImageStore, Lease } from '../store';
 import { MediaType, type Descriptor } from '../types';
 import { unpackLayer } from '../unpack';
-import { walkUpper, type UpperEntry } from './changes';
+import { collectUpper, type UpperEntry, type UpperView } from './changes';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarWriteHeader } from './tarwriter';
 
 /**
@@ -41,6 +41,8 @@ export interface IdShift {
 }
 
 export interface CaptureOptions {
+  /** The lower layers and the runtime's mount points, which are not changes (changes.ts); without it, all of `upper`. */
+  view?: UpperView;
   idShift?: IdShift;
   /** Seconds since the epoch: no entry's mtime is later (SOURCE_DATE_EPOCH, reproducible-builds.org). */
   sourceDateEpoch?: number;
@@ -80,7 +82,7 @@ export async function* layerTar(upper: string, opts: CaptureOptions = {}): Async
     const t = Number(st.mtimeNs / 1_000_000_000n);
     return opts.sourceDateEpoch !== undefined ? Math.min(t, opts.sourceDateEpoch) : t;
   };
-  for await (const e of walkUpper(upper)) {
+  for (const e of await collectUpper(upper, opts.view ?? { lowers: [] })) {
     if (opts.signal?.aborted) throw opts.signal.reason;
     const st = e.stat;
     const base: Omit<TarWriteHeader, 'type'> = {

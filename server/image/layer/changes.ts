@@ -51,44 +51,106 @@ function byName(a: string, b: string): number {
 }
 
 /**
- * The entries of `upper`, depth first, each directory's names in byte order
- * (so the same tree always comes out the same), the root itself left out.
+ * The entries of `upper`, depth first (each directory followed by its whole
+ * subtree), each directory's names in byte order (so the same tree always
+ * comes out the same), the root itself left out.
  */
-export async function* walkUpper(upper: string): AsyncGenerator<UpperEntry> {
-  const stack: string[] = [''];
-  while (stack.length) {
-    const dirRel = stack.pop()!;
-    const names = (await fs.readdir(path.join(upper, dirRel))).sort(byName);
-    const subdirs: string[] = [];
-    for (const name of names) {
-      const rel = dirRel ? `${dirRel}/${name}` : name;
-      const abs = path.join(upper, rel);
-      let stat: BigIntStats;
-      try {
-        stat = await fs.lstat(abs, { bigint: true });
-      } catch (err) {
-        // a running container removed it between readdir and lstat: it is not a change any more
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw err;
-      }
-      const entry: UpperEntry = { rel, abs, stat, whiteout: isWhiteout(stat), opaque: false, xattrs: [] };
-      if (!entry.whiteout) {
-        for (const x of llistxattr(abs).sort(byName)) {
-          if (x === 'trusted.overlay.redirect' || x === 'trusted.overlay.metacopy') {
-            throw new LayerCaptureError(`cannot capture ${JSON.stringify('/' + rel)}: overlayfs marked it ${x} (a renamed directory or a metadata-only copy); mount with redirect_dir=off and metacopy=off`);
-          }
-          if (x === OVERLAY_OPAQUE_XATTR) entry.opaque = stat.isDirectory() && lgetxattr(abs, x)?.toString() === 'y';
-          if (OVERLAY_XATTR.test(x)) continue;
-          const value = lgetxattr(abs, x);
-          if (value !== undefined) entry.xattrs.push([x, value]);
-        }
-      }
-      yield entry;
-      if (stat.isDirectory()) subdirs.push(rel);
+export async function* walkUpper(upper: string, dirRel = ''): AsyncGenerator<UpperEntry> {
+  const names = (await fs.readdir(path.join(upper, dirRel))).sort(byName);
+  for (const name of names) {
+    const rel = dirRel ? `${dirRel}/${name}` : name;
+    const abs = path.join(upper, rel);
+    let stat: BigIntStats;
+    try {
+      stat = await fs.lstat(abs, { bigint: true });
+    } catch (err) {
+      // a running container removed it between readdir and lstat: it is not a change any more
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
     }
-    // reversed onto the stack so the first name is walked first
-    for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]);
+    const entry: UpperEntry = { rel, abs, stat, whiteout: isWhiteout(stat), opaque: false, xattrs: [] };
+    if (!entry.whiteout) {
+      for (const x of llistxattr(abs).sort(byName)) {
+        if (x === 'trusted.overlay.redirect' || x === 'trusted.overlay.metacopy') {
+          throw new LayerCaptureError(`cannot capture ${JSON.stringify('/' + rel)}: overlayfs marked it ${x} (a renamed directory or a metadata-only copy); mount with redirect_dir=off and metacopy=off`);
+        }
+        if (x === OVERLAY_OPAQUE_XATTR) entry.opaque = stat.isDirectory() && lgetxattr(abs, x)?.toString() === 'y';
+        if (OVERLAY_XATTR.test(x)) continue;
+        const value = lgetxattr(abs, x);
+        if (value !== undefined) entry.xattrs.push([x, value]);
+      }
+    }
+    yield entry;
+    // depth first: a directory's whole subtree follows it, before its next sibling
+    if (stat.isDirectory()) yield* walkUpper(upper, rel);
   }
+}
+
+/** What `collectUpper` needs besides the upper directory. */
+export interface UpperView {
+  /** The image's layer directories, top-most first. */
+  lowers: string[];
+  /**
+   * Paths (relative, no leading slash) the runtime mounts over: where the
+   * image lacks one, overlayfs got an empty file or directory made there as
+   * the mount point (/etc/hosts, /proc, a bind's target). Docker keeps those
+   * in a layer of their own below the container's (the init layer); here
+   * they are left out of diff and commit, and so is a directory that was
+   * copied up only to hold them.
+   */
+  mountPoints?: readonly string[];
+}
+
+/**
+ * The entries of `upper` (walkUpper's order) less the runtime's mount
+ * points: the changes a diff reports and a commit records. Metadata only;
+ * a file's data is read later, when a tar is written.
+ */
+export async function collectUpper(upper: string, view: UpperView): Promise<UpperEntry[]> {
+  const stubs = new Set(view.mountPoints ?? []);
+  const all: UpperEntry[] = [];
+  for await (const e of walkUpper(upper)) all.push(e);
+  if (stubs.size === 0) return all;
+  const dropped = new Set<string>();
+  // children come after their parent: decide the deepest first
+  for (let i = all.length - 1; i >= 0; i--) {
+    const e = all[i];
+    if (e.whiteout) continue;
+    const isStub = stubs.has(e.rel) && ((e.stat.isFile() && e.stat.size === 0n) || e.stat.isDirectory()) && !(await existsInLower(view.lowers, e.rel));
+    if (isStub && (!e.stat.isDirectory() || onlyDropped(all, i, dropped))) {
+      dropped.add(e.rel);
+      continue;
+    }
+    // a directory overlayfs copied up only to make mount points in: unchanged otherwise
+    if (e.stat.isDirectory() && !e.opaque && hasChildren(all, i) && onlyDropped(all, i, dropped) && (await sameAsLower(view.lowers, e))) dropped.add(e.rel);
+  }
+  return all.filter((e) => !dropped.has(e.rel));
+}
+
+/** The entries under all[i] (the walk puts them right after it, before the next entry outside it). */
+function descendants(all: UpperEntry[], i: number): UpperEntry[] {
+  const prefix = all[i].rel + '/';
+  const out: UpperEntry[] = [];
+  for (let j = i + 1; j < all.length && all[j].rel.startsWith(prefix); j++) out.push(all[j]);
+  return out;
+}
+
+function hasChildren(all: UpperEntry[], i: number): boolean {
+  return descendants(all, i).length > 0;
+}
+
+function onlyDropped(all: UpperEntry[], i: number, dropped: Set<string>): boolean {
+  return descendants(all, i).every((d) => dropped.has(d.rel));
+}
+
+/** The directory's owner and mode are the lower layers' (its mtime changed with the mount points made in it). */
+async function sameAsLower(lowers: string[], e: UpperEntry): Promise<boolean> {
+  if (e.xattrs.length) return false;
+  for (const layer of lowers) {
+    const st = await lstatOrUndefined(path.join(layer, e.rel));
+    if (st) return st.isDirectory() && st.mode === e.stat.mode && st.uid === e.stat.uid && st.gid === e.stat.gid;
+  }
+  return false;
 }
 
 async function lstatOrUndefined(p: string): Promise<BigIntStats | undefined> {
@@ -172,9 +234,10 @@ export function sortChanges(changes: Change[]): Change[] {
  * directory does not have again is `D` (what a full-tree comparison, Docker's
  * naive diff, reports for `rm -rf /etc && mkdir /etc`).
  */
-export async function changesOf(upper: string, lowers: string[]): Promise<Change[]> {
+export async function changesOf(upper: string, view: UpperView): Promise<Change[]> {
+  const { lowers } = view;
   const out: Change[] = [];
-  for await (const e of walkUpper(upper)) {
+  for (const e of await collectUpper(upper, view)) {
     const p = '/' + e.rel;
     if (e.whiteout) {
       out.push({ path: p, kind: 'D' });

@@ -30,6 +30,12 @@ export interface ContainerFilesystem {
   upper: string;
   /** The image's layer directories, top-most first. */
   lowers: string[];
+  /**
+   * Where the runtime mounts over the root filesystem (relative, no leading
+   * slash): the plan's mounts and the run's binds. An empty file or
+   * directory overlayfs got there is the mount point, not a change.
+   */
+  mountPoints: string[];
   /** Host id = start + container id, for each of uid and gid; absent without a user namespace. */
   idShift?: { uid: number; gid: number; size: number };
   /**
@@ -53,6 +59,9 @@ export function containerFilesystem(e: Entry, dir: string, cgroups: CgroupManage
     running,
     upper: path.join(dir, 'upper'),
     lowers: planLayerDirs(record.plan),
+    mountPoints: [...new Set([...record.plan.mounts.map((m) => m.target), ...(record.binds ?? []).map((b) => b.target)])]
+      .map((t) => path.posix.normalize(t).replace(/^\/+|\/+$/g, ''))
+      .filter((t) => t !== '' && t !== '.'),
     ...(userns ? { idShift: { uid: userns.uid, gid: userns.gid, size: userns.size } } : {}),
     async pause() {
       if (!running) return async () => undefined;

@@ -1,0 +1,20 @@
+import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import { fileRegistry, startHelper } from '../helpers/capsa';
+const registry = fileRegistry();
+test('scratch', async (t) => {
+  const h = await startHelper({ mirror: registry.url });
+  t.after(() => h.stop());
+  console.log(await h.cli(['run', '--name', 'c1', '--network', 'none', 'busybox', 'sh', '-c', 'mkdir -p /data/sub && echo hi > /data/sub/f && ln /data/sub/f /data/hard && rm /etc/group && echo extra >> /etc/passwd && rm -rf /home && mkdir /home && echo new > /home/n && ln -s ../data/sub/f /data/link && chown 1000:1000 /data/sub/f']));
+  const id = (await h.cli(['inspect', '-f', '{{.Id}}', 'c1'])).stdout.trim();
+  console.log(id);
+  console.log(execFileSync('sh', ['-c', `cd ${h.root}/containers/*/upper && find . -exec ls -lnd {} + ; getfattr -d -m - -R . 2>&1 | head -30`], { encoding: 'utf8' }));
+  console.log(await h.cli(['diff', 'c1']));
+  const c = await h.cli(['commit', '-c', 'CMD ["cat", "/home/n"]', 'c1', 'mine:1']);
+  console.log(c);
+  console.log(await h.cli(['run', '--rm', '--network', 'none', 'mine:1']));
+  console.log(await h.cli(['run', '--rm', '--network', 'none', 'mine:1', 'sh', '-c', 'ls -la /home /data /data/sub; cat /etc/passwd; ls /etc; stat -c "%h %u %g" /data/hard']));
+  console.log(await h.cli(['history', 'mine:1']));
+  console.log(await h.cli(['tag', 'mine:1', 'other']));
+  console.log(await h.cli(['images']));
+});

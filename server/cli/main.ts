@@ -17,6 +17,7 @@ import { network, port } from './network';
 import { volume } from './volumes';
 import { imagePrune, images, load, pull, rmi, save, system } from './images';
 import { commit, diff, history, tag } from './commit';
+import { cp } from './cp';
 import { runWarmEntry } from './warm/process';
 import * as check from './validate';
 import { runLike } from './containers/run';
@@ -67,12 +68,13 @@ const COMMANDS: Record<string, [Command, string]> = {
   diff: [diff, "Inspect changes to files or directories on a container's filesystem"],
   history: [history, 'Show the history of an image'],
   tag: [tag, 'Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE'],
+  cp: [cp, 'Copy files/folders between a container and the local filesystem'],
 };
 
 const MANAGEMENT: Record<string, Record<string, string>> = {
   container: {
     ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect',
-    create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune', commit: 'commit', diff: 'diff',
+    create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune', commit: 'commit', diff: 'diff', cp: 'cp',
   },
   image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', prune: 'image-prune', load: 'load', save: 'save', history: 'history', tag: 'tag' },
 };

@@ -14,6 +14,10 @@ import type { CancellationToken, Disposable } from 'vscode-jsonrpc';
 import type { Connection } from 'vscode-languageserver/node';
 import { PermissionDeniedError } from '../errors';
 import {
+  ContainerArchiveOpenReadRequest,
+  ContainerArchiveOpenWriteRequest,
+  ContainerArchiveReadRequest,
+  ContainerArchiveWriteRequest,
   ContainerAttachRequest,
   ContainerCommitRequest,
   ContainerDiffRequest,
@@ -23,6 +27,7 @@ import {
   ContainerKillRequest,
   ContainerListRequest,
   ContainerLogsRequest,
+  ContainerPathStatRequest,
   ContainerPruneRequest,
   ContainerRemoveRequest,
   ContainerRestartRequest,
@@ -118,6 +123,13 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   ContainerDiffRequest.method, // the caller's own container
   ImageHistoryRequest.method, // an image of the caller's namespace
   ImageTagRequest.method, // source looked up, and target written, in the caller's namespace
+  // cp (handlers/copy.ts): the caller's own running container, every path resolved in its root (runtime/container/inroot.ts);
+  // the host side is the client's, done with its own rights; sessions are the connection's own
+  ContainerPathStatRequest.method,
+  ContainerArchiveOpenReadRequest.method,
+  ContainerArchiveReadRequest.method,
+  ContainerArchiveOpenWriteRequest.method, // written with the container's own ids (its block's), `..` entries refused
+  ContainerArchiveWriteRequest.method,
   WorkDoneProgressCancelNotification.method, // cancels only progress this connection started (handlers/images.ts)
 ]);
 

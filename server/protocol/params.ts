@@ -48,6 +48,11 @@ const messages = [
   P.ContainerDiffRequest,
   P.ImageHistoryRequest,
   P.ImageTagRequest,
+  P.ContainerPathStatRequest,
+  P.ContainerArchiveOpenReadRequest,
+  P.ContainerArchiveReadRequest,
+  P.ContainerArchiveOpenWriteRequest,
+  P.ContainerArchiveWriteRequest,
 ];
 
 /** The params schema of each client → helper message, by method. */

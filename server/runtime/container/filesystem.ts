@@ -14,7 +14,10 @@
  * start+N of its block (userns.ts).
  */
 import * as path from 'node:path';
+import { ConflictError } from '../../errors';
 import type { CgroupManager } from '../cgroups';
+import { ContainerRoot } from './inroot';
+import { sameProcess } from './proc';
 import { planLayerDirs } from '../userns';
 import type { Entry } from './entry';
 import type { RunOptions } from './options';
@@ -69,4 +72,18 @@ export function containerFilesystem(e: Entry, dir: string, cgroups: CgroupManage
       return frozen ? async () => void (await cgroups.freeze(dir, false)) : async () => undefined;
     },
   };
+}
+
+/**
+ * The root of a running container, resolved through its first process
+ * (`/proc/<pid>/root`), checked to be that process still. A stopped
+ * container has no mounted root: cp then is refused (its upper directory
+ * alone is not what the container would see).
+ */
+export function openContainerRoot(e: Entry): ContainerRoot {
+  const { record, state } = e;
+  if (!e.live || state.state !== 'running' || !state.pid || !sameProcess(state.pid, state.pidStartTime)) {
+    throw new ConflictError(`container ${record.name} is not running: copying to or from a container needs it running (start it first)`);
+  }
+  return ContainerRoot.open(state.pid, record.name);
 }

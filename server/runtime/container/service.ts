@@ -26,7 +26,8 @@ import { prepareRun } from '../runsetup';
 import { UsernsAllocator } from '../userns';
 import { ContainerTable, type ContainerAction, type ContainerChange, type ContainerDetails, type ContainerView, type Entry } from './entry';
 import { execIn, type ExecSession } from './exec';
-import { containerFilesystem, type ContainerFilesystem } from './filesystem';
+import { containerFilesystem, openContainerRoot, type ContainerFilesystem } from './filesystem';
+import { archivePath, extractInto, statPath, type PathStat } from './archive';
 import type { ImageSource } from './imagesource';
 import { nativeShimLauncher, type ShimLauncher } from './launcher';
 import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from './lifecycle';
@@ -218,6 +219,38 @@ export class ContainerService extends EventEmitter {
   filesystem(ref: string): ContainerFilesystem {
     const e = this.table.find(ref);
     return containerFilesystem(e, this.store.pathOf(e.record.id), this.deps.cgroups);
+  }
+
+  /** `p` in a running container (archive.ts statPath): what `cp` needs for its path rules. */
+  async statPath(ref: string, p: string, follow: boolean): Promise<PathStat> {
+    const root = openContainerRoot(this.table.find(ref));
+    try {
+      return await statPath(root, p, follow);
+    } finally {
+      root.close();
+    }
+  }
+
+  /** The tar of `p` in a running container, ids as it sees them (archive.ts). */
+  async *archive(ref: string, p: string, follow: boolean): AsyncGenerator<Buffer> {
+    const e = this.table.find(ref);
+    const root = openContainerRoot(e);
+    try {
+      yield* archivePath(root, p, { follow, idShift: this.filesystem(ref).idShift });
+    } finally {
+      root.close();
+    }
+  }
+
+  /** Extracts `source` into the directory `dest` of a running container (archive.ts). */
+  async extract(ref: string, dest: string, source: AsyncIterable<Uint8Array>, copyIds: boolean): Promise<{ entries: number }> {
+    const e = this.table.find(ref);
+    const root = openContainerRoot(e);
+    try {
+      return await extractInto(root, dest, source, { copyIds, idShift: this.filesystem(ref).idShift });
+    } finally {
+      root.close();
+    }
   }
 
   /** Kills every running container (helper shutdown in tests). */

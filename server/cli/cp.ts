@@ -198,7 +198,7 @@ async function toContainer(c: MessageConnection, srcPath: string, container: str
 async function packTree(pack: tar.Pack, src: string, st: Stats, top: Placement['top'], o: { archive: boolean }): Promise<void> {
   const add = (name: string, s: Stats, extra: Pick<tar.Header, 'type'> & Partial<tar.Header>, body?: string): Promise<void> =>
     new Promise((resolve, reject) => {
-      const header: tar.Header = { name, mode: s.mode & 0o7777, mtime: s.mtime, uid: o.archive ? s.uid : 0, gid: o.archive ? s.gid : 0, ...extra, size: 0 };
+      const header = { name, mode: s.mode & 0o7777, mtime: s.mtime, uid: o.archive ? s.uid : 0, gid: o.archive ? s.gid : 0, ...extra, size: 0 } as tar.Header;
       if (body === undefined) {
         pack.entry(header, (err) => (err ? reject(err) : resolve()));
         return;

@@ -179,11 +179,19 @@ async function toContainer(c: MessageConnection, srcPath: string, container: str
     return;
   }
   const st = o.follow ? await fs.stat(srcPath) : await fs.lstat(srcPath);
-  const dstStat: ContainerPathStat | undefined = await c.sendRequest(ContainerPathStatRequest.type, { container, path: dest, follow: true }).catch((err: { data?: { code?: string } }) => {
-    if (err?.data?.code === 'E_CONTAINER_PATH_NOT_FOUND') return undefined;
-    throw err;
-  });
-  const placement = place(srcPath, st.isDirectory(), dest, dstStat ? (dstStat.type === 'directory' ? 'directory' : 'file') : undefined);
+  const statIn = (p: string, follow: boolean): Promise<ContainerPathStat | undefined> =>
+    c.sendRequest(ContainerPathStatRequest.type, { container, path: p, follow }).catch((err: { data?: { code?: string } }) => {
+      if (err?.data?.code === 'E_CONTAINER_PATH_NOT_FOUND') return undefined;
+      throw err;
+    });
+  // docker cp follows a symlink DEST to its target (relative to the link's directory), which the helper resolves in the container's root
+  let target = dest;
+  let dstStat = await statIn(dest, false);
+  if (dstStat?.type === 'symlink' && dstStat.linkTarget !== undefined) {
+    target = path.posix.resolve(path.posix.dirname(dest), dstStat.linkTarget);
+    dstStat = await statIn(target, true);
+  }
+  const placement = place(srcPath, st.isDirectory(), target, dstStat ? (dstStat.type === 'directory' ? 'directory' : 'file') : undefined);
   const pack = tar.pack();
   const packing = packTree(pack, srcPath, st, placement.top, o).then(
     () => pack.finalize(),

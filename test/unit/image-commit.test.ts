@@ -12,6 +12,9 @@ import { sortChanges } from '../../server/image/layer/changes';
 import { devParts } from '../../server/image/layer/capture';
 import { imageConfig } from '../../server/image/commit/assemble';
 import { readTar } from '../../server/image/tar';
+import { PARAMS } from '../../server/protocol/params';
+import { COPY_CHUNK } from '../../server/protocol';
+import { place, placedName, splitCpArg } from '../../server/cli/cp';
 
 test('CMD and ENTRYPOINT take the exec form as given and run the shell form with /bin/sh -c', () => {
   assert.deepEqual(parseInstruction('CMD ["echo", "hi there"]'), { kind: 'CMD', args: ['echo', 'hi there'], shellForm: false });
@@ -115,4 +118,27 @@ test("an assembled config appends diff-ids and history to the parent's and keeps
   assert.deepEqual(c.history, [{ created_by: 'base' }, { created_by: 'step' }]);
   assert.deepEqual([c.os, c.architecture, c.variant], ['linux', 'arm64', 'v8']);
   assert.deepEqual(c.config, { Cmd: ['true'] });
+});
+
+test('a cp chunk over 1 MiB of base64 is refused by its schema, one of 1 MiB passes', () => {
+  const schema = PARAMS.get('capsa/container/archive/write')!;
+  assert.doesNotThrow(() => schema.check({ session: 's', data: Buffer.alloc(COPY_CHUNK).toString('base64') }, ''));
+  assert.throws(() => schema.check({ session: 's', data: Buffer.alloc(COPY_CHUNK + 3).toString('base64') }, ''));
+});
+
+test("cp's arguments and path rules are docker cp's", () => {
+  assert.deepEqual(splitCpArg('web:/etc'), { container: 'web', path: '/etc' });
+  assert.deepEqual(splitCpArg('/abs:x'), { path: '/abs:x' });
+  assert.deepEqual(splitCpArg('./a:b'), { path: './a:b' });
+  assert.deepEqual(splitCpArg('file'), { path: 'file' });
+  assert.deepEqual(place('/srv/d', true, '/out', 'directory'), { dir: '/out', top: 'd' });
+  assert.deepEqual(place('/srv/d/.', true, '/out', 'directory'), { dir: '/out', top: { strip: true } });
+  assert.deepEqual(place('/srv/d', true, '/out/new', undefined), { dir: '/out', top: 'new' });
+  assert.deepEqual(place('/srv/f', false, '/out/g', 'file'), { dir: '/out', top: 'g' });
+  assert.throws(() => place('/srv/d', true, '/out/g', 'file'), /cannot copy a directory to a file/);
+  assert.throws(() => place('/srv/f', false, '/out/missing/', undefined), /no such directory/);
+  assert.equal(placedName('d/sub/x', 'new'), 'new/sub/x');
+  assert.equal(placedName('d', { strip: true }), undefined);
+  assert.equal(placedName('d/x', { strip: true }), 'x');
+  assert.throws(() => placedName('d/../../x', 'new'), /parent directory/);
 });

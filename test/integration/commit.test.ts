@@ -9,7 +9,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
@@ -247,4 +248,40 @@ test("a user's commit records the ids its container sees and lands in the user's
   const pid = h.process.pid;
   assert.equal((await h.cli(['version'])).code, 0, 'the helper still answers');
   assert.equal(h.process.pid, pid);
+});
+
+test('podman loads a saved committed image and sees the same files (oracle)', async (t) => {
+  const h = await helper(t);
+  await ok(h, ['run', '--name', 'p1', '--network', 'none', 'busybox', 'sh', '-c', SCRIPT]);
+  await ok(h, ['commit', 'p1', 'oracle:1']);
+  const archive = path.join(h.dir, 'oracle.tar');
+  await ok(h, ['save', '-o', archive, 'oracle:1']);
+  // podman with a store of its own under the test's directory: nothing of the machine's podman is touched
+  const store = ['--root', path.join(h.dir, 'podman-root'), '--runroot', path.join(h.dir, 'podman-run'), '--storage-driver', 'vfs'];
+  const podman = (args: string[]): string => execFileSync('podman', [...store, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => {
+    try {
+      podman(['system', 'reset', '--force']);
+    } catch {
+      // best effort: the directory goes with the helper's
+    }
+  });
+  podman(['load', '-i', archive]);
+  // the image's root as podman assembled it from the archive (no container run: podman's runtime is not what is checked)
+  const mnt = podman(['image', 'mount', 'oracle:1']).trim();
+  t.after(() => {
+    try {
+      podman(['image', 'unmount', '--all', '--force']);
+    } catch {
+      // reset above removes what is left
+    }
+  });
+  assert.equal(readFileSync(path.join(mnt, 'data', 'sub', 'f'), 'utf8'), 'hi\n');
+  const hard = statSync(path.join(mnt, 'data', 'hard'));
+  assert.deepEqual([hard.nlink, hard.uid, hard.gid, hard.ino], [2, 1000, 1000, statSync(path.join(mnt, 'data', 'sub', 'f')).ino]);
+  assert.equal(readlinkSync(path.join(mnt, 'data', 'link')), '../data/sub/f');
+  assert.deepEqual(readdirSync(path.join(mnt, 'home')), ['n'], 'the opaque directory, as podman reads the whiteout');
+  assert.equal(existsSync(path.join(mnt, 'etc', 'group')), false, 'the deleted file');
+  assert.match(readFileSync(path.join(mnt, 'etc', 'passwd'), 'utf8'), /extra\n$/);
+  assert.deepEqual(readdirSync(path.join(mnt, 'etc')).sort(), ['passwd'], "no runtime mount points in the image");
 });

@@ -177,9 +177,14 @@ export async function captureLayer(upper: string, file: string, opts: CaptureOpt
  */
 export async function commitLayer(store: ImageStore, lease: Lease, upper: string, opts: CaptureOptions = {}): Promise<{ descriptor: Descriptor; diffId: string; tarSize: number }> {
   const dir = await store.stagingDir(lease);
-  const captured = await captureLayer(upper, path.join(dir, 'layer.tar.gz'), opts);
-  await lease.blob(captured.digest);
-  await store.adoptBlob(captured.file, captured.digest);
+  let captured: CapturedLayer;
+  try {
+    captured = await captureLayer(upper, path.join(dir, 'layer.tar.gz'), opts);
+    await lease.blob(captured.digest);
+    await store.adoptBlob(captured.file, captured.digest);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
   if (!(await store.hasLayer(captured.diffId))) {
     await store.createLayer(
       captured.diffId,

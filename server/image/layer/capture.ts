@@ -17,7 +17,7 @@
  * give the same digest.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { closeSync, constants, createReadStream, createWriteStream, fstatSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -25,7 +25,8 @@ import * as zlib from 'node:zlib';
 import type { ImageStore, Lease } from '../store';
 import { MediaType, type Descriptor } from '../types';
 import { unpackLayer } from '../unpack';
-import { collectUpper, type UpperEntry, type UpperView } from './changes';
+import { collectUpper, LayerCaptureError, openUpper, type UpperEntry, type UpperView } from './changes';
+import { openBeneath } from '../../util/openat2';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarWriteHeader } from './tarwriter';
 
 /**
@@ -82,46 +83,51 @@ export async function* layerTar(upper: string, opts: CaptureOptions = {}): Async
     const t = Number(st.mtimeNs / 1_000_000_000n);
     return opts.sourceDateEpoch !== undefined ? Math.min(t, opts.sourceDateEpoch) : t;
   };
-  for (const e of await collectUpper(upper, opts.view ?? { lowers: [] })) {
-    if (opts.signal?.aborted) throw opts.signal.reason;
-    const st = e.stat;
-    const base: Omit<TarWriteHeader, 'type'> = {
-      name: e.rel,
-      mode: Number(st.mode & 0o7777n),
-      uid: shifted(Number(st.uid), opts.idShift?.uid, opts.idShift?.size),
-      gid: shifted(Number(st.gid), opts.idShift?.gid, opts.idShift?.size),
-      size: 0,
-      mtime: clamp(st),
-      xattrs: e.xattrs,
-    };
-    if (e.whiteout) {
-      const slash = e.rel.lastIndexOf('/');
-      const name = slash < 0 ? `.wh.${e.rel}` : `${e.rel.slice(0, slash)}/.wh.${e.rel.slice(slash + 1)}`;
-      yield encodeHeader({ name, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: base.mtime });
-    } else if (st.isDirectory()) {
-      yield encodeHeader({ ...base, type: 'directory' });
-      if (e.opaque) yield encodeHeader({ name: `${e.rel}/.wh..wh..opq`, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: base.mtime });
-    } else if (st.isSymbolicLink()) {
-      yield encodeHeader({ ...base, type: 'symlink', linkname: await fs.readlink(e.abs) });
-    } else if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1n ? links.get(key) : undefined;
-      if (first !== undefined) {
-        yield encodeHeader({ ...base, type: 'link', linkname: first });
-        continue;
+  const upperFd = openUpper(upper);
+  try {
+    for (const e of await collectUpper(upper, opts.view ?? { lowers: [] })) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      const st = e.stat;
+      const base: Omit<TarWriteHeader, 'type'> = {
+        name: e.rel,
+        mode: Number(st.mode & 0o7777n),
+        uid: shifted(Number(st.uid), opts.idShift?.uid, opts.idShift?.size),
+        gid: shifted(Number(st.gid), opts.idShift?.gid, opts.idShift?.size),
+        size: 0,
+        mtime: clamp(st),
+        xattrs: e.xattrs,
+      };
+      if (e.whiteout) {
+        const slash = e.rel.lastIndexOf('/');
+        const name = slash < 0 ? `.wh.${e.rel}` : `${e.rel.slice(0, slash)}/.wh.${e.rel.slice(slash + 1)}`;
+        yield encodeHeader({ name, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: base.mtime });
+      } else if (st.isDirectory()) {
+        yield encodeHeader({ ...base, type: 'directory' });
+        if (e.opaque) yield encodeHeader({ name: `${e.rel}/.wh..wh..opq`, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: base.mtime });
+      } else if (st.isSymbolicLink()) {
+        yield encodeHeader({ ...base, type: 'symlink', linkname: e.linkTarget ?? '' });
+      } else if (st.isFile()) {
+        const key = `${st.dev}:${st.ino}`;
+        const first = st.nlink > 1n ? links.get(key) : undefined;
+        if (first !== undefined) {
+          yield encodeHeader({ ...base, type: 'link', linkname: first });
+          continue;
+        }
+        if (st.nlink > 1n) links.set(key, e.rel);
+        const size = Number(st.size);
+        yield encodeHeader({ ...base, type: 'file', size });
+        yield* fileData(upperFd, e, size);
+        yield padding(size);
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        const { major, minor } = devParts(st.rdev);
+        yield encodeHeader({ ...base, type: st.isCharacterDevice() ? 'char' : 'block', devmajor: major, devminor: minor });
+      } else if (st.isFIFO()) {
+        yield encodeHeader({ ...base, type: 'fifo' });
       }
-      if (st.nlink > 1n) links.set(key, e.rel);
-      const size = Number(st.size);
-      yield encodeHeader({ ...base, type: 'file', size });
-      yield* fileData(e.abs, size);
-      yield padding(size);
-    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      const { major, minor } = devParts(st.rdev);
-      yield encodeHeader({ ...base, type: st.isCharacterDevice() ? 'char' : 'block', devmajor: major, devminor: minor });
-    } else if (st.isFIFO()) {
-      yield encodeHeader({ ...base, type: 'fifo' });
+      // sockets: a running program's, meaningless in an image
     }
-    // sockets: a running program's, meaningless in an image
+  } finally {
+    closeSync(upperFd);
   }
   yield END_OF_ARCHIVE;
 }
@@ -131,13 +137,21 @@ export async function* layerTar(upper: string, opts: CaptureOptions = {}): Async
  * after the header was written, and the tar must stay well formed (cut, or
  * padded with zeros; pausing the container while capturing avoids both).
  */
-async function* fileData(file: string, size: number): AsyncGenerator<Buffer> {
+async function* fileData(upperFd: number, e: UpperEntry, size: number): AsyncGenerator<Buffer> {
+  // beneath the upper directory with no symlink on the way, non-blocking (a FIFO swapped in does not hold the read), and the file the walk saw
+  const fd = openBeneath(upperFd, e.rel, constants.O_RDONLY | constants.O_NONBLOCK);
   let sent = 0;
-  if (size > 0) {
-    for await (const chunk of createReadStream(file, { end: size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
-      sent += chunk.length;
-      yield chunk;
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    if (!st.isFile() || st.ino !== e.stat.ino) throw new LayerCaptureError(`cannot capture ${JSON.stringify('/' + e.rel)}: it was replaced while the layer was written (commit with the container paused)`);
+    if (size > 0) {
+      for await (const chunk of createReadStream('', { fd, autoClose: false, start: 0, end: size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+        sent += chunk.length;
+        yield chunk;
+      }
     }
+  } finally {
+    closeSync(fd);
   }
   if (sent < size) yield Buffer.alloc(size - sent);
 }

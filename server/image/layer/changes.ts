@@ -10,9 +10,10 @@
  * `docker diff`: `A`dded, `C`hanged, `D`eleted, sorted by path as Docker
  * sorts them.
  */
-import { promises as fs, type BigIntStats } from 'node:fs';
+import { closeSync, constants, openSync, promises as fs, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { CapsaError } from '../../errors';
+import { O_PATH, openBeneath } from '../../util/openat2';
 import { lgetxattr, llistxattr } from '../libc';
 import { OVERLAY_OPAQUE_XATTR } from '../whiteout';
 
@@ -26,13 +27,15 @@ export class LayerCaptureError extends CapsaError {
 export interface UpperEntry {
   /** Path relative to the root, `/`-separated, no leading slash. */
   rel: string;
-  /** Host path of the entry in the upper directory. */
+  /** Host path of the entry in the upper directory, for messages: a running container may change what it names (open beneath the upper directory instead). */
   abs: string;
   stat: BigIntStats;
   /** A 0/0 character device: overlayfs's mark that `rel` was deleted. */
   whiteout: boolean;
   /** A directory marked opaque: lower layers' content of it is hidden. */
   opaque: boolean;
+  /** A symlink's target, read in the walk. */
+  linkTarget?: string;
   /** Extended attributes to keep (overlayfs's own left out), sorted by name. */
   xattrs: Array<[string, Buffer]>;
 }
@@ -51,38 +54,70 @@ function byName(a: string, b: string): number {
 }
 
 /**
- * The entries of `upper`, depth first (each directory followed by its whole
- * subtree), each directory's names in byte order (so the same tree always
- * comes out the same), the root itself left out.
+ * The entries of the upper directory open as `upperFd`, depth first (each
+ * directory followed by its whole subtree), each directory's names in byte
+ * order (so the same tree always comes out the same), the root left out.
+ *
+ * A running container writes this tree: every directory is opened beneath
+ * `upperFd` with no symlink allowed anywhere on the way (openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), and its entries are looked at
+ * through that descriptor without following them, so a directory swapped
+ * for a symlink to a host path mid-walk fails the walk instead of reading
+ * the host.
  */
-export async function* walkUpper(upper: string, dirRel = ''): AsyncGenerator<UpperEntry> {
-  const names = (await fs.readdir(path.join(upper, dirRel))).sort(byName);
-  for (const name of names) {
-    const rel = dirRel ? `${dirRel}/${name}` : name;
-    const abs = path.join(upper, rel);
-    let stat: BigIntStats;
-    try {
-      stat = await fs.lstat(abs, { bigint: true });
-    } catch (err) {
-      // a running container removed it between readdir and lstat: it is not a change any more
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw err;
-    }
-    const entry: UpperEntry = { rel, abs, stat, whiteout: isWhiteout(stat), opaque: false, xattrs: [] };
-    if (!entry.whiteout) {
-      for (const x of llistxattr(abs).sort(byName)) {
-        if (x === 'trusted.overlay.redirect' || x === 'trusted.overlay.metacopy') {
-          throw new LayerCaptureError(`cannot capture ${JSON.stringify('/' + rel)}: overlayfs marked it ${x} (a renamed directory or a metadata-only copy); mount with redirect_dir=off and metacopy=off`);
-        }
-        if (x === OVERLAY_OPAQUE_XATTR) entry.opaque = stat.isDirectory() && lgetxattr(abs, x)?.toString() === 'y';
-        if (OVERLAY_XATTR.test(x)) continue;
-        const value = lgetxattr(abs, x);
-        if (value !== undefined) entry.xattrs.push([x, value]);
+export async function* walkUpper(upperFd: number, upper: string, dirRel = ''): AsyncGenerator<UpperEntry> {
+  const dfd = openBeneath(upperFd, dirRel, constants.O_RDONLY | constants.O_DIRECTORY);
+  const entries: UpperEntry[] = [];
+  try {
+    const base = `/proc/self/fd/${dfd}`;
+    for (const name of (await fs.readdir(base)).sort(byName)) {
+      const rel = dirRel ? `${dirRel}/${name}` : name;
+      const at = `${base}/${name}`;
+      let stat: BigIntStats;
+      try {
+        stat = await fs.lstat(at, { bigint: true });
+      } catch (err) {
+        // a running container removed it between readdir and lstat: it is not a change any more
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err;
       }
+      const entry: UpperEntry = { rel, abs: path.join(upper, rel), stat, whiteout: isWhiteout(stat), opaque: false, xattrs: [] };
+      if (stat.isSymbolicLink()) entry.linkTarget = await fs.readlink(at);
+      if (!entry.whiteout) {
+        for (const x of llistxattr(at).sort(byName)) {
+          if (x === 'trusted.overlay.redirect' || x === 'trusted.overlay.metacopy') {
+            throw new LayerCaptureError(`cannot capture ${JSON.stringify('/' + rel)}: overlayfs marked it ${x} (a renamed directory or a metadata-only copy); mount with redirect_dir=off and metacopy=off`);
+          }
+          if (x === OVERLAY_OPAQUE_XATTR) entry.opaque = stat.isDirectory() && lgetxattr(at, x)?.toString() === 'y';
+          if (OVERLAY_XATTR.test(x)) continue;
+          const value = lgetxattr(at, x);
+          if (value !== undefined) entry.xattrs.push([x, value]);
+        }
+      }
+      entries.push(entry);
     }
+  } finally {
+    // closed before the subtrees are walked: a deep tree holds one descriptor at a time
+    closeSync(dfd);
+  }
+  for (const entry of entries) {
     yield entry;
-    // depth first: a directory's whole subtree follows it, before its next sibling
-    if (stat.isDirectory()) yield* walkUpper(upper, rel);
+    if (entry.stat.isDirectory()) yield* walkUpper(upperFd, upper, entry.rel);
+  }
+}
+
+/** The upper directory `upper` (the helper's own path) held open for a walk. */
+export function openUpper(upper: string): number {
+  return openSync(upper, O_PATH | constants.O_DIRECTORY);
+}
+
+/** The names in `rel`, a directory of the upper directory, read as walkUpper reads them. */
+async function upperNames(upperFd: number, rel: string): Promise<string[]> {
+  const dfd = openBeneath(upperFd, rel, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    return await fs.readdir(`/proc/self/fd/${dfd}`);
+  } finally {
+    closeSync(dfd);
   }
 }
 
@@ -109,7 +144,12 @@ export interface UpperView {
 export async function collectUpper(upper: string, view: UpperView): Promise<UpperEntry[]> {
   const stubs = new Set(view.mountPoints ?? []);
   const all: UpperEntry[] = [];
-  for await (const e of walkUpper(upper)) all.push(e);
+  const fd = openUpper(upper);
+  try {
+    for await (const e of walkUpper(fd, upper)) all.push(e);
+  } finally {
+    closeSync(fd);
+  }
   if (stubs.size === 0) return all;
   const dropped = new Set<string>();
   // children come after their parent: decide the deepest first
@@ -237,18 +277,23 @@ export function sortChanges(changes: Change[]): Change[] {
 export async function changesOf(upper: string, view: UpperView): Promise<Change[]> {
   const { lowers } = view;
   const out: Change[] = [];
-  for (const e of await collectUpper(upper, view)) {
-    const p = '/' + e.rel;
-    if (e.whiteout) {
-      out.push({ path: p, kind: 'D' });
-      continue;
+  const upperFd = openUpper(upper);
+  try {
+    for (const e of await collectUpper(upper, view)) {
+      const p = '/' + e.rel;
+      if (e.whiteout) {
+        out.push({ path: p, kind: 'D' });
+        continue;
+      }
+      const inLower = await existsInLower(lowers, e.rel);
+      out.push({ path: p, kind: inLower ? 'C' : 'A' });
+      if (e.opaque && inLower) {
+        const present = new Set(await upperNames(upperFd, e.rel));
+        for (const name of await lowerNames(lowers, e.rel)) if (!present.has(name)) out.push({ path: `${p}/${name}`, kind: 'D' });
+      }
     }
-    const inLower = await existsInLower(lowers, e.rel);
-    out.push({ path: p, kind: inLower ? 'C' : 'A' });
-    if (e.opaque && inLower) {
-      const present = new Set(await fs.readdir(e.abs));
-      for (const name of await lowerNames(lowers, e.rel)) if (!present.has(name)) out.push({ path: `${p}/${name}`, kind: 'D' });
-    }
+  } finally {
+    closeSync(upperFd);
   }
   return sortChanges(out);
 }

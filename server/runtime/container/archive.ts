@@ -124,9 +124,12 @@ export async function* archivePath(root: ContainerRoot, p: string, opts: { follo
         d.close();
       }
     } else if (st.isFile()) {
-      const f = await parent.openChild(child, constants.O_RDONLY);
+      // O_NONBLOCK: a FIFO swapped in since the lstat must not hold the read
+      const f = await parent.openChild(child, constants.O_RDONLY | constants.O_NONBLOCK);
       try {
-        yield* file(f.fd, name, await fstat(f.fd));
+        const fst = await fstat(f.fd);
+        if (!fst.isFile()) throw new InvalidArgumentError(`${JSON.stringify(name)} changed while it was copied`);
+        yield* file(f.fd, name, fst);
       } finally {
         f.close();
       }
@@ -134,7 +137,7 @@ export async function* archivePath(root: ContainerRoot, p: string, opts: { follo
     // devices and sockets of a running container: not copied out
   }
   if (opts.follow || clean === '/') {
-    const fd = new Fd(root.openat(clean, constants.O_RDONLY));
+    const fd = new Fd(root.openat(clean, constants.O_RDONLY | constants.O_NONBLOCK));
     try {
       const st = await fstat(fd.fd);
       if (st.isDirectory()) yield* dir(fd, topName, st);

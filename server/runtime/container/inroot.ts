@@ -17,27 +17,13 @@ import { close as closeCb, closeSync, constants, open as openCb, openSync } from
 import { promisify } from 'node:util';
 import * as path from 'node:path';
 import { NotFoundError } from '../../errors';
-import { errno, errnoName, libcFunctions } from '../../util/libc';
-
-const O_PATH = 0o10000000;
-const O_CLOEXEC = 0o2000000;
-const RESOLVE_NO_MAGICLINKS = 0x02;
-const RESOLVE_IN_ROOT = 0x10;
-const SYS_OPENAT2 = 437;
-
-let fns: { syscall: (...a: unknown[]) => number } | undefined;
-const libc = () => (fns ??= libcFunctions({ syscall: 'long syscall(long nr, ...)' }));
+import { O_CLOEXEC, O_PATH, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS } from '../../util/openat2';
 
 /** A path in a container that is not there. */
 export class ContainerPathNotFoundError extends NotFoundError {
   constructor(p: string, container: string) {
     super('E_CONTAINER_PATH_NOT_FOUND', `no such file or directory in container ${container}: ${JSON.stringify(p)}`);
   }
-}
-
-function sysError(call: string, p: string, n: number): NodeJS.ErrnoException {
-  const code = errnoName(n) ?? `E${n}`;
-  return Object.assign(new Error(`${code}: ${call} ${JSON.stringify(p)} in the container's root failed`), { code, errno: n, syscall: call, path: p });
 }
 
 /** A container's `/`, held open: every lookup starts from it. */
@@ -58,18 +44,14 @@ export class ContainerRoot {
 
   /** openat2 of `p` (absolute or relative: both from the container's `/`) in the root; the descriptor is the caller's to close. */
   openat(p: string, flags: number, mode = 0): number {
-    const how = Buffer.alloc(24);
-    how.writeBigUInt64LE(BigInt(flags | O_CLOEXEC), 0);
-    how.writeBigUInt64LE(BigInt(mode), 8);
-    how.writeBigUInt64LE(BigInt(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), 16);
     const rel = p.replace(/^\/+/, '') || '.';
-    const fd = Number(libc().syscall(SYS_OPENAT2, 'int', this.fd, 'str', rel, 'void *', how, 'size_t', 24));
-    if (fd < 0) {
-      const n = errno();
-      if (errnoName(n) === 'ENOENT' || errnoName(n) === 'ENOTDIR') throw Object.assign(new ContainerPathNotFoundError(p, this.label), { errno: n });
-      throw sysError('openat2', p, n);
+    try {
+      return openat2(this.fd, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, mode);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw new ContainerPathNotFoundError(p, this.label);
+      throw err;
     }
-    return fd;
   }
 
   /**

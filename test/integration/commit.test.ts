@@ -285,3 +285,21 @@ test('podman loads a saved committed image and sees the same files (oracle)', as
   assert.match(readFileSync(path.join(mnt, 'etc', 'passwd'), 'utf8'), /extra\n$/);
   assert.deepEqual(readdirSync(path.join(mnt, 'etc')).sort(), ['passwd'], "no runtime mount points in the image");
 });
+
+test("a container racing to swap a directory for a link to the host's /etc during an unpaused commit never gets host files into the layer", async (t) => {
+  const h = await helper(t);
+  await ok(h, ['run', '-d', '--name', 'racer', '--network', 'none', 'busybox', 'sh', '-c', 'while true; do mkdir -p /d && echo x > /d/f; rm -rf /d; ln -s /etc /d; rm /d; done']);
+  await until('the race to run', async () => (await h.cli(['diff', 'racer'])).code === 0);
+  for (let i = 0; i < 8; i++) {
+    const r = await runCli(['commit', '--pause=false', 'racer'], h.env);
+    if (r.code !== 0) {
+      assert.match(r.stderr, /replaced while the layer was written|ELOOP|ENOTDIR|ENOENT/, r.stderr);
+      continue;
+    }
+    const names = (await topLayer(h, r.stdout.trim())).map((x) => x.name);
+    assert.ok(names.every((n) => !n.startsWith('d/') || n === 'd/f'), `only the container's own files: ${names.join(', ')}`);
+  }
+  const pid = h.process.pid;
+  assert.equal((await h.cli(['version'])).code, 0);
+  assert.equal(h.process.pid, pid);
+});

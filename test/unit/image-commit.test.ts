@@ -142,3 +142,44 @@ test("cp's arguments and path rules are docker cp's", () => {
   assert.equal(placedName('d/x', { strip: true }), 'x');
   assert.throws(() => placedName('d/../../x', 'new'), /parent directory/);
 });
+
+test('a layer tar of an upper directory: entries in byte order, hard links as links, mount points left out, the same bytes every time', async (t) => {
+  const { mkdtempSync, mkdirSync, writeFileSync, linkSync, symlinkSync, utimesSync, rmSync, chmodSync } = await import('node:fs');
+  const os = await import('node:os');
+  const p = await import('node:path');
+  const { layerTar } = await import('../../server/image/layer/capture');
+  const dir = mkdtempSync(p.join(os.tmpdir(), 'capsa-layer-unit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const upper = p.join(dir, 'upper');
+  const lower = p.join(dir, 'lower');
+  for (const d of ['upper/b', 'upper/etc', 'upper/a-b', 'lower/etc']) mkdirSync(p.join(dir, d), { recursive: true });
+  chmodSync(p.join(upper, 'etc'), 0o755);
+  chmodSync(p.join(lower, 'etc'), 0o755);
+  writeFileSync(p.join(upper, 'b', 'file'), 'data');
+  linkSync(p.join(upper, 'b', 'file'), p.join(upper, 'a-b', 'twin'));
+  symlinkSync('../b/file', p.join(upper, 'a-b', 'link'));
+  writeFileSync(p.join(upper, 'etc', 'hosts'), '');
+  for (const f of ['b', 'b/file', 'etc', 'etc/hosts', 'a-b']) utimesSync(p.join(upper, f), 2_000_000_000, 2_000_000_000);
+  const read = async (): Promise<{ bytes: Buffer; headers: Array<[string, string, string | undefined, number]> }> => {
+    const chunks: Buffer[] = [];
+    for await (const c of layerTar(upper, { view: { lowers: [lower], mountPoints: ['etc/hosts'] }, sourceDateEpoch: 1_000_000_000 })) chunks.push(c);
+    const bytes = Buffer.concat(chunks);
+    const headers: Array<[string, string, string | undefined, number]> = [];
+    for await (const e of readTar(Readable.from([bytes]))) headers.push([e.header.type, e.header.name, e.header.linkname, e.header.mtime]);
+    return { bytes, headers };
+  };
+  const first = await read();
+  assert.deepEqual(
+    first.headers.map(([type, name, link]) => [type, name, link]),
+    [
+      ['directory', 'a-b/', undefined],
+      ['symlink', 'a-b/link', '../b/file'],
+      ['file', 'a-b/twin', undefined],
+      ['directory', 'b/', undefined],
+      ['link', 'b/file', 'a-b/twin'],
+    ],
+    'etc/hosts (a mount point) and etc (copied up only for it) are not changes',
+  );
+  assert.ok(first.headers.every(([, , , mtime]) => mtime <= 1_000_000_000), 'clamped to SOURCE_DATE_EPOCH');
+  assert.deepEqual((await read()).bytes, first.bytes, 'the same tree, the same bytes');
+});

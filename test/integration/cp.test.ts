@@ -110,6 +110,14 @@ test('into a container: a directory onto a new name, into a directory, its conte
   assert.equal(await ok(h, ['exec', 'c', 'cat', '/srv/d/sub/f', '/srv/d/sub/b']), 'f\nb\n');
   assert.equal((await ok(h, ['exec', 'c', 'stat', '-c', '%u:%g', '/srv/new/f'])).trim(), '0:0', "without -a: the container's root");
 
+  // several chunks each way: 3 MiB of noise in, and back out
+  const noise = randomBytes(3 * 1024 * 1024 + 17);
+  writeFileSync(path.join(host, 'noise'), noise);
+  await ok(h, ['cp', path.join(host, 'noise'), 'c:/srv/noise']);
+  assert.equal((await ok(h, ['exec', 'c', 'sha256sum', '/srv/noise'])).split(' ')[0], createHash('sha256').update(noise).digest('hex'));
+  await ok(h, ['cp', 'c:/srv/noise', path.join(host, 'noise-back')]);
+  assert.ok(readFileSync(path.join(host, 'noise-back')).equals(noise), 'the same bytes back');
+
   const pack = async (names: string[]): Promise<Buffer> => {
     const p = tar.pack();
     for (const n of names) p.entry({ name: n }, 'x\n');

@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
@@ -38,6 +38,7 @@ async function world(t: { after: (fn: () => Promise<void> | void) => void }, env
   assert.equal(run.code, 0, run.stderr);
   await until('the container to be set up', async () => (await h.cli(['exec', 'c', 'test', '-e', '/ready'])).code === 0);
   const host = mkdtempSync(path.join(tmpdir(), 'capsa-cp-'));
+  t.after(() => rmSync(host, { recursive: true, force: true }));
   return { h, host };
 }
 

@@ -113,6 +113,7 @@ export function registerCopyHandlers(connection: ClientConnection, containers: C
     ContainerArchiveOpenWriteRequest.type,
     handled(async (p: ContainerArchiveOpenWriteParams) => {
       const id = own(p.container);
+      containers.assertWritable(id);
       const stat = await containers.statPath(id, p.path, true);
       if (stat.type !== 'directory') throw new NotFoundError('E_CONTAINER_PATH_NOT_FOUND', `cannot copy into ${JSON.stringify(p.path)} in container ${p.container}: not a directory`);
       const sink = new PassThrough({ highWaterMark: COPY_CHUNK });

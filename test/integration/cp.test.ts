@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
@@ -137,9 +137,9 @@ test('into a container: a directory onto a new name, into a directory, its conte
   assert.equal((await h.cli(['exec', 'c', 'test', '-e', `/tmp/${evil}`])).code, 1, 'nor in the container');
   const stopped = await h.cli(['run', '--name', 'stopped', '--network', 'none', 'busybox', 'true']);
   assert.equal(stopped.code, 0);
-  const refused = await h.cli(['cp', 'stopped:/etc/passwd', path.join(host, 'p')]);
+  const refused = await h.cli(['cp', path.join(host, 'tree'), 'stopped:/srv']);
   assert.notEqual(refused.code, 0);
-  assert.match(refused.stderr, /is not running/);
+  assert.match(refused.stderr, /is not running: copying into a container needs it running/);
 });
 
 test("a user's cp writes with its container's ids, keeps them with -a, and another's container is not found", async (t) => {
@@ -203,4 +203,27 @@ test("a user's cp writes with its container's ids, keeps them with -a, and anoth
   assert.equal((await req('capsa/container/archive/write', { session: 'x', data: 42 })).error?.data?.code, 'E_INVALID_ARGUMENT');
   assert.equal((await req('capsa/container/path-stat', { container: 'u', path: '' })).error?.data?.code, 'E_INVALID_ARGUMENT');
   assert.equal((await h.cli(['version'])).code, 0, 'the helper still answers');
+});
+
+test("from a stopped container: its upper directory over the image's layers, deletions and opaque directories honoured, links resolved inside it", async (t) => {
+  const { h, host } = await world(t);
+  const before = hostShadow();
+  const script = 'echo container-shadow > /etc/shadow && ln -s /etc/shadow /x && ln -s ../../../../.. /climb && rm /etc/group && rm -rf /home && mkdir /home && echo n > /home/n && mkdir -p /deep/a && echo deep > /deep/a/f';
+  await ok(h, ['run', '--name', 's', '--network', 'none', 'busybox', 'sh', '-c', script]);
+  await ok(h, ['cp', '-L', 's:/x', path.join(host, 'x')]);
+  assert.equal(readFileSync(path.join(host, 'x'), 'utf8'), 'container-shadow\n');
+  await ok(h, ['cp', 's:/climb/etc/shadow', path.join(host, 'climb')]);
+  assert.equal(readFileSync(path.join(host, 'climb'), 'utf8'), 'container-shadow\n', 'a link past / stops at the container root');
+  await ok(h, ['cp', 's:/../../etc/passwd', path.join(host, 'passwd')]);
+  assert.match(readFileSync(path.join(host, 'passwd'), 'utf8'), /^root:x:0:0:root/, "the image's own passwd, from a lower layer");
+  const gone = await h.cli(['cp', 's:/etc/group', path.join(host, 'group')]);
+  assert.notEqual(gone.code, 0, 'a deleted file is not there');
+  assert.match(gone.stderr, /no such file or directory in container s/);
+  await ok(h, ['cp', 's:/home', path.join(host, 'home')]);
+  assert.deepEqual(readdirSync(path.join(host, 'home')), ['n'], "the opaque /home: the image's /home/user is hidden");
+  await ok(h, ['cp', 's:/etc', path.join(host, 'etc')]);
+  assert.deepEqual(readdirSync(path.join(host, 'etc')).sort().filter((n) => !['hostname', 'hosts', 'resolv.conf'].includes(n)), ['passwd', 'shadow']);
+  await ok(h, ['cp', 's:/deep/.', path.join(host, 'deep')]);
+  assert.equal(readFileSync(path.join(host, 'deep', 'a', 'f'), 'utf8'), 'deep\n');
+  assert.equal(hostShadow(), before);
 });

@@ -22,6 +22,7 @@ import type { IdShift } from '../../image/layer/capture';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntryType } from '../../image/layer/tarwriter';
 import { TarReader } from '../../image/tar';
 import { ContainerPathNotFoundError, ContainerRoot, Fd, O_PATH } from './inroot';
+import type { UnionEntry, UnionRoot } from './unionroot';
 
 const fstat = promisify(fsCb.fstat) as (fd: number) => Promise<Stats>;
 const fchown = promisify(fsCb.fchown);
@@ -242,4 +243,58 @@ export async function extractInto(root: ContainerRoot, dest: string, source: Asy
     }
   }
   return { entries };
+}
+
+/** statPath for a stopped container's union (unionroot.ts). */
+export async function statUnion(u: UnionRoot, p: string, follow: boolean): Promise<PathStat> {
+  const e = await u.resolve(p, follow);
+  const name = path.posix.basename(path.posix.normalize('/' + p)) || '/';
+  const out: PathStat = { name, type: typeOf(e.stat), mode: e.stat.mode & 0o7777, size: e.stat.size };
+  if (e.stat.isSymbolicLink()) out.linkTarget = await u.readlink(e);
+  return out;
+}
+
+/**
+ * archivePath for a stopped container: the same tar, read from the union of
+ * its upper directory (ids shifted back from its block) over the image's
+ * layers (ids as the image has them).
+ */
+export async function* archiveUnion(u: UnionRoot, p: string, opts: { follow: boolean; idShift?: IdShift }): AsyncGenerator<Buffer> {
+  const clean = path.posix.normalize('/' + p);
+  const topName = path.posix.basename(clean) || '.';
+  const sh = opts.idShift;
+  const header = (name: string, e: UnionEntry, type: TarEntryType, extra: { size?: number; linkname?: string } = {}) => {
+    const shifted = e.layer === 0 ? sh : undefined;
+    return encodeHeader({ name, type, mode: e.stat.mode & 0o7777, uid: toContainer(e.stat.uid, shifted?.uid, shifted?.size), gid: toContainer(e.stat.gid, shifted?.gid, shifted?.size), size: extra.size ?? 0, mtime: Math.floor(e.stat.mtimeMs / 1000), linkname: extra.linkname });
+  };
+  async function* entry(e: UnionEntry, name: string): AsyncGenerator<Buffer> {
+    if (e.stat.isSymbolicLink()) yield header(name, e, 'symlink', { linkname: await u.readlink(e) });
+    else if (e.stat.isDirectory()) {
+      yield header(name, e, 'directory');
+      for (const child of await u.readdir(e.rel)) {
+        const c = await u.lookup(e.rel ? `${e.rel}/${child}` : child);
+        if (c) yield* entry(c, `${name}/${child}`);
+      }
+    } else if (e.stat.isFile()) {
+      const fd = u.openFile(e);
+      try {
+        const st = await fstat(fd);
+        if (!st.isFile()) throw new InvalidArgumentError(`${JSON.stringify(name)} changed while it was copied`);
+        yield header(name, e, 'file', { size: st.size });
+        let sent = 0;
+        if (st.size > 0) {
+          for await (const chunk of createReadStream('', { fd, autoClose: false, start: 0, end: st.size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+            sent += chunk.length;
+            yield chunk;
+          }
+        }
+        if (sent < st.size) yield Buffer.alloc(st.size - sent);
+        yield padding(st.size);
+      } finally {
+        fsCb.closeSync(fd);
+      }
+    } else if (e.stat.isFIFO()) yield header(name, e, 'fifo');
+  }
+  yield* entry(await u.resolve(clean, opts.follow || clean === '/'), topName);
+  yield END_OF_ARCHIVE;
 }

@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { ConflictError } from '../../errors';
 import type { CgroupManager } from '../cgroups';
 import { ContainerRoot } from './inroot';
+import { UnionRoot } from './unionroot';
 import { sameProcess } from './proc';
 import { planLayerDirs } from '../userns';
 import type { Entry } from './entry';
@@ -74,16 +75,26 @@ export function containerFilesystem(e: Entry, dir: string, cgroups: CgroupManage
   };
 }
 
-/**
- * The root of a running container, resolved through its first process
- * (`/proc/<pid>/root`), checked to be that process still. A stopped
- * container has no mounted root: cp then is refused (its upper directory
- * alone is not what the container would see).
- */
+/** Whether the container runs, with its first process still the one recorded (its `/proc/<pid>/root` is the container's). */
+export function runsNow(e: Entry): boolean {
+  const { state } = e;
+  return !!e.live && state.state === 'running' && !!state.pid && sameProcess(state.pid, state.pidStartTime);
+}
+
+/** The root of a running container, resolved through its first process (`/proc/<pid>/root`). */
 export function openContainerRoot(e: Entry): ContainerRoot {
   const { record, state } = e;
-  if (!e.live || state.state !== 'running' || !state.pid || !sameProcess(state.pid, state.pidStartTime)) {
-    throw new ConflictError(`container ${record.name} is not running: copying to or from a container needs it running (start it first)`);
+  if (!runsNow(e) || !state.pid) {
+    throw new ConflictError(`container ${record.name} is not running: copying into a container needs it running (start it first)`);
   }
   return ContainerRoot.open(state.pid, record.name);
+}
+
+/**
+ * A stopped container's root read from its layers (unionroot.ts): its
+ * upper directory over the image's. A container without a mounted root
+ * can be copied from, not into (overlayfs's copy-up would be needed).
+ */
+export function openUnionRoot(e: Entry, dir: string): UnionRoot {
+  return new UnionRoot([path.join(dir, 'upper'), ...planLayerDirs(e.record.plan)], e.record.name);
 }

@@ -26,8 +26,8 @@ import { prepareRun } from '../runsetup';
 import { UsernsAllocator } from '../userns';
 import { ContainerTable, type ContainerAction, type ContainerChange, type ContainerDetails, type ContainerView, type Entry } from './entry';
 import { execIn, type ExecSession } from './exec';
-import { containerFilesystem, openContainerRoot, type ContainerFilesystem } from './filesystem';
-import { archivePath, extractInto, statPath, type PathStat } from './archive';
+import { containerFilesystem, openContainerRoot, openUnionRoot, runsNow, type ContainerFilesystem } from './filesystem';
+import { archivePath, archiveUnion, extractInto, statPath, statUnion, type PathStat } from './archive';
 import type { ImageSource } from './imagesource';
 import { nativeShimLauncher, type ShimLauncher } from './launcher';
 import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from './lifecycle';
@@ -221,9 +221,18 @@ export class ContainerService extends EventEmitter {
     return containerFilesystem(e, this.store.pathOf(e.record.id), this.deps.cgroups);
   }
 
-  /** `p` in a running container (archive.ts statPath): what `cp` needs for its path rules. */
+  /** `p` in a container (archive.ts): what `cp` needs for its path rules; a stopped one's is read from its layers. */
   async statPath(ref: string, p: string, follow: boolean): Promise<PathStat> {
-    const root = openContainerRoot(this.table.find(ref));
+    const e = this.table.find(ref);
+    if (!runsNow(e)) {
+      const u = openUnionRoot(e, this.store.pathOf(e.record.id));
+      try {
+        return await statUnion(u, p, follow);
+      } finally {
+        u.close();
+      }
+    }
+    const root = openContainerRoot(e);
     try {
       return await statPath(root, p, follow);
     } finally {
@@ -231,15 +240,30 @@ export class ContainerService extends EventEmitter {
     }
   }
 
-  /** The tar of `p` in a running container, ids as it sees them (archive.ts). */
+  /** The tar of `p` in a container, ids as it sees them (archive.ts); a stopped one's from its layers. */
   async *archive(ref: string, p: string, follow: boolean): AsyncGenerator<Buffer> {
     const e = this.table.find(ref);
+    const idShift = this.filesystem(ref).idShift;
+    if (!runsNow(e)) {
+      const u = openUnionRoot(e, this.store.pathOf(e.record.id));
+      try {
+        yield* archiveUnion(u, p, { follow, idShift });
+      } finally {
+        u.close();
+      }
+      return;
+    }
     const root = openContainerRoot(e);
     try {
-      yield* archivePath(root, p, { follow, idShift: this.filesystem(ref).idShift });
+      yield* archivePath(root, p, { follow, idShift });
     } finally {
       root.close();
     }
+  }
+
+  /** Throws unless files can be copied into the container now (it runs: see openContainerRoot). */
+  assertWritable(ref: string): void {
+    openContainerRoot(this.table.find(ref)).close();
   }
 
   /** Extracts `source` into the directory `dest` of a running container (archive.ts). */

@@ -123,7 +123,7 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   ContainerDiffRequest.method, // the caller's own container
   ImageHistoryRequest.method, // an image of the caller's namespace
   ImageTagRequest.method, // source looked up, and target written, in the caller's namespace
-  // cp (handlers/copy.ts): the caller's own running container, every path resolved in its root (runtime/container/inroot.ts);
+  // cp (handlers/copy.ts): the caller's own container, every path resolved in its root (runtime/container/inroot.ts, unionroot.ts when stopped);
   // the host side is the client's, done with its own rights; sessions are the connection's own
   ContainerPathStatRequest.method,
   ContainerArchiveOpenReadRequest.method,

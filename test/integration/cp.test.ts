@@ -48,7 +48,8 @@ async function ok(h: TestHelper, args: string[], input?: Buffer): Promise<string
   return r.stdout;
 }
 
-const hostShadow = (): string => createHash('sha256').update(readFileSync('/etc/shadow')).digest('hex');
+/** Whether the host's /etc/shadow holds anything a test wrote (other processes may change it meanwhile: useradd does). */
+const hostShadowTouched = (): boolean => /payload|container-shadow/.test(readFileSync('/etc/shadow', 'utf8'));
 
 test('from a container: a directory onto a new name, into a directory, its content with /., a file onto a file', async (t) => {
   const { h, host } = await world(t);
@@ -77,7 +78,6 @@ test('from a container: a directory onto a new name, into a directory, its conte
 
 test("symlinks and .. in a container path resolve in the container's root: its own /etc/shadow, never the host's", async (t) => {
   const { h, host } = await world(t);
-  const before = hostShadow();
   await ok(h, ['cp', '-L', 'c:/x', path.join(host, 'x')]);
   assert.equal(readFileSync(path.join(host, 'x'), 'utf8'), 'container-shadow\n');
   await ok(h, ['cp', '-L', 'c:/srv/up', path.join(host, 'up')]);
@@ -95,7 +95,7 @@ test("symlinks and .. in a container path resolve in the container's root: its o
   assert.equal(existsSync('/etc/payload'), false, "the host's /etc is not written");
   await ok(h, ['cp', path.join(host, 'payload'), 'c:/srv/up']);
   assert.equal(await ok(h, ['exec', 'c', 'cat', '/etc/shadow']), 'payload\n', "the container's own shadow, through its symlink");
-  assert.equal(hostShadow(), before, "the host's /etc/shadow is untouched");
+  assert.equal(hostShadowTouched(), false, "the host's /etc/shadow is untouched");
 });
 
 test('into a container: a directory onto a new name, into a directory, its content with /., a tar on stdin; ../ entries refused', async (t) => {
@@ -207,7 +207,6 @@ test("a user's cp writes with its container's ids, keeps them with -a, and anoth
 
 test("from a stopped container: its upper directory over the image's layers, deletions and opaque directories honoured, links resolved inside it", async (t) => {
   const { h, host } = await world(t);
-  const before = hostShadow();
   const script = 'echo container-shadow > /etc/shadow && ln -s /etc/shadow /x && ln -s ../../../../.. /climb && rm /etc/group && rm -rf /home && mkdir /home && echo n > /home/n && mkdir -p /deep/a && echo deep > /deep/a/f';
   await ok(h, ['run', '--name', 's', '--network', 'none', 'busybox', 'sh', '-c', script]);
   await ok(h, ['cp', '-L', 's:/x', path.join(host, 'x')]);
@@ -225,5 +224,5 @@ test("from a stopped container: its upper directory over the image's layers, del
   assert.deepEqual(readdirSync(path.join(host, 'etc')).sort().filter((n) => !['hostname', 'hosts', 'resolv.conf'].includes(n)), ['passwd', 'shadow']);
   await ok(h, ['cp', 's:/deep/.', path.join(host, 'deep')]);
   assert.equal(readFileSync(path.join(host, 'deep', 'a', 'f'), 'utf8'), 'deep\n');
-  assert.equal(hostShadow(), before);
+  assert.equal(hostShadowTouched(), false);
 });

@@ -121,6 +121,8 @@ const EXCEPTIONS = [
   { from: 'server/cli/containers/ps.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/containers/run.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/warm/process.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/commit.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/cp.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/client.ts', to: 'server/config', reason: 'the CLI finds the helper\'s socket from the helper\'s config; one install-layout module is to own this' },
   { from: 'server/cli/main.ts', to: 'server/config', reason: 'as client.ts: socket and root from the helper\'s config' },
   { from: 'server/cli/warm/process.ts', to: 'server/config', reason: 'as client.ts: socket from the helper\'s config' },
@@ -148,6 +150,7 @@ const EXCEPTIONS = [
   { from: 'server/runtime/network/manager.ts', to: 'server/protocol/types', reason: 'network settings and run options are protocol types' },
   { from: 'server/runtime/network/records.ts', to: 'server/protocol/types', reason: 'network summaries are protocol types' },
   { from: 'server/services/images.ts', to: 'server/protocol', reason: 'the image service returns protocol shapes (image summaries, pull results)' },
+  { from: 'server/services/commit.ts', to: 'server/protocol', reason: 'as images.ts: commit, diff, history and tag return protocol shapes and image events' },
 ];
 
 function listTs(dir, out) {

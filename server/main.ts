@@ -16,6 +16,9 @@ import { containerEvent } from './views/containers';
 import { ImageService } from './services/images';
 import { registerContainerHandlers } from './handlers/containers';
 import { registerImageHandlers } from './handlers/images';
+import { registerCommitHandlers } from './handlers/commit';
+import { registerCopyHandlers } from './handlers/copy';
+import { CommitService } from './services/commit';
 import { registerSystemHandlers } from './handlers/system';
 import { registerNetworkHandlers } from './handlers/networks';
 import { registerVolumeHandlers } from './handlers/volumes';
@@ -128,6 +131,8 @@ export class Helper {
     registerSystemHandlers(checked, this.config.root);
     disposers.push(registerImageHandlers(checked, this.images, this.containers));
     disposers.push(registerContainerHandlers(checked, this.containers));
+    disposers.push(registerCommitHandlers(checked, new CommitService(this.images, this.containers)));
+    disposers.push(registerCopyHandlers(checked, this.containers));
     registerNetworkHandlers(checked, this.networks);
     registerVolumeHandlers(checked, new VolumeStore(this.config.root), this.containers);
     this.connections.set(connection, caller.uid);

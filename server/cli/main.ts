@@ -16,6 +16,8 @@ import { printable } from './format';
 import { network, port } from './network';
 import { volume } from './volumes';
 import { imagePrune, images, load, pull, rmi, save, system } from './images';
+import { commit, diff, history, tag } from './commit';
+import { cp } from './cp';
 import { runWarmEntry } from './warm/process';
 import { login, logout, push } from './login';
 import * as check from './validate';
@@ -66,14 +68,19 @@ const COMMANDS: Record<string, [Command, string]> = {
   system: [system, 'Show disk usage (system df)'],
   'image-prune': [imagePrune, 'Remove unused images (capsa image prune)'],
   port: [port, 'List port mappings of a container'],
+  commit: [commit, "Create a new image from a container's changes"],
+  diff: [diff, "Inspect changes to files or directories on a container's filesystem"],
+  history: [history, 'Show the history of an image'],
+  tag: [tag, 'Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE'],
+  cp: [cp, 'Copy files/folders between a container and the local filesystem'],
 };
 
 const MANAGEMENT: Record<string, Record<string, string>> = {
   container: {
     ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect',
-    create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune',
+    create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune', commit: 'commit', diff: 'diff', cp: 'cp',
   },
-  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', push: 'push', prune: 'image-prune', load: 'load', save: 'save' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', push: 'push', prune: 'image-prune', load: 'load', save: 'save', history: 'history', tag: 'tag' },
 };
 
 function help(): string {

@@ -14,13 +14,20 @@ import type { CancellationToken, Disposable } from 'vscode-jsonrpc';
 import type { Connection } from 'vscode-languageserver/node';
 import { PermissionDeniedError } from '../errors';
 import {
+  ContainerArchiveOpenReadRequest,
+  ContainerArchiveOpenWriteRequest,
+  ContainerArchiveReadRequest,
+  ContainerArchiveWriteRequest,
   ContainerAttachRequest,
+  ContainerCommitRequest,
+  ContainerDiffRequest,
   ContainerCreateRequest,
   ContainerExecRequest,
   ContainerInspectRequest,
   ContainerKillRequest,
   ContainerListRequest,
   ContainerLogsRequest,
+  ContainerPathStatRequest,
   ContainerPruneRequest,
   ContainerRemoveRequest,
   ContainerRestartRequest,
@@ -29,6 +36,7 @@ import {
   ContainerStopRequest,
   ContainerTopRequest,
   ContainerWaitRequest,
+  ImageHistoryRequest,
   ImageListRequest,
   ImageLoadRequest,
   ImagePruneRequest,
@@ -37,6 +45,7 @@ import {
   ImageLoginRequest,
   ImageRemoveRequest,
   ImageSaveRequest,
+  ImageTagRequest,
   NetworkCreateRequest,
   NetworkInspectRequest,
   NetworkListRequest,
@@ -112,6 +121,19 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   ImageLoadRequest.method, // the archive opened with the caller's rights (util/hostfile.ts openRegularFileAs); its names land in the caller's namespace
   ImageSaveRequest.method, // the caller's own images; the output created and renamed with the caller's rights (image/archive/output.ts)
   SystemDfRequest.method, // the caller's images and what they reference
+  // commit, diff, history, tag (handlers/commit.ts, services/commit.ts): the container is one of the caller's own (idOf with its uid),
+  // the new image and every name land in, and are looked up in, the caller's namespace only
+  ContainerCommitRequest.method, // reads the caller's own container's upper directory; ids recorded as its user namespace sees them
+  ContainerDiffRequest.method, // the caller's own container
+  ImageHistoryRequest.method, // an image of the caller's namespace
+  ImageTagRequest.method, // source looked up, and target written, in the caller's namespace
+  // cp (handlers/copy.ts): the caller's own container, every path resolved in its root (runtime/container/inroot.ts, unionroot.ts when stopped);
+  // the host side is the client's, done with its own rights; sessions are the connection's own
+  ContainerPathStatRequest.method,
+  ContainerArchiveOpenReadRequest.method,
+  ContainerArchiveReadRequest.method,
+  ContainerArchiveOpenWriteRequest.method, // written with the container's own ids (its block's), `..` entries refused
+  ContainerArchiveWriteRequest.method,
   WorkDoneProgressCancelNotification.method, // cancels only progress this connection started (handlers/images.ts)
 ]);
 

@@ -84,6 +84,8 @@ export const ERROR_CATALOGUE = {
   E_INTERNAL: capsa('internal', 'an unexpected error in the helper (a bug): the message is the original one'),
   // what a request names
   E_CONTAINER_NOT_FOUND: capsa('not-found', 'no container has that id, id prefix or name'),
+  E_CONTAINER_PATH_NOT_FOUND: capsa('not-found', 'no file or directory at that path inside the container (resolved in its root)'),
+  E_COPY_SESSION_NOT_FOUND: capsa('not-found', 'no copy session with that id is open on this connection'),
   E_IMAGE_NOT_FOUND: capsa('not-found', 'the image, tag or blob is not in the store or the registry'),
   E_IMAGE_AMBIGUOUS: capsa('conflict', 'an image id prefix matches more than one image'),
   E_PLATFORM_NOT_FOUND: capsa('not-found', 'the image has no manifest for the requested platform'),
@@ -103,6 +105,7 @@ export const ERROR_CATALOGUE = {
   E_TOO_MANY_LAYERS: capsa('limit', 'an image has more layers than the overlay filesystem can stack'),
   E_UNSAFE_LAYER: capsa('integrity', 'a layer has an entry that would land outside it'),
   E_INVALID_LAYER: capsa('integrity', 'a layer is not a readable tar stream'),
+  E_LAYER_CAPTURE: capsa('failed', "a container's changes cannot be written as a layer (overlayfs marked a file in a form layers cannot carry)"),
   // running containers
   E_CONTAINER_RECORD_VERSION: capsa('invalid', "a container's config.json has a version this helper does not read (a newer helper's)"),
   E_CONTAINER_SETUP: capsa('failed', "a container's setup failed (the step, path and errno are in the fields)"),

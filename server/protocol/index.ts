@@ -19,6 +19,8 @@ export * from './events';
 export * from './network';
 export * from './lifecycle';
 export * from './volumes';
+export * from './commit';
+export * from './copy';
 
 // ---- checking params, and printing what others wrote ---------------------
 export { v, ParamsError, describe, type Schema, type Infer } from './validate';

@@ -46,6 +46,15 @@ const messages = [
   P.NetworkInspectRequest,
   P.NetworkRemoveRequest,
   P.NetworkPruneRequest,
+  P.ContainerCommitRequest,
+  P.ContainerDiffRequest,
+  P.ImageHistoryRequest,
+  P.ImageTagRequest,
+  P.ContainerPathStatRequest,
+  P.ContainerArchiveOpenReadRequest,
+  P.ContainerArchiveReadRequest,
+  P.ContainerArchiveOpenWriteRequest,
+  P.ContainerArchiveWriteRequest,
 ];
 
 /** The params schema of each client → helper message, by method. */

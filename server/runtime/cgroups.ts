@@ -233,6 +233,31 @@ export class CgroupManager {
     if (record) await removeDirs(record.dirs);
   }
 
+  /**
+   * Freezes (or thaws) every process of the container's cgroup: v2's
+   * `cgroup.freeze`, v1's freezer controller, whichever its directories
+   * have, waiting until the kernel reports it frozen (at most a second).
+   * False when neither is there (nothing was frozen).
+   */
+  async freeze(containerDir: string, frozen: boolean): Promise<boolean> {
+    const record = await readRecord(containerDir);
+    let done = false;
+    for (const dir of record?.dirs ?? []) {
+      const v2 = path.posix.join(dir, 'cgroup.freeze');
+      const v1 = path.posix.join(dir, 'freezer.state');
+      if (existsSync(v2)) {
+        await writeCg(v2, frozen ? '1' : '0');
+        if (frozen) await settle(() => /^frozen 1$/m.test(readCg(path.posix.join(dir, 'cgroup.events'))));
+        done = true;
+      } else if (existsSync(v1)) {
+        await writeCg(v1, frozen ? 'FROZEN' : 'THAWED');
+        if (frozen) await settle(() => readCg(v1).trim() === 'FROZEN');
+        done = true;
+      }
+    }
+    return done;
+  }
+
   /** True when the kernel's OOM killer killed a process of this container's cgroup. */
   async oomKilled(containerDir: string): Promise<boolean> {
     const record = await readRecord(containerDir);
@@ -278,6 +303,11 @@ export class CgroupManager {
     }
     return out;
   }
+}
+
+/** Polls `ready` every 10 ms for at most a second. */
+async function settle(ready: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !ready(); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 async function readRecord(containerDir: string): Promise<ContainerCgroup | undefined> {

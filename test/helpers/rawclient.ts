@@ -27,7 +27,10 @@ const next = (i) => {
   if (step.waitMs !== undefined) return setTimeout(() => next(i + 1), step.waitMs);
   if (step.notify) { const body = JSON.stringify({ jsonrpc: '2.0', method: step.notify, params: step.params }); s.write('Content-Length: ' + Buffer.byteLength(body) + '\\r\\n\\r\\n' + body); return next(i + 1); }
   pending = () => next(i + 1);
-  const body = JSON.stringify({ jsonrpc: '2.0', id: i, method: step.method, params: step.params });
+  // a params value '$session' stands for the session id of the latest answer that had one
+  const last = answers.filter((a) => a && a.result && a.result.session).pop();
+  const params = step.params && typeof step.params === 'object' && last ? Object.fromEntries(Object.entries(step.params).map(([k, v]) => [k, v === '$session' ? last.result.session : v])) : step.params;
+  const body = JSON.stringify({ jsonrpc: '2.0', id: i, method: step.method, params });
   s.write('Content-Length: ' + Buffer.byteLength(body) + '\\r\\n\\r\\n' + body);
 };
 const finish = () => { console.log(JSON.stringify({ answers, notifications })); s.destroy(); };
@@ -54,7 +57,7 @@ s.on('data', (d) => {
 });
 `;
 
-/** A step: a request (answered before the next step), a notification, or a pause that gathers notifications. */
+/** A step: a request (answered before the next step; a params value '$session' is replaced by the latest answer's `result.session`), a notification, or a pause that gathers notifications. */
 export type Step = { method: string; params?: unknown } | { notify: string; params?: unknown } | { waitMs: number };
 
 export interface Answer {

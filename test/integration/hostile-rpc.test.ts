@@ -108,6 +108,15 @@ const VALID: Record<string, Record<string, unknown> | undefined> = {
   'capsa/network/list': undefined,
   'capsa/network/inspect': { network: 'nosuch' },
   'capsa/network/remove': { network: 'nosuch' },
+  'capsa/container/commit': { container: 'nosuch', reference: 'x:1', author: 'a', message: 'm', changes: ['CMD ["x"]'], pause: true, sourceDateEpoch: 1 },
+  'capsa/container/diff': { container: 'nosuch' },
+  'capsa/image/history': { image: 'nosuch' },
+  'capsa/image/tag': { source: 'nosuch', target: 'x:1' },
+  'capsa/container/path-stat': { container: 'nosuch', path: '/', follow: false },
+  'capsa/container/archive/open-read': { container: 'nosuch', path: '/', follow: false },
+  'capsa/container/archive/read': { session: 'nosuch' },
+  'capsa/container/archive/open-write': { container: 'nosuch', path: '/', copyIds: false },
+  'capsa/container/archive/write': { session: 'nosuch', data: '', eof: true },
 };
 
 const NOTIFICATIONS = new Set(['capsa/stream/input', 'capsa/stream/resize', 'capsa/stream/close']);

@@ -26,6 +26,8 @@ import { prepareRun } from '../runsetup';
 import { UsernsAllocator } from '../userns';
 import { ContainerTable, type ContainerAction, type ContainerChange, type ContainerDetails, type ContainerView, type Entry } from './entry';
 import { execIn, type ExecSession } from './exec';
+import { containerFilesystem, openContainerRoot, openUnionRoot, runsNow, type ContainerFilesystem } from './filesystem';
+import { archivePath, archiveUnion, extractInto, statPath, statUnion, type PathStat } from './archive';
 import type { ImageSource, PullCredentials } from './imagesource';
 import { nativeShimLauncher, type ShimLauncher } from './launcher';
 import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from './lifecycle';
@@ -211,6 +213,68 @@ export class ContainerService extends EventEmitter {
   /** Runs a process inside a running container's namespaces. */
   exec(opts: ExecOptions, sink: StreamSink, execId?: string): Promise<ExecSession> {
     return execIn(this.table.find(opts.container), this.deps.launcher, opts, sink, execId);
+  }
+
+  /** The container's upper directory, layers and freezer, for commit, diff and cp (filesystem.ts). */
+  filesystem(ref: string): ContainerFilesystem {
+    const e = this.table.find(ref);
+    return containerFilesystem(e, this.store.pathOf(e.record.id), this.deps.cgroups);
+  }
+
+  /** `p` in a container (archive.ts): what `cp` needs for its path rules; a stopped one's is read from its layers. */
+  async statPath(ref: string, p: string, follow: boolean): Promise<PathStat> {
+    const e = this.table.find(ref);
+    if (!runsNow(e)) {
+      const u = openUnionRoot(e, this.store.pathOf(e.record.id));
+      try {
+        return await statUnion(u, p, follow);
+      } finally {
+        u.close();
+      }
+    }
+    const root = openContainerRoot(e);
+    try {
+      return await statPath(root, p, follow);
+    } finally {
+      root.close();
+    }
+  }
+
+  /** The tar of `p` in a container, ids as it sees them (archive.ts); a stopped one's from its layers. */
+  async *archive(ref: string, p: string, follow: boolean): AsyncGenerator<Buffer> {
+    const e = this.table.find(ref);
+    const idShift = this.filesystem(ref).idShift;
+    if (!runsNow(e)) {
+      const u = openUnionRoot(e, this.store.pathOf(e.record.id));
+      try {
+        yield* archiveUnion(u, p, { follow, idShift });
+      } finally {
+        u.close();
+      }
+      return;
+    }
+    const root = openContainerRoot(e);
+    try {
+      yield* archivePath(root, p, { follow, idShift });
+    } finally {
+      root.close();
+    }
+  }
+
+  /** Throws unless files can be copied into the container now (it runs: see openContainerRoot). */
+  assertWritable(ref: string): void {
+    openContainerRoot(this.table.find(ref)).close();
+  }
+
+  /** Extracts `source` into the directory `dest` of a running container (archive.ts). */
+  async extract(ref: string, dest: string, source: AsyncIterable<Uint8Array>, copyIds: boolean): Promise<{ entries: number }> {
+    const e = this.table.find(ref);
+    const root = openContainerRoot(e);
+    try {
+      return await extractInto(root, dest, source, { copyIds, idShift: this.filesystem(ref).idShift });
+    } finally {
+      root.close();
+    }
   }
 
   /** Kills every running container (helper shutdown in tests). */

@@ -1,0 +1,228 @@
+/**
+ * `capsa cp` both ways against a real helper and kernel: docker cp's path
+ * rules (into an existing directory, onto a new name, `/.` for a
+ * directory's content, a file onto a file), symlinks and `..` that resolve
+ * inside the container's root and never reach the host's files, a tar
+ * with `../` entries refused, a user's container written with its own ids,
+ * another's container not found.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import * as tar from 'tar-stream';
+import { fileRegistry, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { createUser } from '../helpers/users';
+import { rawRequest, rawSession, writeRawClient } from '../helpers/rawclient';
+
+const registry = fileRegistry();
+
+const SETUP = [
+  'mkdir -p /srv/d/sub',
+  'echo a > /srv/d/a',
+  'echo b > /srv/d/sub/b',
+  'echo container-shadow > /etc/shadow',
+  'ln -s /etc/shadow /x',
+  'ln -s ../../../../../etc/shadow /srv/up',
+  'ln -s ../../../../.. /srv/climb',
+  'touch /ready',
+  'sleep 300',
+].join(' && ');
+
+async function world(t: { after: (fn: () => Promise<void> | void) => void }, env: NodeJS.ProcessEnv = {}): Promise<{ h: TestHelper; host: string }> {
+  const h = await startHelper({ mirror: registry.url, env });
+  t.after(() => h.stop());
+  const run = await h.cli(['run', '-d', '--name', 'c', '--network', 'none', 'busybox', 'sh', '-c', SETUP]);
+  assert.equal(run.code, 0, run.stderr);
+  await until('the container to be set up', async () => (await h.cli(['exec', 'c', 'test', '-e', '/ready'])).code === 0);
+  const host = mkdtempSync(path.join(tmpdir(), 'capsa-cp-'));
+  t.after(() => rmSync(host, { recursive: true, force: true }));
+  return { h, host };
+}
+
+async function ok(h: TestHelper, args: string[], input?: Buffer): Promise<string> {
+  const r = await h.cli(args, input ? { input } : {});
+  assert.equal(r.code, 0, `capsa ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Whether the host's /etc/shadow holds anything a test wrote (other processes may change it meanwhile: useradd does). */
+const hostShadowTouched = (): boolean => /payload|container-shadow/.test(readFileSync('/etc/shadow', 'utf8'));
+
+test('from a container: a directory onto a new name, into a directory, its content with /., a file onto a file', async (t) => {
+  const { h, host } = await world(t);
+  await ok(h, ['cp', 'c:/srv/d', path.join(host, 'new')]);
+  assert.equal(readFileSync(path.join(host, 'new', 'a'), 'utf8'), 'a\n');
+  assert.equal(readFileSync(path.join(host, 'new', 'sub', 'b'), 'utf8'), 'b\n');
+  mkdirSync(path.join(host, 'into'));
+  await ok(h, ['cp', 'c:/srv/d', path.join(host, 'into')]);
+  assert.equal(readFileSync(path.join(host, 'into', 'd', 'a'), 'utf8'), 'a\n');
+  mkdirSync(path.join(host, 'content'));
+  await ok(h, ['cp', 'c:/srv/d/.', path.join(host, 'content')]);
+  assert.equal(readFileSync(path.join(host, 'content', 'a'), 'utf8'), 'a\n');
+  writeFileSync(path.join(host, 'file'), 'old');
+  await ok(h, ['cp', 'c:/srv/d/sub/b', path.join(host, 'file')]);
+  assert.equal(readFileSync(path.join(host, 'file'), 'utf8'), 'b\n');
+  const toFile = await h.cli(['cp', 'c:/srv/d', path.join(host, 'file')]);
+  assert.notEqual(toFile.code, 0);
+  assert.match(toFile.stderr, /cannot copy a directory to a file/);
+  const missing = await h.cli(['cp', 'c:/srv/nothing', path.join(host, 'x')]);
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /no such file or directory in container c/);
+  const tarOut = await h.cli(['cp', 'c:/srv/d/a', '-']);
+  assert.equal(tarOut.code, 0);
+  assert.equal(tarOut.stdout.slice(0, 1), 'a', 'a tar whose first entry is named a');
+});
+
+test("symlinks and .. in a container path resolve in the container's root: its own /etc/shadow, never the host's", async (t) => {
+  const { h, host } = await world(t);
+  await ok(h, ['cp', '-L', 'c:/x', path.join(host, 'x')]);
+  assert.equal(readFileSync(path.join(host, 'x'), 'utf8'), 'container-shadow\n');
+  await ok(h, ['cp', '-L', 'c:/srv/up', path.join(host, 'up')]);
+  assert.equal(readFileSync(path.join(host, 'up'), 'utf8'), 'container-shadow\n', 'a relative link climbing past / stops at the container root');
+  await ok(h, ['cp', 'c:/../../../../etc/shadow', path.join(host, 'dots')]);
+  assert.equal(readFileSync(path.join(host, 'dots'), 'utf8'), 'container-shadow\n');
+  await ok(h, ['cp', 'c:/srv/climb/etc/shadow', path.join(host, 'climb')]);
+  assert.equal(readFileSync(path.join(host, 'climb'), 'utf8'), 'container-shadow\n');
+  await ok(h, ['cp', 'c:/x', path.join(host, 'link')]);
+  assert.equal(readlinkSync(path.join(host, 'link')), '/etc/shadow', 'without -L the link itself');
+  // into the container through the same links
+  writeFileSync(path.join(host, 'payload'), 'payload\n');
+  await ok(h, ['cp', path.join(host, 'payload'), 'c:/srv/climb/etc/']);
+  assert.equal(await ok(h, ['exec', 'c', 'cat', '/etc/payload']), 'payload\n');
+  assert.equal(existsSync('/etc/payload'), false, "the host's /etc is not written");
+  await ok(h, ['cp', path.join(host, 'payload'), 'c:/srv/up']);
+  assert.equal(await ok(h, ['exec', 'c', 'cat', '/etc/shadow']), 'payload\n', "the container's own shadow, through its symlink");
+  assert.equal(hostShadowTouched(), false, "the host's /etc/shadow is untouched");
+});
+
+test('into a container: a directory onto a new name, into a directory, its content with /., a tar on stdin; ../ entries refused', async (t) => {
+  const { h, host } = await world(t);
+  mkdirSync(path.join(host, 'tree', 'sub'), { recursive: true });
+  writeFileSync(path.join(host, 'tree', 'f'), 'f\n');
+  writeFileSync(path.join(host, 'tree', 'sub', 'g'), 'g\n');
+  await ok(h, ['cp', path.join(host, 'tree'), 'c:/srv/new']);
+  assert.equal(await ok(h, ['exec', 'c', 'cat', '/srv/new/f', '/srv/new/sub/g']), 'f\ng\n');
+  await ok(h, ['cp', path.join(host, 'tree'), 'c:/srv/d']);
+  assert.equal(await ok(h, ['exec', 'c', 'cat', '/srv/d/tree/f']), 'f\n');
+  await ok(h, ['cp', path.join(host, 'tree') + '/.', 'c:/srv/d/sub']);
+  assert.equal(await ok(h, ['exec', 'c', 'cat', '/srv/d/sub/f', '/srv/d/sub/b']), 'f\nb\n');
+  assert.equal((await ok(h, ['exec', 'c', 'stat', '-c', '%u:%g', '/srv/new/f'])).trim(), '0:0', "without -a: the container's root");
+
+  // several chunks each way: 3 MiB of noise in, and back out
+  const noise = randomBytes(3 * 1024 * 1024 + 17);
+  writeFileSync(path.join(host, 'noise'), noise);
+  await ok(h, ['cp', path.join(host, 'noise'), 'c:/srv/noise']);
+  assert.equal((await ok(h, ['exec', 'c', 'sha256sum', '/srv/noise'])).split(' ')[0], createHash('sha256').update(noise).digest('hex'));
+  await ok(h, ['cp', 'c:/srv/noise', path.join(host, 'noise-back')]);
+  assert.ok(readFileSync(path.join(host, 'noise-back')).equals(noise), 'the same bytes back');
+
+  const pack = async (names: string[]): Promise<Buffer> => {
+    const p = tar.pack();
+    for (const n of names) p.entry({ name: n }, 'x\n');
+    p.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of p as unknown as AsyncIterable<Buffer>) chunks.push(c);
+    return Buffer.concat(chunks);
+  };
+  await ok(h, ['cp', '-', 'c:/srv'], await pack(['fromstdin']));
+  assert.equal(await ok(h, ['exec', 'c', 'cat', '/srv/fromstdin']), 'x\n');
+  const evil = `capsa-cp-evil-${randomBytes(4).toString('hex')}`;
+  const r = await h.cli(['cp', '-', 'c:/srv'], { input: await pack([`../../../../../../tmp/${evil}`]) });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /names a parent directory/);
+  assert.equal(existsSync(path.join('/tmp', evil)), false);
+  assert.equal((await h.cli(['exec', 'c', 'test', '-e', `/tmp/${evil}`])).code, 1, 'nor in the container');
+  const stopped = await h.cli(['run', '--name', 'stopped', '--network', 'none', 'busybox', 'true']);
+  assert.equal(stopped.code, 0);
+  const refused = await h.cli(['cp', path.join(host, 'tree'), 'stopped:/srv']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /is not running: copying into a container needs it running/);
+});
+
+test("a user's cp writes with its container's ids, keeps them with -a, and another's container is not found", async (t) => {
+  const user = createUser(t);
+  const h = await startHelper({ mirror: registry.url, env: { CAPSA_SOCKET_MODE: '0666' } });
+  t.after(() => h.stop());
+  chmodSync(h.dir, 0o711);
+  const client = writeRawClient(h.dir);
+  await until('the socket to be opened to users', async () => (statSync(h.socket).mode & 0o777) === 0o666);
+  const req = (method: string, params: unknown, as = user) => rawRequest(client, h.socket, method, params, as);
+  assert.ok((await req('capsa/image/pull', { reference: 'busybox' })).result);
+  const run = await req('capsa/container/run', { image: 'busybox', name: 'u', network: 'none', cmd: ['sleep', '300'] });
+  const id = run.result?.id as string;
+  assert.ok(id, JSON.stringify(run));
+  const tarOf = async (uid: number): Promise<string> => {
+    const p = tar.pack();
+    p.entry({ name: 'owned', uid, gid: uid, mode: 0o640 }, 'mine\n');
+    p.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of p as unknown as AsyncIterable<Buffer>) chunks.push(c);
+    return Buffer.concat(chunks).toString('base64');
+  };
+  for (const [copyIds, want] of [[false, 0], [true, 1234]] as const) {
+    const session = await rawSession(client, h.socket, [
+      { method: 'capsa/container/archive/open-write', params: { container: 'u', path: '/tmp', copyIds } },
+      { method: 'capsa/container/archive/write', params: { session: '$session', data: await tarOf(1234), eof: true } },
+      { method: 'capsa/container/archive/open-read', params: { container: 'u', path: '/tmp/owned' } },
+      { method: 'capsa/container/archive/read', params: { session: '$session' } },
+    ], user);
+    const [open, w, read, chunk] = session.answers as Array<{ result?: any; error?: unknown }>;
+    assert.ok(open.result?.session, JSON.stringify(open));
+    assert.equal(w.result?.entries, 1, JSON.stringify(w));
+    const upper = path.join(h.root, 'containers', id, 'upper', 'tmp', 'owned');
+    const block = (JSON.parse(readFileSync(path.join(h.root, 'containers', id, 'config.json'), 'utf8')) as { plan: { userns: { uid: number } } }).plan.userns.uid;
+    assert.equal(lstatSync(upper).uid, block + want, `copyIds ${copyIds}: the block's id for container id ${want}`);
+    assert.equal(read.result?.stat?.type, 'file', JSON.stringify(read));
+    assert.equal(chunk.result?.eof, true, JSON.stringify(chunk));
+    const ex = tar.extract();
+    const seen: Array<{ name: string; uid?: number }> = [];
+    const done = (async () => {
+      for await (const e of ex) {
+        seen.push({ name: e.header.name, uid: e.header.uid });
+        e.resume();
+      }
+    })();
+    (ex as unknown as NodeJS.WritableStream).end(Buffer.from(chunk.result.data, 'base64'));
+    await done;
+    assert.deepEqual(seen, [{ name: 'owned', uid: want }], 'read back as the container sees it');
+  }
+  // root's container, as the user: not found; hostile params and sessions refused
+  const rootc = await h.cli(['run', '-d', '--name', 'r', '--network', 'none', 'busybox', 'sleep', '300']);
+  assert.equal(rootc.code, 0, rootc.stderr);
+  for (const [method, params] of [
+    ['capsa/container/path-stat', { container: 'r', path: '/' }],
+    ['capsa/container/archive/open-read', { container: 'r', path: '/etc/passwd' }],
+    ['capsa/container/archive/open-write', { container: 'r', path: '/tmp' }],
+  ] as const) {
+    assert.equal((await req(method, params)).error?.data?.code, 'E_CONTAINER_NOT_FOUND', method);
+  }
+  assert.equal((await req('capsa/container/archive/read', { session: 'nope' })).error?.data?.code, 'E_COPY_SESSION_NOT_FOUND');
+  assert.equal((await req('capsa/container/archive/write', { session: 'x', data: 42 })).error?.data?.code, 'E_INVALID_ARGUMENT');
+  assert.equal((await req('capsa/container/path-stat', { container: 'u', path: '' })).error?.data?.code, 'E_INVALID_ARGUMENT');
+  assert.equal((await h.cli(['version'])).code, 0, 'the helper still answers');
+});
+
+test("from a stopped container: its upper directory over the image's layers, deletions and opaque directories honoured, links resolved inside it", async (t) => {
+  const { h, host } = await world(t);
+  const script = 'echo container-shadow > /etc/shadow && ln -s /etc/shadow /x && ln -s ../../../../.. /climb && rm /etc/group && rm -rf /home && mkdir /home && echo n > /home/n && mkdir -p /deep/a && echo deep > /deep/a/f';
+  await ok(h, ['run', '--name', 's', '--network', 'none', 'busybox', 'sh', '-c', script]);
+  await ok(h, ['cp', '-L', 's:/x', path.join(host, 'x')]);
+  assert.equal(readFileSync(path.join(host, 'x'), 'utf8'), 'container-shadow\n');
+  await ok(h, ['cp', 's:/climb/etc/shadow', path.join(host, 'climb')]);
+  assert.equal(readFileSync(path.join(host, 'climb'), 'utf8'), 'container-shadow\n', 'a link past / stops at the container root');
+  await ok(h, ['cp', 's:/../../etc/passwd', path.join(host, 'passwd')]);
+  assert.match(readFileSync(path.join(host, 'passwd'), 'utf8'), /^root:x:0:0:root/, "the image's own passwd, from a lower layer");
+  const gone = await h.cli(['cp', 's:/etc/group', path.join(host, 'group')]);
+  assert.notEqual(gone.code, 0, 'a deleted file is not there');
+  assert.match(gone.stderr, /no such file or directory in container s/);
+  await ok(h, ['cp', 's:/home', path.join(host, 'home')]);
+  assert.deepEqual(readdirSync(path.join(host, 'home')), ['n'], "the opaque /home: the image's /home/user is hidden");
+  await ok(h, ['cp', 's:/etc', path.join(host, 'etc')]);
+  assert.deepEqual(readdirSync(path.join(host, 'etc')).sort().filter((n) => !['hostname', 'hosts', 'resolv.conf'].includes(n)), ['passwd', 'shadow']);
+  await ok(h, ['cp', 's:/deep/.', path.join(host, 'deep')]);
+  assert.equal(readFileSync(path.join(host, 'deep', 'a', 'f'), 'utf8'), 'deep\n');
+  assert.equal(hostShadowTouched(), false);
+});

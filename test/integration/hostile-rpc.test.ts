@@ -39,6 +39,8 @@ const VALID: Record<string, Record<string, unknown> | undefined> = {
   'capsa/image/load': { input: '/nonexistent/a.tar', workDoneToken: 1 },
   'capsa/image/save': { images: ['busybox'], output: '/nonexistent/a.tar' },
   'capsa/image/prune': { all: false },
+  'capsa/image/push': { reference: 'nosuch:1', workDoneToken: 'p2', auth: { username: 'u', password: 'p' } },
+  'capsa/image/login': { registry: '127.0.0.1:1', auth: { username: 'u', password: 'p' } },
   'capsa/system/df': undefined,
   'capsa/container/run': {
     image: 'busybox',

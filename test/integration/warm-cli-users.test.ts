@@ -203,3 +203,17 @@ test("a user's pool ends after its idle time without a call (process and socket)
   assert.equal(again.code, 0, again.stderr);
   await until('a new pool', async () => existsSync(sock));
 });
+
+test("a user's warm process killed outright costs the helper nothing: a replacement starts, and the next call is served warm", async (t) => {
+  const { h, log } = await userHelper(t);
+  const user = createUser(t);
+  await warmUp(user, h, log);
+  const r = await capsaAs(user, h, ['version']);
+  const warm = await servedBy(log, user.uid, r.pid);
+  process.kill(warm, 'SIGKILL');
+  await until('a replacement', async () => new RegExp(`uid ${user.uid}: warm CLI \\d+ started \\(${warm} ended`).test(log()));
+  const next = await capsaAs(user, h, ['version']);
+  assert.equal(next.code, 0, next.stderr);
+  assert.notEqual(await servedBy(log, user.uid, next.pid), warm);
+  assert.equal(h.process.exitCode, null, 'the helper still runs');
+});

@@ -50,6 +50,7 @@ const TOP_FILES = {
   main: 'helper', // the composition root: wires handlers, listens
   connection: 'helper', // the JSON-RPC connection over a socket
   warmclipool: 'helper', // the helper's side of the warm CLI: its pool of processes
+  warmusers: 'helper', // the warm CLI pools of users other than root
 };
 
 /**

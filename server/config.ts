@@ -28,8 +28,8 @@ export interface CapsaConfig {
    * files opened with that user's rights. 0o660 with socketGroup limits it
    * to a group's members, 0o600 to root. Env `CAPSA_SOCKET_MODE` (octal,
    * `0660`), in the file a number or an octal string. The warm CLI's sockets
-   * are the helper's own business: root's is 0600, each user's is that
-   * user's alone (server/warmclipool.ts). With socket activation the unit's
+   * are the helper's own business: root's is 0600, each user's is owned by
+   * that user, 0600 (warmCliUsers). With socket activation the unit's
    * SocketMode applies instead. loadConfig always fills it.
    */
   socketMode?: number;
@@ -64,6 +64,21 @@ export interface CapsaConfig {
    */
   warmCli?: number;
   /**
+   * Users other than root with a warm CLI pool of their own at once: a user
+   * gets one (one idle process running as that user, with its groups, on
+   * `warmCliUserSocketPath(socket, uid)`) when it connects to the helper,
+   * unless this many users have one already. 0: users' calls all run the
+   * Node CLI. Default 16; env `CAPSA_WARM_CLI_USERS`; at most 256. Off
+   * with warmCli 0. loadConfig always fills it.
+   */
+  warmCliUsers?: number;
+  /**
+   * Seconds a user's pool lives without a call before its processes end and
+   * its socket goes (the user's next connection makes a new one). Default
+   * 600; env `CAPSA_WARM_CLI_IDLE`; from 1 to 86400. loadConfig always fills it.
+   */
+  warmCliIdle?: number;
+  /**
    * Ceilings for each user other than root (root has none): `containers`,
    * how many containers (in any state) one user may have at once; `memory`
    * (bytes) and `pidsLimit`, the most one container of theirs may have, and
@@ -84,10 +99,14 @@ export const DEFAULT_ROOT = '/var/lib/capsa';
 export const DEFAULT_SOCKET = '/run/capsa/capsa.sock';
 export const DEFAULT_CONFIG_FILE = '/etc/capsa/config.json';
 export const DEFAULT_WARM_CLI = 1;
+export const DEFAULT_WARM_CLI_USERS = 16;
+export const DEFAULT_WARM_CLI_IDLE = 600;
 export const DEFAULT_SOCKET_MODE = 0o666;
 /** The mode the helper creates its socket with, before any client can connect; it is widened to socketMode once it listens. */
 export const CREATED_SOCKET_MODE = 0o600;
 const MAX_WARM_CLI = 8;
+const MAX_WARM_CLI_USERS = 256;
+const MAX_WARM_CLI_IDLE = 86400;
 
 /**
  * The warm CLI's socket, next to the helper's: `capsa.sock` → `capsa-cli.sock`,
@@ -99,11 +118,24 @@ export function warmCliSocketPath(socket: string): string {
 }
 
 /**
+ * The directory of the users' warm CLI sockets, beside the helper's socket
+ * (root's, 0755): `capsa.sock` → `capsa-cli.d`, any other name gets `.cli.d`.
+ */
+export function warmCliUserDir(socket: string): string {
+  return socket.endsWith('.sock') ? `${socket.slice(0, -'.sock'.length)}-cli.d` : `${socket}.cli.d`;
+}
+
+/** User `uid`'s warm CLI socket: `capsa-cli.d/UID.sock`. native/client/client.c derives it the same way. */
+export function warmCliUserSocketPath(socket: string, uid: number): string {
+  return `${warmCliUserDir(socket)}/${uid}.sock`;
+}
+
+/**
  * Loads the configuration: defaults, then the JSON file (`CAPSA_CONFIG` or
  * /etc/capsa/config.json, if present), then environment variables:
  * `CAPSA_ROOT`, `CAPSA_SOCKET`, `CAPSA_BRIDGE`, `CAPSA_BRIDGE_SUBNET`, `CAPSA_REGISTRY_MIRROR` (`docker.io=http://127.0.0.1:5000,…`
  * or a bare URL, which mirrors docker.io), `CAPSA_INSECURE_REGISTRIES` (comma separated),
- * `CAPSA_WARM_CLI` (warm CLI processes, 0 to turn them off), `CAPSA_SOCKET_MODE` (octal),
+ * `CAPSA_WARM_CLI` (warm CLI processes, 0 to turn them off), `CAPSA_WARM_CLI_USERS`, `CAPSA_WARM_CLI_IDLE`, `CAPSA_SOCKET_MODE` (octal),
  * `CAPSA_SOCKET_GROUP` (a group name or gid).
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
@@ -115,6 +147,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
     credentials: {},
     network: { bridge: 'capsa0', subnet: '10.88.0.0/16' },
     warmCli: DEFAULT_WARM_CLI,
+    warmCliUsers: DEFAULT_WARM_CLI_USERS,
+    warmCliIdle: DEFAULT_WARM_CLI_IDLE,
     socketMode: DEFAULT_SOCKET_MODE,
     socketGroup: '0',
   };
@@ -137,6 +171,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
     const text = env.CAPSA_WARM_CLI.trim();
     config.warmCli = checkWarmCli('CAPSA_WARM_CLI', /^\d+$/.test(text) ? Number(text) : env.CAPSA_WARM_CLI);
   }
+  const whole = (text: string): unknown => (/^\d+$/.test(text.trim()) ? Number(text.trim()) : text);
+  if (env.CAPSA_WARM_CLI_USERS) config.warmCliUsers = checkCount('CAPSA_WARM_CLI_USERS', whole(env.CAPSA_WARM_CLI_USERS), 0, MAX_WARM_CLI_USERS, 'users with a warm CLI pool');
+  if (env.CAPSA_WARM_CLI_IDLE) config.warmCliIdle = checkCount('CAPSA_WARM_CLI_IDLE', whole(env.CAPSA_WARM_CLI_IDLE), 1, MAX_WARM_CLI_IDLE, 'seconds');
   if (env.CAPSA_BRIDGE_SUBNET) config.network!.subnet = checkSubnet('CAPSA_BRIDGE_SUBNET', env.CAPSA_BRIDGE_SUBNET);
   if (env.CAPSA_REGISTRY_MIRROR) {
     for (const item of env.CAPSA_REGISTRY_MIRROR.split(',').map((s) => s.trim()).filter(Boolean)) {
@@ -200,6 +237,8 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
   if (o.socketMode !== undefined) config.socketMode = checkSocketMode(`config ${file}: socketMode`, o.socketMode);
   if (o.socketGroup !== undefined) config.socketGroup = checkGroup(`config ${file}: socketGroup`, typeof o.socketGroup === 'number' ? String(o.socketGroup) : o.socketGroup);
   if (o.warmCli !== undefined) config.warmCli = checkWarmCli(`config ${file}: warmCli`, o.warmCli);
+  if (o.warmCliUsers !== undefined) config.warmCliUsers = checkCount(`config ${file}: warmCliUsers`, o.warmCliUsers, 0, MAX_WARM_CLI_USERS, 'users with a warm CLI pool');
+  if (o.warmCliIdle !== undefined) config.warmCliIdle = checkCount(`config ${file}: warmCliIdle`, o.warmCliIdle, 1, MAX_WARM_CLI_IDLE, 'seconds');
   if (o.credentials !== undefined) config.credentials = parseCredentials(file, o.credentials);
   if (o.userLimits !== undefined) config.userLimits = parseUserLimits(file, o.userLimits);
   if (o.network !== undefined) {
@@ -266,6 +305,13 @@ function str(file: string, key: string, v: unknown): string {
 function checkWarmCli(where: string, n: unknown): number {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_WARM_CLI) {
     throw new InvalidArgumentError(`${where}: expected a number of warm CLI processes from 0 to ${MAX_WARM_CLI}, got ${JSON.stringify(n)}`);
+  }
+  return n;
+}
+
+function checkCount(where: string, n: unknown, min: number, max: number, what: string): number {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new InvalidArgumentError(`${where}: expected a number of ${what} from ${min} to ${max}, got ${JSON.stringify(n)}`);
   }
   return n;
 }

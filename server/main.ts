@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Connection } from 'vscode-languageserver/node';
 import { describeError } from './errors';
-import { CREATED_SOCKET_MODE, DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, loadConfig, socketGroupId, warmCliSocketPath, type CapsaConfig } from './config';
+import { CREATED_SOCKET_MODE, DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, DEFAULT_WARM_CLI_IDLE, DEFAULT_WARM_CLI_USERS, loadConfig, socketGroupId, warmCliSocketPath, warmCliUserDir, type CapsaConfig } from './config';
 import { openConnection } from './connection';
 import { ContainerEventNotification } from './protocol';
 import { ContainerService, type ContainerChange } from './runtime/container';
@@ -28,6 +28,7 @@ import { NetworkManager } from './runtime/network/manager';
 import { VERSION } from './version';
 import { printable } from './util/text';
 import { WarmCliPool } from './warmclipool';
+import { WarmCliUsers } from './warmusers';
 import { checkTrustedDirectory } from './util/trusteddir';
 import { describeCaller, ownCaller, peerCaller, socketFd, type Caller } from './util/peercred';
 import { forCaller, hasFullAccess } from './handlers/access';
@@ -79,6 +80,7 @@ export class Helper {
   private server?: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private warmCli?: WarmCliPool;
+  private warmUsers?: WarmCliUsers;
 
   /** `warmCliEntry`: the script warm CLI processes run (default: the Node CLI's); a test entry adds verbs this way. */
   constructor(
@@ -197,6 +199,8 @@ export class Helper {
     } catch (err) {
       await this.warmCli?.close();
       this.warmCli = undefined;
+      await this.warmUsers?.close();
+      this.warmUsers = undefined;
       throw err;
     }
     this.server = server;
@@ -219,6 +223,8 @@ export class Helper {
       return;
     }
     log(`client connected: ${describeCaller(caller)}${hasFullAccess(caller) ? '' : ' (a user: its own containers, the handshake, nothing else)'}`);
+    // a user of the helper gets warm CLI processes of its own (none of root's serves it)
+    this.warmUsers?.use(caller.uid, caller.pid);
     this.serve(socket, socket, caller);
   }
 
@@ -253,11 +259,27 @@ export class Helper {
     } catch (err) {
       log(`warm CLI off: cannot listen on ${warmCliSocketPath(socketPath)}: ${describeError(err)}`);
     }
+    const maxUsers = this.config.warmCliUsers ?? DEFAULT_WARM_CLI_USERS;
+    if (maxUsers === 0) return;
+    const users = new WarmCliUsers({
+      dir: warmCliUserDir(socketPath),
+      helperSocket: socketPath,
+      maxUsers,
+      idleMs: (this.config.warmCliIdle ?? DEFAULT_WARM_CLI_IDLE) * 1000,
+      log,
+      entry: this.opts.warmCliEntry,
+    });
+    try {
+      users.init();
+      this.warmUsers = users;
+    } catch (err) {
+      log(`warm CLI off for users other than root: cannot make ${warmCliUserDir(socketPath)}: ${describeError(err)}`);
+    }
   }
 
   /** Stops listening and drops every client: `server.close()` alone would wait for clients that never hang up. */
   async close(): Promise<void> {
-    const warmClosed = this.warmCli?.close();
+    const warmClosed = Promise.all([this.warmCli?.close(), this.warmUsers?.close()]);
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const c of this.connections.keys()) c.dispose();
     for (const s of this.sockets) s.destroy();

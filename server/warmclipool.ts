@@ -17,15 +17,17 @@
  * stay idle; a surplus one is told to exit. One that dies before taking a
  * call is replaced after a backoff, and after MAX_FAILURES such deaths in a
  * row the warm CLI turns itself off (the socket goes, clients run the Node
- * CLI).
+ * CLI). A pool of a user other than root (server/warmusers.ts) has its
+ * socket owned by that user and its processes drop to that user first
+ * (server/cli/warm/become.ts).
  */
-import { chmodSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { constants as osConstants, getPriority, setPriority } from 'node:os';
 import { describeError } from './errors';
 import { closeFd, listenSeqpacket } from './util/seqpacket';
 import { cliEntry } from './util/layout';
-import { koffiNode } from './util/libc';
+import { koffiNode, libcFunctions } from './util/libc';
 import { spawnProgram } from './util/spawn';
 
 export interface WarmCliOptions {
@@ -38,6 +40,19 @@ export interface WarmCliOptions {
   log: (message: string) => void;
   /** The CLI script run with `--warm`. Default: the Node CLI's (server/util/layout.ts cliEntry). */
   entry?: string;
+  /** The user the processes run as (they start as root and drop: become.ts), who alone may connect to the socket. Default: root's pool. */
+  user?: WarmUser;
+  /** Asked before each start: a reason turns the pool off (its user is gone from /etc/passwd, say). */
+  check?: () => string | undefined;
+  /** Each call a process takes. */
+  onTaken?: () => void;
+}
+
+/** A user other than root, as its processes take it (`--as UID:GID:NAME`, server/cli/warm/become.ts). */
+export interface WarmUser {
+  uid: number;
+  gid: number;
+  name: string;
 }
 
 const MAX_FAILURES = 5;
@@ -75,9 +90,23 @@ export class WarmCliPool {
    * socket finds this one too.
    */
   listen(): void {
-    const { socket } = this.opts;
+    const { socket, user } = this.opts;
     rmSync(socket, { force: true });
-    this.listenFd = listenSeqpacket(socket, () => chmodSync(socket, 0o600));
+    // before listen: until then a connect is refused, whatever the socket's mode
+    this.listenFd = listenSeqpacket(socket, () => {
+      chmodSync(socket, 0o600);
+      if (user) chownSync(socket, user.uid, user.gid);
+    });
+  }
+
+  /** A process is serving a call. */
+  get serving(): boolean {
+    return this.busy.size > 0;
+  }
+
+  /** `pid` is one of this pool's processes (its connections to the helper are not a user's calls). */
+  owns(pid: number): boolean {
+    return [...this.idle, ...this.busy, ...this.retiring].some((c) => c.pid === pid);
   }
 
   /** Starts the processes (listening first if listen() was not called). */
@@ -165,9 +194,14 @@ export class WarmCliPool {
   }
 
   private spawnOne(why: string): void {
+    const unfit = this.opts.check?.();
+    if (unfit) {
+      this.turnOff(`warm CLI turned off: ${unfit}`);
+      return;
+    }
     let child: WarmProcess;
     try {
-      child = startWarmProcess(this.entry, this.opts.env, this.listenFd);
+      child = startWarmProcess(this.entry, this.opts.env, this.listenFd, this.opts.user);
     } catch (err) {
       this.failed(`warm CLI could not start: ${describeError(err)}`);
       return;
@@ -193,6 +227,7 @@ export class WarmCliPool {
           child.served = true;
           child.takenAt = Date.now();
           this.opts.log(`warm CLI ${child.pid} took a call from pid ${rest}`);
+          this.opts.onTaken?.();
           if (this.retiring.has(child)) continue; // it serves the call, then exits as told
           this.idle.delete(child);
           this.busy.add(child);
@@ -246,10 +281,7 @@ export class WarmCliPool {
     this.failures++;
     this.opts.log(message);
     if (this.failures >= MAX_FAILURES) {
-      this.opts.log(`warm CLI turned off after ${this.failures} failed starts in a row: calls run the Node CLI`);
-      for (const c of this.idle) c.kill('SIGTERM');
-      this.idle.clear();
-      this.closeSocket();
+      this.turnOff(`warm CLI turned off after ${this.failures} failed starts in a row`);
       return;
     }
     clearTimeout(this.retry);
@@ -260,6 +292,14 @@ export class WarmCliPool {
       },
       FIRST_BACKOFF_MS * 2 ** (this.failures - 1),
     );
+  }
+
+  /** No more processes, no socket: calls run the Node CLI. */
+  private turnOff(why: string): void {
+    this.opts.log(`${why}: calls run the Node CLI`);
+    for (const c of this.idle) c.kill('SIGTERM');
+    this.idle.clear();
+    this.closeSocket();
   }
 }
 
@@ -294,8 +334,9 @@ const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n])
  * its end is watched with a pidfd in the event loop, not a waitpid that
  * would hold a libuv pool thread.
  */
-function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: number): WarmProcess {
-  const spawned = spawnProgram(process.execPath, [entry, '--warm'], { fds: [listenFd, 'socket'], setsid: true, env, watch: 'pidfd' });
+function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: number, user?: WarmUser): WarmProcess {
+  const args = [entry, '--warm', ...(user ? ['--as', `${user.uid}:${user.gid}:${user.name}`] : [])];
+  const spawned = spawnProgram(process.execPath, args, { fds: [listenFd, 'socket'], setsid: true, env, watch: 'pidfd' });
   const child = spawned.pid;
   // While it loads it must not slow the call it replaces (2 cores are common): it takes
   // the helper's priority back when it takes a call (server/cli/warm/process.ts), or when a client waits for it
@@ -305,6 +346,8 @@ function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: numbe
   } catch {
     // it loads at the helper's priority
   }
+  // a user's process may go back up to the helper's priority by itself, and no higher (RLIMIT_NICE: setrlimit(2))
+  if (user) allowNiceness(child, priority);
   const reports = spawned.sockets[1]!;
   const exited = spawned.exited.then(({ code, signal }) => ({ code, signal: signal === null ? null : (SIGNAL_NAMES.get(signal) ?? `signal ${signal}`) }));
   const kill = (signal: NodeJS.Signals): void => {
@@ -322,4 +365,17 @@ function startWarmProcess(entry: string, env: NodeJS.ProcessEnv, listenFd: numbe
     }
   };
   return { pid: child, ready: false, reports, exited, kill, prioritise, served: false, takenAt: 0 };
+}
+
+const RLIMIT_NICE = 13;
+let prlimit: ((pid: number, resource: number, limit: Buffer, old: null) => number) | undefined;
+
+/** Lets `pid`, unprivileged, lower its niceness down to `nice` (a ceiling of 20 - rlim_cur). */
+function allowNiceness(pid: number, nice: number): void {
+  prlimit ??= libcFunctions({ prlimit: 'int prlimit(int pid, int resource, const void *new_limit, void *old_limit)' }).prlimit as unknown as typeof prlimit;
+  const limit = Buffer.alloc(16);
+  limit.writeBigUInt64LE(BigInt(20 - nice), 0);
+  limit.writeBigUInt64LE(BigInt(20 - nice), 8);
+  // without it the process serves at its loading priority (IDLE_NICENESS lower), slower but sound
+  prlimit!(pid, RLIMIT_NICE, limit, null);
 }

@@ -6,7 +6,8 @@
  * server/cli/warm/process.ts). This client connects to it, hands over its command
  * line, environment, working directory, umask and its stdin, stdout and
  * stderr (SCM_RIGHTS), forwards signals to it while it runs and exits with
- * its status. When no warm CLI answers, it runs the Node CLI
+ * its status; a user other than root talks to its own warm processes, which
+ * run as that user. When no warm CLI answers, it runs the Node CLI
  * (`node bin/capsa.js`) instead, which also starts the helper when none runs.
  *
  * The messages are described in server/cli/warm/wire.ts. Plain libc, one
@@ -162,16 +163,20 @@ run_node_cli (char **argv)
   exit (EXIT_CAPSA);
 }
 
-/* server/config.ts warmCliSocketPath: capsa.sock -> capsa-cli.sock, any other name + ".cli". */
+/* server/config.ts warmCliSocketPath: capsa.sock -> capsa-cli.sock, any other name + ".cli";
+   for a user other than root, warmCliUserSocketPath: capsa.sock -> capsa-cli.d/UID.sock, any
+   other name + ".cli.d/UID.sock". Root's processes serve root alone: a user's are the user's. */
 static int
-warm_socket_path (const char *socket_path, char *out, size_t size)
+warm_socket_path (const char *socket_path, uid_t uid, char *out, size_t size)
 {
   size_t len = strlen (socket_path);
+  int stem = (int) (len >= 5 && strcmp (socket_path + len - 5, ".sock") == 0 ? len - 5 : len);
+  const char *tail = stem < (int) len ? "-cli" : ".cli";
   int n;
-  if (len >= 5 && strcmp (socket_path + len - 5, ".sock") == 0)
-    n = snprintf (out, size, "%.*s-cli.sock", (int) (len - 5), socket_path);
+  if (uid == 0)
+    n = snprintf (out, size, "%.*s%s%s", stem, socket_path, tail, stem < (int) len ? ".sock" : "");
   else
-    n = snprintf (out, size, "%s.cli", socket_path);
+    n = snprintf (out, size, "%.*s%s.d/%u.sock", stem, socket_path, tail, (unsigned) uid);
   return n > 0 && (size_t) n < size ? 0 : -1;
 }
 
@@ -335,7 +340,7 @@ main (int argc, char **argv)
   char path[sizeof ((struct sockaddr_un *) 0)->sun_path];
   if (!helper || !*helper)
     helper = DEFAULT_SOCKET;
-  int fd = warm_socket_path (helper, path, sizeof path) == 0 ? connect_warm (path) : -1;
+  int fd = warm_socket_path (helper, getuid (), path, sizeof path) == 0 ? connect_warm (path) : -1;
   if (fd < 0)
     run_node_cli (argv);
 

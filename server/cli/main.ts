@@ -5,6 +5,8 @@
  * in containers/, images.ts, network.ts and volumes.ts. Run with `--warm`
  * (by the helper), it is a warm CLI process instead (warm/process.ts).
  */
+// first of all: a user's warm process becomes its user before any other module loads
+import './warm/become';
 import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { loadConfig } from '../config';
 import { VersionRequest } from '../protocol';

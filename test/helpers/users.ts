@@ -27,7 +27,8 @@ export function createUser(t: { after: (fn: () => void) => void }): TestUser {
     throw err;
   }
   t.after(() => {
-    retried(['userdel', name]);
+    // --force: a helper still running may keep the user's warm CLI processes (server/warmusers.ts) until it stops
+    retried(['userdel', '--force', name]);
     retried(['groupdel', extraGroup]);
   });
   const id = (flag: string, who = name) => Number(execFileSync('id', [flag, who], { encoding: 'utf8' }).trim());

@@ -3,8 +3,9 @@
  * and answers a caller other than root its handshake and the methods opened
  * to users (each scoped to the caller: owner-containers, owner-images and
  * owner-volumes-networks tests) only, even on a socket an administrator
- * opened to everyone; a root warm CLI process hands such a caller's `capsa`
- * call to the Node CLI. Root keeps the whole protocol.
+ * opened to everyone; root's warm CLI processes refuse such a caller, whose
+ * `capsa` calls go to warm processes of its own (warm-cli-users tests) or
+ * the Node CLI. Root keeps the whole protocol.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import * as path from 'node:path';
 import { REPO_ROOT, connectProtocol, fileRegistry, startHelper, until, type TestHelper } from '../helpers/capsa';
 import { asUser, createUser, type TestUser } from '../helpers/users';
 import { ContainerListRequest, ImageEventNotification, ImagePullRequest, VersionRequest } from '../../server/protocol';
-import { warmCliSocketPath } from '../../server/config';
+import { warmCliSocketPath, warmCliUserSocketPath } from '../../server/config';
 
 /** A raw JSON-RPC client (no modules: the user may not read node_modules) that sends each request and prints each answer with its pid. */
 const CLIENT = `
@@ -131,31 +132,38 @@ test('a non-root caller on a 0666 socket is identified by the kernel, logged, an
   assert.equal((await conn.sendRequest(VersionRequest.type)).pid, h.process.pid, 'the same helper still answers');
 });
 
-test("a root warm CLI process does not serve another user's capsa call: its client runs the Node CLI, served as that user", async (t) => {
+test("root's warm CLI serves root alone: a user that reaches its socket (opened by mistake) is refused, and the user's capsa calls run as that user, warm in a pool of its own", async (t) => {
   const { user, h, log } = await setup(t);
   const warm = warmCliSocketPath(h.socket);
   await until('the warm CLI to be ready', async () => log().includes('warm CLI') && statSync(warm, { throwIfNoEntry: false }) !== undefined);
   assert.equal(statSync(warm).mode & 0o777, 0o600, 'the warm socket stays root-only whatever socketMode says');
   // as if an administrator opened it too: the warm process itself must refuse
   chmodSync(warm, 0o666);
-  const env = { PATH: process.env.PATH, CAPSA_SOCKET: h.socket, CAPSA_CONFIG: h.env.CAPSA_CONFIG, CAPSA_AUTOSTART: '0' };
-  const client = path.join(REPO_ROOT, 'native', 'build', 'capsa');
-  const version = await run(asUser(user, [client, 'version']), env);
-  assert.equal(version.code, 0, `capsa version as the user: ${version.stderr}`);
-  await until('the warm CLI to log its refusal', async () => new RegExp(`refused its call: uid ${user.uid} is not served by the warm CLI of uid 0`).test(log()));
+  const probe = `try { require(${JSON.stringify(path.join(REPO_ROOT, 'out', 'server', 'util', 'seqpacket.js'))}).connectSeqpacket(process.argv[1]); console.log('connected'); } catch (e) { console.log(e.code); }`;
+  const reached = await run(asUser(user, [process.execPath, '-e', probe, warm]), { PATH: process.env.PATH });
+  assert.equal(reached.stdout.trim(), 'connected', reached.stderr);
+  await until('the warm CLI to log its refusal', async () => new RegExp(`\\]: warm CLI \\d+ refused its call: uid ${user.uid} is not served by the warm CLI of uid 0`).test(log()));
   assert.doesNotMatch(log(), /took a call from pid/, 'no warm process took the call');
   // the refusal was no call: the process that refused stays, idle, for the next client
   const refuser = Number(new RegExp(`warm CLI (\\d+) refused its call: uid ${user.uid}`).exec(log())![1]);
   assert.doesNotThrow(() => process.kill(refuser, 0), `warm CLI ${refuser} still runs`);
+  const env = { PATH: process.env.PATH, CAPSA_SOCKET: h.socket, CAPSA_CONFIG: h.env.CAPSA_CONFIG, CAPSA_AUTOSTART: '0' };
+  const client = path.join(REPO_ROOT, 'native', 'build', 'capsa');
+  // the user's client never tries root's socket: its first call runs the Node CLI, whose connection gives the user a pool
+  const version = await run(asUser(user, [client, 'version']), env);
+  assert.equal(version.code, 0, `capsa version as the user: ${version.stderr}`);
+  await until("the user's pool", async () => statSync(warmCliUserSocketPath(h.socket, user.uid), { throwIfNoEntry: false }) !== undefined);
   const ps = await run(asUser(user, [client, 'ps']), env);
-  assert.equal(ps.code, 0, `the Node CLI lists the user's own containers: ${ps.stderr}`);
+  assert.equal(ps.code, 0, `the user's own containers are listed: ${ps.stderr}`);
   const images = await run(asUser(user, [client, 'images']), env);
-  assert.equal(images.code, 0, `the Node CLI lists the user's own images: ${images.stderr}`);
+  assert.equal(images.code, 0, `the user's own images are listed: ${images.stderr}`);
   assert.doesNotMatch(images.stdout, /busybox/, "root's images are not the user's");
-  // root's calls still go through the warm CLI
+  await until("the user's warm CLI to take its calls", async () => new RegExp(`uid ${user.uid}: warm CLI \\d+ took a call from pid`).test(log()));
+  assert.doesNotMatch(log(), /\]: warm CLI \d+ took a call from pid/, "root's warm CLI took none of the user's calls");
+  // root's calls still go through root's warm CLI
   const rootPs = await run([client, 'ps'], { ...h.env });
   assert.equal(rootPs.code, 0, rootPs.stderr);
-  await until('a warm process to take root\'s call', async () => /warm CLI \d+ took a call from pid/.test(log()));
+  await until("a warm process to take root's call", async () => /\]: warm CLI \d+ took a call from pid/.test(log()));
   assert.equal(h.process.exitCode, null, 'the helper is still running');
 });
 

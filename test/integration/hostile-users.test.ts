@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { CLI, fileRegistry, mountsUnder, startHelper, until, type TestHelper } from '../helpers/capsa';
 import { createUser, asUser, type TestUser } from '../helpers/users';
 import { rawRequest, writeRawClient } from '../helpers/rawclient';
-import { warmCliSocketPath } from '../../server/config';
+import { warmCliSocketPath, warmCliUserSocketPath } from '../../server/config';
 
 const registry = fileRegistry();
 
@@ -227,21 +227,25 @@ test("a non-root user's hostile table through the real CLI: every case refused w
     refused++;
   }
 
-  // the root warm CLI's socket, used directly: the kernel refuses the connect
-  const warm = warmCliSocketPath(h.socket);
-  if (existsSync(warm)) {
-    let out = '';
+  // the root warm CLI's socket and b's own warm CLI socket, used directly: the kernel refuses the connect
+  const connectAsA = (socket: string): string => {
     try {
-      execFileSync(asUser(a, ['python3'])[0], [...asUser(a, ['python3']).slice(1), '-c', `import socket\ns=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\ns.connect(${JSON.stringify(warm)})\nprint("connected")`], { stdio: 'pipe', encoding: 'utf8' });
-      out = 'connected';
+      const [cmd, ...args] = asUser(a, ['python3', '-c', `import socket\ns=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\ns.connect(${JSON.stringify(socket)})\nprint("connected")`]);
+      return execFileSync(cmd, args, { stdio: 'pipe', encoding: 'utf8' });
     } catch (err) {
-      out = String((err as { stderr?: string }).stderr);
+      return String((err as { stderr?: string }).stderr);
     }
-    assert.match(out, /PermissionError|Permission denied/, "a user cannot connect to root's warm CLI");
+  };
+  const warm = warmCliSocketPath(h.socket);
+  const bWarm = warmCliUserSocketPath(h.socket, b.uid);
+  await until("b's own warm CLI socket (b has used the helper)", async () => existsSync(bWarm));
+  const warmSockets = [warm, bWarm].filter((w) => existsSync(w));
+  for (const w of warmSockets) {
+    assert.match(connectAsA(w), /PermissionError|Permission denied/, `a user cannot connect to ${w}`);
     refused++;
   }
 
-  const tried = cases.length + 1 + 1 + 1 + 4 + (existsSync(warm) ? 1 : 0);
+  const tried = cases.length + 1 + 1 + 1 + 4 + warmSockets.length;
   t.diagnostic(`hostile table as uid ${a.uid}: ${tried} tried, ${refused} refused`);
   assert.equal(refused, tried);
 

@@ -26,3 +26,27 @@ export function passwdField(uid: number, field: number, passwd = '/etc/passwd'):
 export function userName(uid: number, passwd = '/etc/passwd'): string | undefined {
   return passwdField(uid, 0, passwd);
 }
+
+/**
+ * The groups a login of `name` gets, as initgroups(3) computes them from
+ * /etc/group: `gid` (the primary) and every group that lists the name as a
+ * member. The helper uses them for a user whose request it serves later,
+ * without a connection to read SO_PEERGROUPS from (a container's start).
+ */
+export function loginGroups(name: string | undefined, gid: number, groupFile = '/etc/group'): number[] {
+  const groups = new Set<number>([gid]);
+  if (name === undefined) return [...groups];
+  let text: string;
+  try {
+    text = readFileSync(groupFile, 'utf8');
+  } catch {
+    // no group file: the primary group alone
+    return [...groups];
+  }
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f.length < 4 || !/^\d+$/.test(f[2])) continue;
+    if (f[3].split(',').includes(name)) groups.add(Number(f[2]));
+  }
+  return [...groups];
+}

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { PermissionDeniedError } from '../../server/errors';
 import type { RunOptions } from '../../server/runtime/container/options';
-import { ownerIdmaps, refuseUnprivileged, withinCeilings, unprivilegedPortStart, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
+import { ownerCaller, ownerIdmaps, refuseUnprivileged, withinCeilings, unprivilegedPortStart, UNPRIVILEGED_CAPABILITIES } from '../../server/runtime/container/unprivileged';
 import { userName } from '../../server/util/passwd';
 import { idmapsInBlock, UsernsAllocator } from '../../server/runtime/userns';
 import { loadConfig } from '../../server/config';
@@ -106,6 +106,21 @@ test('a uid is named from a passwd file; an unknown one has no name', () => {
   assert.equal(userName(1000, path.join(dir, 'passwd')), 'alice');
   assert.equal(userName(1001, path.join(dir, 'passwd')), undefined);
   assert.equal(userName(0, path.join(dir, 'missing')), undefined);
+});
+
+test("a container's start opens its binds with its owner's uid, primary gid and login groups (from /etc/group), never root's", () => {
+  const dir = scratch();
+  const passwd = path.join(dir, 'passwd');
+  const group = path.join(dir, 'group');
+  writeFileSync(passwd, 'root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n');
+  writeFileSync(group, 'root:x:0:\nalice:x:1000:\ndev:x:2000:bob,alice\nops:x:2001:bob\nweb:x:2002:alicex\n');
+  const c = ownerCaller(1000, passwd, group);
+  assert.equal(c.uid, 1000);
+  assert.equal(c.gid, 1000);
+  assert.deepEqual([...c.groups].sort(), [1000, 2000], 'the member groups, not a group of a name that merely starts the same');
+  const gone = ownerCaller(1500, passwd, group);
+  assert.deepEqual([gone.gid, gone.groups], [65534, [65534]], "a uid /etc/passwd no longer names: nobody's group alone");
+  assert.equal(ownerCaller(0, passwd, group).uid, 0);
 });
 
 test("a user's container takes a block of that user's subuid entries, then the default's; no block is handed out twice", async () => {

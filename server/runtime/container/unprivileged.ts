@@ -35,7 +35,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PermissionDeniedError } from '../../errors';
-import { passwdField } from '../../util/passwd';
+import { loginGroups, passwdField } from '../../util/passwd';
 import type { Caller } from '../../util/peercred';
 import { ROOT_CALLER } from '../bindsource';
 import type { RunOptions } from './options';
@@ -156,13 +156,14 @@ export function withinCeilings(opts: RunOptions, uid: number, c: UserCeilings): 
 /**
  * Whose rights a container's bind sources are opened with at each start:
  * its owner's uid, with the primary gid /etc/passwd gives (nobody's when it
- * gives none) and no supplementary groups — fewer groups can only refuse
- * more, never reach more, than the caller who made the container could.
+ * gives none) and the groups a login of that user gets from /etc/group, as
+ * the owner's own `capsa` process (its warm CLI process, made with
+ * initgroups) has them. Read at each start: a user removed from a group
+ * since the container was made no longer reaches that group's files.
  */
-export function ownerCaller(uid: number, passwd = '/etc/passwd'): Caller {
+export function ownerCaller(uid: number, passwd = '/etc/passwd', groupFile = '/etc/group'): Caller {
   if (uid === 0) return ROOT_CALLER;
   const gid = passwdField(uid, 3, passwd);
   const g = gid !== undefined && /^\d+$/.test(gid) ? Number(gid) : 65534;
-  return { uid, gid: g, groups: [g], pid: process.pid };
+  return { uid, gid: g, groups: loginGroups(passwdField(uid, 0, passwd), g, groupFile), pid: process.pid };
 }
-

@@ -156,8 +156,8 @@ export class Lifecycle {
       }
       placeholder.record.plan = plan;
       trace.mark('plan built');
-      await store.writeRecord(placeholder.record);
-      await this.saveState(placeholder);
+      // two files, independent: a load without both finds no container there (recovery.ts)
+      await Promise.all([store.writeRecord(placeholder.record), this.saveState(placeholder)]);
       trace.mark('record written');
     } catch (err) {
       table.delete(id);
@@ -195,11 +195,12 @@ export class Lifecycle {
 
   private async launch(entry: Entry, pinned: PinnedPlan, cdir: string, sink: StreamSink | undefined, trace: RunTrace): Promise<void> {
     const { record } = entry;
-    // a previous run's status must not be read as this run's
-    await fs.rm(path.join(cdir, EXIT_FILE), { force: true });
+    // a previous run's status must not be read as this run's; a container
+    // never started has none (a failed start is recorded exited, not created)
+    const fresh = entry.state.state === 'created' && !entry.state.startedAt && !entry.state.startingAt;
     // a helper that dies before this start is recorded leaves this mark for the next one (load)
     entry.state = { ...entry.state, startingAt: new Date().toISOString() };
-    await this.saveState(entry);
+    await Promise.all([fresh ? undefined : fs.rm(path.join(cdir, EXIT_FILE), { force: true }), this.saveState(entry)]);
     trace.mark('starting recorded');
     const { client, started } = this.d.launcher.launchMonitor(pinned.plan, cdir, { stdin: !!record.options.interactive, bindFds: pinned.fds, trace });
     entry.trace = trace.on ? trace : undefined;

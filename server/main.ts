@@ -262,6 +262,8 @@ export class Helper {
     for (const s of this.sockets) s.destroy();
     await closed;
     await warmClosed;
+    // the removals of --rm containers whose exits were already reported (their netns pins, veths, directories)
+    await this.containers.drain();
     await this.networks.close();
   }
 }

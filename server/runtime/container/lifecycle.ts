@@ -204,9 +204,11 @@ export class Lifecycle {
     trace.mark('starting recorded');
     const { client, started } = this.d.launcher.launchMonitor(pinned.plan, cdir, { stdin: !!record.options.interactive, bindFds: pinned.fds, trace });
     entry.trace = trace.on ? trace : undefined;
-    // onExit waits for this: a container that ends at once is still started, then ended
+    // onExit waits for these: a container that ends at once is still started, then ended
     let startDone!: () => void;
+    let launchDone!: () => void;
     entry.starting = new Promise<void>((r) => (startDone = r));
+    entry.launched = new Promise<void>((r) => (launchDone = r));
     this.follow(entry, client, sink);
     try {
       let pid: number;
@@ -224,6 +226,7 @@ export class Lifecycle {
         const err = ContainerStartError.from(cause);
         entry.live = undefined;
         entry.state = { state: 'exited', exitCode: err.exitCode, finishedAt: new Date().toISOString(), error: err.message };
+        launchDone();
         await this.saveState(entry);
         this.d.emit('die', entry);
         throw err;
@@ -236,11 +239,14 @@ export class Lifecycle {
         monitorStartTime: processStartTime(monitorPid),
         startedAt: new Date().toISOString(),
       };
+      launchDone();
       await this.saveState(entry);
       trace.mark('running recorded');
       this.d.emit('start', entry);
     } finally {
       entry.starting = undefined;
+      entry.launched = undefined;
+      launchDone();
       startDone();
     }
   }
@@ -272,7 +278,8 @@ export class Lifecycle {
   }
 
   private async onExit(entry: Entry, sinks: Set<StreamSink>, info: ExitInfo | undefined): Promise<void> {
-    await entry.starting;
+    const starting = entry.starting;
+    await entry.launched;
     if (entry.live?.sinks !== sinks) return; // a setup failure: start() reported it
     const trace = entry.trace ?? NO_TRACE;
     entry.trace = undefined;
@@ -292,11 +299,22 @@ export class Lifecycle {
       // and `drain` waits for it (helper shutdown). A removal that fails
       // part-way leaves the directory renamed or in place; the next load
       // sweeps or finds it.
-      const removed = this.removeEntry(entry).catch(() => undefined);
+      // The report needs the exit alone, not the `running` state's write:
+      // the removal waits for that write (it must not land in a directory
+      // being removed), the report does not.
+      const listed = this.d.table.has(entry.record.id);
+      if (listed) this.unlist(entry);
+      const removed = listed
+        ? Promise.resolve(starting)
+            .then(() => this.dispose(entry))
+            .catch(() => undefined)
+        : Promise.resolve();
       this.report(sinks, code, error, trace);
       this.track(removed.then(() => this.traceDone(entry, trace)));
       return;
     }
+    // after the `running` state's write, which must not land after this one
+    await starting;
     // Written before the report: a client told of the exit may start the
     // container again at once, and that start's state must be the last
     // written. One that cannot be written (disk full) leaves the on-disk
@@ -369,10 +387,20 @@ export class Lifecycle {
   }
 
   async removeEntry(e: Entry): Promise<void> {
-    const { table, store } = this.d;
-    if (!table.has(e.record.id)) return;
-    table.delete(e.record.id);
+    if (!this.d.table.has(e.record.id)) return;
+    this.unlist(e);
+    await this.dispose(e);
+  }
+
+  /** Out of the table: its name is free, and nothing finds it any more. */
+  private unlist(e: Entry): void {
+    this.d.table.delete(e.record.id);
     e.state = { ...e.state, state: 'removing' };
+  }
+
+  /** Everything of an unlisted container: its network, cgroup, directory and user namespace range. */
+  private async dispose(e: Entry): Promise<void> {
+    const { store } = this.d;
     // independent of each other; the directory goes last, as it holds the cgroup record
     const undone = (await Promise.allSettled([this.d.network?.teardown(e.record.id), this.d.cgroups.remove(store.pathOf(e.record.id))])).find(
       (r) => r.status === 'rejected',

@@ -16,7 +16,7 @@ import type { Caller } from '../../util/peercred';
 import type { NetworkManager } from '../network/manager';
 import type { CgroupManager } from '../cgroups';
 import type { RunSetup } from '../runsetup';
-import { idmapsInBlock, useUserns, type UsernsAllocator } from '../userns';
+import { idmapsInBlock, useUserns, UsernsExhaustedError, type UsernsAllocator } from '../userns';
 import { ownerIdmaps } from './unprivileged';
 import { ContainerStartError } from '../errors';
 import type { ContainerAction, ContainerTable, Entry } from './entry';
@@ -28,6 +28,7 @@ import { killSameProcess, processStartTime } from './proc';
 import { RECORD_VERSION, type ContainerRecord, type ContainerStore } from './record';
 import { SIGKILL, signalNumber, stopSignalNumber } from './signals';
 import type { StreamSink } from './streams';
+import { PendingRemovals } from './pending';
 import { NO_TRACE, timedPhases, traceEverything, type RunTrace, type TimedPhase } from '../trace';
 
 /** The exit a container whose monitor went away without reporting one is recorded with. */
@@ -61,6 +62,9 @@ export interface LifecycleDeps {
 }
 
 export class Lifecycle {
+  /** The removals of --rm containers, which run after their exits were reported. */
+  private readonly pending = new PendingRemovals();
+
   constructor(private readonly d: LifecycleDeps) {}
 
   /**
@@ -117,7 +121,7 @@ export class Lifecycle {
         marked('cgroup made', cgroups.create(id, cdir, setup.limits)),
         // before the plan: eth0 must exist when the command starts
         network
-          ? marked('network attached', network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, caller: { uid: owner.uid }, lookup: (ref) => this.lookupForNetwork(ref, owner.uid) }))
+          ? marked('network attached', this.pending.retry(() => network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, caller: { uid: owner.uid }, lookup: (ref) => this.lookupForNetwork(ref, owner.uid) })))
           : Promise.resolve({ newNetns: opts.network !== 'host', netnsPath: undefined }),
       ] as const);
       for (const r of settled) if (r.status === 'rejected') throw r.reason;
@@ -146,11 +150,11 @@ export class Lifecycle {
       if (net.netnsPath) plan.netnsPath = net.netnsPath;
       plan.idmaps = idmapsFor(opts.idmapMounts, plan.mounts);
       if (owner.uid !== 0) {
-        const range = await userns.allocate(id, owner.name);
+        const range = await this.allocateUserns(id, owner.name);
         await useUserns(plan, range, paths);
         plan.idmaps = ownerIdmaps(binds, range, owner, plan.idmaps);
       } else if (opts.userns === 'auto') {
-        const range = await userns.allocate(id);
+        const range = await this.allocateUserns(id);
         await useUserns(plan, range, paths);
         plan.idmaps = idmapsInBlock(plan.idmaps, range);
       }
@@ -310,7 +314,7 @@ export class Lifecycle {
             .catch(() => undefined)
         : Promise.resolve();
       this.report(sinks, code, error, trace);
-      this.track(removed.then(() => this.traceDone(entry, trace)));
+      this.pending.track(removed.then(() => this.traceDone(entry, trace)));
       return;
     }
     // after the `running` state's write, which must not land after this one
@@ -325,17 +329,14 @@ export class Lifecycle {
     this.traceDone(entry, trace);
   }
 
-  /** Clean-ups that run after an exit was reported: helper shutdown waits for them. */
-  private readonly pending = new Set<Promise<void>>();
-
-  private track(p: Promise<void>): void {
-    this.pending.add(p);
-    void p.finally(() => this.pending.delete(p));
+  /** A block of ids for a new container; see PendingRemovals.retry. */
+  private allocateUserns(id: string, owner?: string): ReturnType<UsernsAllocator['allocate']> {
+    return this.pending.retry(() => this.d.userns.allocate(id, owner), (err) => err instanceof UsernsExhaustedError);
   }
 
   /** Waits for every clean-up still running after its exit was reported. */
-  async drain(): Promise<void> {
-    while (this.pending.size) await Promise.all([...this.pending]);
+  drain(): Promise<void> {
+    return this.pending.drain();
   }
 
   private report(sinks: Set<StreamSink>, code: number, error: string | undefined, trace: RunTrace): void {

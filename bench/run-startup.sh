@@ -5,7 +5,9 @@
 #   crun run / runc run              a bundle of the same rootfs (umoci unpack)
 #   floor                            clone(NEWNS|NEWPID|NEWUTS|NEWIPC|NEWNET) + chroot + exec
 #   protocol run                     capsa/container/run on a warm connection, request -> exit
-#                                    notification (bench/protocol-run.js), what the editor pays
+#                                    notification (bench/protocol-run.js), what the editor pays;
+#                                    with the default bridge and with --network none
+# Where a run's time goes: `capsa run --rm --debug-timings busybox true` (docs/ARCHITECTURE.md).
 # A tool that fails is skipped with a line saying why; the rest still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +66,7 @@ bench_capsa_env "$REGISTRY"
 trap bench_capsa_stop EXIT
 if [ -x bin/capsa ] && ./bin/capsa pull busybox </dev/null >"$WORK/capsa-pull.log" 2>&1; then
   bench_add "capsa run --rm" ./bin/capsa run --rm busybox true
+  bench_add "capsa run --rm --network none" ./bin/capsa run --rm --network none busybox true
 else
   bench_skip "capsa run --rm" "cannot pull busybox: $(grep -v '^\s*$' "$WORK/capsa-pull.log" 2>/dev/null | tail -n 1 | cut -c1-160)"
 fi
@@ -98,6 +101,7 @@ bench_run
 if [ -x bin/capsa ] && [ -f out/server/cli/client.js ]; then
   echo
   node bench/protocol-run.js -n "$BENCH_RUNS" busybox true | head -n 1 || echo "skip: protocol run — see above"
+  node bench/protocol-run.js -n "$BENCH_RUNS" --network none busybox true | head -n 1 || echo "skip: protocol run --network none — see above"
 fi
 
 # --- the whole CLI process again, with calls half a second apart, as a person

@@ -10,13 +10,19 @@ const { results } = JSON.parse(fs.readFileSync(file, 'utf8'));
 const fmt = (s) => (s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(1)} ms`);
 const fastest = Math.min(...results.map((r) => r.median));
 const first = results[0].median;
-const rows = [['command', 'median', 'mean ± σ', 'min', 'max', '× fastest', `× ${results[0].command}`]];
+// p95: the issue's spread target is p95 ≤ 2× median
+const p95 = (r) => {
+  const t = [...(r.times ?? [])].sort((a, b) => a - b);
+  return t.length ? fmt(t[Math.min(t.length - 1, Math.floor(0.95 * t.length))]) : '-';
+};
+const rows = [['command', 'median', 'mean ± σ', 'min', 'p95', 'max', '× fastest', `× ${results[0].command}`]];
 for (const r of results) {
   rows.push([
     r.command,
     fmt(r.median),
     `${fmt(r.mean)} ± ${fmt(r.stddev ?? 0)}`,
     fmt(r.min),
+    p95(r),
     fmt(r.max),
     (r.median / fastest).toFixed(2),
     (r.median / first).toFixed(2),

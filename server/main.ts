@@ -10,7 +10,7 @@ import type { Connection } from 'vscode-languageserver/node';
 import { describeError } from './errors';
 import { CREATED_SOCKET_MODE, DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, DEFAULT_WARM_CLI_IDLE, DEFAULT_WARM_CLI_USERS, loadConfig, socketGroupId, warmCliSocketPath, warmCliUserDir, type CapsaConfig } from './config';
 import { openConnection } from './connection';
-import { ContainerEventNotification } from './protocol';
+import { ContainerEventNotification, formatTimings } from './protocol';
 import { ContainerService, type ContainerChange } from './runtime/container';
 import { containerEvent } from './views/containers';
 import { ImageService } from './services/images';
@@ -94,6 +94,10 @@ export class Helper {
     // a container's events reach root and its owner only
     this.containers.on('event', (e: ContainerChange) =>
       this.broadcast((c) => c.sendNotification(ContainerEventNotification.type, containerEvent(e)), e.container.record.owner),
+    );
+    // CAPSA_TRACE=1: every run's phases (server/runtime/trace.ts)
+    this.containers.on('trace', (t: { id: string; phases: Array<{ phase: string; ms: number }> }) =>
+      formatTimings(t.phases).trimEnd().split('\n').forEach((line) => log(`run ${t.id.slice(0, 12)}: ${line}`)),
     );
     // image events go to their owner's connections and root's: handlers/images.ts
   }
@@ -285,6 +289,8 @@ export class Helper {
     for (const s of this.sockets) s.destroy();
     await closed;
     await warmClosed;
+    // the removals of --rm containers whose exits were already reported (their netns pins, veths, directories)
+    await this.containers.drain();
     await this.networks.close();
   }
 }

@@ -6,6 +6,8 @@
  *   fd 4  out  status lines (common/status.h)
  *   fd 5  in   relay: control lines (relay/relay.h); monitor: the first attach client
  *
+ * --trace: phase stamps on fd 4 before `started` (common/trace.h).
+ *
  * This file only wires the parts together: the setup (setup/, crun's job)
  * makes the container's process; then either the monitor (monitor/,
  * conmon's job: `run --monitor DIR [--stdin]`, detached, reports
@@ -26,6 +28,7 @@
 #include "common/plan.h"
 #include "common/signals.h"
 #include "common/status.h"
+#include "common/trace.h"
 #include "monitor/monitor.h"
 #include "relay/relay.h"
 #include "setup/cloned.h"
@@ -40,6 +43,7 @@ struct shim_args {
   int exec_mode;
   const char *monitor_dir; /* run --monitor DIR; NULL: the relay, stdio inherited */
   int stdin_open;          /* --stdin: the clients' input reaches the command */
+  int trace;               /* --trace: phase stamps before `started` (common/trace.h) */
   struct init_title title;
 };
 
@@ -83,6 +87,7 @@ static int run_monitored(const struct shim_args *args, const struct plan *plan, 
     monitor_abort(&mon);
     return status_error(st, &err);
   }
+  trace_mark("monitor detached");
   status_printf(st, "monitor %d\n", getpid());
   int close_in_child[2 + ATTACH_MAX_CLIENTS + 1];
   struct setup_request req = {
@@ -100,6 +105,7 @@ static int run_monitored(const struct shim_args *args, const struct plan *plan, 
     monitor_abort(&mon);
     return status_error(st, &err);
   }
+  trace_report(st);
   status_printf(st, "started %d\n", c.proc.pid);
   close(st->fd);
   st->fd = -1;
@@ -115,6 +121,7 @@ static int run_relayed(const struct shim_args *args, const struct plan *plan, co
   close_bindfds(plan);
   if (rc < 0)
     return status_error(st, &err);
+  trace_report(st);
   status_printf(st, "started %d\n", c.proc.pid);
   struct relay r = {.c = &c, .ctlfd = fd_is_open(CONTROL_FD) ? CONTROL_FD : -1};
   int code = relay_run(&r);
@@ -132,6 +139,7 @@ static int run(const struct shim_args *args, struct status_channel *st) {
   if (plan_read(PLAN_FD, &plan, &err) < 0 || check_plan(&plan, args->exec_mode, &err) < 0)
     return status_error(st, &err);
   close(PLAN_FD);
+  trace_mark("plan read");
   return args->monitor_dir ? run_monitored(args, &plan, st) : run_relayed(args, &plan, st);
 }
 
@@ -145,6 +153,8 @@ static int parse_args(int argc, char **argv, struct shim_args *args) {
       args->monitor_dir = argv[++i];
     else if (!strcmp(argv[i], "--stdin"))
       args->stdin_open = 1;
+    else if (!strcmp(argv[i], "--trace"))
+      args->trace = 1;
     else
       return -1;
   }
@@ -167,9 +177,13 @@ int main(int argc, char **argv) {
   }
   struct shim_args args;
   if (parse_args(argc, argv, &args) < 0) {
-    fprintf(stderr, "usage: capsa-shim run [--monitor DIR [--stdin]] | exec  (plan on fd 3, status on fd 4, "
+    fprintf(stderr, "usage: capsa-shim run [--monitor DIR [--stdin]] [--trace] | exec [--trace]  (plan on fd 3, status on fd 4, "
                     "control on fd 5)\n");
     return SHIM_SETUP_FAILED;
+  }
+  if (args.trace) {
+    trace_init();
+    trace_mark("shim running");
   }
   signals_reset_all();
   /* a helper that went away must not kill the shim while the container runs */

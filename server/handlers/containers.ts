@@ -19,6 +19,7 @@ import {
   StreamOutputNotification,
   StreamResizeNotification,
   StreamCloseNotification,
+  StreamTimingsNotification,
   type ContainerAttachParams,
   type ContainerCreateParams,
   type ContainerExecParams,
@@ -35,6 +36,7 @@ import { handled } from './errors';
 import { checkStringMap, LIMITS } from '../limits';
 import { pullProgress } from './progress';
 import type { ClientConnection } from './access';
+import { traceFor } from '../runtime/trace';
 
 /** A run, exec or follow session of this connection, addressed by the client's attachId. */
 type Session = { kind: 'container'; id: string; detach?: () => void } | { kind: 'exec'; exec?: ExecSession; pending: Array<[Buffer, boolean]>; hungUp?: boolean };
@@ -49,6 +51,8 @@ type Session = { kind: 'container'; id: string; detach?: () => void } | { kind: 
  */
 export function registerContainerHandlers(connection: ClientConnection, containers: ContainerService): () => void {
   const sessions = new Map<string, Session>();
+  /** Run sessions whose client asked for the run's phases (debugTimings). */
+  const wantsTimings = new Set<string>();
   const caller = connection.caller;
   const uid = caller.uid;
   const root = uid === 0;
@@ -71,8 +75,10 @@ export function registerContainerHandlers(connection: ClientConnection, containe
   };
   const sinkFor = (attachId: string): StreamSink => ({
     output: (stream, data, time) => notify(StreamOutputNotification.type, { attachId, stream, data: data.toString('base64'), ...(time ? { time } : {}) }),
-    exit: (exitCode, error) => {
+    exit: (exitCode, error, timings) => {
       sessions.delete(attachId);
+      // a run traced for the helper's log alone (CAPSA_TRACE=1) sends none
+      if (timings && wantsTimings.delete(attachId)) notify(StreamTimingsNotification.type, { attachId, phases: timings });
       notify(StreamExitNotification.type, { attachId, exitCode, error });
     },
   });
@@ -89,14 +95,17 @@ export function registerContainerHandlers(connection: ClientConnection, containe
   connection.onRequest(
     ContainerRunRequest.type,
     handled(async (params: ContainerRunParams) => {
+      const trace = traceFor(params.debugTimings);
+      trace.mark('request parsed');
       checkStringMap(LIMITS.labels, 'labels', params.labels);
       const attachId = claim(params.attachId);
-      const { attachId: _a, workDoneToken, auth, ...opts } = params;
+      const { attachId: _a, workDoneToken, auth, debugTimings, ...opts } = params;
+      if (attachId && debugTimings) wantsTimings.add(attachId);
       const progress = pullProgress(connection, workDoneToken, `Pulling ${opts.image}`);
       if (attachId) sessions.set(attachId, { kind: 'container', id: '' });
       try {
         const sink = attachId ? sinkFor(attachId) : undefined;
-        const result = await containers.run(opts, sink, (p) => progress.report(p), caller, auth);
+        const result = await containers.run(opts, sink, (p) => progress.report(p), caller, auth, trace);
         const s = attachId ? sessions.get(attachId) : undefined;
         if (s?.kind === 'container') {
           s.id = result.id;
@@ -105,7 +114,10 @@ export function registerContainerHandlers(connection: ClientConnection, containe
         }
         return result;
       } catch (err) {
-        if (attachId) sessions.delete(attachId);
+        if (attachId) {
+          sessions.delete(attachId);
+          wantsTimings.delete(attachId);
+        }
         throw err;
       } finally {
         progress.end();

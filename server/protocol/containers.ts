@@ -14,7 +14,13 @@ export namespace ContainerRunRequest {
   export const method = 'capsa/container/run' as const;
   export const type = new RequestType<ContainerRunParams, ContainerRunResult, void>(method);
   /** What the params must be; checked before any handler runs (./validate.ts). */
-  export const params = v.object({ ...runOptionFields, attachId: v.optional(attachId()), workDoneToken: v.optional(progressToken()), auth: v.optional(registryAuth()) });
+  export const params = v.object({
+    ...runOptionFields,
+    attachId: v.optional(attachId()),
+    workDoneToken: v.optional(progressToken()),
+    auth: v.optional(registryAuth()),
+    debugTimings: v.optional(v.boolean()),
+  });
 }
 export interface ContainerRunParams extends RunOptions {
   /**
@@ -27,6 +33,8 @@ export interface ContainerRunParams extends RunOptions {
   workDoneToken?: string | number;
   /** Credentials for an implicit pull (the caller's own, as `capsa/image/pull` takes them); used for that pull alone, never recorded. */
   auth?: RegistryAuth;
+  /** With an attachId: `capsa/stream/timings` (the run's phases) comes just before `capsa/stream/exit` (`capsa run --debug-timings`). */
+  debugTimings?: boolean;
 }
 export interface ContainerRunResult {
   id: string;

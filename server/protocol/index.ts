@@ -15,6 +15,7 @@ export * from './system';
 export * from './images';
 export * from './containers';
 export * from './streams';
+export * from './timings';
 export * from './events';
 export * from './network';
 export * from './lifecycle';

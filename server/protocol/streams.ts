@@ -68,6 +68,23 @@ export interface StreamExitParams {
 }
 
 /**
+ * Helper → client: the phases of a traced run (ContainerRunParams.debugTimings),
+ * each with when it ended in ms since the first, on the helper's monotonic
+ * clock; sent just before `capsa/stream/exit`. The removal of a --rm
+ * container comes after the exit and is not in it.
+ */
+export namespace StreamTimingsNotification {
+  export const method = 'capsa/stream/timings' as const;
+  export const type = new NotificationType<StreamTimingsParams>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ attachId: attachId(), phases: v.array(v.object({ phase: v.string(), ms: v.number() })) });
+}
+export interface StreamTimingsParams {
+  attachId: string;
+  phases: Array<{ phase: string; ms: number }>;
+}
+
+/**
  * Client → helper: the client is done with a session (its terminal closed).
  * An exec session is hung up: SIGHUP to its process, as a closing terminal
  * does, and `capsa/stream/exit` follows when it ends. A log follow or an

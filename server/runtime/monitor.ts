@@ -9,7 +9,8 @@ import { EventEmitter } from 'node:events';
 import { promises as fs, openSync, closeSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { ShimError, followShimStatus, shimPath, spawnShim } from './native';
+import { ShimError, followShimStatus, shimPath, spawnShim, type ShimStarted } from './native';
+import { NO_TRACE, type RunTrace } from './trace';
 import { encodePlan, type Plan } from './plan';
 
 /** What the monitor records in exit.json when the container ended. */
@@ -134,17 +135,18 @@ export interface LaunchedMonitor {
   /** The attach connection of the launching helper: every byte from the first. */
   client: MonitorClient;
   /** Resolves once the container's command runs; rejects with the setup error. */
-  started: Promise<{ pid: number; monitorPid: number }>;
+  started: Promise<ShimStarted>;
 }
 
 /**
  * Launches a monitor for plan in dir. The shim forks the monitor and exits;
  * the monitor reports on fd 4 and takes fd 5 as its first attach client.
  */
-export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; shim?: string; bindFds?: number[] }): LaunchedMonitor {
+export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; shim?: string; bindFds?: number[]; trace?: RunTrace }): LaunchedMonitor {
   const shim = opts.shim ?? shimPath();
+  const trace = opts.trace ?? NO_TRACE;
   // the bind sources' descriptors become the shim's fds 6, 7, … (the plan's bindfd records name them)
-  const child = spawnShim(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : [])], { fds: ['socket', 'socket', 'socket', ...(opts.bindFds ?? [])], setsid: true });
+  const child = spawnShim(shim, ['run', '--monitor', dir, ...(opts.stdin ? ['--stdin'] : []), ...(trace.on ? ['--trace'] : [])], { fds: ['socket', 'socket', 'socket', ...(opts.bindFds ?? [])], setsid: true });
   if (child instanceof ShimError) {
     const started = Promise.reject(child);
     // the launcher's caller awaits `started`; this only keeps an early rejection from counting as unhandled
@@ -153,6 +155,7 @@ export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; s
     none.destroy(); // 'close' settles the client's `exited`, as after a failed start
     return { client: new MonitorClient(none), started };
   }
+  trace.mark('shim spawned');
   const [planFd, statusFd, attachFd] = child.sockets as net.Socket[];
   const client = new MonitorClient(attachFd);
   const { started } = followShimStatus(statusFd, child.exited);
@@ -160,5 +163,6 @@ export function launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; s
   started.catch(() => client.close());
   planFd.on('error', () => undefined); // EPIPE: the shim died early; the status pipe says why
   planFd.end(encodePlan(plan));
+  trace.mark('plan sent');
   return { client, started };
 }

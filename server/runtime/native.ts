@@ -18,7 +18,9 @@ export type ShimStatus =
   /** `run --monitor`: the pid of the monitor the shim forked, before `started`. */
   | { kind: 'monitor'; pid: number }
   | { kind: 'error'; step: string; path: string; errno: number; message: string; context?: string[] }
-  | { kind: 'exit'; code: number };
+  | { kind: 'exit'; code: number }
+  /** `--trace` only: a phase the shim (or the container's first process) ended, at `ns` on CLOCK_MONOTONIC. */
+  | { kind: 'phase'; phase: string; ns: bigint };
 
 /** A container could not be set up: names the step, the path and the errno. */
 export class ContainerSetupError extends CapsaError {
@@ -84,6 +86,11 @@ export function parseStatusLine(line: string): ShimStatus | undefined {
     case 'exit': {
       const code = parseDecimal(rest);
       return code !== undefined ? { kind: 'exit', code } : undefined;
+    }
+    case 'phase': {
+      const at = rest.lastIndexOf(' ');
+      const ns = at > 0 ? rest.slice(at + 1) : '';
+      return /^\d{1,20}$/.test(ns) ? { kind: 'phase', phase: rest.slice(0, at), ns: BigInt(ns) } : undefined;
     }
     case 'error': {
       const fields = rest.split('\t');
@@ -175,24 +182,33 @@ export interface ShimOutcome {
  * {@link ShimError} once the shim ended without either; `ended` settles when
  * both the shim has ended and its status pipe is read to the end.
  */
+/** What `started` resolves with: the command's pid, the monitor's (0 without one), and with --trace the shim's phases. */
+export interface ShimStarted {
+  pid: number;
+  monitorPid: number;
+  phases?: Array<{ phase: string; at: bigint }>;
+}
+
 export function followShimStatus(
   statusFd: net.Socket,
   childExited: Promise<{ code: number | null; signal: number | null }>,
-): { started: Promise<{ pid: number; monitorPid: number }>; ended: Promise<ShimOutcome> } {
-  let resolveStarted!: (v: { pid: number; monitorPid: number }) => void;
+): { started: Promise<ShimStarted>; ended: Promise<ShimOutcome> } {
+  let resolveStarted!: (v: ShimStarted) => void;
   let rejectStarted!: (err: Error) => void;
-  const started = new Promise<{ pid: number; monitorPid: number }>((res, rej) => {
+  const started = new Promise<ShimStarted>((res, rej) => {
     resolveStarted = res;
     rejectStarted = rej;
   });
   // callers that only await `ended` (or `exited`) must not see an unhandled rejection
   started.catch(() => undefined);
   let monitorPid = 0;
+  const phases: ShimStarted['phases'] = [];
   let reported: number | undefined;
   let setupError: ContainerSetupError | undefined;
   const reader = new StatusLineReader((s) => {
     if (s.kind === 'monitor') monitorPid = s.pid;
-    else if (s.kind === 'started') resolveStarted({ pid: s.pid, monitorPid });
+    else if (s.kind === 'phase') phases.push({ phase: `shim: ${s.phase}`, at: s.ns });
+    else if (s.kind === 'started') resolveStarted({ pid: s.pid, monitorPid, ...(phases.length ? { phases } : {}) });
     else if (s.kind === 'error') {
       setupError ??= new ContainerSetupError(s);
       rejectStarted(setupError);

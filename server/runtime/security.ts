@@ -79,6 +79,26 @@ export function parseSecurityOpts(list: string[] | undefined): { seccomp?: 'unco
   return out;
 }
 
+/**
+ * The default profile's program for a set of capabilities: the same bytes
+ * each time (its rules depend on the capabilities alone), so compiled once
+ * per set. Nearly every run has one of a few sets; the cache stays small.
+ * The buffers are only read (plan encoding), never changed.
+ */
+const defaultFilters = new Map<string, Buffer>();
+const DEFAULT_FILTERS_MAX = 16;
+
+function defaultFilter(capabilities: string[]): Buffer {
+  const key = capabilities.join(',');
+  let program = defaultFilters.get(key);
+  if (!program) {
+    program = compileProfile(defaultProfile(), { capabilities });
+    if (defaultFilters.size >= DEFAULT_FILTERS_MAX) defaultFilters.delete(defaultFilters.keys().next().value as string);
+    defaultFilters.set(key, program);
+  }
+  return program;
+}
+
 /** The helper's own bounding set: what it can hand on at most. */
 function ownBounding(): bigint | undefined {
   try {
@@ -96,7 +116,8 @@ export function securitySettings(opts: Pick<RunOptions, 'capAdd' | 'capDrop' | '
   let seccomp: Buffer | undefined;
   // as with Docker, --privileged turns the default filter off, but a profile the user gave still applies
   if (sec.seccomp !== 'unconfined' && !(privileged && sec.seccomp === undefined)) {
-    seccomp = compileProfile(sec.seccomp ?? defaultProfile(), { capabilities: names.map((n) => `CAP_${n}`) });
+    const capabilities = names.map((n) => `CAP_${n}`);
+    seccomp = sec.seccomp ? compileProfile(sec.seccomp, { capabilities }) : defaultFilter(capabilities);
   }
   const rlimits = (opts.ulimits ?? []).map(parseUlimit);
   const seen = new Set<number>();

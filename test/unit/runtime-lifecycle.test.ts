@@ -11,6 +11,7 @@ import { ContainerStartError } from '../../server/runtime/errors';
 import { ContainerSetupError, ShimError } from '../../server/runtime/native';
 import type { RunOptions } from '../../server/runtime/container/options';
 import { FakeLauncher } from '../helpers/fakeshim';
+import { PhaseTrace } from '../../server/runtime/trace';
 
 /** One empty layer: enough for a plan (users resolve to root, as in an image without /etc/passwd). */
 const layer = mkdtempSync(path.join(tmpdir(), 'capsa-life-layer-'));
@@ -105,6 +106,60 @@ test('a failed start of an --rm container removes it', async () => {
     await assert.rejects(t.service.run(opts({ rm: true })), (e: unknown) => e instanceof ContainerStartError && e.exitCode === 125);
     assert.deepEqual(t.service.list(true), []);
     assert.deepEqual(t.events.map((e) => e.action), ['create', 'die', 'destroy']);
+  } finally {
+    await t.done();
+  }
+});
+
+test('an --rm exit is reported with the container already out of the table: a run of the same name follows at once', async () => {
+  const t = setup();
+  try {
+    await t.service.load();
+    const s = sink();
+    const { id } = await t.service.run(opts({ rm: true, name: 'same' }), s.sink);
+    t.launcher.monitors[0].exit(0);
+    assert.deepEqual(await s.exit, { code: 0, error: undefined });
+    assert.deepEqual(t.service.list(true), [], 'gone from the table when its exit is reported');
+    const again = sink();
+    await t.service.run(opts({ rm: true, name: 'same' }), again.sink);
+    t.launcher.monitors[1].exit(0);
+    await again.exit;
+    await t.service.drain();
+    assert.ok(!existsSync(path.join(t.root, 'containers', id)), 'its directory is removed after the report');
+    // the first removal may end before or after the second run starts: it is no longer on the run's path
+    assert.deepEqual(t.events.map((e) => e.action).sort(), ['create', 'create', 'destroy', 'destroy', 'start', 'start']);
+  } finally {
+    await t.done();
+  }
+});
+
+test('a traced run reports its phases in order with its exit; an untraced one none', async () => {
+  const t = setup();
+  try {
+    await t.service.load();
+    let timings: Array<{ phase: string; ms: number }> | undefined;
+    let exited!: () => void;
+    const done = new Promise<void>((r) => (exited = r));
+    const s: StreamSink = { output: () => undefined, exit: (_c, _e, ph) => ((timings = ph), exited()) };
+    const trace = new PhaseTrace();
+    trace.mark('request parsed');
+    await t.service.run(opts({ rm: true }), s, undefined, undefined, undefined, trace);
+    t.launcher.monitors[0].exit(0);
+    await done;
+    const names = timings!.map((p) => p.phase);
+    for (const phase of ['request parsed', 'image resolved', 'directory made', 'cgroup made', 'user resolved', 'plan built', 'record written', 'starting recorded', 'started reported', 'exit seen', 'exit reported']) {
+      assert.ok(names.includes(phase), `${phase} in ${names.join(', ')}`);
+    }
+    assert.ok(names.indexOf('record written') < names.indexOf('started reported') && names.indexOf('exit seen') < names.indexOf('exit reported'));
+    assert.ok(timings!.every((p, i) => p.ms >= 0 && (i === 0 || p.ms >= timings![i - 1].ms)));
+    await t.service.drain();
+    assert.ok(trace.phases().some((p) => p.phase === 'teardown done'));
+    const plain = sink();
+    let untraced: unknown = 'unset';
+    await t.service.run(opts({ rm: true }), { ...plain.sink, exit: (c, e, ph) => ((untraced = ph), plain.sink.exit(c, e)) });
+    t.launcher.monitors[1].exit(0);
+    await plain.exit;
+    assert.equal(untraced, undefined);
   } finally {
     await t.done();
   }

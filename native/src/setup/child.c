@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/status.h"
+#include "common/trace.h"
 #include "common/utils.h"
 #include "setup/devices.h"
 #include "setup/idmap.h"
@@ -93,6 +94,7 @@ static int setup_child(const struct setup_request *req, struct child_fds *fds, s
 
   if (!req->exec_mode && make_rootfs(plan, fds, err) < 0)
     return -1;
+  trace_mark("rootfs mounted");
   if (set_hostname(plan, err) < 0)
     return -1;
   if (plan->loopback && loopback_up(err) < 0)
@@ -109,6 +111,7 @@ static int setup_child(const struct setup_request *req, struct child_fds *fds, s
   for (size_t i = 0; i < plan->n_steps; i++)
     if (run_step(plan->steps[i], plan, fds->pty, err) < 0)
       return shim_error_wrap(err, "in the plan's %s step", plan_step_name(plan->steps[i]));
+  trace_mark("exec");
   return exec_command(plan, err);
 }
 
@@ -138,6 +141,7 @@ void child_main(const struct setup_request *req, struct child_fds *fds) {
   for (size_t i = 0; i < sizeof fds->parent_ends / sizeof *fds->parent_ends; i++)
     if (fds->parent_ends[i] >= 0)
       close(fds->parent_ends[i]);
+  trace_mark("cloned");
   if (enter_own_cgroups(req, fds, &err) == 0 && take_stdio(req, fds, &err) == 0) {
     for (size_t i = 0; i < req->n_child_close; i++)
       if (req->child_close[i] >= 0)

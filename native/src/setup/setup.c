@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/pty.h"
+#include "common/trace.h"
 #include "common/utils.h"
 #include "setup/child.h"
 #include "setup/idmap.h"
@@ -146,6 +147,7 @@ int setup_container(const struct setup_request *req, struct container *c, struct
   *c = (struct container){.proc = {.pid = -1, .pidfd = -1}, .sigfd = -1, .master = -1, .out = -1, .err = -1, .in = -1};
   if ((c->sigfd = block_signals(plan, &s.oldmask, err)) < 0 || prepare(req, &s, err) < 0)
     goto fail;
+  trace_mark("sandbox prepared");
   /* the cgroup namespace is made by the child once it is in its cgroups */
   pid_t pid = spawn_child(req->exec_mode ? 0 : plan->ns_flags & ~CLONE_NEWCGROUP, &c->proc.pidfd, err);
   if (pid < 0)
@@ -175,6 +177,7 @@ int setup_container(const struct setup_request *req, struct container *c, struct
     close_cgroups(plan, s.cgfds);
   if (await_exec(pid, &s, err) < 0)
     goto fail;
+  trace_mark("exec seen");
   hand_over(&s, c);
   release_state(plan, &s);
   return 0;

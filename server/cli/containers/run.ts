@@ -3,7 +3,7 @@
  * RunOptions here, so that a typo fails before anything is sent.
  */
 import * as path from 'node:path';
-import { ContainerCreateRequest, ContainerKillRequest, ContainerRunRequest, errorCode, parseDeviceSpec, pullPolicyProblem, usernsProblem, type RegistryAuth, type RunOptions } from '../../protocol';
+import { ContainerCreateRequest, ContainerKillRequest, ContainerRunRequest, StreamTimingsNotification, errorCode, formatTimings, parseDeviceSpec, pullPolicyProblem, usernsProblem, type RegistryAuth, type RunOptions } from '../../protocol';
 import { InvalidArgumentError } from '../../errors';
 import { LIMITS, LimitExceededError } from '../../limits';
 import { readUserFile } from '../../util/hostfile';
@@ -55,6 +55,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'ipc', kind: 'value', help: 'IPC namespace: host' },
   { name: 'userns', kind: 'value', help: 'User namespace: host (default) or auto (a private block of host ids)' },
   DETACH_KEYS_FLAG,
+  { name: 'debug-timings', kind: 'bool', help: "Print the run's phases and their durations to stderr once it ends" },
   { name: 'help', kind: 'bool', help: 'Print usage' },
 ];
 
@@ -220,7 +221,11 @@ export const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) =
   const token = newId('pull');
   trackPull(c, token);
   const streams = attachId ? attachStreams(c, attachId, { tty, interactive, detachKeys }) : undefined;
-  const result = await withLogin(opts.image, (auth) => c.sendRequest(ContainerRunRequest.type, { ...opts, attachId, workDoneToken: token, ...(auth ? { auth } : {}) }));
+  // the helper sends them just before the exit, on this connection
+  const timings = attachId && flags['debug-timings'] ? debugTimings(c, attachId) : undefined;
+  const result = await withLogin(opts.image, (auth) =>
+    c.sendRequest(ContainerRunRequest.type, { ...opts, attachId, workDoneToken: token, ...(auth ? { auth } : {}), ...(timings ? { debugTimings: true } : {}) }),
+  );
   if (detach || !streams) {
     process.stdout.write(`${result.id}\n`);
     return 0;
@@ -234,8 +239,18 @@ export const runLike = (verb: 'run' | 'create'): Command => async (argv, conn) =
   }
   const code = await streams.done;
   restoreTerminal();
+  if (timings?.phases) process.stderr.write(formatTimings(timings.phases));
   return code;
 };
+
+/** `--debug-timings`: keeps the run's phases when the helper sends them. */
+function debugTimings(c: Parameters<typeof attachStreams>[0], attachId: string): { phases?: Array<{ phase: string; ms: number }> } {
+  const got: { phases?: Array<{ phase: string; ms: number }> } = {};
+  c.onNotification(StreamTimingsNotification.type, (p) => {
+    if (p.attachId === attachId) got.phases = p.phases;
+  });
+  return got;
+}
 
 /**
  * As Docker's CLI, credentials go only with a pull that needs them: a run or

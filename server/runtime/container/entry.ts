@@ -8,6 +8,7 @@ import type { NetworkSettings } from '../network/manager';
 import type { MonitorConnection } from './launcher';
 import type { ContainerRecord, ContainerStateFile } from './record';
 import type { StreamSink } from './streams';
+import type { RunTrace } from '../trace';
 
 export class ContainerNotFoundError extends NotFoundError {
   constructor(ref: string) {
@@ -28,6 +29,10 @@ export interface Entry {
   live?: Live;
   /** The write of the running state, while start() is at it. */
   starting?: Promise<void>;
+  /** Settles once start() knows whether the command runs (and has set the state to say so), before `starting`. */
+  launched?: Promise<void>;
+  /** The phases of the run in progress, when it is traced (../trace.ts); its exit marks the last ones. */
+  trace?: RunTrace;
 }
 
 /**

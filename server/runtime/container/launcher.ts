@@ -7,6 +7,8 @@
 import { MonitorClient, launchMonitor, type ExitInfo } from '../monitor';
 import { startShim, type ShimHandle } from '../native';
 import type { Plan } from '../plan';
+import type { ShimStarted } from '../native';
+import type { RunTrace } from '../trace';
 
 /** A connection to a container's monitor (MonitorClient, or a fake). */
 export interface MonitorConnection {
@@ -27,7 +29,7 @@ export interface MonitorLaunch {
    * Resolves once the container's command runs; rejects with the shim's
    * ContainerSetupError, or a ShimError when it could not start or report.
    */
-  started: Promise<{ pid: number; monitorPid: number }>;
+  started: Promise<ShimStarted>;
 }
 
 /** A process run in a running container (ShimHandle, or a fake). */
@@ -36,7 +38,7 @@ export type ExecProcess = Omit<ShimHandle, 'pid' | 'kill'>;
 
 export interface ShimLauncher {
   /** Launches the monitor of the container in dir, which runs plan; `bindFds` become its fds 6, 7, … (the plan's bindFds). */
-  launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; bindFds?: number[] }): MonitorLaunch;
+  launchMonitor(plan: Plan, dir: string, opts: { stdin: boolean; bindFds?: number[]; trace?: RunTrace }): MonitorLaunch;
   /** The monitor serving dir, if one still listens there. */
   connectMonitor(dir: string): Promise<MonitorConnection | undefined>;
   /** Runs an exec plan; stdin is a pipe when `stdin`, else /dev/null. */

@@ -16,7 +16,7 @@ import type { Caller } from '../../util/peercred';
 import type { NetworkManager } from '../network/manager';
 import type { CgroupManager } from '../cgroups';
 import type { RunSetup } from '../runsetup';
-import { idmapsInBlock, useUserns, type UsernsAllocator } from '../userns';
+import { idmapsInBlock, useUserns, UsernsExhaustedError, type UsernsAllocator } from '../userns';
 import { ownerIdmaps } from './unprivileged';
 import { ContainerStartError } from '../errors';
 import type { ContainerAction, ContainerTable, Entry } from './entry';
@@ -28,6 +28,8 @@ import { killSameProcess, processStartTime } from './proc';
 import { RECORD_VERSION, type ContainerRecord, type ContainerStore } from './record';
 import { SIGKILL, signalNumber, stopSignalNumber } from './signals';
 import type { StreamSink } from './streams';
+import { PendingRemovals } from './pending';
+import { NO_TRACE, timedPhases, traceEverything, type RunTrace, type TimedPhase } from '../trace';
 
 /** The exit a container whose monitor went away without reporting one is recorded with. */
 export const MONITOR_LOST_EXIT = 255;
@@ -53,11 +55,16 @@ export interface LifecycleDeps {
   userns: UsernsAllocator;
   /** Reports a change of e to the service's listeners. */
   emit(action: ContainerAction, e: Entry): void;
+  /** With CAPSA_TRACE=1: each run's phases, teardown included, for the helper's log. */
+  onTrace?(id: string, phases: TimedPhase[]): void;
   /** Whose rights a start of record opens its bind sources with; default root (the helper's own). */
   bindCaller?(record: ContainerRecord): Caller;
 }
 
 export class Lifecycle {
+  /** The removals of --rm containers, which run after their exits were reported. */
+  private readonly pending = new PendingRemovals();
+
   constructor(private readonly d: LifecycleDeps) {}
 
   /**
@@ -66,7 +73,7 @@ export class Lifecycle {
    * binds are idmapped to the user (unprivileged.ts); the service refused
    * what such a container may not have before this.
    */
-  async create(opts: RunOptions, image: ResolvedImage, setup: RunSetup, owner: ContainerOwner = ROOT_OWNER): Promise<Entry> {
+  async create(opts: RunOptions, image: ResolvedImage, setup: RunSetup, owner: ContainerOwner = ROOT_OWNER, trace: RunTrace = NO_TRACE): Promise<Entry> {
     const { table, store, cgroups, network, userns } = this.d;
     const binds = setup.binds;
     const id = newContainerId();
@@ -106,13 +113,15 @@ export class Lifecycle {
         fs.writeFile(paths.hosts, hostsFile(hostname, name), { mode: 0o644 }),
         fs.writeFile(paths.resolvConf, resolvConf(), { mode: 0o644 }),
       ]);
+      trace.mark('directory made');
+      const marked = <T>(phase: string, p: Promise<T>): Promise<T> => (trace.on ? p.then((v) => (trace.mark(phase), v)) : p);
       // independent steps, side by side: each is a few ms of waiting on the kernel
       const settled = await Promise.allSettled([
-        setup.resolveUser(opts.user ?? image.config.User, image.layerDirs),
-        cgroups.create(id, cdir, setup.limits),
+        marked('user resolved', setup.resolveUser(opts.user ?? image.config.User, image.layerDirs)),
+        marked('cgroup made', cgroups.create(id, cdir, setup.limits)),
         // before the plan: eth0 must exist when the command starts
         network
-          ? network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, caller: { uid: owner.uid }, lookup: (ref) => this.lookupForNetwork(ref, owner.uid) })
+          ? marked('network attached', this.pending.retry(() => network.setup({ id, name, hostname, options: opts, hostsPath: paths.hosts, resolvConfPath: paths.resolvConf, caller: { uid: owner.uid }, lookup: (ref) => this.lookupForNetwork(ref, owner.uid) })))
           : Promise.resolve({ newNetns: opts.network !== 'host', netnsPath: undefined }),
       ] as const);
       for (const r of settled) if (r.status === 'rejected') throw r.reason;
@@ -141,17 +150,19 @@ export class Lifecycle {
       if (net.netnsPath) plan.netnsPath = net.netnsPath;
       plan.idmaps = idmapsFor(opts.idmapMounts, plan.mounts);
       if (owner.uid !== 0) {
-        const range = await userns.allocate(id, owner.name);
+        const range = await this.allocateUserns(id, owner.name);
         await useUserns(plan, range, paths);
         plan.idmaps = ownerIdmaps(binds, range, owner, plan.idmaps);
       } else if (opts.userns === 'auto') {
-        const range = await userns.allocate(id);
+        const range = await this.allocateUserns(id);
         await useUserns(plan, range, paths);
         plan.idmaps = idmapsInBlock(plan.idmaps, range);
       }
       placeholder.record.plan = plan;
-      await store.writeRecord(placeholder.record);
-      await this.saveState(placeholder);
+      trace.mark('plan built');
+      // two files, independent: a load without both finds no container there (recovery.ts)
+      await Promise.all([store.writeRecord(placeholder.record), this.saveState(placeholder)]);
+      trace.mark('record written');
     } catch (err) {
       table.delete(id);
       // Undoing a create that failed: the create's own error is what the
@@ -173,41 +184,53 @@ export class Lifecycle {
    * ContainerStartError (the container is then recorded exited with that
    * error's status, and `die` is emitted).
    */
-  async start(entry: Entry, sink?: StreamSink): Promise<void> {
+  async start(entry: Entry, sink?: StreamSink, trace: RunTrace = NO_TRACE): Promise<void> {
     const { record } = entry;
     const cdir = this.d.store.pathOf(record.id);
     // before anything is marked: a bind source the caller cannot reach (or that is gone) fails the start as it is
     const pinned = await pinBindSources(record.plan, this.d.bindCaller?.(record) ?? ROOT_CALLER);
     try {
-      await this.launch(entry, pinned, cdir, sink);
+      await this.launch(entry, pinned, cdir, sink, trace);
     } finally {
       // the shim holds its own copies from its spawn on
       closeAll(pinned.fds);
     }
   }
 
-  private async launch(entry: Entry, pinned: PinnedPlan, cdir: string, sink?: StreamSink): Promise<void> {
+  private async launch(entry: Entry, pinned: PinnedPlan, cdir: string, sink: StreamSink | undefined, trace: RunTrace): Promise<void> {
     const { record } = entry;
-    // a previous run's status must not be read as this run's
-    await fs.rm(path.join(cdir, EXIT_FILE), { force: true });
+    // a previous run's status must not be read as this run's; a container
+    // never started has none (a failed start is recorded exited, not created)
+    const fresh = entry.state.state === 'created' && !entry.state.startedAt && !entry.state.startingAt;
     // a helper that dies before this start is recorded leaves this mark for the next one (load)
     entry.state = { ...entry.state, startingAt: new Date().toISOString() };
-    await this.saveState(entry);
-    const { client, started } = this.d.launcher.launchMonitor(pinned.plan, cdir, { stdin: !!record.options.interactive, bindFds: pinned.fds });
-    // onExit waits for this: a container that ends at once is still started, then ended
+    await Promise.all([fresh ? undefined : fs.rm(path.join(cdir, EXIT_FILE), { force: true }), this.saveState(entry)]);
+    trace.mark('starting recorded');
+    const { client, started } = this.d.launcher.launchMonitor(pinned.plan, cdir, { stdin: !!record.options.interactive, bindFds: pinned.fds, trace });
+    entry.trace = trace.on ? trace : undefined;
+    // onExit waits for these: a container that ends at once is still started, then ended
     let startDone!: () => void;
+    let launchDone!: () => void;
     entry.starting = new Promise<void>((r) => (startDone = r));
+    entry.launched = new Promise<void>((r) => (launchDone = r));
     this.follow(entry, client, sink);
     try {
       let pid: number;
       let monitorPid: number;
       try {
         // the monitor never joined the container's cgroups: only its child did (native/src/process.h)
-        ({ pid, monitorPid } = await started);
+        const s = await started;
+        ({ pid, monitorPid } = s);
+        if (trace.on) {
+          for (const p of s.phases ?? []) trace.mark(p.phase, p.at);
+          trace.mark('started reported');
+        }
       } catch (cause) {
+        entry.trace = undefined;
         const err = ContainerStartError.from(cause);
         entry.live = undefined;
         entry.state = { state: 'exited', exitCode: err.exitCode, finishedAt: new Date().toISOString(), error: err.message };
+        launchDone();
         await this.saveState(entry);
         this.d.emit('die', entry);
         throw err;
@@ -220,10 +243,14 @@ export class Lifecycle {
         monitorStartTime: processStartTime(monitorPid),
         startedAt: new Date().toISOString(),
       };
+      launchDone();
       await this.saveState(entry);
+      trace.mark('running recorded');
       this.d.emit('start', entry);
     } finally {
       entry.starting = undefined;
+      entry.launched = undefined;
+      launchDone();
       startDone();
     }
   }
@@ -255,8 +282,12 @@ export class Lifecycle {
   }
 
   private async onExit(entry: Entry, sinks: Set<StreamSink>, info: ExitInfo | undefined): Promise<void> {
-    await entry.starting;
+    const starting = entry.starting;
+    await entry.launched;
     if (entry.live?.sinks !== sinks) return; // a setup failure: start() reported it
+    const trace = entry.trace ?? NO_TRACE;
+    entry.trace = undefined;
+    trace.mark('exit seen');
     entry.live = undefined;
     const code = info?.exitCode ?? MONITOR_LOST_EXIT;
     const error = info ? undefined : MONITOR_LOST_ERROR;
@@ -265,20 +296,60 @@ export class Lifecycle {
     const oomKilled = await this.d.cgroups.oomKilled(this.d.store.pathOf(entry.record.id));
     entry.state = { ...entry.state, state: 'exited', pid: undefined, exitCode: code, finishedAt: info?.finishedAt ?? new Date().toISOString(), error, oomKilled };
     if (entry.record.options.rm) {
-      // as `docker run --rm`: the exit is reported once nothing of the container is left.
-      // A removal that fails part-way leaves the container out of the table and its
-      // directory renamed or in place; the next load sweeps or finds it. The exit is
-      // reported either way: the client waits for it, not for the clean-up.
-      await this.removeEntry(entry).catch(() => undefined);
-      for (const s of sinks) s.exit(code, error);
+      // As `docker run --rm`, the container is gone once its exit is reported:
+      // removeEntry takes it out of the table (its name is free for the next
+      // run) before its first await. The rest of the removal (network, cgroup,
+      // directory) is not the client's to wait for: it runs after the report,
+      // and `drain` waits for it (helper shutdown). A removal that fails
+      // part-way leaves the directory renamed or in place; the next load
+      // sweeps or finds it.
+      // The report needs the exit alone, not the `running` state's write:
+      // the removal waits for that write (it must not land in a directory
+      // being removed), the report does not.
+      const listed = this.d.table.has(entry.record.id);
+      if (listed) this.unlist(entry);
+      const removed = listed
+        ? Promise.resolve(starting)
+            .then(() => this.dispose(entry))
+            .catch(() => undefined)
+        : Promise.resolve();
+      this.report(sinks, code, error, trace);
+      this.pending.track(removed.then(() => this.traceDone(entry, trace)));
       return;
     }
-    // A state.json that cannot be written (disk full) leaves the on-disk state
-    // `running`: the next load finds exit.json and records the same exit. The
-    // exit is reported now regardless.
+    // after the `running` state's write, which must not land after this one
+    await starting;
+    // Written before the report: a client told of the exit may start the
+    // container again at once, and that start's state must be the last
+    // written. One that cannot be written (disk full) leaves the on-disk
+    // state `running`: the next load finds exit.json and records the same exit.
     await this.saveState(entry).catch(() => undefined);
     this.d.emit('die', entry);
-    for (const s of sinks) s.exit(code, error);
+    this.report(sinks, code, error, trace);
+    this.traceDone(entry, trace);
+  }
+
+  /** A block of ids for a new container; see PendingRemovals.retry. */
+  private allocateUserns(id: string, owner?: string): ReturnType<UsernsAllocator['allocate']> {
+    return this.pending.retry(() => this.d.userns.allocate(id, owner), (err) => err instanceof UsernsExhaustedError);
+  }
+
+  /** Waits for every clean-up still running after its exit was reported. */
+  drain(): Promise<void> {
+    return this.pending.drain();
+  }
+
+  private report(sinks: Set<StreamSink>, code: number, error: string | undefined, trace: RunTrace): void {
+    trace.mark('exit reported');
+    const timings = trace.on ? timedPhases(trace.phases()) : undefined;
+    for (const s of sinks) s.exit(code, error, timings);
+  }
+
+  /** The trace's last phase; with CAPSA_TRACE=1 the whole trace goes to the helper's log. */
+  private traceDone(entry: Entry, trace: RunTrace): void {
+    if (!trace.on) return;
+    trace.mark('teardown done');
+    if (traceEverything()) this.d.onTrace?.(entry.record.id, timedPhases(trace.phases()));
   }
 
   async wait(e: Entry): Promise<number> {
@@ -317,10 +388,20 @@ export class Lifecycle {
   }
 
   async removeEntry(e: Entry): Promise<void> {
-    const { table, store } = this.d;
-    if (!table.has(e.record.id)) return;
-    table.delete(e.record.id);
+    if (!this.d.table.has(e.record.id)) return;
+    this.unlist(e);
+    await this.dispose(e);
+  }
+
+  /** Out of the table: its name is free, and nothing finds it any more. */
+  private unlist(e: Entry): void {
+    this.d.table.delete(e.record.id);
     e.state = { ...e.state, state: 'removing' };
+  }
+
+  /** Everything of an unlisted container: its network, cgroup, directory and user namespace range. */
+  private async dispose(e: Entry): Promise<void> {
+    const { store } = this.d;
     // independent of each other; the directory goes last, as it holds the cgroup record
     const undone = (await Promise.allSettled([this.d.network?.teardown(e.record.id), this.d.cgroups.remove(store.pathOf(e.record.id))])).find(
       (r) => r.status === 'rejected',

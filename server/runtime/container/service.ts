@@ -40,9 +40,13 @@ import { validateRunOptions, type ExecOptions, type RunOptions } from './options
 import { processesInPidNamespace } from './proc';
 import { ContainerStore } from './record';
 import { loadContainers } from './recovery';
+import { NO_TRACE, type RunTrace } from '../trace';
 import { attachSink, detachSink, resizeTerminal, sendInput, type StreamSink } from './streams';
 
-/** Emits `event` ({@link ContainerChange}) on every create, start, die and destroy. */
+/**
+ * Emits `event` ({@link ContainerChange}) on every create, start, die and
+ * destroy; with CAPSA_TRACE=1, `trace` ({ id, phases }) once a run's teardown is done.
+ */
 export class ContainerService extends EventEmitter {
   private readonly table = new ContainerTable();
   private readonly store: ContainerStore;
@@ -69,6 +73,7 @@ export class ContainerService extends EventEmitter {
       network,
       userns: new UsernsAllocator(root),
       emit: (action, e) => this.emitChange(action, e),
+      onTrace: (id, phases) => this.emit('trace', { id, phases }),
       // each start opens the binds again, with the rights of whoever owns the container
       bindCaller: (record) => ownerCaller(record.owner),
     };
@@ -118,10 +123,17 @@ export class ContainerService extends EventEmitter {
    * Creates and starts a container. Resolves once its process runs (or
    * rejects with the ContainerStartError); its exit is reported to `sink` and as an event.
    */
-  async run(opts: RunOptions, sink?: StreamSink, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials): Promise<{ id: string; name: string }> {
-    const entry = await this.prepareAndCreate(opts, onProgress, caller, auth);
+  async run(
+    opts: RunOptions,
+    sink?: StreamSink,
+    onProgress?: (p: PullProgress) => void,
+    caller?: Caller,
+    auth?: PullCredentials,
+    trace: RunTrace = NO_TRACE,
+  ): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress, caller, auth, trace);
     try {
-      await this.life.start(entry, sink);
+      await this.life.start(entry, sink, trace);
     } catch (err) {
       if (opts.rm) await this.life.removeEntry(entry);
       throw err;
@@ -136,7 +148,7 @@ export class ContainerService extends EventEmitter {
   }
 
   /** `caller`: who asked; root's when absent. A caller other than root gets an unprivileged container (unprivileged.ts). */
-  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials): Promise<Entry> {
+  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials, trace: RunTrace = NO_TRACE): Promise<Entry> {
     validateRunOptions(opts);
     let owner: ContainerOwner = ROOT_OWNER;
     if (caller && caller.uid !== 0) {
@@ -148,9 +160,11 @@ export class ContainerService extends EventEmitter {
     // early, so a clash is not found only after a pull; create() checks again, atomically
     if (opts.name !== undefined && this.table.nameTaken(opts.name, owner.uid)) throw new ConflictError(`container name "${opts.name}" is already in use`);
     const setup = await prepareRun(opts, path.dirname(this.store.dir), owner.uid !== 0 ? caller : undefined);
+    trace.mark('options prepared');
     // in the owner's namespace of image names: a user's run never takes root's (or another user's) name for its bytes
     const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress, caller: owner.uid !== 0 ? caller : undefined, auth });
-    return this.life.create(opts, image, setup, owner);
+    trace.mark('image resolved');
+    return this.life.create(opts, image, setup, owner, trace);
   }
 
   /** Starts a created or exited container again, with its original plan and its upper layer kept (`capsa start`). */
@@ -282,6 +296,12 @@ export class ContainerService extends EventEmitter {
     const ids = this.table.all().filter((e) => e.live).map((e) => e.record.id);
     // best effort at shutdown: a container already gone (or one that cannot be removed) must not stop the others
     await Promise.all(ids.map((id) => this.remove(id, true).catch(() => undefined)));
+    await this.life.drain();
+  }
+
+  /** Waits for the removals of --rm containers whose exit was already reported. */
+  drain(): Promise<void> {
+    return this.life.drain();
   }
 
   private view(e: Entry): ContainerView {

@@ -5,12 +5,14 @@
 import { ConflictError } from '../../errors';
 import type { Entry } from './entry';
 import { checkSize } from './options';
+import type { TimedPhase } from '../trace';
 
 /** Where a run or exec session's streams go: one client connection. */
 export interface StreamSink {
   /** `time`: when the monitor logged the bytes (log follows only). */
   output(stream: 'stdout' | 'stderr', data: Buffer, time?: string): void;
-  exit(exitCode: number, error?: string): void;
+  /** `timings`: the run's phases so far, when it was traced (../trace.ts). */
+  exit(exitCode: number, error?: string, timings?: TimedPhase[]): void;
 }
 
 /** Adds a sink to a running container's output; returns its removal. */

@@ -4,11 +4,10 @@
  */
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
 import { ImageListRequest, ImageLoadRequest, ImagePruneRequest, ImagePullRequest, ImageRemoveRequest, ImageSaveRequest, SystemDfRequest, platformProblem } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { errorMessage, newId, str, type Command } from './command';
+import { errorMessage, interruptible, newId, str, type Command } from './command';
 import { formatAge, formatBytes, ownerColumn, printable, table } from './format';
 import { trackPull } from './progress';
 import { credentialsFor } from './login';
@@ -160,26 +159,11 @@ export const pull: Command = async (argv, conn) => {
   const token = newId('pull');
   // Progress goes to stdout, as Docker's does, and only when it is a terminal.
   if (!flags.quiet) trackPull(c, token, process.stdout);
-  // Ctrl-C cancels the pull in the helper ($/cancelRequest), which stops
-  // cleanly and keeps what it verified; a second Ctrl-C leaves at once.
-  const cancel = new CancellationTokenSource();
-  let interrupted = false;
-  const onSigint = (): void => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    cancel.cancel();
-  };
-  process.on('SIGINT', onSigint);
-  let r;
-  try {
-    r = await c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: checkedPlatform(flags.platform), workDoneToken: token, ...(auth ? { auth } : {}) }, cancel.token);
-  } catch (err) {
-    if (!interrupted) throw err;
-    process.stderr.write(`capsa: pull of ${positionals[0]} cancelled\n`);
-    return 130;
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
+  const sent = await interruptible(`pull of ${positionals[0]}`, (cancel) =>
+    c.sendRequest(ImagePullRequest.type, { reference: positionals[0], platform: checkedPlatform(flags.platform), workDoneToken: token, ...(auth ? { auth } : {}) }, cancel),
+  );
+  if ('interrupted' in sent) return sent.interrupted;
+  const r = sent.result;
   if (!flags.quiet) {
     process.stdout.write(`Digest: ${r.manifestDigest}\n`);
     process.stdout.write(`Status: ${r.upToDate ? 'Image is up to date' : 'Downloaded newer image'} for ${r.reference}\n`);

@@ -7,11 +7,11 @@
  * image's registry with the request, as Docker's X-Registry-Auth.
  */
 import * as readline from 'node:readline';
-import { ProgressType, CancellationTokenSource, type MessageConnection } from 'vscode-jsonrpc/node';
+import { ProgressType, type MessageConnection } from 'vscode-jsonrpc/node';
 import { InvalidArgumentError } from '../errors';
 import { ImageLoginRequest, ImagePushRequest, type PushProgress, type RegistryAuth } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { newId, str, type Command } from './command';
+import { interruptible, newId, str, type Command } from './command';
 import { printable } from './format';
 import { eraseCredentials, lookupCredentials, referenceHost, registryHost, storeCredentials } from './dockerconfig';
 
@@ -152,24 +152,9 @@ export const push: Command = async (argv, conn) => {
   const token = newId('push');
   const show = flags.quiet ? undefined : trackPush(c, token);
   if (!flags.quiet) process.stdout.write(`The push refers to repository [${printable(reference.replace(/:[^:/@]*$/, ''))}]\n`);
-  const cancel = new CancellationTokenSource();
-  let interrupted = false;
-  const onSigint = (): void => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    cancel.cancel();
-  };
-  process.on('SIGINT', onSigint);
-  let r;
-  try {
-    r = await c.sendRequest(ImagePushRequest.type, { reference, workDoneToken: token, ...(auth ? { auth } : {}) }, cancel.token);
-  } catch (err) {
-    if (!interrupted) throw err;
-    process.stderr.write(`capsa: push of ${printable(reference)} cancelled\n`);
-    return 130;
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
+  const sent = await interruptible(`push of ${printable(reference)}`, (cancel) => c.sendRequest(ImagePushRequest.type, { reference, workDoneToken: token, ...(auth ? { auth } : {}) }, cancel));
+  if ('interrupted' in sent) return sent.interrupted;
+  const r = sent.result;
   // the result's word is final: a progress report still in flight would say no more
   show?.(r.layers);
   process.stdout.write(flags.quiet ? `${r.reference}\n` : `${r.tag}: digest: ${r.digest} size: ${r.size}\n`);

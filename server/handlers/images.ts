@@ -3,7 +3,7 @@
  * namespace of names: services/images.ts), and the image events, each sent
  * only to its owner's connections and root's.
  */
-import { WorkDoneProgressCancelNotification, type WorkDoneProgressReport } from 'vscode-languageserver/node';
+import { WorkDoneProgressCancelNotification, type CancellationToken, type WorkDoneProgressReport } from 'vscode-languageserver/node';
 import {
   ImageEventNotification,
   ImageListRequest,
@@ -70,19 +70,40 @@ export function registerImageHandlers(connection: ClientConnection, images: Imag
   };
   connection.onNotification(WorkDoneProgressCancelNotification.type, (p) => byProgressToken.get(p.token)?.abort());
 
+  /**
+   * Runs `work` with a signal that `$/cancelRequest` (the request's token),
+   * the client cancelling progress `wd` (when given), and the connection
+   * going away all abort; a work-done progress titled `title` is begun for
+   * `wd` and ended whatever happens.
+   */
+  const cancellable = async <T>(token: CancellationToken, wd: string | number | undefined, title: string | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+    const abort = new AbortController();
+    const sub = token.onCancellationRequested(() => abort.abort());
+    track(abort);
+    if (wd !== undefined) {
+      byProgressToken.set(wd, abort);
+      if (title !== undefined) sendProgressSafely(connection, wd, { kind: 'begin', title, cancellable: true, percentage: 0 });
+    }
+    try {
+      return await work(abort.signal);
+    } finally {
+      sub.dispose();
+      running.delete(abort);
+      if (wd !== undefined) {
+        byProgressToken.delete(wd);
+        if (title !== undefined) sendProgressSafely(connection, wd, { kind: 'end' });
+      }
+    }
+  };
+
   connection.onRequest(ImagePullRequest.type, async (params: ImagePullParams, token) => {
     return handled(async () => {
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
-      track(abort);
-      if (params.workDoneToken !== undefined) byProgressToken.set(params.workDoneToken, abort);
       const progress = pullProgress(connection, params.workDoneToken, `Pulling ${params.reference}`);
       try {
-        return await images.pull(params.reference, { caller, platform: params.platform, signal: abort.signal, onProgress: (p) => progress.report(p), auth: params.auth });
+        return await cancellable(token, params.workDoneToken, undefined, (signal) =>
+          images.pull(params.reference, { caller, platform: params.platform, signal, onProgress: (p) => progress.report(p), auth: params.auth }),
+        );
       } finally {
-        sub.dispose();
-        running.delete(abort);
-        if (params.workDoneToken !== undefined) byProgressToken.delete(params.workDoneToken);
         progress.end();
       }
     })(undefined);
@@ -91,47 +112,23 @@ export function registerImageHandlers(connection: ClientConnection, images: Imag
   // A push, like a pull, is cancelled by $/cancelRequest, its progress token, or the client going away.
   connection.onRequest(ImagePushRequest.type, async (params: ImagePushParams, token) => {
     return handled(async () => {
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
-      track(abort);
       const wd = params.workDoneToken;
-      if (wd !== undefined) {
-        byProgressToken.set(wd, abort);
-        sendProgressSafely(connection, wd, { kind: 'begin', title: `Pushing ${params.reference}`, cancellable: true });
-      }
-      try {
-        return await images.push(params.reference, {
+      return cancellable(token, wd, `Pushing ${params.reference}`, (signal) =>
+        images.push(params.reference, {
           caller,
-          signal: abort.signal,
+          signal,
           auth: params.auth,
-          // the layers ride along the LSP report, as a pull's do (cli/push.ts prints them)
+          // the layers ride along the LSP report, as a pull's do (cli/login.ts prints them)
           onProgress: (p) => {
             if (wd !== undefined) sendProgressSafely(connection, wd, { kind: 'report', ...p });
           },
-        });
-      } finally {
-        sub.dispose();
-        running.delete(abort);
-        if (wd !== undefined) {
-          byProgressToken.delete(wd);
-          sendProgressSafely(connection, wd, { kind: 'end' });
-        }
-      }
+        }),
+      );
     })(undefined);
   });
 
   connection.onRequest(ImageLoginRequest.type, async (params: ImageLoginParams, token) => {
-    return handled(async () => {
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
-      track(abort);
-      try {
-        return await images.login(params.registry, params.auth, abort.signal);
-      } finally {
-        sub.dispose();
-        running.delete(abort);
-      }
-    })(undefined);
+    return handled(() => cancellable(token, undefined, undefined, (signal) => images.login(params.registry, params.auth, signal)))(undefined);
   });
 
   connection.onRequest(ImageListRequest.type, handled(() => images.list(caller)));
@@ -144,14 +141,7 @@ export function registerImageHandlers(connection: ClientConnection, images: Imag
   connection.onRequest(ImageLoadRequest.type, async (params: ImageLoadParams, token) => {
     return handled(async () => {
       const input = checkClientPath(params.input, 'input');
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
-      track(abort);
       const wd = params.workDoneToken;
-      if (wd !== undefined) {
-        byProgressToken.set(wd, abort);
-        sendProgressSafely(connection, wd, { kind: 'begin', title: `Loading ${input}`, cancellable: true, percentage: 0 });
-      }
       let last = 0;
       const onProgress = (read: number, total: number): void => {
         const now = Date.now();
@@ -160,31 +150,14 @@ export function registerImageHandlers(connection: ClientConnection, images: Imag
         const report: WorkDoneProgressReport = { kind: 'report', message: `${formatBytes(read)} of ${formatBytes(total)}`, percentage: total ? Math.floor((read / total) * 100) : 0 };
         sendProgressSafely(connection, wd, report);
       };
-      try {
-        return await images.load(caller, input, { signal: abort.signal, onProgress });
-      } finally {
-        sub.dispose();
-        running.delete(abort);
-        if (wd !== undefined) {
-          byProgressToken.delete(wd);
-          sendProgressSafely(connection, wd, { kind: 'end' });
-        }
-      }
+      return cancellable(token, wd, `Loading ${input}`, (signal) => images.load(caller, input, { signal, onProgress }));
     })(undefined);
   });
 
   connection.onRequest(ImageSaveRequest.type, async (params: ImageSaveParams, token) => {
     return handled(async () => {
       const output = checkClientPath(params.output, 'output');
-      const abort = new AbortController();
-      const sub = token.onCancellationRequested(() => abort.abort());
-      track(abort);
-      try {
-        return await images.save(caller, params.images, output, abort.signal);
-      } finally {
-        sub.dispose();
-        running.delete(abort);
-      }
+      return cancellable(token, undefined, undefined, (signal) => images.save(caller, params.images, output, signal));
     })(undefined);
   });
 

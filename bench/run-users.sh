@@ -21,7 +21,7 @@
 #
 #   sudo bash bench/run-users.sh      BENCH_RUNS (20), BENCH_WARMUP (3), BENCH_NET_RUNS (5), BENCH_MB (256),
 #                                     BENCH_CONNS (1000), BENCH_MODE=hyperfine (back to back, not in rounds)
-# Figures and what they say: bench/README-users.md.
+# Figures and what they say: the README, "A user's containers: against root's and rootless podman's".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "run-users: run as root (it creates a user)" >&2; exit 1; }

@@ -124,6 +124,10 @@ const EXCEPTIONS = [
   { from: 'server/cli/warm/process.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/commit.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/cp.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/build.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
+  { from: 'server/cli/build.ts', to: 'server/build/context', reason: 'the context is listed on the user\'s side, with the user\'s rights (the helper never walks the user\'s tree)' },
+  { from: 'server/cli/build.ts', to: 'server/build/contextpack', reason: 'as context: the user\'s side packs the context tar the helper reads' },
+  { from: 'server/cli/build.ts', to: 'server/build/dockerignore', reason: 'as context: .dockerignore is read and applied where the tree is walked' },
   { from: 'server/cli/client.ts', to: 'server/config', reason: 'the CLI finds the helper\'s socket from the helper\'s config; one install-layout module is to own this' },
   { from: 'server/cli/main.ts', to: 'server/config', reason: 'as client.ts: socket and root from the helper\'s config' },
   { from: 'server/cli/warm/process.ts', to: 'server/config', reason: 'as client.ts: socket from the helper\'s config' },
@@ -152,6 +156,7 @@ const EXCEPTIONS = [
   { from: 'server/runtime/network/records.ts', to: 'server/protocol/types', reason: 'network summaries are protocol types' },
   { from: 'server/services/images.ts', to: 'server/protocol', reason: 'the image service returns protocol shapes (image summaries, pull results)' },
   { from: 'server/services/commit.ts', to: 'server/protocol', reason: 'as images.ts: commit, diff, history and tag return protocol shapes and image events' },
+  { from: 'server/services/build.ts', to: 'server/protocol', reason: 'as images.ts: build and builder prune take and return protocol shapes and emit image events' },
 ];
 
 function listTs(dir, out) {

@@ -17,6 +17,8 @@ import { ImageService } from './services/images';
 import { registerContainerHandlers } from './handlers/containers';
 import { registerImageHandlers } from './handlers/images';
 import { registerCommitHandlers } from './handlers/commit';
+import { registerBuildHandlers } from './handlers/build';
+import { BuildService } from './services/build';
 import { registerCopyHandlers } from './handlers/copy';
 import { CommitService } from './services/commit';
 import { registerSystemHandlers } from './handlers/system';
@@ -139,6 +141,7 @@ export class Helper {
     disposers.push(registerContainerHandlers(checked, this.containers));
     disposers.push(registerCommitHandlers(checked, new CommitService(this.images, this.containers)));
     disposers.push(registerCopyHandlers(checked, this.containers));
+    disposers.push(registerBuildHandlers(checked, new BuildService(this.images, this.containers, this.config.root)));
     registerNetworkHandlers(checked, this.networks);
     registerVolumeHandlers(checked, new VolumeStore(this.config.root), this.containers);
     this.connections.set(connection, caller.uid);

@@ -40,11 +40,11 @@ export function graphFor(df: Dockerfile, opts: PlanOptions): StageGraph {
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** A stage FROM scratch starts as BuildKit's empty image: PATH set, WORKDIR `/`. */
-function emptyConfig(): StageConfig {
+export function emptyConfig(): StageConfig {
   return { env: [`PATH=${DEFAULT_PATH}`], workdir: '/', user: '', shell: ['/bin/sh', '-c'], labels: {}, exposedPorts: [], volumes: [], onBuild: [] };
 }
 
-function configOf(base: BaseImage): StageConfig {
+export function configOf(base: BaseImage): StageConfig {
   const c = base.config;
   return {
     env: [...(c.Env ?? [])],

@@ -19,6 +19,7 @@ import { network, port } from './network';
 import { volume } from './volumes';
 import { imagePrune, images, load, pull, rmi, save, system } from './images';
 import { commit, diff, history, tag } from './commit';
+import { build, builder } from './build';
 import { cp } from './cp';
 import { runWarmEntry } from './warm/process';
 import { login, logout, push } from './login';
@@ -75,6 +76,8 @@ const COMMANDS: Record<string, [Command, string]> = {
   history: [history, 'Show the history of an image'],
   tag: [tag, 'Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE'],
   cp: [cp, 'Copy files/folders between a container and the local filesystem'],
+  build: [build, 'Build an image from a Dockerfile'],
+  builder: [builder, 'Manage builds (builder prune)'],
 };
 
 const MANAGEMENT: Record<string, Record<string, string>> = {
@@ -82,7 +85,7 @@ const MANAGEMENT: Record<string, Record<string, string>> = {
     ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect',
     create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune', commit: 'commit', diff: 'diff', cp: 'cp',
   },
-  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', push: 'push', prune: 'image-prune', load: 'load', save: 'save', history: 'history', tag: 'tag' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', push: 'push', prune: 'image-prune', load: 'load', save: 'save', history: 'history', tag: 'tag', build: 'build' },
 };
 
 function help(): string {

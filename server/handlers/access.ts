@@ -20,6 +20,8 @@ import {
   ContainerArchiveWriteRequest,
   ContainerAttachRequest,
   ContainerCommitRequest,
+  ImageBuildRequest,
+  BuilderPruneRequest,
   ContainerDiffRequest,
   ContainerCreateRequest,
   ContainerExecRequest,
@@ -127,6 +129,10 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   ContainerDiffRequest.method, // the caller's own container
   ImageHistoryRequest.method, // an image of the caller's namespace
   ImageTagRequest.method, // source looked up, and target written, in the caller's namespace
+  // build (handlers/build.ts, services/build.ts): the context tar is opened with the caller's rights (the CLI packed it as the caller),
+  // RUN steps run in the caller's own containers (unprivileged, user namespace, the caller's ceilings), names land in the caller's namespace
+  ImageBuildRequest.method,
+  BuilderPruneRequest.method, // the caller's own build cache (build/cache.ts: one file per owner) and untagged images of it
   // cp (handlers/copy.ts): the caller's own container, every path resolved in its root (runtime/container/inroot.ts, unionroot.ts when stopped);
   // the host side is the client's, done with its own rights; sessions are the connection's own
   ContainerPathStatRequest.method,

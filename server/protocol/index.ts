@@ -22,6 +22,7 @@ export * from './lifecycle';
 export * from './volumes';
 export * from './commit';
 export * from './copy';
+export * from './build';
 
 // ---- checking params, and printing what others wrote ---------------------
 export { v, ParamsError, describe, type Schema, type Infer } from './validate';

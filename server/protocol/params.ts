@@ -47,6 +47,8 @@ const messages = [
   P.NetworkRemoveRequest,
   P.NetworkPruneRequest,
   P.ContainerCommitRequest,
+  P.ImageBuildRequest,
+  P.BuilderPruneRequest,
   P.ContainerDiffRequest,
   P.ImageHistoryRequest,
   P.ImageTagRequest,

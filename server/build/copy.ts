@@ -1,0 +1,117 @@
+/**
+ * COPY/ADD as files: the sources a step selects (cachekey.selectSources, the
+ * same selection its key covers) copied from a source tree into an empty
+ * directory that then becomes the layer (capture.commitLayer), as a RUN's
+ * upper directory does.
+ *
+ * A source tree is either the context, unpacked by the helper into its own
+ * staging directory from the tar the caller sent (never the caller's own
+ * tree), or another stage's or image's root, its layers merged read-only.
+ * Nothing is followed: symlinks are copied as links, and selection resolves
+ * links only within the manifest (context.resolveInContext).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ContextEntry, ContextManifest } from './context';
+import { selectSources } from './cachekey';
+import { BuildContextError, type SourceLocation } from './errors';
+
+/** A manifest of the tree under `root` (no digests: the content is read when copied). */
+export async function walkTree(root: string): Promise<ContextManifest> {
+  const out: ContextEntry[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const names = await fs.promises.readdir(path.join(root, rel));
+    for (const n of names) {
+      const p = rel ? `${rel}/${n}` : n;
+      const st = await fs.promises.lstat(path.join(root, p));
+      const base = { path: p, mode: st.mode & 0o7777, size: st.size, uid: st.uid, gid: st.gid };
+      if (st.isDirectory()) {
+        out.push({ ...base, type: 'dir' });
+        await walk(p);
+      } else if (st.isSymbolicLink()) out.push({ ...base, type: 'symlink', linkTarget: await fs.promises.readlink(path.join(root, p)) });
+      else if (st.isFile()) out.push({ ...base, type: 'file' });
+    }
+  };
+  await walk('');
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+export interface CopySpec {
+  sources: string[];
+  exclude: string[];
+  /** Absolute destination; a trailing `/` means into a directory. */
+  dest: string;
+  chown?: string;
+  chmod?: string;
+  loc: SourceLocation;
+  /** Whether `dest` is a directory in the image already. */
+  destIsDir: boolean;
+}
+
+/** `--chown` as numbers; names need the image's passwd, not read yet. */
+export function parseChown(spec: string | undefined, loc: SourceLocation): { uid: number; gid: number } {
+  if (spec === undefined || spec === '') return { uid: 0, gid: 0 };
+  const m = /^(\d+)(?::(\d+))?$/.exec(spec);
+  if (!m) throw new BuildContextError(`${loc.file}:${loc.line}: --chown=${spec}: only numeric uid[:gid] is supported yet`);
+  return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
+}
+
+/** Copies what `spec` selects from `srcRoot` (listed by `manifest`) into `upper`; returns the entries written. */
+export async function copyInto(srcRoot: string, manifest: ContextManifest, spec: CopySpec, upper: string): Promise<number> {
+  const files = selectSources(manifest, spec.sources, spec.exclude, spec.loc);
+  const owner = parseChown(spec.chown, spec.loc);
+  const chmod = spec.chmod !== undefined ? parseChmod(spec.chmod, spec.loc) : undefined;
+  const intoDir = spec.dest.endsWith('/') || spec.sources.length > 1 || spec.destIsDir || files.some((f) => f.rel !== '.' || f.entry.type === 'dir') || spec.sources.some((s) => /[*?[]/.test(s));
+  const destRoot = spec.dest.replace(/\/+$/, '') || '/';
+  if (!intoDir && files.length === 1 && files[0].entry.type !== 'dir') {
+    // one file to a file name
+  } else if (spec.sources.length > 1 && !spec.dest.endsWith('/') && !spec.destIsDir) {
+    throw new BuildContextError(`${spec.loc.file}:${spec.loc.line}: when using COPY with more than one source file, the destination must be a directory and end with a /`);
+  }
+  await mkdirParents(upper, path.posix.dirname(destRoot));
+  let n = 0;
+  for (const f of files) {
+    const srcName = path.posix.basename(spec.sources[f.source]);
+    let rel: string;
+    if (!intoDir) rel = destRoot;
+    else if (f.rel === '.') rel = f.entry.type === 'dir' ? destRoot : path.posix.join(destRoot, srcName);
+    else rel = path.posix.join(destRoot, f.rel);
+    const target = path.join(upper, rel);
+    await mkdirParents(upper, path.posix.dirname(rel));
+    const from = path.join(srcRoot, f.entry.path);
+    const mode = chmod ?? f.entry.mode;
+    if (f.entry.type === 'dir') {
+      await fs.promises.mkdir(target, { recursive: true });
+      await fs.promises.chmod(target, chmod ?? f.entry.mode);
+    } else if (f.entry.type === 'symlink') {
+      await fs.promises.rm(target, { force: true, recursive: true });
+      await fs.promises.symlink(f.entry.linkTarget ?? '', target);
+    } else {
+      await fs.promises.rm(target, { force: true, recursive: true });
+      await fs.promises.copyFile(from, target);
+      await fs.promises.chmod(target, mode);
+    }
+    await fs.promises.lchown(target, owner.uid, owner.gid);
+    n++;
+  }
+  return n;
+}
+
+function parseChmod(spec: string, loc: SourceLocation): number {
+  if (!/^[0-7]{3,4}$/.test(spec)) throw new BuildContextError(`${loc.file}:${loc.line}: --chmod=${spec}: only an octal mode is supported yet`);
+  return parseInt(spec, 8);
+}
+
+/** Creates the parents of a path in `upper` as root-owned 0755 directories, as Docker creates missing ones. */
+export async function mkdirParents(upper: string, dir: string): Promise<void> {
+  const parts = dir.split('/').filter((c) => c !== '');
+  let cur = upper;
+  for (const c of parts) {
+    cur = path.join(cur, c);
+    try {
+      await fs.promises.mkdir(cur, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+}

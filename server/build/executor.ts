@@ -1,0 +1,286 @@
+/**
+ * The build executor: carries out a plan (plan.ts) step by step, as the
+ * classic builder does. Each step's result is an image in the owner's
+ * namespace (untagged, like the classic builder's intermediate images), so
+ * the next step, a RUN's container and `COPY --from` all start from an image;
+ * the cache (cache.ts) maps each step's key (cachekey.ts) to that image.
+ *
+ * - config steps (ENV, CMD, LABEL, …): a new config and an empty_layer
+ *   history entry; no layer.
+ * - RUN: `deps.run` runs the argv in a container of the caller's (the
+ *   container service's own rules: a user's is unprivileged, in a user
+ *   namespace); its upper directory becomes the layer (capture.commitLayer).
+ * - COPY/ADD, WORKDIR: the files are written into an empty staging directory
+ *   that becomes the layer the same way.
+ *
+ * Everything it writes is under one store lease until the final image's
+ * record exists; a cancelled build leaves the intermediate images of steps
+ * that finished (they are the cache) and nothing else: no tag, no container.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { commitLayer, type IdShift } from '../image/layer/capture';
+import { writeImage } from '../image/commit/assemble';
+import type { ImageRecord, ImageStore, Lease } from '../image/store';
+import type { ContainerConfig, ImageConfig } from '../image/types';
+import { BuildCache } from './cache';
+import { planKeys } from './cachekey';
+import { readContextTar, type ContextManifest } from './context';
+import { copyInto, mkdirParents, parseChown, walkTree } from './copy';
+import { BuildContextError } from './errors';
+import { configOf, emptyConfig } from './expand';
+import type { BaseImage, BuildPlan, PlannedStage, StageConfig, Step, StepAction } from './plan';
+import { BuildStepError } from './steperror';
+
+export type RunAction = Extract<StepAction, { kind: 'run' }>;
+
+/** A RUN's container after its process ended: what commit needs, and its removal. */
+export interface RanStep {
+  exitCode: number;
+  upper: string;
+  view: { lowers: string[]; mountPoints: string[] };
+  idShift?: IdShift;
+  /** Removes the container (always called). */
+  remove(): Promise<void>;
+}
+
+export interface ExecutorDeps {
+  store: ImageStore;
+  owner: number;
+  cache: BuildCache;
+  /** Runs `action` in a container from image `imageId`; `onStart` gets its id before the process runs. */
+  run(imageId: string, action: RunAction, out: (text: string) => void, onStart: (id: string) => void, signal: AbortSignal): Promise<RanStep>;
+  /** Mounts the merged root of `layerDirs` read-only somewhere; returns the path and its unmount. */
+  mergedRoot(layerDirs: string[]): Promise<{ root: string; release(): Promise<void> }>;
+}
+
+export interface ExecuteOptions {
+  plan: BuildPlan;
+  bases: ReadonlyMap<string, BaseImage & { record: ImageRecord }>;
+  /** The context tar as the caller sent it. */
+  context: AsyncIterable<Uint8Array>;
+  noCache: boolean;
+  labels?: Record<string, string>;
+  out(text: string): void;
+  signal: AbortSignal;
+}
+
+export interface BuildOutcome {
+  record: ImageRecord;
+  ran: number;
+  cached: number;
+}
+
+const short = (id: string): string => id.replace(/^sha256:/, '').slice(0, 12);
+
+export function containerConfig(c: StageConfig): ContainerConfig {
+  return {
+    Env: c.env,
+    ...(c.cmd ? { Cmd: c.cmd } : {}),
+    ...(c.entrypoint ? { Entrypoint: c.entrypoint } : {}),
+    ...(c.workdir && c.workdir !== '/' ? { WorkingDir: c.workdir } : {}),
+    ...(c.user ? { User: c.user } : {}),
+    ...(Object.keys(c.labels).length ? { Labels: c.labels } : {}),
+    ...(c.exposedPorts.length ? { ExposedPorts: Object.fromEntries(c.exposedPorts.map((p) => [p, {}])) } : {}),
+    ...(c.volumes.length ? { Volumes: Object.fromEntries(c.volumes.map((p) => [p, {}])) } : {}),
+    ...(c.stopSignal ? { StopSignal: c.stopSignal } : {}),
+    ...(c.shell.join('\0') !== '/bin/sh\0-c' ? { Shell: c.shell } : {}),
+    ...(c.onBuild.length ? { OnBuild: c.onBuild } : {}),
+  } as ContainerConfig;
+}
+
+export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promise<BuildOutcome> {
+  const { store } = deps;
+  return store.withLease('build', async (lease) => {
+    const ctxRoot = path.join(await store.stagingDir(lease), 'context');
+    const manifest = await unpackContext(o.context, ctxRoot);
+    const keys = planKeys(o.plan, o.bases, manifest);
+    const total = o.plan.stages.reduce((n, s) => n + 1 + s.steps.length, 0);
+    const results = new Map<number, ImageRecord | undefined>();
+    let n = 0;
+    let ran = 0;
+    let cached = 0;
+    let last: ImageRecord | undefined;
+    for (const st of o.plan.stages) {
+      o.out(`Step ${++n}/${total} : FROM ${fromText(st)}\n`);
+      let image: ImageRecord | undefined = st.base.kind === 'stage' ? results.get(st.base.index) : st.base.kind === 'image' ? o.bases.get(st.base.ref)?.record : undefined;
+      let config: StageConfig = st.base.kind === 'stage' ? stageConfigOf(await imageConfigOf(store, results.get(st.base.index))) : st.base.kind === 'image' ? configOf(o.bases.get(st.base.ref) as BaseImage) : emptyConfig();
+      if (image) o.out(` ---> ${short(image.id)}\n`);
+      const stepKeys = keys.steps.get(st.index) ?? [];
+      for (const [i, step] of st.steps.entries()) {
+        if (o.signal.aborted) throw new BuildStepError('the build was cancelled');
+        o.out(`Step ${++n}/${total} : ${step.original}\n`);
+        const key = stepKeys[i];
+        const hit = o.noCache ? undefined : deps.cache.get(key);
+        const hitRecord = hit ? await store.resolve(hit, deps.owner) : undefined;
+        config = nextConfig(config, step);
+        if (hitRecord) {
+          o.out(' ---> Using cache\n');
+          image = hitRecord;
+          cached++;
+        } else {
+          image = await runStep(deps, lease, { step, image, config, ctxRoot, manifest, results, o, n });
+          deps.cache.set(key, image.id);
+          ran++;
+        }
+        o.out(` ---> ${short(image.id)}\n`);
+      }
+      if (!image) image = await writeStep(store, lease, deps.owner, undefined, config, [], { created_by: 'FROM scratch', empty_layer: true });
+      results.set(st.index, image);
+      last = image;
+    }
+    if (!last) throw new BuildContextError('the build has no stage');
+    if (o.labels && Object.keys(o.labels).length > 0) {
+      const c = await store.config(last);
+      const cc = { ...(c.config ?? {}), Labels: { ...(c.config?.Labels ?? {}), ...o.labels } };
+      last = await writeImage(store, lease, { parent: { record: last, config: c }, layers: [], config: cc, history: [], created: new Date().toISOString() }, deps.owner);
+    }
+    return { record: last, ran, cached };
+  });
+}
+
+interface StepCtx {
+  step: Step;
+  image: ImageRecord | undefined;
+  config: StageConfig;
+  ctxRoot: string;
+  manifest: ContextManifest;
+  results: Map<number, ImageRecord | undefined>;
+  o: ExecuteOptions;
+  n: number;
+}
+
+async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<ImageRecord> {
+  const { store, owner } = deps;
+  const a = s.step.action;
+  const loc = s.step.loc;
+  const history = { created_by: s.step.createdBy };
+  if (a.kind === 'config') return writeStep(store, lease, owner, s.image, s.config, [], { ...history, empty_layer: true });
+  if (a.kind === 'run') {
+    if (a.heredocs.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: RUN with a heredoc is not supported yet`);
+    if (a.mounts.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: RUN --mount is not supported yet`);
+    if (a.network !== 'default') throw new BuildContextError(`${loc.file}:${loc.line}: RUN --network=${a.network} is not supported yet`);
+    const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }));
+    let ctr = '';
+    const r = await deps.run(base.id, a, s.o.out, (id) => {
+      ctr = id;
+      s.o.out(` ---> Running in ${short(id)}\n`);
+    }, s.o.signal);
+    try {
+      if (s.o.signal.aborted) throw new BuildStepError('the build was cancelled');
+      if (r.exitCode !== 0) {
+        throw new BuildStepError(`${loc.file}:${loc.line}: step ${s.n} (${s.step.original}) failed: the command returned a non-zero code: ${r.exitCode}`, r.exitCode);
+      }
+      const layer = await commitLayer(store, lease, r.upper, { view: r.view, idShift: r.idShift, signal: s.o.signal });
+      return await writeStep(store, lease, owner, base, s.config, [layer], history);
+    } finally {
+      await r.remove();
+      if (ctr) s.o.out(`Removing intermediate container ${short(ctr)}\n`);
+    }
+  }
+  const upper = await store.stagingDir(lease);
+  try {
+    if (a.kind === 'workdir') {
+      const own = parseChown(/^\d+(:\d+)?$/.test(a.user) ? a.user : '', loc);
+      await mkdirParents(upper, a.path);
+      const dir = path.join(upper, a.path);
+      if (dir !== upper) await fs.promises.lchown(dir, own.uid, own.gid);
+    } else {
+      if (a.inline.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: ${a.kind.toUpperCase()} with a heredoc is not supported yet`);
+      if (a.kind === 'add' && a.sources.some((x) => /^(https?:\/\/|git@|git:\/\/)/.test(x))) throw new BuildContextError(`${loc.file}:${loc.line}: ADD of a URL is not supported yet`);
+      if (a.kind === 'add' && a.sources.some((x) => /\.(tar|tgz|tar\.(gz|bz2|xz|zst))$/.test(x))) throw new BuildContextError(`${loc.file}:${loc.line}: ADD of a local archive (extracting it) is not supported yet; use COPY and RUN tar`);
+      const destIsDir = s.image ? await isDirIn(await store.layerDirs(s.image), a.dest) : false;
+      const spec = { sources: a.sources, exclude: a.exclude, dest: a.dest, chown: a.chown, chmod: a.chmod, loc, destIsDir };
+      if (a.origin.kind === 'context') await copyInto(s.ctxRoot, s.manifest, spec, upper);
+      else {
+        const from = a.origin.kind === 'stage' ? s.results.get(a.origin.index) : s.o.bases.get(a.origin.ref)?.record;
+        if (!from) throw new BuildContextError(`${loc.file}:${loc.line}: the source of --from was not built`);
+        const merged = await deps.mergedRoot(await store.layerDirs(from));
+        try {
+          await copyInto(merged.root, await walkTree(merged.root), spec, upper);
+        } finally {
+          await merged.release();
+        }
+      }
+    }
+    const layer = await commitLayer(store, lease, upper, { signal: s.o.signal });
+    return await writeStep(store, lease, owner, s.image, s.config, [layer], history);
+  } finally {
+    await fs.promises.rm(upper, { recursive: true, force: true });
+  }
+}
+
+async function writeStep(store: ImageStore, lease: Lease, owner: number, parent: ImageRecord | undefined, c: StageConfig, layers: Awaited<ReturnType<typeof commitLayer>>[], history: { created_by: string; empty_layer?: boolean }): Promise<ImageRecord> {
+  const created = new Date().toISOString();
+  const p = parent ? { record: parent, config: await store.config(parent) } : undefined;
+  return writeImage(store, lease, { parent: p, layers, config: containerConfig(c), history: [{ created, ...history }], created }, owner);
+}
+
+/** The config after `step`: a config step's changes; WORKDIR's directory. */
+function nextConfig(c: StageConfig, step: Step): StageConfig {
+  const a = step.action;
+  if (a.kind === 'config') return { ...c, ...a.set };
+  if (a.kind === 'workdir') return { ...c, workdir: a.path };
+  return c;
+}
+
+async function imageConfigOf(store: ImageStore, r: ImageRecord | undefined): Promise<ImageConfig | undefined> {
+  return r ? store.config(r) : undefined;
+}
+
+function stageConfigOf(c: ImageConfig | undefined): StageConfig {
+  if (!c) return emptyConfig();
+  return configOf({ digest: '', config: c.config ?? {} });
+}
+
+function fromText(st: PlannedStage): string {
+  const b = st.base;
+  const what = b.kind === 'scratch' ? 'scratch' : b.kind === 'image' ? b.ref : `stage ${b.index}`;
+  return st.name ? `${what} AS ${st.name}` : what;
+}
+
+/** Whether `p` is a directory in the image whose layers are `dirs` (top first), a whiteout ending the search. */
+async function isDirIn(dirs: string[], p: string): Promise<boolean> {
+  const rel = p.replace(/^\/+|\/+$/g, '');
+  if (rel === '') return true;
+  for (const d of dirs) {
+    try {
+      const st = await fs.promises.lstat(path.join(d, rel));
+      return st.isDirectory();
+    } catch {
+      try {
+        await fs.promises.lstat(path.join(d, path.dirname(rel), '.wh.' + path.basename(rel)));
+        return false;
+      } catch {
+        /* not in this layer */
+      }
+    }
+  }
+  return false;
+}
+
+/** Unpacks the caller's context tar into `root` (a staging directory of the helper's) and lists it. */
+async function unpackContext(source: AsyncIterable<Uint8Array>, root: string): Promise<ContextManifest> {
+  await fs.promises.mkdir(root, { mode: 0o700 });
+  const manifest = await readContextTar(source, {
+    onFile: async (entry, data) => {
+      const file = path.join(root, entry.path);
+      await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      const fh = await fs.promises.open(file, 'wx', 0o600);
+      try {
+        for await (const c of data) await fh.write(c);
+      } finally {
+        await fh.close();
+      }
+    },
+  });
+  for (const e of manifest) {
+    const p = path.join(root, e.path);
+    if (e.type === 'dir') await fs.promises.mkdir(p, { recursive: true, mode: 0o700 });
+    else if (e.type === 'symlink') {
+      await fs.promises.mkdir(path.dirname(p), { recursive: true, mode: 0o700 });
+      await fs.promises.symlink(e.linkTarget ?? '', p);
+    }
+  }
+  return manifest;
+}

@@ -1,0 +1,114 @@
+/**
+ * `capsa build` and `capsa builder prune`, printed as the classic builder
+ * prints them (`Step 1/4 : FROM …`, ` ---> Using cache`, …).
+ *
+ * The context: this process runs as the user, so it lists the context
+ * (.dockerignore applied) and packs it as a tar with the user's own rights,
+ * into a temporary file of the user's (a 0700 directory). The helper opens
+ * that one file with the caller's rights (hostfile.openRegularFileAs), as
+ * `load -i` does, and never walks the user's tree. A file rather than a
+ * stream of chunks over the socket: the helper reads it at its own pace
+ * (no flow control to write), and a context the user cannot read fails here,
+ * naming the file, before the helper is asked anything.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { InvalidArgumentError } from '../errors';
+import { BuilderPruneRequest, ImageBuildOutputNotification, ImageBuildRequest } from '../protocol';
+import { readContextDir } from '../build/context';
+import { packContext } from '../build/contextpack';
+import { ignoreFileFor, readDockerignore } from '../build/dockerignore';
+import { parseFlags, usage, type FlagSpec } from './args';
+import { newId, type Command } from './command';
+
+const BUILD_FLAGS: FlagSpec[] = [
+  { name: 'tag', short: 't', kind: 'multi', help: 'Name and optionally a tag in the name:tag format' },
+  { name: 'file', short: 'f', kind: 'value', help: "Name of the Dockerfile (default: 'PATH/Dockerfile'); '-' reads standard input" },
+  { name: 'build-arg', kind: 'multi', help: 'Set build-time variables' },
+  { name: 'label', kind: 'multi', help: 'Set metadata for an image' },
+  { name: 'target', kind: 'value', help: 'Set the target build stage to build' },
+  { name: 'no-cache', kind: 'bool', help: 'Do not use cache when building the image' },
+  { name: 'pull', kind: 'bool', help: 'Always attempt to pull a newer version of the image' },
+  { name: 'quiet', short: 'q', kind: 'bool', help: 'Suppress the build output and print image ID on success' },
+  { name: 'iidfile', kind: 'value', help: 'Write the image ID to the file' },
+  { name: 'progress', kind: 'value', help: 'Set type of progress output (auto, plain)' },
+  { name: 'help', kind: 'bool', help: 'Print usage' },
+];
+
+function keyValues(list: unknown, what: string): Record<string, string> | undefined {
+  if (!Array.isArray(list)) return undefined;
+  const out: Record<string, string> = {};
+  for (const kv of list as string[]) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) {
+      // `--build-arg NAME` takes NAME from the environment, as Docker does
+      if (what === 'build-arg' && eq < 0 && process.env[kv] !== undefined) out[kv] = process.env[kv] as string;
+      else if (what === 'build-arg' && eq < 0) continue;
+      else throw new InvalidArgumentError(`--${what} ${JSON.stringify(kv)}: expected KEY=VALUE`);
+    } else out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
+
+export const build: Command = async (argv, conn) => {
+  const { flags, positionals } = parseFlags(argv, BUILD_FLAGS, { stopAtPositional: false, verb: 'build' });
+  if (flags.help) {
+    process.stdout.write(usage('build', '[OPTIONS] PATH', BUILD_FLAGS) + '\n');
+    return 0;
+  }
+  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa build' requires exactly 1 argument: PATH (the build context)");
+  if (typeof flags.progress === 'string' && !['auto', 'plain', 'tty'].includes(flags.progress)) throw new InvalidArgumentError(`--progress ${flags.progress}: expected auto or plain`);
+  const root = path.resolve(positionals[0]);
+  if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
+  const file = typeof flags.file === 'string' ? flags.file : path.join(root, 'Dockerfile');
+  const dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(path.resolve(file), 'utf8');
+  const dfPath = file === '-' ? path.join(root, 'Dockerfile') : path.resolve(file);
+  const ignoreFile = ignoreFileFor(dfPath, root, (p) => fs.existsSync(p));
+  const ignore = ignoreFile ? readDockerignore(fs.readFileSync(ignoreFile), path.basename(ignoreFile)) : [];
+  const manifest = await readContextDir(root, { ignore, hash: false });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-build-'));
+  const quiet = flags.quiet === true;
+  try {
+    const tarFile = path.join(tmp, 'context.tar');
+    await pipeline(packContext(root, manifest), fs.createWriteStream(tarFile, { mode: 0o600 }));
+    const c = await conn();
+    const token = newId('build');
+    c.onNotification(ImageBuildOutputNotification.type, (p) => {
+      if (p.token === token && !quiet) process.stdout.write(p.text);
+    });
+    const r = await c.sendRequest(ImageBuildRequest.type, {
+      context: tarFile,
+      dockerfile,
+      dockerfileName: file === '-' ? 'Dockerfile' : path.basename(file),
+      token,
+      ...(Array.isArray(flags.tag) ? { tags: flags.tag as string[] } : {}),
+      ...(flags['build-arg'] ? { buildArgs: keyValues(flags['build-arg'], 'build-arg') } : {}),
+      ...(flags.label ? { labels: keyValues(flags.label, 'label') } : {}),
+      ...(typeof flags.target === 'string' ? { target: flags.target } : {}),
+      noCache: flags['no-cache'] === true,
+      pull: flags.pull === true,
+    });
+    if (typeof flags.iidfile === 'string') fs.writeFileSync(flags.iidfile, r.id);
+    if (quiet) process.stdout.write(`${r.id}\n`);
+    else {
+      process.stdout.write(`Successfully built ${r.id.replace(/^sha256:/, '').slice(0, 12)}\n`);
+      for (const t of r.tags) process.stdout.write(`Successfully tagged ${t}\n`);
+    }
+    return 0;
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+};
+
+export const builder: Command = async (argv, conn) => {
+  if (argv[0] !== 'prune') {
+    process.stdout.write('Usage: capsa builder prune\n\nRemove the build cache\n');
+    return argv.length === 0 || argv[0] === '--help' ? 0 : 1;
+  }
+  const c = await conn();
+  const r = await c.sendRequest(BuilderPruneRequest.type, {});
+  process.stdout.write(`Deleted build cache objects: ${r.entries} entries, ${r.deleted.length} images\n`);
+  return 0;
+};

@@ -1,0 +1,78 @@
+/**
+ * Building images from a Dockerfile (`capsa build`) and freeing the build
+ * cache (`capsa builder prune`). Re-exported by index.ts.
+ */
+import { NotificationType, RequestType } from 'vscode-jsonrpc';
+import { v } from './validate';
+import { progressToken } from './schemas';
+
+/** Builds an image from a Dockerfile and a context the client packed. */
+export namespace ImageBuildRequest {
+  export const method = 'capsa/image/build' as const;
+  export const type = new RequestType<ImageBuildParams, ImageBuildResult, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({
+    context: v.string({ min: 1, max: 4096, expected: 'an absolute path' }),
+    dockerfile: v.string({ max: 1 << 20, expected: 'the Dockerfile text' }),
+    dockerfileName: v.optional(v.string({ max: 4096 })),
+    tags: v.optional(v.array(v.string({ min: 1, max: 4096, expected: 'REPOSITORY[:TAG]' }), { max: 64 })),
+    buildArgs: v.optional(v.record(v.string({ max: 65536 }))),
+    labels: v.optional(v.record(v.string({ max: 65536 }))),
+    target: v.optional(v.string({ min: 1, max: 256 })),
+    noCache: v.optional(v.boolean()),
+    pull: v.optional(v.boolean()),
+    token: progressToken(),
+  });
+}
+export interface ImageBuildParams {
+  /**
+   * Absolute path of the context tar, a file the client wrote as the caller;
+   * the helper opens it with the caller's rights (hostfile.openRegularFileAs).
+   */
+  context: string;
+  /** The Dockerfile's text, read by the client. */
+  dockerfile: string;
+  /** Its name, for messages (`Dockerfile`). */
+  dockerfileName?: string;
+  tags?: string[];
+  buildArgs?: Record<string, string>;
+  labels?: Record<string, string>;
+  target?: string;
+  noCache?: boolean;
+  /** Pull every base image even when present (`--pull`). */
+  pull?: boolean;
+  /** Names this build's output notifications. */
+  token: string | number;
+}
+export interface ImageBuildResult {
+  /** The image id (config digest). */
+  id: string;
+  /** Normalised references tagged. */
+  tags: string[];
+  /** Steps run and steps taken from the cache. */
+  ran: number;
+  cached: number;
+}
+
+/** The build's output as the classic builder prints it (`Step 1/4 : FROM …`, a RUN's output). */
+export namespace ImageBuildOutputNotification {
+  export const method = 'capsa/image/buildOutput' as const;
+  export const type = new NotificationType<ImageBuildOutputParams>(method);
+}
+export interface ImageBuildOutputParams {
+  token: string | number;
+  text: string;
+}
+
+/** Frees the caller's build cache (`capsa builder prune`). */
+export namespace BuilderPruneRequest {
+  export const method = 'capsa/builder/prune' as const;
+  export const type = new RequestType<Record<string, never>, BuilderPruneResult, void>(method);
+  export const params = v.object({});
+}
+export interface BuilderPruneResult {
+  /** Cache entries dropped. */
+  entries: number;
+  /** Images deleted with them. */
+  deleted: string[];
+}

@@ -1,0 +1,138 @@
+/**
+ * `capsa build` and `capsa builder prune` for a caller: the Dockerfile
+ * planned (build/expand.ts), base images resolved in the caller's namespace
+ * (pulled when missing, or always with `--pull`), the plan carried out
+ * (build/executor.ts) with RUN steps in the caller's own containers through
+ * the container service (so a user's RUN is unprivileged, in a user
+ * namespace, under that user's ceilings), the result tagged in the caller's
+ * namespace. The context tar is opened with the caller's rights.
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import type { BuilderPruneResult, ImageBuildParams, ImageBuildResult, ImageEvent } from '../protocol';
+import { BuildCache } from '../build/cache';
+import { executePlan, type RanStep, type RunAction } from '../build/executor';
+import { graphFor, planBuild } from '../build/expand';
+import type { BaseImage } from '../build/plan';
+import { loadDockerfile } from '../build/stages';
+import { BuildStepError } from '../build/steperror';
+import { hostPlatform } from '../image/platform';
+import { normalizeReference } from '../image/reference';
+import type { ImageRecord } from '../image/store';
+import type { ContainerService } from '../runtime/container';
+import { openRegularFileAs } from '../util/hostfile';
+import type { Caller } from '../util/peercred';
+import { summary, type ImageService } from './images';
+
+const run = promisify(execFile);
+
+export class BuildService {
+  constructor(
+    private readonly images: ImageService,
+    private readonly containers: ContainerService,
+    private readonly root: string,
+  ) {}
+
+  async build(caller: Caller, p: ImageBuildParams, out: (text: string) => void, signal: AbortSignal): Promise<ImageBuildResult> {
+    const owner = caller.uid;
+    const tags = (p.tags ?? []).map((t) => normalizeReference(t)); // a bad name fails before any work
+    const df = loadDockerfile(p.dockerfile, p.dockerfileName ?? 'Dockerfile');
+    const platform = hostPlatform();
+    const opts = { target: p.target, buildArgs: p.buildArgs, platform, buildPlatform: platform };
+    const graph = graphFor(df, opts);
+    const bases = new Map<string, BaseImage & { record: ImageRecord }>();
+    for (const ref of graph.images) {
+      const r = await this.images.resolveForRun(ref, { pull: p.pull ? 'always' : 'missing', caller, signal });
+      const record = await this.images.store.get(r.id, owner);
+      const config = await this.images.store.config(record);
+      bases.set(ref, { digest: record.id, config: config.config ?? {}, record });
+    }
+    const plan = planBuild(df, opts, graph, bases);
+    for (const w of plan.warnings) out(`[WARNING] ${w.loc ? `${w.loc.file}:${w.loc.line}: ` : ''}${w.message}\n`);
+    const { fh } = await openRegularFileAs(caller, p.context, 'build context');
+    let outcome;
+    try {
+      outcome = await executePlan(
+        {
+          store: this.images.store,
+          owner,
+          cache: BuildCache.forOwner(this.root, owner),
+          run: (imageId, a, o, onStart, sig) => this.runStep(caller, imageId, a, o, onStart, sig),
+          mergedRoot: (dirs) => this.mergedRoot(dirs),
+        },
+        { plan, bases, context: fh.createReadStream({ autoClose: false }), noCache: !!p.noCache, labels: p.labels, out, signal },
+      );
+    } finally {
+      await fh.close();
+    }
+    let record = outcome.record;
+    for (const t of tags) record = await this.images.store.tag(record.id, t, owner);
+    this.images.emit('event', { action: 'tag', id: record.id, image: summary(record), owner } satisfies ImageEvent);
+    return { id: record.id, tags, ran: outcome.ran, cached: outcome.cached };
+  }
+
+  /** Drops the caller's cache entries and the untagged images only they kept. */
+  async prune(caller: Caller): Promise<BuilderPruneResult> {
+    const cache = BuildCache.forOwner(this.root, caller.uid);
+    const ids = cache.images();
+    const entries = cache.clear();
+    const inUse = this.containers.imagesInUse();
+    const deleted: string[] = [];
+    for (const id of ids) {
+      const r = await this.images.store.resolve(id, caller.uid);
+      if (!r || r.references.length > 0 || inUse.has(id)) continue;
+      const res = await this.images.store.remove(id, { inUse: (x) => inUse.has(x) }, caller.uid);
+      deleted.push(...res.deleted.filter((d) => d === id));
+    }
+    await this.images.store.collectGarbage();
+    return { entries, deleted };
+  }
+
+  /** A RUN in a container of the caller's, its output to `out` as it comes. */
+  private async runStep(caller: Caller, imageId: string, a: RunAction, out: (t: string) => void, onStart: (id: string) => void, signal: AbortSignal): Promise<RanStep> {
+    const { id } = await this.containers.createContainer(
+      { image: imageId, cmd: a.argv, entrypoint: [], env: [...a.env, ...a.proxyEnv], workdir: a.workdir, user: a.user || undefined, pull: 'never', labels: { 'capsa.build': 'step' } },
+      undefined,
+      caller,
+    );
+    const remove = async (): Promise<void> => {
+      await this.containers.remove(id, true).catch(() => undefined);
+    };
+    onStart(id);
+    const onAbort = (): void => void this.containers.kill(id, 'KILL').catch(() => undefined);
+    signal.addEventListener('abort', onAbort);
+    try {
+      let exit: (code: number) => void = () => undefined;
+      const exited = new Promise<number>((resolve) => (exit = resolve));
+      await this.containers.startContainer(id, { output: (_s, data) => out(data.toString('utf8')), exit: (code) => exit(code) });
+      const exitCode = await Promise.race([exited, this.containers.wait(id)]);
+      if (signal.aborted) throw new BuildStepError('the build was cancelled');
+      const fsv = this.containers.filesystem(id);
+      return { exitCode, upper: fsv.upper, view: { lowers: fsv.lowers, mountPoints: fsv.mountPoints }, idShift: fsv.idShift, remove };
+    } catch (err) {
+      await remove();
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The merged, read-only root of an image's layers (top first), for COPY --from. */
+  private async mergedRoot(dirs: string[]): Promise<{ root: string; release(): Promise<void> }> {
+    if (dirs.length === 1) return { root: dirs[0], release: async () => undefined };
+    const base = path.join(this.root, 'build', 'mnt');
+    await fs.promises.mkdir(base, { recursive: true, mode: 0o700 });
+    const dir = await fs.promises.mkdtemp(path.join(base, 'from-'));
+    if (dirs.length === 0) return { root: dir, release: () => fs.promises.rmdir(dir) };
+    await run('mount', ['-t', 'overlay', 'capsa-build', '-o', `ro,lowerdir=${dirs.join(':')}`, dir]);
+    return {
+      root: dir,
+      release: async () => {
+        await run('umount', [dir]);
+        await fs.promises.rmdir(dir);
+      },
+    };
+  }
+}

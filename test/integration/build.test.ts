@@ -62,6 +62,10 @@ test('a multi-stage build runs, rebuilds from the cache, re-runs from an edited 
   const none = await h.cli(['build', '--no-cache', dir]);
   assert.equal(usingCache(none.stdout), 0);
   assert.match(none.stdout, /^ran-step$/m);
+  // the first helper stops (as a service restart does) before the next one starts on the same root
+  const exited = new Promise((r) => h.process.once('exit', r));
+  h.process.kill('SIGTERM');
+  await exited;
   await restartHelper(h);
   const restarted = await h.cli(['build', dir]);
   assert.equal(usingCache(restarted.stdout), 8, restarted.stdout);

@@ -96,15 +96,7 @@ export async function* archivePath(root: ContainerRoot, p: string, opts: { follo
     encodeHeader({ name, type, mode: st.mode & 0o7777, uid: toContainer(st.uid, sh?.uid, sh?.size), gid: toContainer(st.gid, sh?.gid, sh?.size), size: extra.size ?? 0, mtime: Math.floor(st.mtimeMs / 1000), linkname: extra.linkname });
   async function* file(fd: number, name: string, st: Stats): AsyncGenerator<Buffer> {
     yield header(name, st, 'file', { size: st.size });
-    let sent = 0;
-    if (st.size > 0) {
-      for await (const chunk of createReadStream('', { fd, autoClose: false, start: 0, end: st.size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
-        sent += chunk.length;
-        yield chunk;
-      }
-    }
-    if (sent < st.size) yield Buffer.alloc(st.size - sent);
-    yield padding(st.size);
+    yield* fileBody(fd, st.size);
   }
   async function* dir(d: Fd, name: string, st: Stats): AsyncGenerator<Buffer> {
     yield header(name, st, 'directory');
@@ -281,15 +273,7 @@ export async function* archiveUnion(u: UnionRoot, p: string, opts: { follow: boo
         const st = await fstat(fd);
         if (!st.isFile()) throw new InvalidArgumentError(`${JSON.stringify(name)} changed while it was copied`);
         yield header(name, e, 'file', { size: st.size });
-        let sent = 0;
-        if (st.size > 0) {
-          for await (const chunk of createReadStream('', { fd, autoClose: false, start: 0, end: st.size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
-            sent += chunk.length;
-            yield chunk;
-          }
-        }
-        if (sent < st.size) yield Buffer.alloc(st.size - sent);
-        yield padding(st.size);
+        yield* fileBody(fd, st.size);
       } finally {
         fsCb.closeSync(fd);
       }
@@ -297,4 +281,21 @@ export async function* archiveUnion(u: UnionRoot, p: string, opts: { follow: boo
   }
   yield* entry(await u.resolve(clean, opts.follow || clean === '/'), topName);
   yield END_OF_ARCHIVE;
+}
+
+/**
+ * A file's `size` bytes as a tar entry's body, read from `fd`, then the
+ * padding to the block: a file that shrank while it was read is filled with
+ * zeros, so the entry keeps the size its header announced.
+ */
+async function* fileBody(fd: number, size: number): AsyncGenerator<Buffer> {
+  let sent = 0;
+  if (size > 0) {
+    for await (const chunk of createReadStream('', { fd, autoClose: false, start: 0, end: size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+      sent += chunk.length;
+      yield chunk;
+    }
+  }
+  if (sent < size) yield Buffer.alloc(size - sent);
+  yield padding(size);
 }

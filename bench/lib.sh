@@ -94,3 +94,22 @@ bench_capsa_stop() {
   fi
   true
 }
+
+# A bundle of RUNTIME's own spec in DIR, adjusted to run `true` on ROOTFS
+# without a terminal (the crun and runc references); prints DIR.
+make_bundle() { # RUNTIME DIR ROOTFS
+  local dir="$2"
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && "$1" spec >/dev/null)
+  node -e '
+    const fs = require("fs");
+    const [file, rootfs] = process.argv.slice(1);
+    const spec = JSON.parse(fs.readFileSync(file, "utf8"));
+    spec.process.terminal = false;
+    spec.process.args = ["/bin/true"];
+    spec.root = { path: rootfs, readonly: true };
+    spec.hostname = "bench";
+    fs.writeFileSync(file, JSON.stringify(spec, null, 2));
+  ' "$dir/config.json" "$3"
+  echo "$dir"
+}

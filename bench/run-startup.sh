@@ -31,26 +31,10 @@ if [ ! -x "$WORK/image/rootfs/bin/busybox" ]; then
 fi
 ROOTFS="$WORK/image/rootfs"
 
-# --- crun and runc: each its own spec, adjusted to run `true` without a terminal
-make_bundle() { # RUNTIME
-  local dir="$WORK/bundle-$1"
-  rm -rf "$dir" && mkdir -p "$dir"
-  (cd "$dir" && "$1" spec >/dev/null)
-  node -e '
-    const fs = require("fs");
-    const [file, rootfs] = process.argv.slice(1);
-    const spec = JSON.parse(fs.readFileSync(file, "utf8"));
-    spec.process.terminal = false;
-    spec.process.args = ["/bin/true"];
-    spec.root = { path: rootfs, readonly: true };
-    spec.hostname = "bench";
-    fs.writeFileSync(file, JSON.stringify(spec, null, 2));
-  ' "$dir/config.json" "$ROOTFS"
-  echo "$dir"
-}
+# --- crun and runc: each its own spec, adjusted to run `true` without a terminal (lib.sh make_bundle)
 for rt in crun runc; do
   if command -v "$rt" >/dev/null; then
-    declare "BUNDLE_${rt}=$(make_bundle "$rt")"
+    declare "BUNDLE_${rt}=$(make_bundle "$rt" "$WORK/bundle-$rt" "$ROOTFS")"
   fi
 done
 

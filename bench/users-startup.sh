@@ -5,17 +5,7 @@
 ROOTFS="$WORK/image/rootfs"
 if skopeo copy -q --src-tls-verify=false "docker://$IMAGE" "oci:$WORK/oci:busybox" >"$WORK/skopeo.log" 2>&1 &&
    umoci unpack --image "$WORK/oci:busybox" "$WORK/image" >/dev/null 2>&1; then
-  mkdir -p "$WORK/bundle-crun"
-  (cd "$WORK/bundle-crun" && crun spec >/dev/null 2>&1) || true
-  node -e '
-    const fs = require("fs");
-    const [file, rootfs] = process.argv.slice(1);
-    const spec = JSON.parse(fs.readFileSync(file, "utf8"));
-    spec.process.terminal = false;
-    spec.process.args = ["/bin/true"];
-    spec.root = { path: rootfs, readonly: true };
-    fs.writeFileSync(file, JSON.stringify(spec, null, 2));
-  ' "$WORK/bundle-crun/config.json" "$ROOTFS" 2>/dev/null || rm -rf "$WORK/bundle-crun"
+  make_bundle crun "$WORK/bundle-crun" "$ROOTFS" >/dev/null 2>&1 || rm -rf "$WORK/bundle-crun"
 else
   ROOTFS=""
 fi

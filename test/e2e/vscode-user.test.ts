@@ -7,8 +7,7 @@
  * belongs to A on the host. User B's window, live with B's own container,
  * never shows A's. Screenshots of each step go to test-results/vscode-user/.
  */
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +16,7 @@ import { startRegistry } from '../helpers/registry';
 import { newCgroupParent, REPO_ROOT, removeCgroupParent, startHelper, until, type TestHelper } from '../helpers/capsa';
 import { createUser, type TestUser } from '../helpers/users';
 import {
-  bundleExtension,
+  prepareUiTest,
   closeFinishedTerminal,
   launchChromium,
   openFile,
@@ -25,7 +24,6 @@ import {
   openWorkbench,
   runCommand,
   shot as shotIn,
-  skipReason,
   startCodeServer,
   treeRow,
   undoStack,
@@ -79,15 +77,8 @@ function ownerOf(file: string): string {
 }
 
 test('as users other than root: Containers view, Run in Container and the container shell are their own, and the workspace stays theirs', { timeout: 240_000 }, async (t) => {
-  const reason = skipReason();
-  if (reason) {
-    t.skip(reason);
-    return;
-  }
-  rmSync(RESULTS, { recursive: true, force: true });
-  mkdirSync(RESULTS, { recursive: true });
-  bundleExtension();
-  const sandbox = mkdtempSync(path.join(tmpdir(), 'capsa-e2e-user-'));
+  const sandbox = prepareUiTest(t, RESULTS, 'capsa-e2e-user-');
+  if (sandbox === undefined) return;
   // each user reaches its own directory in it, and nothing else
   chmodSync(sandbox, 0o711);
   const after = undoStack(t, sandbox);

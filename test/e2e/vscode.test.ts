@@ -4,8 +4,7 @@
  * playwright-core, against a real helper and a real registry. Screenshots of
  * each step go to test-results/vscode/.
  */
-import { mkdirSync, readFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +12,7 @@ import { seedBusybox } from '../helpers/oci';
 import { startRegistry } from '../helpers/registry';
 import { REPO_ROOT, restartHelper, startHelper } from '../helpers/capsa';
 import {
-  bundleExtension,
+  prepareUiTest,
   closeFinishedTerminal,
   contextMenu,
   findInFiles,
@@ -23,7 +22,6 @@ import {
   openWorkbench,
   runCommand,
   shot as shotIn,
-  skipReason,
   startCodeServer,
   treeRow,
   waitForTerminal,
@@ -35,15 +33,8 @@ const RESULTS = path.join(REPO_ROOT, 'test-results', 'vscode');
 const shot = (page: Page, name: string) => shotIn(page, RESULTS, name);
 
 test('Containers view, Run in Container, container shell and context menu in a real VS Code', { timeout: 300_000 }, async (t) => {
-  const reason = skipReason();
-  if (reason) {
-    t.skip(reason);
-    return;
-  }
-  rmSync(RESULTS, { recursive: true, force: true });
-  mkdirSync(RESULTS, { recursive: true });
-  bundleExtension();
-  const sandbox = mkdtempSync(path.join(tmpdir(), 'capsa-e2e-'));
+  const sandbox = prepareUiTest(t, RESULTS, 'capsa-e2e-');
+  if (sandbox === undefined) return;
   const after = undoStack(t, sandbox);
   const registry = await startRegistry();
   after(() => registry.stop());

@@ -6,7 +6,8 @@
  * code-server runs as root or, with `user`, as a created user of the machine.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { freePort } from './registry';
 import { REPO_ROOT } from './capsa';
@@ -30,6 +31,24 @@ export function skipReason(): string | undefined {
 /** package.json's main is the bundle the .vsix ships: builds it from the current sources. */
 export function bundleExtension(): void {
   execFileSync(process.execPath, [path.join(REPO_ROOT, 'scripts', 'bundle.js')], { stdio: 'inherit' });
+}
+
+/**
+ * A UI test's start: skipped (with the reason) where it cannot run; else an
+ * empty screenshot folder `results`, the extension bundled from the current
+ * sources, and a new sandbox directory named from `prefix`, whose path it
+ * returns.
+ */
+export function prepareUiTest(t: { skip(reason: string): void }, results: string, prefix: string): string | undefined {
+  const reason = skipReason();
+  if (reason) {
+    t.skip(reason);
+    return undefined;
+  }
+  rmSync(results, { recursive: true, force: true });
+  mkdirSync(results, { recursive: true });
+  bundleExtension();
+  return mkdtempSync(path.join(tmpdir(), prefix));
 }
 
 /**

@@ -356,7 +356,7 @@ test('a token server answering hundreds of MiB is refused naming the token respo
   resetPeak(s.pid);
   const msg = await failure(s.conn.sendRequest(ImagePullRequest.type, { reference: `${front.host}/library/busybox:latest` }), 60_000);
   assert.match(msg, /answer of token server .* is larger than the token response limit \(1 MiB\)/);
-  assert.doesNotMatch(msg, /431/);
+  assert.doesNotMatch(msg, /\b431\b/); // a port such as 44315 is not a 431 status
   assertMemoryBounded(s, before);
   await assertSameHelper(s);
 });
@@ -367,7 +367,7 @@ test('a token longer than any header a registry takes is refused naming the bear
   auth.token = 'long-token';
   const msg = await failure(s.conn.sendRequest(ImagePullRequest.type, { reference: `${front.host}/library/busybox:latest` }));
   assert.match(msg, /token from .* is larger than the bearer token limit \(64 KiB\)/);
-  assert.doesNotMatch(msg, /431/);
+  assert.doesNotMatch(msg, /\b431\b/); // a port such as 44315 is not a 431 status
   await assertSameHelper(s);
 });
 

@@ -1,7 +1,10 @@
 /**
- * The build executor: carries out a plan (plan.ts) step by step, as the
- * classic builder does. Each step's result is an image in the owner's
- * namespace (untagged, like the classic builder's intermediate images), so
+ * The build executor: carries out a plan (plan.ts), its stages as a graph
+ * (schedule.ts: a stage starts when the stages it needs are done, several
+ * side by side) and each stage's steps in order, telling each step's start,
+ * output and end as events (progress.ts). Each step's result is an image in
+ * the owner's namespace (untagged, like the classic builder's intermediate
+ * images), so
  * the next step, a RUN's container and `COPY --from` all start from an image;
  * the cache (cache.ts) maps each step's key (cachekey.ts) to that image.
  *
@@ -30,6 +33,8 @@ import { copyInto, mkdirParents, parseChown, walkTree } from './copy';
 import { BuildContextError } from './errors';
 import { configOf, emptyConfig } from './expand';
 import type { BaseImage, BuildPlan, PlannedStage, StageConfig, Step, StepAction } from './plan';
+import type { BuildStepEvent } from './progress';
+import { DEFAULT_PARALLEL_STAGES, scheduleStages } from './schedule';
 import { BuildStepError } from './steperror';
 
 export type RunAction = Extract<StepAction, { kind: 'run' }>;
@@ -61,7 +66,12 @@ export interface ExecuteOptions {
   context: AsyncIterable<Uint8Array>;
   noCache: boolean;
   labels?: Record<string, string>;
+  /** Text outside any step (RUN's and COPY's own output goes to `progress`, per step). */
   out(text: string): void;
+  /** Each step's start, output, cache hit and end. */
+  progress(event: BuildStepEvent): void;
+  /** Stages built side by side at most (DEFAULT_PARALLEL_STAGES). */
+  parallel?: number;
   signal: AbortSignal;
 }
 
@@ -93,50 +103,111 @@ export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promis
   const { store } = deps;
   return store.withLease('build', async (lease) => {
     const ctxRoot = path.join(await store.stagingDir(lease), 'context');
-    const manifest = await unpackContext(o.context, ctxRoot);
+    const manifest = await unpackContext(untilAborted(o.context, o.signal), ctxRoot);
     const keys = planKeys(o.plan, o.bases, manifest);
-    const total = o.plan.stages.reduce((n, s) => n + 1 + s.steps.length, 0);
-    const results = new Map<number, ImageRecord | undefined>();
-    let n = 0;
-    let ran = 0;
-    let cached = 0;
-    let last: ImageRecord | undefined;
+    // Step numbers are fixed by plan order, whatever order the stages run in.
+    const first = new Map<number, number>();
+    let total = 0;
     for (const st of o.plan.stages) {
-      o.out(`Step ${++n}/${total} : FROM ${fromText(st)}\n`);
-      let image: ImageRecord | undefined = st.base.kind === 'stage' ? results.get(st.base.index) : st.base.kind === 'image' ? o.bases.get(st.base.ref)?.record : undefined;
-      let config: StageConfig = st.base.kind === 'stage' ? stageConfigOf(await imageConfigOf(store, results.get(st.base.index))) : st.base.kind === 'image' ? configOf(o.bases.get(st.base.ref) as BaseImage) : emptyConfig();
-      if (image) o.out(` ---> ${short(image.id)}\n`);
-      const stepKeys = keys.steps.get(st.index) ?? [];
-      for (const [i, step] of st.steps.entries()) {
-        if (o.signal.aborted) throw new BuildStepError('the build was cancelled');
-        o.out(`Step ${++n}/${total} : ${step.original}\n`);
-        const key = stepKeys[i];
-        const hit = o.noCache ? undefined : deps.cache.get(key);
-        const hitRecord = hit ? await store.resolve(hit, deps.owner) : undefined;
-        config = nextConfig(config, step);
-        if (hitRecord) {
-          o.out(' ---> Using cache\n');
-          image = hitRecord;
-          cached++;
-        } else {
-          image = await runStep(deps, lease, { step, image, config, ctxRoot, manifest, results, o, n });
-          deps.cache.set(key, image.id);
-          ran++;
-        }
-        o.out(` ---> ${short(image.id)}\n`);
-      }
-      if (!image) image = await writeStep(store, lease, deps.owner, undefined, config, [], { created_by: 'FROM scratch', empty_layer: true });
-      results.set(st.index, image);
-      last = image;
+      first.set(st.index, total + 1);
+      total += 1 + st.steps.length;
     }
+    const results = new Map<number, ImageRecord | undefined>();
+    const tally = { ran: 0, cached: 0 };
+    // Aborted by the caller's signal or by the first failing stage: either way every running step ends.
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    if (o.signal.aborted) stop.abort();
+    o.signal.addEventListener('abort', onAbort);
+    try {
+      await scheduleStages(o.plan.stages, o.parallel ?? DEFAULT_PARALLEL_STAGES, stop, async (st) => {
+        results.set(st.index, await buildStage(deps, lease, st, { o, keys, total, first: first.get(st.index) as number, ctxRoot, manifest, results, tally, signal: stop.signal }));
+      });
+    } finally {
+      o.signal.removeEventListener('abort', onAbort);
+    }
+    let last = results.get(o.plan.stages[o.plan.stages.length - 1]?.index ?? -1);
     if (!last) throw new BuildContextError('the build has no stage');
     if (o.labels && Object.keys(o.labels).length > 0) {
       const c = await store.config(last);
       const cc = { ...(c.config ?? {}), Labels: { ...(c.config?.Labels ?? {}), ...o.labels } };
       last = await writeImage(store, lease, { parent: { record: last, config: c }, layers: [], config: cc, history: [], created: new Date().toISOString() }, deps.owner);
     }
-    return { record: last, ran, cached };
+    return { record: last, ...tally };
   });
+}
+
+interface StageRun {
+  o: ExecuteOptions;
+  keys: ReturnType<typeof planKeys>;
+  total: number;
+  /** The number of the stage's FROM step. */
+  first: number;
+  ctxRoot: string;
+  manifest: ContextManifest;
+  results: Map<number, ImageRecord | undefined>;
+  tally: { ran: number; cached: number };
+  /** The scheduler's: aborted when the build is cancelled or another stage failed. */
+  signal: AbortSignal;
+}
+
+/** One stage, its FROM then its steps in order; each step's events name its number. */
+async function buildStage(deps: ExecutorDeps, lease: Lease, st: PlannedStage, r: StageRun): Promise<ImageRecord> {
+  const { store } = deps;
+  const { o } = r;
+  const stage = stageLabel(st, o.plan);
+  const count = st.steps.length + 1;
+  const begin = (n: number, pos: number, instruction: string): number => {
+    o.progress({ kind: 'start', step: n, total: r.total, stage, pos, count, instruction });
+    return Date.now();
+  };
+  let n = r.first;
+  let t0 = begin(n, 1, `FROM ${fromText(st)}`);
+  let image: ImageRecord | undefined = st.base.kind === 'stage' ? r.results.get(st.base.index) : st.base.kind === 'image' ? o.bases.get(st.base.ref)?.record : undefined;
+  let config: StageConfig = st.base.kind === 'stage' ? stageConfigOf(await imageConfigOf(store, r.results.get(st.base.index))) : st.base.kind === 'image' ? configOf(o.bases.get(st.base.ref) as BaseImage) : emptyConfig();
+  o.progress({ kind: 'done', step: n, ...(image ? { id: image.id } : {}), ms: Date.now() - t0 });
+  const stepKeys = r.keys.steps.get(st.index) ?? [];
+  for (const [i, step] of st.steps.entries()) {
+    if (r.signal.aborted) throw new BuildStepError('the build was cancelled');
+    const num = ++n;
+    t0 = begin(num, i + 2, step.original);
+    // runStep reads the options: its output is this step's, its signal the scheduler's
+    const so: ExecuteOptions = { ...o, out: (text) => o.progress({ kind: 'output', step: num, text }), signal: r.signal };
+    try {
+      const key = stepKeys[i];
+      const hit = o.noCache ? undefined : deps.cache.get(key);
+      const hitRecord = hit ? await store.resolve(hit, deps.owner) : undefined;
+      config = nextConfig(config, step);
+      if (hitRecord) {
+        o.progress({ kind: 'cached', step: num });
+        image = hitRecord;
+        r.tally.cached++;
+      } else {
+        image = await runStep(deps, lease, { step, image, config, ctxRoot: r.ctxRoot, manifest: r.manifest, results: r.results, o: so, n: num });
+        deps.cache.set(key, image.id);
+        r.tally.ran++;
+      }
+    } catch (err) {
+      const ms = Date.now() - t0;
+      o.progress(r.signal.aborted ? { kind: 'cancelled', step: num, ms } : { kind: 'failed', step: num, message: err instanceof Error ? err.message : String(err), ms });
+      throw r.signal.aborted && !(err instanceof BuildStepError) ? new BuildStepError('the build was cancelled') : err;
+    }
+    o.progress({ kind: 'done', step: num, id: image.id, ms: Date.now() - t0 });
+  }
+  return image ?? (await writeStep(store, lease, deps.owner, undefined, config, [], { created_by: 'FROM scratch', empty_layer: true }));
+}
+
+/** The stage as BuildKit's progress names it: its name, else `stage-N`, and nothing for an unnamed target. */
+function stageLabel(st: PlannedStage, plan: BuildPlan): string {
+  return st.name ?? (st.index === plan.target ? '' : `stage-${st.index}`);
+}
+
+/** The context's bytes until `signal` aborts: a cancel during a large context stops the unpacking. */
+async function* untilAborted(source: AsyncIterable<Uint8Array>, signal: AbortSignal): AsyncIterable<Uint8Array> {
+  for await (const chunk of source) {
+    if (signal.aborted) throw new BuildStepError('the build was cancelled');
+    yield chunk;
+  }
 }
 
 interface StepCtx {

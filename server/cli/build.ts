@@ -16,12 +16,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError } from '../errors';
-import { BuilderPruneRequest, ImageBuildOutputNotification, ImageBuildRequest } from '../protocol';
+import { BuilderPruneRequest, ImageBuildOutputNotification, ImageBuildRequest, ImageBuildStepNotification } from '../protocol';
 import { readContextDir } from '../build/context';
 import { packContext } from '../build/contextpack';
 import { ignoreFileFor, readDockerignore } from '../build/dockerignore';
 import { parseFlags, usage, type FlagSpec } from './args';
-import { newId, type Command } from './command';
+import { buildView, progressMode } from './buildprogress';
+import { interruptible, newId, str, type Command } from './command';
 
 const BUILD_FLAGS: FlagSpec[] = [
   { name: 'tag', short: 't', kind: 'multi', help: 'Name and optionally a tag in the name:tag format' },
@@ -33,7 +34,7 @@ const BUILD_FLAGS: FlagSpec[] = [
   { name: 'pull', kind: 'bool', help: 'Always attempt to pull a newer version of the image' },
   { name: 'quiet', short: 'q', kind: 'bool', help: 'Suppress the build output and print image ID on success' },
   { name: 'iidfile', kind: 'value', help: 'Write the image ID to the file' },
-  { name: 'progress', kind: 'value', help: 'Set type of progress output (auto, plain)' },
+  { name: 'progress', kind: 'value', help: "Set type of progress output (auto, plain, tty): auto is tty on a terminal, else plain" },
   { name: 'help', kind: 'bool', help: 'Print usage' },
 ];
 
@@ -59,7 +60,7 @@ export const build: Command = async (argv, conn) => {
     return 0;
   }
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa build' requires exactly 1 argument: PATH (the build context)");
-  if (typeof flags.progress === 'string' && !['auto', 'plain', 'tty'].includes(flags.progress)) throw new InvalidArgumentError(`--progress ${flags.progress}: expected auto or plain`);
+  if (typeof flags.progress === 'string' && !['auto', 'plain', 'tty'].includes(flags.progress)) throw new InvalidArgumentError(`--progress ${flags.progress}: expected auto, plain or tty`);
   const root = path.resolve(positionals[0]);
   if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
   const file = typeof flags.file === 'string' ? flags.file : path.join(root, 'Dockerfile');
@@ -75,10 +76,14 @@ export const build: Command = async (argv, conn) => {
     await pipeline(packContext(root, manifest), fs.createWriteStream(tarFile, { mode: 0o600 }));
     const c = await conn();
     const token = newId('build');
+    const view = quiet ? undefined : buildView(progressMode(str(flags.progress), !!process.stdout.isTTY), process.stdout);
     c.onNotification(ImageBuildOutputNotification.type, (p) => {
-      if (p.token === token && !quiet) process.stdout.write(p.text);
+      if (p.token === token) view?.text(p.text);
     });
-    const r = await c.sendRequest(ImageBuildRequest.type, {
+    c.onNotification(ImageBuildStepNotification.type, (p) => {
+      if (p.token === token) view?.event(p.event);
+    });
+    const params = {
       context: tarFile,
       dockerfile,
       dockerfileName: file === '-' ? 'Dockerfile' : path.basename(file),
@@ -89,7 +94,15 @@ export const build: Command = async (argv, conn) => {
       ...(typeof flags.target === 'string' ? { target: flags.target } : {}),
       noCache: flags['no-cache'] === true,
       pull: flags.pull === true,
+    };
+    // Ctrl-C cancels the build in the helper, which kills a running step and keeps only the steps that finished
+    const sent = await interruptible('build', (cancel) => c.sendRequest(ImageBuildRequest.type, params, cancel)).catch((err: unknown) => {
+      view?.end(false);
+      throw err;
     });
+    view?.end('result' in sent);
+    if (!('result' in sent)) return sent.interrupted;
+    const r = sent.result;
     if (typeof flags.iidfile === 'string') fs.writeFileSync(flags.iidfile, r.id);
     if (quiet) process.stdout.write(`${r.id}\n`);
     else {

@@ -1,10 +1,12 @@
 /**
  * `capsa/image/build` and `capsa/builder/prune` for the connection's caller
  * (services/build.ts). The build's output goes to the client as
- * notifications named by its token; a client that goes away, or cancels the
+ * notifications named by its token: each step's start, output and end
+ * (ImageBuildStepNotification), warnings as text; a client that goes away, or cancels the
  * request, cancels the build (its RUN container killed and removed).
  */
-import { BuilderPruneRequest, ImageBuildOutputNotification, ImageBuildRequest, type ImageBuildParams } from '../protocol';
+import { BuilderPruneRequest, ImageBuildOutputNotification, ImageBuildRequest, ImageBuildStepNotification, type ImageBuildParams } from '../protocol';
+import type { BuildStepEvent } from '../build/progress';
 import type { BuildService } from '../services/build';
 import type { ClientConnection } from './access';
 import { handled } from './errors';
@@ -19,15 +21,17 @@ export function registerBuildHandlers(connection: ClientConnection, builds: Buil
       if (gone) abort.abort();
       const sub = token.onCancellationRequested(() => abort.abort());
       running.add(abort);
-      const out = (text: string): void => {
+      const send = (f: () => Promise<void>): void => {
         try {
-          connection.sendNotification(ImageBuildOutputNotification.type, { token: params.token, text }).catch(() => undefined);
+          f().catch(() => undefined);
         } catch {
           // the client went away; the abort follows
         }
       };
+      const out = (text: string): void => send(() => connection.sendNotification(ImageBuildOutputNotification.type, { token: params.token, text }));
+      const progress = (event: BuildStepEvent): void => send(() => connection.sendNotification(ImageBuildStepNotification.type, { token: params.token, event }));
       try {
-        return await builds.build(caller, params, out, abort.signal);
+        return await builds.build(caller, params, out, progress, abort.signal);
       } finally {
         sub.dispose();
         running.delete(abort);

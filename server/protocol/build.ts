@@ -54,7 +54,7 @@ export interface ImageBuildResult {
   cached: number;
 }
 
-/** The build's output as the classic builder prints it (`Step 1/4 : FROM …`, a RUN's output). */
+/** The build's text outside any step (warnings). */
 export namespace ImageBuildOutputNotification {
   export const method = 'capsa/image/buildOutput' as const;
   export const type = new NotificationType<ImageBuildOutputParams>(method);
@@ -63,6 +63,46 @@ export interface ImageBuildOutputParams {
   token: string | number;
   text: string;
 }
+
+/**
+ * A step's progress: its start (`Step N/TOTAL`, its stage and place there),
+ * its output as it comes, a cache hit, its end. Steps are numbered in plan
+ * order; stages that do not depend on each other run side by side, so the
+ * events of several steps interleave and each names its step. The client
+ * draws them (the classic builder's lines, or BuildKit's in-place view).
+ */
+export namespace ImageBuildStepNotification {
+  export const method = 'capsa/image/buildStep' as const;
+  export const type = new NotificationType<ImageBuildStepParams>(method);
+}
+export interface ImageBuildStepParams {
+  token: string | number;
+  event: BuildStepEvent;
+}
+export type BuildStepEvent =
+  | {
+      kind: 'start';
+      /** The step's number, 1-based, in plan order, of `total`. */
+      step: number;
+      total: number;
+      /** The stage as BuildKit names it: its name, `stage-N`, or '' for an unnamed target. */
+      stage: string;
+      /** The step's place in its stage (FROM is 1) and the stage's step count. */
+      pos: number;
+      count: number;
+      /** The instruction as written (`RUN make`). */
+      instruction: string;
+    }
+  /** Text the step printed (a RUN's output, its container's id), as it came. */
+  | { kind: 'output'; step: number; text: string }
+  /** The step's result came from the cache. */
+  | { kind: 'cached'; step: number }
+  /** The step ended after `ms`; `id` is the image it left (none for FROM scratch). */
+  | { kind: 'done'; step: number; id?: string; ms: number }
+  /** The step failed with `message`. */
+  | { kind: 'failed'; step: number; message: string; ms: number }
+  /** The step was stopped: the build was cancelled, or another step failed. */
+  | { kind: 'cancelled'; step: number; ms: number };
 
 /** Frees the caller's build cache (`capsa builder prune`). */
 export namespace BuilderPruneRequest {

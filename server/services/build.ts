@@ -16,6 +16,7 @@ import { BuildCache } from '../build/cache';
 import { executePlan, type RanStep, type RunAction } from '../build/executor';
 import { graphFor, planBuild } from '../build/expand';
 import type { BaseImage } from '../build/plan';
+import type { BuildStepEvent } from '../build/progress';
 import { loadDockerfile } from '../build/stages';
 import { BuildStepError } from '../build/steperror';
 import { hostPlatform } from '../image/platform';
@@ -35,7 +36,7 @@ export class BuildService {
     private readonly root: string,
   ) {}
 
-  async build(caller: Caller, p: ImageBuildParams, out: (text: string) => void, signal: AbortSignal): Promise<ImageBuildResult> {
+  async build(caller: Caller, p: ImageBuildParams, out: (text: string) => void, progress: (event: BuildStepEvent) => void, signal: AbortSignal): Promise<ImageBuildResult> {
     const owner = caller.uid;
     const tags = (p.tags ?? []).map((t) => normalizeReference(t)); // a bad name fails before any work
     const df = loadDockerfile(p.dockerfile, p.dockerfileName ?? 'Dockerfile');
@@ -62,7 +63,7 @@ export class BuildService {
           run: (imageId, a, o, onStart, sig) => this.runStep(caller, imageId, a, o, onStart, sig),
           mergedRoot: (dirs) => this.mergedRoot(dirs),
         },
-        { plan, bases, context: fh.createReadStream({ autoClose: false }), noCache: !!p.noCache, labels: p.labels, out, signal },
+        { plan, bases, context: fh.createReadStream({ autoClose: false }), noCache: !!p.noCache, labels: p.labels, out, progress, signal },
       );
     } finally {
       await fh.close();

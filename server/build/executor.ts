@@ -102,38 +102,44 @@ export function containerConfig(c: StageConfig): ContainerConfig {
 export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promise<BuildOutcome> {
   const { store } = deps;
   return store.withLease('build', async (lease) => {
-    const ctxRoot = path.join(await store.stagingDir(lease), 'context');
-    const manifest = await unpackContext(untilAborted(o.context, o.signal), ctxRoot);
-    const keys = planKeys(o.plan, o.bases, manifest);
-    // Step numbers are fixed by plan order, whatever order the stages run in.
-    const first = new Map<number, number>();
-    let total = 0;
-    for (const st of o.plan.stages) {
-      first.set(st.index, total + 1);
-      total += 1 + st.steps.length;
-    }
-    const results = new Map<number, ImageRecord | undefined>();
-    const tally = { ran: 0, cached: 0 };
-    // Aborted by the caller's signal or by the first failing stage: either way every running step ends.
-    const stop = new AbortController();
-    const onAbort = (): void => stop.abort();
-    if (o.signal.aborted) stop.abort();
-    o.signal.addEventListener('abort', onAbort);
+    // the context's copy goes with the build, however it ends (the lease alone would leave it to a later gc)
+    const staging = await store.stagingDir(lease);
+    const ctxRoot = path.join(staging, 'context');
     try {
-      await scheduleStages(o.plan.stages, o.parallel ?? DEFAULT_PARALLEL_STAGES, stop, async (st) => {
-        results.set(st.index, await buildStage(deps, lease, st, { o, keys, total, first: first.get(st.index) as number, ctxRoot, manifest, results, tally, signal: stop.signal }));
-      });
+      const manifest = await unpackContext(untilAborted(o.context, o.signal), ctxRoot);
+      const keys = planKeys(o.plan, o.bases, manifest);
+      // Step numbers are fixed by plan order, whatever order the stages run in.
+      const first = new Map<number, number>();
+      let total = 0;
+      for (const st of o.plan.stages) {
+        first.set(st.index, total + 1);
+        total += 1 + st.steps.length;
+      }
+      const results = new Map<number, ImageRecord | undefined>();
+      const tally = { ran: 0, cached: 0 };
+      // Aborted by the caller's signal or by the first failing stage: either way every running step ends.
+      const stop = new AbortController();
+      const onAbort = (): void => stop.abort();
+      if (o.signal.aborted) stop.abort();
+      o.signal.addEventListener('abort', onAbort);
+      try {
+        await scheduleStages(o.plan.stages, o.parallel ?? DEFAULT_PARALLEL_STAGES, stop, async (st) => {
+          results.set(st.index, await buildStage(deps, lease, st, { o, keys, total, first: first.get(st.index) as number, ctxRoot, manifest, results, tally, signal: stop.signal }));
+        });
+      } finally {
+        o.signal.removeEventListener('abort', onAbort);
+      }
+      let last = results.get(o.plan.stages[o.plan.stages.length - 1]?.index ?? -1);
+      if (!last) throw new BuildContextError('the build has no stage');
+      if (o.labels && Object.keys(o.labels).length > 0) {
+        const c = await store.config(last);
+        const cc = { ...(c.config ?? {}), Labels: { ...(c.config?.Labels ?? {}), ...o.labels } };
+        last = await writeImage(store, lease, { parent: { record: last, config: c }, layers: [], config: cc, history: [], created: new Date().toISOString() }, deps.owner);
+      }
+      return { record: last, ...tally };
     } finally {
-      o.signal.removeEventListener('abort', onAbort);
+      await fs.promises.rm(staging, { recursive: true, force: true });
     }
-    let last = results.get(o.plan.stages[o.plan.stages.length - 1]?.index ?? -1);
-    if (!last) throw new BuildContextError('the build has no stage');
-    if (o.labels && Object.keys(o.labels).length > 0) {
-      const c = await store.config(last);
-      const cc = { ...(c.config ?? {}), Labels: { ...(c.config?.Labels ?? {}), ...o.labels } };
-      last = await writeImage(store, lease, { parent: { record: last, config: c }, layers: [], config: cc, history: [], created: new Date().toISOString() }, deps.owner);
-    }
-    return { record: last, ...tally };
   });
 }
 

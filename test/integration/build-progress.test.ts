@@ -14,7 +14,10 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { CLI, fileRegistry, mountsUnder, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { busyboxLayer, pushImage, tarLayer } from '../helpers/oci';
+import { startFaultProxy } from '../helpers/registry';
 
 const registry = fileRegistry();
 
@@ -91,6 +94,15 @@ function stagingDirs(h: TestHelper): string[] {
   };
   walk(h.root, 0);
   return found;
+}
+
+/** What a cancelled build may not leave: a container (build steps' included), a mount, a tag, a staging directory. */
+async function assertNothingLeft(h: TestHelper, tagsBefore: string): Promise<void> {
+  await until('the helper to finish removing the step container', async () => (await h.cli(['ps', '-a', '-q'])).stdout.trim() === '', 10_000);
+  assert.deepEqual(fs.readdirSync(path.join(h.root, 'containers')).filter((n) => !n.startsWith('.')), [], 'no container directory, build step ones included');
+  assert.deepEqual(await mountsUnder(h.dir), [], 'nothing mounted under the test root');
+  assert.equal(await tagsOf(h), tagsBefore, 'no new tag');
+  assert.deepEqual(stagingDirs(h), [], 'no staging directory');
 }
 
 function cacheEntries(h: TestHelper): Record<string, string> {
@@ -191,11 +203,7 @@ for (const program of ['warm', 'node'] as const) {
     assert.equal(code, 130, b.stdout + b.stderr);
     assert.ok(took < 15_000, `the CLI exited ${took} ms after Ctrl-C`);
     assert.match(b.stderr, /build cancelled/);
-    await until('the helper to finish removing the step container', async () => (await h.cli(['ps', '-a', '-q'])).stdout.trim() === '', 10_000);
-    assert.deepEqual(fs.readdirSync(path.join(h.root, 'containers')).filter((n) => !n.startsWith('.')), [], 'no container directory, build step ones included');
-    assert.deepEqual(await mountsUnder(h.dir), [], 'nothing mounted under the test root');
-    assert.equal(await tagsOf(h), tagsBefore, 'no new tag');
-    assert.deepEqual(stagingDirs(h), [], 'no staging directory');
+    await assertNothingLeft(h, tagsBefore);
     // the cache: the ENV step finished, the RUN did not
     const entries = Object.values(cacheEntries(h));
     assert.equal(entries.length, 1, JSON.stringify(entries));
@@ -207,6 +215,57 @@ for (const program of ['warm', 'node'] as const) {
     assert.match(next.stdout, /Step 2\/3 : ENV PHASE=one\n ---> Using cache\n/);
   });
 }
+
+test('Ctrl-C during a COPY of a large context exits 130 and leaves nothing behind; the next build succeeds', async (t) => {
+  const h = await helper(t);
+  const dir = context(t, 'FROM busybox\nCOPY big /big\n');
+  // 256 MiB of random bytes: unpacking, copying and compressing them takes seconds
+  const fd = fs.openSync(path.join(dir, 'big'), 'w');
+  const chunk = Buffer.alloc(1 << 20);
+  for (let i = 0; i < 256; i++) fs.writeSync(fd, randomFillSync(chunk));
+  fs.closeSync(fd);
+  const tagsBefore = await tagsOf(h);
+  const b = started(h, ['build', '--progress=plain', '-t', 'never:made', dir]);
+  t.after(() => b.child.kill('SIGKILL'));
+  await until(`the COPY to start; stdout so far:\n${b.stdout}${b.stderr}`, async () => /^Step 2\/2 : COPY big \/big$/m.test(b.stdout), 60_000);
+  b.child.kill('SIGINT');
+  const t0 = Date.now();
+  const { code } = await b.done;
+  const took = Date.now() - t0;
+  assert.equal(code, 130, b.stdout + b.stderr);
+  assert.ok(took < 30_000, `the CLI exited ${took} ms after Ctrl-C`);
+  await assertNothingLeft(h, tagsBefore);
+  assert.deepEqual(Object.keys(cacheEntries(h)), [], 'the COPY did not finish: no entry');
+  fs.writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox\nRUN true\n');
+  const next = await h.cli(['build', '-q', dir]);
+  assert.equal(next.code, 0, next.stderr);
+  process.stdout.write(`# Ctrl-C during a 256 MiB COPY: the CLI exited after ${took} ms\n`);
+});
+
+test('Ctrl-C during the pull of the base image exits 130 at once and tags nothing; the next build succeeds', async (t) => {
+  const h = await helper(t);
+  const big = await tarLayer([{ type: 'file', path: 'big.bin', content: randomBytes(4 << 20).toString('latin1') }]);
+  const repo = `slow/${randomBytes(4).toString('hex')}`;
+  await pushImage(registry, repo, 'latest', { layers: [await busyboxLayer(), big], compression: 'none' });
+  const proxy = await startFaultProxy(registry, { bytesPerSecond: 128 << 10 });
+  t.after(() => proxy.stop());
+  const dir = context(t, `FROM ${proxy.host}/${repo}:latest\nRUN true\n`);
+  const tagsBefore = await tagsOf(h);
+  const b = started(h, ['build', '--progress=plain', '-t', 'never:made', dir]);
+  t.after(() => b.child.kill('SIGKILL'));
+  // 4 MiB at 128 KiB/s takes 32 s: the pull is under way for a good while
+  await until('the pull to fetch a blob', async () => proxy.count(/^GET \/v2\/.+\/blobs\//) > 0, 30_000);
+  b.child.kill('SIGINT');
+  const t0 = Date.now();
+  const { code } = await b.done;
+  const took = Date.now() - t0;
+  assert.equal(code, 130, b.stdout + b.stderr);
+  assert.ok(took < 15_000, `the CLI exited ${took} ms after Ctrl-C, not when the pull was done`);
+  assert.doesNotMatch(await tagsOf(h), new RegExp(repo), 'the base image is not recorded');
+  await assertNothingLeft(h, tagsBefore);
+  const next = await h.cli(['build', '-q', context(t, 'FROM busybox\nRUN true\n')]);
+  assert.equal(next.code, 0, next.stderr);
+});
 
 test('-q prints only the image id and --iidfile writes it', async (t) => {
   const h = await helper(t);

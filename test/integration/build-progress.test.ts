@@ -278,11 +278,14 @@ test('-q prints only the image id and --iidfile writes it', async (t) => {
   assert.equal(fs.readFileSync(iid, 'utf8'), r.stdout.trim());
 });
 
-test('--progress=auto on a real pty draws the in-place view: [+] Building, a line per step with its time, CACHED marks, FINISHED', async (t) => {
+test('--progress=auto on a real pty (Node CLI and warm CLI) draws the in-place view: [+] Building, a line per step with its time, CACHED marks, FINISHED; --progress=plain there prints the plain lines', async (t) => {
   const h = await helper(t);
   const dir = context(t, 'FROM busybox AS base\nRUN echo tty-output && sleep 1\nFROM base\nCOPY f /f\n', { f: 'x\n' });
-  const screenOf = async (extra: string): Promise<{ code: number; screen: string }> => {
-    const shell = `stty rows 40 cols 120; exec ${process.execPath} -- ${CLI} build ${extra} ${dir}`;
+  const pidFile = path.join(h.dir, 'client-pid');
+  // `warm`: bin/capsa run as a program, so the compiled client hands the terminal to a warm CLI process
+  const screenOf = async (extra: string, program: 'warm' | 'node' = 'node'): Promise<{ code: number; screen: string }> => {
+    const cli = program === 'warm' ? CLI : `${process.execPath} -- ${CLI}`;
+    const shell = `stty rows 40 cols 120; echo $$ > ${pidFile}; exec ${cli} build ${extra} ${dir}`;
     const child = spawn('script', ['-qefc', shell, '/dev/null'], { env: h.env, stdio: ['pipe', 'pipe', 'pipe'] });
     t.after(() => child.kill('SIGKILL'));
     let screen = '';
@@ -298,8 +301,11 @@ test('--progress=auto on a real pty draws the in-place view: [+] Building, a lin
   assert.match(first.screen, / => => # tty-output/, "the running step's output under it");
   assert.match(first.screen, /\[\+\] Building \d+\.\ds \(4\/4\) FINISHED/);
   assert.doesNotMatch(first.screen, /Step \d\/4 :/, 'not the plain lines');
-  const second = await screenOf('');
+  const second = await screenOf('', 'warm');
   assert.equal(second.code, 0, second.screen);
+  const pid = fs.readFileSync(pidFile, 'utf8').trim();
+  assert.match(fs.readFileSync(path.join(h.dir, 'helper.log'), 'utf8'), new RegExp(`warm CLI \\d+ took a call from pid ${pid}\\n`), 'the warm CLI drew the cached build');
+  assert.match(second.screen, /\[\+\] Building \d+\.\ds \(4\/4\) FINISHED/);
   assert.match(second.screen, / => CACHED \[base 2\/2\] RUN echo tty-output/);
   assert.match(second.screen, / => CACHED \[2\/2\] COPY f \/f/);
   const plain = await screenOf('--progress=plain');

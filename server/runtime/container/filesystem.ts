@@ -92,8 +92,8 @@ export function openContainerRoot(e: Entry): ContainerRoot {
 
 /**
  * A stopped container's root read from its layers (unionroot.ts): its
- * upper directory over the image's. A container without a mounted root
- * can be copied from, not into (overlayfs's copy-up would be needed).
+ * upper directory over the image's, copied from as it is and into by
+ * writing the upper directory (unionwrite.ts).
  */
 export function openUnionRoot(e: Entry, dir: string): UnionRoot {
   return new UnionRoot([path.join(dir, 'upper'), ...planLayerDirs(e.record.plan)], e.record.name);

@@ -4,8 +4,9 @@
  * (the first layer that has a name decides; a 0/0 character device hides
  * it, an opaque directory hides what is below it), for copying files out
  * of a container that does not run (`docker cp` works on stopped
- * containers). Read only: writing needs overlayfs's copy-up, so copying
- * into a stopped container is refused (filesystem.ts).
+ * containers). Read only: copying into a container that does not run
+ * writes its upper directory as overlayfs would (unionwrite.ts), with this
+ * class resolving the paths.
  *
  * Paths resolve as the kernel would inside the root: `..` stops at `/`,
  * symlinks are followed by this walk (absolute ones from the container's
@@ -48,6 +49,11 @@ export class UnionRoot {
       this.close();
       throw err;
     }
+  }
+
+  /** The upper directory's descriptor (O_PATH), for unionwrite.ts to write beneath. */
+  get upperFd(): number {
+    return this.fds[0];
   }
 
   close(): void {

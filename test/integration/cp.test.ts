@@ -15,7 +15,8 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
-import { fileRegistry, inspect, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { connectProtocol, fileRegistry, inspect, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { ContainerArchiveOpenWriteRequest, ContainerArchiveWriteRequest } from '../../server/protocol';
 import { createUser } from '../helpers/users';
 import { lgetxattr } from '../../server/image/libc';
 import { rawRequest, rawSession, writeRawClient } from '../helpers/rawclient';
@@ -226,7 +227,7 @@ test("from a stopped container: its upper directory over the image's layers, del
 });
 
 /** A tar of `entries` (name, body or a directory, mode, ids). */
-async function tarOf(entries: Array<{ name: string; body?: string; type?: 'directory' | 'symlink'; linkname?: string; mode?: number; uid?: number; gid?: number }>): Promise<Buffer> {
+async function tarOf(entries: Array<{ name: string; body?: string; type?: 'directory' | 'symlink' | 'link'; linkname?: string; mode?: number; uid?: number; gid?: number }>): Promise<Buffer> {
   const p = tar.pack();
   for (const e of entries) p.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644), uid: e.uid ?? 0, gid: e.gid ?? 0 }, e.body ?? '');
   p.finalize();
@@ -335,11 +336,18 @@ test("into a user's stopped container: files land with the container's ids, shif
   await until('the socket to be opened to users', async () => (statSync(h.socket).mode & 0o777) === 0o666);
   const req = (method: string, params: unknown) => rawRequest(client, h.socket, method, params, user);
   assert.ok((await req('capsa/image/pull', { reference: 'busybox' })).result);
-  const run = await req('capsa/container/create', { image: 'busybox', name: 'u', network: 'none', cmd: ['sh', '-c', 'stat -c "%n %u:%g %a" /etc/copied /opt /opt/d /opt/d/f /opt/kept; cat /opt/d/f'] });
+  const run = await req('capsa/container/create', { image: 'busybox', name: 'u', network: 'none', cmd: ['sh', '-c', 'stat -c "%n %u:%g %a" /etc/copied /opt /opt/d /opt/d/f /opt/kept; cat /opt/d/f; head -c 5 /opt/pw'] });
   const id = run.result?.id as string;
   assert.ok(id, JSON.stringify(run));
   const data = (await tarOf([{ name: 'copied', body: 'c\n', uid: 1234, gid: 1234 }])).toString('base64');
-  const dir = (await tarOf([{ name: 'opt', type: 'directory' }, { name: 'opt/d', type: 'directory' }, { name: 'opt/d/f', body: 'f\n', mode: 0o640 }, { name: 'opt/kept', body: 'k\n', uid: 7, gid: 8 }])).toString('base64');
+  const dir = (await tarOf([
+    { name: 'opt', type: 'directory' },
+    { name: 'opt/d', type: 'directory' },
+    { name: 'opt/d/f', body: 'f\n', mode: 0o640 },
+    { name: 'opt/kept', body: 'k\n', uid: 7, gid: 8 },
+    // a hard link to a file only the image has: copied up (shifted) first
+    { name: 'opt/pw', type: 'link', linkname: 'etc/passwd' },
+  ])).toString('base64');
   const session = await rawSession(client, h.socket, [
     { method: 'capsa/container/archive/open-write', params: { container: 'u', path: '/etc' } },
     { method: 'capsa/container/archive/write', params: { session: '$session', data, eof: true } },
@@ -348,7 +356,7 @@ test("into a user's stopped container: files land with the container's ids, shif
   ], user);
   const answers = session.answers as Array<{ result?: any; error?: unknown }>;
   assert.equal(answers[1].result?.entries, 1, JSON.stringify(answers));
-  assert.equal(answers[3].result?.entries, 4, JSON.stringify(answers));
+  assert.equal(answers[3].result?.entries, 5, JSON.stringify(answers));
   const block = (JSON.parse(readFileSync(path.join(h.root, 'containers', id, 'config.json'), 'utf8')) as { plan: { userns: { uid: number; gid: number } } }).plan.userns;
   const upper = path.join(h.root, 'containers', id, 'upper');
   const ids = (rel: string): string => {
@@ -359,6 +367,8 @@ test("into a user's stopped container: files land with the container's ids, shif
   assert.equal(ids('etc/copied'), '0:0', 'without -a: the container root');
   assert.equal(ids('opt/d'), '0:0');
   assert.equal(ids('opt/kept'), '7:8', "-a: the tar's ids, in the block");
+  assert.equal(ids('etc/passwd'), '0:0', "the linked file copied up with the image's ids, shifted");
+  assert.equal(lstatSync(path.join(upper, 'opt', 'pw')).ino, lstatSync(path.join(upper, 'etc', 'passwd')).ino, 'one file, two names');
   const hostRootOwned = (dir: string): string[] =>
     readdirSync(dir).flatMap((n) => {
       const p = path.join(dir, n);
@@ -372,5 +382,35 @@ test("into a user's stopped container: files land with the container's ids, shif
   const logs = await req('capsa/container/logs', { container: 'u' });
   const text = ((logs.result?.entries ?? []) as Array<{ data: string }>).map((e) => Buffer.from(e.data, 'base64').toString()).join('');
   assert.equal(code.result?.exitCode, 0, `${JSON.stringify(code)}: ${text}`);
-  assert.equal(text, '/etc/copied 0:0 644\n/opt 0:0 755\n/opt/d 0:0 755\n/opt/d/f 0:0 640\n/opt/kept 7:8 644\nf\n');
+  assert.equal(text, '/etc/copied 0:0 644\n/opt 0:0 755\n/opt/d 0:0 755\n/opt/d/f 0:0 640\n/opt/kept 7:8 644\nf\nroot:');
+});
+
+test('a start waits for a copy into its stopped root to end, and a removal stops one', async (t) => {
+  const h = await startHelper({ mirror: registry.url });
+  t.after(() => h.stop());
+  const conn = await connectProtocol(h.socket);
+  t.after(() => conn.dispose());
+  await ok(h, ['create', '--name', 'w', '--network', 'none', 'busybox', 'cat', '/tmp/late']);
+  const whole = await tarOf([{ name: 'late', body: 'late\n' }]);
+  const { session } = await conn.sendRequest(ContainerArchiveOpenWriteRequest.type, { container: 'w', path: '/tmp' });
+  await conn.sendRequest(ContainerArchiveWriteRequest.type, { session, data: whole.subarray(0, 600).toString('base64') });
+  const starting = h.cli(['start', '-a', 'w']);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal((await inspect(h, 'w')).State.Running, false, 'not started while the copy is under way');
+  const w = await conn.sendRequest(ContainerArchiveWriteRequest.type, { session, data: whole.subarray(600).toString('base64'), eof: true });
+  assert.equal(w.entries, 1);
+  const started = await starting;
+  assert.equal(started.code, 0, started.stderr);
+  assert.equal(started.stdout, 'late\n', 'the start, once the copy ended, sees the file');
+
+  await ok(h, ['create', '--name', 'r', '--network', 'none', 'busybox', 'true']);
+  const id = (await inspect(h, 'r')).Id as string;
+  const open = await conn.sendRequest(ContainerArchiveOpenWriteRequest.type, { container: 'r', path: '/tmp' });
+  await conn.sendRequest(ContainerArchiveWriteRequest.type, { session: open.session, data: whole.subarray(0, 600).toString('base64') });
+  await ok(h, ['rm', 'r']);
+  assert.equal(existsSync(path.join(h.root, 'containers', id)), false, 'the container directory is gone');
+  await assert.rejects(conn.sendRequest(ContainerArchiveWriteRequest.type, { session: open.session, data: whole.subarray(600).toString('base64'), eof: true }), /being removed/);
+  const late = await h.cli(['cp', '-', 'r:/tmp'], { input: whole });
+  assert.notEqual(late.code, 0);
+  assert.match(late.stderr, /no such container: r/);
 });

@@ -81,6 +81,19 @@ export function runsNow(e: Entry): boolean {
   return !!e.live && state.state === 'running' && !!state.pid && sameProcess(state.pid, state.pidStartTime);
 }
 
+/**
+ * Throws unless the container's upper directory may be written from the
+ * host (unionwrite.ts): it is created or exited, with no process and no
+ * start under way, so no overlay is mounted over it.
+ */
+export function assertStoppedForWrite(e: Entry): void {
+  const { name } = e.record;
+  if (e.live || e.startsPending || e.state.state === 'running') {
+    throw new ConflictError(`cannot copy into container ${name} now: it is starting or stopping (copy again once it runs or once it stopped)`);
+  }
+  if (e.state.state !== 'created' && e.state.state !== 'exited') throw new ConflictError(`cannot copy into container ${name}: it is ${e.state.state}`);
+}
+
 /** The root of a running container, resolved through its first process (`/proc/<pid>/root`). */
 export function openContainerRoot(e: Entry): ContainerRoot {
   const { record, state } = e;

@@ -19,6 +19,7 @@ import type { RunSetup } from '../runsetup';
 import { idmapsInBlock, useUserns, UsernsExhaustedError, type UsernsAllocator } from '../userns';
 import { ownerIdmaps } from './unprivileged';
 import { ContainerStartError } from '../errors';
+import { assertStoppedForWrite } from './filesystem';
 import type { ContainerAction, ContainerTable, Entry } from './entry';
 import { hostsFile, resolvConf } from './etcfiles';
 import type { ResolvedImage } from './imagesource';
@@ -213,8 +214,9 @@ export class Lifecycle {
   async whileStopped<T>(e: Entry, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     while (e.copyIn) await e.copyIn.done.catch(() => undefined);
     const { name, id } = e.record;
+    // unlisted (removeEntry) before its directory goes
     if (this.d.table.get(id) !== e) throw new ConflictError(`cannot copy into container ${name}: it is being removed`);
-    if (e.live || e.startsPending || e.state.state === 'running') throw new ConflictError(`cannot copy into container ${name} now: it is starting (copy again once it runs)`);
+    assertStoppedForWrite(e);
     const ac = new AbortController();
     const done = fn(ac.signal);
     const slot = { done, abort: () => ac.abort() };

@@ -26,7 +26,7 @@ import { prepareRun } from '../runsetup';
 import { UsernsAllocator } from '../userns';
 import { ContainerTable, type ContainerAction, type ContainerChange, type ContainerDetails, type ContainerView, type Entry } from './entry';
 import { execIn, type ExecSession } from './exec';
-import { containerFilesystem, openContainerRoot, openUnionRoot, runsNow, type ContainerFilesystem } from './filesystem';
+import { assertStoppedForWrite, containerFilesystem, openContainerRoot, openUnionRoot, runsNow, type ContainerFilesystem } from './filesystem';
 import { archivePath, archiveUnion, extractInto, statPath, statUnion, type PathStat } from './archive';
 import { extractIntoUnion } from './unionwrite';
 import type { ImageSource, PullCredentials } from './imagesource';
@@ -284,7 +284,7 @@ export class ContainerService extends EventEmitter {
   assertWritable(ref: string): void {
     const e = this.table.find(ref);
     if (runsNow(e)) return;
-    if (e.live || e.startsPending || e.state.state === 'running') throw new ConflictError(`cannot copy into container ${e.record.name} now: it is starting (copy again once it runs)`);
+    assertStoppedForWrite(e);
   }
 
   /**

@@ -17,7 +17,7 @@
 import { closeSync, constants, openSync, promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../../errors';
-import { lgetxattr } from '../../image/libc';
+import { lgetxattr, llistxattr } from '../../image/libc';
 import { O_PATH, openBeneath } from '../../util/openat2';
 import { ContainerPathNotFoundError } from './inroot';
 
@@ -191,6 +191,22 @@ export class UnionRoot {
       if (this.opaque(layer, rel)) break;
     }
     return [...names].sort();
+  }
+
+  /** The extended attributes of `e`, read through its parent's descriptor, never following `e` itself. */
+  xattrs(e: UnionEntry): Array<{ name: string; value: Buffer }> {
+    if (e.rel === '') return [];
+    const parent = path.posix.dirname(e.rel);
+    const fd = openBeneath(this.fds[e.layer], parent === '.' ? '' : parent, O_PATH | constants.O_DIRECTORY);
+    try {
+      const at = `/proc/self/fd/${fd}/${path.posix.basename(e.rel)}`;
+      return llistxattr(at).flatMap((name) => {
+        const value = lgetxattr(at, name);
+        return value ? [{ name, value }] : [];
+      });
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** A regular file of the union opened for reading (non-blocking, beneath its layer). */

@@ -81,11 +81,22 @@ class UpperWriter {
     });
   }
 
-  /** Owner, mode and times of `fd` as the union's entry `e` has them (a lower layer's ids shifted into the block). */
-  async copyMeta(fd: number, e: UnionEntry): Promise<void> {
-    const shifted = e.layer > 0;
-    await fchown(fd, shifted ? inBlock(e.stat.uid, this.sh?.uid, this.sh) : e.stat.uid, shifted ? inBlock(e.stat.gid, this.sh?.gid, this.sh) : e.stat.gid);
+  /**
+   * Owner, mode, extended attributes and times of the copy `fd` (named
+   * `at`, through its parent) of the lower layer's entry `e`, as overlayfs's
+   * copy-up gives them: ids shifted into the block, overlayfs's own
+   * attributes left out. In a user namespace a file capability is left out
+   * too: its meaning depends on the namespace, and the kernel's copy-up
+   * through an idmapped layer rewrites it, which this does not attempt.
+   */
+  async copyMeta(fd: number, at: string, e: UnionEntry): Promise<void> {
+    await fchown(fd, inBlock(e.stat.uid, this.sh?.uid, this.sh), inBlock(e.stat.gid, this.sh?.gid, this.sh));
     await fchmod(fd, e.stat.mode & 0o7777);
+    // after the chown, which drops a file capability
+    for (const x of this.u.xattrs(e)) {
+      if (x.name.startsWith('trusted.overlay.') || (this.sh && x.name === 'security.capability')) continue;
+      lsetxattr(at, x.name, x.value);
+    }
     await futimes(fd, e.stat.atime, e.stat.mtime);
   }
 
@@ -110,7 +121,7 @@ class UpperWriter {
         await fs.mkdir(dir.child(parts[i]), 0o700);
         const d = await dir.openChild(parts[i], constants.O_RDONLY | constants.O_DIRECTORY);
         try {
-          await this.copyMeta(d.fd, e);
+          await this.copyMeta(d.fd, dir.child(parts[i]), e);
         } finally {
           d.close();
         }
@@ -142,7 +153,7 @@ class UpperWriter {
           for (let off = 0; off < n; ) off += await write(f.fd, buf, off, n - off);
           pos += n;
         }
-        await this.copyMeta(f.fd, e);
+        await this.copyMeta(f.fd, dir.child(name), e);
       } finally {
         f.close();
       }

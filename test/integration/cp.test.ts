@@ -414,3 +414,28 @@ test('a start waits for a copy into its stopped root to end, and a removal stops
   assert.notEqual(late.code, 0);
   assert.match(late.stderr, /no such container: r/);
 });
+
+test("into a stopped container: nothing is written beneath its mount points (a bind's content is not its root's)", async (t) => {
+  const h = await startHelper({ mirror: registry.url });
+  t.after(() => h.stop());
+  const host = mkdtempSync(path.join(tmpdir(), 'capsa-cp-'));
+  t.after(() => rmSync(host, { recursive: true, force: true }));
+  mkdirSync(path.join(host, 'bound'));
+  await ok(h, ['run', '--name', 'b', '--network', 'none', '-v', `${path.join(host, 'bound')}:/data`, 'busybox', 'true']);
+  writeFileSync(path.join(host, 'f'), 'f\n');
+  const into = await h.cli(['cp', path.join(host, 'f'), 'b:/data/']);
+  assert.notEqual(into.code, 0);
+  assert.match(into.stderr, /\/data is one of its mount points/);
+  mkdirSync(path.join(host, 'data'));
+  writeFileSync(path.join(host, 'data', 'x'), 'x\n');
+  const tree = await h.cli(['cp', path.join(host, 'data'), 'b:/']);
+  assert.notEqual(tree.code, 0);
+  assert.match(tree.stderr, /mount points/);
+  const hosts = await h.cli(['cp', path.join(host, 'f'), 'b:/etc/hosts']);
+  assert.notEqual(hosts.code, 0, "the runtime's /etc/hosts is a mount point too");
+  assert.deepEqual(readdirSync(path.join(host, 'bound')), [], 'the bind source is untouched');
+  const id = (await inspect(h, 'b')).Id as string;
+  assert.equal(existsSync(path.join(h.root, 'containers', id, 'upper', 'data', 'x')) || existsSync(path.join(h.root, 'containers', id, 'upper', 'data', 'f')), false, 'nor the upper directory beneath it');
+  await ok(h, ['cp', path.join(host, 'f'), 'b:/etc/']);
+  assert.equal(await ok(h, ['cp', 'b:/etc/f', '-']).then((o) => o.includes('f\n')), true, 'elsewhere the copy goes on');
+});

@@ -294,12 +294,12 @@ export class ContainerService extends EventEmitter {
    */
   async extract(ref: string, dest: string, source: AsyncIterable<Uint8Array>, copyIds: boolean): Promise<{ entries: number }> {
     const e = this.table.find(ref);
-    const idShift = this.filesystem(ref).idShift;
+    const { idShift, mountPoints } = this.filesystem(ref);
     if (!runsNow(e)) {
       return this.life.whileStopped(e, async (signal) => {
         const u = openUnionRoot(e, this.store.pathOf(e.record.id));
         try {
-          return await extractIntoUnion(u, dest, untilAborted(source, signal, e.record.name), { copyIds, idShift });
+          return await extractIntoUnion(u, dest, untilAborted(source, signal, e.record.name), { copyIds, idShift, mountPoints });
         } finally {
           u.close();
         }

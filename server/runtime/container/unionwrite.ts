@@ -26,7 +26,10 @@
  *
  * The entries refused are those extractInto (archive.ts) refuses for a
  * running container: `..` names, devices and fifos, a non-directory over a
- * directory.
+ * directory; and, as the container is not running, anything beneath one of
+ * its mount points (its volumes and binds, /dev, /proc, the /etc files the
+ * runtime provides): what is there while it runs is not its root file
+ * system, and a file written below would be hidden by the mount.
  */
 import * as fsCb from 'node:fs';
 import { promises as fs, constants, type Stats } from 'node:fs';
@@ -176,11 +179,23 @@ class UpperWriter {
  * `source` is written into the directory `dest` of the union (which must
  * exist), in the upper directory `u` has as its first layer.
  */
-export async function extractIntoUnion(u: UnionRoot, dest: string, source: AsyncIterable<Uint8Array>, opts: { copyIds: boolean; idShift?: IdShift }): Promise<{ entries: number }> {
+export async function extractIntoUnion(
+  u: UnionRoot,
+  dest: string,
+  source: AsyncIterable<Uint8Array>,
+  opts: { copyIds: boolean; idShift?: IdShift; mountPoints?: readonly string[] },
+): Promise<{ entries: number }> {
   const sh = opts.idShift;
   const w = new UpperWriter(u, sh);
+  const mounts = opts.mountPoints ?? [];
+  // `rel` (a union path) at a mount point (`at`: allowed only for the directory the mount covers) or beneath one
+  const refuseMounted = (rel: string, at: boolean, shown: string): void => {
+    const m = mounts.find((x) => rel.startsWith(x + '/') || (!at && rel === x));
+    if (m !== undefined) throw new InvalidArgumentError(`cannot copy into ${JSON.stringify(shown)} of container ${u.label} while it is not running: /${m} is one of its mount points (copy while it runs)`);
+  };
   const destE = await u.resolve(dest, true);
   if (!destE.stat.isDirectory()) throw new ContainerPathNotFoundError(dest, u.label);
+  refuseMounted(destE.rel, false, dest);
   let entries = 0;
   for await (const e of new TarReader(source)) {
     const h = e.header;
@@ -201,6 +216,7 @@ export async function extractIntoUnion(u: UnionRoot, dest: string, source: Async
     const dir = parent.dir;
     try {
       const crel = parent.rel === '' ? name : `${parent.rel}/${name}`;
+      refuseMounted(crel, h.type === 'directory', full);
       const seen = await u.lookup(crel);
       const up = await w.lstat(dir, name);
       const target = dir.child(name);

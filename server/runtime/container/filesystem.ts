@@ -88,6 +88,8 @@ export function runsNow(e: Entry): boolean {
  */
 export function assertStoppedForWrite(e: Entry): void {
   const { name } = e.record;
+  // a create still under way has no plan (no layers) yet
+  if (!e.record.plan) throw new ConflictError(`cannot copy into container ${name} now: it is being created`);
   if (e.live || e.startsPending || e.state.state === 'running') {
     throw new ConflictError(`cannot copy into container ${name} now: it is starting or stopping (copy again once it runs or once it stopped)`);
   }

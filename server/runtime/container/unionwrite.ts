@@ -165,12 +165,17 @@ class UpperWriter {
     }
   }
 
-  /** The union directory at container path `p` (symlinks followed inside the root), copied up: its union path and its upper descriptor. */
-  async directory(p: string): Promise<{ rel: string; dir: Fd }> {
+  /** The union path of the directory at container path `p`, symlinks followed inside the root. */
+  async resolveDir(p: string): Promise<string> {
     const e = await this.u.resolve(p, true);
     if (!e.stat.isDirectory()) throw new ContainerPathNotFoundError(p, this.u.label);
-    await this.copyUpDirs(e.rel);
-    return { rel: e.rel, dir: this.openDir(e.rel) };
+    return e.rel;
+  }
+
+  /** Union directory `rel` copied up, opened in the upper directory. */
+  async prepare(rel: string): Promise<Fd> {
+    await this.copyUpDirs(rel);
+    return this.openDir(rel);
   }
 }
 
@@ -212,11 +217,11 @@ export async function extractIntoUnion(
     const mtime = h.mtime;
     const name = path.posix.basename(full);
     // the parent as the container sees it: symlinks (the tar's own too) followed inside its root
-    const parent = await w.directory(path.posix.dirname(full));
-    const dir = parent.dir;
+    const parentRel = await w.resolveDir(path.posix.dirname(full));
+    const crel = parentRel === '' ? name : `${parentRel}/${name}`;
+    refuseMounted(crel, h.type === 'directory', full);
+    const dir = await w.prepare(parentRel);
     try {
-      const crel = parent.rel === '' ? name : `${parent.rel}/${name}`;
-      refuseMounted(crel, h.type === 'directory', full);
       const seen = await u.lookup(crel);
       const up = await w.lstat(dir, name);
       const target = dir.child(name);
@@ -259,20 +264,18 @@ export async function extractIntoUnion(
         await fs.lchown(target, uid, gid);
       } else {
         const linked = path.posix.join('/', dest, safeEntryName(h.linkname ?? ''));
-        const from = await w.directory(path.posix.dirname(linked));
+        const fromRel = await w.resolveDir(path.posix.dirname(linked));
+        const fromName = path.posix.basename(linked);
+        const fe = await u.lookup(fromRel === '' ? fromName : `${fromRel}/${fromName}`);
+        if (!fe) throw new ContainerPathNotFoundError(linked, u.label);
+        if (fe.stat.isDirectory()) throw new InvalidArgumentError(`tar entry ${JSON.stringify(rel)} refused: a hard link to a directory`);
+        const from = await w.prepare(fromRel);
         try {
-          const fromName = path.posix.basename(linked);
-          const fe = await u.lookup(from.rel === '' ? fromName : `${from.rel}/${fromName}`);
-          if (!fe) throw new ContainerPathNotFoundError(linked, u.label);
-          if (fe.stat.isDirectory()) throw new InvalidArgumentError(`tar entry ${JSON.stringify(rel)} refused: a hard link to a directory`);
-          if (fe.layer > 0) {
-            // overlayfs copies a lower file up before linking it; a whiteout of the name in the upper directory goes first
-            if (await w.lstat(from.dir, fromName)) await fs.unlink(from.dir.child(fromName));
-            await w.copyUpFile(fe, from.dir, fromName);
-          }
-          await fs.link(from.dir.child(fromName), target);
+          // overlayfs copies a lower file up before linking it
+          if (fe.layer > 0) await w.copyUpFile(fe, from, fromName);
+          await fs.link(from.child(fromName), target);
         } finally {
-          from.dir.close();
+          from.close();
         }
       }
     } finally {

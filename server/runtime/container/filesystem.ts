@@ -100,7 +100,8 @@ export function assertStoppedForWrite(e: Entry): void {
 export function openContainerRoot(e: Entry): ContainerRoot {
   const { record, state } = e;
   if (!runsNow(e) || !state.pid) {
-    throw new ConflictError(`container ${record.name} is not running: copying into a container needs it running (start it first)`);
+    // callers come here once runsNow held: the container ended in between
+    throw new ConflictError(`container ${record.name} stopped as the copy began: copy again`);
   }
   return ContainerRoot.open(state.pid, record.name);
 }

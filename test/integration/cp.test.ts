@@ -243,7 +243,7 @@ test('into a created container: its first start sees the files, with their conte
   t.after(() => h.stop());
   const host = mkdtempSync(path.join(tmpdir(), 'capsa-cp-'));
   t.after(() => rmSync(host, { recursive: true, force: true }));
-  await ok(h, ['create', '--name', 'n', '--network', 'none', 'busybox', 'sh', '-c', 'cat /etc/copied /usr/tree/f; stat -c "%n %a %u:%g" /etc/copied /usr/tree /usr/tree/f; ls /etc | grep -c passwd']);
+  await ok(h, ['create', '--name', 'n', '--network', 'none', 'busybox', 'sh', '-c', 'cat /etc/copied /usr/tree/f; stat -c "%n %a %u:%g" /etc/copied /usr/tree /usr/tree/f; ls /etc | grep -c passwd; test -d /etc/passwd && echo passwd is a directory']);
   writeFileSync(path.join(host, 'copied'), 'copied\n');
   chmodSync(path.join(host, 'copied'), 0o600);
   mkdirSync(path.join(host, 'tree'));
@@ -251,8 +251,12 @@ test('into a created container: its first start sees the files, with their conte
   await ok(h, ['cp', path.join(host, 'copied'), 'n:/etc/']);
   await ok(h, ['cp', path.join(host, 'tree'), 'n:/usr']);
   assert.equal(await ok(h, ['cp', 'n:/etc/copied', '-']).then((o) => o.includes('copied\n')), true, 'read back before the start');
+  // a directory over a file only the image has: opaque, as overlayfs makes it
+  await ok(h, ['cp', '-', 'n:/etc'], await tarOf([{ name: 'passwd', type: 'directory' }]));
+  const id = (await inspect(h, 'n')).Id as string;
+  assert.equal(xattr(path.join(h.root, 'containers', id, 'upper', 'etc', 'passwd'), 'trusted.overlay.opaque'), 'y');
   const out = await ok(h, ['start', '-a', 'n']);
-  assert.equal(out, 'copied\nf\n/etc/copied 600 0:0\n/usr/tree 755 0:0\n/usr/tree/f 644 0:0\n1\n', "the image's /etc is still there around the copy");
+  assert.equal(out, 'copied\nf\n/etc/copied 600 0:0\n/usr/tree 755 0:0\n/usr/tree/f 644 0:0\n1\npasswd is a directory\n', "the image's /etc is still there around the copy");
 });
 
 test("into a stopped container: over the image's files, the run's deletions and recreated directories, through its symlinks; seen by start, diff and commit", async (t) => {

@@ -1,8 +1,8 @@
 /**
  * `capsa cp`: the client does the host side with its own rights and moves a
  * tar to or from the helper, which resolves every path inside the
- * container's root (a stopped container's is read from its layers; only a
- * running one is written to). Tars travel in chunks a request each (base64, at most
+ * container's root (a created or stopped container's is read from its
+ * layers and written to its upper directory). Tars travel in chunks a request each (base64, at most
  * COPY_CHUNK bytes raw), so both sides hold one chunk at a time; a session
  * belongs to the connection that opened it and ends with its last chunk, an
  * error, or the connection. Re-exported by index.ts.

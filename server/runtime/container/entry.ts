@@ -33,6 +33,13 @@ export interface Entry {
   launched?: Promise<void>;
   /** The phases of the run in progress, when it is traced (../trace.ts); its exit marks the last ones. */
   trace?: RunTrace;
+  /** Starts under way, from their first step (before `starting` is set): a copy into the stopped root is refused meanwhile. */
+  startsPending?: number;
+  /**
+   * A copy into the container while it does not run (unionwrite.ts), which
+   * writes its upper directory: a start waits for it, a removal stops it.
+   */
+  copyIn?: { done: Promise<unknown>; abort: () => void };
 }
 
 /**

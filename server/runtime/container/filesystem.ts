@@ -81,19 +81,35 @@ export function runsNow(e: Entry): boolean {
   return !!e.live && state.state === 'running' && !!state.pid && sameProcess(state.pid, state.pidStartTime);
 }
 
+/**
+ * Throws unless the container's upper directory may be written from the
+ * host (unionwrite.ts): it is created or exited, with no process and no
+ * start under way, so no overlay is mounted over it.
+ */
+export function assertStoppedForWrite(e: Entry): void {
+  const { name } = e.record;
+  // a create still under way has no plan (no layers) yet
+  if (!e.record.plan) throw new ConflictError(`cannot copy into container ${name} now: it is being created`);
+  if (e.live || e.startsPending || e.state.state === 'running') {
+    throw new ConflictError(`cannot copy into container ${name} now: it is starting or stopping (copy again once it runs or once it stopped)`);
+  }
+  if (e.state.state !== 'created' && e.state.state !== 'exited') throw new ConflictError(`cannot copy into container ${name}: it is ${e.state.state}`);
+}
+
 /** The root of a running container, resolved through its first process (`/proc/<pid>/root`). */
 export function openContainerRoot(e: Entry): ContainerRoot {
   const { record, state } = e;
   if (!runsNow(e) || !state.pid) {
-    throw new ConflictError(`container ${record.name} is not running: copying into a container needs it running (start it first)`);
+    // callers come here once runsNow held: the container ended in between
+    throw new ConflictError(`container ${record.name} stopped as the copy began: copy again`);
   }
   return ContainerRoot.open(state.pid, record.name);
 }
 
 /**
  * A stopped container's root read from its layers (unionroot.ts): its
- * upper directory over the image's. A container without a mounted root
- * can be copied from, not into (overlayfs's copy-up would be needed).
+ * upper directory over the image's, copied from as it is and into by
+ * writing the upper directory (unionwrite.ts).
  */
 export function openUnionRoot(e: Entry, dir: string): UnionRoot {
   return new UnionRoot([path.join(dir, 'upper'), ...planLayerDirs(e.record.plan)], e.record.name);

@@ -19,6 +19,7 @@ import type { RunSetup } from '../runsetup';
 import { idmapsInBlock, useUserns, UsernsExhaustedError, type UsernsAllocator } from '../userns';
 import { ownerIdmaps } from './unprivileged';
 import { ContainerStartError } from '../errors';
+import { assertStoppedForWrite } from './filesystem';
 import type { ContainerAction, ContainerTable, Entry } from './entry';
 import { hostsFile, resolvConf } from './etcfiles';
 import type { ResolvedImage } from './imagesource';
@@ -187,13 +188,43 @@ export class Lifecycle {
   async start(entry: Entry, sink?: StreamSink, trace: RunTrace = NO_TRACE): Promise<void> {
     const { record } = entry;
     const cdir = this.d.store.pathOf(record.id);
-    // before anything is marked: a bind source the caller cannot reach (or that is gone) fails the start as it is
-    const pinned = await pinBindSources(record.plan, this.d.bindCaller?.(record) ?? ROOT_CALLER);
+    // the overlay must not be mounted over an upper directory a copy is writing (docker's container lock does the same)
+    while (entry.copyIn) await entry.copyIn.done.catch(() => undefined);
+    entry.startsPending = (entry.startsPending ?? 0) + 1;
     try {
-      await this.launch(entry, pinned, cdir, sink, trace);
+      // before anything is marked: a bind source the caller cannot reach (or that is gone) fails the start as it is
+      const pinned = await pinBindSources(record.plan, this.d.bindCaller?.(record) ?? ROOT_CALLER);
+      try {
+        await this.launch(entry, pinned, cdir, sink, trace);
+      } finally {
+        // the shim holds its own copies from its spawn on
+        closeAll(pinned.fds);
+      }
     } finally {
-      // the shim holds its own copies from its spawn on
-      closeAll(pinned.fds);
+      entry.startsPending = (entry.startsPending ?? 1) - 1 || undefined;
+    }
+  }
+
+  /**
+   * Runs `fn` (a write into the container's upper directory) while the
+   * container neither runs nor starts; starts wait for it, one such write
+   * at a time, and a removal aborts `fn`'s signal and waits for it to end.
+   * Refused for a container that runs, starts or is being removed.
+   */
+  async whileStopped<T>(e: Entry, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    while (e.copyIn) await e.copyIn.done.catch(() => undefined);
+    const { name, id } = e.record;
+    // unlisted (removeEntry) before its directory goes
+    if (this.d.table.get(id) !== e) throw new ConflictError(`cannot copy into container ${name}: it is being removed`);
+    assertStoppedForWrite(e);
+    const ac = new AbortController();
+    const done = fn(ac.signal);
+    const slot = { done, abort: () => ac.abort() };
+    e.copyIn = slot;
+    try {
+      return await done;
+    } finally {
+      if (e.copyIn === slot) e.copyIn = undefined;
     }
   }
 
@@ -390,6 +421,11 @@ export class Lifecycle {
   async removeEntry(e: Entry): Promise<void> {
     if (!this.d.table.has(e.record.id)) return;
     this.unlist(e);
+    // a copy writing its upper directory stops before the directory goes
+    if (e.copyIn) {
+      e.copyIn.abort();
+      await e.copyIn.done.catch(() => undefined);
+    }
     await this.dispose(e);
   }
 

@@ -26,8 +26,9 @@ import { prepareRun } from '../runsetup';
 import { UsernsAllocator } from '../userns';
 import { ContainerTable, type ContainerAction, type ContainerChange, type ContainerDetails, type ContainerView, type Entry } from './entry';
 import { execIn, type ExecSession } from './exec';
-import { containerFilesystem, openContainerRoot, openUnionRoot, runsNow, type ContainerFilesystem } from './filesystem';
+import { assertStoppedForWrite, containerFilesystem, openContainerRoot, openUnionRoot, runsNow, type ContainerFilesystem } from './filesystem';
 import { archivePath, archiveUnion, extractInto, statPath, statUnion, type PathStat } from './archive';
+import { extractIntoUnion } from './unionwrite';
 import type { ImageSource, PullCredentials } from './imagesource';
 import { nativeShimLauncher, type ShimLauncher } from './launcher';
 import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from './lifecycle';
@@ -275,17 +276,38 @@ export class ContainerService extends EventEmitter {
     }
   }
 
-  /** Throws unless files can be copied into the container now (it runs: see openContainerRoot). */
+  /**
+   * Throws unless files can be copied into the container now: it runs
+   * (written through its root), or it is created or exited (written into
+   * its upper directory, unionwrite.ts), and it is not starting.
+   */
   assertWritable(ref: string): void {
-    openContainerRoot(this.table.find(ref)).close();
+    const e = this.table.find(ref);
+    if (runsNow(e)) return;
+    assertStoppedForWrite(e);
   }
 
-  /** Extracts `source` into the directory `dest` of a running container (archive.ts). */
+  /**
+   * Extracts `source` into the directory `dest` of a container (archive.ts):
+   * through its root while it runs, else into its upper directory, the
+   * container held stopped meanwhile (Lifecycle.whileStopped).
+   */
   async extract(ref: string, dest: string, source: AsyncIterable<Uint8Array>, copyIds: boolean): Promise<{ entries: number }> {
     const e = this.table.find(ref);
+    const { idShift, mountPoints } = this.filesystem(ref);
+    if (!runsNow(e)) {
+      return this.life.whileStopped(e, async (signal) => {
+        const u = openUnionRoot(e, this.store.pathOf(e.record.id));
+        try {
+          return await extractIntoUnion(u, dest, untilAborted(source, signal, e.record.name), { copyIds, idShift, mountPoints });
+        } finally {
+          u.close();
+        }
+      });
+    }
     const root = openContainerRoot(e);
     try {
-      return await extractInto(root, dest, source, { copyIds, idShift: this.filesystem(ref).idShift });
+      return await extractInto(root, dest, source, { copyIds, idShift });
     } finally {
       root.close();
     }
@@ -310,5 +332,21 @@ export class ContainerService extends EventEmitter {
 
   private emitChange(action: ContainerAction, e: Entry): void {
     this.emit('event', { action, container: this.view(e) } satisfies ContainerChange);
+  }
+}
+
+/** `source` until `signal` aborts (the container is being removed): then the copy fails at once, even with no chunk coming. */
+async function* untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal, name: string): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  const aborted = new Promise<never>((_, reject) => {
+    const fail = (): void => reject(new ConflictError(`copy into container ${name} stopped: the container is being removed`));
+    if (signal.aborted) fail();
+    else signal.addEventListener('abort', fail, { once: true });
+  });
+  aborted.catch(() => undefined);
+  for (;;) {
+    const r = await Promise.race([it.next(), aborted]);
+    if (r.done) return;
+    yield r.value;
   }
 }

@@ -4,8 +4,9 @@
  * (the first layer that has a name decides; a 0/0 character device hides
  * it, an opaque directory hides what is below it), for copying files out
  * of a container that does not run (`docker cp` works on stopped
- * containers). Read only: writing needs overlayfs's copy-up, so copying
- * into a stopped container is refused (filesystem.ts).
+ * containers). Read only: copying into a container that does not run
+ * writes its upper directory as overlayfs would (unionwrite.ts), with this
+ * class resolving the paths.
  *
  * Paths resolve as the kernel would inside the root: `..` stops at `/`,
  * symlinks are followed by this walk (absolute ones from the container's
@@ -16,7 +17,7 @@
 import { closeSync, constants, openSync, promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../../errors';
-import { lgetxattr } from '../../image/libc';
+import { lgetxattr, llistxattr } from '../../image/libc';
 import { O_PATH, openBeneath } from '../../util/openat2';
 import { ContainerPathNotFoundError } from './inroot';
 
@@ -48,6 +49,11 @@ export class UnionRoot {
       this.close();
       throw err;
     }
+  }
+
+  /** The upper directory's descriptor (O_PATH), for unionwrite.ts to write beneath. */
+  get upperFd(): number {
+    return this.fds[0];
   }
 
   close(): void {
@@ -185,6 +191,22 @@ export class UnionRoot {
       if (this.opaque(layer, rel)) break;
     }
     return [...names].sort();
+  }
+
+  /** The extended attributes of `e`, read through its parent's descriptor, never following `e` itself. */
+  xattrs(e: UnionEntry): Array<{ name: string; value: Buffer }> {
+    if (e.rel === '') return [];
+    const parent = path.posix.dirname(e.rel);
+    const fd = openBeneath(this.fds[e.layer], parent === '.' ? '' : parent, O_PATH | constants.O_DIRECTORY);
+    try {
+      const at = `/proc/self/fd/${fd}/${path.posix.basename(e.rel)}`;
+      return llistxattr(at).flatMap((name) => {
+        const value = lgetxattr(at, name);
+        return value ? [{ name, value }] : [];
+      });
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** A regular file of the union opened for reading (non-blocking, beneath its layer). */

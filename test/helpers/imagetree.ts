@@ -101,7 +101,8 @@ async function applyLayer(nodes: Map<string, Node>, file: string): Promise<void>
       nodes.set(p, target);
       continue;
     }
-    const type = ({ file: 'file', 'contiguous-file': 'file', directory: 'dir', symlink: 'symlink', 'character-device': 'char', 'block-device': 'block', fifo: 'fifo' } as const)[h.type as 'file'];
+    const types: Record<string, TreeEntry['type']> = { file: 'file', 'contiguous-file': 'file', directory: 'dir', symlink: 'symlink', 'character-device': 'char', 'block-device': 'block', fifo: 'fifo' };
+    const type = types[h.type] as TreeEntry['type'] | undefined;
     if (!type) continue;
     const old = nodes.get(p);
     if (old && old.type !== 'dir') nodes.delete(p);

@@ -7,7 +7,7 @@
  * User, ExposedPorts, Labels, Volumes, StopSignal, Healthcheck, OnBuild,
  * Shell) are compared. Mtimes and history are not compared.
  *
- * podman runs with its own storage (vfs, temporary --root/--runroot), chroot
+ * podman runs with its own storage (overlay, temporary --root/--runroot), chroot
  * isolation and a registries.conf naming only the test's loopback registry:
  * every FROM is a full loopback reference, so it never reaches the network.
  *
@@ -24,11 +24,12 @@ import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileRegistry, startHelper, type TestHelper } from '../helpers/capsa';
+import { startHelper, type TestHelper } from '../helpers/capsa';
+import { seedBusybox } from '../helpers/oci';
+import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { diffConfigs, diffTrees, readDockerArchive } from '../helpers/imagetree';
 
 const hasPodman = spawnSync('podman', ['--version']).status === 0;
-const registry = fileRegistry();
 
 /** A context file: its content, or content with a mode (and owner). */
 type CtxFile = string | { content?: string; mode?: number; uid?: number; gid?: number; symlink?: string; dir?: boolean };
@@ -45,6 +46,8 @@ interface Case {
   podmanDiffers?: { line: RegExp; reason: string }[];
 }
 
+const WORKDIR_REASON = 'buildah 1.28 does not create a WORKDIR directory in the image unless a later step writes there; Docker and BuildKit create it (owned by USER in BuildKit)';
+
 const CASES: Case[] = [
   {
     name: 'config instructions over a base: ENV, LABEL, EXPOSE, VOLUME, STOPSIGNAL, WORKDIR, USER, ENTRYPOINT, CMD',
@@ -52,6 +55,7 @@ const CASES: Case[] = [
       'FROM $BASE', 'ENV A=1 B="two words"', 'ENV C=$A-x', 'LABEL org.example.a=one "b c"="d e"', 'EXPOSE 80 53/udp 8000-8001',
       'VOLUME /data ["/logs"]', 'STOPSIGNAL SIGQUIT', 'WORKDIR /srv', 'USER 1000:1000', 'ENTRYPOINT ["/bin/sh", "-c"]', 'CMD ["echo hi"]',
     ].join('\n'),
+    podmanDiffers: [{ line: /^\/[^:]*: only in capsa \(dir /, reason: WORKDIR_REASON }],
   },
   {
     name: 'HEALTHCHECK with every option, shell form',
@@ -77,6 +81,7 @@ const CASES: Case[] = [
   {
     name: 'SHELL changes the shell of RUN and ENTRYPOINT',
     dockerfile: ['FROM $BASE', 'SHELL ["/bin/sh", "-ec"]', 'RUN echo "$0 $-" | tr -d "\\n" > /shell', 'ENTRYPOINT echo from-shell'].join('\n'),
+    podmanDiffers: [{ line: /^config\.Entrypoint: capsa \["\/bin\/sh","-ec","echo from-shell"\] \| podman \["\/bin\/sh","-c",/, reason: 'buildah 1.28 writes a shell-form ENTRYPOINT/CMD with /bin/sh -c even after SHELL; Docker and BuildKit use the SHELL' }],
   },
   {
     name: 'RUN writes files, deletes a base file (whiteout) and a file of its own stage',
@@ -120,8 +125,8 @@ const CASES: Case[] = [
   },
   {
     name: 'COPY of symlinks in the context',
-    files: { 'target.txt': 't', 'rel': { symlink: 'target.txt' }, 'abs': { symlink: '/etc/passwd' }, 'd/inner': { symlink: '../target.txt' } },
-    dockerfile: ['FROM $BASE', 'COPY rel abs /links/', 'COPY d /d'].join('\n'),
+    files: { 'target.txt': 't', 'rel': { symlink: 'target.txt' }, 'd/abs': { symlink: '/etc/passwd' }, 'd/inner': { symlink: '../target.txt' } },
+    dockerfile: ['FROM $BASE', 'COPY rel /links/', 'COPY d /d'].join('\n'),
   },
   {
     name: 'COPY --chown numeric and --chmod',
@@ -146,7 +151,7 @@ const CASES: Case[] = [
     name: 'multi-stage: FROM stage AS, COPY --from by name and by index, stage built on a stage',
     files: { 'src.txt': 'src' },
     dockerfile: [
-      'FROM $BASE AS builder', 'WORKDIR /work', 'COPY src.txt .', 'RUN cat src.txt src.txt > built && mkdir out && echo o > out/o && chmod 700 out',
+      'FROM $BASE AS builder', 'WORKDIR /work', 'COPY src.txt .', 'RUN cat src.txt src.txt > built && mkdir out && echo o > out/o && chmod 700 out && chown 1000:1000 out/o built',
       'FROM builder AS second', 'RUN echo second > /second',
       'FROM $BASE', 'COPY --from=builder /work/built /app/', 'COPY --from=0 /work/out /app/out', 'COPY --from=second /second /work/built /both/', 'COPY --from=builder /work /whole',
     ].join('\n'),
@@ -165,7 +170,8 @@ const CASES: Case[] = [
   },
   {
     name: 'WORKDIR creates its directories, also after USER',
-    dockerfile: ['FROM $BASE', 'WORKDIR /a/b/c', 'WORKDIR rel/dir', 'USER 1000', 'WORKDIR /owned/by', 'USER 0', 'WORKDIR /etc'].join('\n'),
+    dockerfile: ['FROM $BASE', 'WORKDIR /a/b/c', 'WORKDIR rel/dir', 'USER 1000', 'WORKDIR /owned/by', 'WORKDIR /tmp', 'USER 0', 'WORKDIR /etc'].join('\n'),
+    podmanDiffers: [{ line: /^\/[^:]*: only in capsa \(dir /, reason: WORKDIR_REASON }],
   },
   {
     name: 'ADD of a local file and directory (no archive)',
@@ -203,6 +209,7 @@ const CASES: Case[] = [
     name: 'the escape directive with backtick continuations',
     files: { 'a.txt': 'a' },
     dockerfile: ['# escape=`', 'FROM $BASE', 'RUN echo one `', '  two > /esc', 'COPY a.txt `', '  /esc-copy/', 'LABEL path=C:\\\\dir'].join('\n'),
+    podmanDiffers: [{ line: /^config\.Labels: capsa \{"path":"C:\\\\\\\\dir"\} \| podman \{"path":"C:\\\\dir"\}/, reason: 'buildah 1.28 ignores `# escape=` in its variable lexer: a backslash still escapes there' }],
   },
   {
     name: 'line continuations, comments inside them, empty lines',
@@ -229,6 +236,11 @@ const CASES: Case[] = [
 
 const ignoreLabels = ['io.buildah.version'];
 
+
+/** buildah leaves the files and directory it bind-mounts over for RUN in the image, when the base lacks them; Docker does not. */
+const PODMAN_RUN_MOUNTPOINTS = /^\/(etc\/hostname|etc\/hosts|etc\/resolv\.conf|run): only in podman \((file 0755 0:0 0B |dir 0755 0:0)/;
+
+let registry: TestRegistry;
 let helper: TestHelper | undefined;
 let work = '';
 let podmanArgs: string[] = [];
@@ -243,19 +255,22 @@ const run = (cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeout = 300
 
 before(async () => {
   if (!hasPodman) return;
+  registry = await startRegistry();
+  await seedBusybox(registry);
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-compare-'));
   const conf = path.join(work, 'registries.conf');
   fs.writeFileSync(conf, `unqualified-search-registries = []\n[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
-  fs.writeFileSync(path.join(work, 'storage.conf'), `[storage]\ndriver = "vfs"\nrunroot = "${work}/run"\ngraphroot = "${work}/root"\n`);
+  fs.writeFileSync(path.join(work, 'storage.conf'), `[storage]\ndriver = "overlay"\nrunroot = "${work}/run"\ngraphroot = "${work}/root"\n`);
   podmanEnv = { ...process.env, CONTAINERS_REGISTRIES_CONF: conf, CONTAINERS_STORAGE_CONF: path.join(work, 'storage.conf') };
-  podmanArgs = ['--root', path.join(work, 'root'), '--runroot', path.join(work, 'run'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs'];
+  podmanArgs = ['--root', path.join(work, 'root'), '--runroot', path.join(work, 'run'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs'];
   helper = await startHelper({ mirror: registry.url });
 });
 
 after(async () => {
   await helper?.stop();
+  await registry?.stop();
   if (work) {
-    // vfs layers are plain directories; podman's own reset would also remove them, without leaving mounts
+    // podman's own reset unmounts and removes its overlay layers
     spawnSync('podman', [...podmanArgs, 'system', 'reset', '--force'], { env: podmanEnv, stdio: 'ignore' });
     fs.rmSync(work, { recursive: true, force: true });
   }
@@ -295,7 +310,7 @@ for (const [i, c] of CASES.entries()) {
     const args = Object.entries(c.buildArgs ?? {}).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]);
 
     const built = await h.cli(['build', '-q', '-t', tag, ...args, dir], { timeoutMs: 300_000 });
-    if (built.code !== 0 && c.needs?.length && /not supported yet/.test(built.stderr)) {
+    if (built.code !== 0 && c.needs?.length && /supported yet/.test(built.stderr)) {
       t.skip(`needs ${c.needs.join(', ')}: ${built.stderr.trim().split('\n').pop()}`);
       return;
     }
@@ -317,10 +332,11 @@ for (const [i, c] of CASES.entries()) {
     const theirs = await readDockerArchive(podmanTar);
     const diffs = [...diffConfigs(ours.config, theirs.config, ['capsa', 'podman'], ignoreLabels), ...diffTrees(ours.tree, theirs.tree, ['capsa', 'podman'])];
     const declared = c.podmanDiffers ?? [];
-    const unexplained = diffs.filter((d) => !declared.some((k) => k.line.test(d)));
+    const unexplained = diffs.filter((d) => !declared.some((k) => k.line.test(d)) && !PODMAN_RUN_MOUNTPOINTS.test(d));
     const missing = declared.filter((k) => !diffs.some((d) => k.line.test(d)));
     assert.deepEqual(unexplained, [], `capsa and podman differ:\n${unexplained.join('\n')}`);
     assert.deepEqual(missing.map((m) => m.reason), [], 'a declared podman difference is gone: update the case and the README');
-    t.diagnostic(`identical: ${diffs.length === 0 ? 'yes' : `no, ${diffs.length} declared podman difference(s)`}`);
+    const listed = diffs.filter((d) => !PODMAN_RUN_MOUNTPOINTS.test(d));
+    t.diagnostic(`compare: ${listed.length === 0 ? 'identical' : `${listed.length} listed podman difference(s)`}`);
   });
 }

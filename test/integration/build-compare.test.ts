@@ -169,6 +169,11 @@ const CASES: Case[] = [
     dockerfile: ['FROM $BASE', 'ONBUILD RUN echo triggered > /onbuild', 'ONBUILD COPY . /app'].join('\n'),
   },
   {
+    name: "a base image's ONBUILD triggers run first (ENV, RUN, COPY), and are not inherited",
+    files: { 'a.txt': 'a' },
+    dockerfile: ['FROM $ONBUILD_PARENT', 'RUN cat /onbuild /app/a.txt > /both'].join('\n'),
+  },
+  {
     name: 'WORKDIR creates its directories, also after USER',
     dockerfile: ['FROM $BASE', 'WORKDIR /a/b/c', 'WORKDIR rel/dir', 'USER 1000', 'WORKDIR /owned/by', 'WORKDIR /tmp', 'USER 0', 'WORKDIR /etc'].join('\n'),
     podmanDiffers: [{ line: /^\/[^:]*: only in capsa \(dir /, reason: WORKDIR_REASON }],
@@ -264,7 +269,16 @@ before(async () => {
   podmanEnv = { ...process.env, CONTAINERS_REGISTRIES_CONF: conf, CONTAINERS_STORAGE_CONF: path.join(work, 'storage.conf') };
   podmanArgs = ['--root', path.join(work, 'root'), '--runroot', path.join(work, 'run'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs'];
   helper = await startHelper({ mirror: registry.url });
+  // the base with ONBUILD triggers: built once (by podman) and pushed, so both builders pull the same image
+  const parent = fs.mkdtempSync(path.join(work, 'parent-'));
+  fs.writeFileSync(path.join(parent, 'Dockerfile'), `FROM ${registry.host}/library/busybox:latest\nONBUILD ENV T=triggered\nONBUILD RUN echo "$T" > /onbuild\nONBUILD COPY a.txt /app/\n`);
+  const pb = await run('podman', [...podmanArgs, 'build', '--isolation', 'chroot', '--format', 'docker', '-q', '-t', 'localhost/compare-parent:latest', parent], podmanEnv);
+  assert.equal(pb.code, 0, `podman build of the ONBUILD base: ${pb.stderr}`);
+  const pp = await run('podman', [...podmanArgs, 'push', '--tls-verify=false', '--format', 'v2s2', 'localhost/compare-parent:latest', `docker://${onbuildParent()}`], podmanEnv);
+  assert.equal(pp.code, 0, `podman push of the ONBUILD base: ${pp.stderr}`);
 });
+
+const onbuildParent = (): string => `${registry.host}/compare/onbuild-parent:latest`;
 
 after(async () => {
   await helper?.stop();
@@ -278,7 +292,7 @@ after(async () => {
 
 function writeContext(dir: string, c: Case): void {
   const base = `${registry.host}/library/busybox:latest`;
-  const df = c.dockerfile.replaceAll('$BASE_NOTAG', `${registry.host}/library/busybox`).replaceAll('$BASE', base);
+  const df = c.dockerfile.replaceAll('$ONBUILD_PARENT', onbuildParent()).replaceAll('$BASE_NOTAG', `${registry.host}/library/busybox`).replaceAll('$BASE', base);
   fs.writeFileSync(path.join(dir, 'Dockerfile'), df + '\n');
   for (const [name, f] of Object.entries(c.files ?? {})) {
     const p = path.join(dir, name);

@@ -67,6 +67,8 @@ export interface SelectedFile {
   source: number;
   rel: string;
   entry: ContextEntry;
+  /** A path the source names or its wildcard matched (not one below a directory it names). */
+  top?: boolean;
 }
 
 /**
@@ -81,26 +83,27 @@ export function selectSources(m: ContextManifest, sources: readonly string[], ex
   const out: SelectedFile[] = [];
   const where = loc ? `${loc.file}:${loc.line}: ` : '';
   sources.forEach((src, source) => {
-    const roots: { path: string; entry?: ContextEntry }[] = [];
+    // `name`: the path a wildcard matched, before its links were followed (what the copy is called).
+    const roots: { path: string; entry?: ContextEntry; name?: string }[] = [];
     if (WILDCARD.test(src)) {
       const depth = src.split('/').length;
-      for (const e of m) if (e.path.split('/').length === depth && matchPath(src, e.path)) roots.push(resolveInContext(m, e.path) ?? { path: e.path, entry: e });
+      for (const e of m) if (e.path.split('/').length === depth && matchPath(src, e.path)) roots.push({ ...(resolveInContext(m, e.path) ?? { path: e.path, entry: e }), name: e.path });
     } else {
       const r = resolveInContext(m, src);
       if (r) roots.push(r);
     }
     if (roots.length === 0) throw new BuildContextError(`${where}"/${src}": not found in the build context`, src);
     for (const r of roots) {
-      const base = WILDCARD.test(src) ? path.posix.basename(r.path) : '.';
       if (r.entry && r.entry.type !== 'dir') {
-        out.push({ source, rel: WILDCARD.test(src) ? base : '.', entry: r.entry });
+        out.push({ source, rel: WILDCARD.test(src) ? path.posix.basename(r.name ?? r.path) : '.', entry: r.entry, top: true });
         continue;
       }
-      if (r.entry) out.push({ source, rel: base, entry: r.entry });
+      // A directory, named or matched by a wildcard, gives its contents (Docker never copies the directory itself).
+      if (r.entry) out.push({ source, rel: '.', entry: r.entry, top: true });
       for (const e of subtree(m, r.path)) {
         const below = r.path === '.' ? e.path : e.path.slice(r.path.length + 1);
         if (ex?.matches(below)) continue;
-        out.push({ source, rel: base === '.' ? below : `${base}/${below}`, entry: e });
+        out.push({ source, rel: below, entry: e });
       }
     }
   });

@@ -46,6 +46,8 @@ export interface CopySpec {
   loc: SourceLocation;
   /** Whether `dest` is a directory in the image already. */
   destIsDir: boolean;
+  /** Without --chown, keep each entry's owner (a stage's or image's files, as Docker keeps them) instead of root. */
+  preserveOwner?: boolean;
 }
 
 /** `--chown` as numbers; names need the image's passwd, not read yet. */
@@ -56,19 +58,29 @@ export function parseChown(spec: string | undefined, loc: SourceLocation): { uid
   return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
 }
 
-/** Copies what `spec` selects from `srcRoot` (listed by `manifest`) into `upper`; returns the entries written. */
-export async function copyInto(srcRoot: string, manifest: ContextManifest, spec: CopySpec, upper: string): Promise<number> {
+/** Owner and mode of a directory already in the image (a path relative to its root), if there is one. */
+export type ExistingDir = (rel: string) => Promise<{ mode: number; uid: number; gid: number } | undefined>;
+
+/**
+ * Copies what `spec` selects from `srcRoot` (listed by `manifest`) into `upper`; returns the entries written.
+ *
+ * As Docker does: a directory source gives its contents, never the directory itself, so the
+ * destination keeps the image's owner and mode when it exists and is created 0755 (owned by
+ * --chown) when it does not, as are missing parents; a single source (a wildcard matching one
+ * file included) copied to a path without a trailing `/` that is no directory is that file's name.
+ */
+export async function copyInto(srcRoot: string, manifest: ContextManifest, spec: CopySpec, upper: string, existing?: ExistingDir): Promise<number> {
   const files = selectSources(manifest, spec.sources, spec.exclude, spec.loc);
   const owner = parseChown(spec.chown, spec.loc);
   const chmod = spec.chmod !== undefined ? parseChmod(spec.chmod, spec.loc) : undefined;
-  const intoDir = spec.dest.endsWith('/') || spec.sources.length > 1 || spec.destIsDir || files.some((f) => f.rel !== '.' || f.entry.type === 'dir') || spec.sources.some((s) => /[*?[]/.test(s));
+  const tops = files.filter((f) => f.top);
+  const intoDir = spec.dest.endsWith('/') || spec.sources.length > 1 || spec.destIsDir || tops.length > 1 || tops.some((f) => f.entry.type === 'dir');
   const destRoot = spec.dest.replace(/\/+$/, '') || '/';
-  if (!intoDir && files.length === 1 && files[0].entry.type !== 'dir') {
-    // one file to a file name
-  } else if (spec.sources.length > 1 && !spec.dest.endsWith('/') && !spec.destIsDir) {
+  if (spec.sources.length > 1 && !spec.dest.endsWith('/') && !spec.destIsDir) {
     throw new BuildContextError(`${spec.loc.file}:${spec.loc.line}: when using COPY with more than one source file, the destination must be a directory and end with a /`);
   }
-  await mkdirParents(upper, path.posix.dirname(destRoot));
+  const parents = { owner, existing };
+  await mkdirParents(upper, path.posix.dirname(destRoot), parents);
   let n = 0;
   for (const f of files) {
     const srcName = path.posix.basename(spec.sources[f.source]);
@@ -77,12 +89,19 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
     else if (f.rel === '.') rel = f.entry.type === 'dir' ? destRoot : path.posix.join(destRoot, srcName);
     else rel = path.posix.join(destRoot, f.rel);
     const target = path.join(upper, rel);
-    await mkdirParents(upper, path.posix.dirname(rel));
+    await mkdirParents(upper, path.posix.dirname(rel), parents);
     const from = path.join(srcRoot, f.entry.path);
     const mode = chmod ?? f.entry.mode;
+    if (f.entry.type === 'dir' && f.rel === '.') {
+      // the destination directory itself: the image's if it has one, else a new one
+      await mkdirParents(upper, rel, parents);
+      if (chmod !== undefined) await fs.promises.chmod(target, chmod);
+      n++;
+      continue;
+    }
     if (f.entry.type === 'dir') {
       await fs.promises.mkdir(target, { recursive: true });
-      await fs.promises.chmod(target, chmod ?? f.entry.mode);
+      await fs.promises.chmod(target, mode);
     } else if (f.entry.type === 'symlink') {
       await fs.promises.rm(target, { force: true, recursive: true });
       await fs.promises.symlink(f.entry.linkTarget ?? '', target);
@@ -91,7 +110,8 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
       await fs.promises.copyFile(from, target);
       await fs.promises.chmod(target, mode);
     }
-    await fs.promises.lchown(target, owner.uid, owner.gid);
+    const own = spec.preserveOwner && spec.chown === undefined ? { uid: f.entry.uid, gid: f.entry.gid } : owner;
+    await fs.promises.lchown(target, own.uid, own.gid);
     n++;
   }
   return n;
@@ -102,16 +122,28 @@ function parseChmod(spec: string, loc: SourceLocation): number {
   return parseInt(spec, 8);
 }
 
-/** Creates the parents of a path in `upper` as root-owned 0755 directories, as Docker creates missing ones. */
-export async function mkdirParents(upper: string, dir: string): Promise<void> {
+/**
+ * Creates `dir` and its parents in `upper` as Docker does: a directory the image has already
+ * keeps its owner and mode (its entry in the layer must not change them), a missing one is
+ * created 0755 and owned by `owner` (root by default; COPY --chown's and WORKDIR's USER's
+ * owner otherwise, as BuildKit creates them).
+ */
+export async function mkdirParents(upper: string, dir: string, o: { owner?: { uid: number; gid: number }; existing?: ExistingDir } = {}): Promise<void> {
   const parts = dir.split('/').filter((c) => c !== '');
   let cur = upper;
+  let rel = '';
   for (const c of parts) {
     cur = path.join(cur, c);
+    rel = rel ? `${rel}/${c}` : c;
     try {
       await fs.promises.mkdir(cur, { mode: 0o755 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      continue;
     }
+    const had = o.existing ? await o.existing(rel) : undefined;
+    const meta = had ?? { mode: 0o755, uid: o.owner?.uid ?? 0, gid: o.owner?.gid ?? 0 };
+    await fs.promises.chmod(cur, meta.mode);
+    await fs.promises.lchown(cur, meta.uid, meta.gid);
   }
 }

@@ -29,9 +29,9 @@ import type { ContainerConfig, ImageConfig } from '../image/types';
 import { BuildCache } from './cache';
 import { planKeys } from './cachekey';
 import { readContextTar, type ContextManifest } from './context';
-import { copyInto, mkdirParents, parseChown, walkTree } from './copy';
+import { copyInto, mkdirParents, parseChown, walkTree, type ExistingDir } from './copy';
 import { BuildContextError } from './errors';
-import { configOf, emptyConfig } from './expand';
+import { configOf, dockerHealthcheck, emptyConfig } from './expand';
 import type { BaseImage, BuildPlan, PlannedStage, StageConfig, Step, StepAction } from './plan';
 import type { BuildStepEvent } from './progress';
 import { DEFAULT_PARALLEL_STAGES, scheduleStages } from './schedule';
@@ -94,6 +94,7 @@ export function containerConfig(c: StageConfig): ContainerConfig {
     ...(c.exposedPorts.length ? { ExposedPorts: Object.fromEntries(c.exposedPorts.map((p) => [p, {}])) } : {}),
     ...(c.volumes.length ? { Volumes: Object.fromEntries(c.volumes.map((p) => [p, {}])) } : {}),
     ...(c.stopSignal ? { StopSignal: c.stopSignal } : {}),
+    ...(c.healthcheck ? { Healthcheck: dockerHealthcheck(c.healthcheck) } : {}),
     ...(c.shell.join('\0') !== '/bin/sh\0-c' ? { Shell: c.shell } : {}),
     ...(c.onBuild.length ? { OnBuild: c.onBuild } : {}),
   } as ContainerConfig;
@@ -259,22 +260,21 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
   try {
     if (a.kind === 'workdir') {
       const own = parseChown(/^\d+(:\d+)?$/.test(a.user) ? a.user : '', loc);
-      await mkdirParents(upper, a.path);
-      const dir = path.join(upper, a.path);
-      if (dir !== upper) await fs.promises.lchown(dir, own.uid, own.gid);
+      await mkdirParents(upper, a.path, { owner: own, existing: existingDirIn(s.image ? await store.layerDirs(s.image) : []) });
     } else {
       if (a.inline.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: ${a.kind.toUpperCase()} with a heredoc is not supported yet`);
       if (a.kind === 'add' && a.sources.some((x) => /^(https?:\/\/|git@|git:\/\/)/.test(x))) throw new BuildContextError(`${loc.file}:${loc.line}: ADD of a URL is not supported yet`);
       if (a.kind === 'add' && a.sources.some((x) => /\.(tar|tgz|tar\.(gz|bz2|xz|zst))$/.test(x))) throw new BuildContextError(`${loc.file}:${loc.line}: ADD of a local archive (extracting it) is not supported yet; use COPY and RUN tar`);
       const destIsDir = s.image ? await isDirIn(await store.layerDirs(s.image), a.dest) : false;
-      const spec = { sources: a.sources, exclude: a.exclude, dest: a.dest, chown: a.chown, chmod: a.chmod, loc, destIsDir };
-      if (a.origin.kind === 'context') await copyInto(s.ctxRoot, s.manifest, spec, upper);
+      const spec = { sources: a.sources, exclude: a.exclude, dest: a.dest, chown: a.chown, chmod: a.chmod, loc, destIsDir, preserveOwner: a.origin.kind !== 'context' };
+      const existing = existingDirIn(s.image ? await store.layerDirs(s.image) : []);
+      if (a.origin.kind === 'context') await copyInto(s.ctxRoot, s.manifest, spec, upper, existing);
       else {
         const from = a.origin.kind === 'stage' ? s.results.get(a.origin.index) : s.o.bases.get(a.origin.ref)?.record;
         if (!from) throw new BuildContextError(`${loc.file}:${loc.line}: the source of --from was not built`);
         const merged = await deps.mergedRoot(await store.layerDirs(from));
         try {
-          await copyInto(merged.root, await walkTree(merged.root), spec, upper);
+          await copyInto(merged.root, await walkTree(merged.root), spec, upper, existing);
         } finally {
           await merged.release();
         }
@@ -334,6 +334,18 @@ async function isDirIn(dirs: string[], p: string): Promise<boolean> {
     }
   }
   return false;
+}
+
+/** Owner and mode of a directory of the image whose layers are `dirs` (top first), for the layer's copy of it. */
+function existingDirIn(dirs: string[]): ExistingDir {
+  return async (rel) => {
+    if (!(await isDirIn(dirs, rel))) return undefined;
+    for (const d of dirs) {
+      const st = await fs.promises.lstat(path.join(d, rel)).catch(() => undefined);
+      if (st) return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+    }
+    return undefined;
+  };
 }
 
 /** Unpacks the caller's context tar into `root` (a staging directory of the helper's) and lists it. */

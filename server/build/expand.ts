@@ -57,8 +57,31 @@ export function configOf(base: BaseImage): StageConfig {
     exposedPorts: Object.keys(c.ExposedPorts ?? {}),
     volumes: Object.keys(c.Volumes ?? {}),
     ...(c.StopSignal ? { stopSignal: c.StopSignal } : {}),
+    ...(healthcheckOf(c.Healthcheck) ? { healthcheck: healthcheckOf(c.Healthcheck) } : {}),
     onBuild: [],
   };
+}
+
+type Healthcheck = NonNullable<StageConfig['healthcheck']>;
+const NS_PER_MS = 1e6;
+const HC_DURATIONS = [['intervalMs', 'Interval'], ['timeoutMs', 'Timeout'], ['startPeriodMs', 'StartPeriod'], ['startIntervalMs', 'StartInterval']] as const;
+
+/** An image config's Healthcheck (Docker's names, durations in ns) as the plan keeps it. */
+function healthcheckOf(h: unknown): Healthcheck | undefined {
+  if (!h || typeof h !== 'object' || !Array.isArray((h as { Test?: unknown }).Test)) return undefined;
+  const d = h as Record<string, unknown>;
+  const out: Healthcheck = { test: [...(d.Test as string[])] };
+  for (const [ours, theirs] of HC_DURATIONS) if (typeof d[theirs] === 'number' && d[theirs] !== 0) out[ours] = (d[theirs] as number) / NS_PER_MS;
+  if (typeof d.Retries === 'number' && d.Retries !== 0) out.retries = d.Retries;
+  return out;
+}
+
+/** The plan's healthcheck as an image config's Healthcheck: Docker's names, durations in ns, unset ones left out. */
+export function dockerHealthcheck(h: Healthcheck): Record<string, unknown> {
+  const out: Record<string, unknown> = { Test: h.test };
+  for (const [ours, theirs] of HC_DURATIONS) if (h[ours] !== undefined) out[theirs] = Math.round((h[ours] as number) * NS_PER_MS);
+  if (h.retries !== undefined) out.Retries = h.retries;
+  return out;
 }
 
 const envGet = (env: string[], name: string): string | undefined => {
@@ -68,7 +91,12 @@ const envGet = (env: string[], name: string): string | undefined => {
   }
   return undefined;
 };
-const envSet = (env: string[], name: string, value: string): string[] => [...env.filter((e) => !e.startsWith(name + '=') && e !== name), `${name}=${value}`];
+/** Sets `name`: in place when it is there already (Docker keeps its position), else at the end. */
+const envSet = (env: string[], name: string, value: string): string[] => {
+  const at = env.findIndex((e) => e.startsWith(name + '=') || e === name);
+  if (at < 0) return [...env, `${name}=${value}`];
+  return env.map((e, i) => (i === at ? `${name}=${value}` : e)).filter((e, i) => i <= at || !(e.startsWith(name + '=') || e === name));
+};
 
 /** `8080`, `80/udp`, `8000-8010/tcp` as Docker keys them (`80/tcp`). */
 function exposePort(loc: SourceLocation, p: string): string {

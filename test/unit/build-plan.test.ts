@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { loadDockerfile } from '../../server/build/stages';
-import { graphFor, planBuild, type PlanOptions } from '../../server/build/expand';
+import { dockerHealthcheck, graphFor, planBuild, type PlanOptions } from '../../server/build/expand';
 import type { BaseImage, BuildPlan, Step } from '../../server/build/plan';
 import { parseMount } from '../../server/build/dockerfile/mounts';
 
@@ -277,4 +277,18 @@ test('hostile: a 1 MiB build arg and a 1 MiB label are refused with their limits
 test('hostile: ENV doubling itself is stopped by the expanded-word limit', () => {
   const src = 'FROM a\nENV a=x\n' + 'ENV a=$a$a\n'.repeat(40);
   assert.throws(() => plan(src), /Dockerfile:\d+: .*|expanded word limit/);
+});
+
+test('ENV of a variable already set replaces it where it is, as Docker does', () => {
+  const p = plan('FROM a\nENV FIRST=1 SECOND=2\nENV FIRST=again HOME=/h', {}, { a: { Env: ['PATH=/bin', 'HOME=/root'] } });
+  assert.deepEqual(p.stages[0].config.env, ['PATH=/bin', 'HOME=/h', 'FIRST=again', 'SECOND=2']);
+});
+
+test("a base image's Healthcheck carries over, and is written back in Docker's names and nanoseconds", () => {
+  const hc = { Test: ['CMD', '/bin/true'], Interval: 30e9, Retries: 2 };
+  const p = plan('FROM a\nENV X=1', {}, { a: { Healthcheck: hc } });
+  assert.deepEqual(p.stages[0].config.healthcheck, { test: ['CMD', '/bin/true'], intervalMs: 30000, retries: 2 });
+  assert.deepEqual(dockerHealthcheck(p.stages[0].config.healthcheck!), hc);
+  const own = plan('FROM a\nHEALTHCHECK --timeout=3s --start-period=1500ms CMD x');
+  assert.deepEqual(dockerHealthcheck(own.stages[0].config.healthcheck!), { Test: ['CMD-SHELL', 'x'], Timeout: 3e9, StartPeriod: 1.5e9 });
 });

@@ -32,9 +32,11 @@ import { readContextTar, type ContextManifest } from './context';
 import { copyInto, mkdirParents, parseChown, walkTree } from './copy';
 import { BuildContextError } from './errors';
 import { configOf, emptyConfig } from './expand';
-import type { BaseImage, BuildPlan, PlannedStage, StageConfig, Step, StepAction } from './plan';
+import type { BaseImage, BuildPlan, PlannedStage, SourceOrigin, StageConfig, Step, StepAction } from './plan';
 import type { BuildStepEvent } from './progress';
 import { DEFAULT_PARALLEL_STAGES, scheduleStages } from './schedule';
+import { prepareRunMounts, type StepMounts } from './runmounts';
+import type { CacheMounts } from './cachemounts';
 import { BuildStepError } from './steperror';
 
 export type RunAction = Extract<StepAction, { kind: 'run' }>;
@@ -53,8 +55,11 @@ export interface ExecutorDeps {
   store: ImageStore;
   owner: number;
   cache: BuildCache;
-  /** Runs `action` in a container from image `imageId`; `onStart` gets its id before the process runs. */
-  run(imageId: string, action: RunAction, out: (text: string) => void, onStart: (id: string) => void, signal: AbortSignal): Promise<RanStep>;
+  /** Runs `action` in a container from image `imageId` with `mounts` (runmounts.ts); `onStart` gets its id before the process runs. */
+  run(imageId: string, action: RunAction, out: (text: string) => void, onStart: (id: string) => void, signal: AbortSignal, mounts: StepMounts): Promise<RanStep>;
+  /** The owner's cache mounts, and the ids its containers' root has on disk (runmounts.ts). */
+  caches: CacheMounts;
+  diskRoot: { uid: number; gid: number };
   /** Mounts the merged root of `layerDirs` read-only somewhere; returns the path and its unmount. */
   mergedRoot(layerDirs: string[]): Promise<{ root: string; release(): Promise<void> }>;
 }
@@ -234,15 +239,20 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
   const history = { created_by: s.step.createdBy };
   if (a.kind === 'config') return writeStep(store, lease, owner, s.image, s.config, [], { ...history, empty_layer: true });
   if (a.kind === 'run') {
-    if (a.heredocs.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: RUN with a heredoc is not supported yet`);
-    if (a.mounts.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: RUN --mount is not supported yet`);
-    if (a.network !== 'default') throw new BuildContextError(`${loc.file}:${loc.line}: RUN --network=${a.network} is not supported yet`);
     const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }));
+    const imageOf = (x: SourceOrigin): ImageRecord | undefined => (x.kind === 'stage' ? s.results.get(x.index) : x.kind === 'image' ? s.o.bases.get(x.ref)?.record : undefined);
+    const mounts = await prepareRunMounts({ store, lease, owner, diskRoot: deps.diskRoot, caches: deps.caches, ctxRoot: s.ctxRoot, manifest: s.manifest, imageOf, mergedRoot: deps.mergedRoot }, a, loc);
     let ctr = '';
-    const r = await deps.run(base.id, a, s.o.out, (id) => {
-      ctr = id;
-      s.o.out(` ---> Running in ${short(id)}\n`);
-    }, s.o.signal);
+    let r: RanStep;
+    try {
+      r = await deps.run(base.id, a, s.o.out, (id) => {
+        ctr = id;
+        s.o.out(` ---> Running in ${short(id)}\n`);
+      }, s.o.signal, mounts);
+    } catch (err) {
+      await mounts.release();
+      throw err;
+    }
     try {
       if (s.o.signal.aborted) throw new BuildStepError('the build was cancelled');
       if (r.exitCode !== 0) {
@@ -252,6 +262,7 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
       return await writeStep(store, lease, owner, base, s.config, [layer], history);
     } finally {
       await r.remove();
+      await mounts.release();
       if (ctr) s.o.out(`Removing intermediate container ${short(ctr)}\n`);
     }
   }

@@ -122,6 +122,6 @@ export const builder: Command = async (argv, conn) => {
   }
   const c = await conn();
   const r = await c.sendRequest(BuilderPruneRequest.type, {});
-  process.stdout.write(`Deleted build cache objects: ${r.entries} entries, ${r.deleted.length} images\n`);
+  process.stdout.write(`Deleted build cache objects: ${r.entries} entries, ${r.deleted.length} images${r.cacheMounts ? `, ${r.cacheMounts} cache mounts` : ''}\n`);
   return 0;
 };

@@ -115,4 +115,6 @@ export interface BuilderPruneResult {
   entries: number;
   /** Images deleted with them. */
   deleted: string[];
+  /** `RUN --mount=type=cache` directories removed. */
+  cacheMounts?: number;
 }

@@ -37,9 +37,17 @@ interface Slot {
 }
 
 export class CacheMounts {
+  private static readonly byRoot = new Map<string, CacheMounts>();
   private readonly slots = new Map<string, Slot>();
 
-  constructor(private readonly root: string) {}
+  private constructor(private readonly root: string) {}
+
+  /** The one instance of a Capsa root: every connection's builds must see the same holders. */
+  static forRoot(root: string): CacheMounts {
+    let c = CacheMounts.byRoot.get(root);
+    if (!c) CacheMounts.byRoot.set(root, (c = new CacheMounts(root)));
+    return c;
+  }
 
   /** Where an owner's cache directories live. */
   ownerDir(uid: number): string {

@@ -34,7 +34,7 @@ import { summary, type ImageService } from './images';
 const run = promisify(execFile);
 
 export class BuildService {
-  /** `RUN --mount=type=cache` directories, shared by every build of the helper (their locks are in memory). */
+  /** `RUN --mount=type=cache` directories, shared by every build of the helper (their holders are counted in memory). */
   private readonly caches: CacheMounts;
 
   constructor(
@@ -42,7 +42,7 @@ export class BuildService {
     private readonly containers: ContainerService,
     private readonly root: string,
   ) {
-    this.caches = new CacheMounts(root);
+    this.caches = CacheMounts.forRoot(root);
   }
 
   async build(caller: Caller, p: ImageBuildParams, out: (text: string) => void, progress: (event: BuildStepEvent) => void, signal: AbortSignal): Promise<ImageBuildResult> {

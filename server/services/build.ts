@@ -26,7 +26,7 @@ import { normalizeReference } from '../image/reference';
 import type { ImageRecord } from '../image/store';
 import type { ContainerService } from '../runtime/container';
 import type { BindMount } from '../runtime/spec';
-import type { IdmapMount } from '../protocol/types';
+import type { RunOptions } from '../runtime/container/options';
 import { openRegularFileAs } from '../util/hostfile';
 import type { Caller } from '../util/peercred';
 import { summary, type ImageService } from './images';
@@ -111,7 +111,7 @@ export class BuildService {
         ? { type: 'tmpfs', source: 'tmpfs', target: m.target, readOnly: false, data: m.size !== undefined ? `size=${m.size}` : '', noexec: false }
         : { type: 'helper', source: m.source as string, target: m.target, readOnly: m.readOnly },
     );
-    const idmapMounts: IdmapMount[] = mounts.mounts
+    const idmapMounts: NonNullable<RunOptions['idmapMounts']> = mounts.mounts
       .filter((m) => m.containerIds)
       .map((m) => ({ target: m.target, uid: caller.uid, gid: caller.gid, containerUid: m.containerIds!.uid, containerGid: m.containerIds!.gid }));
     const { id } = await this.containers.createContainer(

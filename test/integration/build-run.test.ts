@@ -103,6 +103,8 @@ test('bind mounts from the context and a stage are read-only by default, rw writ
       'RUN --mount=type=bind,target=/ctx ls /ctx | tr "\\n" " "; echo',
       'RUN --mount=type=tmpfs,target=/scratch,size=1m grep " /scratch " /proc/mounts | cut -d" " -f3,4; echo t > /scratch/t',
       'RUN --network=none echo "net: $(ls /sys/class/net | tr "\\n" " ")"',
+      'RUN --mount=type=bind,from=busybox,source=/bin,target=/img test -x /img/busybox && echo image-bind-ok',
+      'RUN --mount=type=cache,id=seeded,from=src,source=/data,target=/seed,ro cat /seed/f; (touch /seed/w) 2>/dev/null || echo cache-ro',
     ].join('\n'),
   });
   const out = await built(h, ['-t', 'bm:one', dir]);
@@ -112,12 +114,14 @@ test('bind mounts from the context and a stage are read-only by default, rw writ
   assert.match(out, /^Dockerfile in\.txt $/m, 'the whole context by default');
   assert.match(out, /^tmpfs rw,.*size=1024k/m);
   assert.match(out, /^net: lo $/m, '--network=none leaves only lo');
-  const image = await runIn(h, 'bm:one', 'for p in /mnt /opt /ctx /scratch; do test -e $p && echo "$p present"; done; echo checked');
+  assert.match(out, /^image-bind-ok$/m, 'a bind from an image');
+  assert.match(out, /^from-stage\ncache-ro$/m, 'a new cache seeded from a stage, mounted read-only');
+  const image = await runIn(h, 'bm:one', 'for p in /mnt /opt /ctx /scratch /img /seed; do test -e $p && echo "$p present"; done; echo checked');
   assert.equal(image.stdout, 'checked\n', 'no mount point the image lacked, nor its parents, is in a layer');
 
   fs.writeFileSync(path.join(dir, 'in.txt'), 'in-two\n');
   const edited = await built(h, ['-t', 'bm:two', dir]);
-  assert.match(edited, /Step 4\/10 : RUN echo early-step\n ---> Using cache/);
+  assert.match(edited, /Step 4\/12 : RUN echo early-step\n ---> Using cache/);
   assert.match(edited, /^in-two\nreadonly$/m, 'editing a bound file re-runs its step');
 
   // a symlink in the context pointing out of it resolves inside it

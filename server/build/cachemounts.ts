@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { BuildStepError } from './steperror';
 
 export interface CacheDirSpec {
   id: string;
@@ -59,7 +60,7 @@ export class CacheMounts {
    * `init` filling it first, for `from=`) when new; `scratch` gives a fresh
    * directory for a `private` user when the cache is taken.
    */
-  async acquire(uid: number, spec: CacheDirSpec, init: (dir: string) => Promise<void>, scratch: () => Promise<string>): Promise<HeldCacheDir> {
+  async acquire(uid: number, spec: CacheDirSpec, init: (dir: string) => Promise<void>, scratch: () => Promise<string>, signal?: AbortSignal): Promise<HeldCacheDir> {
     const hash = createHash('sha256').update(spec.id).digest('hex');
     const key = `${uid}/${hash}`;
     let slot = this.slots.get(key);
@@ -71,18 +72,21 @@ export class CacheMounts {
       return { dir, release: () => fs.promises.rm(path.dirname(dir), { recursive: true, force: true }) };
     }
     let endTurn: () => void = () => undefined;
+    let before = Promise.resolve();
     if (spec.sharing === 'locked') {
-      const before = s.turn;
-      s.turn = new Promise<void>((resolve) => (endTurn = resolve));
-      s.users++;
-      await before;
-    } else s.users++;
+      before = s.turn;
+      const mine = new Promise<void>((resolve) => (endTurn = resolve));
+      // the next in line waits for this turn and every one before it, even when this one is cancelled while waiting
+      s.turn = before.then(() => mine);
+    }
+    s.users++;
     const done = (): void => {
       s.users--;
       endTurn();
       if (s.users === 0) this.slots.delete(key);
     };
     try {
+      if (spec.sharing === 'locked') await waitOrAbort(before, signal, spec.id);
       const base = path.join(this.ownerDir(uid), hash);
       const dir = path.join(base, 'data');
       if (!fs.existsSync(dir)) {
@@ -129,4 +133,18 @@ export class CacheMounts {
     await fs.promises.chown(dir, spec.uid, spec.gid);
     await fs.promises.chmod(dir, spec.mode);
   }
+}
+
+/** `p`, or a rejection once `signal` aborts (a cancelled build stops waiting for a locked cache). */
+function waitOrAbort(p: Promise<void>, signal: AbortSignal | undefined, id: string): Promise<void> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(new BuildStepError(`the build was cancelled while waiting for cache mount ${JSON.stringify(id)}`));
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => reject(new BuildStepError(`the build was cancelled while waiting for cache mount ${JSON.stringify(id)}`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }

@@ -241,7 +241,7 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
   if (a.kind === 'run') {
     const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }));
     const imageOf = (x: SourceOrigin): ImageRecord | undefined => (x.kind === 'stage' ? s.results.get(x.index) : x.kind === 'image' ? s.o.bases.get(x.ref)?.record : undefined);
-    const mounts = await prepareRunMounts({ store, lease, owner, diskRoot: deps.diskRoot, caches: deps.caches, ctxRoot: s.ctxRoot, manifest: s.manifest, imageOf, mergedRoot: deps.mergedRoot }, a, loc);
+    const mounts = await prepareRunMounts({ store, lease, owner, diskRoot: deps.diskRoot, caches: deps.caches, ctxRoot: s.ctxRoot, manifest: s.manifest, imageOf, mergedRoot: deps.mergedRoot, signal: s.o.signal }, a, loc);
     let ctr = '';
     let r: RanStep;
     try {

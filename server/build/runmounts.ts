@@ -75,6 +75,8 @@ export interface RunMountEnv {
   /** The image a stage or image origin names, once built or resolved. */
   imageOf(o: SourceOrigin): ImageRecord | undefined;
   mergedRoot(layerDirs: string[]): Promise<{ root: string; release(): Promise<void> }>;
+  /** The build's cancel: a wait for a locked cache ends with it. */
+  signal?: AbortSignal;
 }
 
 export const PIPES_DIR = '/dev/pipes';
@@ -148,6 +150,7 @@ export async function prepareRunMounts(env: RunMountEnv, a: RunAction, loc: Sour
           { id: m.id ?? target, sharing: m.sharing, uid: disk.uid, gid: disk.gid, mode: m.mode ?? 0o755 },
           (dir) => (m.origin ? fillFrom(env, m, dir, loc, true) : Promise.resolve()),
           stage,
+          env.signal,
         );
         held.push(h);
         // without `from`, `source` is a directory inside the cache

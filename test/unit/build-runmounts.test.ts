@@ -139,4 +139,18 @@ test('cache directories: shared holders use one directory; locked waits for the 
   await second!.release();
   assert.equal(await caches.prune(5), 1);
   assert.deepEqual(fs.readdirSync(caches.ownerDir(5)), []);
+
+  // a cancelled waiter stops waiting, and the one after it still waits for the holder
+  const holder = await caches.acquire(5, spec('c', 'locked'), init, scratch);
+  const abort = new AbortController();
+  const cancelled = caches.acquire(5, spec('c', 'locked'), init, scratch, abort.signal);
+  let third: { dir: string; release(): Promise<void> } | undefined;
+  const after = caches.acquire(5, spec('c', 'locked'), init, scratch).then((h) => (third = h));
+  abort.abort();
+  await assert.rejects(cancelled, /cancelled while waiting for cache mount "c"/);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(third, undefined);
+  await holder.release();
+  await after;
+  await third!.release();
 });

@@ -60,6 +60,8 @@ export interface ExecutorDeps {
   /** The owner's cache mounts, and the ids its containers' root has on disk (runmounts.ts). */
   caches: CacheMounts;
   diskRoot: { uid: number; gid: number };
+  /** `--secret` contents by id. */
+  secrets?: ReadonlyMap<string, Buffer>;
   /** Mounts the merged root of `layerDirs` read-only somewhere; returns the path and its unmount. */
   mergedRoot(layerDirs: string[]): Promise<{ root: string; release(): Promise<void> }>;
 }
@@ -241,7 +243,7 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
   if (a.kind === 'run') {
     const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }));
     const imageOf = (x: SourceOrigin): ImageRecord | undefined => (x.kind === 'stage' ? s.results.get(x.index) : x.kind === 'image' ? s.o.bases.get(x.ref)?.record : undefined);
-    const mounts = await prepareRunMounts({ store, lease, owner, diskRoot: deps.diskRoot, caches: deps.caches, ctxRoot: s.ctxRoot, manifest: s.manifest, imageOf, mergedRoot: deps.mergedRoot, signal: s.o.signal }, a, loc);
+    const mounts = await prepareRunMounts({ store, lease, owner, diskRoot: deps.diskRoot, caches: deps.caches, ctxRoot: s.ctxRoot, manifest: s.manifest, imageOf, mergedRoot: deps.mergedRoot, signal: s.o.signal, secrets: deps.secrets }, a, loc);
     let ctr = '';
     let r: RanStep;
     try {

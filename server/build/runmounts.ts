@@ -29,6 +29,7 @@
  * (image/layer/changes.ts collectUpper), as BuildKit removes its stubs.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ImageRecord, ImageStore, Lease } from '../image/store';
 import type { CacheMounts, HeldCacheDir } from './cachemounts';
@@ -77,6 +78,8 @@ export interface RunMountEnv {
   mergedRoot(layerDirs: string[]): Promise<{ root: string; release(): Promise<void> }>;
   /** The build's cancel: a wait for a locked cache ends with it. */
   signal?: AbortSignal;
+  /** `--secret` contents by id. */
+  secrets?: ReadonlyMap<string, Buffer>;
 }
 
 export const PIPES_DIR = '/dev/pipes';
@@ -106,7 +109,9 @@ export function stubPaths(targets: string[]): string[] {
 export function unsupportedRun(a: RunAction, loc: SourceLocation, owner: number): string | undefined {
   const at = `${loc.file}:${loc.line}`;
   for (const m of a.mounts) {
-    if (m.type === 'secret' || m.type === 'ssh') return `${at}: RUN --mount=type=${m.type} is not supported yet (bind, cache and tmpfs are)`;
+    if (m.type === 'ssh') return `${at}: RUN --mount=type=ssh is not supported yet (bind, cache, tmpfs and secret are)`;
+    // as an environment variable the value would be in the container's record on disk
+    if (m.type === 'secret' && m.env !== undefined) return `${at}: RUN --mount=type=secret,env=${m.env} is not supported yet (mount it as a file)`;
   }
   if (a.network === 'host' && owner !== 0) return `${at}: RUN --network=host refused for uid ${owner}: it shares the host's network namespace; only root may use it`;
   if (a.security === 'insecure') return `${at}: RUN --security=insecure is not supported`;
@@ -161,6 +166,25 @@ export async function prepareRunMounts(env: RunMountEnv, a: RunAction, loc: Sour
         }
         const mapped = user && (inside.uid !== 0 || inside.gid !== 0) ? { containerIds: inside } : {};
         mounts.push({ kind: 'dir', source: dir, target, readOnly: m.readOnly, ...mapped });
+      } else if (m.type === 'secret') {
+        const data = env.secrets?.get(m.id ?? '');
+        if (data === undefined) {
+          // BuildKit's rule: a secret not given is simply not mounted, unless it is required
+          if (m.required) throw new BuildContextError(`${loc.file}:${loc.line}: secret ${m.id} is required but was not given (capsa build --secret id=${m.id},src=FILE)`);
+          targets.delete(target);
+          continue;
+        }
+        const inside = { uid: m.uid ?? 0, gid: m.gid ?? 0 };
+        const user = env.diskRoot.uid !== 0;
+        const disk = user ? env.diskRoot : inside;
+        const dir = await secretDir();
+        staged.push(dir);
+        const file = path.join(dir, 'secret');
+        await fs.promises.writeFile(file, data, { mode: 0o600 });
+        await fs.promises.chown(file, disk.uid, disk.gid);
+        await fs.promises.chmod(file, m.mode ?? 0o400);
+        const mapped = user && (inside.uid !== 0 || inside.gid !== 0) ? { containerIds: inside } : {};
+        mounts.push({ kind: 'dir', source: file, target, readOnly: true, ...mapped });
       }
     }
     if (a.script) {
@@ -179,6 +203,14 @@ export async function prepareRunMounts(env: RunMountEnv, a: RunAction, loc: Sour
     await release();
     throw err;
   }
+}
+
+/** A directory for one secret's file: in /dev/shm (memory) where there is one, so a secret never reaches a disk. */
+async function secretDir(): Promise<string> {
+  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  const dir = await fs.promises.mkdtemp(path.join(base, 'capsa-secret-'));
+  await fs.promises.chmod(dir, 0o700);
+  return dir;
 }
 
 /**

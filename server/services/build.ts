@@ -71,6 +71,7 @@ export class BuildService {
           cache: BuildCache.forOwner(this.root, owner),
           run: (imageId, a, o, onStart, sig, mounts) => this.runStep(caller, imageId, a, o, onStart, sig, mounts),
           caches: this.caches,
+          secrets: new Map(Object.entries(p.secrets ?? {}).map(([k, b64]) => [k, Buffer.from(b64, 'base64')])),
           // a user's container root is the user on disk, through its idmapped binds
           diskRoot: caller.uid === 0 ? { uid: 0, gid: 0 } : { uid: caller.uid, gid: caller.gid },
           mergedRoot: (dirs) => this.mergedRoot(dirs),

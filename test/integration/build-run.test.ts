@@ -134,7 +134,7 @@ test('bind mounts from the context and a stage are read-only by default, rw writ
 
   for (const [mount, says] of [
     ['type=foo,target=/x', /Dockerfile:2: .*unsupported mount type "foo"/],
-    ['type=secret,id=tok', /Dockerfile:2: RUN --mount=type=secret is not supported yet/],
+    ['type=secret,id=nope,required', /Dockerfile:2: secret nope is required but was not given/],
     ['type=ssh', /Dockerfile:2: RUN --mount=type=ssh is not supported yet/],
   ] as const) {
     const bad = context(t, { Dockerfile: `FROM busybox\nRUN --mount=${mount} true\n` });
@@ -142,6 +142,28 @@ test('bind mounts from the context and a stage are read-only by default, rw writ
     assert.notEqual(r.code, 0, mount);
     assert.match(r.stderr, says);
   }
+
+  // secrets: a file the CLI reads, mounted read-only at /run/secrets/ID (or a target, with mode and ids), in no layer
+  const sec = context(t, {
+    Dockerfile: [
+      'FROM busybox',
+      'RUN --mount=type=secret,id=tok cat /run/secrets/tok; echo; stat -c "%a %u:%g" /run/secrets/tok; (echo x > /run/secrets/tok) 2>/dev/null || echo secret-ro',
+      'RUN --mount=type=secret,id=tok,target=/etc/s,mode=0440,uid=5,gid=6 stat -c "%a %u:%g" /etc/s',
+      'RUN --mount=type=secret,id=absent echo not-required-ok',
+    ].join('\n'),
+  });
+  const secretFile = path.join(sec, '..', path.basename(sec) + '.secret');
+  fs.writeFileSync(secretFile, 's3cr3t-value');
+  t.after(() => fs.rmSync(secretFile, { force: true }));
+  const s = await built(h, ['--secret', `id=tok,src=${secretFile}`, '-t', 'sec:one', sec]);
+  assert.match(s, /^s3cr3t-value\n400 0:0\nsecret-ro$/m);
+  assert.match(s, /^440 5:6$/m);
+  assert.match(s, /^not-required-ok$/m);
+  const inImage = await runIn(h, 'sec:one', 'test -e /run/secrets && echo run-secrets-present; grep -r s3cr3t /etc /run 2>/dev/null; echo checked');
+  assert.equal(inImage.stdout, 'checked\n', 'the secret and its mount point are in no layer');
+  const hist = await h.cli(['history', '--no-trunc', 'sec:one']);
+  assert.doesNotMatch(hist.stdout, /s3cr3t/);
+  assert.deepEqual(fs.readdirSync('/dev/shm').filter((n) => n.startsWith('capsa-secret-')), [], 'the staged secrets are removed');
   assert.equal((await h.cli(['ps', '-a', '-q'])).stdout.trim(), '', 'no build container left');
 });
 

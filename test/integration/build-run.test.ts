@@ -248,16 +248,19 @@ test("a user's build with cache mounts: the container sees them as root's (or th
       'USER 1000:1000',
       'RUN --mount=type=cache,id=u,target=/u,uid=1000,gid=1000 echo x > /u/f; stat -c "u=%u:%g" /u/f',
       'RUN --mount=type=bind,target=/ctx cat /ctx/Dockerfile > /dev/null && echo bind-ok',
+      'RUN --mount=type=secret,id=tok,uid=1000 echo "secret=$(cat /run/secrets/tok)"',
     ].join('\n'),
   );
-  for (const p of [ctx, path.join(ctx, 'Dockerfile')]) fs.chownSync(p, user.uid, user.gid);
+  fs.writeFileSync(path.join(home, 'tok'), 'users-secret', { mode: 0o600 });
+  for (const p of [ctx, path.join(ctx, 'Dockerfile'), path.join(home, 'tok')]) fs.chownSync(p, user.uid, user.gid);
   { const p = await cliAs(h, user, home, ['pull', 'busybox']); assert.equal(p.code, 0, p.stderr); }
-  const first = await cliAs(h, user, home, ['build', '--no-cache', '-t', 'ucm', ctx]);
+  const first = await cliAs(h, user, home, ['build', '--no-cache', '--secret', 'id=tok,src=tok', '-t', 'ucm', ctx]);
   assert.equal(first.code, 0, first.stdout + first.stderr);
   assert.match(first.stdout, /^c=0:0 f=0:0$/m, "the container's root owns the cache and what it writes there");
   assert.match(first.stdout, /^u=1000:1000$/m, 'a cache of uid 1000 is that container user\'s');
   assert.match(first.stdout, /^bind-ok$/m);
-  const second = await cliAs(h, user, home, ['build', '--no-cache', ctx]);
+  assert.match(first.stdout, /^secret=users-secret$/m, "a secret the user's CLI read, readable by the container user it names");
+  const second = await cliAs(h, user, home, ['build', '--no-cache', '--secret', 'id=tok,src=tok', ctx]);
   assert.equal(second.code, 0, second.stdout + second.stderr);
   assert.match(second.stdout, /^seen-before$/m);
   const mine = path.join(h.root, 'build', 'cachemounts', String(user.uid));

@@ -18,6 +18,7 @@ import { planKeys } from '../../server/build/cachekey';
 import { CacheMounts } from '../../server/build/cachemounts';
 import { mountSource, mountTarget, stubPaths, unsupportedRun } from '../../server/build/runmounts';
 import type { BaseImage, BuildPlan, Step } from '../../server/build/plan';
+import { readSecrets } from '../../server/cli/build';
 
 const AMD64 = { os: 'linux', architecture: 'amd64' };
 const LOC = { file: 'Dockerfile', line: 4 };
@@ -154,4 +155,14 @@ test('cache directories: shared holders use one directory; locked waits for the 
   await holder.release();
   await after;
   await third!.release();
+});
+
+test('capsa build --secret reads a file or an environment variable, base64 by id, and says what is wrong', (t) => {
+  const dir = tmp(t);
+  fs.writeFileSync(path.join(dir, 'f'), 'from-file');
+  const b64 = (x: string): string => Buffer.from(x).toString('base64');
+  assert.deepEqual(readSecrets([`id=a,src=${path.join(dir, 'f')}`, 'id=b,env=TOKEN', 'id=TOKEN'], { TOKEN: 'from-env' }), { a: b64('from-file'), b: b64('from-env'), TOKEN: b64('from-env') });
+  assert.throws(() => readSecrets(['id=b,env=MISSING'], {}), /environment variable MISSING is not set/);
+  assert.throws(() => readSecrets(['id=b,color=red'], {}), /unexpected key "color"/);
+  assert.throws(() => readSecrets(['nonsense'], {}), /expected id=ID/);
 });

@@ -33,6 +33,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ImageRecord, ImageStore, Lease } from '../image/store';
 import type { CacheMounts, HeldCacheDir } from './cachemounts';
+import { mountSource } from './cachekey';
 import type { ContextManifest } from './context';
 import { copyInto, walkTree } from './copy';
 import { BuildContextError, type SourceLocation } from './errors';
@@ -91,10 +92,7 @@ export function mountTarget(target: string, workdir: string, loc: SourceLocation
   return t;
 }
 
-/** A mount source as BuildKit reads it (`path.Join("/", source)`): relative to its root, `..` stopping there. */
-export function mountSource(source: string | undefined): string {
-  return path.posix.normalize('/' + (source ?? '')).replace(/^\/+|\/+$/g, '') || '.';
-}
+export { mountSource };
 
 /** Each target and its parents, relative (what the commit may find as stubs). */
 export function stubPaths(targets: string[]): string[] {

@@ -249,6 +249,10 @@ test("a user's build with cache mounts: the container sees them as root's (or th
       'RUN --mount=type=cache,id=u,target=/u,uid=1000,gid=1000 echo x > /u/f; stat -c "u=%u:%g" /u/f',
       'RUN --mount=type=bind,target=/ctx cat /ctx/Dockerfile > /dev/null && echo bind-ok',
       'RUN --mount=type=secret,id=tok,uid=1000 echo "secret=$(cat /run/secrets/tok)"',
+      'RUN --mount=type=bind,target=/rw,rw <<EOF',
+      '#!/bin/sh',
+      'echo "shebang-as-$(id -u) $(touch /rw/new && echo rw-writable)"',
+      'EOF',
     ].join('\n'),
   );
   fs.writeFileSync(path.join(home, 'tok'), 'users-secret', { mode: 0o600 });
@@ -260,6 +264,7 @@ test("a user's build with cache mounts: the container sees them as root's (or th
   assert.match(first.stdout, /^u=1000:1000$/m, 'a cache of uid 1000 is that container user\'s');
   assert.match(first.stdout, /^bind-ok$/m);
   assert.match(first.stdout, /^secret=users-secret$/m, "a secret the user's CLI read, readable by the container user it names");
+  assert.match(first.stdout, /^shebang-as-1000 $/m, 'a shebang heredoc runs for a user; an rw bind is the container root\'s to write, not uid 1000\'s');
   const second = await cliAs(h, user, home, ['build', '--no-cache', '--secret', 'id=tok,src=tok', ctx]);
   assert.equal(second.code, 0, second.stdout + second.stderr);
   assert.match(second.stdout, /^seen-before$/m);

@@ -12,7 +12,8 @@
  *   history entry; no layer.
  * - RUN: `deps.run` runs the argv in a container of the caller's (the
  *   container service's own rules: a user's is unprivileged, in a user
- *   namespace); its upper directory becomes the layer (capture.commitLayer).
+ *   namespace) with its --mount, heredoc script and --network (runmounts.ts);
+ *   its upper directory becomes the layer (capture.commitLayer).
  * - COPY/ADD, WORKDIR: the files are written into an empty staging directory
  *   that becomes the layer the same way.
  *

@@ -110,6 +110,11 @@ export function selectSources(m: ContextManifest, sources: readonly string[], ex
   return out;
 }
 
+/** A `--mount` source as BuildKit reads it (`path.Join("/", source)`): relative to its root, `..` stopping there. */
+export function mountSource(source: string | undefined): string {
+  return path.posix.normalize('/' + (source ?? '')).replace(/^\/+|\/+$/g, '') || '.';
+}
+
 function fileFacts(files: SelectedFile[], owner: string): unknown[] {
   return files.map(({ source, rel, entry }) => [source, rel, entry.type, entry.mode, entry.size, entry.digest ?? entry.linkTarget ?? '', owner]);
 }
@@ -128,7 +133,7 @@ export function keyInputs(
       if (mt.origin) return { ...mt, content: origin(mt.origin) };
       if (mt.type !== 'bind') return mt;
       if (!context) throw new BuildContextError('a RUN --mount=type=bind of the context needs the context manifest');
-      return { ...mt, files: fileFacts(selectSources(context, [mt.source ?? '.'], []), '') };
+      return { ...mt, files: fileFacts(selectSources(context, [mountSource(mt.source)], []), '') };
     });
     return { ...rest, mounts };
   }

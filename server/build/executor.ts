@@ -12,7 +12,8 @@
  *   history entry; no layer.
  * - RUN: `deps.run` runs the argv in a container of the caller's (the
  *   container service's own rules: a user's is unprivileged, in a user
- *   namespace); its upper directory becomes the layer (capture.commitLayer).
+ *   namespace) with its --mount, heredoc script and --network (runmounts.ts);
+ *   its upper directory becomes the layer (capture.commitLayer).
  * - COPY/ADD, WORKDIR: the files are written into an empty staging directory
  *   that becomes the layer the same way.
  *
@@ -32,9 +33,11 @@ import { readContextTar, type ContextManifest } from './context';
 import { copyInto, mkdirParents, parseChown, walkTree, type ExistingDir } from './copy';
 import { BuildContextError } from './errors';
 import { configOf, dockerHealthcheck, emptyConfig } from './expand';
-import type { BaseImage, BuildPlan, PlannedStage, StageConfig, Step, StepAction } from './plan';
+import type { BaseImage, BuildPlan, PlannedStage, SourceOrigin, StageConfig, Step, StepAction } from './plan';
 import type { BuildStepEvent } from './progress';
 import { DEFAULT_PARALLEL_STAGES, scheduleStages } from './schedule';
+import { prepareRunMounts, type StepMounts } from './runmounts';
+import type { CacheMounts } from './cachemounts';
 import { BuildStepError } from './steperror';
 
 export type RunAction = Extract<StepAction, { kind: 'run' }>;
@@ -53,8 +56,13 @@ export interface ExecutorDeps {
   store: ImageStore;
   owner: number;
   cache: BuildCache;
-  /** Runs `action` in a container from image `imageId`; `onStart` gets its id before the process runs. */
-  run(imageId: string, action: RunAction, out: (text: string) => void, onStart: (id: string) => void, signal: AbortSignal): Promise<RanStep>;
+  /** Runs `action` in a container from image `imageId` with `mounts` (runmounts.ts); `onStart` gets its id before the process runs. */
+  run(imageId: string, action: RunAction, out: (text: string) => void, onStart: (id: string) => void, signal: AbortSignal, mounts: StepMounts): Promise<RanStep>;
+  /** The owner's cache mounts, and the ids its containers' root has on disk (runmounts.ts). */
+  caches: CacheMounts;
+  diskRoot: { uid: number; gid: number };
+  /** `--secret` contents by id. */
+  secrets?: ReadonlyMap<string, Buffer>;
   /** Mounts the merged root of `layerDirs` read-only somewhere; returns the path and its unmount. */
   mergedRoot(layerDirs: string[]): Promise<{ root: string; release(): Promise<void> }>;
 }
@@ -235,15 +243,20 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
   const history = { created_by: s.step.createdBy };
   if (a.kind === 'config') return writeStep(store, lease, owner, s.image, s.config, [], { ...history, empty_layer: true });
   if (a.kind === 'run') {
-    if (a.heredocs.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: RUN with a heredoc is not supported yet`);
-    if (a.mounts.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: RUN --mount is not supported yet`);
-    if (a.network !== 'default') throw new BuildContextError(`${loc.file}:${loc.line}: RUN --network=${a.network} is not supported yet`);
     const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }));
+    const imageOf = (x: SourceOrigin): ImageRecord | undefined => (x.kind === 'stage' ? s.results.get(x.index) : x.kind === 'image' ? s.o.bases.get(x.ref)?.record : undefined);
+    const mounts = await prepareRunMounts({ store, lease, owner, diskRoot: deps.diskRoot, caches: deps.caches, ctxRoot: s.ctxRoot, manifest: s.manifest, imageOf, mergedRoot: deps.mergedRoot, signal: s.o.signal, secrets: deps.secrets }, a, loc);
     let ctr = '';
-    const r = await deps.run(base.id, a, s.o.out, (id) => {
-      ctr = id;
-      s.o.out(` ---> Running in ${short(id)}\n`);
-    }, s.o.signal);
+    let r: RanStep;
+    try {
+      r = await deps.run(base.id, a, s.o.out, (id) => {
+        ctr = id;
+        s.o.out(` ---> Running in ${short(id)}\n`);
+      }, s.o.signal, mounts);
+    } catch (err) {
+      await mounts.release();
+      throw err;
+    }
     try {
       if (s.o.signal.aborted) throw new BuildStepError('the build was cancelled');
       if (r.exitCode !== 0) {
@@ -253,6 +266,7 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
       return await writeStep(store, lease, owner, base, s.config, [layer], history);
     } finally {
       await r.remove();
+      await mounts.release();
       if (ctr) s.o.out(`Removing intermediate container ${short(ctr)}\n`);
     }
   }

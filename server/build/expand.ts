@@ -280,11 +280,16 @@ export function planBuild(df: Dockerfile, opts: PlanOptions, graph: StageGraph, 
           return;
         case 'run': {
           let argv: string[];
+          let script: { name: string; data: string } | undefined;
           if (!ins.shell) argv = ins.cmd;
           else if (ins.heredocs.length > 0) {
             const only = ins.cmd.length === 1 && parseHeredoc(ins.cmd[0].trim()) !== undefined;
             // One heredoc alone is the script; otherwise the shell reads the heredocs as written.
-            argv = only ? [...st.config.shell, ins.heredocs[0].data] : [...st.config.shell, ins.cmd[0] + ins.heredocs.map((h) => `\n${h.data}${h.name}`).join('')];
+            // (the quoted-delimiter form too: BuildKit ignores `expand` for RUN, the shell decides)
+            if (only && ins.heredocs[0].data.startsWith('#!')) {
+              script = { name: ins.heredocs[0].name, data: ins.heredocs[0].data };
+              argv = [...st.config.shell, path.posix.join('/dev/pipes', script.name)];
+            } else argv = only ? [...st.config.shell, ins.heredocs[0].data] : [...st.config.shell, ins.cmd[0] + ins.heredocs.map((h) => `\n${h.data}${h.name}`).join('')];
           } else argv = [...st.config.shell, ...ins.cmd];
           let ssh = 0;
           let oi = 0;
@@ -306,7 +311,7 @@ export function planBuild(df: Dockerfile, opts: PlanOptions, graph: StageGraph, 
           const proxyEnv = [...buildArgs].filter(([k]) => PROXY_ARGS.has(k)).map(([k, v]) => `${k}=${v}`);
           for (const [k] of buildArgs) if (PROXY_ARGS.has(k)) consumed.add(k);
           step(ins, {
-            kind: 'run', argv, heredocs: ins.heredocs, mounts,
+            kind: 'run', argv, heredocs: ins.heredocs, ...(script ? { script } : {}), mounts,
             network: (ins.network ?? 'default') as 'default', security: (ins.security ?? 'sandbox') as 'sandbox',
             env, proxyEnv, workdir: st.config.workdir, user: st.config.user,
           }, `RUN ${argv.join(' ')}`, runNeeds(mounts, origins ?? []), fromOnBuild);

@@ -57,6 +57,8 @@ export type StepAction =
       argv: string[];
       /** Heredoc bodies the command reads (files a heredoc-fed shell gets), unexpanded: the shell expands them. */
       heredocs: InlineSource[];
+      /** A lone heredoc whose body starts with `#!`: written as the executable `/dev/pipes/NAME`, which `argv` runs (BuildKit's rule). */
+      script?: { name: string; data: string };
       /** The mounts, each that names a stage or an image with where it resolved (`origin`). */
       mounts: (RunMount & { origin?: SourceOrigin })[];
       network: 'default' | 'none' | 'host';

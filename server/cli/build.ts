@@ -34,6 +34,7 @@ const BUILD_FLAGS: FlagSpec[] = [
   { name: 'pull', kind: 'bool', help: 'Always attempt to pull a newer version of the image' },
   { name: 'quiet', short: 'q', kind: 'bool', help: 'Suppress the build output and print image ID on success' },
   { name: 'iidfile', kind: 'value', help: 'Write the image ID to the file' },
+  { name: 'secret', kind: 'multi', help: 'Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=X,env=VAR")' },
   { name: 'progress', kind: 'value', help: "Set type of progress output (auto, plain, tty): auto is tty on a terminal, else plain" },
   { name: 'help', kind: 'bool', help: 'Print usage' },
 ];
@@ -49,6 +50,39 @@ function keyValues(list: unknown, what: string): Record<string, string> | undefi
       else if (what === 'build-arg' && eq < 0) continue;
       else throw new InvalidArgumentError(`--${what} ${JSON.stringify(kv)}: expected KEY=VALUE`);
     } else out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
+
+/**
+ * `--secret id=X[,src=FILE|,env=VAR][,type=file|env]`, as docker buildx reads
+ * it: the file (read here, as the user) or the environment variable; with
+ * neither, the variable named X. Content base64, by id.
+ */
+export function readSecrets(list: unknown, env: NodeJS.ProcessEnv = process.env): Record<string, string> | undefined {
+  if (!Array.isArray(list)) return undefined;
+  const out: Record<string, string> = {};
+  for (const spec of list as string[]) {
+    const f = new Map<string, string>();
+    for (const part of spec.split(',')) {
+      const eq = part.indexOf('=');
+      if (eq <= 0) throw new InvalidArgumentError(`--secret ${JSON.stringify(spec)}: expected id=ID[,src=FILE|,env=VAR]`);
+      const k = part.slice(0, eq).trim().toLowerCase();
+      if (!['id', 'src', 'source', 'env', 'type'].includes(k)) throw new InvalidArgumentError(`--secret ${JSON.stringify(spec)}: unexpected key ${JSON.stringify(k)}`);
+      f.set(k === 'source' ? 'src' : k, part.slice(eq + 1));
+    }
+    const type = f.get('type') ?? (f.has('src') ? 'file' : 'env');
+    const id = f.get('id') ?? (type === 'file' ? f.get('src') && path.basename(f.get('src') as string) : f.get('env'));
+    if (!id) throw new InvalidArgumentError(`--secret ${JSON.stringify(spec)}: id is required`);
+    if (type === 'file') {
+      const src = f.get('src') ?? id;
+      out[id] = fs.readFileSync(path.resolve(src)).toString('base64');
+    } else if (type === 'env') {
+      const name = f.get('env') ?? id;
+      const value = env[name];
+      if (value === undefined) throw new InvalidArgumentError(`--secret ${JSON.stringify(spec)}: environment variable ${name} is not set`);
+      out[id] = Buffer.from(value, 'utf8').toString('base64');
+    } else throw new InvalidArgumentError(`--secret ${JSON.stringify(spec)}: type must be file or env`);
   }
   return out;
 }
@@ -94,6 +128,7 @@ export const build: Command = async (argv, conn) => {
       ...(typeof flags.target === 'string' ? { target: flags.target } : {}),
       noCache: flags['no-cache'] === true,
       pull: flags.pull === true,
+      ...(flags.secret ? { secrets: readSecrets(flags.secret) } : {}),
     };
     // Ctrl-C cancels the build in the helper, which kills a running step and keeps only the steps that finished
     const sent = await interruptible('build', (cancel) => c.sendRequest(ImageBuildRequest.type, params, cancel)).catch((err: unknown) => {
@@ -122,6 +157,6 @@ export const builder: Command = async (argv, conn) => {
   }
   const c = await conn();
   const r = await c.sendRequest(BuilderPruneRequest.type, {});
-  process.stdout.write(`Deleted build cache objects: ${r.entries} entries, ${r.deleted.length} images\n`);
+  process.stdout.write(`Deleted build cache objects: ${r.entries} entries, ${r.deleted.length} images${r.cacheMounts ? `, ${r.cacheMounts} cache mounts` : ''}\n`);
   return 0;
 };

@@ -21,6 +21,7 @@ export namespace ImageBuildRequest {
     target: v.optional(v.string({ min: 1, max: 256 })),
     noCache: v.optional(v.boolean()),
     pull: v.optional(v.boolean()),
+    secrets: v.optional(v.record(v.string({ max: 1 << 20, expected: 'base64' }))),
     token: progressToken(),
   });
 }
@@ -41,6 +42,12 @@ export interface ImageBuildParams {
   noCache?: boolean;
   /** Pull every base image even when present (`--pull`). */
   pull?: boolean;
+  /**
+   * `--secret id=…`: each secret's content (base64) by id, read by the
+   * client as the caller; `RUN --mount=type=secret` mounts it as a file,
+   * never in a layer, a cache key or a record on disk.
+   */
+  secrets?: Record<string, string>;
   /** Names this build's output notifications. */
   token: string | number;
 }
@@ -115,4 +122,6 @@ export interface BuilderPruneResult {
   entries: number;
   /** Images deleted with them. */
   deleted: string[];
+  /** `RUN --mount=type=cache` directories removed. */
+  cacheMounts?: number;
 }

@@ -34,8 +34,12 @@ export interface ContainerPaths {
 
 /** A mount the user asked for (`-v`, `--mount`, `--tmpfs`). */
 export interface BindMount {
-  /** Default `bind`. A volume is a bind of its directory under Capsa's root. */
-  type?: 'bind' | 'volume' | 'tmpfs';
+  /**
+   * Default `bind`. A volume is a bind of its directory under Capsa's root;
+   * `helper` a directory the helper itself prepared for the container (a
+   * build step's mounts), never one a request named.
+   */
+  type?: 'bind' | 'volume' | 'tmpfs' | 'helper';
   /** Host path (bind, volume) or `tmpfs`. */
   source: string;
   target: string;
@@ -217,7 +221,7 @@ export function buildRunPlan(input: SpecInput): Plan {
       flags: MS.BIND | MS.REC | (b.readOnly ? MS.RDONLY : 0),
       data: '',
       // a volume's mountpoint is the helper's own directory; a bind's source is the caller's to reach
-      ...(b.type !== 'volume' ? { callerSource: true } : {}),
+      ...(b.type !== 'volume' && b.type !== 'helper' ? { callerSource: true } : {}),
     });
   }
   const env = mergeEnv(

@@ -13,6 +13,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { BuilderPruneResult, ImageBuildParams, ImageBuildResult, ImageEvent } from '../protocol';
 import { BuildCache } from '../build/cache';
+import { CacheMounts } from '../build/cachemounts';
+import type { StepMounts } from '../build/runmounts';
 import { executePlan, type RanStep, type RunAction } from '../build/executor';
 import { graphFor, planBuild } from '../build/expand';
 import type { BaseImage } from '../build/plan';
@@ -23,6 +25,8 @@ import { hostPlatform } from '../image/platform';
 import { normalizeReference } from '../image/reference';
 import type { ImageRecord } from '../image/store';
 import type { ContainerService } from '../runtime/container';
+import type { BindMount } from '../runtime/spec';
+import type { RunOptions } from '../runtime/container/options';
 import { openRegularFileAs } from '../util/hostfile';
 import type { Caller } from '../util/peercred';
 import { summary, type ImageService } from './images';
@@ -30,11 +34,16 @@ import { summary, type ImageService } from './images';
 const run = promisify(execFile);
 
 export class BuildService {
+  /** `RUN --mount=type=cache` directories, shared by every build of the helper (their holders are counted in memory). */
+  private readonly caches: CacheMounts;
+
   constructor(
     private readonly images: ImageService,
     private readonly containers: ContainerService,
     private readonly root: string,
-  ) {}
+  ) {
+    this.caches = CacheMounts.forRoot(root);
+  }
 
   async build(caller: Caller, p: ImageBuildParams, out: (text: string) => void, progress: (event: BuildStepEvent) => void, signal: AbortSignal): Promise<ImageBuildResult> {
     const owner = caller.uid;
@@ -60,7 +69,11 @@ export class BuildService {
           store: this.images.store,
           owner,
           cache: BuildCache.forOwner(this.root, owner),
-          run: (imageId, a, o, onStart, sig) => this.runStep(caller, imageId, a, o, onStart, sig),
+          run: (imageId, a, o, onStart, sig, mounts) => this.runStep(caller, imageId, a, o, onStart, sig, mounts),
+          caches: this.caches,
+          secrets: new Map(Object.entries(p.secrets ?? {}).map(([k, b64]) => [k, Buffer.from(b64, 'base64')])),
+          // a user's container root is the user on disk, through its idmapped binds
+          diskRoot: caller.uid === 0 ? { uid: 0, gid: 0 } : { uid: caller.uid, gid: caller.gid },
           mergedRoot: (dirs) => this.mergedRoot(dirs),
         },
         { plan, bases, context: fh.createReadStream({ autoClose: false }), noCache: !!p.noCache, labels: p.labels, out, progress, signal },
@@ -88,15 +101,30 @@ export class BuildService {
       deleted.push(...res.deleted.filter((d) => d === id));
     }
     await this.images.store.collectGarbage();
-    return { entries, deleted };
+    const cacheMounts = await this.caches.prune(caller.uid);
+    return { entries, deleted, cacheMounts };
   }
 
   /** A RUN in a container of the caller's, its output to `out` as it comes. */
-  private async runStep(caller: Caller, imageId: string, a: RunAction, out: (t: string) => void, onStart: (id: string) => void, signal: AbortSignal): Promise<RanStep> {
+  private async runStep(caller: Caller, imageId: string, a: RunAction, out: (t: string) => void, onStart: (id: string) => void, signal: AbortSignal, mounts: StepMounts): Promise<RanStep> {
+    const binds: BindMount[] = mounts.mounts.map((m) =>
+      m.kind === 'tmpfs'
+        ? { type: 'tmpfs', source: 'tmpfs', target: m.target, readOnly: false, data: m.size !== undefined ? `size=${m.size}` : '', noexec: false }
+        : { type: 'helper', source: m.source as string, target: m.target, readOnly: m.readOnly },
+    );
+    const idmapMounts: NonNullable<RunOptions['idmapMounts']> = mounts.mounts
+      .filter((m) => m.containerIds)
+      .map((m) => ({ target: m.target, uid: caller.uid, gid: caller.gid, containerUid: m.containerIds!.uid, containerGid: m.containerIds!.gid }));
     const { id } = await this.containers.createContainer(
-      { image: imageId, cmd: a.argv, entrypoint: [], env: [...a.env, ...a.proxyEnv], workdir: a.workdir, user: a.user || undefined, pull: 'never', labels: { 'capsa.build': 'step' } },
+      {
+        image: imageId, cmd: a.argv, entrypoint: [], env: [...a.env, ...a.proxyEnv], workdir: a.workdir, user: a.user || undefined, pull: 'never', labels: { 'capsa.build': 'step' },
+        ...(mounts.network ? { network: mounts.network } : {}),
+        ...(idmapMounts.length ? { idmapMounts } : {}),
+      },
       undefined,
       caller,
+      undefined,
+      binds,
     );
     const remove = async (): Promise<void> => {
       await this.containers.remove(id, true).catch(() => undefined);
@@ -111,7 +139,9 @@ export class BuildService {
       const exitCode = await Promise.race([exited, this.containers.wait(id)]);
       if (signal.aborted) throw new BuildStepError('the build was cancelled');
       const fsv = this.containers.filesystem(id);
-      return { exitCode, upper: fsv.upper, view: { lowers: fsv.lowers, mountPoints: fsv.mountPoints }, idShift: fsv.idShift, remove };
+      // the parents of mount targets the runtime made are stubs too when nothing else is in them
+      const mountPoints = [...new Set([...fsv.mountPoints, ...mounts.stubs])];
+      return { exitCode, upper: fsv.upper, view: { lowers: fsv.lowers, mountPoints }, idShift: fsv.idShift, remove };
     } catch (err) {
       await remove();
       throw err;

@@ -42,7 +42,7 @@ const VALID: Record<string, Record<string, unknown> | undefined> = {
   'capsa/image/push': { reference: 'nosuch:1', workDoneToken: 'p2', auth: { username: 'u', password: 'p' } },
   'capsa/image/login': { registry: '127.0.0.1:1', auth: { username: 'u', password: 'p' } },
   'capsa/builder/prune': {},
-  'capsa/image/build': { context: '/nonexistent/context.tar', dockerfile: 'FROM busybox\n', tags: ['x:1'], token: 'b1' },
+  'capsa/image/build': { context: '/nonexistent/context.tar', dockerfile: 'FROM busybox\n', tags: ['x:1'], secrets: { tok: 'aGk=' }, token: 'b1' },
   'capsa/system/df': undefined,
   'capsa/container/run': {
     image: 'busybox',

@@ -212,12 +212,16 @@ export class ImageStore {
 
   /**
    * Directories of the image's unpacked layers, top-most FIRST: the order of
-   * overlayfs's `lowerdir=` option. Throws if one is missing.
+   * overlayfs's `lowerdir=` option. Throws if one is missing. A layer the
+   * image holds twice (two RUN steps that changed nothing give the same
+   * empty layer) is listed once, at its top-most place: overlayfs refuses a
+   * directory twice in one lowerdir (ELOOP), and the lower copy is
+   * shadowed by the upper one entirely.
    */
   async layerDirs(image: ImageRecord | string): Promise<string[]> {
     const record = typeof image === 'string' ? await this.get(image) : image;
     const dirs: string[] = [];
-    for (const diffId of [...record.diffIds].reverse()) {
+    for (const diffId of [...new Set([...record.diffIds].reverse())]) {
       if (!(await this.hasLayer(diffId))) {
         throw new ImageNotFoundError(`layer ${diffId} of image ${record.id} is missing from the store; pull the image again`);
       }

@@ -35,6 +35,7 @@ import { Lifecycle, ROOT_OWNER, type ContainerOwner, type LifecycleDeps } from '
 import { userName } from '../../util/passwd';
 import { ownerCaller, refuseUnprivileged, withinCeilings, type UserCeilings } from './unprivileged';
 import type { Caller } from '../../util/peercred';
+import type { BindMount } from '../spec';
 import { readLogs } from './logs';
 import type { PullProgress } from '../../image/pull';
 import { validateRunOptions, type ExecOptions, type RunOptions } from './options';
@@ -142,14 +143,18 @@ export class ContainerService extends EventEmitter {
     return { id: entry.record.id, name: entry.record.name };
   }
 
-  /** Creates a container without starting it (`capsa create`). */
-  async createContainer(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials): Promise<{ id: string; name: string }> {
-    const entry = await this.prepareAndCreate(opts, onProgress, caller, auth);
+  /**
+   * Creates a container without starting it (`capsa create`). `helperBinds`:
+   * directories the helper prepared itself (type `helper`, a build step's
+   * mounts), which no request can name.
+   */
+  async createContainer(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials, helperBinds: BindMount[] = []): Promise<{ id: string; name: string }> {
+    const entry = await this.prepareAndCreate(opts, onProgress, caller, auth, NO_TRACE, helperBinds);
     return { id: entry.record.id, name: entry.record.name };
   }
 
   /** `caller`: who asked; root's when absent. A caller other than root gets an unprivileged container (unprivileged.ts). */
-  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials, trace: RunTrace = NO_TRACE): Promise<Entry> {
+  private async prepareAndCreate(opts: RunOptions, onProgress?: (p: PullProgress) => void, caller?: Caller, auth?: PullCredentials, trace: RunTrace = NO_TRACE, helperBinds: BindMount[] = []): Promise<Entry> {
     validateRunOptions(opts);
     let owner: ContainerOwner = ROOT_OWNER;
     if (caller && caller.uid !== 0) {
@@ -161,6 +166,10 @@ export class ContainerService extends EventEmitter {
     // early, so a clash is not found only after a pull; create() checks again, atomically
     if (opts.name !== undefined && this.table.nameTaken(opts.name, owner.uid)) throw new ConflictError(`container name "${opts.name}" is already in use`);
     const setup = await prepareRun(opts, path.dirname(this.store.dir), owner.uid !== 0 ? caller : undefined);
+    for (const b of helperBinds) {
+      if (setup.binds.some((x) => x.target === b.target)) throw new ConflictError(`duplicate mount point: ${b.target}`);
+      setup.binds.push(b);
+    }
     trace.mark('options prepared');
     // in the owner's namespace of image names: a user's run never takes root's (or another user's) name for its bytes
     const image = await this.images.resolveForRun(opts.image, { pull: opts.pull ?? 'missing', platform: opts.platform, onProgress, caller: owner.uid !== 0 ? caller : undefined, auth });

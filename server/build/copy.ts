@@ -74,7 +74,7 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
   const owner = parseChown(spec.chown, spec.loc);
   const chmod = spec.chmod !== undefined ? parseChmod(spec.chmod, spec.loc) : undefined;
   const tops = files.filter((f) => f.top);
-  const intoDir = spec.dest.endsWith('/') || spec.sources.length > 1 || spec.destIsDir || tops.length > 1 || tops.some((f) => f.entry.type === 'dir');
+  const intoDir = spec.dest.endsWith('/') || spec.sources.length > 1 || spec.destIsDir || tops.length > 1 || tops.some((f) => f.entry.type === 'dir') || files.some((f) => !f.top);
   const destRoot = spec.dest.replace(/\/+$/, '') || '/';
   if (spec.sources.length > 1 && !spec.dest.endsWith('/') && !spec.destIsDir) {
     throw new BuildContextError(`${spec.loc.file}:${spec.loc.line}: when using COPY with more than one source file, the destination must be a directory and end with a /`);

@@ -190,3 +190,28 @@ export function planKeys(plan: BuildPlan, bases: ReadonlyMap<string, BaseImage>,
   }
   return { steps, stageKey };
 }
+
+/**
+ * The context files the steps that will run read: each COPY/ADD from the
+ * context (and RUN bind mount of it) for which `willRun(key)` holds, its
+ * selection as its key covers it. The rest of the context need not be
+ * written out at all (context.spoolContextTar).
+ */
+export async function contextFilesRead(plan: BuildPlan, keys: ReadonlyMap<number, string[]>, context: ContextManifest, willRun: (key: string) => Promise<boolean>): Promise<ContextEntry[]> {
+  const out: ContextEntry[] = [];
+  for (const st of plan.stages) {
+    const stepKeys = keys.get(st.index) ?? [];
+    for (const [i, step] of st.steps.entries()) {
+      const a = step.action;
+      let sources: string[] = [];
+      let exclude: readonly string[] = [];
+      if ((a.kind === 'copy' || a.kind === 'add') && a.origin.kind === 'context') {
+        sources = a.sources.filter((s) => !/^(https?:\/\/|git@|git:\/\/)/.test(s));
+        exclude = a.exclude;
+      } else if (a.kind === 'run') sources = a.mounts.filter((mt) => mt.type === 'bind' && !mt.origin).map((mt) => mt.source ?? '.');
+      if (sources.length === 0 || !(await willRun(stepKeys[i]))) continue;
+      for (const f of selectSources(context, sources, exclude, step.loc)) out.push(f.entry);
+    }
+  }
+  return out;
+}

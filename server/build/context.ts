@@ -169,6 +169,8 @@ export interface TarContextOptions {
   ignore?: readonly string[];
   /** Receives each kept file's content as it streams (to stage it for the executor); the hash is taken either way. */
   onFile?: (entry: ContextEntry, data: AsyncIterable<Buffer>) => Promise<void>;
+  /** Told of each hard link kept: `entry` takes the content of the earlier file `target`. */
+  onLink?: (entry: ContextEntry, target: string) => void;
 }
 
 /**
@@ -192,7 +194,9 @@ export async function readContextTar(source: AsyncIterable<Uint8Array>, opts: Ta
     else if (h.type === 'link') {
       const target = entries.get(tarPath(h.linkname ?? ''));
       if (!target || target.type !== 'file') throw new BuildContextError(`build context: hard link ${p} names ${h.linkname}, which is not an earlier file`, p);
-      entries.set(p, { ...target, ...base });
+      const linked = { ...target, ...base };
+      entries.set(p, linked);
+      opts.onLink?.(linked, target.path);
     } else if (h.type === 'file' || h.type === 'contiguous-file') {
       const entry: ContextEntry = { ...base, type: 'file', size: h.size };
       const hash = createHash('sha256');
@@ -275,4 +279,93 @@ export function resolveInContext(m: ContextManifest, p: string): { path: string;
   if (!parts) return undefined;
   const rp = parts.join('/') || '.';
   return { path: rp, ...(rp === '.' ? {} : { entry: findEntry(m, rp) }) };
+}
+
+/** The context as the helper holds it: the manifest, and the files written out only when a step reads them. */
+export interface SpooledContext {
+  manifest: ContextManifest;
+  /** The directory the files go to (each at its context path). */
+  root: string;
+  /** Writes out the files among `entries` not written yet (directories and links need none: a copy takes them from the manifest); returns how many it wrote. */
+  stage(entries: Iterable<ContextEntry>): Promise<number>;
+}
+
+/**
+ * Reads the caller's context tar once: the manifest (digests taken as it
+ * streams), and every file's content appended to one spool file beside
+ * `root`, its offset remembered. Nothing is unpacked: `stage` writes out the
+ * files a step that runs reads, from the spool.
+ *
+ * Why: a rebuild where nothing, or one late file, changed needs the context's
+ * digests, not its files, and creating hundreds of small files was most of
+ * such a rebuild (0.6–1.5 s for 450 files on a loaded 2-core machine) while
+ * one sequential file costs a few milliseconds. The writes are synchronous:
+ * they are the helper's own files, in its staging directory, never a path
+ * of the caller's.
+ */
+export async function spoolContextTar(source: AsyncIterable<Uint8Array>, root: string, opts: Omit<TarContextOptions, 'onFile'> = {}): Promise<SpooledContext> {
+  fs.mkdirSync(root, { mode: 0o700 });
+  const spoolFile = `${root}.spool`;
+  const spool = fs.openSync(spoolFile, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  const at = new Map<string, number>();
+  let offset = 0;
+  let manifest: ContextManifest;
+  try {
+    manifest = await readContextTar(source, {
+      ...opts,
+      onFile: async (entry, data) => {
+        at.set(entry.path, offset);
+        for await (const c of data) {
+          for (let off = 0; off < c.length; ) off += fs.writeSync(spool, c, off, c.length - off, offset + off);
+          offset += c.length;
+        }
+      },
+      onLink: (entry, target) => {
+        const o = at.get(target);
+        if (o !== undefined) at.set(entry.path, o);
+      },
+    });
+  } catch (err) {
+    fs.closeSync(spool);
+    throw err;
+  }
+  fs.closeSync(spool);
+  const made = new Set<string>([root]);
+  const mkdirs = (dir: string): void => {
+    if (made.has(dir)) return;
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (let d = dir; d.length > root.length && !made.has(d); d = path.dirname(d)) made.add(d);
+  };
+  const staged = new Set<string>();
+  const stage = async (entries: Iterable<ContextEntry>): Promise<number> => {
+    const fd = fs.openSync(spoolFile, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    let n = 0;
+    try {
+      for (const e of entries) {
+        if (e.type !== 'file' || staged.has(e.path)) continue;
+        const from = at.get(e.path);
+        if (from === undefined) throw new BuildContextError(`build context: ${e.path} is listed but its content was not received`, e.path);
+        if (++n % 256 === 0) await breathe();
+        const file = path.join(root, e.path);
+        mkdirs(path.dirname(file));
+        const out = fs.openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        try {
+          for (let done = 0; done < e.size; ) {
+            const got = fs.readSync(fd, buf, 0, Math.min(buf.length, e.size - done), from + done);
+            if (got === 0) throw new BuildContextError(`build context: the spool of ${e.path} ends early`, e.path);
+            for (let off = 0; off < got; ) off += fs.writeSync(out, buf, off, got - off);
+            done += got;
+          }
+        } finally {
+          fs.closeSync(out);
+        }
+        staged.add(e.path);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return n;
+  };
+  return { manifest, root, stage };
 }

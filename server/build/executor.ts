@@ -28,8 +28,8 @@ import { writeImage } from '../image/commit/assemble';
 import type { ImageRecord, ImageStore, Lease } from '../image/store';
 import type { ContainerConfig, ImageConfig } from '../image/types';
 import { BuildCache } from './cache';
-import { planKeys } from './cachekey';
-import { readContextTar, type ContextManifest } from './context';
+import { contextFilesRead, planKeys } from './cachekey';
+import { spoolContextTar, type ContextManifest } from './context';
 import { copyInto, mkdirParents, parseChown, walkTree, type ExistingDir } from './copy';
 import { BuildContextError } from './errors';
 import { configOf, dockerHealthcheck, emptyConfig } from './expand';
@@ -115,7 +115,7 @@ export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promis
     const staging = await store.stagingDir(lease);
     const ctxRoot = path.join(staging, 'context');
     try {
-      const manifest = await unpackContext(untilAborted(o.context, o.signal), ctxRoot);
+      const manifest = await unpackContext(deps, { ...o, context: untilAborted(o.context, o.signal) }, ctxRoot);
       const keys = planKeys(o.plan, o.bases, manifest);
       // Step numbers are fixed by plan order, whatever order the stages run in.
       const first = new Map<number, number>();
@@ -294,7 +294,7 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
         }
       }
     }
-    const layer = await commitLayer(store, lease, upper, { signal: s.o.signal });
+    const layer = await commitLayer(store, lease, upper, { signal: s.o.signal, adopt: true });
     return await writeStep(store, lease, owner, s.image, s.config, [layer], history);
   } finally {
     await fs.promises.rm(upper, { recursive: true, force: true });
@@ -362,28 +362,20 @@ function existingDirIn(dirs: string[]): ExistingDir {
   };
 }
 
-/** Unpacks the caller's context tar into `root` (a staging directory of the helper's) and lists it. */
-async function unpackContext(source: AsyncIterable<Uint8Array>, root: string): Promise<ContextManifest> {
-  await fs.promises.mkdir(root, { mode: 0o700 });
-  const manifest = await readContextTar(source, {
-    onFile: async (entry, data) => {
-      const file = path.join(root, entry.path);
-      await fs.promises.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-      const fh = await fs.promises.open(file, 'wx', 0o600);
-      try {
-        for await (const c of data) await fh.write(c);
-      } finally {
-        await fh.close();
-      }
-    },
-  });
-  for (const e of manifest) {
-    const p = path.join(root, e.path);
-    if (e.type === 'dir') await fs.promises.mkdir(p, { recursive: true, mode: 0o700 });
-    else if (e.type === 'symlink') {
-      await fs.promises.mkdir(path.dirname(p), { recursive: true, mode: 0o700 });
-      await fs.promises.symlink(e.linkTarget ?? '', p);
-    }
-  }
-  return manifest;
+/**
+ * Reads the caller's context tar (its manifest and digests) and writes out
+ * under `root` (a staging directory of the helper's) only the files of the
+ * steps that will run: those with no usable cache entry, or all with
+ * --no-cache. A rebuild where nothing changed writes none.
+ */
+async function unpackContext(deps: ExecutorDeps, o: ExecuteOptions, root: string): Promise<ContextManifest> {
+  const ctx = await spoolContextTar(o.context, root);
+  const keys = planKeys(o.plan, o.bases, ctx.manifest);
+  const willRun = async (key: string): Promise<boolean> => {
+    if (o.noCache) return true;
+    const hit = deps.cache.get(key);
+    return !hit || !(await deps.store.resolve(hit, deps.owner));
+  };
+  await ctx.stage(await contextFilesRead(o.plan, keys.steps, ctx.manifest, willRun));
+  return ctx.manifest;
 }

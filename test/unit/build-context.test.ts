@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { readContextDir, readContextTar, resolveInContext, tarPath } from '../../server/build/context';
+import { readContextDir, readContextTar, resolveInContext, spoolContextTar, tarPath } from '../../server/build/context';
 import { packContext } from '../../server/build/contextpack';
 import { selectSources } from '../../server/build/cachekey';
 import { BuildContextError } from '../../server/build/errors';
@@ -136,4 +136,21 @@ test('context: 100,000 small files are read with bounded memory and reasonable s
   console.log(`# 100,000 files: ${m.length} entries in ${ms} ms, heap grew ${(grew / 1048576).toFixed(1)} MiB (the manifest)`);
   assert.ok(ms < 20000, `took ${ms} ms`);
   assert.ok(grew < 100 * 1048576, `heap grew ${grew} bytes`);
+});
+
+test('context: the helper spools the tar and writes out only the files a step reads, byte for byte, each once', async (t) => {
+  const root = tmp(t);
+  const big = 'z'.repeat(3 * 1024 * 1024 + 17); // more than one spool read
+  tree(root, { 'src/a.js': 'A', 'src/sub/b.js': 'B', 'lib/c.js': 'C', 'big.bin': big }, { 'src/l': 'a.js' });
+  const listed = await readContextDir(root, { hash: false });
+  const into = path.join(tmp(t), 'ctx');
+  const ctx = await spoolContextTar(packContext(root, listed), into);
+  assert.deepEqual(ctx.manifest, (await readContextDir(root)).map((e) => ({ ...e, uid: 0, gid: 0 })));
+  assert.deepEqual(fs.readdirSync(into), [], 'nothing is unpacked until a step asks');
+  const wrote = await ctx.stage(selectSources(ctx.manifest, ['src', 'big.bin'], []).map((f) => f.entry));
+  assert.equal(wrote, 3);
+  assert.equal(fs.readFileSync(path.join(into, 'src/sub/b.js'), 'utf8'), 'B');
+  assert.equal(fs.readFileSync(path.join(into, 'big.bin'), 'utf8'), big);
+  assert.equal(fs.existsSync(path.join(into, 'lib/c.js')), false, 'a file no step reads is not written');
+  assert.equal(await ctx.stage(selectSources(ctx.manifest, ['src'], []).map((f) => f.entry)), 0, 'a file already written is not written again');
 });

@@ -48,6 +48,15 @@ export interface CaptureOptions {
   /** Seconds since the epoch: no entry's mtime is later (SOURCE_DATE_EPOCH, reproducible-builds.org). */
   sourceDateEpoch?: number;
   signal?: AbortSignal;
+  /**
+   * commitLayer only: `upper` is a directory of the caller's own that it
+   * gives up (the builder's staging directory of a COPY or WORKDIR, no
+   * view, no id shift), so its entries are moved into the new layer
+   * instead of unpacked again from the blob. The tar was read from these
+   * very inodes, so the layer is what the blob holds; it halves the files a
+   * COPY creates.
+   */
+  adopt?: boolean;
 }
 
 export interface CapturedLayer {
@@ -60,6 +69,8 @@ export interface CapturedLayer {
   diffId: string;
   tarSize: number;
   entries: number;
+  /** Sum of its regular files' sizes (a hard link's once). */
+  fileBytes: number;
 }
 
 const OVERFLOW_ID = 65534;
@@ -77,7 +88,7 @@ export function devParts(rdev: bigint): { major: number; minor: number } {
 }
 
 /** The tar stream of the changes in `upper`, block by block; a file's data read as the walk reaches it (bounded memory). */
-export async function* layerTar(upper: string, opts: CaptureOptions = {}): AsyncGenerator<Buffer> {
+export async function* layerTar(upper: string, opts: CaptureOptions = {}, count?: { fileBytes: number }): AsyncGenerator<Buffer> {
   const links = new Map<string, string>();
   const clamp = (st: UpperEntry['stat']): number => {
     const t = Number(st.mtimeNs / 1_000_000_000n);
@@ -116,6 +127,7 @@ export async function* layerTar(upper: string, opts: CaptureOptions = {}): Async
         if (st.nlink > 1n) links.set(key, e.rel);
         const size = Number(st.size);
         yield encodeHeader({ ...base, type: 'file', size });
+        if (count) count.fileBytes += size;
         yield* fileData(upperFd, e, size);
         yield padding(size);
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
@@ -172,15 +184,16 @@ export async function captureLayer(upper: string, file: string, opts: CaptureOpt
   const tar = new Measure();
   const gz = new Measure();
   let entries = 0;
+  const count = { fileBytes: 0 };
   const counted = async function* (): AsyncGenerator<Buffer> {
-    for await (const b of layerTar(upper, opts)) {
+    for await (const b of layerTar(upper, opts, count)) {
       entries++;
       yield b;
     }
   };
   // gzip's header holds no name and a zero mtime in Node's zlib: the bytes depend on the tar alone
   await pipeline(Readable.from(counted()), tar, zlib.createGzip({ level: 6 }), gz, createWriteStream(file, { mode: 0o600 }), { signal: opts.signal });
-  return { file, digest: `sha256:${gz.hash.digest('hex')}`, size: gz.bytes, diffId: `sha256:${tar.hash.digest('hex')}`, tarSize: tar.bytes, entries };
+  return { file, digest: `sha256:${gz.hash.digest('hex')}`, size: gz.bytes, diffId: `sha256:${tar.hash.digest('hex')}`, tarSize: tar.bytes, entries, fileBytes: count.fileBytes };
 }
 
 /**
@@ -200,9 +213,14 @@ export async function commitLayer(store: ImageStore, lease: Lease, upper: string
     await fs.rm(dir, { recursive: true, force: true });
   }
   if (!(await store.hasLayer(captured.diffId))) {
+    const adopt = opts.adopt === true && !opts.view && !opts.idShift && opts.sourceDateEpoch === undefined;
     await store.createLayer(
       captured.diffId,
       async (into) => {
+        if (adopt) {
+          for (const name of await fs.readdir(upper)) await fs.rename(path.join(upper, name), path.join(into, name));
+          return { diffId: captured.diffId, digest: captured.digest, size: captured.fileBytes, tarSize: captured.tarSize };
+        }
         const r = await unpackLayer(createReadStream(store.blobPath(captured.digest)), into, { compression: 'gzip', label: `layer ${captured.digest}`, signal: opts.signal });
         return { diffId: r.diffId, digest: r.digest, size: r.size, tarSize: r.tarSize };
       },

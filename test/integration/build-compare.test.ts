@@ -44,6 +44,8 @@ interface Case {
   needs?: ('run-mount' | 'run-heredoc' | 'copy-heredoc' | 'add-tar' | 'chown-name')[];
   /** Diff lines (matched) where buildah departs from Docker/BuildKit, with why (README lists them). */
   podmanDiffers?: { line: RegExp; reason: string }[];
+  /** Why podman cannot build the case at all (Capsa's build is then checked alone). */
+  podmanCannot?: string;
 }
 
 const WORKDIR_REASON = 'buildah 1.28 does not create a WORKDIR directory in the image unless a later step writes there; Docker and BuildKit create it (owned by USER in BuildKit)';
@@ -197,11 +199,13 @@ const CASES: Case[] = [
   {
     name: 'RUN heredocs',
     needs: ['run-heredoc'],
+    podmanCannot: 'buildah 1.28 (Debian 12) does not parse RUN heredocs: it reads the body as instructions ("Unknown instruction: ECHO")',
     dockerfile: ['FROM $BASE', 'RUN <<EOF', 'echo line1 > /h1', 'echo line2 >> /h1', 'EOF', 'RUN cat <<EOT > /h2', 'literal $HOME', 'EOT', 'RUN <<EOF sh', 'mkdir /hd && echo x > /hd/x', 'EOF'].join('\n'),
   },
   {
     name: 'RUN --mount=type=cache, bind and tmpfs leave nothing in the image',
     needs: ['run-mount'],
+    podmanDiffers: [{ line: /^\/m: only in podman \(dir /, reason: 'buildah 1.28 leaves the parent directory it made for a RUN --mount target in the image; BuildKit removes the mount points it created' }],
     files: { 'ctx.txt': 'from-context' },
     dockerfile: [
       'FROM $BASE AS other', 'RUN echo other > /o',
@@ -335,6 +339,10 @@ for (const [i, c] of CASES.entries()) {
     t.after(() => fs.rmSync(podmanTar, { force: true }));
     const saved = await h.cli(['save', '-o', capsaTar, tag], { timeoutMs: 120_000 });
     assert.equal(saved.code, 0, saved.stderr);
+    if (c.podmanCannot) {
+      t.skip(`capsa built it; podman cannot: ${c.podmanCannot}`);
+      return;
+    }
 
     const ptag = `localhost/compare-case${i}:latest`;
     const pb = await run('podman', [...podmanArgs, 'build', '--isolation', 'chroot', '--format', 'docker', '--tls-verify=false', '-q', '-t', ptag, ...args, dir], podmanEnv);

@@ -151,6 +151,39 @@ export async function* archivePath(root: ContainerRoot, p: string, opts: { follo
   yield END_OF_ARCHIVE;
 }
 
+/** Owner, mode and times of a tar entry, as written in a container's tree. */
+export interface EntryMeta {
+  uid: number;
+  gid: number;
+  mode: number;
+  mtime: Date | number;
+}
+
+/** Sets a directory's owner, mode and mtime through a descriptor (no path is followed twice). */
+export async function setDirMeta(dir: Fd, name: string, m: EntryMeta): Promise<void> {
+  const d = await dir.openChild(name, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fchown(d.fd, m.uid, m.gid);
+    await fchmod(d.fd, m.mode & 0o7777);
+    await futimes(d.fd, m.mtime, m.mtime);
+  } finally {
+    d.close();
+  }
+}
+
+/** Creates `name` in `dir` (it must not exist) with `body`, then its owner, mode (after chown: it clears set-id bits) and mtime. */
+export async function writeNewFile(dir: Fd, name: string, body: AsyncIterable<Uint8Array>, m: EntryMeta): Promise<void> {
+  const f = await dir.openChild(name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL);
+  try {
+    for await (const chunk of body) for (let off = 0; off < chunk.length; ) off += await write(f.fd, chunk, off, chunk.length - off);
+    await fchown(f.fd, m.uid, m.gid);
+    await fchmod(f.fd, m.mode & 0o7777);
+    await futimes(f.fd, m.mtime, m.mtime);
+  } finally {
+    f.close();
+  }
+}
+
 /** A tar entry's name as a relative path with no `..`; refused otherwise. */
 export function safeEntryName(raw: string): string {
   const parts = raw.split('/').filter((c) => c !== '' && c !== '.');
@@ -195,28 +228,13 @@ export async function extractInto(root: ContainerRoot, dest: string, source: Asy
       if (h.type === 'directory') {
         if (existing && !existing.isDirectory()) await fs.unlink(target);
         if (!existing?.isDirectory()) await fs.mkdir(target, 0o700);
-        const d = await dir.openChild(name, constants.O_RDONLY | constants.O_DIRECTORY);
-        try {
-          await fchown(d.fd, uid, gid);
-          await fchmod(d.fd, h.mode & 0o7777);
-          await futimes(d.fd, mtime, mtime);
-        } finally {
-          d.close();
-        }
+        await setDirMeta(dir, name, { uid, gid, mode: h.mode, mtime });
         continue;
       }
       if (existing?.isDirectory()) throw new InvalidArgumentError(`cannot overwrite directory ${JSON.stringify(full)} with a non-directory`);
       if (existing) await fs.unlink(target);
       if (h.type === 'file' || h.type === 'contiguous-file') {
-        const f = await dir.openChild(name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL);
-        try {
-          for await (const chunk of e.body()) for (let off = 0; off < chunk.length; ) off += await write(f.fd, chunk, off, chunk.length - off);
-          await fchown(f.fd, uid, gid);
-          await fchmod(f.fd, h.mode & 0o7777);
-          await futimes(f.fd, mtime, mtime);
-        } finally {
-          f.close();
-        }
+        await writeNewFile(dir, name, e.body(), { uid, gid, mode: h.mode, mtime });
       } else if (h.type === 'symlink') {
         await fs.symlink(h.linkname ?? '', target);
         await fs.lchown(target, uid, gid);

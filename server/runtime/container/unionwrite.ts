@@ -41,7 +41,7 @@ import { lsetxattr } from '../../image/libc';
 import { TarReader } from '../../image/tar';
 import { OVERLAY_OPAQUE_XATTR } from '../../image/whiteout';
 import { O_PATH, openBeneath } from '../../util/openat2';
-import { safeEntryName } from './archive';
+import { safeEntryName, setDirMeta, writeNewFile } from './archive';
 import { ContainerPathNotFoundError, Fd } from './inroot';
 import type { UnionEntry, UnionRoot } from './unionroot';
 
@@ -233,14 +233,7 @@ export async function extractIntoUnion(
           await fs.mkdir(target, 0o700);
           if (opaque) lsetxattr(target, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
         } else if (seen.layer > 0) await fs.mkdir(target, 0o700); // copied up: the image's content of it stays
-        const d = await dir.openChild(name, constants.O_RDONLY | constants.O_DIRECTORY);
-        try {
-          await fchown(d.fd, uid, gid);
-          await fchmod(d.fd, h.mode & 0o7777);
-          await futimes(d.fd, mtime, mtime);
-        } finally {
-          d.close();
-        }
+        await setDirMeta(dir, name, { uid, gid, mode: h.mode, mtime });
         continue;
       }
       if (seen?.stat.isDirectory()) throw new InvalidArgumentError(`cannot overwrite directory ${JSON.stringify(full)} with a non-directory`);
@@ -250,15 +243,7 @@ export async function extractIntoUnion(
       // a file of the upper directory, or its whiteout: the new entry takes its place (one of a lower layer is hidden by it)
       if (up) await fs.unlink(target);
       if (h.type === 'file' || h.type === 'contiguous-file') {
-        const f = await dir.openChild(name, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL);
-        try {
-          for await (const chunk of e.body()) for (let off = 0; off < chunk.length; ) off += await write(f.fd, chunk, off, chunk.length - off);
-          await fchown(f.fd, uid, gid);
-          await fchmod(f.fd, h.mode & 0o7777);
-          await futimes(f.fd, mtime, mtime);
-        } finally {
-          f.close();
-        }
+        await writeNewFile(dir, name, e.body(), { uid, gid, mode: h.mode, mtime });
       } else if (h.type === 'symlink') {
         await fs.symlink(h.linkname ?? '', target);
         await fs.lchown(target, uid, gid);

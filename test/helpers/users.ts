@@ -3,7 +3,8 @@
  * it: its own primary group and one supplementary group, no home directory,
  * no login shell.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { CLI, type TestHelper } from './capsa';
 import { randomBytes } from 'node:crypto';
 
 export interface TestUser {
@@ -52,4 +53,25 @@ function retried(argv: string[]): void {
 /** argv that runs `argv` as the user with its groups (setpriv --init-groups; Node's spawn with uid/gid would drop them). */
 export function asUser(user: Pick<TestUser, 'uid' | 'gid'>, argv: string[]): string[] {
   return ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', ...argv];
+}
+
+/** `capsa ARGS` as `user`, with its groups, in `cwd`. */
+export function cliAs(h: TestHelper, user: TestUser, cwd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const [cmd, ...rest] = asUser(user, [process.execPath, '--', CLI, ...args]);
+    const env = { PATH: process.env.PATH, HOME: cwd, CAPSA_SOCKET: h.socket, CAPSA_AUTOSTART: '0' };
+    const child = spawn(cmd, rest, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`capsa ${args.join(' ')} as ${user.name} timed out: ${stderr}`));
+    }, timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), stdout, stderr });
+    });
+  });
 }

@@ -10,12 +10,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CLI, fileRegistry, startHelper, until, type TestHelper } from '../helpers/capsa';
-import { asUser, createUser, type TestUser } from '../helpers/users';
+import { fileRegistry, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { cliAs, createUser } from '../helpers/users';
 
 const registry = fileRegistry();
 
@@ -208,27 +207,6 @@ test('RUN heredocs produce the files BuildKit would: script, quoted, shebang, st
   assert.equal(r.stdout, 'simple world\nsecond line|quoted world|shebang /dev/pipes/EOF world|line world|line $WHO|tabbed|first|second|\n', r.stderr);
 });
 
-/** `capsa ARGS` as `user`, with its groups, in `cwd`. */
-function cliAs(h: TestHelper, user: TestUser, cwd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const [cmd, ...rest] = asUser(user, [process.execPath, '--', CLI, ...args]);
-    const env = { PATH: process.env.PATH, HOME: cwd, CAPSA_SOCKET: h.socket, CAPSA_AUTOSTART: '0' };
-    const child = spawn(cmd, rest, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`capsa ${args.join(' ')} as ${user.name} timed out: ${stderr}`));
-    }, 240_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-  });
-}
-
 test("a user's build with cache mounts: the container sees them as root's (or the uid asked), the disk holds them as the user's; --network=host is refused naming the flag", { timeout: 600_000 }, async (t) => {
   const user = createUser(t);
   const h = await startHelper({ mirror: registry.url });
@@ -257,15 +235,15 @@ test("a user's build with cache mounts: the container sees them as root's (or th
   );
   fs.writeFileSync(path.join(home, 'tok'), 'users-secret', { mode: 0o600 });
   for (const p of [ctx, path.join(ctx, 'Dockerfile'), path.join(home, 'tok')]) fs.chownSync(p, user.uid, user.gid);
-  { const p = await cliAs(h, user, home, ['pull', 'busybox']); assert.equal(p.code, 0, p.stderr); }
-  const first = await cliAs(h, user, home, ['build', '--no-cache', '--secret', 'id=tok,src=tok', '-t', 'ucm', ctx]);
+  { const p = await cliAs(h, user, home, ['pull', 'busybox'], 240_000); assert.equal(p.code, 0, p.stderr); }
+  const first = await cliAs(h, user, home, ['build', '--no-cache', '--secret', 'id=tok,src=tok', '-t', 'ucm', ctx], 240_000);
   assert.equal(first.code, 0, first.stdout + first.stderr);
   assert.match(first.stdout, /^c=0:0 f=0:0$/m, "the container's root owns the cache and what it writes there");
   assert.match(first.stdout, /^u=1000:1000$/m, 'a cache of uid 1000 is that container user\'s');
   assert.match(first.stdout, /^bind-ok$/m);
   assert.match(first.stdout, /^secret=users-secret$/m, "a secret the user's CLI read, readable by the container user it names");
   assert.match(first.stdout, /^shebang-as-1000 $/m, 'a shebang heredoc runs for a user; an rw bind is the container root\'s to write, not uid 1000\'s');
-  const second = await cliAs(h, user, home, ['build', '--no-cache', '--secret', 'id=tok,src=tok', ctx]);
+  const second = await cliAs(h, user, home, ['build', '--no-cache', '--secret', 'id=tok,src=tok', ctx], 240_000);
   assert.equal(second.code, 0, second.stdout + second.stderr);
   assert.match(second.stdout, /^seen-before$/m);
   const mine = path.join(h.root, 'build', 'cachemounts', String(user.uid));
@@ -275,7 +253,7 @@ test("a user's build with cache mounts: the container sees them as root's (or th
     for (const f of fs.readdirSync(data)) assert.equal(fs.statSync(path.join(data, f)).uid, user.uid, f);
   }
   fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN --network=host true\n');
-  const host = await cliAs(h, user, home, ['build', ctx]);
+  const host = await cliAs(h, user, home, ['build', ctx], 240_000);
   assert.notEqual(host.code, 0);
   assert.match(host.stderr, /Dockerfile:2: RUN --network=host refused for uid \d+/);
 });

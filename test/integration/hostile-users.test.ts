@@ -17,8 +17,8 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { CLI, fileRegistry, mountsUnder, startHelper, until, type TestHelper } from '../helpers/capsa';
-import { createUser, asUser, type TestUser } from '../helpers/users';
+import { fileRegistry, mountsUnder, startHelper, until } from '../helpers/capsa';
+import { createUser, asUser, cliAs, type TestUser } from '../helpers/users';
 import { rawRequest, writeRawClient } from '../helpers/rawclient';
 import { warmCliSocketPath, warmCliUserSocketPath } from '../../server/config';
 
@@ -28,27 +28,6 @@ interface Result {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-/** `capsa ARGS` as `user`, with its groups, in `cwd`. */
-function cliAs(h: TestHelper, user: TestUser, cwd: string, args: string[], timeoutMs = 60_000): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const [cmd, ...rest] = asUser(user, [process.execPath, '--', CLI, ...args]);
-    const env = { PATH: process.env.PATH, HOME: cwd, CAPSA_SOCKET: h.socket, CAPSA_AUTOSTART: '0' };
-    const child = spawn(cmd, rest, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`capsa ${args.join(' ')} as ${user.name} timed out: ${stderr}`));
-    }, timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), stdout, stderr });
-    });
-  });
 }
 
 /** What a write through the helper would change: its owner, mode and, for a file the test made, its content. */

@@ -85,12 +85,7 @@ export CAPSA_ROOT="${CAPSA_BENCH_ROOT:-$WORK/capsa-root}"
 export CAPSA_SOCKET="${CAPSA_BENCH_SOCKET:-/run/capsa/bench-build.sock}"
 export CAPSA_CONFIG="$WORK/capsa-config.json"
 echo '{}' >"$CAPSA_CONFIG"
-HELPER_PID=""
-cleanup() { [ -n "$HELPER_PID" ] && kill "$HELPER_PID" 2>/dev/null; true; }
-trap cleanup EXIT
-node out/server/main.js --socket "$CAPSA_SOCKET" --root "$CAPSA_ROOT" 2>"$WORK/helper.log" &
-HELPER_PID=$!
-for _ in $(seq 100); do [ -S "$CAPSA_SOCKET" ] && break; sleep 0.1; done
+bench_capsa_own_helper "$WORK/helper.log"
 CAPSA="$PWD/bin/capsa"
 "$CAPSA" pull -q "$BASE" >/dev/null
 

@@ -95,6 +95,15 @@ bench_capsa_stop() {
   true
 }
 
+# A helper of this tree's own (out/) on CAPSA_SOCKET and CAPSA_ROOT, its
+# stderr in LOG, killed when the script exits; returns once it listens.
+bench_capsa_own_helper() { # LOG
+  node out/server/main.js --socket "$CAPSA_SOCKET" --root "$CAPSA_ROOT" 2>"$1" &
+  BENCH_HELPER_PID=$!
+  trap 'kill "$BENCH_HELPER_PID" 2>/dev/null; true' EXIT
+  for _ in $(seq 100); do [ -S "$CAPSA_SOCKET" ] && break; sleep 0.1; done
+}
+
 # A bundle of RUNTIME's own spec in DIR, adjusted to run `true` on ROOTFS
 # without a terminal (the crun and runc references); prints DIR.
 make_bundle() { # RUNTIME DIR ROOTFS

@@ -115,8 +115,7 @@ export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promis
     const staging = await store.stagingDir(lease);
     const ctxRoot = path.join(staging, 'context');
     try {
-      const manifest = await unpackContext(deps, { ...o, context: untilAborted(o.context, o.signal) }, ctxRoot);
-      const keys = planKeys(o.plan, o.bases, manifest);
+      const { manifest, keys } = await unpackContext(deps, { ...o, context: untilAborted(o.context, o.signal) }, ctxRoot);
       // Step numbers are fixed by plan order, whatever order the stages run in.
       const first = new Map<number, number>();
       let total = 0;
@@ -366,9 +365,10 @@ function existingDirIn(dirs: string[]): ExistingDir {
  * Reads the caller's context tar (its manifest and digests) and writes out
  * under `root` (a staging directory of the helper's) only the files of the
  * steps that will run: those with no usable cache entry, or all with
- * --no-cache. A rebuild where nothing changed writes none.
+ * --no-cache. A rebuild where nothing changed writes none. Returns the
+ * manifest and the steps' keys (the build's, computed once).
  */
-async function unpackContext(deps: ExecutorDeps, o: ExecuteOptions, root: string): Promise<ContextManifest> {
+async function unpackContext(deps: ExecutorDeps, o: ExecuteOptions, root: string): Promise<{ manifest: ContextManifest; keys: ReturnType<typeof planKeys> }> {
   const ctx = await spoolContextTar(o.context, root);
   const keys = planKeys(o.plan, o.bases, ctx.manifest);
   const willRun = async (key: string): Promise<boolean> => {
@@ -377,5 +377,5 @@ async function unpackContext(deps: ExecutorDeps, o: ExecuteOptions, root: string
     return !hit || !(await deps.store.resolve(hit, deps.owner));
   };
   await ctx.stage(await contextFilesRead(o.plan, keys.steps, ctx.manifest, willRun));
-  return ctx.manifest;
+  return { manifest: ctx.manifest, keys };
 }

@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { InvalidArgumentError } from '../errors';
-import { ImageListRequest, ImageLoadRequest, ImagePruneRequest, ImagePullRequest, ImageRemoveRequest, ImageSaveRequest, SystemDfRequest, platformProblem } from '../protocol';
+import { ImageListRequest, ImageLoadRequest, ImagePruneRequest, ImagePullRequest, ImageRemoveRequest, ImageSaveRequest, SystemDfRequest, platformProblem, type ImageSummary } from '../protocol';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { errorMessage, interruptible, newId, str, type Command } from './command';
 import { formatAge, formatBytes, ownerColumn, printable, table } from './format';
@@ -173,10 +173,18 @@ export const pull: Command = async (argv, conn) => {
 };
 
 export const images: Command = async (argv, conn) => {
-  const { flags, positionals } = parseFlags(argv, [{ name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' }, { name: 'digests', kind: 'bool', help: 'Show digests' }], { stopAtPositional: false, verb: 'images' });
-  if (positionals.length > 1) throw new InvalidArgumentError("'capsa images' takes at most 1 argument: REPOSITORY");
+  const { flags, positionals } = parseFlags(
+    argv,
+    [
+      { name: 'all', short: 'a', kind: 'bool', help: 'Show all images (default hides intermediate images)' },
+      { name: 'quiet', short: 'q', kind: 'bool', help: 'Only ids' },
+      { name: 'digests', kind: 'bool', help: 'Show digests' },
+    ],
+    { stopAtPositional: false, verb: 'images' },
+  );
+  if (positionals.length > 1) throw new InvalidArgumentError("'capsa images' takes at most 1 argument: REPOSITORY[:TAG]");
   const c = await conn();
-  const list = await c.sendRequest(ImageListRequest.type);
+  const list = shownImages(await c.sendRequest(ImageListRequest.type), { all: !!flags.all, repository: positionals[0] });
   if (flags.quiet) {
     process.stdout.write(list.map((i) => shortId(i.id) + '\n').join(''));
     return 0;
@@ -186,6 +194,7 @@ export const images: Command = async (argv, conn) => {
   for (const img of list) {
     const names = img.names.length ? img.names : ['<none>:<none>'];
     for (const n of names) {
+      if (positionals[0] !== undefined && img.names.length && !matchesRepository(n, positionals[0])) continue;
       const at = n.lastIndexOf(':');
       const repo = at > 0 && !n.slice(at).includes('/') ? n.slice(0, at) : n;
       const tag = at > 0 && !n.slice(at).includes('/') ? n.slice(at + 1) : '<none>';
@@ -218,6 +227,32 @@ export const rmi: Command = async (argv, conn) => {
   }
   return status;
 };
+
+/**
+ * The rows `docker images` shows: without `all`, an untagged image that is
+ * another image's parent (a build step's, a commit's) is an intermediate
+ * image and hidden; untagged leaves stay, as `<none>` (dangling). With a
+ * REPOSITORY[:TAG] only images with a matching name are shown.
+ */
+export function shownImages(list: ImageSummary[], opts: { all: boolean; repository?: string }): ImageSummary[] {
+  const parents = new Set(list.map((i) => (i.parent ? `${i.owner ?? ''}/${i.parent}` : '')));
+  return list.filter((i) => {
+    if (opts.repository !== undefined) return i.names.some((n) => matchesRepository(n, opts.repository!));
+    return opts.all || i.names.length > 0 || !parents.has(`${i.owner ?? ''}/${i.id}`);
+  });
+}
+
+/** Whether the familiar name `busybox:latest` is what `images REPOSITORY[:TAG]` asked for. */
+function matchesRepository(name: string, want: string): boolean {
+  const split = (n: string) => {
+    const at = n.lastIndexOf(':');
+    return at > 0 && !n.slice(at).includes('/') ? { repo: n.slice(0, at), tag: n.slice(at + 1) } : { repo: n, tag: undefined };
+  };
+  const have = split(name);
+  const w = split(want);
+  const repo = (r: string) => r.replace(/^(docker\.io\/)?(library\/)?/, '');
+  return repo(have.repo) === repo(w.repo) && (w.tag === undefined || w.tag === have.tag);
+}
 
 function shortId(id: string): string {
   return id.replace(/^sha256:/, '').slice(0, 12);

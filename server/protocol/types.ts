@@ -174,6 +174,8 @@ export interface ImageSummary {
   architecture: string;
   /** The uid whose names these are (images are named per user; root's list has every user's, each with its owner). */
   owner?: number;
+  /** The image it was built on by a build step or a commit (Docker's ParentId); absent for pulled and loaded images. */
+  parent?: string;
 }
 
 export type ContainerState = 'created' | 'running' | 'exited' | 'paused' | 'removing' | 'dead';

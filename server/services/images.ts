@@ -273,6 +273,7 @@ export function summary(r: ImageRecord): ImageSummary {
     os: r.os,
     architecture: r.architecture,
     owner: r.owner,
+    ...(r.parent ? { parent: r.parent } : {}),
   };
 }
 

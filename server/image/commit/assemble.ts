@@ -78,7 +78,7 @@ export async function writeImage(store: ImageStore, lease: Lease, a: ImageAssemb
   await store.putBlob(configBytes, configDigest);
   await store.putBlob(manifestBytes, manifestDigest);
   return store.addImage(
-    { reference: ref, repoDigest: manifestDigest, manifestDigest, manifestMediaType: MediaType.OciManifest, configDigest, config, layers },
+    { reference: ref, repoDigest: manifestDigest, manifestDigest, manifestMediaType: MediaType.OciManifest, configDigest, config, layers, ...(a.parent ? { parent: a.parent.record.id } : {}) },
     owner,
   );
 }

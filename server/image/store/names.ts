@@ -50,6 +50,12 @@ export interface ImageRecord {
   os: string;
   architecture: string;
   variant?: string;
+  /**
+   * The image this one was built on by a step of `capsa build` or by
+   * `commit` (Docker's Parent): `images` hides an untagged image that is
+   * some other image's parent, as Docker hides intermediate images.
+   */
+  parent?: string;
   /** ISO time this namespace last recorded the image (a pull, a load). */
   pulledAt: string;
 }
@@ -67,6 +73,8 @@ export interface NewImage {
   configDigest: string;
   config: ImageConfig;
   layers: Descriptor[];
+  /** Id of the image it was built on locally (a build step, a commit); none for a pull or a load. */
+  parent?: string;
 }
 
 export interface RemoveOptions {
@@ -215,6 +223,7 @@ export class Names {
         os: config.os,
         architecture: config.architecture,
         ...(config.variant ? { variant: config.variant } : {}),
+        ...(image.parent ?? old?.parent ? { parent: image.parent ?? old?.parent } : {}),
       };
       const ns = namespace(index, owner, true);
       ns.images[id] = { repoDigests: union(ns.images[id]?.repoDigests, repoDigests), pulledAt: new Date().toISOString() };

@@ -27,7 +27,8 @@ import * as check from './validate';
 import { runLike } from './containers/run';
 import { exec } from './containers/exec';
 import { attach, containerPrune, kill, restart, rm, start, stop, wait } from './containers/lifecycle';
-import { inspect, logs, ps, top } from './containers/ps';
+import { logs, ps, top } from './containers/ps';
+import { inspectCommand } from './inspect';
 import { restoreTerminal } from './containers/streams';
 
 /** Exit status for errors of Capsa itself, as Docker uses 125. */
@@ -62,7 +63,9 @@ const COMMANDS: Record<string, [Command, string]> = {
   kill: [kill, 'Kill one or more running containers'],
   logs: [logs, 'Fetch the logs of a container'],
   wait: [wait, 'Wait for containers to stop, then print their exit codes'],
-  inspect: [inspect, 'Show details of containers'],
+  inspect: [inspectCommand(), 'Show details of containers or images'],
+  'container-inspect': [inspectCommand('container'), 'Show details of containers (capsa container inspect)'],
+  'image-inspect': [inspectCommand('image'), 'Show details of images (capsa image inspect)'],
   version: [version, 'Show the helper version'],
   network: [network, 'Manage networks'],
   volume: [volume, 'Manage volumes'],
@@ -82,15 +85,15 @@ const COMMANDS: Record<string, [Command, string]> = {
 
 const MANAGEMENT: Record<string, Record<string, string>> = {
   container: {
-    ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'inspect',
+    ls: 'ps', list: 'ps', ps: 'ps', rm: 'rm', run: 'run', exec: 'exec', stop: 'stop', kill: 'kill', logs: 'logs', wait: 'wait', inspect: 'container-inspect',
     create: 'create', start: 'start', restart: 'restart', attach: 'attach', top: 'top', prune: 'container-prune', commit: 'commit', diff: 'diff', cp: 'cp',
   },
-  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', push: 'push', prune: 'image-prune', load: 'load', save: 'save', history: 'history', tag: 'tag', build: 'build' },
+  image: { ls: 'images', list: 'images', rm: 'rmi', pull: 'pull', push: 'push', prune: 'image-prune', load: 'load', save: 'save', history: 'history', tag: 'tag', build: 'build', inspect: 'image-inspect' },
 };
 
 function help(): string {
-  // `container-prune` and `image-prune` are reached as `capsa container prune` / `capsa image prune`; help shows those forms.
-  const listed = Object.entries(COMMANDS).filter(([k]) => !k.endsWith('-prune'));
+  // `container-prune`, `image-prune` and the `-inspect`s are reached as `capsa container prune` / `capsa image prune`; help shows those forms.
+  const listed = Object.entries(COMMANDS).filter(([k]) => !/-(prune|inspect)$/.test(k));
   const lines = [
     ...listed.map(([k, [, d]]) => `  ${k.padEnd(10)} ${d}`),
     `  ${'container'.padEnd(10)} Manage containers (ls, rm, prune, …)`,

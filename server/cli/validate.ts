@@ -234,6 +234,17 @@ export function noArguments(verb: string, positionals: string[]): void {
   if (positionals.length) throw new InvalidArgumentError(`'capsa ${verb}' accepts no arguments`);
 }
 
+/** A verb that needs at least one positional argument. */
+export function someArguments(verb: string, positionals: string[]): void {
+  if (!positionals.length) throw new InvalidArgumentError(`'capsa ${verb}' requires at least 1 argument`);
+}
+
+/** A flag whose value is one of `choices`. */
+export function checkChoice<T extends string>(flag: string, value: string, choices: readonly T[]): T {
+  if ((choices as readonly string[]).includes(value)) return value as T;
+  throw new InvalidArgumentError(`invalid value ${shown(value)} for --${flag}: expected ${choices.join(' or ')}`);
+}
+
 /** Network and volume names become file names (and bridge labels): Docker's character set, at most 128 characters. */
 export function checkObjectName(what: 'network' | 'volume', value: string): string {
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(value)) {

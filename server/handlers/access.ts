@@ -42,6 +42,7 @@ import {
   ImageListRequest,
   ImageLoadRequest,
   ImagePruneRequest,
+  ImageInspectRequest,
   ImagePullRequest,
   ImagePushRequest,
   ImageLoginRequest,
@@ -115,6 +116,7 @@ const USER_METHODS: ReadonlySet<string> = new Set([
   StreamCloseNotification.method,
   // images: names are per caller (services/images.ts, image/store/names.ts); blobs and layers shared, content-addressed
   ImageListRequest.method, // the caller's own namespace of image names
+  ImageInspectRequest.method, // an image of the caller's namespace
   ImagePullRequest.method, // lands in the caller's namespace; pulled with the request's credentials or none, never root's stored ones
   ImagePushRequest.method, // pushes only the caller's own names, with the request's credentials or none
   ImageLoginRequest.method, // checks the request's credentials against a registry; stores nothing

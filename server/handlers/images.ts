@@ -9,6 +9,7 @@ import {
   ImageListRequest,
   ImageLoadRequest,
   ImagePruneRequest,
+  ImageInspectRequest,
   ImagePullRequest,
   ImagePushRequest,
   ImageLoginRequest,
@@ -132,6 +133,7 @@ export function registerImageHandlers(connection: ClientConnection, images: Imag
   });
 
   connection.onRequest(ImageListRequest.type, handled(() => images.list(caller)));
+  connection.onRequest(ImageInspectRequest.type, handled((p: { image: string }) => images.inspect(caller, p.image)));
   connection.onRequest(
     ImageRemoveRequest.type,
     handled(async (params: ImageRemoveParams) => {

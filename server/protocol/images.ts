@@ -6,7 +6,7 @@
 import { RequestType, RequestType0 } from 'vscode-jsonrpc';
 import { v } from './validate';
 import { platform, progressToken } from './schemas';
-import type { ImageSummary, PullResult } from './types';
+import type { ImageInspect, ImageSummary, PullResult } from './types';
 
 /** A username and password (or identity token as password) for one registry. */
 export interface RegistryAuth {
@@ -43,6 +43,14 @@ export namespace ImageListRequest {
   export const type = new RequestType0<ImageSummary[], void>(method);
   /** What the params must be; checked before any handler runs (./validate.ts). */
   export const params = v.none();
+}
+
+/** One image of the caller's namespace as `docker image inspect` shows it (`capsa image inspect`, `capsa inspect`). */
+export namespace ImageInspectRequest {
+  export const method = 'capsa/image/inspect' as const;
+  export const type = new RequestType<{ image: string }, ImageInspect, void>(method);
+  /** What the params must be; checked before any handler runs (./validate.ts). */
+  export const params = v.object({ image: v.string({ min: 1, max: 4096, expected: 'an image reference or id' }) });
 }
 
 export namespace ImageRemoveRequest {

@@ -14,6 +14,7 @@ const messages = [
   P.ImageRemoveRequest,
   P.ImageLoadRequest,
   P.ImageSaveRequest,
+  P.ImageInspectRequest,
   P.ImagePruneRequest,
   P.ImagePushRequest,
   P.ImageLoginRequest,

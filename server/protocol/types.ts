@@ -178,6 +178,33 @@ export interface ImageSummary {
   parent?: string;
 }
 
+/**
+ * An image as Docker's `GET /images/{name}/json` and `docker image inspect`
+ * give it: Docker's field names, so scripts and templates written for
+ * Docker read it unchanged.
+ */
+export interface ImageInspect {
+  Id: string;
+  /** Short names, as Docker prints them (`busybox:latest`). */
+  RepoTags: string[];
+  RepoDigests: string[];
+  /** The image it was built on locally; `''` for a pulled or loaded image. */
+  Parent: string;
+  Comment: string;
+  Created: string;
+  Author: string;
+  /** The runtime config: Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Labels, Volumes, StopSignal, Healthcheck, Shell. */
+  Config: Record<string, unknown>;
+  Architecture: string;
+  Variant?: string;
+  Os: string;
+  /** Unpacked size in bytes. */
+  Size: number;
+  RootFS: { Type: string; Layers: string[] };
+  /** The manifest this image was stored from and its media type. */
+  Descriptor: { mediaType: string; digest: string };
+}
+
 export type ContainerState = 'created' | 'running' | 'exited' | 'paused' | 'removing' | 'dead';
 
 export interface ContainerSummary {

@@ -17,6 +17,7 @@ import type { CapsaConfig } from '../config';
 import type {
   ContainerSummary,
   ImageEvent,
+  ImageInspect,
   ImageLoadResult,
   ImagePruneResult,
   ImageRemoveResult,
@@ -118,6 +119,29 @@ export class ImageService extends EventEmitter implements ImageSource {
   async list(caller: Caller): Promise<ImageSummary[]> {
     const owner = ownerOf(caller);
     return (owner === ROOT_OWNER ? await this.store.listAll() : await this.store.list(owner)).map(summary);
+  }
+
+  /** `docker image inspect` of an image of the caller's namespace (another's is not found). */
+  async inspect(caller: Caller, image: string): Promise<ImageInspect> {
+    const record = await this.store.get(image, ownerOf(caller));
+    const config = await this.store.config(record);
+    const last = config.history?.[config.history.length - 1];
+    return {
+      Id: record.id,
+      RepoTags: record.references.map((r) => familiarReference(r)),
+      RepoDigests: record.repoDigests,
+      Parent: record.parent ?? '',
+      Comment: last?.comment ?? '',
+      Created: config.created ?? '',
+      Author: config.author ?? '',
+      Config: { ...(config.config ?? {}) },
+      Architecture: config.architecture,
+      ...(config.variant ? { Variant: config.variant } : {}),
+      Os: config.os,
+      Size: record.size,
+      RootFS: { Type: config.rootfs.type, Layers: [...config.rootfs.diff_ids] },
+      Descriptor: { mediaType: record.manifestMediaType, digest: record.manifestDigest },
+    };
   }
 
   /**

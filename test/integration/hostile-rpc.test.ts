@@ -115,6 +115,7 @@ const VALID: Record<string, Record<string, unknown> | undefined> = {
   'capsa/container/commit': { container: 'nosuch', reference: 'x:1', author: 'a', message: 'm', changes: ['CMD ["x"]'], pause: true, sourceDateEpoch: 1 },
   'capsa/container/diff': { container: 'nosuch' },
   'capsa/image/history': { image: 'nosuch' },
+  'capsa/image/inspect': { image: 'nosuch' },
   'capsa/image/tag': { source: 'nosuch', target: 'x:1' },
   'capsa/container/path-stat': { container: 'nosuch', path: '/', follow: false },
   'capsa/container/archive/open-read': { container: 'nosuch', path: '/', follow: false },

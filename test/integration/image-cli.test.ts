@@ -1,7 +1,8 @@
 /**
  * The image verbs of the real `capsa` CLI against a real helper and a real
  * local registry: images, rmi (and its refusal while a container uses the
- * image), image prune, system df, and pull progress and Ctrl-C.
+ * image), image prune, system df, pull progress and Ctrl-C, the hiding of
+ * intermediate build images, and image inspect.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,8 @@ import * as path from 'node:path';
 import { CLI, startHelper, type TestHelper, ok, until } from '../helpers/capsa';
 import { startFaultProxy, startRegistry, type TestRegistry } from '../helpers/registry';
 import { busyboxLayer, pushImage, seedBusybox, tarLayer, type PushedImage } from '../helpers/oci';
+import * as os from 'node:os';
+import { cliAs, createUser } from '../helpers/users';
 
 let registry: TestRegistry;
 let busybox: PushedImage;
@@ -163,4 +166,56 @@ test('on a slow registry the progress keeps moving on a terminal, and Ctrl-C can
   const again = await h.cli(['pull', ref], { timeoutMs: 60_000 });
   assert.equal(again.code, 0, again.stderr);
   assert.equal(rows(await ok(h, ['images'])).slice(1).length, 1);
+});
+
+test("images hides a build's intermediate images (-a shows them), filters by REPOSITORY; image inspect and inspect show Docker's fields; another user's image is not found", async (t) => {
+  const user = createUser(t);
+  const h = await startHelper({ mirror: registry.url, env: { CAPSA_SOCKET_MODE: '0666' } });
+  t.after(() => h.stop());
+  // the test's directory (0700 from mkdtemp) opened for the user to traverse, as /run/capsa is
+  fs.chmodSync(h.dir, 0o711);
+  await ok(h, ['pull', 'busybox']);
+  const ctx = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-images-'));
+  t.after(() => fs.rmSync(ctx, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo a > /a\nENV A=1\nCMD ["cat", "/a"]\n');
+  const id = (await ok(h, ['build', '-q', '-t', 'app:1', ctx])).trim();
+  const shown = rows(await ok(h, ['images'])).slice(1);
+  assert.deepEqual(shown.map((r) => r[0]).sort(), ['app', 'busybox'], 'the RUN and ENV steps\' untagged images are hidden');
+  const all = rows(await ok(h, ['images', '-a'])).slice(1);
+  assert.equal(all.filter((r) => r[0] === '<none>').length, 2, 'images -a shows the two intermediate images');
+  assert.deepEqual(rows(await ok(h, ['images', 'app'])).slice(1).map((r) => r[0]), ['app']);
+  assert.deepEqual(rows(await ok(h, ['images', 'docker.io/library/busybox:latest'])).slice(1).map((r) => r[0]), ['busybox']);
+
+  const [img] = JSON.parse(await ok(h, ['image', 'inspect', 'app:1'])) as Array<Record<string, any>>;
+  assert.equal(img.Id, id);
+  assert.deepEqual(img.RepoTags, ['app:1']);
+  assert.deepEqual(img.Config.Cmd, ['cat', '/a']);
+  assert.ok(img.Config.Env.includes('A=1'));
+  assert.equal(img.RootFS.Type, 'layers');
+  assert.equal(img.RootFS.Layers.length, 2, 'busybox\'s layer and the RUN step\'s');
+  assert.match(img.Parent, /^sha256:[0-9a-f]{64}$/, 'a built image names the step it was built on');
+  assert.ok(all.some((r) => img.Parent.slice(7, 19) === r[2]), 'and that parent is one of the intermediate images');
+  const [pulled] = JSON.parse(await ok(h, ['inspect', 'busybox'])) as Array<Record<string, any>>;
+  assert.equal(pulled.Id, busybox.configDigest);
+  assert.equal(pulled.Parent, '', 'a pulled image has no parent');
+
+  const cid = (await ok(h, ['create', '--name', 'insp', 'busybox', 'true'])).trim();
+  const both = JSON.parse(await ok(h, ['inspect', 'insp', 'app:1'])) as Array<Record<string, any>>;
+  assert.equal(both.length, 2, 'inspect looks a name up as a container, then as an image');
+  assert.equal(both[0].Id ?? both[0].id, cid);
+  assert.equal(both[1].Id, id);
+  const typed = await h.cli(['inspect', '--type', 'image', 'insp']);
+  assert.equal(typed.code, 1);
+  assert.match(typed.stderr, /^Error: No such image: insp$/m);
+  const missing = await h.cli(['inspect', 'nosuch:thing']);
+  assert.equal(missing.code, 1);
+  assert.equal(missing.stdout.trim(), '[]');
+  assert.match(missing.stderr, /^Error: No such object: nosuch:thing$/m);
+  assert.equal((await h.cli(['container', 'inspect', 'app:1'])).code, 1, 'container inspect does not look at images');
+
+  const theirs = await cliAs(h, user, '/', ['image', 'inspect', 'app:1']);
+  assert.equal(theirs.code, 1, `root's image is not in another user's namespace: ${theirs.stderr}`);
+  assert.match(theirs.stderr, /No such image: app:1/);
+  assert.doesNotMatch(theirs.stdout + theirs.stderr, new RegExp(id.slice(7, 19)), 'nothing of it leaks');
+  await ok(h, ['rm', 'insp']);
 });

@@ -1,11 +1,11 @@
 /**
- * What a container shows: ps, logs, top and inspect.
+ * What a container shows: ps, logs and top (inspect: ../inspect.ts).
  */
-import { ContainerInspectRequest, ContainerListRequest, ContainerLogsRequest, ContainerTopRequest } from '../../protocol';
+import { ContainerListRequest, ContainerLogsRequest, ContainerTopRequest } from '../../protocol';
 import { InvalidArgumentError } from '../../errors';
 import { parseFlags } from '../args';
 import { newId, str, type Command } from '../command';
-import { formatAge, json, ownerColumn, table } from '../format';
+import { formatAge, ownerColumn, table } from '../format';
 import * as check from '../validate';
 import { attachStreams } from './streams';
 
@@ -66,16 +66,6 @@ export const top: Command = async (argv, conn) => {
   const c = await conn();
   const r = await c.sendRequest(ContainerTopRequest.type, { container: positionals[0] });
   process.stdout.write(table(r.titles, r.processes));
-  return 0;
-};
-
-export const inspect: Command = async (argv, conn) => {
-  const { positionals } = parseFlags(argv, [], { stopAtPositional: false, verb: 'inspect' });
-  if (positionals.length === 0) throw new InvalidArgumentError("'capsa inspect' requires at least 1 argument");
-  const c = await conn();
-  const out = [];
-  for (const container of positionals) out.push(await c.sendRequest(ContainerInspectRequest.type, { container }));
-  process.stdout.write(json(out) + '\n');
   return 0;
 };
 

@@ -23,6 +23,7 @@ import { ignoreFileFor, readDockerignore } from '../build/dockerignore';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { buildView, progressMode } from './buildprogress';
 import { interruptible, newId, str, type Command } from './command';
+import * as check from './validate';
 
 const BUILD_FLAGS: FlagSpec[] = [
   { name: 'tag', short: 't', kind: 'multi', help: 'Name and optionally a tag in the name:tag format' },
@@ -32,6 +33,7 @@ const BUILD_FLAGS: FlagSpec[] = [
   { name: 'target', kind: 'value', help: 'Set the target build stage to build' },
   { name: 'no-cache', kind: 'bool', help: 'Do not use cache when building the image' },
   { name: 'pull', kind: 'bool', help: 'Always attempt to pull a newer version of the image' },
+  { name: 'platform', kind: 'value', help: 'Set the target platform for the build (os/arch[/variant])' },
   { name: 'quiet', short: 'q', kind: 'bool', help: 'Suppress the build output and print image ID on success' },
   { name: 'iidfile', kind: 'value', help: 'Write the image ID to the file' },
   { name: 'secret', kind: 'multi', help: 'Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=X,env=VAR")' },
@@ -128,6 +130,7 @@ export const build: Command = async (argv, conn) => {
       ...(typeof flags.target === 'string' ? { target: flags.target } : {}),
       noCache: flags['no-cache'] === true,
       pull: flags.pull === true,
+      ...(typeof flags.platform === 'string' ? { platform: check.checkPlatform(flags.platform) } : {}),
       ...(flags.secret ? { secrets: readSecrets(flags.secret) } : {}),
     };
     // Ctrl-C cancels the build in the helper, which kills a running step and keeps only the steps that finished

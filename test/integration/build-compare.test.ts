@@ -20,7 +20,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,8 +28,8 @@ import { startHelper, type TestHelper } from '../helpers/capsa';
 import { seedBusybox } from '../helpers/oci';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { diffConfigs, diffTrees, readDockerArchive } from '../helpers/imagetree';
+import { hasPodman, podmanSandbox, run, type PodmanSandbox } from '../helpers/podman';
 
-const hasPodman = spawnSync('podman', ['--version']).status === 0;
 
 /** A context file: its content, or content with a mode (and owner). */
 type CtxFile = string | { content?: string; mode?: number; uid?: number; gid?: number; symlink?: string; dir?: boolean };
@@ -255,23 +255,16 @@ let work = '';
 let podmanArgs: string[] = [];
 let podmanEnv: NodeJS.ProcessEnv = {};
 
-const run = (cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeout = 300_000): Promise<{ code: number; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    execFile(cmd, args, { env, timeout, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
+let sandbox: PodmanSandbox | undefined;
 
 before(async () => {
   if (!hasPodman) return;
   registry = await startRegistry();
   await seedBusybox(registry);
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-compare-'));
-  const conf = path.join(work, 'registries.conf');
-  fs.writeFileSync(conf, `unqualified-search-registries = []\n[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
-  fs.writeFileSync(path.join(work, 'storage.conf'), `[storage]\ndriver = "overlay"\nrunroot = "${work}/run"\ngraphroot = "${work}/root"\n`);
-  podmanEnv = { ...process.env, CONTAINERS_REGISTRIES_CONF: conf, CONTAINERS_STORAGE_CONF: path.join(work, 'storage.conf') };
-  podmanArgs = ['--root', path.join(work, 'root'), '--runroot', path.join(work, 'run'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs'];
+  sandbox = podmanSandbox(work, registry.host);
+  podmanEnv = sandbox.env;
+  podmanArgs = sandbox.args;
   helper = await startHelper({ mirror: registry.url });
   // the base with ONBUILD triggers: built once (by podman) and pushed, so both builders pull the same image
   const parent = fs.mkdtempSync(path.join(work, 'parent-'));
@@ -288,8 +281,7 @@ after(async () => {
   await helper?.stop();
   await registry?.stop();
   if (work) {
-    // podman's own reset unmounts and removes its overlay layers
-    spawnSync('podman', [...podmanArgs, 'system', 'reset', '--force'], { env: podmanEnv, stdio: 'ignore' });
+    sandbox?.reset();
     fs.rmSync(work, { recursive: true, force: true });
   }
 });

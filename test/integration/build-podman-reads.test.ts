@@ -11,7 +11,6 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,44 +18,29 @@ import { startHelper, type TestHelper } from '../helpers/capsa';
 import { seedBusybox } from '../helpers/oci';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { diffConfigs, diffTrees, readDockerArchive } from '../helpers/imagetree';
-
-const hasPodman = spawnSync('podman', ['--version']).status === 0;
+import { hasPodman, podmanSandbox, type PodmanSandbox } from '../helpers/podman';
 
 let registry: TestRegistry;
 let helper: TestHelper | undefined;
 let work = '';
-let podmanArgs: string[] = [];
-let podmanEnv: NodeJS.ProcessEnv = {};
+let sandbox: PodmanSandbox | undefined;
 
-const run = (cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeout = 300_000): Promise<{ code: number; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    execFile(cmd, args, { env, timeout, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-
-const podman = (args: string[]) => run('podman', [...podmanArgs, ...args], podmanEnv);
+const podman = (args: string[]) => (sandbox as PodmanSandbox).podman(args);
 
 before(async () => {
   if (!hasPodman) return;
   registry = await startRegistry();
   await seedBusybox(registry);
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-podman-reads-'));
-  const conf = path.join(work, 'registries.conf');
-  fs.writeFileSync(conf, `unqualified-search-registries = []\n[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
-  fs.writeFileSync(path.join(work, 'storage.conf'), `[storage]\ndriver = "overlay"\nrunroot = "${work}/run"\ngraphroot = "${work}/root"\n`);
-  podmanEnv = { ...process.env, CONTAINERS_REGISTRIES_CONF: conf, CONTAINERS_STORAGE_CONF: path.join(work, 'storage.conf') };
-  podmanArgs = ['--root', path.join(work, 'root'), '--runroot', path.join(work, 'run'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs'];
+  sandbox = podmanSandbox(work, registry.host);
   helper = await startHelper({ mirror: registry.url, env: { SOURCE_DATE_EPOCH: '1700000000' } });
 });
 
 after(async () => {
   await helper?.stop();
   await registry?.stop();
-  if (work) {
-    spawnSync('podman', [...podmanArgs, 'system', 'reset', '--force'], { env: podmanEnv, stdio: 'ignore' });
-    fs.rmSync(work, { recursive: true, force: true });
-  }
+  sandbox?.reset();
+  if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
 const DOCKERFILE = (base: string) =>

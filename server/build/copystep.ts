@@ -56,7 +56,7 @@ export async function writeCopyStep(i: CopyStepInput): Promise<number> {
   const owner = await imageChown(a.chown, loc, i.layerDirs);
   const total = a.sources.length + a.inline.length;
   if (total > 1 && !a.dest.endsWith('/') && !i.destIsDir) {
-    throw new BuildContextError(`${where}: when using ${a.kind.toUpperCase()} with more than one source file, the destination must be a directory and end with a /`);
+    throw new BuildContextError(`${where}: when using COPY with more than one source file, the destination must be a directory and end with a /`);
   }
   const destIsDir = i.destIsDir || total > 1;
   const destRoot = a.dest.replace(/\/+$/, '') || '/';
@@ -82,17 +82,16 @@ export async function writeCopyStep(i: CopyStepInput): Promise<number> {
     if (!i.source) throw new BuildContextError(`${where}: the step's sources were not made available`);
     const { root, manifest } = i.source;
     const preserveOwner = a.origin.kind !== 'context';
-    for (const src of local) {
-      if (a.kind !== 'add' || a.unpack === false) {
-        n += await copyInto(root, manifest, spec([src], { preserveOwner }), i.upper, i.existing);
-        continue;
-      }
+    if (a.kind !== 'add' || a.unpack === false) {
+      // one copy of all the sources, as before heredocs and URLs could join them
+      n += await copyInto(root, manifest, spec(local, { preserveOwner, destIsDir: total > local.length || i.destIsDir }), i.upper, i.existing);
+    } else for (const src of local) {
       // only a file the source names (or its wildcard matches) is extracted, never one inside a directory it names
-      const tops = selectSources(manifest, [src], a.exclude, loc).filter((f) => f.top && f.entry.type === 'file');
+      const tops = selectSources(manifest, [src], a.exclude, loc).filter((f) => f.top);
       const archives: { path: string; kind: ArchiveCompression }[] = [];
       const plain: string[] = [];
       for (const f of tops) {
-        const kind = await archiveKind(path.join(root, f.entry.path), archiveWhat(loc, f.entry.path));
+        const kind = f.entry.type === 'file' ? await archiveKind(path.join(root, f.entry.path), archiveWhat(loc, f.entry.path)) : undefined;
         if (kind) archives.push({ path: f.entry.path, kind });
         else plain.push(f.entry.path);
       }

@@ -53,6 +53,7 @@ export async function writeCopyStep(i: CopyStepInput): Promise<number> {
   const git = urls.find(isGitSource);
   if (git) throw new BuildContextError(`${where}: ADD of a git repository (${git}) is not supported yet`);
   if (a.kind === 'copy' && urls.length > 0) throw new BuildContextError(`${where}: COPY cannot take a URL (${urls[0]}): use ADD`);
+  if (a.checksum !== undefined && local.length > 0) throw new BuildContextError(`${where}: ADD --checksum is for http(s) sources only, not ${local[0]}`);
   const owner = await imageChown(a.chown, loc, i.layerDirs);
   const total = a.sources.length + a.inline.length;
   if (total > 1 && !a.dest.endsWith('/') && !i.destIsDir) {

@@ -125,12 +125,13 @@ test('ADD of a URL: named by its path, 0600, Last-Modified as mtime, redirects f
       `ADD ${base}/file.txt /dl/`,
       `ADD ${base}/redirect /dl/renamed.txt`,
       `ADD --chmod=640 --chown=user:user --checksum=${sha(served)} ${base}/file.txt /checked.txt`,
+      `ADD ${base}/file.txt /tmp`,
     ].join('\n'),
   });
   await built(['-t', 'copy:url', dir]);
-  const out = await runIn('copy:url', 'stat -c "%a %u:%g %Y %n" /dl/file.txt /dl/renamed.txt /checked.txt; cat /dl/file.txt /checked.txt');
+  const out = await runIn('copy:url', 'stat -c "%a %u:%g %Y %n" /dl/file.txt /dl/renamed.txt /checked.txt /tmp/file.txt; stat -c "%a %n" /tmp; cat /dl/file.txt /checked.txt');
   const mtime = LAST_MODIFIED.getTime() / 1000;
-  assert.equal(out, `600 0:0 ${mtime} /dl/file.txt\n600 0:0 ${mtime} /dl/renamed.txt\n640 1000:1000 ${mtime} /checked.txt\n${served}${served}`);
+  assert.equal(out, `600 0:0 ${mtime} /dl/file.txt\n600 0:0 ${mtime} /dl/renamed.txt\n640 1000:1000 ${mtime} /checked.txt\n600 0:0 ${mtime} /tmp/file.txt\n1777 /tmp\n${served}${served}`, 'a destination that is a directory in the image gets the file by its URL name');
 
   const fails: [string, RegExp][] = [
     [`ADD --checksum=${sha('other')} ${base}/file.txt /x`, new RegExp(`Dockerfile:2: ADD ${base}/file.txt: the content's digest ${sha(served)} does not match --checksum=${sha('other')}`)],
@@ -138,6 +139,8 @@ test('ADD of a URL: named by its path, 0600, Last-Modified as mtime, redirects f
     [`ADD ${base}/loop /x`, new RegExp(`Dockerfile:2: ADD ${base}/loop: more than 10 redirects`)],
     [`ADD ${base}/huge.bin /x`, new RegExp(`Dockerfile:2: ADD ${base}/huge.bin: the download \\(3221225472 bytes declared\\) is larger than the ADD URL download limit \\(2 GiB\\)`)],
     ['ADD git@example.com:a/b.git /src', /Dockerfile:2: ADD of a git repository \(git@example.com:a\/b.git\) is not supported yet/],
+    [`ADD ${base}/repo.git /src`, /Dockerfile:2: ADD of a git repository \(http:\/\/127\.0\.0\.1:\d+\/repo\.git\) is not supported yet/],
+    [`ADD --checksum=${sha('x')} Dockerfile /x`, /Dockerfile:2: ADD --checksum is for http\(s\) sources only, not Dockerfile/],
   ];
   for (const [line, re] of fails) {
     const d = context(t, { Dockerfile: `FROM busybox\n${line}\n` });

@@ -3,7 +3,7 @@
  * heredocs as files, ADD of a URL from an HTTP server on 127.0.0.1 (mode,
  * name, Last-Modified, --checksum, a 404, a declared size over the limit,
  * redirects, the cache following the content), ADD of local tar archives
- * in every compression (extracted with owners, modes, links kept; a file
+ * in every compression (extracted with owners, modes, links, xattrs kept; a file
  * that is no archive copied), hostile archives refused with nothing
  * written outside, and --chown by name from the image's passwd and group.
  */
@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileRegistry, startHelper, type TestHelper } from '../helpers/capsa';
+import { readDockerArchive } from '../helpers/imagetree';
 
 const registry = fileRegistry();
 let h: TestHelper;
@@ -172,7 +173,9 @@ function archives(dir: string): void {
   fs.symlinkSync('sub/a.txt', path.join(src, 'link'));
   fs.chmodSync(path.join(src, 'sub/private'), 0o700);
   fs.writeFileSync(path.join(src, '.wh.plain'), 'not a whiteout\n');
-  const tar = spawnSync('tar', ['-cf', path.join(dir, 't.tar'), '-C', src, '--owner=1000', '--group=1000', '.']);
+  const xa = spawnSync('python3', ['-c', 'import os, sys; os.setxattr(sys.argv[1], "user.capsa", b"kept")', path.join(src, 'sub/a.txt')]);
+  assert.equal(xa.status, 0, String(xa.stderr));
+  const tar = spawnSync('tar', ['--xattrs', '-cf', path.join(dir, 't.tar'), '-C', src, '--owner=1000', '--group=1000', '.']);
   assert.equal(tar.status, 0, String(tar.stderr));
   for (const [tool, ext] of [['gzip', 'gz'], ['bzip2', 'bz2'], ['xz', 'xz'], ['zstd', 'zst']]) {
     const r = spawnSync('sh', ['-c', `${tool} -c < t.tar > t.tar.${ext}`], { cwd: dir });
@@ -183,7 +186,7 @@ function archives(dir: string): void {
   spawnSync('sh', ['-c', 'echo just gzip | gzip > notar.gz'], { cwd: dir });
 }
 
-test('ADD of a local tar extracts it whatever its compression (none, gzip, bzip2, xz, zstd) with owners, modes and links kept; a file that is no archive is copied', { timeout: 300_000 }, async (t) => {
+test('ADD of a local tar extracts it whatever its compression (none, gzip, bzip2, xz, zstd) with owners, modes, links and xattrs kept; a file that is no archive is copied', { timeout: 300_000 }, async (t) => {
   await setup();
   const dir = context(t, {
     Dockerfile: [
@@ -199,6 +202,11 @@ test('ADD of a local tar extracts it whatever its compression (none, gzip, bzip2
   const expected = ['plain', 'gz', 'bz2', 'xz', 'zst'].flatMap((d) => [`640 1000:1000 2 /${d}/sub/a.txt`, `700 1000:1000 2 /${d}/sub/private`, `644 1000:1000 1 /${d}/.wh.plain`, 'sub/a.txt', 'hard-linked']);
   expected.push('640 1000:65534 2 /owned/sub/a.txt', '700 1000:65534 2 /owned/sub/private', '644 1000:65534 1 /owned/.wh.plain', 'sub/a.txt', 'hard-linked');
   assert.equal(out, expected.join('\n') + '\n');
+  const saved = path.join(dir, 'saved.tar');
+  const sv = await h.cli(['save', '-o', saved, 'copy:tar']);
+  assert.equal(sv.code, 0, sv.stderr);
+  const { tree } = await readDockerArchive(saved);
+  for (const d of ['plain', 'gz', 'bz2', 'xz', 'zst', 'owned']) assert.equal(tree.get(`/${d}/sub/a.txt`)?.xattrs['user.capsa'], Buffer.from('kept').toString('base64'), `${d}: the xattr is kept`);
   assert.equal(await runIn('copy:tar', 'cat /raw/fake.tar; gzip -dc /raw/notar.gz; test -f /copied/t.tar && echo copied-as-file'), 'a text file with a tar name\njust gzip\ncopied-as-file\n');
 });
 

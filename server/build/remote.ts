@@ -21,6 +21,7 @@ import { request, type Dispatcher } from 'undici';
 import { exceeded, LIMITS, type Limit } from '../limits';
 import { BuildRemoteError, type SourceLocation } from './errors';
 import type { BuildPlan } from './plan';
+import { BuildStepError } from './steperror';
 
 /** Redirects followed at most (Go's http.Client, which BuildKit's http source uses, stops after 10). */
 export const REMOTE_REDIRECTS = 10;
@@ -180,7 +181,13 @@ export async function prefetchRemotes(plan: BuildPlan, dir: string, signal: Abor
         if (!isHttpSource(url) || isGitSource(url) || out.has(url)) continue;
         const d = path.join(dir, `r${n++}`);
         await fs.promises.mkdir(d, { recursive: true, mode: 0o700 });
-        out.set(url, await fetchRemote(url, d, { ...o, loc: step.loc, signal }));
+        try {
+          out.set(url, await fetchRemote(url, d, { ...o, loc: step.loc, signal }));
+        } catch (err) {
+          // a cancel reads as every other cancelled build, not as this URL's failure
+          if (signal.aborted) throw new BuildStepError('the build was cancelled');
+          throw err;
+        }
       }
     }
   }

@@ -189,11 +189,13 @@ const CASES: Case[] = [
     name: 'ADD of a local tar extracts it',
     needs: ['add-tar'],
     files: { 'plain.txt': 'p' },
-    dockerfile: ['FROM $BASE', 'ADD files.tar /extracted/', 'ADD files.tar.gz /gz/'].join('\n'),
+    dockerfile: ['FROM $BASE', 'ADD files.tar /extracted/', 'ADD files.tar.gz /gz/', 'ADD files.tar.bz2 /bz2/', 'ADD files.tar.xz /xz', 'ADD files.tar.zst /zst/', 'ADD plain.txt notar.gz /raw/'].join('\n'),
+    podmanDiffers: [{ line: /^\/(extracted|bz2|xz|zst): capsa dir 0755 0:0 \| podman dir 0755 1000:1000$/, reason: "buildah applies the archive's own `./` entry (owned 1000:1000 here) to the destination directory; BuildKit (containerd's apply skips the entry that resolves to the root) and Docker (Untar skips `.` when it exists) leave the destination as created" }],
   },
   {
     name: 'COPY and ADD of heredocs',
     needs: ['copy-heredoc'],
+    podmanCannot: 'buildah 1.28 (Debian 12) does not support COPY/ADD heredocs: it takes "<<EOF" for a source path ("copier: stat: \"/<<EOF\": no such file or directory")',
     dockerfile: ['FROM $BASE', 'ARG WHO=world', 'COPY <<EOF /hello.txt', 'hello $WHO', 'EOF', 'COPY --chmod=755 <<-"EOT" /script.sh', '\t#!/bin/sh', '\techo $WHO', '\tEOT', 'ADD <<one <<two /multi/', 'first', 'one', 'second', 'two'].join('\n'),
   },
   {
@@ -306,6 +308,8 @@ function writeContext(dir: string, c: Case): void {
     fs.symlinkSync('sub/in-tar.txt', path.join(dir, 'tarsrc/link'));
     spawnSync('tar', ['-cf', path.join(dir, 'files.tar'), '-C', path.join(dir, 'tarsrc'), '--owner=1000', '--group=1000', '.']);
     spawnSync('tar', ['-czf', path.join(dir, 'files.tar.gz'), '-C', path.join(dir, 'tarsrc'), '.']);
+    for (const [tool, ext] of [['bzip2', 'bz2'], ['xz', 'xz'], ['zstd', 'zst']]) spawnSync('sh', ['-c', `${tool} -c < files.tar > files.tar.${ext}`], { cwd: dir });
+    spawnSync('sh', ['-c', 'echo no tar | gzip > notar.gz'], { cwd: dir });
     fs.rmSync(path.join(dir, 'tarsrc'), { recursive: true });
   }
 }

@@ -174,8 +174,16 @@ export function stepKey(parent: string, inputs: unknown): string {
  * lists a stage's step keys; `stageKey` is its last (its base's key when it
  * has no step). `bases` gives the images' digests; `context` the manifest;
  * `remotes` the ADD URLs fetched for keying (remote.prefetchRemotes).
+ * `sourceDateEpoch` (SOURCE_DATE_EPOCH) is in every key when set: its
+ * layers' mtimes and times differ from another epoch's, or none.
  */
-export function planKeys(plan: BuildPlan, bases: ReadonlyMap<string, BaseImage>, context?: ContextManifest, remotes?: ReadonlyMap<string, RemoteFile>): { steps: Map<number, string[]>; stageKey: Map<number, string> } {
+export function planKeys(
+  plan: BuildPlan,
+  bases: ReadonlyMap<string, BaseImage>,
+  context?: ContextManifest,
+  remotes?: ReadonlyMap<string, RemoteFile>,
+  sourceDateEpoch?: number,
+): { steps: Map<number, string[]>; stageKey: Map<number, string> } {
   const steps = new Map<number, string[]>();
   const stageKey = new Map<number, string>();
   const origin = (o: SourceOrigin): string => {
@@ -194,7 +202,7 @@ export function planKeys(plan: BuildPlan, bases: ReadonlyMap<string, BaseImage>,
   for (const st of plan.stages) {
     const b = st.base;
     const root = b.kind === 'stage' ? origin(b) : b.kind === 'scratch' ? 'scratch' : origin({ kind: 'image', ref: b.ref });
-    let parent = sha(canonicalJson({ v: KEY_VERSION, base: root, platform: st.platform }));
+    let parent = sha(canonicalJson({ v: KEY_VERSION, base: root, platform: st.platform, ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}) }));
     const keys: string[] = [];
     for (const s of st.steps) {
       parent = stepKey(parent, keyInputs(s, context, origin, remotes));

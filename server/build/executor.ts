@@ -78,6 +78,12 @@ export interface ExecuteOptions {
   context: AsyncIterable<Uint8Array>;
   noCache: boolean;
   labels?: Record<string, string>;
+  /**
+   * SOURCE_DATE_EPOCH (seconds): every image's `created`, its history's
+   * times and no file's mtime in a layer later than it, for images that are
+   * the same bytes on every machine (reproducible-builds.org).
+   */
+  sourceDateEpoch?: number;
   /** Text outside any step (RUN's and COPY's own output goes to `progress`, per step). */
   out(text: string): void;
   /** Each step's start, output, cache hit and end. */
@@ -146,7 +152,7 @@ export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promis
       if (o.labels && Object.keys(o.labels).length > 0) {
         const c = await store.config(last);
         const cc = { ...(c.config ?? {}), Labels: { ...(c.config?.Labels ?? {}), ...o.labels } };
-        last = await writeImage(store, lease, { parent: { record: last, config: c }, layers: [], config: cc, history: [], created: new Date().toISOString() }, deps.owner);
+        last = await writeImage(store, lease, { parent: { record: last, config: c }, layers: [], config: cc, history: [], created: createdAt(o) }, deps.owner);
       }
       return { record: last, ...tally };
     } finally {
@@ -213,7 +219,7 @@ async function buildStage(deps: ExecutorDeps, lease: Lease, st: PlannedStage, r:
     }
     o.progress({ kind: 'done', step: num, id: image.id, ms: Date.now() - t0 });
   }
-  return image ?? (await writeStep(store, lease, deps.owner, undefined, config, [], { created_by: 'FROM scratch', empty_layer: true }));
+  return image ?? (await writeStep(store, lease, deps.owner, undefined, config, [], { created_by: 'FROM scratch', empty_layer: true }, o));
 }
 
 /** The stage as BuildKit's progress names it: its name, else `stage-N`, and nothing for an unnamed target. */
@@ -247,9 +253,9 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
   const a = s.step.action;
   const loc = s.step.loc;
   const history = { created_by: s.step.createdBy };
-  if (a.kind === 'config') return writeStep(store, lease, owner, s.image, s.config, [], { ...history, empty_layer: true });
+  if (a.kind === 'config') return writeStep(store, lease, owner, s.image, s.config, [], { ...history, empty_layer: true }, s.o);
   if (a.kind === 'run') {
-    const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }));
+    const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }, s.o));
     const imageOf = (x: SourceOrigin): ImageRecord | undefined => (x.kind === 'stage' ? s.results.get(x.index) : x.kind === 'image' ? s.o.bases.get(x.ref)?.record : undefined);
     const mounts = await prepareRunMounts({ store, lease, owner, diskRoot: deps.diskRoot, caches: deps.caches, ctxRoot: s.ctxRoot, manifest: s.manifest, imageOf, mergedRoot: deps.mergedRoot, signal: s.o.signal, secrets: deps.secrets }, a, loc);
     let ctr = '';
@@ -268,8 +274,8 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
       if (r.exitCode !== 0) {
         throw new BuildStepError(`${loc.file}:${loc.line}: step ${s.n} (${s.step.original}) failed: the command returned a non-zero code: ${r.exitCode}`, r.exitCode);
       }
-      const layer = await commitLayer(store, lease, r.upper, { view: r.view, idShift: r.idShift, signal: s.o.signal });
-      return await writeStep(store, lease, owner, base, s.config, [layer], history);
+      const layer = await commitLayer(store, lease, r.upper, { view: r.view, idShift: r.idShift, signal: s.o.signal, sourceDateEpoch: s.o.sourceDateEpoch });
+      return await writeStep(store, lease, owner, base, s.config, [layer], history, s.o);
     } finally {
       await r.remove();
       await mounts.release();
@@ -302,15 +308,29 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
         await fs.promises.rm(scratch, { recursive: true, force: true });
       }
     }
-    const layer = await commitLayer(store, lease, upper, { signal: s.o.signal, adopt: true });
-    return await writeStep(store, lease, owner, s.image, s.config, [layer], history);
+    const layer = await commitLayer(store, lease, upper, { signal: s.o.signal, adopt: true, sourceDateEpoch: s.o.sourceDateEpoch });
+    return await writeStep(store, lease, owner, s.image, s.config, [layer], history, s.o);
   } finally {
     await fs.promises.rm(upper, { recursive: true, force: true });
   }
 }
 
-async function writeStep(store: ImageStore, lease: Lease, owner: number, parent: ImageRecord | undefined, c: StageConfig, layers: Awaited<ReturnType<typeof commitLayer>>[], history: { created_by: string; empty_layer?: boolean }): Promise<ImageRecord> {
-  const created = new Date().toISOString();
+/** An image's `created`: SOURCE_DATE_EPOCH when set, else now. */
+function createdAt(o: Pick<ExecuteOptions, 'sourceDateEpoch'>): string {
+  return new Date(o.sourceDateEpoch !== undefined ? o.sourceDateEpoch * 1000 : Date.now()).toISOString();
+}
+
+async function writeStep(
+  store: ImageStore,
+  lease: Lease,
+  owner: number,
+  parent: ImageRecord | undefined,
+  c: StageConfig,
+  layers: Awaited<ReturnType<typeof commitLayer>>[],
+  history: { created_by: string; empty_layer?: boolean },
+  o: Pick<ExecuteOptions, 'sourceDateEpoch'>,
+): Promise<ImageRecord> {
+  const created = createdAt(o);
   const p = parent ? { record: parent, config: await store.config(parent) } : undefined;
   return writeImage(store, lease, { parent: p, layers, config: containerConfig(c), history: [{ created, ...history }], created }, owner);
 }
@@ -381,7 +401,7 @@ function existingDirIn(dirs: string[]): ExistingDir {
 async function unpackContext(deps: ExecutorDeps, o: ExecuteOptions, root: string, remoteDir: string): Promise<{ manifest: ContextManifest; keys: ReturnType<typeof planKeys>; remotes: Map<string, RemoteFile> }> {
   const ctx = await spoolContextTar(o.context, root);
   const remotes = await prefetchRemotes(o.plan, remoteDir, o.signal);
-  const keys = planKeys(o.plan, o.bases, ctx.manifest, remotes);
+  const keys = planKeys(o.plan, o.bases, ctx.manifest, remotes, o.sourceDateEpoch);
   const willRun = async (key: string): Promise<boolean> => {
     if (o.noCache) return true;
     const hit = deps.cache.get(key);

@@ -89,6 +89,13 @@ export function readSecrets(list: unknown, env: NodeJS.ProcessEnv = process.env)
   return out;
 }
 
+/** SOURCE_DATE_EPOCH as buildx reads it: whole seconds since 1970; empty is unset. */
+export function sourceDateEpoch(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d{1,12}$/.test(value) || Number(value) > 253402300799) throw new InvalidArgumentError(`SOURCE_DATE_EPOCH ${JSON.stringify(value.slice(0, 40))}: expected whole seconds since 1970-01-01`);
+  return Number(value);
+}
+
 export const build: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, BUILD_FLAGS, { stopAtPositional: false, verb: 'build' });
   if (flags.help) {
@@ -119,13 +126,16 @@ export const build: Command = async (argv, conn) => {
     c.onNotification(ImageBuildStepNotification.type, (p) => {
       if (p.token === token) view?.event(p.event);
     });
+    const buildArgs = flags['build-arg'] ? keyValues(flags['build-arg'], 'build-arg') : undefined;
+    const epoch = sourceDateEpoch(buildArgs?.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH);
     const params = {
       context: tarFile,
       dockerfile,
       dockerfileName: file === '-' ? 'Dockerfile' : path.basename(file),
       token,
       ...(Array.isArray(flags.tag) ? { tags: flags.tag as string[] } : {}),
-      ...(flags['build-arg'] ? { buildArgs: keyValues(flags['build-arg'], 'build-arg') } : {}),
+      ...(buildArgs || epoch !== undefined ? { buildArgs: { ...(epoch !== undefined ? { SOURCE_DATE_EPOCH: String(epoch) } : {}), ...buildArgs } } : {}),
+      ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
       ...(flags.label ? { labels: keyValues(flags.label, 'label') } : {}),
       ...(typeof flags.target === 'string' ? { target: flags.target } : {}),
       noCache: flags['no-cache'] === true,

@@ -22,6 +22,7 @@ export namespace ImageBuildRequest {
     noCache: v.optional(v.boolean()),
     pull: v.optional(v.boolean()),
     platform: v.optional(platform()),
+    sourceDateEpoch: v.optional(v.number({ integer: true, min: 0, max: 253402300799 })),
     secrets: v.optional(v.record(v.string({ max: 1 << 20, expected: 'base64' }))),
     token: progressToken(),
   });
@@ -48,6 +49,12 @@ export interface ImageBuildParams {
    * the default of every FROM); default: the host's.
    */
   platform?: string;
+  /**
+   * SOURCE_DATE_EPOCH (seconds; the client takes it from `--build-arg
+   * SOURCE_DATE_EPOCH=` or its environment, as buildx does): each image's
+   * and history entry's time, and no layer file's mtime later than it.
+   */
+  sourceDateEpoch?: number;
   /**
    * `--secret id=…`: each secret's content (base64) by id, read by the
    * client as the caller; `RUN --mount=type=secret` mounts it as a file,

@@ -80,7 +80,7 @@ export class BuildService {
           diskRoot: caller.uid === 0 ? { uid: 0, gid: 0 } : { uid: caller.uid, gid: caller.gid },
           mergedRoot: (dirs) => this.mergedRoot(dirs),
         },
-        { plan, bases, context: fh.createReadStream({ autoClose: false }), noCache: !!p.noCache, labels: p.labels, out, progress, signal },
+        { plan, bases, context: fh.createReadStream({ autoClose: false }), noCache: !!p.noCache, labels: p.labels, sourceDateEpoch: p.sourceDateEpoch, out, progress, signal },
       );
     } finally {
       await fh.close();

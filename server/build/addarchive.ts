@@ -181,12 +181,14 @@ export interface ExtractOptions {
   owner?: Owner;
   signal: AbortSignal;
   tools?: typeof DECOMPRESSORS;
+  /** Most bytes of file content extracted (default 64 GiB). */
+  maxBytes?: number;
 }
 
 /** Extracts `file` (of compression `kind`) into `dir`, an empty directory. Returns the entries applied. */
 export async function extractArchive(file: string, kind: ArchiveCompression, dir: string, o: ExtractOptions): Promise<number> {
   const d = decompress(file, kind, o.what, o.tools);
-  const applier = new Applier(dir, o.what, 64 * 1024 ** 3, false);
+  const applier = new Applier(dir, o.what, o.maxBytes ?? 64 * 1024 ** 3, false);
   try {
     for await (const entry of new TarReader(d.stream)) {
       if (o.signal.aborted) throw new BuildContextError(`${o.what}: the build was cancelled`);

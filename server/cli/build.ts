@@ -20,6 +20,7 @@ import { BuilderPruneRequest, ImageBuildOutputNotification, ImageBuildRequest, I
 import { readContextDir } from '../build/context';
 import { packContext } from '../build/contextpack';
 import { ignoreFileFor, readDockerignore } from '../build/dockerignore';
+import { contextFromStdin } from '../build/stdincontext';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { buildView, progressMode } from './buildprogress';
 import { interruptible, newId, str, type Command } from './command';
@@ -89,6 +90,21 @@ export function readSecrets(list: unknown, env: NodeJS.ProcessEnv = process.env)
   return out;
 }
 
+/** The Dockerfile `file` of a context extracted from standard input: it must be a file inside `root`, through no symlink out of it. */
+function readInside(root: string, file: string): string {
+  const rel = path.relative(root, path.resolve(file));
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new InvalidArgumentError(`the Dockerfile ${JSON.stringify(rel)} is outside the build context on standard input`);
+  let real: string;
+  try {
+    real = fs.realpathSync(file);
+  } catch {
+    throw new InvalidArgumentError(`Cannot locate specified Dockerfile: ${rel} (in the build context on standard input)`);
+  }
+  const realRel = path.relative(fs.realpathSync(root), real);
+  if (realRel.startsWith('..') || path.isAbsolute(realRel) || !fs.statSync(real).isFile()) throw new InvalidArgumentError(`the Dockerfile ${JSON.stringify(rel)} of the build context on standard input is not a file inside it`);
+  return fs.readFileSync(real, 'utf8');
+}
+
 /** SOURCE_DATE_EPOCH as buildx reads it: whole seconds since 1970; empty is unset. */
 export function sourceDateEpoch(value: string | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
@@ -102,19 +118,32 @@ export const build: Command = async (argv, conn) => {
     process.stdout.write(usage('build', '[OPTIONS] PATH', BUILD_FLAGS) + '\n');
     return 0;
   }
-  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa build' requires exactly 1 argument: PATH (the build context)");
+  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa build' requires exactly 1 argument: PATH (the build context) or - (standard input)");
   if (typeof flags.progress === 'string' && !['auto', 'plain', 'tty'].includes(flags.progress)) throw new InvalidArgumentError(`--progress ${flags.progress}: expected auto, plain or tty`);
-  const root = path.resolve(positionals[0]);
-  if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
-  const file = typeof flags.file === 'string' ? flags.file : path.join(root, 'Dockerfile');
-  const dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(path.resolve(file), 'utf8');
-  const dfPath = file === '-' ? path.join(root, 'Dockerfile') : path.resolve(file);
-  const ignoreFile = ignoreFileFor(dfPath, root, (p) => fs.existsSync(p));
-  const ignore = ignoreFile ? readDockerignore(fs.readFileSync(ignoreFile), path.basename(ignoreFile)) : [];
-  const manifest = await readContextDir(root, { ignore, hash: false });
+  const fromStdin = positionals[0] === '-';
+  if (fromStdin && flags.file === '-') throw new InvalidArgumentError("cannot read both the build context and the Dockerfile from standard input (PATH - and -f -)");
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-build-'));
   const quiet = flags.quiet === true;
   try {
+    let root: string;
+    let file: string;
+    let dockerfile: string;
+    if (fromStdin) {
+      // `docker build -`: an archive is the context (its Dockerfile inside, -f relative to it), anything else the Dockerfile
+      const ctx = await contextFromStdin(process.stdin, tmp);
+      root = ctx.root;
+      file = ctx.kind === 'dockerfile' ? '-' : path.join(root, typeof flags.file === 'string' ? flags.file : 'Dockerfile');
+      dockerfile = ctx.kind === 'dockerfile' ? ctx.dockerfile : readInside(root, file);
+    } else {
+      root = path.resolve(positionals[0]);
+      if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
+      file = typeof flags.file === 'string' ? flags.file : path.join(root, 'Dockerfile');
+      dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(path.resolve(file), 'utf8');
+    }
+    const dfPath = file === '-' ? path.join(root, 'Dockerfile') : path.resolve(file);
+    const ignoreFile = ignoreFileFor(dfPath, root, (p) => fs.existsSync(p));
+    const ignore = ignoreFile ? readDockerignore(fs.readFileSync(ignoreFile), path.basename(ignoreFile)) : [];
+    const manifest = await readContextDir(root, { ignore, hash: false });
     const tarFile = path.join(tmp, 'context.tar');
     await pipeline(packContext(root, manifest), fs.createWriteStream(tarFile, { mode: 0o600 }));
     const c = await conn();

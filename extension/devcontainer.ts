@@ -5,6 +5,7 @@
  *
  * Spec: https://containers.dev/implementors/json_reference/
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
@@ -25,7 +26,10 @@ export class DevcontainerError extends Error {
 export interface DevcontainerConfig {
   /** Absolute path of the file read, or undefined for settings-only defaults. */
   file?: string;
+  /** The image to run: the configured one, or for a build the name the build tags (`vsc-…`). */
   image: string;
+  /** Set when the image is built from a Dockerfile (`build`, or the legacy `dockerFile`). */
+  build?: DevcontainerBuild;
   /** Folder inside the container where the workspace appears. */
   workspaceFolder: string;
   /** `HOST:CTR[:ro]` bind of the workspace. */
@@ -50,6 +54,23 @@ export interface DevcontainerConfig {
   unsupported: string[];
 }
 
+/** `build` (or `dockerFile` + `context`), resolved: paths absolute, variables substituted. */
+export interface DevcontainerBuild {
+  /** The Dockerfile's absolute path (relative to the devcontainer.json's folder in the file). */
+  dockerfile: string;
+  /** The context directory's absolute path (relative to the devcontainer.json's folder in the file, default "."). */
+  context: string;
+  args: Record<string, string>;
+  target?: string;
+  /** From `build.options`: the flags of `docker build` that Capsa's builder has. */
+  noCache: boolean;
+  pull: boolean;
+  platform?: string;
+  labels: Record<string, string>;
+  /** Further names for the image (`-t`), besides the workspace's. */
+  tags: string[];
+}
+
 export interface WorkspaceInfo {
   /** Absolute host path of the workspace folder. */
   folder: string;
@@ -72,9 +93,28 @@ const SUPPORTED = new Set([
   'postCreateCommand',
   'postStartCommand',
   'runArgs',
+  'build',
+  'dockerFile',
+  'context',
   'name',
   '$schema',
 ]);
+
+/**
+ * The name a workspace's built image is tagged with, as @devcontainers/cli
+ * names it (`getFolderImageName`): `vsc-<folder>-<md5 of the folder's path>`,
+ * made a valid repository name.
+ */
+export function workspaceImageName(folder: string): string {
+  const hash = createHash('md5').update(folder).digest('hex');
+  return `vsc-${path.basename(folder)}-${hash}`
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '')
+    .replace(/\.{2,}/g, '.')
+    .replace(/_{3,}/g, '__')
+    .replace(/-+/g, '-')
+    .replace(/^[._-]+/, '');
+}
 
 /** The configuration file of a workspace, by the spec's search order. */
 export function findDevcontainerFile(folder: string): string | undefined {
@@ -159,9 +199,11 @@ export function parseDevcontainer(text: string, file: string, ws: WorkspaceInfo)
   };
 
   const image = str('image');
+  if ('dockerComposeFile' in o) throw new DevcontainerError(file, 'dockerComposeFile is not supported: choose the container image with "image" or "build"');
   if (image) config.image = image;
-  else if ('build' in o || 'dockerFile' in o || 'dockerComposeFile' in o) {
-    throw new DevcontainerError(file, 'only "image" is supported to choose the container image (not build, dockerFile or dockerComposeFile)');
+  else if ('build' in o || 'dockerFile' in o) {
+    config.build = readBuild(file, o, vars, config.unsupported);
+    config.image = workspaceImageName(local);
   }
   const wf = str('workspaceFolder');
   if (wf) {
@@ -213,6 +255,104 @@ export function parseDevcontainer(text: string, file: string, ws: WorkspaceInfo)
     applyRunArgs(config, (o.runArgs as string[]).map(vars));
   }
   return config;
+}
+
+const BUILD_KEYS = new Set(['dockerfile', 'context', 'args', 'target', 'cacheFrom', 'options']);
+
+/** `build` or the legacy `dockerFile`/`context`, as @devcontainers/cli reads them. */
+function readBuild(file: string, o: Record<string, unknown>, vars: (s: string) => string, unsupported: string[]): DevcontainerBuild {
+  const b = o.build ?? {};
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new DevcontainerError(file, 'build must be an object');
+  const bo = b as Record<string, unknown>;
+  for (const k of Object.keys(bo)) if (!BUILD_KEYS.has(k)) unsupported.push(`build.${k}`);
+  const text = (where: string, v: unknown): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v === '') throw new DevcontainerError(file, `${where} must be a non-empty string`);
+    return vars(v);
+  };
+  const dockerfile = text('build.dockerfile', bo.dockerfile) ?? text('dockerFile', o.dockerFile);
+  if (!dockerfile) throw new DevcontainerError(file, 'build needs "dockerfile" (the Dockerfile, relative to the devcontainer.json)');
+  const dir = path.dirname(file);
+  const build: DevcontainerBuild = {
+    dockerfile: path.resolve(dir, dockerfile),
+    context: path.resolve(dir, text('build.context', bo.context) ?? text('context', o.context) ?? '.'),
+    args: {},
+    target: text('build.target', bo.target),
+    noCache: false,
+    pull: false,
+    labels: {},
+    tags: [],
+  };
+  if (bo.args !== undefined) {
+    if (typeof bo.args !== 'object' || bo.args === null || Array.isArray(bo.args)) throw new DevcontainerError(file, 'build.args must be an object of strings');
+    for (const [k, v] of Object.entries(bo.args as Record<string, unknown>)) {
+      if (typeof v !== 'string') throw new DevcontainerError(file, `build.args.${k} must be a string`);
+      build.args[k] = vars(v);
+    }
+  }
+  if (bo.cacheFrom !== undefined) {
+    if (typeof bo.cacheFrom !== 'string' && !(Array.isArray(bo.cacheFrom) && bo.cacheFrom.every((c) => typeof c === 'string'))) {
+      throw new DevcontainerError(file, 'build.cacheFrom must be a string or a list of strings');
+    }
+    // As @devcontainers/cli on a local builder without a registry cache: nothing to import from; the builder's own cache is used
+    unsupported.push("build.cacheFrom (Capsa's builder uses its own cache on this machine)");
+  }
+  if (bo.options !== undefined) {
+    if (!Array.isArray(bo.options) || !bo.options.every((a) => typeof a === 'string')) throw new DevcontainerError(file, 'build.options must be a list of strings');
+    applyBuildOptions(file, build, (bo.options as string[]).map(vars));
+  }
+  return build;
+}
+
+/** The `docker build` flags of `build.options` that Capsa's builder has; any other is an error naming it. */
+const BUILD_OPTIONS = ['--build-arg', '--label', '--target', '--tag', '-t', '--platform', '--no-cache', '--pull', '--progress'];
+
+function applyBuildOptions(file: string, build: DevcontainerBuild, args: string[]): void {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const flag = eq > 0 ? a.slice(0, eq) : a;
+    const value = (): string => {
+      if (eq > 0) return a.slice(eq + 1);
+      if (i + 1 >= args.length) throw new DevcontainerError(file, `build.options: ${flag} needs a value`);
+      return args[++i];
+    };
+    const keyValue = (into: Record<string, string>): void => {
+      const kv = value();
+      const k = kv.indexOf('=');
+      if (k <= 0) throw new DevcontainerError(file, `build.options: ${flag} ${JSON.stringify(kv)}: expected KEY=VALUE`);
+      into[kv.slice(0, k)] = kv.slice(k + 1);
+    };
+    switch (flag) {
+      case '--build-arg':
+        keyValue(build.args);
+        break;
+      case '--label':
+        keyValue(build.labels);
+        break;
+      case '--target':
+        build.target = value();
+        break;
+      case '-t':
+      case '--tag':
+        build.tags.push(value());
+        break;
+      case '--platform':
+        build.platform = value();
+        break;
+      case '--no-cache':
+        build.noCache = true;
+        break;
+      case '--pull':
+        build.pull = true;
+        break;
+      case '--progress':
+        value(); // the build's steps are streamed to the build output whatever the mode
+        break;
+      default:
+        throw new DevcontainerError(file, `build.options: ${JSON.stringify(a)} is not a flag Capsa's build supports (it supports ${BUILD_OPTIONS.join(', ')})`);
+    }
+  }
 }
 
 function envList(file: string, key: string, v: unknown, vars: (s: string) => string): string[] {

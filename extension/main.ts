@@ -23,6 +23,7 @@ export function activate(context: vscode.ExtensionContext): void {
     inventory,
     containers,
     images,
+    workspaces,
     vscode.window.createTreeView('capsa.containers', { treeDataProvider: containers, showCollapseAll: false }),
     vscode.window.createTreeView('capsa.images', { treeDataProvider: images, showCollapseAll: true }),
     vscode.workspace.registerTextDocumentContentProvider(INSPECT_SCHEME, new InspectDocuments(helper)),

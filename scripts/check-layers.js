@@ -39,7 +39,7 @@ function layerOf(rel) {
   return FOLDERS.has(rest) ? rest : TOP_FILES[rest];
 }
 
-const FOLDERS = new Set(['protocol', 'cli', 'handlers', 'views', 'services', 'image', 'runtime', 'build', 'util']);
+const FOLDERS = new Set(['protocol', 'client', 'cli', 'handlers', 'views', 'services', 'image', 'runtime', 'build', 'util']);
 
 /** server/*.ts, by layer. */
 const TOP_FILES = {
@@ -70,8 +70,9 @@ const ALLOWED = {
   views: ['runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
   handlers: ['views', 'services', 'build', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
   helper: ['handlers', 'views', 'services', 'build', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
-  cli: ['protocol'],
-  extension: ['protocol'],
+  client: ['protocol'],
+  cli: ['client', 'protocol'],
+  extension: ['client', 'protocol'],
 };
 
 /** The rule, as it is reported. */
@@ -88,8 +89,9 @@ const RULES = {
   views: 'server/views/ may import only runtime/, image/, protocol/ and the layers below them',
   handlers: 'server/handlers/ must not import cli/ or the helper entry points',
   helper: 'the helper entry points must not import cli/',
-  cli: 'server/cli/ may import only server/protocol/ (and cli/ itself)',
-  extension: 'extension/ may import only server/protocol/ (and extension/ itself)',
+  client: 'server/client/ (what the protocol\'s clients share, on the user\'s side) may import only server/protocol/',
+  cli: 'server/cli/ may import only server/protocol/ and server/client/ (and cli/ itself)',
+  extension: 'extension/ may import only server/protocol/ and server/client/ (and extension/ itself)',
 };
 
 /** npm modules that only some layers may load. */
@@ -125,9 +127,12 @@ const EXCEPTIONS = [
   { from: 'server/cli/commit.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/cp.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
   { from: 'server/cli/build.ts', to: 'server/errors', reason: 'as args.ts: typed errors' },
-  { from: 'server/cli/build.ts', to: 'server/build/context', reason: 'the context is listed on the user\'s side, with the user\'s rights (the helper never walks the user\'s tree)' },
-  { from: 'server/cli/build.ts', to: 'server/build/contextpack', reason: 'as context: the user\'s side packs the context tar the helper reads' },
-  { from: 'server/cli/build.ts', to: 'server/build/dockerignore', reason: 'as context: .dockerignore is read and applied where the tree is walked' },
+  // A build's context is listed and packed on the user's side by the same
+  // code the helper reads it back with; both clients (CLI and extension)
+  // reach it through server/client/buildcontext.ts alone.
+  { from: 'server/client/buildcontext.ts', to: 'server/build/context', reason: 'the context is listed on the user\'s side, with the user\'s rights (the helper never walks the user\'s tree)' },
+  { from: 'server/client/buildcontext.ts', to: 'server/build/contextpack', reason: 'as context: the user\'s side packs the context tar the helper reads' },
+  { from: 'server/client/buildcontext.ts', to: 'server/build/dockerignore', reason: 'as context: .dockerignore is read and applied where the tree is walked' },
   { from: 'server/cli/build.ts', to: 'server/build/stdincontext', reason: 'as context: `build -` reads standard input on the user\'s side and extracts an archive there, with the user\'s rights' },
   { from: 'server/cli/client.ts', to: 'server/config', reason: 'the CLI finds the helper\'s socket from the helper\'s config; one install-layout module is to own this' },
   { from: 'server/cli/main.ts', to: 'server/config', reason: 'as client.ts: socket and root from the helper\'s config' },

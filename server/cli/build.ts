@@ -4,9 +4,11 @@
  *
  * The context: this process runs as the user, so it lists the context
  * (.dockerignore applied) and packs it as a tar with the user's own rights,
- * into a temporary file of the user's (a 0700 directory). The helper opens
- * that one file with the caller's rights (hostfile.openRegularFileAs), as
- * `load -i` does, and never walks the user's tree. A file rather than a
+ * into a temporary file of the user's (a 0700 directory), with the code the
+ * editor's workspace build uses too (server/client/buildcontext.ts). The
+ * helper opens that one file with the caller's rights
+ * (hostfile.openRegularFileAs), as `load -i` does, and never walks the
+ * user's tree. A file rather than a
  * stream of chunks over the socket: the helper reads it at its own pace
  * (no flow control to write), and a context the user cannot read fails here,
  * naming the file, before the helper is asked anything.
@@ -14,13 +16,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError } from '../errors';
 import { BuilderPruneRequest, ImageBuildOutputNotification, ImageBuildRequest, ImageBuildStepNotification } from '../protocol';
-import { readContextDir } from '../build/context';
-import { packContext } from '../build/contextpack';
-import { ignoreFileFor, readDockerignore } from '../build/dockerignore';
 import { contextFromStdin } from '../build/stdincontext';
+import { writeBuildContext } from '../client/buildcontext';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { buildView, progressMode } from './buildprogress';
 import { interruptible, newId, str, type Command } from './command';
@@ -141,11 +140,8 @@ export const build: Command = async (argv, conn) => {
       dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(path.resolve(file), 'utf8');
     }
     const dfPath = file === '-' ? path.join(root, 'Dockerfile') : path.resolve(file);
-    const ignoreFile = ignoreFileFor(dfPath, root, (p) => fs.existsSync(p));
-    const ignore = ignoreFile ? readDockerignore(fs.readFileSync(ignoreFile), path.basename(ignoreFile)) : [];
-    const manifest = await readContextDir(root, { ignore, hash: false });
     const tarFile = path.join(tmp, 'context.tar');
-    await pipeline(packContext(root, manifest), fs.createWriteStream(tarFile, { mode: 0o600 }));
+    await writeBuildContext(root, dfPath, tarFile);
     const c = await conn();
     const token = newId('build');
     const view = quiet ? undefined : buildView(progressMode(str(flags.progress), !!process.stdout.isTTY), process.stdout);

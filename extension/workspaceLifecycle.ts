@@ -28,7 +28,7 @@ import {
 import { workspaceIdmap, type DevcontainerConfig } from './devcontainer';
 import { isIdmapUnsupported } from './errors';
 import { isDigestReference, lockPathFor, pinnedReference, readLock, writeLock } from './lockfile';
-import { buildWorkspaceImage, type HelperRequests } from './workspaceBuild';
+import { buildWorkspaceImage, WorkspaceBuildError, type HelperRequests } from './workspaceBuild';
 
 export const WORKSPACE_LABEL = 'capsa.workspace';
 /** The hash of the configuration the container was created from. */
@@ -91,7 +91,11 @@ export class WorkspaceLifecycle {
     h.update(this.pinnedImage(ws) ?? config.image);
     if (config.build) {
       h.update('\0');
-      h.update(readFileSync(config.build.dockerfile));
+      try {
+        h.update(readFileSync(config.build.dockerfile));
+      } catch (err) {
+        throw new WorkspaceBuildError(`cannot read the Dockerfile ${config.build.dockerfile}: ${(err as Error).message}`);
+      }
     }
     return h.digest('hex');
   }

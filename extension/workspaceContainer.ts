@@ -142,11 +142,6 @@ export class WorkspaceContainers implements vscode.Disposable {
       this.lifecycle.rebuild(ws, (line) => p.report({ message: line }), opts),
     );
   }
-
-  /** Runs a command without a terminal; output goes line by line to `onLine`. */
-  execAndWait(...args: Parameters<WorkspaceLifecycle['execAndWait']>): Promise<number> {
-    return this.lifecycle.execAndWait(...args);
-  }
 }
 
 /** `capsa-<folder>-<short hash>`: readable, and unique per workspace path. */

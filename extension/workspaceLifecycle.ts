@@ -156,6 +156,7 @@ export class WorkspaceLifecycle {
     if (!existing) return { id: await this.create(ws, progress), outcome: 'created' };
     const hash = this.configHash(ws);
     if (existing.labels?.[CONFIG_HASH_LABEL] !== hash && this.declined.get(ws.folder) !== hash) {
+      progress(`The configuration changed since ${existing.name} was created: rebuild it, or keep using it?`);
       if (await this.host.offerRebuild(ws.folder, 'the configuration changed since the workspace container was created')) {
         return { id: await this.rebuild(ws, progress), outcome: 'created' };
       }

@@ -73,6 +73,8 @@ const capsa = (kind: ErrorKind, meaning: string): ErrorCodeInfo => ({ kind, exit
 export const ERROR_CATALOGUE = {
   // requests and input
   E_INVALID_ARGUMENT: capsa('invalid', 'a reference, flag, id or parameter is malformed'),
+  E_UNSUPPORTED: capsa('invalid', 'the request asks for a feature Capsa does not have (an Engine API field or parameter): the field is named'),
+  E_ENDPOINT_NOT_FOUND: capsa('not-found', 'the Engine API has no endpoint at that path for that method'),
   E_LIMIT_EXCEEDED: capsa('limit', 'a request, file or stream exceeds one of the size ceilings (server/limits.ts)'),
   E_UNTRUSTED_DIRECTORY: capsa('invalid', "a directory Capsa uses as root is writable by others, so it is refused"),
   E_INVALID_ARCHIVE: capsa('invalid', 'an image archive given to load is malformed'),

@@ -81,8 +81,12 @@ const HOST_FIELDS = new Set([
   'UsernsMode', 'Ulimits', 'RestartPolicy', 'LogConfig', 'ConsoleSize', 'CgroupnsMode', 'Isolation',
 ]);
 
+/** Fields that are maps: any key sets them (`Volumes: {"/data": {}}` asks for an anonymous volume). */
+const MAP_FIELDS = new Set(['Volumes', 'HostConfig.Sysctls', 'HostConfig.StorageOpt', 'HostConfig.Annotations', 'HostConfig.Links', 'HostConfig.VolumesFrom']);
+
 /** Values of fields Docker fills with a default that means "as usual". */
 function isDefault(field: string, v: unknown): boolean {
+  if (MAP_FIELDS.has(field) && typeof v === 'object' && v !== null && Object.keys(v).length > 0) return false;
   if (isUnset(v)) return true;
   const o = (typeof v === 'object' && v !== null ? v : {}) as Obj;
   switch (field) {

@@ -38,7 +38,7 @@ class ExecNotFoundError extends NotFoundError {
   }
 }
 
-const EXEC_FIELDS = new Set(['AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'Env', 'Cmd', 'WorkingDir', 'User', 'ConsoleSize', 'DetachKeys']);
+const EXEC_FIELDS = new Set(['Detach', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'Env', 'Cmd', 'WorkingDir', 'User', 'ConsoleSize', 'DetachKeys']);
 
 export class Execs {
   private readonly byId = new Map<string, ExecInstance>();

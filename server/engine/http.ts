@@ -71,19 +71,39 @@ export function queryFilters(q: URLSearchParams, known: readonly string[]): Map<
  * Engine API body limit: a longer one is refused as it arrives, a body that
  * ends early or is not JSON is a 400.
  */
-export async function readJson(req: http.IncomingMessage, source: AsyncIterable<Buffer> = req): Promise<unknown> {
+export async function readJson(req: http.IncomingMessage): Promise<unknown> {
   const limit = LIMITS.engineRequestBody.bytes;
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of source) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge();
-    chunks.push(chunk);
-  }
-  if (!req.complete && source === req) throw new EngineRequestError(400, 'the request body ended before its declared length');
-  const text = Buffer.concat(chunks).toString('utf8').trim();
+  // listeners rather than for-await: leaving a for-await destroys the request, and with it the socket the answer goes on
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        done();
+        req.pause();
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      done();
+      if (!req.complete) reject(new EngineRequestError(400, 'the request body ended before its declared length'));
+      else resolve(Buffer.concat(chunks));
+    };
+    const done = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onEnd);
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('close', onEnd);
+  });
+  const text = body.toString('utf8').trim();
   if (text === '') return undefined;
   try {
     return JSON.parse(text);

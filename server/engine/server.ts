@@ -22,6 +22,23 @@ export const MAX_CONNECTIONS = 512;
 /** A request's headers and body must arrive within this (a hijacked stream, once upgraded, has no limit). */
 const REQUEST_TIMEOUT_MS = 60_000;
 
+/** Bytes of a refused request's body read and dropped, so that its client can read the answer; past them the connection closes. */
+const DISCARDED_BODY = 64 * 1024 * 1024;
+
+/**
+ * Reads and drops the rest of a body the endpoint refused (too large, bad
+ * JSON): closing at once would make the client's pending writes fail before
+ * it reads the answer. Bounded by DISCARDED_BODY and the request timeout.
+ */
+function discardBody(req: http.IncomingMessage): void {
+  let dropped = 0;
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > DISCARDED_BODY) req.socket?.destroy();
+  });
+  req.resume();
+}
+
 export class EngineServer {
   readonly http: http.Server;
   private readonly router: Router;
@@ -85,11 +102,9 @@ export class EngineServer {
       if (socket) answerOnSocket(socket, status, { message });
       else if (res && !res.headersSent) {
         const text = JSON.stringify({ message });
-        // a body the endpoint did not read (refused, or too large) is not waited for: the connection closes after the answer
-        const unread = !req.complete;
-        res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...(unread ? { Connection: 'close' } : {}) });
+        res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
         res.end(text);
-        if (unread) res.once('finish', () => req.socket.destroySoon());
+        if (!req.complete) discardBody(req);
       } else if (res) {
         // the answer had begun (a stream): it can only be cut
         res.destroy();

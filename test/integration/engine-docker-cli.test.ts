@@ -89,12 +89,12 @@ async function userHome(user: TestUser): Promise<void> {
 }
 
 /** One raw HTTP request on the Engine API socket. */
-function request(method: string, urlPath: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function request(method: string, urlPath: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath: engineSocket, method, path: urlPath, headers: { ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers } }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }));
     });
     req.on('error', reject);
     req.end(body);
@@ -110,6 +110,17 @@ async function helperServes(pid: number | undefined): Promise<void> {
   const v = await h.cli(['version']);
   assert.equal(v.code, 0, v.stderr);
 }
+
+test('_ping answers GET and HEAD with the API version headers, on versioned and unversioned paths', async () => {
+  for (const [method, p] of [['GET', '/_ping'], ['HEAD', '/_ping'], ['GET', '/v1.41/_ping'], ['HEAD', '/v1.24/_ping']]) {
+    const r = await request(method, p);
+    assert.equal(r.status, 200, `${method} ${p}`);
+    assert.equal(r.headers['api-version'], '1.43');
+    assert.equal(r.headers.ostype, 'linux');
+    assert.equal(r.body, method === 'GET' ? 'OK' : '');
+  }
+  assert.equal((await request('GET', '/v1.12/_ping')).status, 400, 'older than the oldest version served');
+});
 
 test('docker version and docker info report Capsa and the negotiated API version', async () => {
   const version = await ok(['version', '--format', '{{.Server.APIVersion}} {{.Server.Platform.Name}}']);
@@ -197,10 +208,19 @@ test('docker run -d, ps, logs, exec, inspect, stop and rm act on one running con
   assert.match(await ok(['ps', '-a', '--format', '{{.Names}} {{.Status}}']), /^web Exited \(\d+\)/m);
   await ok(['start', 'web']);
   assert.equal((await ok(['inspect', '--format', '{{.State.Running}}', 'web'])).trim(), 'true');
+  const started = (await ok(['inspect', '--format', '{{.State.StartedAt}}', 'web'])).trim();
+  await ok(['restart', '-t', '1', 'web']);
+  assert.equal((await ok(['inspect', '--format', '{{.State.Running}}', 'web'])).trim(), 'true');
+  assert.notEqual((await ok(['inspect', '--format', '{{.State.StartedAt}}', 'web'])).trim(), started, 'restarted');
   const rm = await docker(['rm', 'web']);
   assert.notEqual(rm.code, 0, 'a running container is not removed without --force');
   assert.match(rm.stderr, /Error response from daemon: .*running/);
-  await ok(['rm', '-f', 'web']);
+  await ok(['kill', 'web']);
+  await until('the killed container to exit', async () => (await ok(['inspect', '--format', '{{.State.Status}}', 'web'])).trim() === 'exited');
+  assert.equal((await ok(['inspect', '--format', '{{.State.ExitCode}}', 'web'])).trim(), '137');
+  const again = await docker(['kill', 'web']);
+  assert.match(again.stderr, /Error response from daemon: .*not running/);
+  await ok(['rm', 'web']);
   assert.equal((await ok(['ps', '-a', '-q'])).trim(), '');
 });
 

@@ -10,7 +10,7 @@
 import type { Duplex } from 'node:stream';
 import type { ContainerService, StreamSink } from '../runtime/container';
 import { EngineRequestError } from './errors';
-import { frame, MULTIPLEXED_STREAM, RAW_STREAM, upgrade } from './hijack';
+import { frame, MULTIPLEXED_STREAM, RAW_STREAM, upgrade, writeOrDrop } from './hijack';
 import { queryBool, type EngineRequest } from './http';
 
 /** Input held for a container that has not started yet, at most (the client is then paused until it starts). */
@@ -72,8 +72,7 @@ export class Attachments {
     upgrade(socket, tty ? RAW_STREAM : MULTIPLEXED_STREAM);
     const sink: StreamSink = {
       output: (stream, data) => {
-        if (!want[stream] || socket.destroyed) return;
-        socket.write(tty ? data : frame(stream, data));
+        if (want[stream]) writeOrDrop(socket, tty ? data : frame(stream, data));
       },
       exit: () => {
         if (!socket.destroyed) socket.end();

@@ -25,7 +25,7 @@ import type { LogRecord } from '../runtime/logs';
 import type { Caller } from '../util/peercred';
 import { dockerContainerRow, dockerInspect } from '../views/containers';
 import { EngineRequestError } from './errors';
-import { frame, MULTIPLEXED_STREAM, RAW_STREAM } from './hijack';
+import { frame, MULTIPLEXED_STREAM, RAW_STREAM, writeOrDrop } from './hijack';
 import { answer, queryBool, queryFilters, queryInt, readObject, sendEmpty, sendJson, type EngineRequest } from './http';
 import type { Attachments } from './attach';
 import { runOptionsOf } from './createconfig';
@@ -158,7 +158,7 @@ async function logs(r: EngineRequest, containers: ContainerService, id: string):
     const t = time ? Date.parse(time) : Date.now();
     if ((since && t < since) || (until && t > until)) return;
     const bytes = timestamps ? Buffer.concat([Buffer.from(`${time ?? new Date().toISOString()} `), data]) : data;
-    res.write(tty ? bytes : frame(stream, bytes));
+    writeOrDrop(res, tty ? bytes : frame(stream, bytes));
   };
   // set now, so output that follows before the backlog is written still goes out with the right type
   res.statusCode = 200;

@@ -13,7 +13,7 @@ import { NotFoundError } from '../errors';
 import type { ContainerService, ExecSession, StreamSink } from '../runtime/container';
 import type { Caller } from '../util/peercred';
 import { EngineRequestError } from './errors';
-import { frame, MULTIPLEXED_STREAM, parseBody, RAW_STREAM, readUpgradeBody, upgrade } from './hijack';
+import { frame, MULTIPLEXED_STREAM, parseBody, RAW_STREAM, readUpgradeBody, upgrade, writeOrDrop } from './hijack';
 import { queryInt, readObject, sendEmpty, sendJson } from './http';
 import { UnsupportedFieldsError, isUnset } from './createconfig';
 import type { Route } from './router';
@@ -106,7 +106,7 @@ export class Execs {
     const send = (bytes: Buffer): void => {
       if (!socket || socket.destroyed) return;
       if (early) early.push(bytes);
-      else socket.write(bytes);
+      else writeOrDrop(socket, bytes);
     };
     const sink: StreamSink = {
       output: (stream, data) => {

@@ -13,6 +13,24 @@ import { EngineRequestError } from './errors';
 export const RAW_STREAM = 'application/vnd.docker.raw-stream';
 export const MULTIPLEXED_STREAM = 'application/vnd.docker.multiplexed-stream';
 
+/**
+ * Bytes a stream's client may leave unread before its connection is
+ * dropped: a client that stops reading costs the helper at most this much
+ * memory, and the container (which writes to its log, not to the client)
+ * is not held back.
+ */
+export const MAX_UNREAD = 8 * 1024 * 1024;
+
+/** Writes `data` to a client's stream, or drops the connection of a client that has stopped reading. */
+export function writeOrDrop(out: { destroyed: boolean; writableLength: number; write(data: Buffer): boolean; destroy(): void }, data: Buffer): void {
+  if (out.destroyed) return;
+  if (out.writableLength > MAX_UNREAD) {
+    out.destroy();
+    return;
+  }
+  out.write(data);
+}
+
 /** Most bytes in one frame: a chunk longer than this goes as several (the length field could carry more, readers need not). */
 const MAX_FRAME = 1024 * 1024;
 

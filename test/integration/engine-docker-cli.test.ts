@@ -331,6 +331,31 @@ test('hostile requests are refused with Docker errors and the helper goes on ser
   await helperServes(pid);
 });
 
+test('an attached client that stops reading is dropped, the container goes on and the helper stays bounded', async () => {
+  const pid = h.process.pid;
+  const rss = async (): Promise<number> => Number(/VmRSS:\s+(\d+)/.exec(await fs.readFile(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+  const total = 96 * 1024 * 1024;
+  const id = (await ok(['run', '-d', '--network', 'none', 'busybox', 'sh', '-c', `sleep 1; head -c ${total} /dev/zero | tr '\\0' x; touch /done; exec sleep 300`])).trim();
+  const before = await rss();
+  // attached, and never read: the socket is not flowing until someone listens for data
+  const s = net.connect(engineSocket);
+  s.on('error', () => undefined);
+  await new Promise((resolve) => s.once('connect', resolve));
+  s.write(`POST /containers/${id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`);
+  await until('the container to write its output', async () => (await docker(['exec', id, 'test', '-e', '/done'])).code === 0, 60_000);
+  const grown = (await rss()) - before;
+  assert.ok(grown < 48 * 1024 * 1024, `the helper grew by ${grown} bytes while a client held ${total} unread`);
+  // the helper dropped the connection: reading it now ends well before the whole output
+  let read = 0;
+  const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+  s.on('data', (d: Buffer) => (read += d.length));
+  await closed;
+  assert.ok(read < total, `read ${read} of ${total} bytes: the connection was dropped`);
+  assert.equal((await ok(['inspect', '--format', '{{.State.Running}}', id])).trim(), 'true', 'the container went on');
+  await ok(['rm', '-f', id]);
+  await helperServes(pid);
+});
+
 /** Writes `head` (then `body`) on a fresh connection; the answer read until the server closes it, or until one response arrived. */
 function rawExchange(head: string, body?: Buffer, hangUp = false): Promise<string> {
   return new Promise((resolve) => {

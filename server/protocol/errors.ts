@@ -87,6 +87,7 @@ export const ERROR_CATALOGUE = {
   E_INTERNAL: capsa('internal', 'an unexpected error in the helper (a bug): the message is the original one'),
   // what a request names
   E_CONTAINER_NOT_FOUND: capsa('not-found', 'no container has that id, id prefix or name'),
+  E_EXEC_NOT_FOUND: capsa('not-found', 'no exec instance of the caller has that id (Engine API)'),
   E_CONTAINER_PATH_NOT_FOUND: capsa('not-found', 'no file or directory at that path inside the container (resolved in its root)'),
   E_COPY_SESSION_NOT_FOUND: capsa('not-found', 'no copy session with that id is open on this connection'),
   E_IMAGE_NOT_FOUND: capsa('not-found', 'the image, tag or blob is not in the store or the registry'),

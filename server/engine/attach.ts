@@ -51,8 +51,19 @@ export class Attachments {
     return { sink, started: () => all.forEach((a) => this.goLive(id, a)) };
   }
 
+  /** Input for container `id`, or nothing once it is gone: this runs in socket events, where a throw would end the helper. */
+  private inputTo(id: string): (data: Buffer, eof: boolean) => void {
+    return (data, eof) => {
+      try {
+        this.containers.input(id, data, eof);
+      } catch {
+        // removed meanwhile (AutoRemove): its stdin went with it
+      }
+    };
+  }
+
   private goLive(id: string, a: Attachment): void {
-    a.live = (data, eof) => this.containers.input(id, data, eof);
+    a.live = this.inputTo(id);
     for (const chunk of a.held) a.live(chunk, false);
     if (a.eof) a.live(Buffer.alloc(0), true);
     a.held = [];
@@ -89,7 +100,7 @@ export class Attachments {
     }
     if (view.state.state === 'running') {
       const detach = this.containers.attach(id, sink);
-      a.live = (data, eof) => this.containers.input(id, data, eof);
+      a.live = this.inputTo(id);
       socket.once('close', detach);
       return;
     }

@@ -137,11 +137,19 @@ export class Execs {
       socket.end();
       return;
     }
-    if (rest.length) session.input(rest, false);
-    socket.on('data', (chunk: Buffer) => e.session?.input(chunk, false));
-    socket.on('end', () => e.session?.input(Buffer.alloc(0), true));
+    // these run in socket events, where a throw would end the helper: a session that ended takes no more
+    const quietly = (act: () => void): void => {
+      try {
+        act();
+      } catch {
+        // the process has ended
+      }
+    };
+    if (rest.length) quietly(() => session.input(rest, false));
+    socket.on('data', (chunk: Buffer) => quietly(() => e.session?.input(chunk, false)));
+    socket.on('end', () => quietly(() => e.session?.input(Buffer.alloc(0), true)));
     // a client that goes away hangs its exec up, as a closed terminal does
-    socket.once('close', () => e.session?.hangup());
+    socket.once('close', () => quietly(() => e.session?.hangup()));
     socket.resume();
   }
 

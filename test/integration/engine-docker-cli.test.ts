@@ -313,6 +313,24 @@ test('hostile requests are refused with Docker errors and the helper goes on ser
   assert.match(await rawExchange('NOT HTTP AT ALL\r\n\r\n'), /^HTTP\/1\.1 400 /);
   assert.match(await rawExchange(`GET /_ping HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(128 * 1024)}\r\n\r\n`), /^HTTP\/1\.1 431 /);
 
+  // input on an attachment after its AutoRemove container is gone: dropped, never thrown in a socket event
+  const created = await request('POST', '/containers/create', JSON.stringify({ Image: 'busybox', Cmd: ['true'], OpenStdin: true, HostConfig: { AutoRemove: true, NetworkMode: 'none' } }));
+  assert.equal(created.status, 201, created.body);
+  const cid = JSON.parse(created.body).Id as string;
+  const attached = net.connect(engineSocket);
+  attached.on('error', () => undefined);
+  attached.on('data', () => undefined);
+  await new Promise((resolve) => attached.once('connect', resolve));
+  attached.write(`POST /containers/${cid}/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`);
+  const waited = request('POST', `/containers/${cid}/wait?condition=removed`);
+  assert.equal((await request('POST', `/containers/${cid}/start`)).status, 204);
+  assert.equal(JSON.parse((await waited).body).StatusCode, 0);
+  attached.write('late input\n');
+  attached.end();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal((await request('GET', '/_ping')).status, 200, 'the helper survived input for a removed container');
+  attached.destroy();
+
   // many connections at once, each left open: more than the ceiling are dropped at accept, the rest served
   const sockets = await Promise.all(
     Array.from({ length: 600 }, () =>

@@ -224,6 +224,25 @@ test('docker run -d, ps, logs, exec, inspect, stop and rm act on one running con
   assert.equal((await ok(['ps', '-a', '-q'])).trim(), '');
 });
 
+test('docker exec -it under a terminal gives the process that terminal, sized as the client\'s', async () => {
+  await ok(['run', '-d', '--name', 'termed', '--network', 'none', 'busybox', 'sleep', '300']);
+  // script(1) gives the client a pty of its own, sized by stty first
+  const line = `stty cols 91 rows 27; ${DOCKER} exec -it termed sh -c 'stty size; exit 6'`;
+  const r = await new Promise<Result>((resolve) => {
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: path.join(home, 'root'), DOCKER_HOST: `unix://${engineSocket}` };
+    const child = spawn('script', ['-qec', line, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end();
+  });
+  assert.equal(r.code, 6, r.stderr + r.stdout);
+  assert.match(r.stdout, /27 91\r?\n/);
+  await ok(['rm', '-f', 'termed']);
+});
+
 test('a missing container is a 404 and an unsupported field a 400, printed as the docker CLI prints them', async () => {
   const missing = await docker(['stop', 'nosuch']);
   assert.equal(missing.code, 1);

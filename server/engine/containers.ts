@@ -214,7 +214,14 @@ export function containerRoutes(deps: ContainerDeps): Route[] {
         const id = own(r);
         if (containers.inspect(id).state.state === 'running') return sendEmpty(r, 304);
         const { sink, started } = attachments.takeFor(id);
-        await containers.startContainer(id, sink);
+        try {
+          await containers.startContainer(id, sink);
+        } catch (err) {
+          // the attached clients have nothing more coming; an AutoRemove container that could not start goes, as Docker's does
+          sink?.exit(-1);
+          if (containers.inspect(id).record.options.rm) await containers.remove(id, true).catch(() => undefined);
+          throw err;
+        }
         started();
         sendEmpty(r);
       },

@@ -163,6 +163,16 @@ test('docker run --rm prints the output, exits with the command status and leave
   assert.equal((await ok(['ps', '-a', '-q'])).trim(), '', 'the --rm containers are gone');
 });
 
+test('a command that cannot run exits 127 or 126 with Docker\'s message, and --rm removes its container', async () => {
+  const missing = await docker(['run', '--rm', '--network', 'none', 'busybox', 'nosuchcmd']);
+  assert.equal(missing.code, 127);
+  assert.match(missing.stderr, /Error response from daemon: .*executable file not found/);
+  const notExecutable = await docker(['run', '--rm', '--network', 'none', 'busybox', '/etc/passwd']);
+  assert.equal(notExecutable.code, 126);
+  assert.match(notExecutable.stderr, /permission denied/);
+  assert.equal((await ok(['ps', '-a', '-q'])).trim(), '', 'no container is left');
+});
+
 test('docker run without --rm leaves an exited container that docker rm removes', async () => {
   const r = await docker(['run', '--name', 'once', '--network', 'none', 'busybox', 'sh', '-c', 'exit 7']);
   assert.equal(r.code, 7, r.stderr);

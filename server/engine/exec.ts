@@ -18,8 +18,9 @@ import { queryInt, readObject, sendEmpty, sendJson } from './http';
 import { UnsupportedFieldsError, isUnset } from './createconfig';
 import type { Route } from './router';
 
-/** Exec instances kept at once; past it the oldest that ended go (Docker keeps them until their container goes). */
+/** Exec instances kept at once, and of one user other than root; past it the oldest that ended go (Docker keeps them until their container goes). */
 const MAX_EXECS = 1024;
+const MAX_USER_EXECS = 256;
 
 interface ExecInstance {
   id: string;
@@ -69,7 +70,7 @@ export class Execs {
       interactive: body.AttachStdin === true,
       ...(Array.isArray(size) && size[0] > 0 && size[1] > 0 ? { size: { rows: Number(size[0]), cols: Number(size[1]) } } : {}),
     };
-    this.prune();
+    this.prune(caller.uid);
     const id = randomBytes(32).toString('hex');
     this.byId.set(id, { id, owner: caller.uid, containerId, opts, state: 'created', attach: { stdin: body.AttachStdin === true, stdout: body.AttachStdout !== false, stderr: body.AttachStderr !== false } });
     return id;
@@ -82,13 +83,22 @@ export class Execs {
     return e;
   }
 
-  private prune(): void {
-    if (this.byId.size < MAX_EXECS) return;
+  /** Room for one more instance of `owner`: ended ones go first, oldest first; a caller with too many running is refused. */
+  private prune(owner: number): void {
+    const count = (): { all: number; mine: number } => {
+      let mine = 0;
+      for (const e of this.byId.values()) if (e.owner === owner) mine++;
+      return { all: this.byId.size, mine };
+    };
+    const full = (): boolean => {
+      const c = count();
+      return c.all >= MAX_EXECS || (owner !== 0 && c.mine >= MAX_USER_EXECS);
+    };
     for (const [id, e] of this.byId) {
-      if (e.state === 'exited') this.byId.delete(id);
-      if (this.byId.size < MAX_EXECS) return;
+      if (!full()) return;
+      if (e.state === 'exited' && (e.owner === owner || this.byId.size >= MAX_EXECS)) this.byId.delete(id);
     }
-    if (this.byId.size >= MAX_EXECS) throw new EngineRequestError(409, `too many exec instances (${MAX_EXECS}) are running`);
+    if (full()) throw new EngineRequestError(409, 'too many exec instances are running: wait for some to end');
   }
 
   /**

@@ -19,6 +19,8 @@ import { VERSION } from '../version';
 
 /** Open connections at once; more are closed at accept (Docker's clients open one or two per command). */
 export const MAX_CONNECTIONS = 512;
+/** Open connections of one user other than root: one user cannot take every connection from the others. */
+export const MAX_USER_CONNECTIONS = 128;
 /** A request's headers and body must arrive within this (a hijacked stream, once upgraded, has no limit). */
 const REQUEST_TIMEOUT_MS = 60_000;
 
@@ -44,6 +46,8 @@ export class EngineServer {
   private readonly router: Router;
   private readonly callers = new WeakMap<net.Socket, Caller>();
   private readonly sockets = new Set<Duplex>();
+  /** Open connections by uid (root's are not counted). */
+  private readonly perUser = new Map<number, number>();
 
   constructor(
     routes: Route[],
@@ -65,15 +69,33 @@ export class EngineServer {
   }
 
   private accept(socket: net.Socket): void {
+    let caller: Caller;
     try {
-      this.callers.set(socket, peerCaller(socketFd(socket)));
+      caller = peerCaller(socketFd(socket));
     } catch (err) {
       this.log(`engine API client refused: ${describeError(err)}`);
       socket.destroy();
       return;
     }
+    const uid = caller.uid;
+    if (uid !== 0) {
+      const open = this.perUser.get(uid) ?? 0;
+      if (open >= MAX_USER_CONNECTIONS) {
+        this.log(`engine API: a connection of uid ${uid} was refused: it has ${MAX_USER_CONNECTIONS} open already`);
+        socket.destroy();
+        return;
+      }
+      this.perUser.set(uid, open + 1);
+    }
+    this.callers.set(socket, caller);
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      if (uid === 0) return;
+      const left = (this.perUser.get(uid) ?? 1) - 1;
+      if (left > 0) this.perUser.set(uid, left);
+      else this.perUser.delete(uid);
+    });
     // a client that goes away mid-stream is its own business; the error must not reach the process
     socket.on('error', () => undefined);
   }

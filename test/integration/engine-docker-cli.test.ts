@@ -234,10 +234,11 @@ test('docker run -d, ps, logs, exec, inspect, stop and rm act on one running con
   assert.equal((await ok(['ps', '-a', '-q'])).trim(), '');
 });
 
-test('docker exec -it under a terminal gives the process that terminal, sized as the client\'s', async () => {
+test('docker exec -it under a terminal gives the process that terminal, resized to the client\'s', async (t) => {
   await ok(['run', '-d', '--name', 'termed', '--network', 'none', 'busybox', 'sleep', '300']);
-  // script(1) gives the client a pty of its own, sized by stty first
-  const line = `stty cols 91 rows 27; ${DOCKER} exec -it termed sh -c 'stty size; exit 6'`;
+  t.after(async () => void (await docker(['rm', '-f', 'termed'])));
+  // script(1) gives the client a pty of its own, sized by stty first; the client resizes the exec once it runs
+  const line = `stty cols 91 rows 27; ${DOCKER} exec -it termed sh -c 'sleep 1; stty size; exit 6'`;
   const r = await new Promise<Result>((resolve) => {
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: path.join(home, 'root'), DOCKER_HOST: `unix://${engineSocket}` };
     const child = spawn('script', ['-qec', line, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -250,7 +251,6 @@ test('docker exec -it under a terminal gives the process that terminal, sized as
   });
   assert.equal(r.code, 6, r.stderr + r.stdout);
   assert.match(r.stdout, /27 91\r?\n/);
-  await ok(['rm', '-f', 'termed']);
 });
 
 test('a missing container is a 404 and an unsupported field a 400, printed as the docker CLI prints them', async () => {

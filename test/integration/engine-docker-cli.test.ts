@@ -163,6 +163,23 @@ test('docker run --rm prints the output, exits with the command status and leave
   assert.equal((await ok(['ps', '-a', '-q'])).trim(), '', 'the --rm containers are gone');
 });
 
+test('docker run options reach the container: binds, mounts, env, workdir, user, entrypoint, labels, memory', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-engine-bind-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  await fs.writeFile(path.join(dir, 'f'), 'from the host\n', { mode: 0o644 });
+  // readable by the container's user 1234, which is host uid 1234 (no user namespace for root's containers)
+  chmodSync(dir, 0o755);
+  const r = await docker([
+    'run', '--rm', '--network', 'none', '-v', `${dir}:/data:ro`, '--mount', 'type=tmpfs,target=/scratch', '-e', 'WHO=engine', '-w', '/data', '-u', '1234:5678',
+    '--entrypoint', 'sh', 'busybox', '-c', 'cat f; echo $WHO $(pwd) $(id -u):$(id -g); grep -c " /scratch tmpfs" /proc/mounts; touch /data/x 2>/dev/null || echo read-only',
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'from the host\nengine /data 1234:5678\n1\nread-only\n');
+  const id = (await ok(['create', '--network', 'none', '-m', '64m', '--label', 'k=v', '--name', 'opts', 'busybox', 'true'])).trim();
+  t.after(async () => void (await docker(['rm', '-f', id])));
+  assert.equal((await ok(['inspect', '--format', '{{.HostConfig.Memory}} {{.Config.Labels.k}} {{.State.Status}}', 'opts'])).trim(), `${64 * 1024 * 1024} v created`);
+});
+
 test('a command that cannot run exits 127 or 126 with Docker\'s message, and --rm removes its container', async () => {
   const missing = await docker(['run', '--rm', '--network', 'none', 'busybox', 'nosuchcmd']);
   assert.equal(missing.code, 127);

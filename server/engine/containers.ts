@@ -13,6 +13,8 @@ import {
   ContainerKillRequest,
   ContainerListRequest,
   ContainerLogsRequest,
+  ContainerPruneRequest,
+  ContainerTopRequest,
   ContainerRemoveRequest,
   ContainerRestartRequest,
   ContainerStartRequest,
@@ -265,6 +267,27 @@ export function containerRoutes(deps: ContainerDeps): Route[] {
         // `v` (anonymous volumes): Capsa makes none for a container, so there are none to remove
         await containers.remove(own(r), queryBool(r.query, 'force'));
         sendEmpty(r);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/containers/{id}/top',
+      access: ContainerTopRequest.method,
+      handle: async (r) => {
+        if (r.query.get('ps_args')) throw new EngineRequestError(400, 'ps_args is not supported by Capsa: the processes come as `ps -ef` lists them');
+        const { titles, processes } = await containers.top(own(r));
+        sendJson(r, 200, { Titles: titles, Processes: processes });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/containers/prune',
+      access: ContainerPruneRequest.method,
+      handle: async (r) => {
+        const filters = queryFilters(r.query, ['until', 'label']);
+        if (filters.size) throw new EngineRequestError(400, 'prune filters are not supported by Capsa');
+        // the caller's own stopped containers (root: everyone's), as the protocol's prune
+        sendJson(r, 200, { ContainersDeleted: await containers.prune(viewerOf(r.caller)), SpaceReclaimed: 0 });
       },
     },
     { method: 'GET', path: '/containers/{id}/logs', access: ContainerLogsRequest.method, handle: (r) => logs(r, containers, own(r)) },

@@ -180,6 +180,18 @@ test('docker run options reach the container: binds, mounts, env, workdir, user,
   assert.equal((await ok(['inspect', '--format', '{{.HostConfig.Memory}} {{.Config.Labels.k}} {{.State.Status}}', 'opts'])).trim(), `${64 * 1024 * 1024} v created`);
 });
 
+test('docker top lists the processes and docker container prune removes only stopped containers', async (t) => {
+  const running = (await ok(['run', '-d', '--network', 'none', 'busybox', 'sleep', '300'])).trim();
+  t.after(async () => void (await docker(['rm', '-f', running])));
+  const top = await ok(['top', running]);
+  assert.match(top, /^UID\s+PID\s+PPID/m);
+  assert.match(top, /sleep 300/);
+  const stopped = (await ok(['create', '--network', 'none', 'busybox', 'true'])).trim();
+  const pruned = await ok(['container', 'prune', '-f']);
+  assert.match(pruned, new RegExp(stopped));
+  assert.deepEqual((await ok(['ps', '-a', '-q', '--no-trunc'])).trim().split('\n'), [running]);
+});
+
 test('a command that cannot run exits 127 or 126 with Docker\'s message, and --rm removes its container', async () => {
   const missing = await docker(['run', '--rm', '--network', 'none', 'busybox', 'nosuchcmd']);
   assert.equal(missing.code, 127);
@@ -310,6 +322,10 @@ test('a user reaches its own containers through the docker CLI, never root’s',
   const privileged = await docker(['run', '--rm', '--privileged', '--network', 'none', 'busybox', 'true'], { user });
   assert.equal(privileged.code, 125);
   assert.match(privileged.stderr, /Error response from daemon: .*privileged/i);
+  const rootStopped = (await ok(['create', '--network', 'none', 'busybox', 'true'])).trim();
+  t.after(async () => void (await docker(['rm', '-f', rootStopped])));
+  await ok(['container', 'prune', '-f'], { user });
+  assert.equal((await ok(['inspect', '--format', '{{.State.Status}}', rootStopped])).trim(), 'created', "a user's prune leaves root's stopped container");
   assert.equal((await ok(['inspect', '--format', '{{.State.Running}}', rootId])).trim(), 'true', "root's container is untouched");
   // root sees every user's
   assert.match(await ok(['ps', '-q', '--no-trunc']), new RegExp(mine));

@@ -334,6 +334,7 @@ test('a user reaches its own containers through the docker CLI, never root’s',
 
 test('hostile requests are refused with Docker errors and the helper goes on serving', async () => {
   const pid = h.process.pid;
+  await ok(['pull', '-q', 'busybox']);
   const fds = async (): Promise<number> => (await fs.readdir(`/proc/${pid}/fd`)).length;
   const before = await fds();
 
@@ -351,6 +352,13 @@ test('hostile requests are refused with Docker errors and the helper goes on ser
   const tooNew = await request('GET', '/v9.99/_ping');
   assert.equal(tooNew.status, 400);
   assert.match(JSON.parse(tooNew.body).message, /too new/);
+
+  // names that would be paths: refused by the same checks as the protocol's
+  const dots = await request('POST', `/containers/create?name=${encodeURIComponent('../../etc')}`, JSON.stringify({ Image: 'busybox' }));
+  assert.equal(dots.status, 400, dots.body);
+  const imageDots = await request('GET', `/images/${encodeURIComponent('../../../etc/passwd')}/json`);
+  assert.ok([400, 404].includes(imageDots.status), imageDots.body);
+  assert.ok(JSON.parse(imageDots.body).message);
 
   const badQuery = await request('GET', `/containers/json?filters=${encodeURIComponent('{"bogus": ["x"]}')}`);
   assert.equal(badQuery.status, 400);

@@ -131,6 +131,7 @@ const EXCEPTIONS = [
   { from: 'server/cli/build.ts', to: 'server/build/context', reason: 'the context is listed on the user\'s side, with the user\'s rights (the helper never walks the user\'s tree)' },
   { from: 'server/cli/build.ts', to: 'server/build/contextpack', reason: 'as context: the user\'s side packs the context tar the helper reads' },
   { from: 'server/cli/build.ts', to: 'server/build/dockerignore', reason: 'as context: .dockerignore is read and applied where the tree is walked' },
+  { from: 'server/cli/build.ts', to: 'server/build/stdincontext', reason: 'as context: `build -` reads standard input on the user\'s side and extracts an archive there, with the user\'s rights' },
   { from: 'server/cli/client.ts', to: 'server/config', reason: 'the CLI finds the helper\'s socket from the helper\'s config; one install-layout module is to own this' },
   { from: 'server/cli/main.ts', to: 'server/config', reason: 'as client.ts: socket and root from the helper\'s config' },
   { from: 'server/cli/warm/process.ts', to: 'server/config', reason: 'as client.ts: socket from the helper\'s config' },

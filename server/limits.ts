@@ -22,6 +22,7 @@ export interface Limit {
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
 
 export const LIMITS = {
   /** An image manifest, from a registry or an archive. Docker and containerd refuse manifests above 4 MiB. */
@@ -107,12 +108,19 @@ export const LIMITS = {
   buildWord: { name: 'expanded word', bytes: 256 * KiB },
   /** Files, directories and links a build context may hold, and the bytes of their paths together. */
   buildContext: { name: 'build context', bytes: 256 * MiB, entries: 1_000_000 },
+  /**
+   * One file an `ADD <URL>` downloads. It is streamed to disk (memory holds
+   * none of it) and becomes part of a layer, so the ceiling is on the disk
+   * a Dockerfile can make the helper fill from a server it names.
+   */
+  addUrl: { name: 'ADD URL download', bytes: 2 * GiB },
   /** The header block of one protocol message (`Content-Length: …\r\n\r\n`); real ones are under 100 bytes. */
   protocolHeader: { name: 'protocol message header', bytes: 8 * KiB },
 } as const satisfies Record<string, Limit>;
 
 /** `4 MiB`, `64 KiB`, `100 bytes`: how a ceiling is shown. */
 export function formatLimit(bytes: number): string {
+  if (bytes >= GiB && bytes % GiB === 0) return `${bytes / GiB} GiB`;
   if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
   if (bytes >= KiB && bytes % KiB === 0) return `${bytes / KiB} KiB`;
   return `${bytes} bytes`;

@@ -13,7 +13,7 @@
  * - HTTP_PROXY and its family reach RUN from `--build-arg` without an ARG,
  *   and are left out of cache keys and history.
  */
-import { formatPlatform, type PlatformSpec } from '../image/platform';
+import { canonicalPlatform, type PlatformSpec } from '../image/platform';
 import { LIMITS, LimitExceededError, exceeded } from '../limits';
 import { InvalidArgumentError } from '../errors';
 
@@ -26,15 +26,20 @@ export const PLATFORM_ARGS = ['TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGE
 /** The platform arguments' values for a build for `target` on `build`. */
 export function platformArgs(target: PlatformSpec, build: PlatformSpec): Map<string, string> {
   return new Map([
-    ['TARGETPLATFORM', formatPlatform(target)],
+    ['TARGETPLATFORM', canonicalPlatform(target)],
     ['TARGETOS', target.os],
     ['TARGETARCH', target.architecture],
-    ['TARGETVARIANT', target.variant ?? ''],
-    ['BUILDPLATFORM', formatPlatform(build)],
+    ['TARGETVARIANT', variantOf(target)],
+    ['BUILDPLATFORM', canonicalPlatform(build)],
     ['BUILDOS', build.os],
     ['BUILDARCH', build.architecture],
-    ['BUILDVARIANT', build.variant ?? ''],
+    ['BUILDVARIANT', variantOf(build)],
   ]);
+}
+
+/** The variant as BuildKit gives it: none for arm64's default v8. */
+function variantOf(p: PlatformSpec): string {
+  return p.architecture === 'arm64' && p.variant === 'v8' ? '' : (p.variant ?? '');
 }
 
 const NAME = /^[^=\s]+$/;

@@ -12,6 +12,9 @@
  *   source, type, mode, size, content digest or link target, and the owner
  *   the copy gives (`--chown`, else 0:0): never mtimes, so touching a file
  *   or cloning the project elsewhere keeps the key;
+ * - for ADD of a URL, the fetched content's digest, the file name and its
+ *   Last-Modified (remote.ts prefetches it), or with --checksum the checksum
+ *   and name (the content must be that);
  * - for COPY --from and RUN --mount=from, the other stage's last key or the
  *   image's digest; for a bind mount of the context, its files as COPY's.
  *
@@ -24,6 +27,7 @@ import { resolveInContext, subtree, type ContextEntry, type ContextManifest } fr
 import { PatternMatcher } from './dockerignore';
 import { BuildContextError, type SourceLocation } from './errors';
 import type { BaseImage, BuildPlan, SourceOrigin, Step } from './plan';
+import { isGitSource, isRemoteSource, remoteKeyFacts, remoteName, type RemoteFile } from './remote';
 
 export const KEY_VERSION = 1;
 
@@ -124,6 +128,7 @@ export function keyInputs(
   step: Step,
   context: ContextManifest | undefined,
   origin: (o: SourceOrigin) => string,
+  remotes?: ReadonlyMap<string, RemoteFile>,
 ): unknown {
   const a = step.action;
   if (a.kind === 'run') {
@@ -141,11 +146,20 @@ export function keyInputs(
     const owner = a.chown ?? '0:0';
     let content: unknown;
     if (a.origin.kind === 'context') {
-      const local = a.sources.filter((s) => !/^(https?:\/\/|git@|git:\/\/)/.test(s));
+      const local = a.sources.filter((s) => !isRemoteSource(s));
       if (local.length > 0 && !context) throw new BuildContextError(`${step.loc.file}:${step.loc.line}: the step reads the context, but no context manifest was given`);
       content = local.length > 0 && context ? fileFacts(selectSources(context, local, a.exclude, step.loc), owner) : [];
     } else content = origin(a.origin);
-    return { ...a, content };
+    const urls = a.sources.filter(isRemoteSource);
+    if (urls.length === 0) return { ...a, content };
+    const remote = urls.map((u) => {
+      if (isGitSource(u)) return { git: u };
+      if (a.checksum !== undefined) return { checksum: a.checksum, name: remoteName(u) };
+      const r = remotes?.get(u);
+      if (!r) throw new BuildContextError(`${step.loc.file}:${step.loc.line}: ADD ${u}: its content must be fetched before the step is keyed`);
+      return remoteKeyFacts(r);
+    });
+    return { ...a, content, remote };
   }
   return a;
 }
@@ -158,9 +172,18 @@ export function stepKey(parent: string, inputs: unknown): string {
 /**
  * Every step's key, stage by stage in the plan's order: `keys.get(index)`
  * lists a stage's step keys; `stageKey` is its last (its base's key when it
- * has no step). `bases` gives the images' digests; `context` the manifest.
+ * has no step). `bases` gives the images' digests; `context` the manifest;
+ * `remotes` the ADD URLs fetched for keying (remote.prefetchRemotes).
+ * `sourceDateEpoch` (SOURCE_DATE_EPOCH) is in every key when set: its
+ * layers' mtimes and times differ from another epoch's, or none.
  */
-export function planKeys(plan: BuildPlan, bases: ReadonlyMap<string, BaseImage>, context?: ContextManifest): { steps: Map<number, string[]>; stageKey: Map<number, string> } {
+export function planKeys(
+  plan: BuildPlan,
+  bases: ReadonlyMap<string, BaseImage>,
+  context?: ContextManifest,
+  remotes?: ReadonlyMap<string, RemoteFile>,
+  sourceDateEpoch?: number,
+): { steps: Map<number, string[]>; stageKey: Map<number, string> } {
   const steps = new Map<number, string[]>();
   const stageKey = new Map<number, string>();
   const origin = (o: SourceOrigin): string => {
@@ -179,10 +202,10 @@ export function planKeys(plan: BuildPlan, bases: ReadonlyMap<string, BaseImage>,
   for (const st of plan.stages) {
     const b = st.base;
     const root = b.kind === 'stage' ? origin(b) : b.kind === 'scratch' ? 'scratch' : origin({ kind: 'image', ref: b.ref });
-    let parent = sha(canonicalJson({ v: KEY_VERSION, base: root, platform: st.platform }));
+    let parent = sha(canonicalJson({ v: KEY_VERSION, base: root, platform: st.platform, ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}) }));
     const keys: string[] = [];
     for (const s of st.steps) {
-      parent = stepKey(parent, keyInputs(s, context, origin));
+      parent = stepKey(parent, keyInputs(s, context, origin, remotes));
       keys.push(parent);
     }
     steps.set(st.index, keys);

@@ -48,6 +48,8 @@ export interface CopySpec {
   destIsDir: boolean;
   /** Without --chown, keep each entry's owner (a stage's or image's files, as Docker keeps them) instead of root. */
   preserveOwner?: boolean;
+  /** `chown` already resolved (owners.ts: names read from the image); wins over parsing `chown`. */
+  owner?: { uid: number; gid: number };
 }
 
 /** `--chown` as numbers; names need the image's passwd, not read yet. */
@@ -71,7 +73,7 @@ export type ExistingDir = (rel: string) => Promise<{ mode: number; uid: number; 
  */
 export async function copyInto(srcRoot: string, manifest: ContextManifest, spec: CopySpec, upper: string, existing?: ExistingDir): Promise<number> {
   const files = selectSources(manifest, spec.sources, spec.exclude, spec.loc);
-  const owner = parseChown(spec.chown, spec.loc);
+  const owner = spec.owner ?? parseChown(spec.chown, spec.loc);
   const chmod = spec.chmod !== undefined ? parseChmod(spec.chmod, spec.loc) : undefined;
   const tops = files.filter((f) => f.top);
   const intoDir = spec.dest.endsWith('/') || spec.sources.length > 1 || spec.destIsDir || tops.length > 1 || tops.some((f) => f.entry.type === 'dir') || files.some((f) => !f.top);
@@ -110,7 +112,7 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
       await fs.promises.copyFile(from, target);
       await fs.promises.chmod(target, mode);
     }
-    const own = spec.preserveOwner && spec.chown === undefined ? { uid: f.entry.uid, gid: f.entry.gid } : owner;
+    const own = spec.preserveOwner && spec.chown === undefined && spec.owner === undefined ? { uid: f.entry.uid, gid: f.entry.gid } : owner;
     await fs.promises.lchown(target, own.uid, own.gid);
     n++;
   }

@@ -35,3 +35,10 @@ export class BuildContextError extends CapsaError {
 
 /** A failure of the shell-word lexer, before it is placed at a line. */
 export class ExpansionError extends Error {}
+
+/** An ADD URL that could not be fetched (status, redirects, time, connection) or whose content is not its --checksum. */
+export class BuildRemoteError extends CapsaError {
+  constructor(message: string, readonly url?: string, cause?: unknown) {
+    super('E_BUILD_REMOTE', message, { cause, fields: url !== undefined ? { url } : undefined });
+  }
+}

@@ -15,7 +15,9 @@
  *   namespace) with its --mount, heredoc script and --network (runmounts.ts);
  *   its upper directory becomes the layer (capture.commitLayer).
  * - COPY/ADD, WORKDIR: the files are written into an empty staging directory
- *   that becomes the layer the same way.
+ *   that becomes the layer the same way (copystep.ts: sources, ADD's
+ *   archives and URLs, heredocs; ADD URLs without --checksum are fetched
+ *   before the steps are keyed, since their keys cover the content).
  *
  * Everything it writes is under one store lease until the final image's
  * record exists; a cancelled build leaves the intermediate images of steps
@@ -30,7 +32,9 @@ import type { ContainerConfig, ImageConfig } from '../image/types';
 import { BuildCache } from './cache';
 import { contextFilesRead, planKeys } from './cachekey';
 import { spoolContextTar, type ContextManifest } from './context';
-import { copyInto, mkdirParents, parseChown, walkTree, type ExistingDir } from './copy';
+import { mkdirParents, parseChown, walkTree, type ExistingDir } from './copy';
+import { writeCopyStep } from './copystep';
+import { isRemoteSource, prefetchRemotes, type RemoteFile } from './remote';
 import { BuildContextError } from './errors';
 import { configOf, dockerHealthcheck, emptyConfig } from './expand';
 import type { BaseImage, BuildPlan, PlannedStage, SourceOrigin, StageConfig, Step, StepAction } from './plan';
@@ -74,6 +78,12 @@ export interface ExecuteOptions {
   context: AsyncIterable<Uint8Array>;
   noCache: boolean;
   labels?: Record<string, string>;
+  /**
+   * SOURCE_DATE_EPOCH (seconds): every image's `created`, its history's
+   * times and no file's mtime in a layer later than it, for images that are
+   * the same bytes on every machine (reproducible-builds.org).
+   */
+  sourceDateEpoch?: number;
   /** Text outside any step (RUN's and COPY's own output goes to `progress`, per step). */
   out(text: string): void;
   /** Each step's start, output, cache hit and end. */
@@ -115,7 +125,7 @@ export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promis
     const staging = await store.stagingDir(lease);
     const ctxRoot = path.join(staging, 'context');
     try {
-      const { manifest, keys } = await unpackContext(deps, { ...o, context: untilAborted(o.context, o.signal) }, ctxRoot);
+      const { manifest, keys, remotes } = await unpackContext(deps, { ...o, context: untilAborted(o.context, o.signal) }, ctxRoot, path.join(staging, 'remote'));
       // Step numbers are fixed by plan order, whatever order the stages run in.
       const first = new Map<number, number>();
       let total = 0;
@@ -132,7 +142,7 @@ export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promis
       o.signal.addEventListener('abort', onAbort);
       try {
         await scheduleStages(o.plan.stages, o.parallel ?? DEFAULT_PARALLEL_STAGES, stop, async (st) => {
-          results.set(st.index, await buildStage(deps, lease, st, { o, keys, total, first: first.get(st.index) as number, ctxRoot, manifest, results, tally, signal: stop.signal }));
+          results.set(st.index, await buildStage(deps, lease, st, { o, keys, total, first: first.get(st.index) as number, ctxRoot, manifest, remotes, results, tally, signal: stop.signal }));
         });
       } finally {
         o.signal.removeEventListener('abort', onAbort);
@@ -142,7 +152,7 @@ export async function executePlan(deps: ExecutorDeps, o: ExecuteOptions): Promis
       if (o.labels && Object.keys(o.labels).length > 0) {
         const c = await store.config(last);
         const cc = { ...(c.config ?? {}), Labels: { ...(c.config?.Labels ?? {}), ...o.labels } };
-        last = await writeImage(store, lease, { parent: { record: last, config: c }, layers: [], config: cc, history: [], created: new Date().toISOString() }, deps.owner);
+        last = await writeImage(store, lease, { parent: { record: last, config: c }, layers: [], config: cc, history: [], created: createdAt(o) }, deps.owner);
       }
       return { record: last, ...tally };
     } finally {
@@ -159,6 +169,7 @@ interface StageRun {
   first: number;
   ctxRoot: string;
   manifest: ContextManifest;
+  remotes: ReadonlyMap<string, RemoteFile>;
   results: Map<number, ImageRecord | undefined>;
   tally: { ran: number; cached: number };
   /** The scheduler's: aborted when the build is cancelled or another stage failed. */
@@ -197,7 +208,7 @@ async function buildStage(deps: ExecutorDeps, lease: Lease, st: PlannedStage, r:
         image = hitRecord;
         r.tally.cached++;
       } else {
-        image = await runStep(deps, lease, { step, image, config, ctxRoot: r.ctxRoot, manifest: r.manifest, results: r.results, o: so, n: num });
+        image = await runStep(deps, lease, { step, image, config, ctxRoot: r.ctxRoot, manifest: r.manifest, results: r.results, o: so, n: num, remotes: r.remotes });
         deps.cache.set(key, image.id);
         r.tally.ran++;
       }
@@ -208,7 +219,7 @@ async function buildStage(deps: ExecutorDeps, lease: Lease, st: PlannedStage, r:
     }
     o.progress({ kind: 'done', step: num, id: image.id, ms: Date.now() - t0 });
   }
-  return image ?? (await writeStep(store, lease, deps.owner, undefined, config, [], { created_by: 'FROM scratch', empty_layer: true }));
+  return image ?? (await writeStep(store, lease, deps.owner, undefined, config, [], { created_by: 'FROM scratch', empty_layer: true }, o));
 }
 
 /** The stage as BuildKit's progress names it: its name, else `stage-N`, and nothing for an unnamed target. */
@@ -233,6 +244,8 @@ interface StepCtx {
   results: Map<number, ImageRecord | undefined>;
   o: ExecuteOptions;
   n: number;
+  /** ADD URLs fetched before keying. */
+  remotes: ReadonlyMap<string, RemoteFile>;
 }
 
 async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<ImageRecord> {
@@ -240,9 +253,9 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
   const a = s.step.action;
   const loc = s.step.loc;
   const history = { created_by: s.step.createdBy };
-  if (a.kind === 'config') return writeStep(store, lease, owner, s.image, s.config, [], { ...history, empty_layer: true });
+  if (a.kind === 'config') return writeStep(store, lease, owner, s.image, s.config, [], { ...history, empty_layer: true }, s.o);
   if (a.kind === 'run') {
-    const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }));
+    const base = s.image ?? (await writeStep(store, lease, owner, undefined, s.config, [], { created_by: 'FROM scratch', empty_layer: true }, s.o));
     const imageOf = (x: SourceOrigin): ImageRecord | undefined => (x.kind === 'stage' ? s.results.get(x.index) : x.kind === 'image' ? s.o.bases.get(x.ref)?.record : undefined);
     const mounts = await prepareRunMounts({ store, lease, owner, diskRoot: deps.diskRoot, caches: deps.caches, ctxRoot: s.ctxRoot, manifest: s.manifest, imageOf, mergedRoot: deps.mergedRoot, signal: s.o.signal, secrets: deps.secrets }, a, loc);
     let ctr = '';
@@ -261,8 +274,8 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
       if (r.exitCode !== 0) {
         throw new BuildStepError(`${loc.file}:${loc.line}: step ${s.n} (${s.step.original}) failed: the command returned a non-zero code: ${r.exitCode}`, r.exitCode);
       }
-      const layer = await commitLayer(store, lease, r.upper, { view: r.view, idShift: r.idShift, signal: s.o.signal });
-      return await writeStep(store, lease, owner, base, s.config, [layer], history);
+      const layer = await commitLayer(store, lease, r.upper, { view: r.view, idShift: r.idShift, signal: s.o.signal, sourceDateEpoch: s.o.sourceDateEpoch });
+      return await writeStep(store, lease, owner, base, s.config, [layer], history, s.o);
     } finally {
       await r.remove();
       await mounts.release();
@@ -275,33 +288,49 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
       const own = parseChown(/^\d+(:\d+)?$/.test(a.user) ? a.user : '', loc);
       await mkdirParents(upper, a.path, { owner: own, existing: existingDirIn(s.image ? await store.layerDirs(s.image) : []) });
     } else {
-      if (a.inline.length > 0) throw new BuildContextError(`${loc.file}:${loc.line}: ${a.kind.toUpperCase()} with a heredoc is not supported yet`);
-      if (a.kind === 'add' && a.sources.some((x) => /^(https?:\/\/|git@|git:\/\/)/.test(x))) throw new BuildContextError(`${loc.file}:${loc.line}: ADD of a URL is not supported yet`);
-      if (a.kind === 'add' && a.sources.some((x) => /\.(tar|tgz|tar\.(gz|bz2|xz|zst))$/.test(x))) throw new BuildContextError(`${loc.file}:${loc.line}: ADD of a local archive (extracting it) is not supported yet; use COPY and RUN tar`);
-      const destIsDir = s.image ? await isDirIn(await store.layerDirs(s.image), a.dest) : false;
-      const spec = { sources: a.sources, exclude: a.exclude, dest: a.dest, chown: a.chown, chmod: a.chmod, loc, destIsDir, preserveOwner: a.origin.kind !== 'context' };
-      const existing = existingDirIn(s.image ? await store.layerDirs(s.image) : []);
-      if (a.origin.kind === 'context') await copyInto(s.ctxRoot, s.manifest, spec, upper, existing);
-      else {
-        const from = a.origin.kind === 'stage' ? s.results.get(a.origin.index) : s.o.bases.get(a.origin.ref)?.record;
-        if (!from) throw new BuildContextError(`${loc.file}:${loc.line}: the source of --from was not built`);
-        const merged = await deps.mergedRoot(await store.layerDirs(from));
-        try {
-          await copyInto(merged.root, await walkTree(merged.root), spec, upper, existing);
-        } finally {
-          await merged.release();
+      const layerDirs = s.image ? await store.layerDirs(s.image) : [];
+      const scratch = await store.stagingDir(lease);
+      const input = { action: a, loc, upper, scratch, layerDirs, destIsDir: await isDirIn(layerDirs, a.dest), existing: existingDirIn(layerDirs), remotes: s.remotes, signal: s.o.signal };
+      try {
+        const local = a.sources.some((x) => !isRemoteSource(x));
+        if (a.origin.kind === 'context' || !local) await writeCopyStep({ ...input, ...(local ? { source: { root: s.ctxRoot, manifest: s.manifest } } : {}) });
+        else {
+          const from = a.origin.kind === 'stage' ? s.results.get(a.origin.index) : s.o.bases.get(a.origin.ref)?.record;
+          if (!from) throw new BuildContextError(`${loc.file}:${loc.line}: the source of --from was not built`);
+          const merged = await deps.mergedRoot(await store.layerDirs(from));
+          try {
+            await writeCopyStep({ ...input, source: { root: merged.root, manifest: await walkTree(merged.root) } });
+          } finally {
+            await merged.release();
+          }
         }
+      } finally {
+        await fs.promises.rm(scratch, { recursive: true, force: true });
       }
     }
-    const layer = await commitLayer(store, lease, upper, { signal: s.o.signal, adopt: true });
-    return await writeStep(store, lease, owner, s.image, s.config, [layer], history);
+    const layer = await commitLayer(store, lease, upper, { signal: s.o.signal, adopt: true, sourceDateEpoch: s.o.sourceDateEpoch });
+    return await writeStep(store, lease, owner, s.image, s.config, [layer], history, s.o);
   } finally {
     await fs.promises.rm(upper, { recursive: true, force: true });
   }
 }
 
-async function writeStep(store: ImageStore, lease: Lease, owner: number, parent: ImageRecord | undefined, c: StageConfig, layers: Awaited<ReturnType<typeof commitLayer>>[], history: { created_by: string; empty_layer?: boolean }): Promise<ImageRecord> {
-  const created = new Date().toISOString();
+/** An image's `created`: SOURCE_DATE_EPOCH when set, else now. */
+function createdAt(o: Pick<ExecuteOptions, 'sourceDateEpoch'>): string {
+  return new Date(o.sourceDateEpoch !== undefined ? o.sourceDateEpoch * 1000 : Date.now()).toISOString();
+}
+
+async function writeStep(
+  store: ImageStore,
+  lease: Lease,
+  owner: number,
+  parent: ImageRecord | undefined,
+  c: StageConfig,
+  layers: Awaited<ReturnType<typeof commitLayer>>[],
+  history: { created_by: string; empty_layer?: boolean },
+  o: Pick<ExecuteOptions, 'sourceDateEpoch'>,
+): Promise<ImageRecord> {
+  const created = createdAt(o);
   const p = parent ? { record: parent, config: await store.config(parent) } : undefined;
   return writeImage(store, lease, { parent: p, layers, config: containerConfig(c), history: [{ created, ...history }], created }, owner);
 }
@@ -366,16 +395,18 @@ function existingDirIn(dirs: string[]): ExistingDir {
  * under `root` (a staging directory of the helper's) only the files of the
  * steps that will run: those with no usable cache entry, or all with
  * --no-cache. A rebuild where nothing changed writes none. Returns the
- * manifest and the steps' keys (the build's, computed once).
+ * manifest and the steps' keys (the build's, computed once), and the ADD
+ * URLs without --checksum, fetched first since their keys cover their content.
  */
-async function unpackContext(deps: ExecutorDeps, o: ExecuteOptions, root: string): Promise<{ manifest: ContextManifest; keys: ReturnType<typeof planKeys> }> {
+async function unpackContext(deps: ExecutorDeps, o: ExecuteOptions, root: string, remoteDir: string): Promise<{ manifest: ContextManifest; keys: ReturnType<typeof planKeys>; remotes: Map<string, RemoteFile> }> {
   const ctx = await spoolContextTar(o.context, root);
-  const keys = planKeys(o.plan, o.bases, ctx.manifest);
+  const remotes = await prefetchRemotes(o.plan, remoteDir, o.signal);
+  const keys = planKeys(o.plan, o.bases, ctx.manifest, remotes, o.sourceDateEpoch);
   const willRun = async (key: string): Promise<boolean> => {
     if (o.noCache) return true;
     const hit = deps.cache.get(key);
     return !hit || !(await deps.store.resolve(hit, deps.owner));
   };
   await ctx.stage(await contextFilesRead(o.plan, keys.steps, ctx.manifest, willRun));
-  return { manifest: ctx.manifest, keys };
+  return { manifest: ctx.manifest, keys, remotes };
 }

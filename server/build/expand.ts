@@ -371,7 +371,8 @@ export function planBuild(df: Dockerfile, opts: PlanOptions, graph: StageGraph, 
     });
   }
 
-  const builtin = new Set<string>([...PROXY_ARGS, ...PLATFORM_ARGS]);
+  // SOURCE_DATE_EPOCH is BuildKit's too: the client passes it whether or not an ARG reads it
+  const builtin = new Set<string>([...PROXY_ARGS, ...PLATFORM_ARGS, 'SOURCE_DATE_EPOCH']);
   const unused = [...buildArgs.keys()].filter((k) => !consumed.has(k) && !builtin.has(k)).sort();
   if (unused.length > 0) warnings.push({ message: `[Warning] One or more build-args [${unused.join(' ')}] were not consumed` });
   return { stages: graph.order.map((i) => planned.get(i) as PlannedStage), waves: graph.waves, target: graph.target, warnings };

@@ -14,6 +14,7 @@ import { DockerfileError, ExpansionError, type SourceLocation } from './errors';
 import { parseDockerfile, type ParseResult } from './dockerfile/parser';
 import { parseInstruction, type Instruction } from './dockerfile/instructions';
 import { lex, type Env } from './shell/lex';
+import { canonicalPlatform, parsePlatform } from '../image/platform';
 import type { SourceOrigin, StageBase } from './plan';
 
 type Of<K extends Instruction['kind']> = Extract<Instruction, { kind: K }>;
@@ -100,6 +101,8 @@ export interface StageGraph {
   waves: number[][];
   /** Images to resolve before planning: FROM bases and COPY/mount sources of needed stages. */
   images: string[];
+  /** The platform (`os/arch[/variant]`) each of `images` is wanted for: its FROM's `--platform`, else the target's. */
+  imagePlatforms: Map<string, string>;
 }
 
 function findStage(df: Dockerfile, ref: string, loc: SourceLocation, before?: number): number | undefined {
@@ -190,10 +193,29 @@ export function stageGraph(df: Dockerfile, scope: ReadonlyMap<string, string>, b
   for (const w of waves) w.sort((a, b) => a - b);
 
   const images = new Set<string>();
+  const imagePlatforms = new Map<string, string>();
+  const wanted = new Map<string, { platform: string; loc: SourceLocation }>();
+  const targetPlatform = scope.get('TARGETPLATFORM') ?? '';
+  const want = (ref: string, platform: string | undefined, loc: SourceLocation): void => {
+    images.add(ref);
+    let p = targetPlatform;
+    if (platform !== undefined) {
+      try {
+        p = canonicalPlatform(parsePlatform(platform));
+      } catch (err) {
+        throw new DockerfileError(loc, `FROM --platform=${platform}: ${(err as Error).message}`);
+      }
+    }
+    const seen = wanted.get(ref);
+    // bases are resolved once by name, so one name cannot stand for two platforms' images in a build
+    if (seen && seen.platform !== p) throw new DockerfileError(loc, `${ref} is wanted for ${seen.platform} (line ${seen.loc.line}) and for ${p}: one image name for two platforms in a build is not supported yet`);
+    wanted.set(ref, { platform: p, loc });
+    imagePlatforms.set(ref, p);
+  };
   for (const i of order) {
     const b = nodes[i].base;
-    if (b.kind === 'image') images.add(b.ref);
-    for (const list of nodes[i].origins.values()) for (const o of list) if (o.kind === 'image') images.add(o.ref);
+    if (b.kind === 'image') want(b.ref, b.platform, df.stages[i].from.loc);
+    for (const [pos, list] of nodes[i].origins) for (const o of list) if (o.kind === 'image') want(o.ref, undefined, df.stages[i].instructions[pos].loc);
   }
-  return { stages: nodes, target: targetIndex, order, waves, images: [...images] };
+  return { stages: nodes, target: targetIndex, order, waves, images: [...images], imagePlatforms };
 }

@@ -20,9 +20,11 @@ import { BuilderPruneRequest, ImageBuildOutputNotification, ImageBuildRequest, I
 import { readContextDir } from '../build/context';
 import { packContext } from '../build/contextpack';
 import { ignoreFileFor, readDockerignore } from '../build/dockerignore';
+import { contextFromStdin } from '../build/stdincontext';
 import { parseFlags, usage, type FlagSpec } from './args';
 import { buildView, progressMode } from './buildprogress';
 import { interruptible, newId, str, type Command } from './command';
+import * as check from './validate';
 
 const BUILD_FLAGS: FlagSpec[] = [
   { name: 'tag', short: 't', kind: 'multi', help: 'Name and optionally a tag in the name:tag format' },
@@ -32,6 +34,7 @@ const BUILD_FLAGS: FlagSpec[] = [
   { name: 'target', kind: 'value', help: 'Set the target build stage to build' },
   { name: 'no-cache', kind: 'bool', help: 'Do not use cache when building the image' },
   { name: 'pull', kind: 'bool', help: 'Always attempt to pull a newer version of the image' },
+  { name: 'platform', kind: 'value', help: 'Set the target platform for the build (os/arch[/variant])' },
   { name: 'quiet', short: 'q', kind: 'bool', help: 'Suppress the build output and print image ID on success' },
   { name: 'iidfile', kind: 'value', help: 'Write the image ID to the file' },
   { name: 'secret', kind: 'multi', help: 'Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=X,env=VAR")' },
@@ -87,25 +90,60 @@ export function readSecrets(list: unknown, env: NodeJS.ProcessEnv = process.env)
   return out;
 }
 
+/** The Dockerfile `file` of a context extracted from standard input: it must be a file inside `root`, through no symlink out of it. */
+function readInside(root: string, file: string): string {
+  const rel = path.relative(root, path.resolve(file));
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new InvalidArgumentError(`the Dockerfile ${JSON.stringify(rel)} is outside the build context on standard input`);
+  let real: string;
+  try {
+    real = fs.realpathSync(file);
+  } catch {
+    throw new InvalidArgumentError(`Cannot locate specified Dockerfile: ${rel} (in the build context on standard input)`);
+  }
+  const realRel = path.relative(fs.realpathSync(root), real);
+  if (realRel.startsWith('..') || path.isAbsolute(realRel) || !fs.statSync(real).isFile()) throw new InvalidArgumentError(`the Dockerfile ${JSON.stringify(rel)} of the build context on standard input is not a file inside it`);
+  return fs.readFileSync(real, 'utf8');
+}
+
+/** SOURCE_DATE_EPOCH as buildx reads it: whole seconds since 1970; empty is unset. */
+export function sourceDateEpoch(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d{1,12}$/.test(value) || Number(value) > 253402300799) throw new InvalidArgumentError(`SOURCE_DATE_EPOCH ${JSON.stringify(value.slice(0, 40))}: expected whole seconds since 1970-01-01`);
+  return Number(value);
+}
+
 export const build: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, BUILD_FLAGS, { stopAtPositional: false, verb: 'build' });
   if (flags.help) {
     process.stdout.write(usage('build', '[OPTIONS] PATH', BUILD_FLAGS) + '\n');
     return 0;
   }
-  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa build' requires exactly 1 argument: PATH (the build context)");
+  if (positionals.length !== 1) throw new InvalidArgumentError("'capsa build' requires exactly 1 argument: PATH (the build context) or - (standard input)");
   if (typeof flags.progress === 'string' && !['auto', 'plain', 'tty'].includes(flags.progress)) throw new InvalidArgumentError(`--progress ${flags.progress}: expected auto, plain or tty`);
-  const root = path.resolve(positionals[0]);
-  if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
-  const file = typeof flags.file === 'string' ? flags.file : path.join(root, 'Dockerfile');
-  const dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(path.resolve(file), 'utf8');
-  const dfPath = file === '-' ? path.join(root, 'Dockerfile') : path.resolve(file);
-  const ignoreFile = ignoreFileFor(dfPath, root, (p) => fs.existsSync(p));
-  const ignore = ignoreFile ? readDockerignore(fs.readFileSync(ignoreFile), path.basename(ignoreFile)) : [];
-  const manifest = await readContextDir(root, { ignore, hash: false });
+  const fromStdin = positionals[0] === '-';
+  if (fromStdin && flags.file === '-') throw new InvalidArgumentError("cannot read both the build context and the Dockerfile from standard input (PATH - and -f -)");
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-build-'));
   const quiet = flags.quiet === true;
   try {
+    let root: string;
+    let file: string;
+    let dockerfile: string;
+    if (fromStdin) {
+      // `docker build -`: an archive is the context (its Dockerfile inside, -f relative to it), anything else the Dockerfile
+      const ctx = await contextFromStdin(process.stdin, tmp);
+      root = ctx.root;
+      file = ctx.kind === 'dockerfile' ? '-' : path.join(root, typeof flags.file === 'string' ? flags.file : 'Dockerfile');
+      dockerfile = ctx.kind === 'dockerfile' ? ctx.dockerfile : readInside(root, file);
+    } else {
+      root = path.resolve(positionals[0]);
+      if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
+      file = typeof flags.file === 'string' ? flags.file : path.join(root, 'Dockerfile');
+      dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(path.resolve(file), 'utf8');
+    }
+    const dfPath = file === '-' ? path.join(root, 'Dockerfile') : path.resolve(file);
+    const ignoreFile = ignoreFileFor(dfPath, root, (p) => fs.existsSync(p));
+    const ignore = ignoreFile ? readDockerignore(fs.readFileSync(ignoreFile), path.basename(ignoreFile)) : [];
+    const manifest = await readContextDir(root, { ignore, hash: false });
     const tarFile = path.join(tmp, 'context.tar');
     await pipeline(packContext(root, manifest), fs.createWriteStream(tarFile, { mode: 0o600 }));
     const c = await conn();
@@ -117,17 +155,21 @@ export const build: Command = async (argv, conn) => {
     c.onNotification(ImageBuildStepNotification.type, (p) => {
       if (p.token === token) view?.event(p.event);
     });
+    const buildArgs = flags['build-arg'] ? keyValues(flags['build-arg'], 'build-arg') : undefined;
+    const epoch = sourceDateEpoch(buildArgs?.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH);
     const params = {
       context: tarFile,
       dockerfile,
       dockerfileName: file === '-' ? 'Dockerfile' : path.basename(file),
       token,
       ...(Array.isArray(flags.tag) ? { tags: flags.tag as string[] } : {}),
-      ...(flags['build-arg'] ? { buildArgs: keyValues(flags['build-arg'], 'build-arg') } : {}),
+      ...(buildArgs || epoch !== undefined ? { buildArgs: { ...(epoch !== undefined ? { SOURCE_DATE_EPOCH: String(epoch) } : {}), ...buildArgs } } : {}),
+      ...(epoch !== undefined ? { sourceDateEpoch: epoch } : {}),
       ...(flags.label ? { labels: keyValues(flags.label, 'label') } : {}),
       ...(typeof flags.target === 'string' ? { target: flags.target } : {}),
       noCache: flags['no-cache'] === true,
       pull: flags.pull === true,
+      ...(typeof flags.platform === 'string' ? { platform: check.checkPlatform(flags.platform) } : {}),
       ...(flags.secret ? { secrets: readSecrets(flags.secret) } : {}),
     };
     // Ctrl-C cancels the build in the helper, which kills a running step and keeps only the steps that finished

@@ -88,6 +88,8 @@ export class Applier {
     private readonly root: string,
     private readonly label: string,
     private readonly maxEntry: number,
+    /** Whether `.wh.` names are whiteouts (a layer) or plain names (an archive extracted by ADD, as BuildKit extracts it). */
+    private readonly whiteouts = true,
   ) {}
 
   private unsafe(entry: string, why: string): UnsafeLayerError {
@@ -108,7 +110,7 @@ export class Applier {
       throw this.unsafe(h.name, `absurd size ${String(h.size)} in its header`);
     }
     const name = cleanEntryName(h.name);
-    const wh = classifyWhiteout(name);
+    const wh = this.whiteouts ? classifyWhiteout(name) : undefined;
     if (wh) {
       if (wh.kind === 'meta') return;
       const dir = await this.resolveDir(h.name, wh.dir, true);

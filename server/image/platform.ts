@@ -53,6 +53,15 @@ export function formatPlatform(p: { os: string; architecture: string; variant?: 
   return p.variant ? `${p.os}/${p.architecture}/${p.variant}` : `${p.os}/${p.architecture}`;
 }
 
+/**
+ * `p` as containerd's platforms.Format(Normalize(p)) writes it, the form
+ * BuildKit gives TARGETPLATFORM and BUILDPLATFORM: arm64's default variant
+ * v8 is left out (`linux/arm64`), any other variant kept.
+ */
+export function canonicalPlatform(p: { os: string; architecture: string; variant?: string }): string {
+  return formatPlatform(p.architecture === 'arm64' && p.variant === 'v8' ? { os: p.os, architecture: p.architecture } : p);
+}
+
 const ARM_VARIANTS = ['v5', 'v6', 'v7', 'v8'];
 
 /**

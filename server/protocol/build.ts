@@ -4,7 +4,7 @@
  */
 import { NotificationType, RequestType } from 'vscode-jsonrpc';
 import { v } from './validate';
-import { progressToken } from './schemas';
+import { platform, progressToken } from './schemas';
 
 /** Builds an image from a Dockerfile and a context the client packed. */
 export namespace ImageBuildRequest {
@@ -21,6 +21,8 @@ export namespace ImageBuildRequest {
     target: v.optional(v.string({ min: 1, max: 256 })),
     noCache: v.optional(v.boolean()),
     pull: v.optional(v.boolean()),
+    platform: v.optional(platform()),
+    sourceDateEpoch: v.optional(v.number({ integer: true, min: 0, max: 253402300799 })),
     secrets: v.optional(v.record(v.string({ max: 1 << 20, expected: 'base64' }))),
     token: progressToken(),
   });
@@ -42,6 +44,17 @@ export interface ImageBuildParams {
   noCache?: boolean;
   /** Pull every base image even when present (`--pull`). */
   pull?: boolean;
+  /**
+   * `--platform os/arch[/variant]`: the target platform (TARGETPLATFORM and
+   * the default of every FROM); default: the host's.
+   */
+  platform?: string;
+  /**
+   * SOURCE_DATE_EPOCH (seconds; the client takes it from `--build-arg
+   * SOURCE_DATE_EPOCH=` or its environment, as buildx does): each image's
+   * and history entry's time, and no layer file's mtime later than it.
+   */
+  sourceDateEpoch?: number;
   /**
    * `--secret id=…`: each secret's content (base64) by id, read by the
    * client as the caller; `RUN --mount=type=secret` mounts it as a file,

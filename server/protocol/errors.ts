@@ -80,6 +80,7 @@ export const ERROR_CATALOGUE = {
   E_INVALID_ARCHIVE: capsa('invalid', 'an image archive given to load is malformed'),
   E_DOCKERFILE: capsa('invalid', 'a Dockerfile cannot be parsed or expanded (the file and line are in the message)'),
   E_BUILD_CONTEXT: capsa('invalid', 'a build source is outside the build context, or the context cannot be read'),
+  E_BUILD_REMOTE: capsa('failed', 'an ADD URL could not be fetched (status, redirects, time), or its content does not match --checksum: the Dockerfile line and URL are in the message'),
   E_BUILD_STEP: capsa('failed', 'a build step failed (its RUN exited non-zero, or the build was cancelled): the step and exit code are in the message'),
   E_CONFLICT: capsa('conflict', 'the request conflicts with current state: a name in use, an image in use, a container running'),
   E_CLIENT_GONE: capsa('cancelled', 'the client closed its connection before the request ended'),

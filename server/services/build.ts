@@ -21,7 +21,7 @@ import type { BaseImage } from '../build/plan';
 import type { BuildStepEvent } from '../build/progress';
 import { loadDockerfile } from '../build/stages';
 import { BuildStepError } from '../build/steperror';
-import { hostPlatform } from '../image/platform';
+import { formatPlatform, hostPlatform, matchRank, parsePlatform } from '../image/platform';
 import { normalizeReference } from '../image/reference';
 import type { ImageRecord } from '../image/store';
 import type { ContainerService } from '../runtime/container';
@@ -49,12 +49,16 @@ export class BuildService {
     const owner = caller.uid;
     const tags = (p.tags ?? []).map((t) => normalizeReference(t)); // a bad name fails before any work
     const df = loadDockerfile(p.dockerfile, p.dockerfileName ?? 'Dockerfile');
-    const platform = hostPlatform();
-    const opts = { target: p.target, buildArgs: p.buildArgs, platform, buildPlatform: platform };
+    const host = hostPlatform();
+    const opts = { target: p.target, buildArgs: p.buildArgs, platform: p.platform ? parsePlatform(p.platform) : host, buildPlatform: host };
     const graph = graphFor(df, opts);
     const bases = new Map<string, BaseImage & { record: ImageRecord }>();
     for (const ref of graph.images) {
-      const r = await this.images.resolveForRun(ref, { pull: p.pull ? 'always' : 'missing', caller, signal });
+      const platform = graph.imagePlatforms.get(ref) || formatPlatform(opts.platform);
+      // a local image of another platform under the name is not the one wanted: pull the wanted one, as `docker build --platform` does
+      const local = p.pull ? undefined : await this.images.store.resolve(ref, owner);
+      const fits = local !== undefined && matchRank(parsePlatform(platform), { os: local.os, architecture: local.architecture, ...(local.variant ? { variant: local.variant } : {}) }) !== undefined;
+      const r = await this.images.resolveForRun(ref, { pull: p.pull || (local && !fits) ? 'always' : 'missing', platform, caller, signal });
       const record = await this.images.store.get(r.id, owner);
       const config = await this.images.store.config(record);
       bases.set(ref, { digest: record.id, config: config.config ?? {}, record });
@@ -76,7 +80,7 @@ export class BuildService {
           diskRoot: caller.uid === 0 ? { uid: 0, gid: 0 } : { uid: caller.uid, gid: caller.gid },
           mergedRoot: (dirs) => this.mergedRoot(dirs),
         },
-        { plan, bases, context: fh.createReadStream({ autoClose: false }), noCache: !!p.noCache, labels: p.labels, out, progress, signal },
+        { plan, bases, context: fh.createReadStream({ autoClose: false }), noCache: !!p.noCache, labels: p.labels, sourceDateEpoch: p.sourceDateEpoch, out, progress, signal },
       );
     } finally {
       await fh.close();

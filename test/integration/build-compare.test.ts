@@ -20,7 +20,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,8 +28,8 @@ import { startHelper, type TestHelper } from '../helpers/capsa';
 import { seedBusybox } from '../helpers/oci';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { diffConfigs, diffTrees, readDockerArchive } from '../helpers/imagetree';
+import { hasPodman, podmanSandbox, run, type PodmanSandbox } from '../helpers/podman';
 
-const hasPodman = spawnSync('podman', ['--version']).status === 0;
 
 /** A context file: its content, or content with a mode (and owner). */
 type CtxFile = string | { content?: string; mode?: number; uid?: number; gid?: number; symlink?: string; dir?: boolean };
@@ -189,11 +189,13 @@ const CASES: Case[] = [
     name: 'ADD of a local tar extracts it',
     needs: ['add-tar'],
     files: { 'plain.txt': 'p' },
-    dockerfile: ['FROM $BASE', 'ADD files.tar /extracted/', 'ADD files.tar.gz /gz/'].join('\n'),
+    dockerfile: ['FROM $BASE', 'ADD files.tar /extracted/', 'ADD files.tar.gz /gz/', 'ADD files.tar.bz2 /bz2/', 'ADD files.tar.xz /xz', 'ADD files.tar.zst /zst/', 'ADD plain.txt notar.gz /raw/'].join('\n'),
+    podmanDiffers: [{ line: /^\/(extracted|bz2|xz|zst): capsa dir 0755 0:0 \| podman dir 0755 1000:1000$/, reason: "buildah applies the archive's own `./` entry (owned 1000:1000 here) to the destination directory; BuildKit (containerd's apply skips the entry that resolves to the root) and Docker (Untar skips `.` when it exists) leave the destination as created" }],
   },
   {
     name: 'COPY and ADD of heredocs',
     needs: ['copy-heredoc'],
+    podmanCannot: 'buildah 1.28 (Debian 12) does not support COPY/ADD heredocs: it takes "<<EOF" for a source path ("copier: stat: \"/<<EOF\": no such file or directory")',
     dockerfile: ['FROM $BASE', 'ARG WHO=world', 'COPY <<EOF /hello.txt', 'hello $WHO', 'EOF', 'COPY --chmod=755 <<-"EOT" /script.sh', '\t#!/bin/sh', '\techo $WHO', '\tEOT', 'ADD <<one <<two /multi/', 'first', 'one', 'second', 'two'].join('\n'),
   },
   {
@@ -255,23 +257,16 @@ let work = '';
 let podmanArgs: string[] = [];
 let podmanEnv: NodeJS.ProcessEnv = {};
 
-const run = (cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeout = 300_000): Promise<{ code: number; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    execFile(cmd, args, { env, timeout, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
+let sandbox: PodmanSandbox | undefined;
 
 before(async () => {
   if (!hasPodman) return;
   registry = await startRegistry();
   await seedBusybox(registry);
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-compare-'));
-  const conf = path.join(work, 'registries.conf');
-  fs.writeFileSync(conf, `unqualified-search-registries = []\n[[registry]]\nlocation = "${registry.host}"\ninsecure = true\n`);
-  fs.writeFileSync(path.join(work, 'storage.conf'), `[storage]\ndriver = "overlay"\nrunroot = "${work}/run"\ngraphroot = "${work}/root"\n`);
-  podmanEnv = { ...process.env, CONTAINERS_REGISTRIES_CONF: conf, CONTAINERS_STORAGE_CONF: path.join(work, 'storage.conf') };
-  podmanArgs = ['--root', path.join(work, 'root'), '--runroot', path.join(work, 'run'), '--storage-driver', 'overlay', '--cgroup-manager', 'cgroupfs'];
+  sandbox = podmanSandbox(work, registry.host);
+  podmanEnv = sandbox.env;
+  podmanArgs = sandbox.args;
   helper = await startHelper({ mirror: registry.url });
   // the base with ONBUILD triggers: built once (by podman) and pushed, so both builders pull the same image
   const parent = fs.mkdtempSync(path.join(work, 'parent-'));
@@ -288,8 +283,7 @@ after(async () => {
   await helper?.stop();
   await registry?.stop();
   if (work) {
-    // podman's own reset unmounts and removes its overlay layers
-    spawnSync('podman', [...podmanArgs, 'system', 'reset', '--force'], { env: podmanEnv, stdio: 'ignore' });
+    sandbox?.reset();
     fs.rmSync(work, { recursive: true, force: true });
   }
 });
@@ -314,6 +308,8 @@ function writeContext(dir: string, c: Case): void {
     fs.symlinkSync('sub/in-tar.txt', path.join(dir, 'tarsrc/link'));
     spawnSync('tar', ['-cf', path.join(dir, 'files.tar'), '-C', path.join(dir, 'tarsrc'), '--owner=1000', '--group=1000', '.']);
     spawnSync('tar', ['-czf', path.join(dir, 'files.tar.gz'), '-C', path.join(dir, 'tarsrc'), '.']);
+    for (const [tool, ext] of [['bzip2', 'bz2'], ['xz', 'xz'], ['zstd', 'zst']]) spawnSync('sh', ['-c', `${tool} -c < files.tar > files.tar.${ext}`], { cwd: dir });
+    spawnSync('sh', ['-c', 'echo no tar | gzip > notar.gz'], { cwd: dir });
     fs.rmSync(path.join(dir, 'tarsrc'), { recursive: true });
   }
 }

@@ -93,3 +93,29 @@ test('a failing RUN names its step and exit code and tags nothing; COPY ../x is 
   assert.notEqual(outside.code, 0);
   assert.match(outside.stderr, /outside the build context: \.\.\/x/);
 });
+
+test("identical steps of another project (another directory, other unrelated files, the Dockerfile elsewhere) come from the cache", async (t) => {
+  const h = await startHelper({ mirror: registry.url });
+  t.after(() => h.stop());
+  const one = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-build-one-'));
+  const two = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-build-two-'));
+  t.after(() => fs.rmSync(one, { recursive: true, force: true }));
+  t.after(() => fs.rmSync(two, { recursive: true, force: true }));
+  for (const dir of [one, two]) {
+    fs.writeFileSync(path.join(dir, 'lib.txt'), 'lib\n');
+    fs.writeFileSync(path.join(dir, 'main.txt'), 'main one\n');
+  }
+  fs.writeFileSync(path.join(one, 'Dockerfile'), DOCKERFILE);
+  fs.mkdirSync(path.join(two, 'docker'));
+  fs.writeFileSync(path.join(two, 'docker', 'app.Dockerfile'), DOCKERFILE);
+  fs.writeFileSync(path.join(two, 'README'), 'a file no step reads\n');
+  { const p = await h.cli(['pull', 'busybox']); assert.equal(p.code, 0, p.stderr); }
+  const first = await h.cli(['build', '-t', 'proj:one', one]);
+  assert.equal(first.code, 0, first.stderr);
+  const second = await h.cli(['build', '-f', path.join(two, 'docker', 'app.Dockerfile'), '-t', 'proj:two', two]);
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(usingCache(second.stdout), 8, `every step of the second project is a cache hit:\n${second.stdout}`);
+  assert.doesNotMatch(second.stdout, /^ran-step$/m);
+  const ids = await h.cli(['images', '-q', 'proj']);
+  assert.equal(new Set(ids.stdout.trim().split('\n')).size, 1, 'both names are the same image');
+});

@@ -64,7 +64,9 @@ export async function writeImage(store: ImageStore, lease: Lease, a: ImageAssemb
   const config = imageConfig(a);
   const configBytes = Buffer.from(JSON.stringify(config));
   const configDigest = digestOf(configBytes);
-  const layers = [...(a.parent?.record.layers ?? []), ...a.layers.map((l) => l.descriptor)];
+  // The manifest is OCI, so the parent's layers are named with OCI's media types even when it was pulled as
+  // Docker schema 2: a manifest mixing the two is refused by containers/image (podman, skopeo) on conversion.
+  const layers = [...(a.parent?.record.layers ?? []), ...a.layers.map((l) => l.descriptor)].map((l) => ({ ...l, mediaType: ociLayerMediaType(l.mediaType) }));
   const manifest: Manifest = {
     schemaVersion: 2,
     mediaType: MediaType.OciManifest,
@@ -81,4 +83,20 @@ export async function writeImage(store: ImageStore, lease: Lease, a: ImageAssemb
     { reference: ref, repoDigest: manifestDigest, manifestDigest, manifestMediaType: MediaType.OciManifest, configDigest, config, layers, ...(a.parent ? { parent: a.parent.record.id } : {}) },
     owner,
   );
+}
+
+/** The OCI media type of a layer blob of `mediaType` (the same bytes: only Docker's names are changed). */
+export function ociLayerMediaType(mediaType: string): string {
+  switch (mediaType) {
+    case MediaType.DockerLayerGzip:
+      return MediaType.OciLayerGzip;
+    case MediaType.DockerLayer:
+      return MediaType.OciLayer;
+    case MediaType.DockerLayerZstd:
+      return MediaType.OciLayerZstd;
+    case MediaType.DockerLayerForeignGzip:
+      return MediaType.OciLayerNondistributableGzip;
+    default:
+      return mediaType;
+  }
 }

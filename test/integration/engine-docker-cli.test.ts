@@ -42,9 +42,12 @@ before(async () => {
 });
 
 after(async () => {
-  await h?.stop();
-  await registry?.stop();
-  if (home) rmSync(home, { recursive: true, force: true });
+  try {
+    await h?.stop();
+  } finally {
+    await registry?.stop();
+    if (home) rmSync(home, { recursive: true, force: true });
+  }
 });
 
 interface Result {

@@ -245,7 +245,14 @@ test('docker run -d, ps, logs, exec, inspect, stop and rm act on one running con
   assert.equal((await docker(['exec', '-d', 'web', 'sleep', '1'])).code, 0);
   assert.equal((await ok(['inspect', '--format', '{{.State.Status}}', 'web'])).trim(), 'running');
   assert.equal((await ok(['inspect', '--format', '{{.Config.Labels.app}} {{.Name}}', id])).trim(), 'demo /web');
+  assert.match((await ok(['logs', '-t', 'web'])), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z started\n$/);
+  // a follower of the log ends when the container does
+  const following = docker(['logs', '-f', 'web']);
+  await new Promise((resolve) => setTimeout(resolve, 500));
   await ok(['stop', '-t', '1', 'web']);
+  const followed = await following;
+  assert.equal(followed.code, 0, followed.stderr);
+  assert.equal(followed.stdout, 'started\n');
   assert.equal((await ok(['inspect', '--format', '{{.State.Status}}', 'web'])).trim(), 'exited');
   assert.match(await ok(['ps', '-a', '--format', '{{.Names}} {{.Status}}']), /^web Exited \(\d+\)/m);
   await ok(['start', 'web']);

@@ -39,7 +39,7 @@ function layerOf(rel) {
   return FOLDERS.has(rest) ? rest : TOP_FILES[rest];
 }
 
-const FOLDERS = new Set(['protocol', 'client', 'cli', 'handlers', 'views', 'services', 'image', 'runtime', 'build', 'util']);
+const FOLDERS = new Set(['protocol', 'client', 'cli', 'handlers', 'engine', 'views', 'services', 'image', 'runtime', 'build', 'util']);
 
 /** server/*.ts, by layer. */
 const TOP_FILES = {
@@ -69,7 +69,9 @@ const ALLOWED = {
   services: ['build', 'runtime', 'network', 'image', 'base', 'util', 'config'],
   views: ['runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
   handlers: ['views', 'services', 'build', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
-  helper: ['handlers', 'views', 'services', 'build', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
+  // the Engine API: a second front door beside handlers/, on the same services; it asks handlers/access.ts for the one policy
+  engine: ['handlers', 'views', 'services', 'build', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
+  helper: ['engine', 'handlers', 'views', 'services', 'build', 'runtime', 'network', 'image', 'protocol', 'base', 'util', 'config'],
   client: ['protocol'],
   cli: ['client', 'protocol'],
   extension: ['client', 'protocol'],
@@ -88,6 +90,7 @@ const RULES = {
   services: 'server/services/ must not import handlers/, protocol/ or cli/',
   views: 'server/views/ may import only runtime/, image/, protocol/ and the layers below them',
   handlers: 'server/handlers/ must not import cli/ or the helper entry points',
+  engine: 'server/engine/ must not import cli/ or the helper entry points',
   helper: 'the helper entry points must not import cli/',
   client: 'server/client/ (what the protocol\'s clients share, on the user\'s side) may import only server/protocol/',
   cli: 'server/cli/ may import only server/protocol/ and server/client/ (and cli/ itself)',

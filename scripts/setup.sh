@@ -17,6 +17,8 @@ PACKAGES=(
   iproute2 iptables nftables procps util-linux libcap2-bin
   # the helper as a service: systemd-socket-activate and systemd-analyze in its tests; useradd (passwd) for tests as another user
   systemd passwd
+  # the real docker client the Engine API's tests drive (its daemon and containerd are never started: see policy-rc.d below)
+  docker.io
   # reference implementations and oracles for tests and benchmarks
   podman crun runc skopeo umoci hyperfine debootstrap
   # rootless podman, the multi-user benchmark's reference: newuidmap and its userland network
@@ -43,8 +45,9 @@ if [ ${#missing[@]} -eq 0 ]; then
 else
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Debian's docker-registry package enables a service on :5000; tests start
-  # their own registries, so keep package installs from starting services.
+  # Debian's docker-registry package enables a service on :5000, and docker.io
+  # a daemon and containerd; tests start their own registries and talk to
+  # Capsa's Engine API, so keep package installs from starting services.
   policy=/usr/sbin/policy-rc.d
   created_policy=0
   if [ ! -e "$policy" ]; then

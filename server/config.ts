@@ -40,6 +40,13 @@ export interface CapsaConfig {
    * but root. loadConfig always fills it.
    */
   socketGroup?: string;
+  /**
+   * Unix socket of the Docker Engine API (server/engine/), served with the
+   * helper's socket's mode and group and the same per-caller reach. Default
+   * `docker.sock` beside `socket` (engineSocketPath); env
+   * `CAPSA_ENGINE_SOCKET`; `""` turns it off.
+   */
+  engineSocket?: string;
   registries: RegistrySettings;
   /** Concurrent layer downloads in one pull. Default 3. */
   maxConcurrentDownloads: number;
@@ -108,6 +115,12 @@ const MAX_WARM_CLI = 8;
 const MAX_WARM_CLI_USERS = 256;
 const MAX_WARM_CLI_IDLE = 86400;
 
+/** The Engine API's socket: the configured one, else `docker.sock` beside the helper's; undefined when turned off (`""`). */
+export function engineSocketPath(config: Pick<CapsaConfig, 'socket' | 'engineSocket'>): string | undefined {
+  if (config.engineSocket === '') return undefined;
+  return config.engineSocket ?? `${config.socket.slice(0, config.socket.lastIndexOf('/') + 1)}docker.sock`;
+}
+
 /**
  * The warm CLI's socket, next to the helper's: `capsa.sock` → `capsa-cli.sock`,
  * any other name gets `.cli` appended. native/client/client.c derives it the
@@ -164,6 +177,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): CapsaConfig {
   if (text !== undefined) mergeFile(config, file, text);
   if (env.CAPSA_ROOT) config.root = env.CAPSA_ROOT;
   if (env.CAPSA_SOCKET) config.socket = env.CAPSA_SOCKET;
+  if (env.CAPSA_ENGINE_SOCKET !== undefined) config.engineSocket = checkEngineSocket('CAPSA_ENGINE_SOCKET', env.CAPSA_ENGINE_SOCKET);
   if (env.CAPSA_SOCKET_MODE) config.socketMode = checkSocketMode('CAPSA_SOCKET_MODE', env.CAPSA_SOCKET_MODE);
   if (env.CAPSA_SOCKET_GROUP) config.socketGroup = checkGroup('CAPSA_SOCKET_GROUP', env.CAPSA_SOCKET_GROUP);
   if (env.CAPSA_BRIDGE) config.network!.bridge = checkBridge('CAPSA_BRIDGE', env.CAPSA_BRIDGE);
@@ -234,6 +248,7 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
     }
     config.pushChunkSize = n;
   }
+  if (o.engineSocket !== undefined) config.engineSocket = checkEngineSocket(`config ${file}: engineSocket`, o.engineSocket);
   if (o.socketMode !== undefined) config.socketMode = checkSocketMode(`config ${file}: socketMode`, o.socketMode);
   if (o.socketGroup !== undefined) config.socketGroup = checkGroup(`config ${file}: socketGroup`, typeof o.socketGroup === 'number' ? String(o.socketGroup) : o.socketGroup);
   if (o.warmCli !== undefined) config.warmCli = checkWarmCli(`config ${file}: warmCli`, o.warmCli);
@@ -263,6 +278,14 @@ function mergeFile(config: CapsaConfig, file: string, text: string): void {
       config.registries.insecure = reg.insecure.map((h) => str(file, 'registries.insecure', h));
     }
   }
+}
+
+/** An absolute socket path, or `""` (off). */
+function checkEngineSocket(where: string, v: unknown): string {
+  if (typeof v !== 'string' || (v !== '' && (!v.startsWith('/') || v.length > 107 || v.includes('\0')))) {
+    throw new InvalidArgumentError(`${where} must be an absolute socket path (at most 107 bytes), or "" to turn the Engine API off`);
+  }
+  return v;
 }
 
 /** docker.io's other names, as Docker's config.json keys them. */

@@ -79,6 +79,14 @@ export const LIMITS = {
    */
   protocolMessage: { name: 'protocol message', bytes: 16 * MiB },
   /**
+   * The JSON body of one Engine API request (a container create with its
+   * command line, environment and labels, an exec's): sized as a protocol
+   * message, since the same options travel in both.
+   */
+  engineRequestBody: { name: 'Engine API request body', bytes: 16 * MiB },
+  /** The request line and headers of one Engine API request (Node's parser refuses more: 431). */
+  engineRequestHeader: { name: 'Engine API request header', bytes: 64 * KiB },
+  /**
    * A Dockerfile. Real ones are a few KiB; BuildKit sends the Dockerfile in
    * one gRPC message (4 MiB by default), so a larger one never builds there
    * either.

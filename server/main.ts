@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Connection } from 'vscode-languageserver/node';
 import { describeError } from './errors';
-import { CREATED_SOCKET_MODE, DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, DEFAULT_WARM_CLI_IDLE, DEFAULT_WARM_CLI_USERS, loadConfig, socketGroupId, warmCliSocketPath, warmCliUserDir, type CapsaConfig } from './config';
+import { CREATED_SOCKET_MODE, DEFAULT_SOCKET_MODE, DEFAULT_WARM_CLI, DEFAULT_WARM_CLI_IDLE, DEFAULT_WARM_CLI_USERS, engineSocketPath, loadConfig, socketGroupId, warmCliSocketPath, warmCliUserDir, type CapsaConfig } from './config';
 import { openConnection } from './connection';
 import { ContainerEventNotification, formatTimings } from './protocol';
 import { ContainerService, type ContainerChange } from './runtime/container';
@@ -35,6 +35,7 @@ import { checkTrustedDirectory } from './util/trusteddir';
 import { describeCaller, ownCaller, peerCaller, socketFd, type Caller } from './util/peercred';
 import { forCaller, hasFullAccess } from './handlers/access';
 import { activationSocket, boundPath } from './util/activation';
+import { createEngine, type EngineServer } from './engine';
 
 /** Root keeps its state only where no other user can change it (server/util/trusteddir.ts); other uids are tests' helpers. */
 function checkOwnDirectory(dir: string, what: string): void {
@@ -83,6 +84,8 @@ export class Helper {
   private readonly sockets = new Set<net.Socket>();
   private warmCli?: WarmCliPool;
   private warmUsers?: WarmCliUsers;
+  /** The Docker Engine API (server/engine/), on its own socket beside this one. */
+  private engine?: { server: EngineServer; socket: string };
 
   /** `warmCliEntry`: the script warm CLI processes run (default: the Node CLI's); a test entry adds verbs this way. */
   constructor(
@@ -167,6 +170,32 @@ export class Helper {
       await this.close();
       throw err;
     }
+    await this.listenEngine(socketPath);
+  }
+
+  /**
+   * The Engine API's socket (engineSocketPath), made as this helper's is:
+   * 0600 until it listens, then the configured group and mode. The helper
+   * serves its own protocol without it when it cannot listen (another
+   * engine holds the path, say): that is logged, not fatal.
+   */
+  private async listenEngine(helperSocket: string): Promise<void> {
+    const socketPath = engineSocketPath({ socket: helperSocket, engineSocket: this.config.engineSocket });
+    if (!socketPath) return;
+    try {
+      checkOwnDirectory(path.dirname(socketPath), 'Engine API socket directory');
+      if (await socketAlive(socketPath)) throw new Error(`something already listens on ${socketPath}`);
+      await fs.rm(socketPath, { force: true });
+      const server = createEngine({ containers: this.containers, images: this.images, commit: new CommitService(this.images, this.containers), root: this.config.root }, log);
+      await server.listen(socketPath);
+      this.engine = { server, socket: socketPath };
+      await this.applySocketAccess(socketPath);
+      log(`Docker Engine API listening on ${socketPath} (DOCKER_HOST=unix://${socketPath})`);
+    } catch (err) {
+      log(`Docker Engine API off: cannot listen on ${socketPath}: ${describeError(err)}`);
+      await this.engine?.server.close();
+      this.engine = undefined;
+    }
   }
 
   /**
@@ -179,6 +208,7 @@ export class Helper {
     if (!socketPath) throw new Error(`the socket passed by systemd (fd ${fd}) has no path: the unit needs ListenStream=/run/capsa/capsa.sock`);
     checkOwnDirectory(path.dirname(socketPath), 'socket directory');
     await this.serveOn({ fd }, socketPath);
+    await this.listenEngine(socketPath);
     if ((this.config.socketMode ?? DEFAULT_SOCKET_MODE) !== DEFAULT_SOCKET_MODE || (this.config.socketGroup ?? '0') !== '0') {
       log(`socketMode and socketGroup do not apply to ${socketPath}: systemd made it, with the unit's SocketMode and SocketGroup`);
     }
@@ -288,9 +318,13 @@ export class Helper {
   async close(): Promise<void> {
     const warmClosed = Promise.all([this.warmCli?.close(), this.warmUsers?.close()]);
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const engine = this.engine;
+    this.engine = undefined;
+    const engineClosed = engine ? engine.server.close().then(() => fs.rm(engine.socket, { force: true })) : Promise.resolve();
     for (const c of this.connections.keys()) c.dispose();
     for (const s of this.sockets) s.destroy();
     await closed;
+    await engineClosed;
     await warmClosed;
     // the removals of --rm containers whose exits were already reported (their netns pins, veths, directories)
     await this.containers.drain();

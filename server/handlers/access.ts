@@ -150,6 +150,16 @@ export function hasFullAccess(caller: Caller): boolean {
   return caller.uid === 0;
 }
 
+/**
+ * Whether `caller` may send `method`: root anything, another caller the
+ * handshake and USER_METHODS. The Engine API (server/engine/) asks this for
+ * the protocol method each of its endpoints stands for, so both front doors
+ * keep one policy.
+ */
+export function mayCall(caller: Caller, method: string): boolean {
+  return hasFullAccess(caller) || HANDSHAKE.has(method) || USER_METHODS.has(method);
+}
+
 /** The refusal a caller without full access gets for `method`. */
 export function notEnabled(method: string, caller: Caller): PermissionDeniedError {
   return new PermissionDeniedError(
@@ -166,8 +176,7 @@ type Handler = (...args: unknown[]) => unknown;
  * message is refused before its params are even looked at.
  */
 export function forCaller(connection: Connection, caller: Caller): ClientConnection {
-  const full = hasFullAccess(caller);
-  const allowed = (method: string): boolean => full || HANDSHAKE.has(method) || USER_METHODS.has(method);
+  const allowed = (method: string): boolean => mayCall(caller, method);
 
   const onRequest = (first: string | { method: string } | Handler, second?: Handler): Disposable => {
     if (typeof first === 'function') {

@@ -73,6 +73,8 @@ const capsa = (kind: ErrorKind, meaning: string): ErrorCodeInfo => ({ kind, exit
 export const ERROR_CATALOGUE = {
   // requests and input
   E_INVALID_ARGUMENT: capsa('invalid', 'a reference, flag, id or parameter is malformed'),
+  E_UNSUPPORTED: capsa('invalid', 'the request asks for a feature Capsa does not have (an Engine API field or parameter): the field is named'),
+  E_ENDPOINT_NOT_FOUND: capsa('not-found', 'the Engine API has no endpoint at that path for that method'),
   E_LIMIT_EXCEEDED: capsa('limit', 'a request, file or stream exceeds one of the size ceilings (server/limits.ts)'),
   E_UNTRUSTED_DIRECTORY: capsa('invalid', "a directory Capsa uses as root is writable by others, so it is refused"),
   E_INVALID_ARCHIVE: capsa('invalid', 'an image archive given to load is malformed'),
@@ -86,6 +88,7 @@ export const ERROR_CATALOGUE = {
   E_INTERNAL: capsa('internal', 'an unexpected error in the helper (a bug): the message is the original one'),
   // what a request names
   E_CONTAINER_NOT_FOUND: capsa('not-found', 'no container has that id, id prefix or name'),
+  E_EXEC_NOT_FOUND: capsa('not-found', 'no exec instance of the caller has that id (Engine API)'),
   E_CONTAINER_PATH_NOT_FOUND: capsa('not-found', 'no file or directory at that path inside the container (resolved in its root)'),
   E_COPY_SESSION_NOT_FOUND: capsa('not-found', 'no copy session with that id is open on this connection'),
   E_IMAGE_NOT_FOUND: capsa('not-found', 'the image, tag or blob is not in the store or the registry'),

@@ -54,8 +54,8 @@ export function containerInspect(d: ContainerDetails, withOwner = false): Contai
   };
 }
 
-/** The `docker inspect` fields. */
-function dockerInspect(d: ContainerDetails): DockerContainerInspect {
+/** The `docker inspect` fields alone: the Engine API's answer (Go's JSON reader matches keys without case, so Capsa's own fields must not ride along). */
+export function dockerInspect(d: ContainerDetails): DockerContainerInspect {
   const { record, state, network: net } = d;
   const plan = record.plan;
   const zero = '0001-01-01T00:00:00Z';
@@ -116,5 +116,58 @@ function dockerInspect(d: ContainerDetails): DockerContainerInspect {
       MacAddress: net?.macAddress ?? '',
       Ports: ports,
     },
+  };
+}
+
+/** Docker's `units.HumanDuration`: how `docker ps` words an age ("Up 5 seconds", "Exited (0) 2 minutes ago"). */
+export function humanDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 1) return 'Less than a second';
+  if (s === 1) return '1 second';
+  if (s < 60) return `${s} seconds`;
+  const m = Math.floor(s / 60);
+  if (m === 1) return 'About a minute';
+  if (m < 60) return `${m} minutes`;
+  const h = Math.round(m / 60);
+  if (h === 1) return 'About an hour';
+  if (h < 48) return `${h} hours`;
+  if (h < 24 * 7 * 2) return `${Math.floor(h / 24)} days`;
+  if (h < 24 * 30 * 2) return `${Math.floor(h / 24 / 7)} weeks`;
+  if (h < 24 * 365 * 2) return `${Math.floor(h / 24 / 30)} months`;
+  return `${Math.floor(h / 24 / 365)} years`;
+}
+
+/** A row of the Engine API's `GET /containers/json`, as Docker gives it. */
+export function dockerContainerRow(v: ContainerView, now = Date.now()): Record<string, unknown> {
+  const { record, state } = v;
+  const since = (iso: string | undefined): number => now - (iso ? Date.parse(iso) : now);
+  const status =
+    state.state === 'running'
+      ? `Up ${humanDuration(since(state.startedAt))}`
+      : state.state === 'exited'
+        ? `Exited (${state.exitCode ?? 0}) ${humanDuration(since(state.finishedAt))} ago`
+        : state.state === 'created'
+          ? 'Created'
+          : state.state.charAt(0).toUpperCase() + state.state.slice(1);
+  const ports: Array<Record<string, unknown>> = [];
+  for (const p of v.ports ?? []) {
+    // `127.0.0.1:8080->80/tcp`
+    const m = /^(.*):(\d+)->(\d+)\/(\w+)$/.exec(p);
+    if (m) ports.push({ IP: m[1], PrivatePort: Number(m[3]), PublicPort: Number(m[2]), Type: m[4] });
+  }
+  return {
+    Id: record.id,
+    Names: [`/${record.name}`],
+    Image: record.image,
+    ImageID: record.imageId,
+    Command: (record.plan?.args ?? []).join(' '),
+    Created: Math.floor(Date.parse(record.created) / 1000),
+    Ports: ports,
+    Labels: record.options.labels ?? {},
+    State: state.state,
+    Status: status,
+    HostConfig: { NetworkMode: record.options.network ?? 'bridge' },
+    NetworkSettings: { Networks: {} },
+    Mounts: record.binds.map((b) => ({ Type: b.type ?? 'bind', Source: b.source, Destination: b.target, Mode: b.readOnly ? 'ro' : '', RW: !b.readOnly, Propagation: 'rprivate' })),
   };
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { loadConfig, socketGroupId } from '../../server/config';
+import { engineSocketPath, loadConfig, socketGroupId } from '../../server/config';
 
 test('defaults apply when no config file exists', () => {
   const c = loadConfig({ CAPSA_CONFIG: undefined } as NodeJS.ProcessEnv);
@@ -140,4 +140,23 @@ test('socketGroupId takes a gid as it is and looks a name up in /etc/group', () 
   assert.equal(socketGroupId('4321', groups), 4321);
   assert.equal(socketGroupId('dev', groups), 1234);
   assert.throws(() => socketGroupId('nobody-here', groups), /no such group in \/etc\/group/);
+});
+
+test('the Engine API socket is docker.sock beside the helper socket unless configured, and "" turns it off', () => {
+  const none = path.join(tmpdir(), 'capsa-no-such-config.json');
+  const base = { CAPSA_CONFIG: none, CAPSA_SOCKET: '/run/x/capsa.sock' };
+  assert.throws(() => loadConfig(base), /cannot read config/);
+  const dir = mkdtempSync(path.join(tmpdir(), 'capsa-config-'));
+  try {
+    const file = path.join(dir, 'config.json');
+    writeFileSync(file, '{}');
+    assert.equal(engineSocketPath(loadConfig({ ...base, CAPSA_CONFIG: file })), '/run/x/docker.sock');
+    assert.equal(engineSocketPath(loadConfig({ ...base, CAPSA_CONFIG: file, CAPSA_ENGINE_SOCKET: '/run/e.sock' })), '/run/e.sock');
+    assert.equal(engineSocketPath(loadConfig({ ...base, CAPSA_CONFIG: file, CAPSA_ENGINE_SOCKET: '' })), undefined);
+    assert.throws(() => loadConfig({ ...base, CAPSA_CONFIG: file, CAPSA_ENGINE_SOCKET: 'relative.sock' }), /CAPSA_ENGINE_SOCKET must be an absolute socket path/);
+    writeFileSync(file, JSON.stringify({ engineSocket: '/srv/docker.sock' }));
+    assert.equal(engineSocketPath(loadConfig({ ...base, CAPSA_CONFIG: file })), '/srv/docker.sock');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -17,7 +17,7 @@
  * give the same digest.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, constants, createReadStream, createWriteStream, fstatSync, promises as fs } from 'node:fs';
+import { closeSync, constants, createReadStream, createWriteStream, fstatSync, promises as fs, readSync } from 'node:fs';
 import * as path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -144,6 +144,9 @@ export async function* layerTar(upper: string, opts: CaptureOptions = {}, count?
   yield END_OF_ARCHIVE;
 }
 
+/** Files up to this size are read in one synchronous call. */
+const SMALL_FILE = 1024 * 1024;
+
 /**
  * Exactly `size` bytes of `file`: a running container may grow or shrink it
  * after the header was written, and the tar must stay well formed (cut, or
@@ -156,7 +159,12 @@ async function* fileData(upperFd: number, e: UpperEntry, size: number): AsyncGen
   try {
     const st = fstatSync(fd, { bigint: true });
     if (!st.isFile() || st.ino !== e.stat.ino) throw new LayerCaptureError(`cannot capture ${JSON.stringify('/' + e.rel)}: it was replaced while the layer was written (commit with the container paused)`);
-    if (size > 0) {
+    if (size > 0 && size <= SMALL_FILE) {
+      // a small file in one synchronous read: a stream per file costs several event-loop turns and thread-pool hops
+      const buf = Buffer.allocUnsafe(size);
+      for (let n = -1; sent < size && n !== 0; sent += n) n = readSync(fd, buf, sent, size - sent, sent);
+      yield sent === size ? buf : buf.subarray(0, sent);
+    } else if (size > 0) {
       for await (const chunk of createReadStream('', { fd, autoClose: false, start: 0, end: size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
         sent += chunk.length;
         yield chunk;
@@ -179,17 +187,29 @@ class Measure extends Transform {
   }
 }
 
+const PIECE = 1024 * 1024;
+
 /** Writes the gzip layer of `upper`'s changes to `file`, measured. */
 export async function captureLayer(upper: string, file: string, opts: CaptureOptions = {}): Promise<CapturedLayer> {
   const tar = new Measure();
   const gz = new Measure();
   let entries = 0;
   const count = { fileBytes: 0 };
+  // the tar's blocks joined into pieces of about 1 MiB: a header or a small file a chunk would be a stream hop and a zlib call each
   const counted = async function* (): AsyncGenerator<Buffer> {
+    let parts: Buffer[] = [];
+    let held = 0;
     for await (const b of layerTar(upper, opts, count)) {
       entries++;
-      yield b;
+      parts.push(b);
+      held += b.length;
+      if (held >= PIECE) {
+        yield parts.length === 1 ? parts[0] : Buffer.concat(parts, held);
+        parts = [];
+        held = 0;
+      }
     }
+    if (held > 0) yield Buffer.concat(parts, held);
   };
   // gzip's header holds no name and a zero mtime in Node's zlib: the bytes depend on the tar alone
   await pipeline(Readable.from(counted()), tar, zlib.createGzip({ level: 6 }), gz, createWriteStream(file, { mode: 0o600 }), { signal: opts.signal });

@@ -24,6 +24,8 @@ export type TreeEntry = ContextEntry & {
    * BuildKit keeps it for COPY --from).
    */
   linkFrom?: string;
+  /** The entry's mtime, which the copy keeps (a stage's or image's tree; context entries have none and get the copy's time). */
+  mtime?: Date;
 };
 
 /** Lets the event loop run between batches of synchronous calls. */
@@ -31,8 +33,9 @@ const breathe = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /**
  * A manifest of the tree under `root` (no digests: the content is read when copied). With `layers`
- * (the store's layer directories `root` is the overlay of, top first), each regular file names the
- * layer file overlayfs shows there (the same inode, size and mtime) as its `linkFrom`.
+ * (the store's layer directories `root` is the overlay of, top first), each entry has its mtime,
+ * and each regular file names the layer file overlayfs shows there (the same inode, size and
+ * mtime) as its `linkFrom`.
  *
  * Synchronous calls in batches, the event loop let run between them: the tree is the helper's own
  * (a layer or an overlay of layers), and an asynchronous lstat an entry costs several times more.
@@ -47,7 +50,7 @@ export async function walkTree(root: string, layers?: readonly string[]): Promis
       if (++since % 256 === 0) await breathe();
       const p = rel ? `${rel}/${n}` : n;
       const st = fs.lstatSync(path.join(root, p));
-      const base = { path: p, mode: st.mode & 0o7777, size: st.size, uid: st.uid, gid: st.gid };
+      const base = { path: p, mode: st.mode & 0o7777, size: st.size, uid: st.uid, gid: st.gid, ...(layers ? { mtime: st.mtime } : {}) };
       if (st.isDirectory()) {
         out.push({ ...base, type: 'dir' });
         stack.push(p);
@@ -117,6 +120,7 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
   }
   const tree = new UpperDirs(upper, { owner, existing });
   await tree.ensure(path.posix.dirname(destRoot));
+  const dirTimes: [string, Date][] = [];
   let n = 0;
   for (const f of files) {
     if (++n % 128 === 0) await breathe();
@@ -138,12 +142,16 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
     const own = spec.preserveOwner && spec.chown === undefined ? { uid: f.entry.uid, gid: f.entry.gid } : owner;
     if (f.entry.type === 'dir') {
       tree.makeDir(rel);
+      // its time once everything in it is written (each entry written into it changes it)
+      if (mtimeOf(f.entry)) dirTimes.push([target, mtimeOf(f.entry) as Date]);
       // the owner before the mode: a chown clears set-id bits
       fs.lchownSync(target, own.uid, own.gid);
       fs.chmodSync(target, mode);
     } else if (f.entry.type === 'symlink') {
       tree.replace(rel, () => fs.symlinkSync(f.entry.linkTarget ?? '', target));
       fs.lchownSync(target, own.uid, own.gid);
+      const t = mtimeOf(f.entry);
+      if (t) fs.lutimesSync(target, t, t);
     } else {
       const from = path.join(srcRoot, f.entry.path);
       const linkFrom = (f.entry as TreeEntry).linkFrom;
@@ -155,10 +163,23 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
       tree.replace(rel, () => fs.copyFileSync(from, target, fs.constants.COPYFILE_EXCL));
       fs.lchownSync(target, own.uid, own.gid);
       fs.chmodSync(target, mode);
+      const t = mtimeOf(f.entry);
+      if (t) fs.utimesSync(target, t, t);
+    }
+  }
+  // deepest first: setting a directory's time changes nothing above it
+  for (const [target, t] of dirTimes.reverse()) {
+    try {
+      if (fs.lstatSync(target).isDirectory()) fs.utimesSync(target, t, t);
+    } catch (err) {
+      // a later source replaced it (or a directory above it) with a file or link
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
     }
   }
   return n;
 }
+
+const mtimeOf = (e: ContextEntry): Date | undefined => (e as TreeEntry).mtime;
 
 /**
  * The directories of a copy's `upper`, made as mkdirParents makes them, each checked once. A path
@@ -206,9 +227,15 @@ class UpperDirs {
   makeDir(rel: string): void {
     const abs = path.join(this.upper, rel);
     if (!this.dirs.has(rel)) {
-      const st = fs.lstatSync(abs, { throwIfNoEntry: false });
-      if (st && !st.isDirectory()) fs.rmSync(abs, { force: true });
-      if (!st?.isDirectory()) fs.mkdirSync(abs);
+      try {
+        fs.mkdirSync(abs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        if (!fs.lstatSync(abs).isDirectory()) {
+          fs.rmSync(abs, { force: true });
+          fs.mkdirSync(abs);
+        }
+      }
     }
     this.dirs.add(rel);
   }

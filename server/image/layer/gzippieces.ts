@@ -64,7 +64,7 @@ export class PieceCache {
 }
 
 /** The helper's pieces, shared by every capture (keyed by content: a hit is the bytes a compression would give). */
-export const PIECES = new PieceCache(64 * 1024 * 1024);
+export const PIECES = new PieceCache(32 * 1024 * 1024);
 
 /** One chunk of the tar; `entry` names the entry whose header starts it. */
 export interface TarChunk {

@@ -10,7 +10,9 @@
 #   push        the built image to a new repository each run (every blob
 #               uploaded); then again to the same one (every blob there)
 #   floor       tar of the context to a file + a bare RUN container
-#               (crun run of the busybox rootfs: `capsa run --rm`'s floor)
+#               (crun run of the busybox rootfs: `capsa run --rm`'s floor);
+#               for the late edit, tar + sha256sum of the COPY --from layer
+#               (and with gzip -6, what a capture from scratch costs)
 #
 # The project (generated once under $BENCH_WORK/build/project): a manifest
 # COPY'd first, a RUN that "installs" what it lists (busybox gzip, sha256sum,
@@ -140,6 +142,13 @@ if [ ! -x "$ROOTFS/rootfs/bin/busybox" ]; then
   umoci unpack --image "$WORK/oci:busybox" "$ROOTFS" >/dev/null
 fi
 add "floor: tar of the context" "true" "tar -C $PROJ -cf $WORK/floor.tar ."
+# what a late edit cannot avoid at the least: the final stage's COPY --from layer (the stage's /app,
+# which changed) read and hashed once as a tar; gzip -6 of it on top is what capturing it anew costs
+FROM_LAYER=$(for d in "$CAPSA_ROOT"/layers/sha256/*/; do [ -d "$d/app/deps" ] && [ -d "$d/app/src" ] && [ ! -e "$d/bin" ] && echo "$d" && break; done)
+if [ -n "$FROM_LAYER" ]; then
+  add "floor: tar + sha256sum of the COPY --from layer" "true" "sh -c 'tar -C $FROM_LAYER -cf - . | sha256sum >/dev/null'"
+  add "floor: tar + gzip -6 + sha256sum of it" "true" "sh -c 'tar -C $FROM_LAYER -cf - . | gzip -6 | sha256sum >/dev/null'"
+fi
 if command -v crun >/dev/null; then
   BUNDLE=$(make_bundle crun "$WORK/bundle-crun" "$ROOTFS/rootfs")
   # crun refuses a hybrid cgroup hierarchy: as run-startup.sh, in a mount namespace without cgroup2
@@ -169,5 +178,7 @@ node -e '
   }
   const fl = m("floor: tar of the context"), fr = m("floor: bare RUN container (crun run true)");
   if (fl !== undefined) console.log(`\nfloor: tar of the context ${f(fl)}${fr !== undefined ? `, a bare RUN container ${f(fr)}, sum ${f(fl + fr)}` : ""}`);
+  const ft = m("floor: tar + sha256sum of the COPY --from layer"), fz = m("floor: tar + gzip -6 + sha256sum of it");
+  if (ft !== undefined) console.log(`floor of the late edit: tar + sha256sum of the COPY --from layer ${f(ft)}${fz !== undefined ? ` (with gzip -6: ${f(fz)})` : ""}`);
 ' "$json"
 # the repositories this run pushed are left in the local registry (it is the tests' own)

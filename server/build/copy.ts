@@ -16,24 +16,63 @@ import type { ContextEntry, ContextManifest } from './context';
 import { selectSources } from './cachekey';
 import { BuildContextError, type SourceLocation } from './errors';
 
-/** A manifest of the tree under `root` (no digests: the content is read when copied). */
-export async function walkTree(root: string): Promise<ContextManifest> {
-  const out: ContextEntry[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    const names = await fs.promises.readdir(path.join(root, rel));
-    for (const n of names) {
+/** A tree entry, and where a hard link can take its content from instead of a copy. */
+export type TreeEntry = ContextEntry & {
+  /**
+   * The same inode in a layer of the store (immutable once made): a copy with the same owner and
+   * mode can be a hard link to it, which the layer's tar then reads (its mtime is the source's, as
+   * BuildKit keeps it for COPY --from).
+   */
+  linkFrom?: string;
+  /** The entry's mtime, which the copy keeps (a stage's or image's tree; context entries have none and get the copy's time). */
+  mtime?: Date;
+};
+
+/** Lets the event loop run between batches of synchronous calls. */
+const breathe = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/**
+ * A manifest of the tree under `root` (no digests: the content is read when copied). With `layers`
+ * (the store's layer directories `root` is the overlay of, top first), each entry has its mtime,
+ * and each regular file names the layer file overlayfs shows there (the same inode, size and
+ * mtime) as its `linkFrom`.
+ *
+ * Synchronous calls in batches, the event loop let run between them: the tree is the helper's own
+ * (a layer or an overlay of layers), and an asynchronous lstat an entry costs several times more.
+ */
+export async function walkTree(root: string, layers?: readonly string[]): Promise<ContextManifest> {
+  const out: TreeEntry[] = [];
+  const stack = [''];
+  let since = 0;
+  while (stack.length > 0) {
+    const rel = stack.pop() as string;
+    for (const n of fs.readdirSync(path.join(root, rel))) {
+      if (++since % 256 === 0) await breathe();
       const p = rel ? `${rel}/${n}` : n;
-      const st = await fs.promises.lstat(path.join(root, p));
-      const base = { path: p, mode: st.mode & 0o7777, size: st.size, uid: st.uid, gid: st.gid };
+      const st = fs.lstatSync(path.join(root, p));
+      const base = { path: p, mode: st.mode & 0o7777, size: st.size, uid: st.uid, gid: st.gid, ...(layers ? { mtime: st.mtime } : {}) };
       if (st.isDirectory()) {
         out.push({ ...base, type: 'dir' });
-        await walk(p);
-      } else if (st.isSymbolicLink()) out.push({ ...base, type: 'symlink', linkTarget: await fs.promises.readlink(path.join(root, p)) });
-      else if (st.isFile()) out.push({ ...base, type: 'file' });
+        stack.push(p);
+      } else if (st.isSymbolicLink()) out.push({ ...base, type: 'symlink', linkTarget: fs.readlinkSync(path.join(root, p)) });
+      else if (st.isFile()) {
+        const from = layers ? layerFile(layers, p, st) : undefined;
+        out.push({ ...base, type: 'file', ...(from ? { linkFrom: from } : {}) });
+      }
     }
-  };
-  await walk('');
+  }
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** The top-most layer's file at `rel` when it is the very file `st` (what the overlay shows); otherwise undefined (a copy then). */
+function layerFile(layers: readonly string[], rel: string, st: fs.Stats): string | undefined {
+  for (const d of layers) {
+    const abs = path.join(d, rel);
+    const lst = fs.lstatSync(abs, { throwIfNoEntry: false });
+    // overlayfs reports its own device, but a lower file's inode number (all layers on one file system)
+    if (lst) return lst.isFile() && lst.ino === st.ino && lst.size === st.size && lst.mtimeMs === st.mtimeMs ? abs : undefined;
+  }
+  return undefined;
 }
 
 export interface CopySpec {
@@ -81,42 +120,139 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
   if (spec.sources.length > 1 && !spec.dest.endsWith('/') && !spec.destIsDir) {
     throw new BuildContextError(`${spec.loc.file}:${spec.loc.line}: when using COPY with more than one source file, the destination must be a directory and end with a /`);
   }
-  const parents = { owner, existing };
-  await mkdirParents(upper, path.posix.dirname(destRoot), parents);
+  const tree = new UpperDirs(upper, { owner, existing });
+  await tree.ensure(path.posix.dirname(destRoot));
+  const dirTimes: [string, Date][] = [];
   let n = 0;
   for (const f of files) {
+    if (++n % 128 === 0) await breathe();
     const srcName = path.posix.basename(spec.sources[f.source]);
     let rel: string;
     if (!intoDir) rel = destRoot;
     else if (f.rel === '.') rel = f.entry.type === 'dir' ? destRoot : path.posix.join(destRoot, srcName);
     else rel = path.posix.join(destRoot, f.rel);
+    rel = rel.replace(/^\/+/, '');
     const target = path.join(upper, rel);
-    await mkdirParents(upper, path.posix.dirname(rel), parents);
-    const from = path.join(srcRoot, f.entry.path);
-    const mode = chmod ?? f.entry.mode;
     if (f.entry.type === 'dir' && f.rel === '.') {
       // the destination directory itself: the image's if it has one, else a new one
-      await mkdirParents(upper, rel, parents);
-      if (chmod !== undefined) await fs.promises.chmod(target, chmod);
-      n++;
+      await tree.ensure(rel);
+      if (chmod !== undefined) fs.chmodSync(target, chmod);
       continue;
     }
-    if (f.entry.type === 'dir') {
-      await fs.promises.mkdir(target, { recursive: true });
-      await fs.promises.chmod(target, mode);
-    } else if (f.entry.type === 'symlink') {
-      await fs.promises.rm(target, { force: true, recursive: true });
-      await fs.promises.symlink(f.entry.linkTarget ?? '', target);
-    } else {
-      await fs.promises.rm(target, { force: true, recursive: true });
-      await fs.promises.copyFile(from, target);
-      await fs.promises.chmod(target, mode);
-    }
+    await tree.ensure(path.posix.dirname(rel));
+    const mode = chmod ?? f.entry.mode;
     const own = spec.preserveOwner && spec.chown === undefined && spec.owner === undefined ? { uid: f.entry.uid, gid: f.entry.gid } : owner;
-    await fs.promises.lchown(target, own.uid, own.gid);
-    n++;
+    if (f.entry.type === 'dir') {
+      tree.makeDir(rel);
+      // its time once everything in it is written (each entry written into it changes it)
+      if (mtimeOf(f.entry)) dirTimes.push([target, mtimeOf(f.entry) as Date]);
+      // the owner before the mode: a chown clears set-id bits
+      fs.lchownSync(target, own.uid, own.gid);
+      fs.chmodSync(target, mode);
+    } else if (f.entry.type === 'symlink') {
+      tree.replace(rel, () => fs.symlinkSync(f.entry.linkTarget ?? '', target));
+      fs.lchownSync(target, own.uid, own.gid);
+      const t = mtimeOf(f.entry);
+      if (t) fs.lutimesSync(target, t, t);
+    } else {
+      const from = path.join(srcRoot, f.entry.path);
+      const linkFrom = (f.entry as TreeEntry).linkFrom;
+      if (linkFrom !== undefined && chmod === undefined && own.uid === f.entry.uid && own.gid === f.entry.gid) {
+        // an immutable layer's file with the owner and mode the copy would give: the same inode
+        tree.replace(rel, () => fs.linkSync(linkFrom, target));
+        continue;
+      }
+      tree.replace(rel, () => fs.copyFileSync(from, target, fs.constants.COPYFILE_EXCL));
+      fs.lchownSync(target, own.uid, own.gid);
+      fs.chmodSync(target, mode);
+      const t = mtimeOf(f.entry);
+      if (t) fs.utimesSync(target, t, t);
+    }
+  }
+  // deepest first: setting a directory's time changes nothing above it
+  for (const [target, t] of dirTimes.reverse()) {
+    try {
+      if (fs.lstatSync(target).isDirectory()) fs.utimesSync(target, t, t);
+    } catch (err) {
+      // a later source replaced it (or a directory above it) with a file or link
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
+    }
   }
   return n;
+}
+
+const mtimeOf = (e: ContextEntry): Date | undefined => (e as TreeEntry).mtime;
+
+/**
+ * The directories of a copy's `upper`, made as mkdirParents makes them, each checked once. A path
+ * a source wrote as a file or link is no directory any more: a later entry below it replaces it
+ * with a directory (the later source wins, as for files), so nothing is ever written through a
+ * link a source made.
+ */
+class UpperDirs {
+  private readonly dirs = new Set<string>(['']);
+  /** Directories the image does not have: nor has it anything below them, so `existing` is not asked about those. */
+  private readonly notInImage = new Set<string>();
+
+  constructor(
+    private readonly upper: string,
+    private readonly o: { owner: { uid: number; gid: number }; existing?: ExistingDir },
+  ) {}
+
+  /** `rel` and its parents as directories: missing ones made 0755 (the image's owner and mode where it has them). */
+  async ensure(rel: string): Promise<void> {
+    const clean = rel.replace(/^\/+|\/+$/g, '');
+    if (clean === '' || clean === '.' || this.dirs.has(clean)) return;
+    let cur = '';
+    for (const c of clean.split('/').filter((x) => x !== '')) {
+      cur = cur ? `${cur}/${c}` : c;
+      if (this.dirs.has(cur)) continue;
+      const abs = path.join(this.upper, cur);
+      const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+      if (st?.isDirectory()) {
+        this.dirs.add(cur);
+        continue;
+      }
+      if (st) fs.rmSync(abs, { force: true });
+      fs.mkdirSync(abs, { mode: 0o755 });
+      const parent = cur.includes('/') ? cur.slice(0, cur.lastIndexOf('/')) : '';
+      const had = this.o.existing && !this.notInImage.has(parent) ? await this.o.existing(cur) : undefined;
+      if (!had) this.notInImage.add(cur);
+      const meta = had ?? { mode: 0o755, uid: this.o.owner.uid, gid: this.o.owner.gid };
+      fs.chmodSync(abs, meta.mode);
+      fs.lchownSync(abs, meta.uid, meta.gid);
+      this.dirs.add(cur);
+    }
+  }
+
+  /** A directory entry of the copy at `rel` (its parent made): kept if there is one, else made (a file or link there replaced). */
+  makeDir(rel: string): void {
+    const abs = path.join(this.upper, rel);
+    if (!this.dirs.has(rel)) {
+      try {
+        fs.mkdirSync(abs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        if (!fs.lstatSync(abs).isDirectory()) {
+          fs.rmSync(abs, { force: true });
+          fs.mkdirSync(abs);
+        }
+      }
+    }
+    this.dirs.add(rel);
+  }
+
+  /** Creates a non-directory at `rel` with `make` (which fails on anything there): whatever was there is removed first. */
+  replace(rel: string, make: () => void): void {
+    if (this.dirs.delete(rel)) for (const d of this.dirs) if (d.startsWith(rel + '/')) this.dirs.delete(d);
+    try {
+      make();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      fs.rmSync(path.join(this.upper, rel), { force: true, recursive: true });
+      make();
+    }
+  }
 }
 
 function parseChmod(spec: string, loc: SourceLocation): number {

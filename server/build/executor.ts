@@ -297,9 +297,10 @@ async function runStep(deps: ExecutorDeps, lease: Lease, s: StepCtx): Promise<Im
         else {
           const from = a.origin.kind === 'stage' ? s.results.get(a.origin.index) : s.o.bases.get(a.origin.ref)?.record;
           if (!from) throw new BuildContextError(`${loc.file}:${loc.line}: the source of --from was not built`);
-          const merged = await deps.mergedRoot(await store.layerDirs(from));
+          const layers = await store.layerDirs(from);
+          const merged = await deps.mergedRoot(layers);
           try {
-            await writeCopyStep({ ...input, source: { root: merged.root, manifest: await walkTree(merged.root) } });
+            await writeCopyStep({ ...input, source: { root: merged.root, manifest: await walkTree(merged.root, layers) } });
           } finally {
             await merged.release();
           }

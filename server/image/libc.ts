@@ -85,9 +85,13 @@ export function lsetxattr(file: string, name: string, value: Buffer): void {
   if (load().lsetxattr(file, name, value, value.length, 0) !== 0) throw sysError('lsetxattr', file);
 }
 
+/** One buffer for the xattr calls' answers (they are synchronous, and copied out before the next): a zeroed 64 KiB a call was most of a layer walk's time. */
+let scratch: Buffer | undefined;
+const xattrBuffer = (): Buffer => (scratch ??= Buffer.allocUnsafe(64 * 1024));
+
 /** lgetxattr(2); undefined when the attribute is absent. */
 export function lgetxattr(file: string, name: string): Buffer | undefined {
-  const buf = Buffer.alloc(64 * 1024);
+  const buf = xattrBuffer();
   const n = load().lgetxattr(file, name, buf, buf.length);
   if (n < 0) {
     const e = errno();
@@ -99,7 +103,7 @@ export function lgetxattr(file: string, name: string): Buffer | undefined {
 
 /** llistxattr(2): the names of a file's extended attributes. */
 export function llistxattr(file: string): string[] {
-  const buf = Buffer.alloc(64 * 1024);
+  const buf = xattrBuffer();
   const n = load().llistxattr(file, buf, buf.length);
   if (n < 0) throw sysError('llistxattr', file);
   return buf

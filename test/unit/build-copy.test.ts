@@ -74,3 +74,32 @@ test("existing directories keep the image's owner and mode; missing parents are 
   assert.deepEqual(list(chowned), ['tmp 1777 0:0', 'tmp/new 755 1000:1000', 'tmp/new/a.txt 644 1000:1000']);
   assert.deepEqual(list(kept), ['k 755 0:0', 'k/a.txt 644 1234:4321']);
 });
+
+test("--from a layer's tree: a file whose owner and mode stay is a hard link to the layer's, and every entry keeps its mtime", { skip: process.getuid?.() !== 0 && 'needs root (chown)' }, async (t) => {
+  const layer = tree({ 'app/a.txt': 'a', 'app/sub/b.txt': 'b' });
+  const old = new Date('2020-01-02T03:04:05Z');
+  for (const p of ['app/a.txt', 'app/sub/b.txt', 'app/sub', 'app']) fs.utimesSync(path.join(layer, p), old, old);
+  const m = await walkTree(layer, [layer]);
+  const linked = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-copy-upper-'));
+  const chowned = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-copy-upper-'));
+  t.after(() => [layer, linked, chowned].forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  await copyInto(layer, m, { sources: ['app'], exclude: [], dest: '/app', loc, destIsDir: false, preserveOwner: true }, linked);
+  await copyInto(layer, m, { sources: ['app'], exclude: [], dest: '/app', loc, destIsDir: false, preserveOwner: true, chown: '1000:1000' }, chowned);
+  assert.equal(fs.statSync(path.join(linked, 'app/sub/b.txt')).ino, fs.statSync(path.join(layer, 'app/sub/b.txt')).ino);
+  assert.equal(fs.readFileSync(path.join(chowned, 'app/sub/b.txt'), 'utf8'), 'b');
+  assert.notEqual(fs.statSync(path.join(chowned, 'app/sub/b.txt')).ino, fs.statSync(path.join(layer, 'app/sub/b.txt')).ino, '--chown copies');
+  assert.equal(fs.statSync(path.join(layer, 'app/sub/b.txt')).uid, 0, "the layer's file keeps its owner");
+  for (const up of [linked, chowned]) for (const p of ['app/a.txt', 'app/sub/b.txt', 'app/sub']) assert.equal(fs.lstatSync(path.join(up, p)).mtimeMs, old.getTime(), `${p} keeps its mtime`);
+});
+
+test('a link a source made is never written through: a later source replaces it with its directory', { skip: process.getuid?.() !== 0 && 'needs root (chown)' }, async (t) => {
+  const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-copy-outside-'));
+  const src = tree({ 'b/x/file': 'f' });
+  fs.mkdirSync(path.join(src, 'a'));
+  fs.symlinkSync(outside, path.join(src, 'a/x'));
+  const upper = await copy(src, { sources: ['a', 'b'], dest: '/d/' });
+  t.after(() => [outside, src, upper].forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  assert.deepEqual(fs.readdirSync(outside), []);
+  assert.ok(fs.lstatSync(path.join(upper, 'd/x')).isDirectory());
+  assert.equal(fs.readFileSync(path.join(upper, 'd/x/file'), 'utf8'), 'f');
+});

@@ -13,19 +13,17 @@
  *
  * Reproducible: entries in byte order of their names, headers that depend
  * only on mode, ids, size, mtime and xattrs, mtimes clamped to
- * SOURCE_DATE_EPOCH when given, gzip with a zero timestamp: the same changes
- * give the same digest.
+ * SOURCE_DATE_EPOCH when given, gzip with a zero timestamp, made of pieces
+ * whose cuts depend on the tar alone (gzippieces.ts): the same changes give
+ * the same digest.
  */
-import { createHash, type Hash } from 'node:crypto';
-import { closeSync, constants, createReadStream, createWriteStream, fstatSync, promises as fs } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, openSync, promises as fs, readSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
 import type { ImageStore, Lease } from '../store';
 import { MediaType, type Descriptor } from '../types';
 import { unpackLayer } from '../unpack';
 import { collectUpper, LayerCaptureError, openUpper, type UpperEntry, type UpperView } from './changes';
+import { gzipPieces, type PiecewiseGzip, type TarChunk } from './gzippieces';
 import { openBeneath } from '../../util/openat2';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarWriteHeader } from './tarwriter';
 
@@ -87,6 +85,15 @@ export function devParts(rdev: bigint): { major: number; minor: number } {
   return { major, minor };
 }
 
+/** The header blocks layerTar yields, by the entry's name: where a gzip piece may start (gzippieces.ts). */
+const ENTRY_NAMES = new WeakMap<Buffer, string>();
+
+function header(h: TarWriteHeader): Buffer {
+  const b = encodeHeader(h);
+  ENTRY_NAMES.set(b, h.name);
+  return b;
+}
+
 /** The tar stream of the changes in `upper`, block by block; a file's data read as the walk reaches it (bounded memory). */
 export async function* layerTar(upper: string, opts: CaptureOptions = {}, count?: { fileBytes: number }): AsyncGenerator<Buffer> {
   const links = new Map<string, string>();
@@ -111,30 +118,30 @@ export async function* layerTar(upper: string, opts: CaptureOptions = {}, count?
       if (e.whiteout) {
         const slash = e.rel.lastIndexOf('/');
         const name = slash < 0 ? `.wh.${e.rel}` : `${e.rel.slice(0, slash)}/.wh.${e.rel.slice(slash + 1)}`;
-        yield encodeHeader({ name, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: base.mtime });
+        yield header({ name, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: base.mtime });
       } else if (st.isDirectory()) {
-        yield encodeHeader({ ...base, type: 'directory' });
-        if (e.opaque) yield encodeHeader({ name: `${e.rel}/.wh..wh..opq`, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: base.mtime });
+        yield header({ ...base, type: 'directory' });
+        if (e.opaque) yield header({ name: `${e.rel}/.wh..wh..opq`, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, mtime: base.mtime });
       } else if (st.isSymbolicLink()) {
-        yield encodeHeader({ ...base, type: 'symlink', linkname: e.linkTarget ?? '' });
+        yield header({ ...base, type: 'symlink', linkname: e.linkTarget ?? '' });
       } else if (st.isFile()) {
         const key = `${st.dev}:${st.ino}`;
         const first = st.nlink > 1n ? links.get(key) : undefined;
         if (first !== undefined) {
-          yield encodeHeader({ ...base, type: 'link', linkname: first });
+          yield header({ ...base, type: 'link', linkname: first });
           continue;
         }
         if (st.nlink > 1n) links.set(key, e.rel);
         const size = Number(st.size);
-        yield encodeHeader({ ...base, type: 'file', size });
+        yield header({ ...base, type: 'file', size });
         if (count) count.fileBytes += size;
         yield* fileData(upperFd, e, size);
         yield padding(size);
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const { major, minor } = devParts(st.rdev);
-        yield encodeHeader({ ...base, type: st.isCharacterDevice() ? 'char' : 'block', devmajor: major, devminor: minor });
+        yield header({ ...base, type: st.isCharacterDevice() ? 'char' : 'block', devmajor: major, devminor: minor });
       } else if (st.isFIFO()) {
-        yield encodeHeader({ ...base, type: 'fifo' });
+        yield header({ ...base, type: 'fifo' });
       }
       // sockets: a running program's, meaningless in an image
     }
@@ -143,6 +150,9 @@ export async function* layerTar(upper: string, opts: CaptureOptions = {}, count?
   }
   yield END_OF_ARCHIVE;
 }
+
+/** Files up to this size are read in one synchronous call. */
+const SMALL_FILE = 1024 * 1024;
 
 /**
  * Exactly `size` bytes of `file`: a running container may grow or shrink it
@@ -156,7 +166,12 @@ async function* fileData(upperFd: number, e: UpperEntry, size: number): AsyncGen
   try {
     const st = fstatSync(fd, { bigint: true });
     if (!st.isFile() || st.ino !== e.stat.ino) throw new LayerCaptureError(`cannot capture ${JSON.stringify('/' + e.rel)}: it was replaced while the layer was written (commit with the container paused)`);
-    if (size > 0) {
+    if (size > 0 && size <= SMALL_FILE) {
+      // a small file in one synchronous read: a stream per file costs several event-loop turns and thread-pool hops
+      const buf = Buffer.allocUnsafe(size);
+      for (let n = -1; sent < size && n !== 0; sent += n) n = readSync(fd, buf, sent, size - sent, sent);
+      yield sent === size ? buf : buf.subarray(0, sent);
+    } else if (size > 0) {
       for await (const chunk of createReadStream('', { fd, autoClose: false, start: 0, end: size - 1, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
         sent += chunk.length;
         yield chunk;
@@ -168,32 +183,26 @@ async function* fileData(upperFd: number, e: UpperEntry, size: number): AsyncGen
   if (sent < size) yield Buffer.alloc(size - sent);
 }
 
-/** A pass-through that hashes and counts what goes through. */
-class Measure extends Transform {
-  readonly hash: Hash = createHash('sha256');
-  bytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
-}
-
-/** Writes the gzip layer of `upper`'s changes to `file`, measured. */
+/** Writes the gzip layer of `upper`'s changes to `file`, measured (gzip in pieces: gzippieces.ts). */
 export async function captureLayer(upper: string, file: string, opts: CaptureOptions = {}): Promise<CapturedLayer> {
-  const tar = new Measure();
-  const gz = new Measure();
   let entries = 0;
   const count = { fileBytes: 0 };
-  const counted = async function* (): AsyncGenerator<Buffer> {
+  const chunks = async function* (): AsyncGenerator<TarChunk> {
     for await (const b of layerTar(upper, opts, count)) {
       entries++;
-      yield b;
+      yield { data: b, entry: ENTRY_NAMES.get(b) };
     }
   };
-  // gzip's header holds no name and a zero mtime in Node's zlib: the bytes depend on the tar alone
-  await pipeline(Readable.from(counted()), tar, zlib.createGzip({ level: 6 }), gz, createWriteStream(file, { mode: 0o600 }), { signal: opts.signal });
-  return { file, digest: `sha256:${gz.hash.digest('hex')}`, size: gz.bytes, diffId: `sha256:${tar.hash.digest('hex')}`, tarSize: tar.bytes, entries, fileBytes: count.fileBytes };
+  const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  let gz: PiecewiseGzip;
+  try {
+    gz = await gzipPieces(chunks(), (b) => {
+      for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off);
+    }, { level: 6, signal: opts.signal });
+  } finally {
+    closeSync(fd);
+  }
+  return { file, digest: gz.digest, size: gz.size, diffId: gz.tarDigest, tarSize: gz.tarSize, entries, fileBytes: count.fileBytes };
 }
 
 /**

@@ -22,7 +22,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { CapsaError } from '../errors';
 import { writeFileAtomic } from '../util/atomic';
-import type { Plan, PlanIdmap } from './plan';
+import type { Plan, PlanIdmap, PlanUserns } from './plan';
 import { ifMissing } from '../util/missing';
 
 export const USERNS_SIZE = 65536;
@@ -153,23 +153,35 @@ export class UsernsAllocator {
 }
 
 /**
- * Turns a run plan into a `--userns auto` one: the overlay's lowerdirs become
- * empty staging directories (`<container>/lower/<n>`) that the shim covers
- * with idmapped copies of the layers, and the upper and work directories
- * belong to the container's root, so the root filesystem is owned inside as
- * the image says, with nothing copied or chowned in the layers.
+ * The on-disk half of a `--userns auto` container, made while the rest of
+ * its setup runs: an empty staging directory per image layer
+ * (`<container>/lower/<n>`, top-most first as `layerDirs`) that the shim
+ * covers with an idmapped copy of that layer, and the upper and work
+ * directories given to the container's root, so the root filesystem is owned
+ * inside as the image says, with nothing copied or chowned in the layers.
  */
-export async function useUserns(plan: Plan, range: IdRange, paths: { dir: string; upper: string; work: string }): Promise<void> {
+export async function stageUserns(range: IdRange, layerDirs: string[], paths: { dir: string; upper: string; work: string }): Promise<PlanUserns> {
+  const lowers = layerDirs.map((source, i) => ({ source, target: path.join(paths.dir, 'lower', String(i)) }));
+  await fs.mkdir(path.join(paths.dir, 'lower'), { mode: 0o700 });
+  await Promise.all([...lowers.map((l) => fs.mkdir(l.target)), fs.chown(paths.upper, range.uid, range.gid), fs.chown(paths.work, range.uid, range.gid)]);
+  return { uid: range.uid, gid: range.gid, size: range.size, lowers };
+}
+
+/**
+ * Turns a run plan into a `--userns auto` one with what stageUserns made:
+ * the overlay's lowerdirs become the staging directories. The plan's layers
+ * must be the ones staged, in the same order.
+ */
+export function useUserns(plan: Plan, staged: PlanUserns): void {
   const overlay = plan.mounts.find((m) => m.fstype === 'overlay' && m.target === '/');
   const m = overlay && /(^|,)lowerdir=([^,]*)/.exec(overlay.data);
   if (!overlay || !m) throw new Error('userns: the plan has no root overlay');
   const layers = m[2].split(':');
-  const lowers = layers.map((source, i) => ({ source, target: path.join(paths.dir, 'lower', String(i)) }));
-  await fs.mkdir(path.join(paths.dir, 'lower'), { mode: 0o700 });
-  await Promise.all(lowers.map((l) => fs.mkdir(l.target)));
-  await Promise.all([fs.chown(paths.upper, range.uid, range.gid), fs.chown(paths.work, range.uid, range.gid)]);
-  overlay.data = overlay.data.replace(m[0], `${m[1]}lowerdir=${lowers.map((l) => l.target).join(':')}`);
-  plan.userns = { uid: range.uid, gid: range.gid, size: range.size, lowers };
+  if (layers.length !== staged.lowers.length || layers.some((l, i) => l !== staged.lowers[i].source)) {
+    throw new Error(`userns: the plan's layers (${layers.join(':')}) are not the ones staged (${staged.lowers.map((l) => l.source).join(':')})`);
+  }
+  overlay.data = overlay.data.replace(m[0], `${m[1]}lowerdir=${staged.lowers.map((l) => l.target).join(':')}`);
+  plan.userns = staged;
 }
 
 /**

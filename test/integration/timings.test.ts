@@ -42,6 +42,8 @@ const PHASES = [
 const AROUND_SPAWN = ['shim spawned', 'plan sent', 'shim: shim running'];
 /** Made side by side, between `directory made` and `plan built`. */
 const PARALLEL = ['cgroup made', 'user resolved', 'network attached'];
+/** With a user namespace (every user's container, root's --userns auto), one more of them: its id block and staging directories. */
+const PARALLEL_USERNS = [...PARALLEL, 'userns staged'];
 
 function parseTable(stderr: string): Array<{ phase: string; at: number; delta: number }> {
   const lines = stderr.trimEnd().split('\n');
@@ -55,22 +57,22 @@ function parseTable(stderr: string): Array<{ phase: string; at: number; delta: n
   });
 }
 
-test('--debug-timings prints every phase of the run in order, with non-negative durations, after its output', async (t) => {
+test('--debug-timings prints every phase of the run in order, with non-negative durations, after its output (with a user namespace, its block is made beside the network)', async (t) => {
   const h = await testHelper(t, registry.url);
   assert.equal((await h.cli(['pull', 'busybox'])).code, 0);
-  for (const network of [[], ['--network', 'none']]) {
-    const r = await h.cli(['run', '--rm', '--debug-timings', ...network, 'busybox', 'echo', 'hi']);
+  for (const flags of [[], ['--network', 'none'], ['--userns', 'auto']]) {
+    const r = await h.cli(['run', '--rm', '--debug-timings', ...flags, 'busybox', 'echo', 'hi']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'hi\n', 'the output is the command\'s alone');
     const rows = parseTable(r.stderr);
     const names = rows.map((x) => x.phase);
     // --network none too: its namespace is made by the network manager, with lo alone
-    const expected = PARALLEL;
-    const sequential = names.filter((n) => !PARALLEL.includes(n) && !AROUND_SPAWN.includes(n) && n !== 'running recorded');
+    const expected = flags.includes('--userns') ? PARALLEL_USERNS : PARALLEL;
+    const sequential = names.filter((n) => !PARALLEL_USERNS.includes(n) && !AROUND_SPAWN.includes(n) && n !== 'running recorded');
     assert.deepEqual(sequential, PHASES.filter((n) => !AROUND_SPAWN.includes(n)), `every phase, in order: ${names.join(', ')}`);
     for (const p of AROUND_SPAWN) assert.ok(names.indexOf(p) > names.indexOf('starting recorded') && names.indexOf(p) < names.indexOf('shim: plan read'), p);
     assert.ok(names.indexOf('shim spawned') < names.indexOf('plan sent'));
-    assert.deepEqual(names.filter((n) => PARALLEL.includes(n)).sort(), [...expected].sort());
+    assert.deepEqual(names.filter((n) => PARALLEL_USERNS.includes(n)).sort(), [...expected].sort());
     for (const p of expected) assert.ok(names.indexOf(p) > names.indexOf('directory made') && names.indexOf(p) < names.indexOf('plan built'), p);
     assert.equal(rows[0].at, 0);
     for (const [i, row] of rows.entries()) {

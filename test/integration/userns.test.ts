@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { busyboxLayer, pushImage, seedBusybox, tarLayer } from '../helpers/oci';
-import { connectProtocol, restartHelper, type TestHelper, ok, testHelper } from '../helpers/capsa';
+import { connectProtocol, inspect, restartHelper, type TestHelper, ok, testHelper } from '../helpers/capsa';
 import { ContainerRunRequest, ContainerWaitRequest } from '../../server/protocol';
 
 const START = 100_000_000;
@@ -116,4 +116,37 @@ test('concurrent containers get disjoint blocks, freed by rm; exec joins the use
   const used = Object.values(after).map((r) => r.uid);
   assert.equal(new Set(used).size, used.length, `no block twice: ${JSON.stringify(after)}`);
   assert.ok(after[fresh] && after[ids[1]] && after[ids[2]] && after[again]);
+});
+
+/** Pids of `parent`'s children, from /proc/PID/stat (the field after the command's closing parenthesis). */
+async function childrenOf(parent: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await fs.readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === parent) out.push(Number(name));
+  }
+  return out;
+}
+
+test('making the user namespaces (the container\'s, an idmapped bind\'s) leaves no process behind: the monitor\'s one child is the container\'s first process', async (t) => {
+  const h = await helperFor(t);
+  const dir = path.join(h.dir, 'reaped');
+  await fs.mkdir(dir);
+  const conn = await connectProtocol(h.socket);
+  t.after(() => conn.dispose());
+  const { id } = await conn.sendRequest(ContainerRunRequest.type, {
+    image: 'busybox', network: 'none', userns: 'auto', volumes: [`${dir}:/b`],
+    idmapMounts: [{ target: '/b', uid: 4242, gid: 4343 }],
+    cmd: ['sleep', '60'],
+  });
+  const pid = (await inspect(h, id)).State.Pid as number;
+  assert.ok(pid > 0);
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  const monitor = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  assert.deepEqual(await childrenOf(monitor), [pid], `the monitor ${monitor}'s children`);
+  // the bind's namespace is made by the container's first process, before its exec
+  assert.deepEqual(await childrenOf(pid), [], `the container's first process ${pid}'s children`);
+  await ok(h, ['rm', '-f', id]);
 });

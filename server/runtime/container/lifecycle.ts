@@ -16,7 +16,7 @@ import type { Caller } from '../../util/peercred';
 import type { NetworkManager } from '../network/manager';
 import type { CgroupManager } from '../cgroups';
 import type { RunSetup } from '../runsetup';
-import { idmapsInBlock, useUserns, UsernsExhaustedError, type UsernsAllocator } from '../userns';
+import { idmapsInBlock, stageUserns, useUserns, UsernsExhaustedError, type UsernsAllocator } from '../userns';
 import { ownerIdmaps } from './unprivileged';
 import { ContainerStartError } from '../errors';
 import { assertStoppedForWrite } from './filesystem';
@@ -116,8 +116,14 @@ export class Lifecycle {
       ]);
       trace.mark('directory made');
       const marked = <T>(phase: string, p: Promise<T>): Promise<T> => (trace.on ? p.then((v) => (trace.mark(phase), v)) : p);
+      // A user's container always has a user namespace, root's with --userns auto.
+      const withUserns = owner.uid !== 0 || opts.userns === 'auto';
       // independent steps, side by side: each is a few ms of waiting on the kernel
+      // (the id block's record is fsynced: the container's record, written after, must never name a block the disk does not hold)
       const settled = await Promise.allSettled([
+        withUserns
+          ? marked('userns staged', this.allocateUserns(id, owner.uid !== 0 ? owner.name : undefined).then((range) => stageUserns(range, image.layerDirs, paths)))
+          : Promise.resolve(undefined),
         marked('user resolved', setup.resolveUser(opts.user ?? image.config.User, image.layerDirs)),
         marked('cgroup made', cgroups.create(id, cdir, setup.limits)),
         // before the plan: eth0 must exist when the command starts
@@ -126,7 +132,8 @@ export class Lifecycle {
           : Promise.resolve({ newNetns: opts.network !== 'host', netnsPath: undefined }),
       ] as const);
       for (const r of settled) if (r.status === 'rejected') throw r.reason;
-      const [user, cgroupProcs, net] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+      const [staged, user, cgroupProcs, net] = settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+        Awaited<ReturnType<typeof stageUserns>> | undefined,
         Awaited<ReturnType<RunSetup['resolveUser']>>,
         string[],
         { newNetns: boolean; netnsPath?: string },
@@ -150,14 +157,9 @@ export class Lifecycle {
       });
       if (net.netnsPath) plan.netnsPath = net.netnsPath;
       plan.idmaps = idmapsFor(opts.idmapMounts, plan.mounts);
-      if (owner.uid !== 0) {
-        const range = await this.allocateUserns(id, owner.name);
-        await useUserns(plan, range, paths);
-        plan.idmaps = ownerIdmaps(binds, range, owner, plan.idmaps);
-      } else if (opts.userns === 'auto') {
-        const range = await this.allocateUserns(id);
-        await useUserns(plan, range, paths);
-        plan.idmaps = idmapsInBlock(plan.idmaps, range);
+      if (staged) {
+        useUserns(plan, staged);
+        plan.idmaps = owner.uid !== 0 ? ownerIdmaps(binds, staged, owner, plan.idmaps) : idmapsInBlock(plan.idmaps, staged);
       }
       placeholder.record.plan = plan;
       trace.mark('plan built');

@@ -119,7 +119,7 @@ test('context: tar entries that would leave the context are refused', async () =
   await assert.rejects(readContextTar(Readable.from([Buffer.concat([header, Buffer.alloc(1024)])])), /would land outside the context/);
 });
 
-test('context: 100,000 small files are read with bounded memory and reasonable speed', async (t) => {
+test('context: 100,000 small files are read with bounded memory and in linear time', async (t) => {
   const ctx = tmp(t);
   for (let d = 0; d < 100; d++) {
     fs.mkdirSync(path.join(ctx, `d${d}`));
@@ -134,7 +134,8 @@ test('context: 100,000 small files are read with bounded memory and reasonable s
   assert.equal(m.length, 99 * 1000 + 99);
   assert.equal(m.find((e) => e.path === 'd5/f7')!.digest, sha('5-7'));
   console.log(`# 100,000 files: ${m.length} entries in ${ms} ms, heap grew ${(grew / 1048576).toFixed(1)} MiB (the manifest)`);
-  assert.ok(ms < 20000, `took ${ms} ms`);
+  // a bound that catches a walk gone quadratic (minutes), not a loaded machine: about 2 s quiet, 23 s seen at load 12
+  assert.ok(ms < 90000, `took ${ms} ms`);
   assert.ok(grew < 100 * 1048576, `heap grew ${grew} bytes`);
 });
 

@@ -79,7 +79,7 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
   if (spec.sources.length > 1 && !spec.dest.endsWith('/') && !spec.destIsDir) {
     throw new BuildContextError(`${spec.loc.file}:${spec.loc.line}: when using COPY with more than one source file, the destination must be a directory and end with a /`);
   }
-  const parents = { owner, existing };
+  const parents = { owner, existing, loc: spec.loc };
   await mkdirParents(upper, path.posix.dirname(destRoot), parents);
   let n = 0;
   for (const f of files) {
@@ -100,7 +100,8 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
       continue;
     }
     if (f.entry.type === 'dir') {
-      await fs.promises.mkdir(target, { recursive: true });
+      // never mkdir -p: an earlier source's symlink at `rel` would be followed (and chmod with it)
+      await mkdirParents(upper, rel, parents);
       await fs.promises.chmod(target, mode);
     } else if (f.entry.type === 'symlink') {
       await fs.promises.rm(target, { force: true, recursive: true });
@@ -128,7 +129,7 @@ function parseChmod(spec: string, loc: SourceLocation): number {
  * created 0755 and owned by `owner` (root by default; COPY --chown's and WORKDIR's USER's
  * owner otherwise, as BuildKit creates them).
  */
-export async function mkdirParents(upper: string, dir: string, o: { owner?: { uid: number; gid: number }; existing?: ExistingDir } = {}): Promise<void> {
+export async function mkdirParents(upper: string, dir: string, o: { owner?: { uid: number; gid: number }; existing?: ExistingDir; loc?: SourceLocation } = {}): Promise<void> {
   const parts = dir.split('/').filter((c) => c !== '');
   let cur = upper;
   let rel = '';
@@ -139,6 +140,13 @@ export async function mkdirParents(upper: string, dir: string, o: { owner?: { ui
       await fs.promises.mkdir(cur, { mode: 0o755 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // An earlier source of this step may have put a symlink or a file here (`COPY a b /d/`, a/x a link, b/x a
+      // directory): going on would write through it, and an absolute link in the staging directory names a host path.
+      const st = await fs.promises.lstat(cur);
+      if (!st.isDirectory()) {
+        const where = o.loc ? `${o.loc.file}:${o.loc.line}: ` : '';
+        throw new BuildContextError(`${where}cannot copy into /${rel}: an earlier source of this step made it a ${st.isSymbolicLink() ? 'symlink' : 'file'}, not a directory`);
+      }
       continue;
     }
     const had = o.existing ? await o.existing(rel) : undefined;

@@ -22,6 +22,7 @@ import type { BuildStepEvent } from '../build/progress';
 import { loadDockerfile } from '../build/stages';
 import { BuildStepError } from '../build/steperror';
 import { hostPlatform } from '../image/platform';
+import { checkStringMap, LIMITS } from '../limits';
 import { normalizeReference } from '../image/reference';
 import type { ImageRecord } from '../image/store';
 import type { ContainerService } from '../runtime/container';
@@ -48,6 +49,7 @@ export class BuildService {
   async build(caller: Caller, p: ImageBuildParams, out: (text: string) => void, progress: (event: BuildStepEvent) => void, signal: AbortSignal): Promise<ImageBuildResult> {
     const owner = caller.uid;
     const tags = (p.tags ?? []).map((t) => normalizeReference(t)); // a bad name fails before any work
+    checkStringMap(LIMITS.labels, '--label', p.labels);
     const df = loadDockerfile(p.dockerfile, p.dockerfileName ?? 'Dockerfile');
     const platform = hostPlatform();
     const opts = { target: p.target, buildArgs: p.buildArgs, platform, buildPlatform: platform };

@@ -63,7 +63,7 @@ export class BuildService {
     }
     const plan = planBuild(df, opts, graph, bases);
     for (const w of plan.warnings) out(`[WARNING] ${w.loc ? `${w.loc.file}:${w.loc.line}: ` : ''}${w.message}\n`);
-    const { fh } = await openRegularFileAs(caller, p.context, 'build context');
+    const { fh } = await openRegularFileAs(caller, p.context, `build context ${p.context}`);
     let outcome;
     try {
       outcome = await executePlan(

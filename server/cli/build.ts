@@ -87,6 +87,17 @@ export function readSecrets(list: unknown, env: NodeJS.ProcessEnv = process.env)
   return out;
 }
 
+/** `read()` of a path the user named, read with the user's own rights: a failure names the path and the errno, not a stack. */
+function userSide<T>(read: () => T, what: string): T {
+  try {
+    return read();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!code) throw err;
+    throw new InvalidArgumentError(`${what}: ${code === 'EACCES' || code === 'EPERM' ? `permission denied for uid ${process.getuid?.() ?? '?'}` : code === 'ENOENT' ? 'no such file or directory' : code}`);
+  }
+}
+
 export const build: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, BUILD_FLAGS, { stopAtPositional: false, verb: 'build' });
   if (flags.help) {
@@ -96,12 +107,12 @@ export const build: Command = async (argv, conn) => {
   if (positionals.length !== 1) throw new InvalidArgumentError("'capsa build' requires exactly 1 argument: PATH (the build context)");
   if (typeof flags.progress === 'string' && !['auto', 'plain', 'tty'].includes(flags.progress)) throw new InvalidArgumentError(`--progress ${flags.progress}: expected auto, plain or tty`);
   const root = path.resolve(positionals[0]);
-  if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
+  if (!userSide(() => fs.statSync(root, { throwIfNoEntry: false }), `build context ${root}`)?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
   const file = typeof flags.file === 'string' ? flags.file : path.join(root, 'Dockerfile');
-  const dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(path.resolve(file), 'utf8');
+  const dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : userSide(() => fs.readFileSync(path.resolve(file), 'utf8'), `Dockerfile ${path.resolve(file)}`);
   const dfPath = file === '-' ? path.join(root, 'Dockerfile') : path.resolve(file);
   const ignoreFile = ignoreFileFor(dfPath, root, (p) => fs.existsSync(p));
-  const ignore = ignoreFile ? readDockerignore(fs.readFileSync(ignoreFile), path.basename(ignoreFile)) : [];
+  const ignore = ignoreFile ? readDockerignore(userSide(() => fs.readFileSync(ignoreFile), ignoreFile), path.basename(ignoreFile)) : [];
   const manifest = await readContextDir(root, { ignore, hash: false });
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-build-'));
   const quiet = flags.quiet === true;

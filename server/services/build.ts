@@ -135,9 +135,13 @@ export class BuildService {
     const onAbort = (): void => void this.containers.kill(id, 'KILL').catch(() => undefined);
     signal.addEventListener('abort', onAbort);
     try {
+      // cancelled while the container was made: no 'abort' event comes any more, and the step must not start
+      if (signal.aborted) throw new BuildStepError('the build was cancelled');
       let exit: (code: number) => void = () => undefined;
       const exited = new Promise<number>((resolve) => (exit = resolve));
       await this.containers.startContainer(id, { output: (_s, data) => out(data.toString('utf8')), exit: (code) => exit(code) });
+      // a cancel while it started found nothing running to kill
+      if (signal.aborted) onAbort();
       const exitCode = await Promise.race([exited, this.containers.wait(id)]);
       if (signal.aborted) throw new BuildStepError('the build was cancelled');
       const fsv = this.containers.filesystem(id);

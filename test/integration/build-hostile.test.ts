@@ -121,7 +121,8 @@ interface Watched {
 async function assertNothingLeft(w: Watched, tagsBefore: string, what: string): Promise<void> {
   await until(`${what}: the step containers to be removed`, async () => (await w.h.cli(['ps', '-a', '-q'])).stdout.trim() === '', 10_000);
   const containers = path.join(w.root, 'containers');
-  assert.deepEqual(fs.existsSync(containers) ? fs.readdirSync(containers).filter((n) => !n.startsWith('.')) : [], [], `${what}: no container directory`);
+  const left = fs.existsSync(containers) ? fs.readdirSync(containers).filter((n) => !n.startsWith('.')) : [];
+  assert.deepEqual(left, [], `${what}: no container directory: ${left.map((id) => `${id}: ${fs.readdirSync(path.join(containers, id)).join(' ')}`).join('; ')}\nhelper log:\n${helperLog(w.h)}`);
   assert.deepEqual((await mountsUnder(w.h.dir)).filter((m) => m !== w.root), [], `${what}: nothing mounted under the test's directory`);
   assert.deepEqual(w.root.startsWith(w.h.dir) ? [] : (await mountsUnder(w.root)).filter((m) => m !== w.root), [], `${what}: nothing mounted under the root`);
   assert.deepEqual(stagingDirs(w.root), [], `${what}: no staging directory`);
@@ -129,6 +130,14 @@ async function assertNothingLeft(w: Watched, tagsBefore: string, what: string): 
   const v = await w.h.cli(['version']);
   assert.equal(v.code, 0, `${what}: the helper answers: ${v.stderr}`);
   assert.match(v.stdout, new RegExp(`pid ${w.pid}\\b`), `${what}: the same helper process`);
+}
+
+function helperLog(h: TestHelper): string {
+  try {
+    return fs.readFileSync(path.join(h.dir, 'helper.log'), 'utf8').split('\n').slice(-30).join('\n');
+  } catch {
+    return '(none)';
+  }
 }
 
 /** A clear error: not zero, says `says`, and no stack trace. */
@@ -424,12 +433,18 @@ test('context tars and Dockerfiles from a raw protocol client: escapes, links, d
 // A RUN that fills the disk
 
 test('a RUN that fills the disk of the Capsa root fails cleanly: its container and upper directory are gone, the space comes back, and the helper builds again', { timeout: 600_000 }, async (t) => {
-  const mnt = tmpDir(t, 'capsa-bh-tmpfs-');
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-bh-tmpfs-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,mode=0700', 'capsa-bh', mnt]);
-  // after-hooks run in order: the helper (registered in helper()) stops before the unmount, registered after it
   const root = path.join(mnt, 'root');
-  const w = await helper(t, { env: { CAPSA_ROOT: root } });
-  t.after(() => execFileSync('umount', [mnt]));
+  const w = await helper(t, { env: { CAPSA_ROOT: root } }).catch((err: unknown) => {
+    execFileSync('umount', [mnt]);
+    throw err;
+  });
+  // after-hooks run in order: the helper (registered in helper()) stops before the unmount
+  t.after(() => {
+    execFileSync('umount', [mnt]);
+    fs.rmdirSync(mnt);
+  });
   const { h } = w;
   const used = (): number => {
     const s = fs.statfsSync(mnt);

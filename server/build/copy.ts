@@ -79,7 +79,7 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
   if (spec.sources.length > 1 && !spec.dest.endsWith('/') && !spec.destIsDir) {
     throw new BuildContextError(`${spec.loc.file}:${spec.loc.line}: when using COPY with more than one source file, the destination must be a directory and end with a /`);
   }
-  const parents = { owner, existing, loc: spec.loc };
+  const parents = { owner, existing, loc: spec.loc, dirs: new Set<string>() };
   await mkdirParents(upper, path.posix.dirname(destRoot), parents);
   let n = 0;
   for (const f of files) {
@@ -104,9 +104,11 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
       await mkdirParents(upper, rel, parents);
       await fs.promises.chmod(target, mode);
     } else if (f.entry.type === 'symlink') {
+      forgetDirs(parents.dirs, rel);
       await fs.promises.rm(target, { force: true, recursive: true });
       await fs.promises.symlink(f.entry.linkTarget ?? '', target);
     } else {
+      forgetDirs(parents.dirs, rel);
       await fs.promises.rm(target, { force: true, recursive: true });
       await fs.promises.copyFile(from, target);
       await fs.promises.chmod(target, mode);
@@ -116,6 +118,13 @@ export async function copyInto(srcRoot: string, manifest: ContextManifest, spec:
     n++;
   }
   return n;
+}
+
+/** A directory replaced by a link or a file is no longer one the copy may write into unchecked. */
+function forgetDirs(dirs: Set<string>, rel: string): void {
+  const key = rel.replace(/^\/+/, '');
+  if (!dirs.has(key)) return;
+  for (const d of dirs) if (d === key || d.startsWith(`${key}/`)) dirs.delete(d);
 }
 
 function parseChmod(spec: string, loc: SourceLocation): number {
@@ -129,13 +138,20 @@ function parseChmod(spec: string, loc: SourceLocation): number {
  * created 0755 and owned by `owner` (root by default; COPY --chown's and WORKDIR's USER's
  * owner otherwise, as BuildKit creates them).
  */
-export async function mkdirParents(upper: string, dir: string, o: { owner?: { uid: number; gid: number }; existing?: ExistingDir; loc?: SourceLocation } = {}): Promise<void> {
+export async function mkdirParents(
+  upper: string,
+  dir: string,
+  o: { owner?: { uid: number; gid: number }; existing?: ExistingDir; loc?: SourceLocation; dirs?: Set<string> } = {},
+): Promise<void> {
   const parts = dir.split('/').filter((c) => c !== '');
   let cur = upper;
   let rel = '';
   for (const c of parts) {
     cur = path.join(cur, c);
     rel = rel ? `${rel}/${c}` : c;
+    // `dirs`: the directories this copy made or checked already (a directory stays one: nothing else writes there)
+    if (o.dirs?.has(rel)) continue;
+    o.dirs?.add(rel);
     try {
       await fs.promises.mkdir(cur, { mode: 0o755 });
     } catch (err) {

@@ -269,6 +269,15 @@ test('contexts and Dockerfiles that reach out of the context are refused naming 
       says: /Dockerfile:2: cannot copy into \/dst\/x: an earlier source of this step made it a symlink/,
     },
     {
+      name: 'three context sources: a directory, then a link to the canary in its place, then a file under it',
+      files: { Dockerfile: 'FROM busybox\nCOPY a b c /dst/\n', 'a/x/f': 'a\n', 'c/x/evil': 'evil\n' },
+      prepare: (d) => {
+        fs.mkdirSync(path.join(d, 'b'));
+        fs.symlinkSync(canary, path.join(d, 'b', 'x'));
+      },
+      says: /Dockerfile:2: cannot copy into \/dst\/x: an earlier source of this step made it a symlink/,
+    },
+    {
       name: 'two stage sources merged into one directory: the first one\'s link to the canary, the second one\'s file under it',
       files: {
         Dockerfile: ['FROM busybox AS s', `RUN mkdir -p /a /b/x/sub && ln -s ${canary} /a/x && echo evil > /b/x/sub/passwd && echo evil > /b/x/keep`, 'FROM busybox', 'COPY --from=s /a /b /dst/'].join('\n'),

@@ -118,7 +118,7 @@ interface Watched {
 }
 
 /** No container (build steps' included), mount, staging directory or new tag; the same helper answers. */
-async function assertNothingLeft(w: Watched, tagsBefore: string, what: string): Promise<void> {
+async function assertNothingLeft(w: Watched, tagsBefore: string, what: string, keep?: RegExp): Promise<void> {
   await until(`${what}: the step containers to be removed`, async () => (await w.h.cli(['ps', '-a', '-q'])).stdout.trim() === '', 10_000);
   const containers = path.join(w.root, 'containers');
   const left = fs.existsSync(containers) ? fs.readdirSync(containers).filter((n) => !n.startsWith('.')) : [];
@@ -126,7 +126,7 @@ async function assertNothingLeft(w: Watched, tagsBefore: string, what: string): 
   assert.deepEqual((await mountsUnder(w.h.dir)).filter((m) => m !== w.root), [], `${what}: nothing mounted under the test's directory`);
   assert.deepEqual(w.root.startsWith(w.h.dir) ? [] : (await mountsUnder(w.root)).filter((m) => m !== w.root), [], `${what}: nothing mounted under the root`);
   assert.deepEqual(stagingDirs(w.root), [], `${what}: no staging directory`);
-  assert.equal(await tagsOf(w.h), tagsBefore, `${what}: no new tag`);
+  assert.equal((await tagsOf(w.h)).split('\n').filter((l) => !keep?.test(l)).join('\n'), tagsBefore, `${what}: no new tag`);
   const v = await w.h.cli(['version']);
   assert.equal(v.code, 0, `${what}: the helper answers: ${v.stderr}`);
   assert.match(v.stdout, new RegExp(`pid ${w.pid}\\b`), `${what}: the same helper process`);
@@ -557,9 +557,10 @@ test('Ctrl-C while the base image is unpacked exits 130 and leaves no layer bein
   const t0 = Date.now();
   assert.equal(await b.done, 130, b.out());
   assert.ok(Date.now() - t0 < 10_000, `the CLI exited ${Date.now() - t0} ms after Ctrl-C`);
-  await assertNothingLeft(w, tagsBefore, 'Ctrl-C during the unpack');
-  const next = await build(h, ['-q', context(t, { Dockerfile: 'FROM busybox\nRUN true\n' })]);
-  assert.equal(next.code, 0, next.stderr);
+  // a base whose pull finished before the cancel is kept, as Docker keeps it; one cut short is not recorded
+  await assertNothingLeft(w, tagsBefore, 'Ctrl-C during the unpack', new RegExp(`/${repo}:latest$`));
+  const next = await build(h, ['-q', dir]);
+  assert.equal(next.code, 0, `the same build afterwards: no half-unpacked layer is taken for a whole one\n${next.stderr}`);
 });
 
 /** Whether the store is writing something down (a temporary file or directory under its tmp/). */

@@ -89,9 +89,13 @@ export const LIMITS = {
   /**
    * A Dockerfile. Real ones are a few KiB; BuildKit sends the Dockerfile in
    * one gRPC message (4 MiB by default), so a larger one never builds there
-   * either.
+   * either. `entries` counts its instructions: neither Docker nor BuildKit
+   * caps them, but each RUN or COPY is a layer and Docker refuses an image
+   * of more than 125 (overlayfs stacks at most 500 lowers), so a thousand
+   * is already more than any image built from one can have, and every
+   * instruction is planned, keyed and held by the build.
    */
-  dockerfile: { name: 'Dockerfile', bytes: 4 * MiB },
+  dockerfile: { name: 'Dockerfile', bytes: 4 * MiB, entries: 1000 },
   /** A .dockerignore (or FILE.dockerignore) file: its patterns are all held and tried on every path. */
   dockerignore: { name: 'dockerignore', bytes: 1 * MiB, entries: 10000 },
   /**

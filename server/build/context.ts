@@ -212,6 +212,16 @@ export async function readContextTar(source: AsyncIterable<Uint8Array>, opts: Ta
       entries.set(p, entry);
     }
   }
+  // A file under a link (`a` -> /etc, then `a/passwd`) would be written through it by a copy that
+  // takes the manifest's entries in order; a directory context never holds one, so neither may a tar.
+  for (const e of entries.values()) {
+    for (let d = path.posix.dirname(e.path); d !== '.'; d = path.posix.dirname(d)) {
+      const parent = entries.get(d);
+      if (!parent) continue;
+      if (parent.type !== 'dir') throw new BuildContextError(`build context: the tar entry ${JSON.stringify(e.path.slice(0, 200))} lies under ${JSON.stringify(d.slice(0, 200))}, which is a ${parent.type}, not a directory`, e.path);
+      break;
+    }
+  }
   return [...entries.values()].sort(byPath);
 }
 
@@ -309,11 +319,18 @@ export async function spoolContextTar(source: AsyncIterable<Uint8Array>, root: s
   const spool = fs.openSync(spoolFile, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   const at = new Map<string, number>();
   let offset = 0;
+  const free = fs.statfsSync(root);
+  // what a RUN, the layers and the store's own records need is left: a tenth of the disk, at most 1 GiB
+  const room = Math.max(0, free.bavail * free.bsize - Math.min(1 << 30, Math.floor((free.blocks * free.bsize) / 10)));
   let manifest: ContextManifest;
   try {
     manifest = await readContextTar(source, {
       ...opts,
       onFile: async (entry, data) => {
+        // A tar's declared sizes cost nothing to send (a sparse file of holes): what does not fit is refused before it is read.
+        if (offset + entry.size > room) {
+          throw new BuildContextError(`build context: ${entry.path} (${entry.size} bytes, ${offset + entry.size} with the files before it) does not fit in the ${room} bytes free for the build's staging directory`, entry.path);
+        }
         at.set(entry.path, offset);
         for await (const c of data) {
           for (let off = 0; off < c.length; ) off += fs.writeSync(spool, c, off, c.length - off, offset + off);

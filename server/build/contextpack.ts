@@ -44,7 +44,13 @@ function* packPieces(root: string, manifest: ContextManifest): Generator<Buffer>
     if (e.type === 'dir') push(encodeHeader({ ...header, type: 'directory' }));
     else if (e.type === 'symlink') push(encodeHeader({ ...header, type: 'symlink', linkname: e.linkTarget ?? '' }));
     else {
-      const fd = fs.openSync(path.join(root, e.path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      let fd: number;
+      try {
+        fd = fs.openSync(path.join(root, e.path), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      } catch (err) {
+        // read with the user's rights: a file they cannot read is an error, never sent with anyone else's
+        throw new BuildContextError(`build context: cannot read ${e.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, e.path);
+      }
       try {
         const st = fs.fstatSync(fd);
         if (!st.isFile() || st.size !== e.size) throw new BuildContextError(`build context: ${e.path} changed while the context was sent`, e.path);

@@ -266,17 +266,31 @@ function parseChmod(spec: string, loc: SourceLocation): number {
  * created 0755 and owned by `owner` (root by default; COPY --chown's and WORKDIR's USER's
  * owner otherwise, as BuildKit creates them).
  */
-export async function mkdirParents(upper: string, dir: string, o: { owner?: { uid: number; gid: number }; existing?: ExistingDir } = {}): Promise<void> {
+export async function mkdirParents(
+  upper: string,
+  dir: string,
+  o: { owner?: { uid: number; gid: number }; existing?: ExistingDir; loc?: SourceLocation; dirs?: Set<string> } = {},
+): Promise<void> {
   const parts = dir.split('/').filter((c) => c !== '');
   let cur = upper;
   let rel = '';
   for (const c of parts) {
     cur = path.join(cur, c);
     rel = rel ? `${rel}/${c}` : c;
+    // `dirs`: the directories this copy made or checked already (a directory stays one: nothing else writes there)
+    if (o.dirs?.has(rel)) continue;
+    o.dirs?.add(rel);
     try {
       await fs.promises.mkdir(cur, { mode: 0o755 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // An earlier source of this step may have put a symlink or a file here (`COPY a b /d/`, a/x a link, b/x a
+      // directory): going on would write through it, and an absolute link in the staging directory names a host path.
+      const st = await fs.promises.lstat(cur);
+      if (!st.isDirectory()) {
+        const where = o.loc ? `${o.loc.file}:${o.loc.line}: ` : '';
+        throw new BuildContextError(`${where}cannot copy into /${rel}: an earlier source of this step made it a ${st.isSymbolicLink() ? 'symlink' : 'file'}, not a directory`);
+      }
       continue;
     }
     const had = o.existing ? await o.existing(rel) : undefined;

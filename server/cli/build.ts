@@ -111,6 +111,17 @@ export function sourceDateEpoch(value: string | undefined): number | undefined {
   return Number(value);
 }
 
+/** `read()` of a path the user named, read with the user's own rights: a failure names the path and the errno, not a stack. */
+function userSide<T>(read: () => T, what: string): T {
+  try {
+    return read();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!code) throw err;
+    throw new InvalidArgumentError(`${what}: ${code === 'EACCES' || code === 'EPERM' ? `permission denied for uid ${process.getuid?.() ?? '?'}` : code === 'ENOENT' ? 'no such file or directory' : code}`);
+  }
+}
+
 export const build: Command = async (argv, conn) => {
   const { flags, positionals } = parseFlags(argv, BUILD_FLAGS, { stopAtPositional: false, verb: 'build' });
   if (flags.help) {
@@ -135,9 +146,9 @@ export const build: Command = async (argv, conn) => {
       dockerfile = ctx.kind === 'dockerfile' ? ctx.dockerfile : readInside(root, file);
     } else {
       root = path.resolve(positionals[0]);
-      if (!fs.statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
+      if (!userSide(() => fs.statSync(root, { throwIfNoEntry: false }), `build context ${root}`)?.isDirectory()) throw new InvalidArgumentError(`build context ${root}: not a directory`);
       file = typeof flags.file === 'string' ? flags.file : path.join(root, 'Dockerfile');
-      dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(path.resolve(file), 'utf8');
+      dockerfile = file === '-' ? fs.readFileSync(0, 'utf8') : userSide(() => fs.readFileSync(path.resolve(file), 'utf8'), `Dockerfile ${path.resolve(file)}`);
     }
     const dfPath = file === '-' ? path.join(root, 'Dockerfile') : path.resolve(file);
     const tarFile = path.join(tmp, 'context.tar');

@@ -43,7 +43,18 @@ export async function packBuildContext(root: string, dockerfilePath: string): Pr
 /** As {@link packBuildContext}, into `tarFile` (created 0600) in a directory of the caller's. */
 export async function writeBuildContext(root: string, dockerfilePath: string, tarFile: string): Promise<void> {
   const ignoreFile = ignoreFileFor(dockerfilePath, root, (p) => fs.existsSync(p));
-  const ignore = ignoreFile ? readDockerignore(fs.readFileSync(ignoreFile), path.basename(ignoreFile)) : [];
+  const ignore = ignoreFile ? readDockerignore(readAsUser(ignoreFile), path.basename(ignoreFile)) : [];
   const manifest = await readContextDir(root, { ignore, hash: false });
   await pipeline(packContext(root, manifest), fs.createWriteStream(tarFile, { mode: 0o600 }));
+}
+
+/** A file the user named, read with the user's own rights: a failure names the path, the errno and the uid, not a stack. */
+function readAsUser(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!code) throw err;
+    throw new Error(`${file}: ${code === 'EACCES' || code === 'EPERM' ? `permission denied for uid ${process.getuid?.() ?? '?'}` : code === 'ENOENT' ? 'no such file or directory' : code}`);
+  }
 }

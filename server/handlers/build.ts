@@ -18,7 +18,8 @@ export function registerBuildHandlers(connection: ClientConnection, builds: Buil
   connection.onRequest(ImageBuildRequest.type, async (params: ImageBuildParams, token) =>
     handled(async () => {
       const abort = new AbortController();
-      if (gone) abort.abort();
+      // a cancel that came with the request (before it was dispatched) left the token cancelled already
+      if (gone || token.isCancellationRequested) abort.abort();
       const sub = token.onCancellationRequested(() => abort.abort());
       running.add(abort);
       const send = (f: () => Promise<void>): void => {

@@ -13,11 +13,12 @@ export namespace ImageBuildRequest {
   /** What the params must be; checked before any handler runs (./validate.ts). */
   export const params = v.object({
     context: v.string({ min: 1, max: 4096, expected: 'an absolute path' }),
-    dockerfile: v.string({ max: 1 << 20, expected: 'the Dockerfile text' }),
+    // the Dockerfile, build arg and label limits (server/limits.ts) are checked in bytes, naming themselves (the protocol message limit bounds the maps)
+    dockerfile: v.string({ max: 4 << 20, expected: 'the Dockerfile text' }),
     dockerfileName: v.optional(v.string({ max: 4096 })),
     tags: v.optional(v.array(v.string({ min: 1, max: 4096, expected: 'REPOSITORY[:TAG]' }), { max: 64 })),
-    buildArgs: v.optional(v.record(v.string({ max: 65536 }))),
-    labels: v.optional(v.record(v.string({ max: 65536 }))),
+    buildArgs: v.optional(v.record(v.string())),
+    labels: v.optional(v.record(v.string())),
     target: v.optional(v.string({ min: 1, max: 256 })),
     noCache: v.optional(v.boolean()),
     pull: v.optional(v.boolean()),

@@ -20,6 +20,7 @@ import type { BuildStepEvent } from '../build/progress';
 import { loadDockerfile } from '../build/stages';
 import { BuildStepError } from '../build/steperror';
 import { formatPlatform, hostPlatform, matchRank, parsePlatform } from '../image/platform';
+import { checkStringMap, LIMITS } from '../limits';
 import { normalizeReference } from '../image/reference';
 import type { ImageRecord } from '../image/store';
 import type { ContainerService } from '../runtime/container';
@@ -53,6 +54,7 @@ export class BuildService {
   async build(caller: Caller, p: ImageBuildParams, out: (text: string) => void, progress: (event: BuildStepEvent) => void, signal: AbortSignal): Promise<ImageBuildResult> {
     const owner = caller.uid;
     const tags = (p.tags ?? []).map((t) => normalizeReference(t)); // a bad name fails before any work
+    checkStringMap(LIMITS.labels, '--label', p.labels);
     const df = loadDockerfile(p.dockerfile, p.dockerfileName ?? 'Dockerfile');
     const host = hostPlatform();
     const opts = { target: p.target, buildArgs: p.buildArgs, platform: p.platform ? parsePlatform(p.platform) : host, buildPlatform: host };
@@ -70,7 +72,7 @@ export class BuildService {
     }
     const plan = planBuild(df, opts, graph, bases);
     for (const w of plan.warnings) out(`[WARNING] ${w.loc ? `${w.loc.file}:${w.loc.line}: ` : ''}${w.message}\n`);
-    const { fh } = await openRegularFileAs(caller, p.context, 'build context');
+    const { fh } = await openRegularFileAs(caller, p.context, `build context ${p.context}`);
     let outcome;
     try {
       outcome = await executePlan(
@@ -142,9 +144,13 @@ export class BuildService {
     const onAbort = (): void => void this.containers.kill(id, 'KILL').catch(() => undefined);
     signal.addEventListener('abort', onAbort);
     try {
+      // cancelled while the container was made: no 'abort' event comes any more, and the step must not start
+      if (signal.aborted) throw new BuildStepError('the build was cancelled');
       let exit: (code: number) => void = () => undefined;
       const exited = new Promise<number>((resolve) => (exit = resolve));
       await this.containers.startContainer(id, { output: (_s, data) => out(data.toString('utf8')), exit: (code) => exit(code) });
+      // a cancel while it started found nothing running to kill
+      if (signal.aborted) onAbort();
       const exitCode = await Promise.race([exited, this.containers.wait(id)]);
       if (signal.aborted) throw new BuildStepError('the build was cancelled');
       const fsv = this.containers.filesystem(id);

@@ -139,13 +139,15 @@ test('parser: RUN exec form with a following EOF line leaves EOF as an unknown i
   assert.throws(() => parseDockerfile('RUN ["cat", "<<EOF"]\nEOF'), /Dockerfile:2: unknown instruction: EOF/);
 });
 
-test('parser: a 4 MiB Dockerfile of real instructions parses in bounded time; one over the limit is refused before parsing', () => {
-  const line = 'RUN echo "some reasonably long command line to fill the file" && true\n';
-  const big = 'FROM a\n' + line.repeat(Math.floor((4 * 1024 * 1024 - 10) / line.length));
+test('parser: a 4 MiB Dockerfile of real instructions parses in bounded time; one of more instructions or bytes than the limits is refused', () => {
+  const line = `RUN echo "${'a long command line to fill the file '.repeat(110)}" && true\n`;
+  const big = 'FROM a\n' + line.repeat(Math.min(999, Math.floor((4 * 1024 * 1024 - 10) / line.length)));
   const t0 = Date.now();
   const r = parseDockerfile(big);
-  assert.ok(r.nodes.length > 50000);
+  assert.ok(r.nodes.length > 900 && Buffer.byteLength(big) > 3.5 * 1024 * 1024, `${r.nodes.length} instructions, ${Buffer.byteLength(big)} bytes`);
   assert.ok(Date.now() - t0 < 10000, `took ${Date.now() - t0} ms`);
+  const many = 'FROM a\n' + 'RUN true\n'.repeat(50000);
+  assert.throws(() => parseDockerfile(many), /Dockerfile:1001: more than the Dockerfile limit of 1000 instructions/);
   const huge = Buffer.alloc(10 * 1024 * 1024, 'a');
   const t1 = Date.now();
   assert.throws(() => parseDockerfile(huge), (err: unknown) => (err as { code?: string }).code === 'E_LIMIT_EXCEEDED' && /Dockerfile limit \(4 MiB\)/.test((err as Error).message));

@@ -20,7 +20,7 @@
  * neither heredocs nor `# escape=`, and `dockerfile-ast` is an editor's AST
  * (ranges, partial input) rather than BuildKit's split of the words.
  */
-import { LIMITS, exceeded } from '../../limits';
+import { LIMITS, LimitExceededError, exceeded } from '../../limits';
 import { DockerfileError } from '../errors';
 import { lex } from '../shell/lex';
 import { extractBuilderFlags, parseJsonForm, parseWords, splitOnce, splitWhitespace } from './words';
@@ -319,6 +319,9 @@ export function parseDockerfile(input: string | Buffer, file = 'Dockerfile'): Pa
         node.heredocs.push({ ...h, content });
       }
       node.endLine = i;
+    }
+    if (nodes.length === LIMITS.dockerfile.entries) {
+      throw new LimitExceededError(LIMITS.dockerfile, `${file}:${startLine}: more than the ${LIMITS.dockerfile.name} limit of ${LIMITS.dockerfile.entries} instructions`);
     }
     nodes.push(node);
   }

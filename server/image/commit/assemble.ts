@@ -12,6 +12,7 @@
  * in between takes them; after it, the record keeps them like any image's.
  */
 import { createHash } from 'node:crypto';
+import { checkSize, checkStringMap, LIMITS } from '../../limits';
 import { parseReference, type ImageReference } from '../reference';
 import type { ImageRecord, ImageStore, Lease, Owner } from '../store';
 import { MediaType, type ContainerConfig, type Descriptor, type HistoryEntry, type ImageConfig, type Manifest } from '../types';
@@ -62,7 +63,10 @@ export function imageConfig(a: ImageAssembly): ImageConfig {
 export async function writeImage(store: ImageStore, lease: Lease, a: ImageAssembly, owner: Owner, reference?: string): Promise<ImageRecord> {
   const ref: ImageReference | undefined = reference ? parseReference(reference) : undefined;
   const config = imageConfig(a);
+  // the ceilings a pull puts on a config (documents.ts), so an image made here can be pulled back, saved and loaded
+  checkStringMap(LIMITS.labels, 'the labels of the new image', config.config?.Labels);
   const configBytes = Buffer.from(JSON.stringify(config));
+  checkSize(LIMITS.config, "the new image's config", configBytes.length);
   const configDigest = digestOf(configBytes);
   // The manifest is OCI, so the parent's layers are named with OCI's media types even when it was pulled as
   // Docker schema 2: a manifest mixing the two is refused by containers/image (podman, skopeo) on conversion.

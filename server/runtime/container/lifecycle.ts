@@ -441,9 +441,16 @@ export class Lifecycle {
   private async dispose(e: Entry): Promise<void> {
     const { store } = this.d;
     // independent of each other; the directory goes last, as it holds the cgroup record
-    const undone = (await Promise.allSettled([this.d.network?.teardown(e.record.id), this.d.cgroups.remove(store.pathOf(e.record.id))])).find(
-      (r) => r.status === 'rejected',
-    );
+    const teardown = async (): Promise<PromiseSettledResult<unknown> | undefined> =>
+      (await Promise.allSettled([this.d.network?.teardown(e.record.id), this.d.cgroups.remove(store.pathOf(e.record.id))])).find((r) => r.status === 'rejected');
+    let undone = await teardown();
+    if (undone) {
+      // A full disk fails the rewrite of a record the teardown changes (the address pool's), and what filled it is most
+      // likely this container's own writes (a RUN's `dd`): those go first, then the teardown is tried once more.
+      const dir = store.pathOf(e.record.id);
+      await Promise.all(['upper', 'work'].map((d) => fs.rm(path.join(dir, d), { recursive: true, force: true }).catch(() => undefined)));
+      undone = await teardown();
+    }
     if (undone) throw (undone as PromiseRejectedResult).reason;
     await store.removeDir(e.record.id);
     await this.d.userns.release(e.record.id);

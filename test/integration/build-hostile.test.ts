@@ -21,6 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { CLI, connectProtocol, fileRegistry, mountsUnder, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { stagingDirs } from '../helpers/staging';
 import { busyboxLayer, pushImage, tarHeader, tarLayer, type TarEntrySpec } from '../helpers/oci';
 
 const registry = fileRegistry();
@@ -95,19 +96,6 @@ async function tagsOf(h: TestHelper): Promise<string> {
   const r = await h.cli(['images']);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.split('\n').slice(1).filter(Boolean).map((l) => l.split(/\s+/).slice(0, 2).join(':')).filter((x) => x !== '<none>:<none>').sort().join('\n');
-}
-
-function stagingDirs(root: string): string[] {
-  const found: string[] = [];
-  const walk = (dir: string, depth: number): void => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      if (!e.isDirectory()) continue;
-      if (/^stage-[0-9a-f]{16}$/.test(e.name) || /^from-/.test(e.name)) found.push(path.join(dir, e.name));
-      else if (depth < 4) walk(path.join(dir, e.name), depth + 1);
-    }
-  };
-  walk(root, 0);
-  return found;
 }
 
 interface Watched {

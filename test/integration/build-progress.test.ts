@@ -16,6 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { CLI, fileRegistry, mountsUnder, startHelper, until, type TestHelper } from '../helpers/capsa';
+import { stagingDirs } from '../helpers/staging';
 import { busyboxLayer, pushImage, tarLayer } from '../helpers/oci';
 import { startFaultProxy } from '../helpers/registry';
 
@@ -83,26 +84,13 @@ async function tagsOf(h: TestHelper): Promise<string> {
   return r.stdout.split('\n').slice(1).filter(Boolean).map((l) => l.split(/\s+/).slice(0, 2).join(':')).filter((t) => t !== '<none>:<none>').join('\n');
 }
 
-function stagingDirs(h: TestHelper): string[] {
-  const found: string[] = [];
-  const walk = (dir: string, depth: number): void => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      if (!e.isDirectory()) continue;
-      if (/^stage-[0-9a-f]{16}$/.test(e.name) || /^from-/.test(e.name)) found.push(path.join(dir, e.name));
-      else if (depth < 4) walk(path.join(dir, e.name), depth + 1);
-    }
-  };
-  walk(h.root, 0);
-  return found;
-}
-
 /** What a cancelled build may not leave: a container (build steps' included), a mount, a tag, a staging directory. */
 async function assertNothingLeft(h: TestHelper, tagsBefore: string): Promise<void> {
   await until('the helper to finish removing the step container', async () => (await h.cli(['ps', '-a', '-q'])).stdout.trim() === '', 10_000);
   assert.deepEqual(fs.readdirSync(path.join(h.root, 'containers')).filter((n) => !n.startsWith('.')), [], 'no container directory, build step ones included');
   assert.deepEqual(await mountsUnder(h.dir), [], 'nothing mounted under the test root');
   assert.equal(await tagsOf(h), tagsBefore, 'no new tag');
-  assert.deepEqual(stagingDirs(h), [], 'no staging directory');
+  assert.deepEqual(stagingDirs(h.root), [], 'no staging directory');
 }
 
 function cacheEntries(h: TestHelper): Record<string, string> {

@@ -12,24 +12,19 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runCli, startHelper, type TestHelper } from '../helpers/capsa';
-import { seedBusybox } from '../helpers/oci';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { runCli, type TestHelper } from '../helpers/capsa';
+import { helperWithBusybox, type BusyboxHelper } from '../helpers/busyboxhelper';
 
 const EPOCH = 1700000000;
-let registry: TestRegistry;
+let setup: BusyboxHelper;
 let h: TestHelper;
 
 before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-  h = await startHelper({ mirror: registry.url });
-  const p = await h.cli(['pull', 'busybox']);
-  assert.equal(p.code, 0, p.stderr);
+  setup = await helperWithBusybox();
+  h = setup.h;
 });
 after(async () => {
-  await h?.stop();
-  await registry?.stop();
+  await setup?.stop();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -11,23 +11,19 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startHelper, type TestHelper } from '../helpers/capsa';
-import { seedBusybox, tarHeader } from '../helpers/oci';
-import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { type TestHelper } from '../helpers/capsa';
+import { tarHeader } from '../helpers/oci';
+import { helperWithBusybox, type BusyboxHelper } from '../helpers/busyboxhelper';
 
-let registry: TestRegistry;
+let setup: BusyboxHelper;
 let h: TestHelper;
 
 before(async () => {
-  registry = await startRegistry();
-  await seedBusybox(registry);
-  h = await startHelper({ mirror: registry.url });
-  const p = await h.cli(['pull', 'busybox']);
-  assert.equal(p.code, 0, p.stderr);
+  setup = await helperWithBusybox();
+  h = setup.h;
 });
 after(async () => {
-  await h?.stop();
-  await registry?.stop();
+  await setup?.stop();
 });
 
 async function catIn(image: string, cmd: string): Promise<string> {

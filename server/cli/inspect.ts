@@ -14,6 +14,8 @@ type Kind = 'container' | 'image';
 
 /** The not-found codes a lookup of the other kind may still answer. */
 const NOT_FOUND = new Set(['E_CONTAINER_NOT_FOUND', 'E_IMAGE_NOT_FOUND']);
+/** A name one kind cannot have (its params refused): not that kind's, perhaps the other's. */
+const INVALID = new Set(['E_INVALID_ARGUMENT']);
 
 export function inspectCommand(fixed?: Kind): Command {
   const verb = fixed ? `${fixed} inspect` : 'inspect';
@@ -35,16 +37,17 @@ export function inspectCommand(fixed?: Kind): Command {
           break;
         } catch (err) {
           const code = (err as { data?: { code?: string } })?.data?.code;
-          // Anything but "no such X" (a bad name, a refusal) is the answer; Docker stops looking too.
           failure = err;
-          if (!code || !NOT_FOUND.has(code)) break;
+          // "no such X", or a name that cannot be an X (`a/b` is no container name but may be an image's): look further.
+          // Anything else (the helper gone, a refusal) is the answer.
+          if (!code || !(NOT_FOUND.has(code) || INVALID.has(code))) break;
         }
       }
       if (found !== undefined) out.push(found);
       else {
         status = 1;
         const code = (failure as { data?: { code?: string } })?.data?.code;
-        process.stderr.write(code && NOT_FOUND.has(code) ? `Error: No such ${type ?? 'object'}: ${name}\n` : `capsa: ${errorMessage(failure)}\n`);
+        process.stderr.write(code && (NOT_FOUND.has(code) || INVALID.has(code)) ? `Error: No such ${type ?? 'object'}: ${name}\n` : `capsa: ${errorMessage(failure)}\n`);
       }
     }
     process.stdout.write(json(out) + '\n');

@@ -50,14 +50,14 @@ async function setup(t: Ctx, target: { host: string }): Promise<{ images: ImageS
 const statuses = (r: ImagePushResult): string[] => r.layers.map((l) => l.status);
 
 /** The manifest digest podman gets for `ref`, pulled into a throw-away storage. */
-async function podmanDigest(t: Ctx, ref: string): Promise<string> {
+async function podmanDigest(t: Ctx, ref: string, creds?: { user: string; password: string }): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'capsa-podman-'));
   const base = ['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run'), '--storage-driver', 'vfs'];
   t.after(async () => {
     await execFileP('podman', [...base, 'rmi', '-a', '-f']).catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  await execFileP('podman', [...base, 'pull', '-q', '--tls-verify=false', ref], { timeout: 120_000 });
+  await execFileP('podman', [...base, 'pull', '-q', '--tls-verify=false', ...(creds ? ['--creds', `${creds.user}:${creds.password}`] : []), ref], { timeout: 120_000 });
   const { stdout } = await execFileP('podman', [...base, 'image', 'inspect', '--format', '{{.Digest}}', ref]);
   return stdout.trim();
 }
@@ -118,7 +118,7 @@ test('a chunked upload cut mid-PATCH, whose upload the registry then declares in
   assert.equal(await podmanDigest(t, `${target.host}/library/busybox:latest`), busybox.manifestDigest);
 });
 
-test('basic auth: a push with the request credentials works; without them or with a wrong password it is refused, naming the registry and no secret', async (t) => {
+test('basic auth: a push with the request credentials works and podman pulls it back; without them or with a wrong password it is refused, naming the registry and no secret', async (t) => {
   const creds = { user: 'pusher', password: 'b4sic-s3cret' };
   const target = await startRegistry({ htpasswd: creds });
   t.after(() => target.stop());
@@ -135,11 +135,12 @@ test('basic auth: a push with the request credentials works; without them or wit
   });
   const r = await images.push(name, { caller: ROOT, auth: { username: creds.user, password: creds.password } });
   assert.equal(r.digest, busybox.manifestDigest);
+  assert.equal(await podmanDigest(t, name, creds), busybox.manifestDigest, 'podman pulls it back with the same credentials');
   assert.deepEqual(await images.login(target.host, { username: creds.user, password: creds.password }), { registry: target.host });
   await assert.rejects(images.login(target.host, { username: creds.user, password: 'nope' }), /login to registry .* refused|E_REGISTRY_AUTH|refused/);
 });
 
-test('token auth: push gets a push-scoped token for the request credentials; a mount asks for both repositories at once', async (t) => {
+test('token auth: push gets a push-scoped token for the request credentials and podman pulls it back; a mount asks for both repositories at once', async (t) => {
   const creds = { user: 'tokpush', password: 't0k-s3cret' };
   const target = await startRegistry({ token: { users: [creds] } });
   t.after(() => target.stop());
@@ -148,6 +149,7 @@ test('token auth: push gets a push-scoped token for the request credentials; a m
   const r = await images.push(name, { caller: ROOT, auth });
   assert.equal(r.digest, busybox.manifestDigest);
   assert.ok(target.token.log.some((q) => q.getAll('scope').includes('repository:library/busybox:pull,push')), 'a push scope was asked');
+  assert.equal(await podmanDigest(t, name, creds), busybox.manifestDigest, 'podman pulls it back through the token flow');
   const copy = `${target.host}/team/copy:v1`;
   await images.store.tag(name, copy, ROOT.uid);
   const m = await images.push(copy, { caller: ROOT, auth });

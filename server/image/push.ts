@@ -121,6 +121,9 @@ export async function pushImage(reference: string, opts: PushOptions): Promise<P
     await pushOne(layerCount);
     const tag = parsed.tag ?? 'latest';
     const digest = (await putManifest(opts.client, ep, parsed, tag, bytes, record.manifestMediaType, signal)) ?? record.manifestDigest;
+    // as Docker after a push: the image is now known in that repository (RepoDigests), so a push to another
+    // repository of the registry mounts its blobs from there instead of uploading them again
+    await store.addRepoDigest(record.id, `${repositoryName(parsed)}@${digest}`, owner);
     return { reference: `${repositoryName(parsed)}:${tag}`, tag, digest, size: bytes.length, layers: layers.map((l) => ({ ...l })) };
   });
 }

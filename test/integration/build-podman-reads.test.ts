@@ -64,7 +64,7 @@ const DOCKERFILE = (base: string) =>
     'CMD ["cat /srv/hello.txt"]',
   ].join('\n') + '\n';
 
-test("podman loads Capsa's saved build and pulls Capsa's pushed build, and sees the same files and config", { skip: !hasPodman && 'podman is not installed' }, async (t) => {
+test("podman loads Capsa's saved build and pulls Capsa's pushed build, and sees the same files and config; push prints each layer pushed, already there, or mounted", { skip: !hasPodman && 'podman is not installed' }, async (t) => {
   const h = helper as TestHelper;
   const ctx = fs.mkdtempSync(path.join(work, 'ctx-'));
   fs.writeFileSync(path.join(ctx, 'Dockerfile'), DOCKERFILE(`${registry.host}/library/busybox:latest`));
@@ -110,6 +110,17 @@ test("podman loads Capsa's saved build and pulls Capsa's pushed build, and sees 
 
   const pushed = await h.cli(['push', tag], { timeoutMs: 120_000 });
   assert.equal(pushed.code, 0, pushed.stderr);
+  // docker push's lines: the repository, a line per layer as it goes up, the digest
+  const layers = ours.config.rootfs.diff_ids.length;
+  assert.match(pushed.stdout, new RegExp(`^The push refers to repository \\[${registry.host.replace(/\./g, '\\.')}/reads/app\\]$`, 'm'));
+  assert.equal(pushed.stdout.match(/^[0-9a-f]{12}: Pushed$/gm)?.length, layers, pushed.stdout);
+  assert.match(pushed.stdout, /^1: digest: sha256:[0-9a-f]{64} size: \d+$/m);
+  const again = await h.cli(['push', tag], { timeoutMs: 120_000 });
+  assert.equal(again.stdout.match(/^[0-9a-f]{12}: Layer already exists$/gm)?.length, layers, again.stdout);
+  const other = `${registry.host}/reads/other:1`;
+  assert.equal((await h.cli(['tag', tag, other])).code, 0);
+  const mounted = await h.cli(['push', other], { timeoutMs: 120_000 });
+  assert.equal(mounted.stdout.match(/^[0-9a-f]{12}: Mounted from reads\/app$/gm)?.length, layers, mounted.stdout);
   const pulled = await podman(['pull', '--tls-verify=false', tag]);
   assert.equal(pulled.code, 0, pulled.stderr);
   await compare('podman-pull', tag);

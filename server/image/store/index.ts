@@ -230,6 +230,11 @@ export class ImageStore {
     return dirs;
   }
 
+  /** After a push: the image `id` of `owner`'s namespace is also `repoDigest` (later pushes to that registry may mount its blobs from there). */
+  addRepoDigest(id: string, repoDigest: string, owner: Owner = ROOT_OWNER): Promise<void> {
+    return this.names.addRepoDigest(owner, id, repoDigest);
+  }
+
   /** Points `target` (a tag reference) at the image `source` names, both in `owner`'s namespace. */
   tag(source: string, target: string, owner: Owner = ROOT_OWNER): Promise<ImageRecord> {
     return this.names.tag(owner, source, target);

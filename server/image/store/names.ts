@@ -270,6 +270,14 @@ export class Names {
     });
   }
 
+  /** Records `repoDigest` (`registry/repo@sha256:…`) for the image `id` of `owner`'s namespace, as Docker records a push. */
+  async addRepoDigest(owner: Owner, id: string, repoDigest: string): Promise<void> {
+    await this.update((index) => {
+      const held = namespace(index, owner, false)?.images[id];
+      if (held && !held.repoDigests.includes(repoDigest)) held.repoDigests = [...held.repoDigests, repoDigest];
+    });
+  }
+
   /**
    * The record part of ImageStore.remove, in `owner`'s namespace: untags,
    * and lets go of the image when that was its last name there. The shared

@@ -3,6 +3,7 @@
  * a helper mirroring docker.io to it, and busybox pulled; `stop` ends both.
  */
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { startHelper, type TestHelper } from './capsa';
 import { seedBusybox } from './oci';
 import { startRegistry, type TestRegistry } from './registry';
@@ -32,4 +33,16 @@ export async function helperWithBusybox(): Promise<BusyboxHelper> {
     await registry.stop();
     throw err;
   }
+}
+
+/** One helperWithBusybox for the whole test file: started before its tests (`ready` gets its helper), stopped after. */
+export function busyboxHelperForFile(ready: (h: TestHelper) => void): void {
+  let setup: BusyboxHelper | undefined;
+  before(async () => {
+    setup = await helperWithBusybox();
+    ready(setup.h);
+  });
+  after(async () => {
+    await setup?.stop();
+  });
 }

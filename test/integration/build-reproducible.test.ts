@@ -7,25 +7,17 @@
  * epoch is part of the cache key, so a build with it never reuses a step
  * built without it.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCli, type TestHelper } from '../helpers/capsa';
-import { helperWithBusybox, type BusyboxHelper } from '../helpers/busyboxhelper';
+import { busyboxHelperForFile } from '../helpers/busyboxhelper';
 
 const EPOCH = 1700000000;
-let setup: BusyboxHelper;
 let h: TestHelper;
-
-before(async () => {
-  setup = await helperWithBusybox();
-  h = setup.h;
-});
-after(async () => {
-  await setup?.stop();
-});
+busyboxHelperForFile((helper) => (h = helper));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

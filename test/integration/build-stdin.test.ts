@@ -5,7 +5,7 @@
  * Dockerfile, with an empty context. A hostile archive is refused, naming
  * standard input, and writes nothing outside the CLI's temporary directory.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -13,18 +13,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type TestHelper } from '../helpers/capsa';
 import { tarHeader } from '../helpers/oci';
-import { helperWithBusybox, type BusyboxHelper } from '../helpers/busyboxhelper';
+import { busyboxHelperForFile } from '../helpers/busyboxhelper';
 
-let setup: BusyboxHelper;
 let h: TestHelper;
-
-before(async () => {
-  setup = await helperWithBusybox();
-  h = setup.h;
-});
-after(async () => {
-  await setup?.stop();
-});
+busyboxHelperForFile((helper) => (h = helper));
 
 async function catIn(image: string, cmd: string): Promise<string> {
   const r = await h.cli(['run', '--rm', '--network', 'none', image, 'sh', '-c', cmd]);

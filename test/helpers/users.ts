@@ -55,23 +55,31 @@ export function asUser(user: Pick<TestUser, 'uid' | 'gid'>, argv: string[]): str
   return ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', ...argv];
 }
 
-/** `capsa ARGS` as `user`, with its groups, in `cwd`. */
-export function cliAs(h: TestHelper, user: TestUser, cwd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs `argv` to its end with `input` (or nothing) on its stdin, collecting its output; `what` names it if it
+ * outlives `timeoutMs` (then killed). A signal ends it with 128 + the signal's number, as a shell reports it.
+ */
+export function collect(argv: string[], o: { env: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number; what: string }): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const [cmd, ...rest] = asUser(user, [process.execPath, '--', CLI, ...args]);
-    const env = { PATH: process.env.PATH, HOME: cwd, CAPSA_SOCKET: h.socket, CAPSA_AUTOSTART: '0' };
-    const child = spawn(cmd, rest, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0], argv.slice(1), { cwd: o.cwd, env: o.env, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`capsa ${args.join(' ')} as ${user.name} timed out: ${stderr}`));
-    }, timeoutMs);
+      reject(new Error(`${o.what} timed out; stdout ${stdout}; stderr ${stderr}`));
+    }, o.timeoutMs ?? 60_000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), stdout, stderr });
     });
+    if (o.input !== undefined) child.stdin!.end(o.input);
   });
+}
+
+/** `capsa ARGS` as `user`, with its groups, in `cwd`. */
+export function cliAs(h: TestHelper, user: TestUser, cwd: string, args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { PATH: process.env.PATH, HOME: cwd, CAPSA_SOCKET: h.socket, CAPSA_AUTOSTART: '0' };
+  return collect(asUser(user, [process.execPath, '--', CLI, ...args]), { env, cwd, timeoutMs, what: `capsa ${args.join(' ')} as ${user.name}` });
 }

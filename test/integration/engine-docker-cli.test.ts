@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { startHelper, until, type TestHelper } from '../helpers/capsa';
 import { seedBusybox } from '../helpers/oci';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
-import { asUser, createUser, type TestUser } from '../helpers/users';
+import { asUser, collect, createUser, type TestUser } from '../helpers/users';
 
 /** Debian's client (docker.io) when installed, else whichever `docker` is on the PATH. */
 const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
@@ -58,25 +58,10 @@ interface Result {
 
 /** `docker ARGS` against the test helper, as root or as `user`, with `input` on its stdin. */
 function docker(args: string[], opts: { input?: string; user?: TestUser; timeoutMs?: number } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const userHome = opts.user ? path.join(home, opts.user.name) : path.join(home, 'root');
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: userHome, DOCKER_CONFIG: path.join(userHome, '.docker'), DOCKER_HOST: `unix://${engineSocket}` };
-    const argv = opts.user ? asUser(opts.user, [DOCKER, ...args]) : [DOCKER, ...args];
-    const child = spawn(argv[0], argv.slice(1), { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`docker ${args.join(' ')} timed out; stdout ${stdout}; stderr ${stderr}`));
-    }, opts.timeoutMs ?? 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? '');
-  });
+  const userHome = opts.user ? path.join(home, opts.user.name) : path.join(home, 'root');
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: userHome, DOCKER_CONFIG: path.join(userHome, '.docker'), DOCKER_HOST: `unix://${engineSocket}` };
+  const argv = opts.user ? asUser(opts.user, [DOCKER, ...args]) : [DOCKER, ...args];
+  return collect(argv, { env, input: opts.input ?? '', timeoutMs: opts.timeoutMs, what: `docker ${args.join(' ')}` });
 }
 
 async function ok(args: string[], opts: { input?: string; user?: TestUser } = {}): Promise<string> {
